@@ -1,0 +1,77 @@
+"""Digests of object bytes: MD5 for ETags, SHA-256 for SigV4 payloads, and S3's additional checksums.
+
+All digests of one stream are computed in a single pass (``MultiHasher``), so storage can feed
+each chunk once, in a worker thread, while it writes the chunk to disk. hashlib and awscrt both
+release the GIL on large buffers.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterable
+from typing import Protocol
+
+from awscrt import checksums as _crt
+
+
+class _Digest(Protocol):
+    def update(self, data: bytes | memoryview, /) -> None: ...
+
+    def digest(self) -> bytes: ...
+
+
+class _Crc:
+    def __init__(self, fn: object, width: int) -> None:
+        self._fn = fn
+        self._width = width
+        self._value = 0
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._value = self._fn(data, self._value)  # type: ignore[operator]
+
+    def digest(self) -> bytes:
+        return self._value.to_bytes(self._width, "big")
+
+
+def _new(name: str) -> _Digest:
+    if name == "crc32":
+        return _Crc(_crt.crc32, 4)
+    if name == "crc32c":
+        return _Crc(_crt.crc32c, 4)
+    if name == "crc64nvme":
+        return _Crc(_crt.crc64nvme, 8)
+    return hashlib.new(name)
+
+
+DIGESTS = ("md5", "sha1", "sha256", "crc32", "crc32c", "crc64nvme")
+
+# S3's additional-checksum algorithm names (as in x-amz-checksum-<name> and
+# x-amz-sdk-checksum-algorithm) -> digest names above.
+ALGORITHM_DIGEST = {"CRC32": "crc32", "CRC32C": "crc32c", "CRC64NVME": "crc64nvme", "SHA1": "sha1", "SHA256": "sha256"}
+DIGEST_LENGTH = {"md5": 16, "sha1": 20, "sha256": 32, "crc32": 4, "crc32c": 4, "crc64nvme": 8}
+
+
+class MultiHasher:
+    def __init__(self, names: Iterable[str]) -> None:
+        self._hashers = {name: _new(name) for name in dict.fromkeys(names)}
+
+    def update(self, data: bytes | memoryview) -> None:
+        for h in self._hashers.values():
+            h.update(data)
+
+    def digests(self) -> dict[str, bytes]:
+        return {name: h.digest() for name, h in self._hashers.items()}
+
+
+def b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+def combine_crc(algorithm: str, first: bytes, second: bytes, second_length: int) -> bytes:
+    """The CRC of A+B from CRC(A), CRC(B) and len(B): full-object checksums of multipart uploads."""
+    digest = ALGORITHM_DIGEST[algorithm]
+    width = DIGEST_LENGTH[digest]
+    fn = {"crc32": _crt.combine_crc32, "crc32c": _crt.combine_crc32c, "crc64nvme": _crt.combine_crc64nvme}[digest]
+    value = fn(int.from_bytes(first, "big"), int.from_bytes(second, "big"), second_length)
+    return int(value).to_bytes(width, "big")

@@ -1,0 +1,288 @@
+"""The storage Backend interface: async, named after the AWS operations it serves.
+
+Handlers talk only to this interface. Implementations: ``disk.DiskBackend`` (a local directory)
+and, later, ``cache.CacheBackend`` (a local Backend in front of an upstream one). Nothing here
+knows about HTTP; nothing here exposes a filesystem path to the caller.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# Names of digests as used throughout s3serve (see checksums.py).
+CHECKSUM_ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
+
+# The standard headers S3 stores with an object and returns on GET/HEAD.
+STORED_HEADERS = (
+    "content-type",
+    "content-encoding",
+    "content-disposition",
+    "content-language",
+    "cache-control",
+    "expires",
+)
+
+
+@dataclass
+class BucketInfo:
+    name: str
+    created: float  # epoch seconds
+    owner: str  # user_id of the owner
+    region: str = "us-east-1"
+
+
+@dataclass
+class PartInfo:
+    number: int
+    size: int
+    etag: str  # hex MD5, unquoted
+    last_modified: float = 0.0
+    checksums: dict[str, str] = field(default_factory=dict)  # algorithm -> base64
+
+
+@dataclass
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str  # unquoted: hex MD5, or "<hex>-<N>" for multipart objects
+    last_modified: float  # epoch seconds
+    # Standard headers in STORED_HEADERS (lower-case names) that were given at write time.
+    headers: dict[str, str] = field(default_factory=dict)
+    # x-amz-meta-* without the prefix, names lower-case.
+    user_meta: dict[str, str] = field(default_factory=dict)
+    checksums: dict[str, str] = field(default_factory=dict)  # e.g. {"CRC32": "base64"}
+    checksum_type: str | None = None  # "FULL_OBJECT" or "COMPOSITE"
+    storage_class: str = "STANDARD"
+    parts: list[PartInfo] | None = None  # for objects made by CompleteMultipartUpload
+    tag_count: int = 0
+    is_folder: bool = False  # a "key/" folder marker
+
+    @property
+    def content_type(self) -> str | None:
+        return self.headers.get("content-type")
+
+
+@dataclass
+class WriteMeta:
+    """What a write stores beside the bytes."""
+
+    headers: dict[str, str] = field(default_factory=dict)  # subset of STORED_HEADERS
+    user_meta: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] | None = None
+    storage_class: str = "STANDARD"
+    checksum_algorithm: str | None = None  # requested additional checksum, e.g. "CRC32"
+    checksum_type: str | None = None  # multipart only: FULL_OBJECT / COMPOSITE
+
+
+# Called with the destination's current ObjectInfo (or None when absent) while the backend holds
+# the key's write lock, so a conditional write is atomic against a concurrent writer. Raises
+# PreconditionFailed (or any S3Error) to abort the write.
+Precondition = Callable[[ObjectInfo | None], None]
+
+
+class Body(Protocol):
+    """A request body on its way to storage (built by payload.py).
+
+    The backend iterates it, writing and hashing every chunk (it always computes MD5 for the ETag,
+    plus the digests in ``digests_wanted``). When the iteration ended cleanly it calls
+    ``finish(digests)``, which verifies Content-MD5, x-amz-content-sha256 and checksums and raises
+    an S3Error on mismatch; only then is the object committed. ``finish`` returns the checksums to
+    store (algorithm -> base64).
+    """
+
+    digests_wanted: frozenset[str]  # names from checksums.DIGESTS, e.g. {"sha256", "crc32"}
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    def finish(self, digests: dict[str, bytes]) -> dict[str, str]: ...
+
+
+@dataclass
+class ListPage:
+    objects: list[ObjectInfo]
+    common_prefixes: list[str]
+    is_truncated: bool
+    # The last key or common prefix of this page when truncated: where the next page resumes
+    # (strictly after it).
+    next_marker: str | None = None
+
+
+@dataclass
+class UploadInfo:
+    upload_id: str
+    key: str
+    initiated: float
+    owner: str
+    meta: WriteMeta = field(default_factory=WriteMeta)
+
+
+@dataclass
+class UploadListPage:
+    uploads: list[UploadInfo]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_key_marker: str | None = None
+    next_upload_id_marker: str | None = None
+
+
+@dataclass
+class PartsPage:
+    upload: UploadInfo
+    parts: list[PartInfo]
+    is_truncated: bool
+    next_part_number_marker: int | None = None
+
+
+class ObjectReader(abc.ABC):
+    """An open object: its metadata and a way to send its bytes.
+
+    ``fileno()`` returns an OS file descriptor usable with sendfile, or None when the bytes only
+    come as a stream (an upstream object); ``iter_range`` works in both cases.
+    """
+
+    info: ObjectInfo
+
+    @abc.abstractmethod
+    def fileno(self) -> int | None: ...
+
+    @abc.abstractmethod
+    def iter_range(self, offset: int, length: int) -> AsyncIterator[bytes]: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> ObjectReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Backend(abc.ABC):
+    """Raises S3Error subclasses (NoSuchBucket, NoSuchKey, ...) for every failure a client can cause."""
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Called on app start-up (after the event loop runs)."""
+
+    async def stop(self) -> None:
+        """Called on app shutdown."""
+
+    # -- buckets ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def list_buckets(self) -> list[BucketInfo]: ...
+
+    @abc.abstractmethod
+    async def create_bucket(self, name: str, owner: str, region: str) -> BucketInfo:
+        """Raises BucketAlreadyOwnedByYou / BucketAlreadyExists when the name is taken."""
+
+    @abc.abstractmethod
+    async def head_bucket(self, name: str) -> BucketInfo: ...
+
+    @abc.abstractmethod
+    async def delete_bucket(self, name: str) -> None:
+        """Raises BucketNotEmpty when objects (or uploads in progress) remain."""
+
+    # -- objects ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def put_object(
+        self, bucket: str, key: str, body: Body, meta: WriteMeta, precondition: Precondition | None = None
+    ) -> ObjectInfo: ...
+
+    @abc.abstractmethod
+    async def head_object(self, bucket: str, key: str) -> ObjectInfo: ...
+
+    @abc.abstractmethod
+    async def open_object(self, bucket: str, key: str) -> ObjectReader: ...
+
+    @abc.abstractmethod
+    async def delete_object(self, bucket: str, key: str) -> None:
+        """No error when the key does not exist (S3 answers 204 either way)."""
+
+    @abc.abstractmethod
+    async def copy_object(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        meta: WriteMeta | None,
+        src_precondition: Precondition | None = None,
+        precondition: Precondition | None = None,
+    ) -> ObjectInfo:
+        """``meta`` None copies the source's metadata (directive COPY); tags follow ``meta.tags``
+        when given, else the source's."""
+
+    @abc.abstractmethod
+    async def rename_object(
+        self,
+        bucket: str,
+        src_key: str,
+        dst_key: str,
+        src_precondition: Precondition | None = None,
+        precondition: Precondition | None = None,
+    ) -> ObjectInfo: ...
+
+    @abc.abstractmethod
+    async def list_objects(
+        self, bucket: str, prefix: str, delimiter: str, start_after: str, max_keys: int
+    ) -> ListPage:
+        """Keys > start_after that start with prefix, in UTF-8 byte order, grouped by delimiter."""
+
+    # -- tagging ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def get_object_tagging(self, bucket: str, key: str) -> dict[str, str]: ...
+
+    @abc.abstractmethod
+    async def put_object_tagging(self, bucket: str, key: str, tags: dict[str, str]) -> None: ...
+
+    @abc.abstractmethod
+    async def delete_object_tagging(self, bucket: str, key: str) -> None: ...
+
+    # -- multipart ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta, owner: str) -> UploadInfo: ...
+
+    @abc.abstractmethod
+    async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> PartInfo: ...
+
+    @abc.abstractmethod
+    async def upload_part_copy(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        src_bucket: str,
+        src_key: str,
+        src_range: tuple[int, int] | None,
+        src_precondition: Precondition | None = None,
+    ) -> PartInfo:
+        """``src_range`` is (first, last) inclusive byte positions."""
+
+    @abc.abstractmethod
+    async def complete_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[PartInfo],
+        precondition: Precondition | None = None,
+    ) -> ObjectInfo:
+        """``parts`` as the client listed them (number, etag, checksums to check)."""
+
+    @abc.abstractmethod
+    async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def list_multipart_uploads(
+        self, bucket: str, prefix: str, delimiter: str, key_marker: str, upload_id_marker: str, max_uploads: int
+    ) -> UploadListPage: ...
+
+    @abc.abstractmethod
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
+    ) -> PartsPage: ...
