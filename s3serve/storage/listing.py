@@ -1,0 +1,426 @@
+"""One pagination engine for ListObjects / ListObjectsV2 over a directory tree.
+
+Keys must come out in UTF-8 byte order (Python ``str`` order of code points is the same order),
+which is not the order of a naive sorted directory walk: a directory ``a`` holds keys that all
+start with ``a/``, so among its siblings it sorts as ``a/`` ("a.c" < "a/b" < "a0"). Sorting each
+directory by ``name + '/'`` for directories makes a depth-first walk emit keys in key order.
+
+Cost is kept independent of the page's position:
+- a prefix descends straight to the deepest directory it names;
+- ``start_after`` is reached by descending along its path, skipping siblings below it;
+- a directory that rolls up into one common prefix is never walked: it only has to prove that it
+  holds at least one object (the first one found ends the search);
+- after a common prefix the walk skips everything under it inside the directories it has
+  already read, instead of iterating those keys.
+
+Symlinks are followed only when they resolve inside ``root``; a directory whose real path is an
+ancestor's is skipped, so a symlink loop cannot hang the walk. Names that are not valid UTF-8,
+non-regular files and entries that vanish mid-walk are skipped.
+
+This runs in a worker thread (blocking I/O, one call per page) and knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from s3serve import errors
+
+MAX_KEYS = 1000
+
+# Indirection so tests can count directory reads without timing anything.
+_scandir = os.scandir
+
+
+@dataclass
+class Entry:
+    key: str  # object key
+    path: str  # absolute filesystem path of the file (or of the directory, for a "key/" folder marker)
+    is_dir: bool  # True for a folder marker
+
+
+@dataclass
+class RawPage:
+    entries: list[Entry]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_marker: str | None  # last key or common prefix returned, when truncated
+
+
+@dataclass
+class _Child:
+    sort_key: str  # name, plus '/' for a directory: where the keys below it sort among siblings
+    path: str
+    is_dir: bool
+    real: str  # real path (only meaningful for directories, for loop detection)
+
+
+@dataclass
+class _Bound:
+    """Keys must be > ``key``; with ``past`` they must also not start with it (resume after a
+    common prefix)."""
+
+    key: str
+    past: bool = False
+
+
+@dataclass
+class _Frame:
+    path: str
+    rel: str  # key prefix of everything in this directory ("" for the bucket, else "a/b/")
+    real: str
+    children: list[_Child]
+    index: int = 0
+    # Lower bound still in force inside this directory (None once every key below is past it).
+    bound: _Bound | None = None
+
+
+# What a lower bound says about a whole directory subtree.
+_SKIP, _DESCEND, _ALL = 0, 1, 2
+
+
+def _valid_name(name: str) -> bool:
+    # os.fsdecode turns undecodable bytes into lone surrogates; such a name has no S3 key.
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _inside(real: str, root: str) -> bool:
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _classify(entry: os.DirEntry[str], parent_real: str, root: str) -> tuple[bool, str] | None:
+    """(is_dir, real path) for a regular file or a directory that may be listed, else None."""
+    if entry.is_symlink():
+        real = os.path.realpath(entry.path)
+        if not _inside(real, root):
+            return None
+        st = os.stat(real)
+        if stat.S_ISDIR(st.st_mode):
+            return True, real
+        if stat.S_ISREG(st.st_mode):
+            return False, real
+        return None
+    if entry.is_dir(follow_symlinks=False):
+        return True, os.path.join(parent_real, entry.name)
+    if entry.is_file(follow_symlinks=False):
+        return False, ""
+    return None  # fifo, socket, device
+
+
+def _scan(path: str, real: str, root: str, name_prefix: str = "") -> list[_Child]:
+    """The listable entries of one directory, in key order. Unreadable or vanished -> empty."""
+    children: list[_Child] = []
+    try:
+        with _scandir(path) as it:
+            for entry in it:
+                name = entry.name
+                if not name.startswith(name_prefix) or not _valid_name(name):
+                    continue
+                try:
+                    kind = _classify(entry, real, root)
+                except OSError:
+                    # Vanished, permission denied or a symlink loop (ELOOP) on this one entry:
+                    # it cannot be served either, so it is not listed.
+                    continue
+                if kind is None:
+                    continue
+                is_dir, child_real = kind
+                children.append(_Child(name + "/" if is_dir else name, entry.path, is_dir, child_real))
+    except OSError:
+        return []
+    children.sort(key=lambda c: c.sort_key)
+    return children
+
+
+def _decide(bound: _Bound | None, key: str) -> int:
+    """Where a directory whose keys all start with ``key`` (ending in '/') stands against a bound."""
+    if bound is None:
+        return _ALL
+    b = bound.key
+    if bound.past and key.startswith(b):
+        return _SKIP
+    if b.startswith(key):
+        return _DESCEND
+    return _ALL if key > b else _SKIP
+
+
+def _key_ok(bound: _Bound | None, key: str) -> bool:
+    if bound is None:
+        return True
+    return key > bound.key and not (bound.past and key.startswith(bound.key))
+
+
+class _Walker:
+    """Depth-first walk in key order, yielding Entry objects and common prefixes (str)."""
+
+    def __init__(
+        self,
+        root: str,
+        prefix: str,
+        delimiter: str,
+        bound: _Bound | None,
+        is_folder_marker: Callable[[str], bool],
+        ancestors: set[str],
+    ) -> None:
+        self.root = root
+        self.prefix = prefix
+        self.delimiter = delimiter
+        self.bound = bound
+        self.is_folder_marker = is_folder_marker
+        self.stack: list[_Frame] = []
+        # Real paths of the directories on the current path from the bucket down (loop guard).
+        self.ancestors = ancestors
+
+    def start(self, path: str, rel: str, real: str, name_prefix: str) -> Iterator[Entry | str]:
+        """Walk the directory ``path`` (key prefix ``rel``), only entries starting with
+        ``name_prefix`` at its top level."""
+        bound = self.bound
+        if bound is not None:
+            decision = _decide(bound, rel) if rel else _DESCEND
+            if decision == _SKIP:
+                return
+            if decision == _ALL:
+                bound = None
+        # The directory's own folder marker (key == rel) is the first key under it; it is in the
+        # listing only when the prefix is exactly this directory ("a/b/"), so it never rolls up.
+        if rel and rel.startswith(self.prefix) and bound is None and self._marker(path):
+            yield Entry(rel, path, True)
+        children = _scan(path, real, self.root, name_prefix)
+        self._push(_Frame(path, rel, real, children, 0, bound))
+        yield from self._run()
+
+    def _marker(self, path: str) -> bool:
+        try:
+            return self.is_folder_marker(path)
+        except OSError:
+            return False
+
+    def _push(self, frame: _Frame) -> None:
+        if frame.bound is not None:
+            frame.index = self._seek(frame, frame.bound)
+        self.stack.append(frame)
+        self.ancestors.add(frame.real)
+
+    def _pop(self) -> None:
+        self.ancestors.discard(self.stack.pop().real)
+
+    @staticmethod
+    def _seek(frame: _Frame, bound: _Bound) -> int:
+        """First child that can hold a key above the bound (children below it are skipped)."""
+        rest = bound.key[len(frame.rel) :]
+        slash = rest.find("/")
+        # Children sorting below the bound's next path component hold only keys below the bound.
+        component = rest if slash < 0 else rest[: slash + 1]
+        i = bisect.bisect_left(frame.children, component, key=lambda c: c.sort_key)
+        while i < len(frame.children):
+            child = frame.children[i]
+            key = frame.rel + child.sort_key
+            if (_decide(bound, key) != _SKIP) if child.is_dir else _key_ok(bound, key):
+                break
+            i += 1
+        return i
+
+    def _rollup(self, key: str) -> str | None:
+        """The common prefix ``key`` (and, for a directory key, everything under it) rolls up into."""
+        if not self.delimiter:
+            return None
+        rest = key[len(self.prefix) :]
+        idx = rest.find(self.delimiter)
+        if idx < 0:
+            return None
+        # For a directory key the first delimiter inside it is also the first in every key below.
+        return self.prefix + rest[: idx + len(self.delimiter)]
+
+    def _run(self) -> Iterator[Entry | str]:
+        while self.stack:
+            frame = self.stack[-1]
+            if frame.index >= len(frame.children):
+                self._pop()
+                continue
+            child = frame.children[frame.index]
+            frame.index += 1
+            key = frame.rel + child.sort_key
+            bound = frame.bound
+            if not child.is_dir:
+                if not _key_ok(bound, key):
+                    continue
+                cp = self._rollup(key)
+                if cp is None:
+                    yield Entry(key, child.path, False)
+                else:
+                    yield cp
+                    self._skip_past(cp)
+                continue
+            decision = _decide(bound, key)
+            if decision == _SKIP or child.real in self.ancestors:
+                continue
+            sub_bound = bound if decision == _DESCEND else None
+            cp = self._rollup(key)
+            if cp is not None:
+                # Every key below rolls up into cp: only prove one object is there, don't walk it.
+                if self._has_object(child, key, sub_bound):
+                    yield cp
+                    self._skip_past(cp)
+                continue
+            # With a bound cutting through this directory its marker (key < bound) is excluded.
+            if sub_bound is None and self._marker(child.path):
+                yield Entry(key, child.path, True)
+            children = _scan(child.path, child.real, self.root)
+            self._push(_Frame(child.path, key, child.real, children, 0, sub_bound))
+
+    def _skip_past(self, cp: str) -> None:
+        """Move the walk past every key starting with ``cp``, using only directories already read."""
+        while self.stack and self.stack[-1].rel.startswith(cp):
+            self._pop()
+        for frame in self.stack:
+            # Keys under cp are contiguous in key order and the walk stands at their start.
+            while frame.index < len(frame.children) and (
+                frame.rel + frame.children[frame.index].sort_key
+            ).startswith(cp):
+                frame.index += 1
+
+    def _has_object(self, child: _Child, key: str, bound: _Bound | None) -> bool:
+        if bound is not None:
+            # The bound cuts through this directory: find the first key above it, in order.
+            sub = _Walker(self.root, self.prefix, "", bound, self.is_folder_marker, set(self.ancestors))
+            return next(sub.start(child.path, key, child.real, ""), None) is not None
+        return _any_object(child.path, child.real, self.root, self.is_folder_marker, self.ancestors)
+
+
+def _any_object(
+    path: str, real: str, root: str, is_folder_marker: Callable[[str], bool], ancestors: set[str]
+) -> bool:
+    """Whether the directory is a folder marker or holds any object, in any order: stops reading
+    at the first regular file, and goes depth-first into subdirectories only when it has none."""
+    try:
+        if is_folder_marker(path):
+            return True
+    except OSError:
+        return False
+    # (path, real, subdirectories still to try) per level: an explicit stack, since a foreign
+    # tree can be deeper than Python's recursion limit.
+    seen = set(ancestors)
+    pending: list[tuple[str, str]] = [(path, real)]
+    while pending:
+        dir_path, dir_real = pending.pop()
+        if dir_real in seen:
+            continue
+        seen.add(dir_real)
+        subdirs: list[tuple[str, str]] = []
+        try:
+            with _scandir(dir_path) as it:
+                for entry in it:
+                    if not _valid_name(entry.name):
+                        continue
+                    try:
+                        kind = _classify(entry, dir_real, root)
+                    except OSError:
+                        continue
+                    if kind is None:
+                        continue
+                    is_dir, child_real = kind
+                    if not is_dir:
+                        return True
+                    subdirs.append((entry.path, child_real))
+        except OSError:
+            continue
+        # Depth-first in name order (reversed onto the stack): a folder marker is itself an object.
+        subdirs.sort(reverse=True)
+        for sub_path, sub_real in subdirs:
+            try:
+                if sub_real not in seen and is_folder_marker(sub_path):
+                    return True
+            except OSError:
+                continue
+        pending.extend(subdirs)
+    return False
+
+
+def _descend(bucket_dir: str, bucket_real: str, dir_part: str, root: str) -> tuple[str, str, set[str]] | None:
+    """Path and real path of the directory ``dir_part`` ("a/b/") names, with the real paths of the
+    directories on the way; None when no listable key can start with it."""
+    path, real = bucket_dir, bucket_real
+    ancestors = {bucket_real}
+    for comp in dir_part.split("/")[:-1]:
+        # No key has an empty, "." or ".." segment, a NUL or an undecodable byte; and such a
+        # component must never be joined into a path.
+        if comp in ("", ".", "..") or "\0" in comp or not _valid_name(comp):
+            return None
+        path = os.path.join(path, comp)
+        try:
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                real = os.path.realpath(path)
+                if not _inside(real, root):
+                    return None
+                st = os.stat(real)
+            else:
+                real = os.path.join(real, comp)
+        except (OSError, ValueError):
+            return None
+        if not stat.S_ISDIR(st.st_mode) or real in ancestors:
+            return None
+        ancestors.add(real)
+    ancestors.discard(real)  # the walk adds the start directory itself
+    return path, real, ancestors
+
+
+def list_page(
+    bucket_dir: str,
+    prefix: str,
+    delimiter: str,
+    start_after: str,
+    max_keys: int,
+    is_folder_marker: Callable[[str], bool],
+    root: str,
+) -> RawPage:
+    """One page of keys > start_after that start with prefix, in UTF-8 byte order, grouped by
+    delimiter. Each common prefix counts once towards max_keys."""
+    if max_keys < 0:
+        raise errors.InvalidArgument("max-keys must be between 0 and 1000")
+    max_keys = min(max_keys, MAX_KEYS)
+    if max_keys == 0:
+        return RawPage([], [], False, None)
+    root = os.path.realpath(root)
+    bucket_dir = os.path.abspath(bucket_dir)
+    bucket_real = os.path.realpath(bucket_dir)
+    if not _inside(bucket_real, root) or not os.path.isdir(bucket_real):
+        return RawPage([], [], False, None)
+
+    # Resuming after a common prefix a previous page returned skips everything under it.
+    past = bool(delimiter) and start_after.endswith(delimiter) and start_after.startswith(prefix)
+    bound = _Bound(start_after, past) if start_after else None
+
+    slash = prefix.rfind("/")
+    dir_part, name_prefix = prefix[: slash + 1], prefix[slash + 1 :]
+    start = _descend(bucket_dir, bucket_real, dir_part, root)
+    if start is None:
+        return RawPage([], [], False, None)
+    path, real, ancestors = start
+    walker = _Walker(root, prefix, delimiter, bound, is_folder_marker, ancestors)
+    items = walker.start(path, dir_part, real, name_prefix)
+
+    entries: list[Entry] = []
+    prefixes: list[str] = []
+    last: str | None = None
+    for item in items:
+        if len(entries) + len(prefixes) == max_keys:
+            return RawPage(entries, prefixes, True, last)
+        if isinstance(item, Entry):
+            entries.append(item)
+            last = item.key
+        else:
+            prefixes.append(item)
+            last = item
+    return RawPage(entries, prefixes, False, None)
+
+
+__all__ = ["Entry", "RawPage", "list_page", "MAX_KEYS"]
