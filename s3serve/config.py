@@ -43,6 +43,7 @@ class Config:
     gc_interval: float = 3600.0
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    tls_self_signed: bool = False
     workers: int = 1
 
     def user_by_access_key(self, access_key: str) -> User | None:

@@ -36,6 +36,7 @@ AuthorizationHeaderMalformed = _error("AuthorizationHeaderMalformed", 400, "The 
 AuthorizationQueryParametersError = _error(
     "AuthorizationQueryParametersError", 400, "Error parsing the X-Amz-Credential parameter."
 )
+BadRequest = _error("BadRequest", 400, "Bad Request")
 BadDigest = _error("BadDigest", 400, "The Content-MD5 you specified did not match what we received.")
 EntityTooSmall = _error("EntityTooSmall", 400, "Your proposed upload is smaller than the minimum allowed object size.")
 EntityTooLarge = _error("EntityTooLarge", 400, "Your proposed upload exceeds the maximum allowed object size.")
@@ -46,6 +47,9 @@ IncompleteBody = _error(
 InvalidArgument = _error("InvalidArgument", 400, "Invalid Argument")
 InvalidBucketName = _error("InvalidBucketName", 400, "The specified bucket is not valid.")
 InvalidDigest = _error("InvalidDigest", 400, "The Content-MD5 you specified is not valid.")
+IllegalLocationConstraintException = _error(
+    "IllegalLocationConstraintException", 400, "The location constraint is incompatible with this endpoint."
+)
 InvalidLocationConstraint = _error(
     "InvalidLocationConstraint", 400, "The specified location-constraint is not valid."
 )
@@ -60,6 +64,7 @@ InvalidPartOrder = _error(
 )
 InvalidRequest = _error("InvalidRequest", 400, "Invalid Request")
 InvalidStorageClass = _error("InvalidStorageClass", 400, "The storage class you specified is not valid.")
+InvalidURI = _error("InvalidURI", 400, "Couldn't parse the specified URI.")
 InvalidTag = _error("InvalidTag", 400, "The tag provided was not a valid tag.")
 InvalidChunkSizeError = _error("InvalidChunkSizeError", 403, "Only the last chunk is allowed to have a size less than 8192 bytes")
 KeyTooLongError = _error("KeyTooLongError", 400, "Your key is too long")
@@ -135,6 +140,7 @@ ExistingObjectIsDirectory = _error(
 )
 MissingContentLength = _error("MissingContentLength", 411, "You must provide the Content-Length HTTP header.")
 PreconditionFailed = _error("PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold")
+InvalidPartNumber = _error("InvalidPartNumber", 416, "The requested partnumber is not satisfiable")
 InvalidRange = _error("InvalidRange", 416, "The requested range is not satisfiable")
 
 # 500 / 501 / 503

@@ -1,0 +1,183 @@
+"""The aiohttp application: one catch-all route, one error middleware, lifecycle hooks."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from . import errors, s3xml
+from .config import Config
+from .handlers import HANDLERS
+from .handlers.common import Context, parse_query
+from .routing import resolve
+from .sigv4 import AuthResult, RequestView, authenticate
+from .storage.base import Backend
+
+log = logging.getLogger("s3serve")
+
+BACKEND: web.AppKey[Backend] = web.AppKey("backend", Backend)
+CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
+
+SERVER_NAME = "s3serve"
+# Operations that need no bucket ownership check (they have no bucket, or create it).
+_NO_BUCKET_CHECK = frozenset({"ListBuckets", "CreateBucket"})
+
+
+def _request_id(request: web.BaseRequest) -> str:
+    rid = request.get("request_id")
+    if rid is None:
+        rid = request["request_id"] = os.urandom(8).hex().upper()
+    return rid
+
+
+def error_response(request: web.BaseRequest, exc: errors.S3Error) -> web.Response:
+    rid = _request_id(request)
+    headers = dict(exc.headers)
+    if exc.status == 304 or request.method == "HEAD":
+        # HEAD errors carry no body; 304 never has one.
+        return web.Response(status=exc.status, headers=headers)
+    resource = exc.resource if exc.resource is not None else request.raw_path.split("?", 1)[0]
+    body = s3xml.error(exc.code, exc.message, resource, rid, exc.extra)
+    return web.Response(status=exc.status, body=body, content_type="application/xml", headers=headers)
+
+
+@web.middleware
+async def s3_errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.S3Error as exc:
+        return error_response(request, exc)
+    except web.HTTPException as exc:
+        # aiohttp's own refusals (e.g. a request line it cannot parse) become S3 errors too.
+        return error_response(request, _from_http_exception(exc))
+    except (ConnectionResetError, ConnectionAbortedError):
+        raise
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.raw_path)
+        return error_response(request, errors.InternalError())
+
+
+def _from_http_exception(exc: web.HTTPException) -> errors.S3Error:
+    if exc.status == 413:
+        return errors.EntityTooLarge()
+    if exc.status == 405:
+        return errors.MethodNotAllowed()
+    err = errors.InvalidRequest(exc.reason or "Bad Request")
+    err.status = exc.status if 400 <= exc.status < 500 else 400
+    return err
+
+
+async def _common_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    rid = _request_id(request)
+    response.headers["x-amz-request-id"] = rid
+    response.headers["x-amz-id-2"] = base64.b64encode(rid.encode() * 3).decode()
+    response.headers["Server"] = SERVER_NAME
+
+
+def _authenticate(request: web.Request) -> AuthResult:
+    cached = request.get("auth")
+    if cached is not None:
+        return cached
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    pairs, _ = parse_query(raw_query)
+    config = request.app[CONFIG]
+    view = RequestView(
+        method=request.method,
+        raw_path=raw_path,
+        query=pairs,
+        raw_query=raw_query,
+        headers=request.headers,
+        vhost_bucket=None,
+    )
+    route = request.get("route")
+    if route is not None and route.vhost:
+        view.vhost_bucket = route.bucket
+    result = authenticate(view, config.user_by_access_key)
+    if result is None:
+        raise errors.AccessDenied("Anonymous access is not allowed on this server.")
+    request["auth"] = result
+    return result
+
+
+def _route(request: web.Request) -> None:
+    if "route" in request:
+        return
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    _, query = parse_query(raw_query)
+    request["query"] = query
+    request["route"] = resolve(
+        request.method, request.host, raw_path, query, request.headers, request.app[CONFIG].domain
+    )
+
+
+async def _expect_handler(request: web.Request) -> web.StreamResponse | None:
+    """Expect: 100-continue: refuse a bad signature before the client sends the body."""
+    try:
+        _route(request)
+        _authenticate(request)
+    except errors.S3Error as exc:
+        response = error_response(request, exc)
+        # The body was never read, so the connection cannot be reused.
+        response.force_close()
+        return response
+    expect = request.headers.get("EXPECT", "").lower()
+    if expect != "100-continue":
+        return error_response(request, errors.InvalidRequest("Unsupported Expect header value."))
+    request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    return None
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    _route(request)
+    route = request["route"]
+    auth = _authenticate(request)
+    config = request.app[CONFIG]
+    backend = request.app[BACKEND]
+    if route.bucket is not None and route.operation not in _NO_BUCKET_CHECK:
+        bucket = await backend.head_bucket(route.bucket)
+        if bucket.owner != auth.user.user_id:
+            raise errors.AccessDenied()
+    handler = HANDLERS.get(route.operation)
+    if handler is None:
+        raise errors.not_implemented(route.operation)
+    ctx = Context(
+        request=request,
+        route=route,
+        query=request["query"],
+        user=auth.user,
+        auth=auth,
+        backend=backend,
+        config=config,
+    )
+    return await handler(ctx)
+
+
+def create_app(config: Config, backend: Backend | None = None) -> web.Application:
+    if backend is None:
+        from .storage.disk import DiskBackend
+
+        backend = DiskBackend(
+            config.root,
+            default_owner=config.default_owner.user_id,
+            fsync=config.fsync,
+            min_part_size=config.min_part_size,
+        )
+    # Object bodies stream through payload.py, never through request.read(), so the size limit
+    # only guards the small XML bodies some handlers read whole.
+    app = web.Application(middlewares=[s3_errors], client_max_size=4 * 1024 * 1024)
+    app[CONFIG] = config
+    app[BACKEND] = backend
+    app.on_response_prepare.append(_common_headers)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await backend.start()
+        yield
+        await backend.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_route("*", "/{tail:.*}", dispatch, expect_handler=_expect_handler)
+    return app

@@ -1,0 +1,196 @@
+"""Command line: ``s3serve serve ROOT [options]``; every option also has an S3SERVE_* variable."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from .config import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Config, User, load_users
+
+log = logging.getLogger("s3serve")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"S3SERVE_{name}", default)
+
+
+def _size(text: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    text = text.strip().lower().removesuffix("ib").removesuffix("b")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    if text and text[-1] in units:
+        return float(text[:-1]) * units[text[-1]]
+    return float(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="s3serve", description="An S3-compatible server over a local directory.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve ROOT over S3", description="Serve the folders of ROOT as S3 buckets.")
+    serve.add_argument("root", nargs="?", default=_env("ROOT"), help="directory to serve [S3SERVE_ROOT]")
+    serve.add_argument("--address", default=_env("ADDRESS", "127.0.0.1:9000"), help="HOST:PORT to listen on [S3SERVE_ADDRESS] (default 127.0.0.1:9000)")
+    serve.add_argument("--access-key", default=_env("ACCESS_KEY", os.environ.get("AWS_ACCESS_KEY_ID")), help="access key of the single user [S3SERVE_ACCESS_KEY, AWS_ACCESS_KEY_ID]")
+    serve.add_argument("--secret-key", default=_env("SECRET_KEY", os.environ.get("AWS_SECRET_ACCESS_KEY")), help="secret key of the single user [S3SERVE_SECRET_KEY, AWS_SECRET_ACCESS_KEY]")
+    serve.add_argument("--credentials", default=_env("CREDENTIALS"), help='JSON file {"users": [{"access_key", "secret_key", "display_name"?, "user_id"?}]} [S3SERVE_CREDENTIALS]')
+    serve.add_argument("--region", default=_env("REGION", "us-east-1"), help="region this server answers for [S3SERVE_REGION]")
+    serve.add_argument("--domain", default=_env("DOMAIN"), help="enable virtual-host style: <bucket>.DOMAIN [S3SERVE_DOMAIN]")
+    serve.add_argument("--min-part-size", default=_env("MIN_PART_SIZE", "5MiB"), help="smallest multipart part but the last, for tests only lower it [S3SERVE_MIN_PART_SIZE] (default 5MiB)")
+    serve.add_argument("--multipart-expiry", default=_env("MULTIPART_EXPIRY", "24h"), help="remove uploads idle this long [S3SERVE_MULTIPART_EXPIRY] (default 24h)")
+    serve.add_argument("--gc-interval", default=_env("GC_INTERVAL", "1h"), help="how often to look for expired uploads [S3SERVE_GC_INTERVAL] (default 1h)")
+    serve.add_argument("--no-fsync", action="store_true", default=_env("NO_FSYNC", "") not in ("", "0"), help="do not fsync object data before publishing it [S3SERVE_NO_FSYNC]")
+    serve.add_argument("--tls-cert", default=_env("TLS_CERT"), help="PEM certificate for https [S3SERVE_TLS_CERT]")
+    serve.add_argument("--tls-key", default=_env("TLS_KEY"), help="PEM private key for https [S3SERVE_TLS_KEY]")
+    serve.add_argument("--tls-self-signed", action="store_true", default=_env("TLS_SELF_SIGNED", "") not in ("", "0"), help="serve https with a generated self-signed certificate [S3SERVE_TLS_SELF_SIGNED]")
+    serve.add_argument("--workers", type=int, default=int(_env("WORKERS", "1") or 1), help="worker processes sharing the port (SO_REUSEPORT) [S3SERVE_WORKERS]")
+    serve.add_argument("--access-log", action="store_true", default=_env("ACCESS_LOG", "") not in ("", "0"), help="log every request [S3SERVE_ACCESS_LOG]")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    if not args.root:
+        raise SystemExit("s3serve serve: ROOT is required (or set S3SERVE_ROOT)")
+    host, _, port = args.address.rpartition(":")
+    if not host or not port.isdigit():
+        raise SystemExit(f"s3serve serve: --address must be HOST:PORT, not {args.address!r}")
+    if args.credentials:
+        users = load_users(Path(args.credentials))
+    elif args.access_key or args.secret_key:
+        if not (args.access_key and args.secret_key):
+            raise SystemExit("s3serve serve: --access-key and --secret-key go together")
+        users = [User(args.access_key, args.secret_key)]
+    else:
+        users = [User(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)]
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SystemExit("s3serve serve: --tls-cert and --tls-key go together")
+    return Config(
+        root=Path(args.root),
+        host=host.strip("[]"),
+        port=int(port),
+        users=users,
+        region=args.region,
+        domain=args.domain,
+        fsync=not args.no_fsync,
+        min_part_size=_size(args.min_part_size),
+        multipart_expiry=_duration(args.multipart_expiry),
+        gc_interval=_duration(args.gc_interval),
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+        tls_self_signed=args.tls_self_signed,
+        workers=max(1, args.workers),
+    )
+
+
+def _banner(config: Config, scheme: str, ca: Path | None) -> str:
+    user = config.users[0]
+    host = "localhost" if config.host in ("0.0.0.0", "::") else config.host
+    endpoint = f"{scheme}://{host}:{config.port}"
+    lines = [
+        f"s3serve serving {config.root.resolve()}",
+        f"  Endpoint:   {endpoint}",
+        f"  Region:     {config.region}",
+        f"  Access key: {user.access_key}",
+        f"  Secret key: {user.secret_key}",
+    ]
+    if len(config.users) > 1:
+        lines.append(f"  ({len(config.users)} users from the credentials file)")
+    ca_opt = f" --ca-bundle {ca}" if ca else ""
+    lines.append(
+        f"  Try: AWS_ACCESS_KEY_ID={user.access_key} AWS_SECRET_ACCESS_KEY={user.secret_key} "
+        f"aws --endpoint-url {endpoint}{ca_opt} s3 ls"
+    )
+    return "\n".join(lines)
+
+
+def serve(config: Config, access_log: bool = False) -> None:
+    config.root.mkdir(parents=True, exist_ok=True)
+    ssl_context = None
+    ca: Path | None = None
+    if config.tls_cert and config.tls_key:
+        from .tls import server_context
+
+        ssl_context = server_context(config.tls_cert, config.tls_key)
+    elif config.tls_self_signed:
+        from .tls import self_signed, server_context
+
+        cert, key = self_signed(config.root / ".s3serve" / "tls", ["localhost", "127.0.0.1", "::1", config.host])
+        ssl_context, ca = server_context(cert, key), cert
+    scheme = "https" if ssl_context else "http"
+
+    sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if config.workers > 1:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((config.host, config.port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    print(_banner(config, scheme, ca), flush=True)
+
+    children: list[int] = []
+    for _ in range(config.workers - 1):
+        pid = os.fork()
+        if pid == 0:
+            children.clear()
+            break
+        children.append(pid)
+    try:
+        _run(config, sock, ssl_context, access_log)
+    finally:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+
+
+def _run(config: Config, sock: socket.socket, ssl_context: object, access_log: bool) -> None:
+    from .app import create_app
+
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    web.run_app(
+        create_app(config),
+        sock=sock,
+        ssl_context=ssl_context,  # type: ignore[arg-type]
+        print=None,
+        access_log=logging.getLogger("aiohttp.access") if access_log else None,
+        shutdown_timeout=30.0,
+        handle_signals=True,
+        loop=loop_factory() if loop_factory else None,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    if args.command == "serve":
+        config = config_from_args(args)
+        try:
+            serve(config, access_log=args.access_log)
+        except OSError as exc:
+            raise SystemExit(f"s3serve: {exc}") from None
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Operation name -> handler. A handler is the function named after the AWS operation
+(PutObject -> put_object) in one of the operation-family modules."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from types import ModuleType
+
+from aiohttp import web
+
+from ..routing import TABLE
+from . import buckets, listing, objects
+from .common import Context
+
+Handler = Callable[[Context], Awaitable[web.StreamResponse]]
+
+MODULES: tuple[ModuleType, ...] = (buckets, listing, objects)
+
+
+def snake_case(operation: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", operation).lower()
+
+
+def _registry() -> dict[str, Handler]:
+    operations = set(TABLE.values()) | {"ListObjectsV2", "CopyObject", "UploadPartCopy"}
+    found: dict[str, Handler] = {}
+    for operation in operations:
+        for module in MODULES:
+            handler = getattr(module, snake_case(operation), None)
+            if handler is not None:
+                found[operation] = handler
+    return found
+
+
+HANDLERS = _registry()

@@ -1,0 +1,69 @@
+"""Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation, ..."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import errors, s3xml
+from .common import Context, int_param, xml_response
+
+MAX_BUCKETS = 10000
+
+
+async def list_buckets(ctx: Context) -> web.StreamResponse:
+    prefix = ctx.query.get("prefix")
+    token = ctx.query.get("continuation-token")
+    max_buckets = int_param(ctx.query, "max-buckets", MAX_BUCKETS, 1, MAX_BUCKETS)
+    buckets = [b for b in await ctx.backend.list_buckets() if b.owner == ctx.user.user_id]
+    if prefix:
+        buckets = [b for b in buckets if b.name.startswith(prefix)]
+    if token:
+        # The continuation token is the last bucket name of the previous page.
+        buckets = [b for b in buckets if b.name > token]
+    page = buckets[:max_buckets]
+    next_token = page[-1].name if len(buckets) > max_buckets else None
+    body = s3xml.list_buckets(page, ctx.user.user_id, ctx.user.display_name, next_token, prefix)
+    return xml_response(body)
+
+
+async def create_bucket(ctx: Context) -> web.StreamResponse:
+    constraint = s3xml.parse_create_bucket(await ctx.read_xml_body())
+    region = constraint or "us-east-1"
+    if constraint == "us-east-1":
+        # S3 refuses an explicit us-east-1 constraint; the default region is implied by none.
+        raise errors.InvalidLocationConstraint("The specified location-constraint is not valid", LocationConstraint=constraint)
+    if constraint is not None and constraint != ctx.config.region and ctx.config.region != "us-east-1":
+        raise errors.IllegalLocationConstraintException(
+            f"The {constraint} location constraint is incompatible for the region specific endpoint this request was sent to."
+        )
+    try:
+        await ctx.backend.create_bucket(ctx.bucket, ctx.user.user_id, region)
+    except errors.BucketAlreadyOwnedByYou:
+        # us-east-1 answers 200 to a repeated CreateBucket by the owner (legacy behaviour).
+        if ctx.config.region != "us-east-1":
+            raise
+    return web.Response(status=200, headers={"Location": f"/{ctx.bucket}"})
+
+
+async def head_bucket(ctx: Context) -> web.StreamResponse:
+    info = await ctx.backend.head_bucket(ctx.bucket)
+    return web.Response(status=200, headers={"x-amz-bucket-region": info.region})
+
+
+async def delete_bucket(ctx: Context) -> web.StreamResponse:
+    await ctx.backend.delete_bucket(ctx.bucket)
+    return web.Response(status=204)
+
+
+async def get_bucket_location(ctx: Context) -> web.StreamResponse:
+    info = await ctx.backend.head_bucket(ctx.bucket)
+    return xml_response(s3xml.location(info.region))
+
+
+async def get_bucket_versioning(ctx: Context) -> web.StreamResponse:
+    # Versioning was never enabled: S3 answers an empty configuration.
+    return xml_response(s3xml.versioning())
+
+
+async def get_bucket_acl(ctx: Context) -> web.StreamResponse:
+    return xml_response(s3xml.acl(ctx.user.user_id, ctx.user.display_name))

@@ -1,0 +1,320 @@
+"""What every handler needs: the request context, header <-> metadata mapping, S3's conditions."""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from .. import errors
+from ..checksums import ALGORITHM_DIGEST, MultiHasher
+from ..config import Config, User
+from ..payload import make_body
+from ..routing import Route
+from ..sigv4 import AuthResult
+from ..storage.base import STORED_HEADERS, Backend, ObjectInfo, Precondition, WriteMeta
+
+XML_TYPE = "application/xml"
+MAX_XML_BODY = 2 * 1024 * 1024
+MAX_USER_METADATA = 2048
+
+STORAGE_CLASSES = frozenset(
+    {
+        "STANDARD",
+        "REDUCED_REDUNDANCY",
+        "STANDARD_IA",
+        "ONEZONE_IA",
+        "INTELLIGENT_TIERING",
+        "GLACIER",
+        "DEEP_ARCHIVE",
+        "OUTPOSTS",
+        "GLACIER_IR",
+        "SNOW",
+        "EXPRESS_ONEZONE",
+    }
+)
+
+
+@dataclass
+class Context:
+    request: web.Request
+    route: Route
+    query: dict[str, str]
+    user: User
+    auth: AuthResult
+    backend: Backend
+    config: Config
+
+    @property
+    def bucket(self) -> str:
+        assert self.route.bucket is not None
+        return self.route.bucket
+
+    @property
+    def key(self) -> str:
+        assert self.route.key is not None
+        return self.route.key
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.request.headers
+
+    def display_name(self, user_id: str) -> str:
+        for user in self.config.users:
+            if user.user_id == user_id:
+                return user.display_name
+        return user_id
+
+    async def read_xml_body(self) -> bytes:
+        """A small XML request body, read whole (after the payload checks)."""
+        body = make_body(self.request.content, self.headers, self.auth)
+        chunks: list[bytes] = []
+        size = 0
+        hasher = MultiHasher(["md5", *body.digests_wanted])
+        async for chunk in body:
+            size += len(chunk)
+            if size > MAX_XML_BODY:
+                raise errors.MalformedXML("The XML you provided was larger than the maximum allowed size.")
+            hasher.update(chunk)
+            chunks.append(chunk)
+        body.finish(hasher.digests())
+        return b"".join(chunks)
+
+
+def parse_query(raw_query: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    pairs = parse_qsl(raw_query, keep_blank_values=True)
+    first: dict[str, str] = {}
+    for name, value in pairs:
+        first.setdefault(name, value)
+    return pairs, first
+
+
+def xml_response(body: bytes, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(body=body, status=status, content_type=XML_TYPE, headers=headers)
+
+
+def int_param(query: Mapping[str, str], name: str, default: int, low: int, high: int | None = None) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise errors.InvalidArgument(f"Provided {name} not an integer or within integer range") from None
+    if value < low:
+        raise errors.InvalidArgument(f"Argument {name} must be an integer between {low} and 2147483647")
+    return min(value, high) if high is not None else value
+
+
+def check_version_id(query: Mapping[str, str]) -> None:
+    """Buckets here are unversioned: only the 'null' version exists (rclone asks for it)."""
+    version = query.get("versionId")
+    if version is not None and version != "null":
+        raise errors.InvalidArgument("Invalid version id specified", ArgumentName="versionId", ArgumentValue=version)
+
+
+# -- metadata ------------------------------------------------------------------------------------
+
+
+def write_meta(headers: Mapping[str, str], *, with_tags: bool = True) -> WriteMeta:
+    stored: dict[str, str] = {}
+    for name in STORED_HEADERS:
+        value = headers.get(name)
+        if value is None:
+            continue
+        if name == "content-encoding":
+            # aws-chunked is transfer framing, not a property of the object.
+            value = ",".join(p.strip() for p in value.split(",") if p.strip() and p.strip() != "aws-chunked")
+            if not value:
+                continue
+        stored[name] = value
+    user_meta: dict[str, str] = {}
+    size = 0
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower.startswith("x-amz-meta-"):
+            meta_name = lower[len("x-amz-meta-") :]
+            size += len(meta_name.encode()) + len(value.encode("utf-8", "surrogateescape"))
+            # Several headers of one name are joined as S3 does.
+            user_meta[meta_name] = f"{user_meta[meta_name]},{value}" if meta_name in user_meta else value
+    if size > MAX_USER_METADATA:
+        raise errors.MetadataTooLarge(MaxSizeAllowed=MAX_USER_METADATA, Size=size)
+    storage_class = headers.get("x-amz-storage-class", "STANDARD") or "STANDARD"
+    if storage_class not in STORAGE_CLASSES:
+        raise errors.InvalidStorageClass(StorageClassRequested=storage_class)
+    algorithm = (headers.get("x-amz-checksum-algorithm") or headers.get("x-amz-sdk-checksum-algorithm") or "").upper()
+    if algorithm and algorithm not in ALGORITHM_DIGEST:
+        raise errors.InvalidRequest("Checksum algorithm provided is unsupported. Please try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]")
+    checksum_type = (headers.get("x-amz-checksum-type") or "").upper() or None
+    if checksum_type and checksum_type not in ("COMPOSITE", "FULL_OBJECT"):
+        raise errors.InvalidRequest("Value for x-amz-checksum-type header is invalid.")
+    tags = parse_tagging_header(headers.get("x-amz-tagging")) if with_tags else None
+    return WriteMeta(
+        headers=stored,
+        user_meta=user_meta,
+        tags=tags,
+        storage_class=storage_class,
+        checksum_algorithm=algorithm or None,
+        checksum_type=checksum_type,
+    )
+
+
+TAG_KEY_MAX, TAG_VALUE_MAX, MAX_TAGS = 128, 256, 10
+
+
+def validate_tags(tags: dict[str, str]) -> dict[str, str]:
+    if len(tags) > MAX_TAGS:
+        raise errors.BadRequest("Object tags cannot be greater than 10")
+    for key, value in tags.items():
+        if not key or len(key) > TAG_KEY_MAX:
+            raise errors.InvalidTag("The TagKey you have provided is invalid")
+        if len(value) > TAG_VALUE_MAX:
+            raise errors.InvalidTag("The TagValue you have provided is invalid")
+    return tags
+
+
+def parse_tagging_header(value: str | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    tags: dict[str, str] = {}
+    for key, val in parse_qsl(value, keep_blank_values=True):
+        if key in tags:
+            raise errors.InvalidTag("Cannot provide multiple Tags with the same key")
+        tags[key] = val
+    return validate_tags(tags)
+
+
+def _header_value(value: str) -> str:
+    """Non-ASCII metadata goes out RFC 2047-encoded, as S3 returns it."""
+    if value.isascii():
+        return value
+    raw = value.encode("utf-8", "surrogateescape")
+    return f"=?UTF-8?B?{base64.b64encode(raw).decode()}?="
+
+
+def http_date(ts: float) -> str:
+    return email.utils.formatdate(int(ts), usegmt=True)
+
+
+def object_headers(info: ObjectInfo, ctx: Context, *, checksums: bool, part_count: int | None = None) -> dict[str, str]:
+    headers: dict[str, str] = {
+        "ETag": f'"{info.etag}"',
+        "Last-Modified": http_date(info.last_modified),
+        "Accept-Ranges": "bytes",
+        "Content-Type": info.headers.get("content-type") or "binary/octet-stream",
+    }
+    for name in STORED_HEADERS[1:]:
+        if name in info.headers:
+            headers[name.title()] = info.headers[name]
+    for name, value in info.user_meta.items():
+        headers[f"x-amz-meta-{name}"] = _header_value(value)
+    if info.storage_class != "STANDARD":
+        headers["x-amz-storage-class"] = info.storage_class
+    if checksums and ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+        for alg, value in info.checksums.items():
+            headers[f"x-amz-checksum-{alg.lower()}"] = value
+        if info.checksums and info.checksum_type:
+            headers["x-amz-checksum-type"] = info.checksum_type
+    if part_count is not None:
+        headers["x-amz-mp-parts-count"] = str(part_count)
+    # response-* query parameters override what the object stored (signed requests only).
+    for name, header in RESPONSE_OVERRIDES.items():
+        if name in ctx.query:
+            headers[header] = ctx.query[name]
+    return headers
+
+
+RESPONSE_OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-language": "Content-Language",
+    "response-expires": "Expires",
+    "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+}
+
+
+# -- conditions ----------------------------------------------------------------------------------
+
+_ETAG_RE = re.compile(r'\s*(?:W/)?"?([^",\s]*)"?\s*')
+
+
+def _etags(value: str) -> list[str]:
+    return [m.group(1) for part in value.split(",") if (m := _ETAG_RE.fullmatch(part)) and m.group(1)]
+
+
+def etag_matches(header: str, etag: str) -> bool:
+    return any(tag == "*" or tag == etag for tag in _etags(header))
+
+
+def _parse_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None  # S3 ignores a date it cannot parse
+
+
+def check_read_conditions(headers: Mapping[str, str], info: ObjectInfo, prefix: str = "") -> None:
+    """If-Match / If-Unmodified-Since -> 412, If-None-Match / If-Modified-Since -> 304 (RFC 7232
+    order, as S3 applies it). ``prefix`` is 'x-amz-copy-source-' for copy sources, where S3
+    answers 412 for all four."""
+    modified = int(info.last_modified)
+    if_match = headers.get(prefix + "if-match")
+    if if_match is not None:
+        if not etag_matches(if_match, info.etag):
+            raise errors.PreconditionFailed(Condition=prefix + "If-Match")
+    else:
+        since = _parse_date(headers.get(prefix + "if-unmodified-since"))
+        if since is not None and modified > since:
+            raise errors.PreconditionFailed(Condition=prefix + "If-Unmodified-Since")
+    not_modified: type[errors.S3Error] = errors.PreconditionFailed if prefix else errors.NotModified
+    if_none_match = headers.get(prefix + "if-none-match")
+    if if_none_match is not None:
+        if etag_matches(if_none_match, info.etag):
+            raise not_modified(Condition=prefix + "If-None-Match")
+    else:
+        since = _parse_date(headers.get(prefix + "if-modified-since"))
+        if since is not None and modified <= since:
+            raise not_modified(Condition=prefix + "If-Modified-Since")
+
+
+def write_precondition(headers: Mapping[str, str]) -> Precondition | None:
+    """If-None-Match: * / If-Match: <etag> on PutObject, CompleteMultipartUpload, CopyObject."""
+    if_none_match = headers.get("if-none-match")
+    if_match = headers.get("if-match")
+    if if_none_match is None and if_match is None:
+        return None
+    if if_none_match is not None and if_none_match.strip() != "*":
+        raise errors.NotImplementedOp("A header you provided implies functionality that is not implemented", Header="If-None-Match")
+
+    def check(current: ObjectInfo | None) -> None:
+        if if_none_match is not None and current is not None:
+            raise errors.PreconditionFailed(Condition="If-None-Match")
+        if if_match is not None:
+            if current is None:
+                raise errors.NoSuchKey()
+            if not etag_matches(if_match, current.etag):
+                raise errors.PreconditionFailed(Condition="If-Match")
+
+    return check
+
+
+def read_precondition(headers: Mapping[str, str], prefix: str) -> Precondition | None:
+    """Source conditions of CopyObject / UploadPartCopy / RenameObject, checked under the lock."""
+    names = ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since")
+    if not any(prefix + name in headers for name in names):
+        return None
+
+    def check(current: ObjectInfo | None) -> None:
+        if current is None:
+            raise errors.NoSuchKey()
+        check_read_conditions(headers, current, prefix)
+
+    return check

@@ -1,0 +1,286 @@
+"""Object operations: Put/Get/Head/Delete, DeleteObjects, CopyObject, RenameObject, tagging."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from .. import errors, s3xml
+from ..payload import make_body
+from ..storage.base import ObjectInfo, ObjectReader, WriteMeta
+from .common import (
+    Context,
+    check_read_conditions,
+    check_version_id,
+    http_date,
+    object_headers,
+    read_precondition,
+    validate_tags,
+    write_meta,
+    write_precondition,
+    xml_response,
+)
+
+MAX_PUT_SIZE = 5 * 1024**3
+MAX_PARTS = 10000
+
+_RANGE_RE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*")
+
+
+def _checksum_headers(info: ObjectInfo) -> dict[str, str]:
+    headers = {f"x-amz-checksum-{alg.lower()}": value for alg, value in info.checksums.items()}
+    if headers and info.checksum_type:
+        headers["x-amz-checksum-type"] = info.checksum_type
+    return headers
+
+
+async def put_object(ctx: Context) -> web.StreamResponse:
+    length = ctx.headers.get("x-amz-decoded-content-length") or ctx.request.headers.get("Content-Length")
+    if length is not None and length.isdigit() and int(length) > MAX_PUT_SIZE:
+        raise errors.EntityTooLarge(ProposedSize=length, MaxSizeAllowed=MAX_PUT_SIZE)
+    meta = write_meta(ctx.headers)
+    precondition = write_precondition(ctx.headers)
+    body = make_body(ctx.request.content, ctx.headers, ctx.auth)
+    info = await ctx.backend.put_object(ctx.bucket, ctx.key, body, meta, precondition)
+    return web.Response(status=200, headers={"ETag": f'"{info.etag}"', **_checksum_headers(info)})
+
+
+def parse_range(value: str, size: int) -> tuple[int, int] | None:
+    """A single 'bytes=' range -> (first, last) inclusive; None when S3 would ignore the header."""
+    m = _RANGE_RE.fullmatch(value)
+    if not m:
+        return None
+    first, last = m.groups()
+    if not first and not last:
+        return None
+    if not first:
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise errors.InvalidRange(RangeRequested=value, ActualObjectSize=size)
+        return max(0, size - suffix), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if last and end < start:
+        return None
+    if start >= size:
+        raise errors.InvalidRange(RangeRequested=value, ActualObjectSize=size)
+    return start, min(end, size - 1)
+
+
+def _part_range(info: ObjectInfo, raw: str) -> tuple[int, int, int | None]:
+    """partNumber=N -> (offset, length, parts count) of that part."""
+    try:
+        number = int(raw)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= MAX_PARTS:
+        raise errors.InvalidArgument(
+            "Part number must be an integer between 1 and 10000, inclusive",
+            ArgumentName="partNumber",
+            ArgumentValue=raw,
+        )
+    if not info.parts:
+        if number != 1:
+            raise errors.InvalidPartNumber(PartNumberRequested=number, ActualPartCount=1)
+        return 0, info.size, None
+    if number > len(info.parts):
+        raise errors.InvalidPartNumber(PartNumberRequested=number, ActualPartCount=len(info.parts))
+    offset = sum(p.size for p in info.parts[: number - 1])
+    return offset, info.parts[number - 1].size, len(info.parts)
+
+
+async def get_object(ctx: Context) -> web.StreamResponse:
+    return await _get(ctx, head=False)
+
+
+async def head_object(ctx: Context) -> web.StreamResponse:
+    return await _get(ctx, head=True)
+
+
+async def _get(ctx: Context, *, head: bool) -> web.StreamResponse:
+    check_version_id(ctx.query)
+    part_number = ctx.query.get("partNumber")
+    range_header = ctx.headers.get("Range")
+    if part_number is not None and range_header is not None:
+        raise errors.InvalidRequest("Cannot specify both Range header and partNumber query parameter")
+    reader = await ctx.backend.open_object(ctx.bucket, ctx.key)
+    with reader:
+        info = reader.info
+        try:
+            check_read_conditions(ctx.headers, info)
+        except errors.NotModified as exc:
+            exc.headers.update({"ETag": f'"{info.etag}"', "Last-Modified": http_date(info.last_modified)})
+            raise
+        offset, length, status, parts = 0, info.size, 200, None
+        if part_number is not None:
+            offset, length, parts = _part_range(info, part_number)
+            status = 206
+        elif range_header is not None:
+            span = parse_range(range_header, info.size)
+            if span is not None:
+                offset, length, status = span[0], span[1] - span[0] + 1, 206
+        # A checksum describes the whole object, so a part or a range goes without it.
+        headers = object_headers(info, ctx, checksums=status == 200, part_count=parts)
+        if status == 206:
+            headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{info.size}"
+        if info.tag_count and not head:
+            headers["x-amz-tagging-count"] = str(info.tag_count)
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = length
+        await response.prepare(ctx.request)
+        if not head and length:
+            await _send(ctx, response, reader, offset, length)
+        await response.write_eof()
+        return response
+
+
+async def _send(ctx: Context, response: web.StreamResponse, reader: ObjectReader, offset: int, length: int) -> None:
+    fd = reader.fileno()
+    transport = ctx.request.transport
+    if transport is None:
+        raise ConnectionResetError("Connection lost")
+    if fd is not None:
+        # The kernel copies file -> socket; over TLS asyncio falls back to reads in a thread.
+        with open(fd, "rb", closefd=False) as file:
+            await asyncio.get_running_loop().sendfile(transport, file, offset, length)
+        return
+    async for chunk in reader.iter_range(offset, length):
+        await response.write(chunk)
+
+
+async def delete_object(ctx: Context) -> web.StreamResponse:
+    check_version_id(ctx.query)
+    await ctx.backend.delete_object(ctx.bucket, ctx.key)
+    return web.Response(status=204)
+
+
+async def delete_objects(ctx: Context) -> web.StreamResponse:
+    keys, quiet = s3xml.parse_delete(await ctx.read_xml_body())
+    deleted: list[str] = []
+    failed: list[tuple[str, str, str]] = []
+    for key, version in keys:
+        try:
+            if version is not None and version != "null":
+                raise errors.NoSuchVersion("The specified version does not exist.")
+            await ctx.backend.delete_object(ctx.bucket, key)
+        except errors.S3Error as exc:
+            failed.append((key, exc.code, exc.message))
+        else:
+            deleted.append(key)
+    return xml_response(s3xml.delete_result([] if quiet else deleted, failed))
+
+
+def parse_copy_source(value: str) -> tuple[str, str]:
+    """'/bucket/some%20key?versionId=null' -> ('bucket', 'some key')."""
+    source, _, query = value.partition("?")
+    if query:
+        version = query.split("versionId=", 1)[-1] if "versionId=" in query else None
+        if version not in (None, "null"):
+            raise errors.NoSuchVersion()
+    try:
+        decoded = unquote(source, errors="strict")
+    except UnicodeDecodeError:
+        raise errors.InvalidArgument("Invalid copy source encoding", ArgumentName="x-amz-copy-source") from None
+    bucket, _, key = decoded.lstrip("/").partition("/")
+    if not bucket or not key:
+        raise errors.InvalidArgument(
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+            ArgumentName="x-amz-copy-source",
+            ArgumentValue=value,
+        )
+    return bucket, key
+
+
+async def check_source_bucket(ctx: Context, bucket: str) -> None:
+    info = await ctx.backend.head_bucket(bucket)
+    if info.owner != ctx.user.user_id:
+        raise errors.AccessDenied()
+
+
+def _directive(ctx: Context, name: str) -> str:
+    value = ctx.headers.get(name, "COPY").upper()
+    if value not in ("COPY", "REPLACE"):
+        raise errors.InvalidArgument(f"Unknown {name.split('-')[2]} directive.", ArgumentName=name, ArgumentValue=value)
+    return value
+
+
+async def copy_object(ctx: Context) -> web.StreamResponse:
+    src_bucket, src_key = parse_copy_source(ctx.headers["x-amz-copy-source"])
+    await check_source_bucket(ctx, src_bucket)
+    metadata_directive = _directive(ctx, "x-amz-metadata-directive")
+    tagging_directive = _directive(ctx, "x-amz-tagging-directive")
+    same = (src_bucket, src_key) == (ctx.bucket, ctx.key)
+    if same and metadata_directive == "COPY" and "x-amz-storage-class" not in ctx.headers and tagging_directive == "COPY":
+        raise errors.InvalidRequest(
+            "This copy request is illegal because it is trying to copy an object to itself without changing "
+            "the object's metadata, storage class, website redirect location or encryption attributes."
+        )
+    meta: WriteMeta | None = None
+    if metadata_directive == "REPLACE":
+        meta = write_meta(ctx.headers, with_tags=tagging_directive == "REPLACE")
+    elif tagging_directive == "REPLACE" or "x-amz-storage-class" in ctx.headers:
+        # Keep the source's metadata but change tags or storage class.
+        src = await ctx.backend.head_object(src_bucket, src_key)
+        given = write_meta(ctx.headers, with_tags=tagging_directive == "REPLACE")
+        meta = WriteMeta(
+            headers=dict(src.headers),
+            user_meta=dict(src.user_meta),
+            tags=given.tags,
+            storage_class=given.storage_class if "x-amz-storage-class" in ctx.headers else src.storage_class,
+        )
+    if meta is not None and tagging_directive == "COPY" and meta.tags is None:
+        meta.tags = await ctx.backend.get_object_tagging(src_bucket, src_key)
+    info = await ctx.backend.copy_object(
+        src_bucket,
+        src_key,
+        ctx.bucket,
+        ctx.key,
+        meta,
+        src_precondition=read_precondition(ctx.headers, "x-amz-copy-source-"),
+        precondition=write_precondition(ctx.headers),
+    )
+    return xml_response(s3xml.copy_object_result(info), headers=_checksum_headers(info))
+
+
+async def rename_object(ctx: Context) -> web.StreamResponse:
+    source = ctx.headers.get("x-amz-rename-source")
+    if not source:
+        raise errors.InvalidRequest("x-amz-rename-source is required for RenameObject.")
+    src_bucket, src_key = parse_copy_source(source)
+    if src_bucket != ctx.bucket:
+        raise errors.InvalidRequest("RenameObject moves an object within one bucket; the source names another bucket.")
+    await ctx.backend.rename_object(
+        ctx.bucket,
+        src_key,
+        ctx.key,
+        src_precondition=read_precondition(ctx.headers, "x-amz-rename-source-"),
+        precondition=write_precondition(ctx.headers),
+    )
+    return web.Response(status=200)
+
+
+async def get_object_tagging(ctx: Context) -> web.StreamResponse:
+    check_version_id(ctx.query)
+    tags = await ctx.backend.get_object_tagging(ctx.bucket, ctx.key)
+    return xml_response(s3xml.tagging(tags))
+
+
+async def put_object_tagging(ctx: Context) -> web.StreamResponse:
+    check_version_id(ctx.query)
+    tags = validate_tags(s3xml.parse_tagging(await ctx.read_xml_body()))
+    await ctx.backend.put_object_tagging(ctx.bucket, ctx.key, tags)
+    return web.Response(status=200)
+
+
+async def delete_object_tagging(ctx: Context) -> web.StreamResponse:
+    check_version_id(ctx.query)
+    await ctx.backend.delete_object_tagging(ctx.bucket, ctx.key)
+    return web.Response(status=204)
+
+
+async def get_object_acl(ctx: Context) -> web.StreamResponse:
+    await ctx.backend.head_object(ctx.bucket, ctx.key)
+    return xml_response(s3xml.acl(ctx.user.user_id, ctx.user.display_name))

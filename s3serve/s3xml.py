@@ -1,0 +1,382 @@
+"""S3 XML: one function per response shape, and parsers for the request bodies S3 accepts.
+
+Rendering writes strings directly (listings of 1000 keys are on the hot path; a generic
+dict-to-XML library costs several times more). Parsing uses xmltodict, with entities disabled.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote
+from xml.sax.saxutils import escape
+
+import xmltodict
+from xml.parsers.expat import ExpatError
+
+from . import errors
+from .storage.base import BucketInfo, ObjectInfo, PartInfo, UploadInfo
+
+NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+HEADER = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
+
+def iso8601(ts: float) -> str:
+    """S3's timestamp format in XML bodies: 2009-10-12T17:50:30.000Z."""
+    ms = int(round(ts * 1000)) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(ts))) + f".{ms:03d}Z"
+
+
+def _t(tag: str, value: object) -> str:
+    return f"<{tag}>{escape(str(value))}</{tag}>"
+
+
+def _b(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _doc(root: str, body: str) -> bytes:
+    return f'{HEADER}<{root} xmlns="{NS}">{body}</{root}>'.encode()
+
+
+def _owner(user_id: str, display_name: str) -> str:
+    return f"<Owner>{_t('ID', user_id)}{_t('DisplayName', display_name)}</Owner>"
+
+
+def _checksums(checksums: dict[str, str], checksum_type: str | None = None) -> str:
+    out = "".join(_t(f"Checksum{alg}", value) for alg, value in sorted(checksums.items()))
+    if checksum_type and checksums:
+        out += _t("ChecksumType", checksum_type)
+    return out
+
+
+def error(code: str, message: str, resource: str | None, request_id: str, extra: dict[str, object]) -> bytes:
+    parts = [_t("Code", code), _t("Message", message)]
+    parts.extend(_t(name, value) for name, value in extra.items() if value is not None)
+    if resource:
+        parts.append(_t("Resource", resource))
+    parts.append(_t("RequestId", request_id))
+    parts.append(_t("HostId", request_id))
+    return f"{HEADER}<Error>{''.join(parts)}</Error>".encode()
+
+
+def list_buckets(
+    buckets: Iterable[BucketInfo],
+    user_id: str,
+    display_name: str,
+    continuation_token: str | None,
+    prefix: str | None,
+) -> bytes:
+    items = "".join(
+        f"<Bucket>{_t('Name', b.name)}{_t('CreationDate', iso8601(b.created))}{_t('BucketRegion', b.region)}</Bucket>"
+        for b in buckets
+    )
+    body = f"<Buckets>{items}</Buckets>{_owner(user_id, display_name)}"
+    if continuation_token:
+        body += _t("ContinuationToken", continuation_token)
+    if prefix is not None:
+        body += _t("Prefix", prefix)
+    return _doc("ListAllMyBucketsResult", body)
+
+
+def location(region: str) -> bytes:
+    # us-east-1 is reported as an empty LocationConstraint, as S3 does.
+    value = "" if region == "us-east-1" else escape(region)
+    return f'{HEADER}<LocationConstraint xmlns="{NS}">{value}</LocationConstraint>'.encode()
+
+
+def _enc(value: str, url: bool) -> str:
+    return quote(value, safe="/") if url else value
+
+
+def _contents(obj: ObjectInfo, url: bool, owner: tuple[str, str] | None) -> str:
+    parts = [
+        _t("Key", _enc(obj.key, url)),
+        _t("LastModified", iso8601(obj.last_modified)),
+        _t("ETag", f'"{obj.etag}"'),
+        _t("Size", obj.size),
+    ]
+    if owner:
+        parts.append(_owner(*owner))
+    parts.append(_t("StorageClass", obj.storage_class))
+    for alg in sorted(obj.checksums):
+        parts.append(_t("ChecksumAlgorithm", alg))
+    if obj.checksums and obj.checksum_type:
+        parts.append(_t("ChecksumType", obj.checksum_type))
+    return f"<Contents>{''.join(parts)}</Contents>"
+
+
+def list_objects(
+    *,
+    v2: bool,
+    bucket: str,
+    prefix: str,
+    delimiter: str,
+    max_keys: int,
+    url: bool,
+    objects: list[ObjectInfo],
+    common_prefixes: list[str],
+    is_truncated: bool,
+    owner: tuple[str, str] | None,
+    marker: str = "",
+    next_marker: str | None = None,
+    start_after: str | None = None,
+    continuation_token: str | None = None,
+    next_continuation_token: str | None = None,
+) -> bytes:
+    parts = [_t("Name", bucket), _t("Prefix", _enc(prefix, url))]
+    if v2:
+        if start_after:
+            parts.append(_t("StartAfter", _enc(start_after, url)))
+        if continuation_token is not None:
+            parts.append(_t("ContinuationToken", continuation_token))
+        if next_continuation_token:
+            parts.append(_t("NextContinuationToken", next_continuation_token))
+        parts.append(_t("KeyCount", len(objects) + len(common_prefixes)))
+    else:
+        parts.append(_t("Marker", _enc(marker, url)))
+        if next_marker:
+            parts.append(_t("NextMarker", _enc(next_marker, url)))
+    parts.append(_t("MaxKeys", max_keys))
+    if delimiter:
+        parts.append(_t("Delimiter", _enc(delimiter, url)))
+    if url:
+        parts.append(_t("EncodingType", "url"))
+    parts.append(_t("IsTruncated", _b(is_truncated)))
+    parts.extend(_contents(obj, url, owner) for obj in objects)
+    parts.extend(f"<CommonPrefixes>{_t('Prefix', _enc(p, url))}</CommonPrefixes>" for p in common_prefixes)
+    return _doc("ListBucketResult", "".join(parts))
+
+
+def copy_object_result(info: ObjectInfo, root: str = "CopyObjectResult") -> bytes:
+    body = _t("ETag", f'"{info.etag}"') + _t("LastModified", iso8601(info.last_modified))
+    body += _checksums(info.checksums, info.checksum_type)
+    return _doc(root, body)
+
+
+def copy_part_result(part: PartInfo) -> bytes:
+    body = _t("ETag", f'"{part.etag}"') + _t("LastModified", iso8601(part.last_modified))
+    body += _checksums(part.checksums)
+    return _doc("CopyPartResult", body)
+
+
+def delete_result(deleted: list[str], failed: list[tuple[str, str, str]]) -> bytes:
+    parts = [f"<Deleted>{_t('Key', key)}</Deleted>" for key in deleted]
+    parts.extend(
+        f"<Error>{_t('Key', key)}{_t('Code', code)}{_t('Message', message)}</Error>" for key, code, message in failed
+    )
+    return _doc("DeleteResult", "".join(parts))
+
+
+def tagging(tags: dict[str, str]) -> bytes:
+    items = "".join(f"<Tag>{_t('Key', k)}{_t('Value', v)}</Tag>" for k, v in tags.items())
+    return _doc("Tagging", f"<TagSet>{items}</TagSet>")
+
+
+def initiate_multipart(bucket: str, key: str, upload_id: str) -> bytes:
+    return _doc(
+        "InitiateMultipartUploadResult", _t("Bucket", bucket) + _t("Key", key) + _t("UploadId", upload_id)
+    )
+
+
+def complete_multipart(location_url: str, bucket: str, key: str, info: ObjectInfo) -> bytes:
+    body = _t("Location", location_url) + _t("Bucket", bucket) + _t("Key", key) + _t("ETag", f'"{info.etag}"')
+    body += _checksums(info.checksums, info.checksum_type)
+    return _doc("CompleteMultipartUploadResult", body)
+
+
+def list_uploads(
+    *,
+    bucket: str,
+    prefix: str,
+    delimiter: str,
+    key_marker: str,
+    upload_id_marker: str,
+    max_uploads: int,
+    url: bool,
+    uploads: list[UploadInfo],
+    common_prefixes: list[str],
+    is_truncated: bool,
+    next_key_marker: str | None,
+    next_upload_id_marker: str | None,
+    display_names: dict[str, str],
+) -> bytes:
+    parts = [
+        _t("Bucket", bucket),
+        _t("KeyMarker", _enc(key_marker, url)),
+        _t("UploadIdMarker", upload_id_marker),
+    ]
+    if next_key_marker is not None:
+        parts.append(_t("NextKeyMarker", _enc(next_key_marker, url)))
+    if next_upload_id_marker is not None:
+        parts.append(_t("NextUploadIdMarker", next_upload_id_marker))
+    parts.append(_t("Prefix", _enc(prefix, url)))
+    if delimiter:
+        parts.append(_t("Delimiter", _enc(delimiter, url)))
+    parts.append(_t("MaxUploads", max_uploads))
+    if url:
+        parts.append(_t("EncodingType", "url"))
+    parts.append(_t("IsTruncated", _b(is_truncated)))
+    for up in uploads:
+        who = _t("ID", up.owner) + _t("DisplayName", display_names.get(up.owner, up.owner))
+        parts.append(
+            "<Upload>"
+            + _t("Key", _enc(up.key, url))
+            + _t("UploadId", up.upload_id)
+            + f"<Initiator>{who}</Initiator><Owner>{who}</Owner>"
+            + _t("StorageClass", up.meta.storage_class)
+            + _t("Initiated", iso8601(up.initiated))
+            + (_t("ChecksumAlgorithm", up.meta.checksum_algorithm) if up.meta.checksum_algorithm else "")
+            + (_t("ChecksumType", up.meta.checksum_type) if up.meta.checksum_type else "")
+            + "</Upload>"
+        )
+    parts.extend(f"<CommonPrefixes>{_t('Prefix', _enc(p, url))}</CommonPrefixes>" for p in common_prefixes)
+    return _doc("ListMultipartUploadsResult", "".join(parts))
+
+
+def list_parts(
+    *,
+    bucket: str,
+    upload: UploadInfo,
+    parts: list[PartInfo],
+    part_number_marker: int,
+    next_part_number_marker: int | None,
+    max_parts: int,
+    is_truncated: bool,
+    display_name: str,
+) -> bytes:
+    who = _t("ID", upload.owner) + _t("DisplayName", display_name)
+    out = [
+        _t("Bucket", bucket),
+        _t("Key", upload.key),
+        _t("UploadId", upload.upload_id),
+        f"<Initiator>{who}</Initiator><Owner>{who}</Owner>",
+        _t("StorageClass", upload.meta.storage_class),
+        _t("PartNumberMarker", part_number_marker),
+    ]
+    if next_part_number_marker is not None:
+        out.append(_t("NextPartNumberMarker", next_part_number_marker))
+    out.append(_t("MaxParts", max_parts))
+    out.append(_t("IsTruncated", _b(is_truncated)))
+    if upload.meta.checksum_algorithm:
+        out.append(_t("ChecksumAlgorithm", upload.meta.checksum_algorithm))
+    if upload.meta.checksum_type:
+        out.append(_t("ChecksumType", upload.meta.checksum_type))
+    for p in parts:
+        out.append(
+            "<Part>"
+            + _t("PartNumber", p.number)
+            + _t("LastModified", iso8601(p.last_modified))
+            + _t("ETag", f'"{p.etag}"')
+            + _t("Size", p.size)
+            + _checksums(p.checksums)
+            + "</Part>"
+        )
+    return _doc("ListPartsResult", "".join(out))
+
+
+def versioning() -> bytes:
+    return _doc("VersioningConfiguration", "")
+
+
+def acl(user_id: str, display_name: str) -> bytes:
+    grant = (
+        '<Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser">'
+        f"{_t('ID', user_id)}{_t('DisplayName', display_name)}</Grantee>"
+        "<Permission>FULL_CONTROL</Permission></Grant>"
+    )
+    return _doc("AccessControlPolicy", f"{_owner(user_id, display_name)}<AccessControlList>{grant}</AccessControlList>")
+
+
+# -- request bodies ------------------------------------------------------------------------------
+
+
+def parse(body: bytes, root: str) -> dict[str, Any]:
+    """Parse an XML request body whose document element must be ``root`` (namespace ignored)."""
+    if not body.strip():
+        raise errors.MalformedXML()
+    try:
+        doc = xmltodict.parse(body, process_namespaces=False, disable_entities=True)
+    except (ExpatError, ValueError) as exc:
+        raise errors.MalformedXML() from exc
+    if not isinstance(doc, dict) or len(doc) != 1:
+        raise errors.MalformedXML()
+    name, content = next(iter(doc.items()))
+    if name.split(":")[-1] != root:
+        raise errors.MalformedXML()
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise errors.MalformedXML()
+    # Drop namespace declarations and prefixes so callers see plain element names.
+    return {k.split(":")[-1]: v for k, v in content.items() if not k.startswith("@")}
+
+
+def as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "#text" in value:
+        return str(value["#text"])
+    raise errors.MalformedXML()
+
+
+def parse_delete(body: bytes) -> tuple[list[tuple[str, str | None]], bool]:
+    doc = parse(body, "Delete")
+    quiet = text(doc.get("Quiet")).strip().lower() == "true"
+    keys: list[tuple[str, str | None]] = []
+    for item in as_list(doc.get("Object")):
+        if not isinstance(item, dict) or "Key" not in item:
+            raise errors.MalformedXML()
+        version = item.get("VersionId")
+        keys.append((text(item["Key"]), text(version) if version is not None else None))
+    if not keys or len(keys) > 1000:
+        raise errors.MalformedXML()
+    return keys, quiet
+
+
+def parse_tagging(body: bytes) -> dict[str, str]:
+    doc = parse(body, "Tagging")
+    tagset = doc.get("TagSet")
+    if tagset is not None and not isinstance(tagset, dict):
+        if text(tagset).strip():
+            raise errors.MalformedXML()
+        tagset = None
+    tags: dict[str, str] = {}
+    for tag in as_list((tagset or {}).get("Tag")):
+        if not isinstance(tag, dict) or "Key" not in tag:
+            raise errors.MalformedXML()
+        key, value = text(tag.get("Key")), text(tag.get("Value"))
+        if key in tags:
+            raise errors.InvalidTag("Cannot provide multiple Tags with the same key")
+        tags[key] = value
+    return tags
+
+
+def parse_complete(body: bytes) -> list[dict[str, str]]:
+    doc = parse(body, "CompleteMultipartUpload")
+    parts = []
+    for part in as_list(doc.get("Part")):
+        if not isinstance(part, dict):
+            raise errors.MalformedXML()
+        parts.append({k.split(":")[-1]: text(v) for k, v in part.items() if not k.startswith("@")})
+    if not parts:
+        raise errors.MalformedXML()
+    return parts
+
+
+def parse_create_bucket(body: bytes) -> str | None:
+    """The LocationConstraint of a CreateBucketConfiguration, if any."""
+    if not body.strip():
+        return None
+    doc = parse(body, "CreateBucketConfiguration")
+    value = doc.get("LocationConstraint")
+    return text(value) if value is not None else None

@@ -1,0 +1,74 @@
+"""TLS for the server: a given certificate, or a self-signed one made with the cryptography package."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+
+def self_signed(directory: Path, hosts: list[str]) -> tuple[Path, Path]:
+    """Create (or reuse) a certificate for ``hosts`` in ``directory``; returns (cert, key) paths.
+
+    Reused while it still covers the same hosts, so clients that trust it keep trusting it
+    across restarts.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    names = sorted(set(hosts))
+    if cert_path.exists() and key_path.exists():
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            covered = {str(v) for v in san.get_values_for_type(x509.DNSName)} | {
+                str(v) for v in san.get_values_for_type(x509.IPAddress)
+            }
+        except x509.ExtensionNotFound:
+            covered = set()
+        if set(names) <= covered and cert.not_valid_after_utc > datetime.datetime.now(datetime.UTC):
+            return cert_path, key_path
+    key = ec.generate_private_key(ec.SECP256R1())
+    alt: list[x509.GeneralName] = []
+    for host in names:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            alt.append(x509.DNSName(host))
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "s3serve self-signed")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=825))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    tmp_key = key_path.with_suffix(".tmp")
+    tmp_key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    tmp_key.chmod(0o600)
+    tmp_key.replace(key_path)
+    tmp_cert = cert_path.with_suffix(".tmp")
+    tmp_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    tmp_cert.replace(cert_path)
+    return cert_path, key_path
+
+
+def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    return context
