@@ -281,11 +281,14 @@ class _Walker:
         while self.stack and self.stack[-1].rel.startswith(cp):
             self._pop()
         for frame in self.stack:
-            # Keys under cp are contiguous in key order and the walk stands at their start.
-            while frame.index < len(frame.children) and (
-                frame.rel + frame.children[frame.index].sort_key
-            ).startswith(cp):
-                frame.index += 1
+            # Every remaining frame's rel is a prefix of cp. From the walk's position on, the
+            # children holding keys under cp form one run; binary-search its end, not iterate it.
+            rest = cp[len(frame.rel) :]
+
+            def outside(child: _Child, rest: str = rest) -> int:
+                return 0 if child.sort_key.startswith(rest) else 1
+
+            frame.index = bisect.bisect_left(frame.children, 1, lo=frame.index, key=outside)
 
     def _has_object(self, child: _Child, key: str, bound: _Bound | None) -> bool:
         if bound is not None:
@@ -395,8 +398,12 @@ def list_page(
     if not _inside(bucket_real, root) or not os.path.isdir(bucket_real):
         return RawPage([], [], False, None)
 
-    # Resuming after a common prefix a previous page returned skips everything under it.
-    past = bool(delimiter) and start_after.endswith(delimiter) and start_after.startswith(prefix)
+    # Resuming after a common prefix a previous page returned skips everything under it. It has
+    # exactly a common prefix's shape: prefix + text whose first delimiter is at its very end.
+    # (A returned key never has that shape, since such a key would have rolled up.)
+    rest = start_after[len(prefix) :] if start_after.startswith(prefix) else ""
+    idx = rest.find(delimiter) if delimiter else -1
+    past = idx >= 0 and idx + len(delimiter) == len(rest)
     bound = _Bound(start_after, past) if start_after else None
 
     slash = prefix.rfind("/")
