@@ -1,0 +1,459 @@
+"""Request bodies on their way to storage: plain, SHA-256-checked, and aws-chunked.
+
+``make_body`` checks every body-related header before a byte is read and returns a ``RequestBody``
+(the ``storage.base.Body`` protocol). Iterating it yields the decoded payload; aws-chunked framing
+is removed and chunk/trailer signatures are verified as the bytes stream. Storage hashes what it
+gets (MD5 always, plus ``digests_wanted``) and calls ``finish(digests)``, which compares the
+client's Content-MD5, x-amz-content-sha256 and x-amz-checksum-* against those digests; the object
+is committed only when that returns. Nothing here imports aiohttp: any object with StreamReader's
+``read``/``readexactly``/``readline``/``readany`` works, which is what the unit tests feed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
+
+from s3serve import errors
+from s3serve.checksums import ALGORITHM_DIGEST, DIGEST_LENGTH, b64
+from s3serve.sigv4 import EMPTY_SHA256, AuthResult
+
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+STREAMING_SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+_ECDSA = ("STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD", "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER")
+_CONTENT_SHA256_HELP = (
+    "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER, "
+    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER, "
+    "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD, STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER "
+    "or a valid sha256 value."
+)
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+_CHUNK_SIZE = re.compile(rb"^[0-9a-fA-F]{1,16}$")
+
+# Pieces handed to storage are coalesced up to this size: one write and one hash call per MiB
+# instead of one per network read.
+COALESCE_BYTES = 1 << 20
+_READ_BYTES = 1 << 20
+# S3: every signed chunk but the last carries at least 8 KiB.
+MIN_SIGNED_CHUNK = 8192
+_MAX_LINE = 4096
+_CHECKSUM_PREFIX = "x-amz-checksum-"
+_ENDED_EARLY = "The request body ended before the aws-chunked framing said it would."
+DEFAULT_CHECKSUM = "CRC64NVME"
+
+
+class ByteStream(Protocol):
+    """What the body is read from; aiohttp's StreamReader satisfies it."""
+
+    async def read(self, n: int = -1) -> bytes: ...
+
+    async def readexactly(self, n: int) -> bytes: ...
+
+    async def readline(self) -> bytes: ...
+
+    async def readany(self) -> bytes: ...
+
+
+def _incomplete(message: str | None = None) -> errors.S3Error:
+    return errors.IncompleteBody(message)
+
+
+def _parse_int(name: str, value: str) -> int:
+    if not value.strip().isdigit():
+        raise errors.InvalidArgument(f"Invalid {name} header value", ArgumentName=name, ArgumentValue=value)
+    return int(value.strip())
+
+
+def _decode_content_md5(value: str) -> bytes:
+    try:
+        digest = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise errors.InvalidDigest(**{"Content-MD5": value}) from None
+    if len(digest) != 16:
+        raise errors.InvalidDigest(**{"Content-MD5": value})
+    return digest
+
+
+def _check_checksum_value(algorithm: str, value: str, where: str) -> str:
+    """A base64 digest of the right length for the algorithm, else S3's InvalidRequest."""
+    try:
+        digest = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        digest = b""
+    if len(digest) != DIGEST_LENGTH[ALGORITHM_DIGEST[algorithm]]:
+        raise errors.InvalidRequest(f"Value for {where} is invalid.")
+    return value.strip()
+
+
+def _algorithm_from_name(name: str) -> str | None:
+    """'x-amz-checksum-crc32' -> 'CRC32'; None for an unknown algorithm."""
+    algorithm = name[len(_CHECKSUM_PREFIX) :].upper()
+    return algorithm if algorithm in ALGORITHM_DIGEST else None
+
+
+def stored_content_encoding(value: str | None) -> str | None:
+    """Content-Encoding to store with the object: 'aws-chunked' describes the transfer, not the
+    object, so S3 drops it (and the header entirely when nothing else is left)."""
+    if value is None:
+        return None
+    kept = [v.strip() for v in value.split(",") if v.strip() and v.strip().lower() != "aws-chunked"]
+    return ",".join(kept) or None
+
+
+def make_body(stream: ByteStream, headers: Mapping[str, str], auth: AuthResult | None) -> RequestBody:
+    """Validate the body-related headers up front (before any byte is read) and wrap the stream.
+
+    Raises InvalidDigest (malformed Content-MD5), MissingContentLength, InvalidArgument (unknown
+    x-amz-content-sha256), InvalidRequest (checksum header problems), NotImplemented (SigV4a)."""
+    content_sha256 = auth.content_sha256 if auth is not None else headers.get("x-amz-content-sha256")
+    if content_sha256 is not None and content_sha256.upper() in _ECDSA:
+        raise errors.NotImplementedOp("SigV4a (ECDSA) signed payloads are not implemented by s3serve.")
+    encodings = [v.strip().lower() for v in (headers.get("Content-Encoding") or "").split(",")]
+    streaming = content_sha256 in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER)
+    sha256_hex: str | None = None
+    if content_sha256 is not None and not streaming and content_sha256 != UNSIGNED_PAYLOAD:
+        if not _HEX64.match(content_sha256):
+            raise errors.InvalidArgument(
+                _CONTENT_SHA256_HELP, ArgumentName="x-amz-content-sha256", ArgumentValue=content_sha256
+            )
+        sha256_hex = content_sha256.lower()
+    # A client that signs with SigV2 (or not at all) can still send an aws-chunked body with an
+    # unsigned checksum trailer (botocore does over https): decode it as unsigned chunks.
+    chunked = streaming or ("aws-chunked" in encodings and sha256_hex is None)
+    signed_chunks = content_sha256 in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER)
+    if signed_chunks and (auth is None or auth.signing_key is None or auth.seed_signature is None):
+        raise errors.InvalidRequest(f"x-amz-content-sha256 {content_sha256} requires a SigV4-signed request.")
+
+    content_md5_header = headers.get("Content-MD5")
+    content_md5 = _decode_content_md5(content_md5_header) if content_md5_header is not None else None
+
+    content_length_header = headers.get("Content-Length")
+    content_length = (
+        _parse_int("Content-Length", content_length_header) if content_length_header is not None else None
+    )
+    if chunked:
+        decoded_header = headers.get("x-amz-decoded-content-length")
+        if decoded_header is None:
+            raise errors.MissingContentLength()
+        decoded_length = _parse_int("x-amz-decoded-content-length", decoded_header)
+    else:
+        if content_length is None:
+            raise errors.MissingContentLength()
+        decoded_length = content_length
+
+    # Additional checksums: at most one x-amz-checksum-<alg> header, or one named trailer.
+    header_checksums: list[tuple[str, str]] = []
+    for name, value in headers.items():
+        lower = name.lower()
+        if not lower.startswith(_CHECKSUM_PREFIX) or lower in (
+            "x-amz-checksum-type",
+            "x-amz-checksum-algorithm",
+        ):
+            continue
+        algorithm = _algorithm_from_name(lower)
+        if algorithm is None:
+            raise errors.InvalidRequest(
+                "Checksum algorithm provided is unsupported. Please try again with any of the valid types: "
+                "[CRC32, CRC32C, CRC64NVME, SHA1, SHA256]"
+            )
+        header_checksums.append((algorithm, _check_checksum_value(algorithm, value, f"{lower} header")))
+    trailer_algorithm: str | None = None
+    trailer_header = headers.get("x-amz-trailer")
+    if trailer_header is not None and trailer_header.strip():
+        names = [n.strip().lower() for n in trailer_header.split(",") if n.strip()]
+        algorithms = [_algorithm_from_name(n) if n.startswith(_CHECKSUM_PREFIX) else None for n in names]
+        if len(names) != 1 or algorithms[0] is None:
+            raise errors.InvalidRequest("The value specified in the x-amz-trailer header is not supported")
+        if not chunked:
+            raise errors.InvalidRequest("x-amz-trailer requires an aws-chunked request body.")
+        trailer_algorithm = algorithms[0]
+    if len(header_checksums) + (trailer_algorithm is not None) > 1:
+        raise errors.InvalidRequest(
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+        )
+    sdk_algorithm_header = headers.get("x-amz-sdk-checksum-algorithm")
+    sdk_algorithm: str | None = None
+    if sdk_algorithm_header is not None:
+        sdk_algorithm = sdk_algorithm_header.strip().upper()
+        if sdk_algorithm not in ALGORITHM_DIGEST:
+            raise errors.InvalidRequest(
+                "Checksum algorithm provided is unsupported. Please try again with any of the valid types: "
+                "[CRC32, CRC32C, CRC64NVME, SHA1, SHA256]"
+            )
+    given = header_checksums[0][0] if header_checksums else trailer_algorithm
+    if sdk_algorithm is not None and given is not None and given != sdk_algorithm:
+        raise errors.InvalidRequest("Value for x-amz-sdk-checksum-algorithm header is invalid.")
+
+    checksum_algorithm = given or sdk_algorithm or DEFAULT_CHECKSUM
+    return RequestBody(
+        stream,
+        decoded_length=decoded_length,
+        chunked=chunked,
+        signed_chunks=signed_chunks,
+        signed_trailer=content_sha256 == STREAMING_SIGNED_TRAILER,
+        auth=auth,
+        content_md5=content_md5,
+        sha256_hex=sha256_hex,
+        checksum_algorithm=checksum_algorithm,
+        checksum_value=header_checksums[0][1] if header_checksums else None,
+        trailer_algorithm=trailer_algorithm,
+    )
+
+
+class RequestBody:
+    """The decoded body. Iterate once; then ``finish(digests)`` (see storage.base.Body)."""
+
+    def __init__(
+        self,
+        stream: ByteStream,
+        *,
+        decoded_length: int,
+        chunked: bool,
+        signed_chunks: bool,
+        signed_trailer: bool,
+        auth: AuthResult | None,
+        content_md5: bytes | None,
+        sha256_hex: str | None,
+        checksum_algorithm: str,
+        checksum_value: str | None,
+        trailer_algorithm: str | None,
+    ) -> None:
+        self._stream = stream
+        self.decoded_length: int | None = decoded_length
+        self.chunked = chunked
+        self._signed_chunks = signed_chunks
+        self._signed_trailer = signed_trailer
+        self._auth = auth
+        self._content_md5 = content_md5
+        self._sha256_hex = sha256_hex
+        self.checksum_algorithm = checksum_algorithm
+        self._checksum_value = checksum_value
+        self._trailer_algorithm = trailer_algorithm
+        wanted = {ALGORITHM_DIGEST[checksum_algorithm]}
+        if sha256_hex is not None:
+            wanted.add("sha256")
+        self.digests_wanted: frozenset[str] = frozenset(wanted)
+        self.trailers: dict[str, str] = {}
+        self._iterated = False
+        self._completed = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._iterated:
+            raise RuntimeError("a request body can be iterated only once")
+        self._iterated = True
+        return self._coalesce(self._chunks() if self.chunked else self._plain())
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def _read(self, n: int) -> bytes:
+        try:
+            return await self._stream.read(n)
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            raise _incomplete() from exc
+        except Exception as exc:
+            # The transport reports a truncated upload with its own exception types (aiohttp's
+            # PayloadError family), which this module cannot name without importing aiohttp.
+            if isinstance(exc, errors.S3Error):
+                raise
+            raise _incomplete() from exc
+
+    async def _readline(self) -> bytes | None:
+        """One CRLF-terminated framing line without its CRLF; None at EOF."""
+        try:
+            line = await self._stream.readline()
+        except ValueError as exc:  # StreamReader: "Line is too long"
+            raise errors.InvalidRequest("Malformed aws-chunked body: line too long.") from exc
+        except Exception as exc:
+            if isinstance(exc, errors.S3Error):
+                raise
+            raise _incomplete() from exc
+        if not line:
+            return None
+        if len(line) > _MAX_LINE:
+            raise errors.InvalidRequest("Malformed aws-chunked body: line too long.")
+        if not line.endswith(b"\r\n"):
+            if line.endswith(b"\n"):
+                raise errors.InvalidRequest("Malformed aws-chunked body: lines must end with CRLF.")
+            raise _incomplete(_ENDED_EARLY)
+        return line[:-2]
+
+    async def _plain(self) -> AsyncIterator[bytes]:
+        assert self.decoded_length is not None
+        remaining = self.decoded_length
+        while remaining > 0:
+            data = await self._read(min(remaining, _READ_BYTES))
+            if not data:
+                raise _incomplete()
+            remaining -= len(data)
+            yield data
+        self._completed = True
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        auth = self._auth
+        previous = auth.seed_signature if auth is not None and self._signed_chunks else None
+        expected = self.decoded_length
+        assert expected is not None
+        decoded = 0
+        last_size: int | None = None
+        while True:
+            line = await self._readline()
+            if line is None:
+                raise _incomplete(_ENDED_EARLY)
+            size, signature = self._parse_chunk_header(line)
+            if self._signed_chunks and last_size is not None and last_size < MIN_SIGNED_CHUNK and size > 0:
+                raise errors.InvalidChunkSizeError(Chunk=str(last_size))
+            if decoded + size > expected:
+                raise _incomplete("The aws-chunked body holds more than x-amz-decoded-content-length bytes.")
+            hasher = hashlib.sha256() if self._signed_chunks else None
+            remaining = size
+            while remaining > 0:
+                data = await self._read(min(remaining, _READ_BYTES))
+                if not data:
+                    raise _incomplete(_ENDED_EARLY)
+                remaining -= len(data)
+                if hasher is not None:
+                    hasher.update(data)
+                yield data
+            decoded += size
+            if hasher is not None:
+                assert previous is not None and signature is not None
+                previous = self._verify_chunk(previous, signature, hasher.hexdigest())
+            if size == 0:
+                break
+            after = await self._readline()
+            if after is None:
+                raise _incomplete(_ENDED_EARLY)
+            if after != b"":
+                raise errors.InvalidRequest(
+                    "Malformed aws-chunked body: chunk data must be followed by CRLF."
+                )
+            last_size = size
+        await self._read_trailer(previous)
+        if decoded != expected:
+            raise _incomplete(
+                f"x-amz-decoded-content-length is {expected} but the aws-chunked body held {decoded} bytes."
+            )
+        self._completed = True
+
+    def _parse_chunk_header(self, line: bytes) -> tuple[int, str | None]:
+        size_part, _, extensions = line.partition(b";")
+        size_part = size_part.strip()
+        if not _CHUNK_SIZE.match(size_part):
+            raise errors.InvalidRequest("Malformed aws-chunked body: invalid chunk size.")
+        signature: str | None = None
+        for ext in extensions.split(b";"):
+            name, _, value = ext.partition(b"=")
+            if name.strip() == b"chunk-signature":
+                signature = value.strip().decode("ascii", "replace")
+        if self._signed_chunks and signature is None:
+            raise errors.SignatureDoesNotMatch("The aws-chunked body is missing a chunk-signature.")
+        return int(size_part, 16), signature
+
+    def _verify_chunk(self, previous: str, provided: str, data_sha256: str) -> str:
+        auth = self._auth
+        assert auth is not None and auth.signing_key is not None
+        sts = f"AWS4-HMAC-SHA256-PAYLOAD\n{auth.amz_date}\n{auth.scope}\n{previous}\n{EMPTY_SHA256}\n{data_sha256}"
+        return self._check_signature(auth.signing_key, sts, provided)
+
+    @staticmethod
+    def _check_signature(key: bytes, sts: str, provided: str) -> str:
+        expected = hmac.new(key, sts.encode("utf-8"), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected.encode(), provided.lower().encode("ascii", "replace")):
+            raise errors.SignatureDoesNotMatch(StringToSign=sts, SignatureProvided=provided)
+        return expected
+
+    async def _read_trailer(self, previous: str | None) -> None:
+        """Trailer lines after the zero-size chunk, up to the empty line that ends the body."""
+        lines: list[tuple[str, str]] = []
+        trailer_signature: str | None = None
+        while True:
+            line = await self._readline()
+            if not line:
+                # An empty line ends the body. EOF right after the zero-size chunk is tolerated:
+                # the payload is complete and verified by then, and a due trailer is checked below.
+                break
+            name, sep, value = line.decode("utf-8", "replace").partition(":")
+            if not sep:
+                raise errors.InvalidRequest("Malformed aws-chunked body: invalid trailer line.")
+            name, value = name.strip().lower(), value.strip()
+            if name == "x-amz-trailer-signature":
+                trailer_signature = value
+            else:
+                lines.append((name, value))
+        for name, value in lines:
+            if not name.startswith(_CHECKSUM_PREFIX):
+                continue  # a trailer S3 does not define: ignored, as unknown headers are
+            algorithm = _algorithm_from_name(name)
+            if algorithm is None or algorithm != self._trailer_algorithm:
+                raise errors.InvalidRequest(
+                    f"The trailer {name} was not declared in the x-amz-trailer header."
+                )
+            self._checksum_value = _check_checksum_value(algorithm, value, f"{name} trailer")
+            self.trailers[name] = value
+        if self._trailer_algorithm is not None and self._checksum_value is None:
+            raise errors.InvalidRequest(
+                f"The x-amz-trailer header named x-amz-checksum-{self._trailer_algorithm.lower()} "
+                "but the body ended without that trailer."
+            )
+        if self._signed_trailer:
+            auth = self._auth
+            assert auth is not None and auth.signing_key is not None and previous is not None
+            if trailer_signature is None:
+                raise errors.SignatureDoesNotMatch("The aws-chunked body is missing x-amz-trailer-signature.")
+            canonical = "".join(f"{name}:{value}\n" for name, value in lines)
+            digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+            sts = f"AWS4-HMAC-SHA256-TRAILER\n{auth.amz_date}\n{auth.scope}\n{previous}\n{digest}"
+            self._check_signature(auth.signing_key, sts, trailer_signature)
+
+    @staticmethod
+    async def _coalesce(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """Join small reads into pieces of up to COALESCE_BYTES; pass large reads through uncopied."""
+        pieces: list[bytes] = []
+        size = 0
+        async for data in source:
+            if not data:
+                continue
+            if len(data) >= COALESCE_BYTES:
+                if pieces:
+                    yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                    pieces, size = [], 0
+                yield data
+                continue
+            pieces.append(data)
+            size += len(data)
+            if size >= COALESCE_BYTES:
+                yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                pieces, size = [], 0
+        if pieces:
+            yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    # -- verification -------------------------------------------------------------------------
+
+    def finish(self, digests: dict[str, bytes]) -> dict[str, str]:
+        """Verify what the client claimed against what storage computed; return the checksum to
+        store ({"CRC32": "<base64>"}). Raises XAmzContentSHA256Mismatch / BadDigest."""
+        if not self._completed:
+            raise errors.IncompleteBody()
+        if self._sha256_hex is not None:
+            computed_sha = digests["sha256"].hex()
+            if computed_sha != self._sha256_hex:
+                raise errors.XAmzContentSHA256Mismatch(
+                    ClientComputedContentSHA256=self._sha256_hex, S3ComputedContentSHA256=computed_sha
+                )
+        if self._content_md5 is not None and digests["md5"] != self._content_md5:
+            raise errors.BadDigest(
+                ExpectedDigest=b64(self._content_md5), CalculatedDigest=b64(digests["md5"])
+            )
+        algorithm = self.checksum_algorithm
+        computed = b64(digests[ALGORITHM_DIGEST[algorithm]])
+        if self._checksum_value is not None and computed != self._checksum_value:
+            raise errors.BadDigest(f"The {algorithm} you specified did not match the calculated checksum.")
+        return {algorithm: computed}
