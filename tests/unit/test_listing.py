@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 import random
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from s3serve import errors
 from s3serve.storage import listing
-from s3serve.storage.listing import Entry, RawPage, list_page
+from s3serve.storage.listing import RawPage, list_page
 
 Item = tuple[str, str]  # ("k", key) or ("p", common prefix)
 
@@ -25,7 +25,9 @@ Item = tuple[str, str]  # ("k", key) or ("p", common prefix)
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def make_tree(bucket: Path, keys: list[str], markers: list[str] = (), empty_dirs: list[str] = ()) -> set[str]:  # type: ignore[assignment]
+def make_tree(
+    bucket: Path, keys: list[str], markers: Sequence[str] = (), empty_dirs: Sequence[str] = ()
+) -> set[str]:
     """Files for ``keys`` (content = the key), directories for ``markers`` ("a/b/") and
     ``empty_dirs``; returns the set of marker paths for ``is_folder_marker``."""
     bucket.mkdir(parents=True, exist_ok=True)
@@ -53,7 +55,8 @@ def reference_keys(bucket: Path, marker_paths: set[str]) -> list[str]:
         rel = os.path.relpath(dirpath, bucket)
         rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
         for name in filenames:
-            if os.path.isfile(os.path.join(dirpath, name)) and not os.path.islink(os.path.join(dirpath, name)):
+            path = os.path.join(dirpath, name)
+            if os.path.isfile(path) and not os.path.islink(path):
                 keys.append(rel + name)
         for name in dirnames:
             if os.path.join(dirpath, name) in marker_paths:
@@ -90,7 +93,13 @@ def page_items(page: RawPage) -> list[Item]:
 
 
 def list_all(
-    bucket: Path, root: Path, prefix: str, delimiter: str, max_keys: int, markers: set[str], start_after: str = ""
+    bucket: Path,
+    root: Path,
+    prefix: str,
+    delimiter: str,
+    max_keys: int,
+    markers: set[str],
+    start_after: str = "",
 ) -> list[Item]:
     out: list[Item] = []
     for _ in range(100_000):
@@ -118,7 +127,22 @@ def root(tmp_path: Path) -> Path:
 
 # -- order -----------------------------------------------------------------------------------
 
-ORDER_KEYS = ["a.c", "a/b", "a/b.x", "a/c/d", "a-b", "a0", "ab", "b", "z", "é", "\U0001d11e", "\uffff", "Z", "a/!"]
+ORDER_KEYS = [
+    "a.c",
+    "a/b",
+    "a/b.x",
+    "a/c/d",
+    "a-b",
+    "a0",
+    "ab",
+    "b",
+    "z",
+    "é",
+    "\U0001d11e",
+    "\uffff",
+    "Z",
+    "a/!",
+]
 
 
 def test_order_is_utf8_byte_order_not_walk_order(root: Path) -> None:
@@ -184,13 +208,42 @@ TREE = [
     [
         ("", "/", [("p", "docs/"), ("k", "photo"), ("p", "photos/"), ("k", "photos.txt"), ("k", "zeta")]),
         ("photo", "/", [("k", "photo"), ("p", "photos/"), ("k", "photos.txt")]),
-        ("photos/", "/", [("p", "photos/2023/"), ("k", "photos/2024-index"), ("p", "photos/2024/"), ("k", "photos/20x")]),
+        (
+            "photos/",
+            "/",
+            [("p", "photos/2023/"), ("k", "photos/2024-index"), ("p", "photos/2024/"), ("k", "photos/20x")],
+        ),
         ("photos/202", "/", [("p", "photos/2023/"), ("k", "photos/2024-index"), ("p", "photos/2024/")]),
         ("photos/2023/j", "", [("k", "photos/2023/jan/a.jpg"), ("k", "photos/2023/jan/b.jpg")]),
         ("photos/2023/jan/", "/", [("k", "photos/2023/jan/a.jpg"), ("k", "photos/2023/jan/b.jpg")]),
-        ("photos/20", "-", [("p", "photos/2024-"), ("k", "photos/2023/feb/c.jpg"), ("k", "photos/2023/jan/a.jpg"), ("k", "photos/2023/jan/b.jpg"), ("k", "photos/2024/mar/d.jpg"), ("k", "photos/20x")]),
-        ("docs/", "-", [("p", "docs/abc/ab-"), ("p", "docs/readme-"), ("k", "docs/readme.md"), ("k", "docs/xab")]),
-        ("docs/", "ab", [("p", "docs/ab"), ("k", "docs/readme-1.md"), ("k", "docs/readme-2.md"), ("k", "docs/readme.md"), ("p", "docs/xab")]),
+        (
+            "photos/20",
+            "-",
+            [
+                ("p", "photos/2024-"),
+                ("k", "photos/2023/feb/c.jpg"),
+                ("k", "photos/2023/jan/a.jpg"),
+                ("k", "photos/2023/jan/b.jpg"),
+                ("k", "photos/2024/mar/d.jpg"),
+                ("k", "photos/20x"),
+            ],
+        ),
+        (
+            "docs/",
+            "-",
+            [("p", "docs/abc/ab-"), ("p", "docs/readme-"), ("k", "docs/readme.md"), ("k", "docs/xab")],
+        ),
+        (
+            "docs/",
+            "ab",
+            [
+                ("p", "docs/ab"),
+                ("k", "docs/readme-1.md"),
+                ("k", "docs/readme-2.md"),
+                ("k", "docs/readme.md"),
+                ("p", "docs/xab"),
+            ],
+        ),
         ("", "s/", [("p", "docs/"), ("k", "photo"), ("p", "photos/"), ("k", "photos.txt"), ("k", "zeta")]),
         ("nothing", "/", []),
         ("photos/2023/jan/a.jpg", "/", [("k", "photos/2023/jan/a.jpg")]),
@@ -217,10 +270,16 @@ def test_folder_marker_is_listed_under_its_own_prefix_and_rolls_up_otherwise(roo
     top = list_page(str(bucket), "", "/", "", 1000, marker_fn(markers), str(root))
     assert top.entries == [] and top.common_prefixes == ["dir/", "empty/"]
     # Paging one by one through a prefix whose folder marker is the first key.
-    assert list_all(bucket, root, "dir/", "/", 1, markers) == [("k", "dir/"), ("k", "dir/f"), ("p", "dir/sub/")]
+    assert list_all(bucket, root, "dir/", "/", 1, markers) == [
+        ("k", "dir/"),
+        ("k", "dir/f"),
+        ("p", "dir/sub/"),
+    ]
 
 
-@pytest.mark.parametrize("prefix", ["", "a", "a/", "../", "/etc/", "a//b", "./a", "a/./b", "a\0b/", "\udcff/", "x" * 300 + "/"])
+@pytest.mark.parametrize(
+    "prefix", ["", "a", "a/", "../", "/etc/", "a//b", "./a", "a/./b", "a\0b/", "\udcff/", "x" * 300 + "/"]
+)
 def test_hostile_prefixes_never_leave_the_bucket(root: Path, prefix: str) -> None:
     bucket = root / "bkt"
     make_tree(bucket, ["a/b", "a/c"])
@@ -250,8 +309,13 @@ def build_three_level(bucket: Path) -> tuple[list[str], set[str]]:
 
 
 @pytest.mark.parametrize("max_keys", [1, 2, 3, 7, 1000])
-@pytest.mark.parametrize(("prefix", "delimiter"), [("", ""), ("", "/"), ("a", "/"), ("a/", ""), ("a/x", "."), ("", "-"), ("", "x/")])
-def test_pages_concatenate_to_the_full_listing(root: Path, max_keys: int, prefix: str, delimiter: str) -> None:
+@pytest.mark.parametrize(
+    ("prefix", "delimiter"),
+    [("", ""), ("", "/"), ("a", "/"), ("a/", ""), ("a/x", "."), ("", "-"), ("", "x/")],
+)
+def test_pages_concatenate_to_the_full_listing(
+    root: Path, max_keys: int, prefix: str, delimiter: str
+) -> None:
     bucket = root / "bkt"
     _, markers = build_three_level(bucket)
     expected = reference_listing(reference_keys(bucket, markers), prefix, delimiter, "")
@@ -261,7 +325,24 @@ def test_pages_concatenate_to_the_full_listing(root: Path, max_keys: int, prefix
 
 @pytest.mark.parametrize(
     "start_after",
-    ["", "a", "a/", "a/x", "a/x/", "a/x/1", "a/x/2x", "a/x.z", "a0", "b/é/\U0001f600", "c", "c/", "zzz", "\U0010ffff", "0", " "],
+    [
+        "",
+        "a",
+        "a/",
+        "a/x",
+        "a/x/",
+        "a/x/1",
+        "a/x/2x",
+        "a/x.z",
+        "a0",
+        "b/é/\U0001f600",
+        "c",
+        "c/",
+        "zzz",
+        "\U0010ffff",
+        "0",
+        " ",
+    ],
 )
 @pytest.mark.parametrize("delimiter", ["", "/"])
 def test_start_after_anywhere(root: Path, start_after: str, delimiter: str) -> None:
@@ -317,7 +398,9 @@ def test_max_keys_edges(root: Path) -> None:
 # -- symlinks and odd files -----------------------------------------------------------------
 
 
-def test_symlinks_inside_root_are_followed_outside_are_skipped(root: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_symlinks_inside_root_are_followed_outside_are_skipped(
+    root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     bucket = root / "bkt"
     make_tree(bucket, ["real/f", "plain"])
     make_tree(root / "shared", ["s1", "sub/s2"])
@@ -356,7 +439,10 @@ def test_symlink_loops_terminate(root: Path) -> None:
     # Each link is followed until it would re-enter a directory already on the path.
     assert keys_of(page) == ["a/f", "a/to-b/g", "b/g", "b/to-a/f"]
     # The delimited and prefixed variants stop too.
-    assert list_page(str(bucket), "", "/", "", 1000, marker_fn(set()), str(root)).common_prefixes == ["a/", "b/"]
+    assert list_page(str(bucket), "", "/", "", 1000, marker_fn(set()), str(root)).common_prefixes == [
+        "a/",
+        "b/",
+    ]
     assert list_page(str(bucket), "a/up/", "", "", 1000, marker_fn(set()), str(root)).entries == []
 
 
@@ -376,13 +462,17 @@ def test_fifos_sockets_and_undecodable_names_are_skipped(root: Path) -> None:
             f.write(b"x")
         page = list_page(str(bucket), "", "", "", 1000, marker_fn(set()), str(root))
         assert keys_of(page) == ["d/ok2", "ok"]
-        assert list_page(str(bucket), "", "/", "", 1000, marker_fn(set()), str(root)).common_prefixes == ["d/"]
+        assert list_page(str(bucket), "", "/", "", 1000, marker_fn(set()), str(root)).common_prefixes == [
+            "d/"
+        ]
     finally:
         sock.close()
 
 
 def test_missing_bucket_and_bucket_outside_root(root: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    assert list_page(str(root / "nope"), "", "", "", 10, marker_fn(set()), str(root)) == RawPage([], [], False, None)
+    assert list_page(str(root / "nope"), "", "", "", 10, marker_fn(set()), str(root)) == RawPage(
+        [], [], False, None
+    )
     outside = tmp_path_factory.mktemp("elsewhere")
     make_tree(outside, ["x"])
     assert list_page(str(outside), "", "", "", 10, marker_fn(set()), str(root)).entries == []
@@ -418,7 +508,9 @@ def random_tree(rng: random.Random, bucket: Path) -> set[str]:
     markers: set[str] = set()
 
     def fill(path: Path, depth: int) -> None:
-        names = {"".join(rng.choice(ALPHABET) for _ in range(rng.randint(1, 3))) for _ in range(rng.randint(1, 7))}
+        names = {
+            "".join(rng.choice(ALPHABET) for _ in range(rng.randint(1, 3))) for _ in range(rng.randint(1, 7))
+        }
         names -= {".", ".."}
         for name in names:
             child = path / name
@@ -515,14 +607,19 @@ def test_page_n_reads_only_the_directories_it_covers(root: Path, monkeypatch: py
 
 def test_prefix_starts_in_the_directory_it_names(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bucket = root / "bkt"
-    make_tree(bucket, [f"a/b/c{i}" for i in range(3)] + [f"a/b/x{i}" for i in range(3)] + [f"a/z{i}/q" for i in range(20)])
+    make_tree(
+        bucket,
+        [f"a/b/c{i}" for i in range(3)] + [f"a/b/x{i}" for i in range(3)] + [f"a/z{i}/q" for i in range(20)],
+    )
     counter = ScanCounter(monkeypatch)
     page = list_page(str(bucket), "a/b/c", "", "", 1000, marker_fn(set()), str(root))
     assert keys_of(page) == ["a/b/c0", "a/b/c1", "a/b/c2"]
     assert counter.take() == [str(bucket / "a" / "b")]
 
 
-def test_slash_delimited_listing_reads_only_up_to_the_first_object(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_slash_delimited_listing_reads_only_up_to_the_first_object(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bucket = root / "bkt"
     keys = []
     for i in range(10):
@@ -539,7 +636,12 @@ def test_slash_delimited_listing_reads_only_up_to_the_first_object(root: Path, m
     # nested/ holds no file itself: depth-first to the first object, not its sibling z.
     expected += [str(bucket / "nested"), str(bucket / "nested" / "x"), str(bucket / "nested" / "x" / "y")]
     # An empty tree has to be read completely to know it is empty.
-    expected += [str(bucket / "hollow"), str(bucket / "hollow" / "a"), str(bucket / "hollow" / "a" / "b"), str(bucket / "hollow" / "c")]
+    expected += [
+        str(bucket / "hollow"),
+        str(bucket / "hollow" / "a"),
+        str(bucket / "hollow" / "a" / "b"),
+        str(bucket / "hollow" / "c"),
+    ]
     assert sorted(scanned) == sorted(expected)
 
 
