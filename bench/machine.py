@@ -1,0 +1,111 @@
+"""The machine's physical limits, measured in the same run: disk write+fdatasync, disk read, hashing.
+
+These are the ceilings no server can pass: a 1 GiB PUT that s3serve makes durable cannot beat the
+disk's fdatasync'd write speed, and its ETag cannot be computed faster than one core runs MD5.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+from awscrt import checksums as crt
+
+CHUNK = 1024 * 1024
+
+
+def disk_write_read(directory: Path, size: int) -> dict[str, float]:
+    """MiB/s of a sequential write ended by fdatasync, then of reading it back cold and warm."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "disk-probe.bin"
+    buf = os.urandom(CHUNK)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        t0 = time.perf_counter()
+        left = size
+        while left > 0:
+            left -= os.write(fd, buf[: min(left, CHUNK)])
+        os.fdatasync(fd)
+        write_s = time.perf_counter() - t0
+        # Drop this file's pages so the first read comes from the device, not the page cache.
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    out = {"write_fdatasync_MiBps": size / write_s / CHUNK}
+    for label in ("read_cold_MiBps", "read_cached_MiBps"):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            t0 = time.perf_counter()
+            while os.read(fd, CHUNK):
+                pass
+            out[label] = size / (time.perf_counter() - t0) / CHUNK
+        finally:
+            os.close(fd)
+    path.unlink()
+    return out
+
+
+def hash_rates(size: int) -> dict[str, float]:
+    """MiB/s of one core for each digest s3serve computes on the data path."""
+    buf = os.urandom(CHUNK)
+    n = max(1, size // CHUNK)
+
+    def rate(update: Any) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            update(buf)
+        return n / (time.perf_counter() - t0)
+
+    out: dict[str, float] = {}
+    for name in ("md5", "sha1", "sha256"):
+        out[f"{name}_MiBps"] = rate(hashlib.new(name).update)
+    state = {"v": 0}
+
+    def crc32(data: bytes) -> None:
+        state["v"] = zlib.crc32(data, state["v"])
+
+    out["crc32_zlib_MiBps"] = rate(crc32)
+
+    def crc32_crt(data: bytes) -> None:
+        state["v"] = crt.crc32(data, state["v"])
+
+    out["crc32_awscrt_MiBps"] = rate(crc32_crt)
+
+    def crc32c(data: bytes) -> None:
+        state["v"] = crt.crc32c(data, state["v"])
+
+    out["crc32c_awscrt_MiBps"] = rate(crc32c)
+    return out
+
+
+def describe() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "mem_total_kib": _meminfo("MemTotal"),
+    }
+
+
+def _meminfo(field: str) -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

@@ -1,0 +1,170 @@
+"""Medians and spread of the repeated runs, and the Markdown tables of ratios (s3serve ÷ each other)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The metric that stands for each scenario, and whether more is better.
+PRIMARY: list[tuple[str, str, bool]] = [
+    ("small.", "ops_per_s", True),
+    ("wrk.", "ops_per_s", True),
+    ("large.", "MiB_per_s", True),
+    ("multipart.", "MiB_per_s", True),
+    ("list.full_walk", "seconds", False),
+    ("list.", "page_ms", False),
+    ("startup", "startup_s", False),
+]
+SUBJECT = "s3serve"
+
+
+def primary(scenario: str) -> tuple[str, bool]:
+    for prefix, metric, higher in PRIMARY:
+        if scenario.startswith(prefix):
+            return metric, higher
+    return "seconds", False
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per numeric metric: median, min, max and spread ((max-min)/median) over the repeats."""
+    out: dict[str, Any] = {"runs": runs, "median": {}, "min": {}, "max": {}, "spread": {}}
+    names = {k for r in runs for k, v in r.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    for name in sorted(names):
+        values = sorted(float(r[name]) for r in runs if isinstance(r.get(name), int | float))
+        if not values:
+            continue
+        n = len(values)
+        med = values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+        out["median"][name] = med
+        out["min"][name] = values[0]
+        out["max"][name] = values[-1]
+        out["spread"][name] = (values[-1] - values[0]) / med if med else 0.0
+    out["errors"] = sum(int(r.get("errors", 0) or 0) for r in runs)
+    return out
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "–"
+    if v >= 1000:
+        return f"{v:,.0f}"
+    if v >= 100:
+        return f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def _cell(summary: dict[str, Any] | None, metric: str) -> tuple[float | None, str]:
+    if not summary:
+        return None, "–"
+    med = summary["median"].get(metric)
+    if med is None:
+        return None, "–" if not summary.get("errors") else "errors"
+    text = _fmt(med)
+    spread = summary["spread"].get(metric, 0.0)
+    if len(summary["runs"]) > 1:
+        text += f" ±{spread * 50:.0f}%"
+    if summary.get("errors"):
+        text += " ⚠"
+    return med, text
+
+
+def ratio_table(results: dict[str, Any], metric_for: Any, title: str, note: str) -> list[str]:
+    servers = results["servers"]
+    names = [SUBJECT] + [n for n in servers if n != SUBJECT] if SUBJECT in servers else list(servers)
+    others = [n for n in names if n != SUBJECT]
+    scenarios: list[str] = []
+    for n in names:
+        for s in servers[n]["scenarios"]:
+            if s not in scenarios:
+                scenarios.append(s)
+    head = ["scenario", "metric"] + [f"{n} ({servers[n]['role']})" for n in names] + [f"{SUBJECT} ÷ {n}" for n in others]
+    lines = [f"### {title}", "", note, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for sc in scenarios:
+        metric, higher = metric_for(sc)
+        if metric is None:
+            continue
+        values: dict[str, float | None] = {}
+        cells = []
+        for n in names:
+            v, text = _cell(servers[n]["scenarios"].get(sc), metric)
+            values[n] = v
+            cells.append(text)
+        if all(v is None for v in values.values()):
+            continue
+        ratios = []
+        for n in others:
+            a, b = values.get(SUBJECT), values.get(n)
+            ratios.append(f"{a / b:.2f}" if a is not None and b else "–")
+        arrow = "↑" if higher else "↓"
+        lines.append(f"| {sc} | {metric} {arrow} | " + " | ".join(cells + ratios) + " |")
+    return lines + [""]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    lines = [
+        "# s3serve benchmark",
+        "",
+        f"{meta['date']} · commit {meta.get('commit', '?')} · {meta['machine']['cpu']} · {meta['machine']['cores']} cores · "
+        f"client cores {meta['client_cores']} · server cores {meta['server_cores']} · mode {meta['mode']} · "
+        f"repeats {meta['params']['repeats']}",
+        "",
+        "Values are medians over the repeats, ± half the relative spread (max−min)/median; ⚠ = some requests "
+        "failed (see results.json). Ratios are s3serve ÷ the other server: for ↑ metrics above 1 means s3serve "
+        "is faster, for ↓ metrics (times) below 1 means s3serve is faster.",
+        "",
+        "Servers: " + "; ".join(f"**{n}** – {s['describe']}" for n, s in results["servers"].items()) + ".",
+    ]
+    if meta.get("skipped"):
+        lines += ["", "Skipped: " + "; ".join(f"{n}: {why}" for n, why in meta["skipped"].items()) + "."]
+    lines.append("")
+    lines += ratio_table(results, primary, "Throughput and time", "Primary metric of each scenario.")
+    lines += ratio_table(
+        results,
+        lambda sc: ("p99_ms", False) if sc.startswith(("small.", "wrk.")) else (None, False),
+        "Small-object tail latency (p99, ms)",
+        "p50 is in results.json.",
+    )
+    lines += ratio_table(
+        results,
+        lambda sc: ("server_cpu_us_per_op", False) if not sc.startswith("startup") else (None, False),
+        "Server CPU per operation (µs, user+system, children included)",
+        "For listings an operation is one page; for large objects one object; for multipart one part.",
+    )
+    lines += ratio_table(
+        results,
+        lambda sc: ("server_peak_rss_MiB", False) if not sc.startswith("startup") else (None, False),
+        "Server peak RSS during the scenario (MiB, VmHWM summed over the process tree)",
+        "",
+    )
+    lines += ratio_table(
+        results,
+        lambda sc: ("client_cpu_util", False) if sc.startswith(("small.", "large.")) else (None, False),
+        "Load generator CPU utilisation (fraction of one core)",
+        "Near 1.0 the Python client, not the server, is the limit: compare with the wrk rows.",
+    )
+    lines += ["### Machine limits (same run)", "", "| measure | median | spread |", "|---|---|---|"]
+    for name, s in results.get("machine_limits", {}).items():
+        lines.append(f"| {name} | {_fmt(s['median'])} | ±{s['spread'] * 50:.0f}% |")
+    lines.append("")
+    setups = {n: s["listing_setup"] for n, s in results["servers"].items() if s.get("listing_setup")}
+    if setups:
+        lines += ["### Listing fixtures", ""]
+        for n, st in setups.items():
+            lines.append(f"- {n}: {st['keys']:,} keys, {st['how']}, {st['seconds']:.1f} s" + (f", {st['errors']} errors" if st["errors"] else ""))
+        lines.append("")
+    lines += [f"Load generator peak RSS: {meta.get('client_peak_rss_MiB', 0):.0f} MiB.", ""]
+    failures = [
+        (n, sc, sample)
+        for n, s in results["servers"].items()
+        for sc, summ in s["scenarios"].items()
+        for run in summ["runs"]
+        for sample in run.get("error_samples", [])[:1]
+    ]
+    if failures:
+        lines += ["### Failed requests (first per run)", ""]
+        for n, sc, sample in failures[:40]:
+            lines.append(f"- {n} {sc}: `{sample['request'][:160]}` → {sample['status']} `{sample['response'][:200]!r}`")
+        lines.append("")
+    return "\n".join(lines)
