@@ -93,7 +93,10 @@ def _valid_name(name: str) -> bool:
 
 
 def _inside(real: str, root: str) -> bool:
-    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+    """Whether a real path may be served: inside ``root`` but not in a dot-folder at its top
+    (such names are never buckets; ``ROOT/.s3serve`` holds staging and metadata)."""
+    base = root.rstrip(os.sep) + os.sep
+    return real == root or (real.startswith(base) and not real[len(base) :].startswith("."))
 
 
 def _classify(entry: os.DirEntry[str], parent_real: str, root: str) -> tuple[bool, str] | None:

@@ -411,6 +411,10 @@ def test_symlinks_inside_root_are_followed_outside_are_skipped(
     os.symlink(outside, bucket / "out-dir")
     os.symlink(outside / "secret", bucket / "out-file")
     os.symlink(bucket / "missing", bucket / "dangling")
+    # Hidden state (ROOT/.s3serve: staging, metadata) is inside root but never reachable.
+    make_tree(root / ".s3serve", ["tmp/upload-part"])
+    os.symlink(root / ".s3serve", bucket / "hidden-dir")
+    os.symlink(root / ".s3serve" / "tmp" / "upload-part", bucket / "hidden-file")
     os.symlink("../" * 20 + "etc", bucket / "relative-escape")
     page = list_page(str(bucket), "", "", "", 1000, marker_fn(set()), str(root))
     assert keys_of(page) == ["in-dir/s1", "in-dir/sub/s2", "in-file", "plain", "real/f"]
