@@ -1,0 +1,724 @@
+"""DiskBackend: buckets are folders of ROOT, objects are plain files, metadata lives beside them.
+
+Writes stream into a temp file under ``ROOT/.s3serve/tmp/`` and become visible with one
+``rename`` (``_publish``, the single commit path, which CompleteMultipartUpload will reuse), under
+a cross-process key lock that also makes conditional writes atomic. Files are never modified in
+place, so a reader holding an fd always sees one whole object.
+
+Blocking work goes to worker threads in large units (big chunks, hashing, copying, listing
+pages); the cheap syscalls of the small-object path (stat, getxattr, rename) run inline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import os
+import stat
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import errors
+from ..checksums import ALGORITHM_DIGEST, MultiHasher, b64
+from . import keys, metadata
+from .base import (
+    Backend,
+    Body,
+    BucketInfo,
+    ListPage,
+    ObjectInfo,
+    ObjectReader,
+    PartInfo,
+    PartsPage,
+    Precondition,
+    UploadInfo,
+    UploadListPage,
+    WriteMeta,
+)
+from .keys import KeyPath
+from .metadata import EMPTY_MD5, XATTR, BucketRegistry, KeyLocks, MetaStore, Record
+
+FICLONE = 0x40049409  # _IOW(0x94, 9, int): share the source's extents (btrfs, XFS, bcachefs)
+# Smaller chunks are written inline: a thread hop costs more than the write itself.
+THREAD_CHUNK = 64 * 1024
+READ_PIECE = 1024 * 1024
+_STALE_TEMP_SECONDS = 24 * 3600
+
+
+@contextlib.contextmanager
+def _disk_errors() -> Iterator[None]:
+    """A full disk is not the client's fault, but it deserves a clearer answer than a traceback."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise errors.InternalError("The server's disk is full; the object was not stored.") from e
+        if e.errno == errno.EFBIG:
+            raise errors.EntityTooLarge() from e
+        raise
+
+
+def _unlink_quietly(path: str | None) -> None:
+    if path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _write_and_hash(f: object, hasher: MultiHasher, chunk: bytes) -> None:
+    f.write(chunk)  # type: ignore[attr-defined]
+    hasher.update(chunk)
+
+
+@dataclass
+class _Found:
+    info: ObjectInfo
+    record: Record
+    real: str  # resolved path of the file or folder-marker directory
+    fd: int | None = None  # only with keep_fd, only for files
+
+
+class DiskReader(ObjectReader):
+    def __init__(self, fd: int | None, info: ObjectInfo) -> None:
+        self._fd = fd
+        self.info = info
+
+    def fileno(self) -> int | None:
+        return self._fd
+
+    async def iter_range(self, offset: int, length: int) -> AsyncIterator[bytes]:
+        fd = self._fd
+        end = offset + length
+        while fd is not None and offset < end:
+            piece = await asyncio.to_thread(os.pread, fd, min(READ_PIECE, end - offset), offset)
+            if not piece:
+                # Truncated by another program after we opened it: the caller sees a short body.
+                return
+            offset += len(piece)
+            yield piece
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class DiskBackend(Backend):
+    def __init__(
+        self,
+        root: Path,
+        default_owner: str,
+        fsync: bool = True,
+        min_part_size: int = 5 * 1024 * 1024,
+        *,
+        use_xattrs: bool | None = None,
+    ) -> None:
+        """``use_xattrs`` None probes the filesystem at start; False forces sidecar files."""
+        self.root = Path(root)
+        self.default_owner = default_owner
+        self.fsync = fsync
+        self.min_part_size = min_part_size
+        self._want_xattrs = use_xattrs
+        real = os.path.realpath(self.root)
+        self._real_root = real
+        hidden = os.path.join(real, keys.HIDDEN_DIR)
+        self._tmp_dir = os.path.join(hidden, "tmp")
+        self.meta = MetaStore(hidden, use_xattrs is not False)
+        self.registry = BucketRegistry(hidden)
+        self.locks = KeyLocks(hidden)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        await asyncio.to_thread(self._start)
+
+    def _start(self) -> None:
+        os.makedirs(self.root, exist_ok=True)
+        for sub in ("tmp", "meta", "buckets"):
+            os.makedirs(os.path.join(self.meta.hidden, sub), exist_ok=True)
+        self.locks.create_files()
+        self.meta.use_xattrs = self._want_xattrs is not False and MetaStore.probe(self._tmp_dir)
+        # Temp files of a process that crashed mid-write; other live processes' temp files are young.
+        cutoff = time.time() - _STALE_TEMP_SECONDS
+        with os.scandir(self._tmp_dir) as it:
+            for entry in it:
+                with contextlib.suppress(OSError):
+                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        os.unlink(entry.path)
+
+    # -- paths --------------------------------------------------------------------------------
+    def _bucket_dir(self, name: str) -> str:
+        if not keys.is_bucket_folder_name(name):
+            raise errors.NoSuchBucket(resource=name, BucketName=name)
+        path = os.path.join(self._real_root, name)
+        try:
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode) and keys.is_inside(self._real_root, os.path.realpath(path)):
+                st = os.stat(path)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            raise errors.NoSuchBucket(resource=name, BucketName=name)
+        return path
+
+    def _resolve(self, path: str) -> tuple[str, os.stat_result] | None:
+        return keys.resolve(self._real_root, path)
+
+    # -- metadata lookups ---------------------------------------------------------------------
+    async def _lookup(
+        self,
+        bucket: str,
+        kp: KeyPath,
+        path: str,
+        *,
+        keep_fd: bool = False,
+        held: frozenset[int] = frozenset(),
+    ) -> _Found | None:
+        found = self._resolve(path)
+        if found is None:
+            return None
+        real, st = found
+        if kp.is_folder:
+            record = self.meta.load(real, bucket, kp.key, st) if stat.S_ISDIR(st.st_mode) else None
+            if record is None or not record.folder:
+                return None
+            return _Found(record.to_info(kp.key), record, real)
+        fd = keys.open_regular(real)
+        if fd is None:
+            return None
+        try:
+            st = os.fstat(fd)
+            record = self.meta.load(fd, bucket, kp.key, st)
+            if record is None:
+                record = await asyncio.to_thread(self._adopt, fd, bucket, kp.key, path, held)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not keep_fd:
+            os.close(fd)
+            fd = None
+        return _Found(record.to_info(kp.key), record, real, fd)
+
+    def _adopt(self, fd: int, bucket: str, key: str, path: str, held: frozenset[int]) -> Record:
+        """The record of a foreign file (no record, or one for an older version of it): its MD5,
+        computed once and cached. Runs in a worker thread."""
+        before = os.fstat(fd)
+        record = self.meta.load(fd, bucket, key, before)  # adopted meanwhile by someone else
+        if record is not None:
+            return record
+        md5 = hashlib.md5()
+        size = 0
+        while piece := os.pread(fd, READ_PIECE, size):
+            md5.update(piece)
+            size += len(piece)
+        after = os.fstat(fd)
+        record = Record(
+            etag=md5.hexdigest(), size=size, headers={"content-type": metadata.guess_content_type(key)}
+        )
+        record.stamp(after)
+        if (before.st_size, before.st_mtime_ns) != (
+            after.st_size,
+            after.st_mtime_ns,
+        ) or size != after.st_size:
+            return record  # still being written by its owner: do not cache a torn hash
+        slot = self.locks.slot(bucket, key)
+        lock = None if slot in held else self.locks.try_lock(slot)
+        if lock is None and slot not in held:
+            return record  # a writer holds the key: the cache can wait for the next reader
+        try:
+            # A sidecar is found by key: only cache it while the key still names this file.
+            current = os.stat(path)
+            if current.st_ino == after.st_ino and current.st_dev == after.st_dev:
+                self.meta.store(fd, bucket, key, record)
+        except OSError:
+            pass  # caching is an optimisation; a read-only place only costs a re-hash next time
+        finally:
+            if lock is not None:
+                os.close(lock)
+        return record
+
+    def _existing_record(self, bucket: str, kp: KeyPath, path: str) -> Record | None:
+        """The stored record at a key without hashing anything (for cleanup of what it leaves)."""
+        found = self._resolve(path)
+        return self.meta.load(found[0], bucket, kp.key, found[1]) if found else None
+
+    # -- buckets ------------------------------------------------------------------------------
+    async def list_buckets(self) -> list[BucketInfo]:
+        return await asyncio.to_thread(self._list_buckets)
+
+    def _list_buckets(self) -> list[BucketInfo]:
+        result = []
+        with os.scandir(self._real_root) as it:
+            for entry in it:
+                if not keys.is_bucket_folder_name(entry.name):
+                    continue
+                if entry.is_symlink() and not keys.is_inside(self._real_root, os.path.realpath(entry.path)):
+                    continue
+                try:
+                    if not entry.is_dir():
+                        continue
+                    mtime = entry.stat().st_mtime
+                except OSError:
+                    continue
+                result.append(self.registry.info(entry.name, mtime, self.default_owner))
+        result.sort(key=lambda b: b.name)
+        return result
+
+    def _is_marker_of(self, bucket: str) -> Callable[[str, str, os.stat_result], bool]:
+        def is_marker(path: str, rel: str, st: os.stat_result) -> bool:
+            return self.meta.load(path, bucket, rel + "/", st) is not None
+
+        return is_marker
+
+    async def head_bucket(self, name: str) -> BucketInfo:
+        path = self._bucket_dir(name)
+        return self.registry.info(name, os.stat(path).st_mtime, self.default_owner)
+
+    async def create_bucket(self, name: str, owner: str, region: str) -> BucketInfo:
+        keys.validate_bucket_name(name)
+        async with self.locks.hold(self.locks.slot(name, "")):
+            path = os.path.join(self._real_root, name)
+            if os.path.lexists(path):
+                existing = self.registry.read(name) if os.path.isdir(path) else None
+                if os.path.isdir(path) and str((existing or {}).get("owner", self.default_owner)) == owner:
+                    raise errors.BucketAlreadyOwnedByYou(resource=name, BucketName=name)
+                raise errors.BucketAlreadyExists(resource=name, BucketName=name)
+            # Record first: a folder without one would briefly look foreign (default owner).
+            created = self.registry.write(name, owner, region)
+            try:
+                os.mkdir(path)
+            except BaseException:
+                self.registry.remove(name)
+                raise
+        return BucketInfo(name=name, created=created, owner=owner, region=region)
+
+    async def delete_bucket(self, name: str) -> None:
+        path = self._bucket_dir(name)
+        async with self.locks.hold(self.locks.slot(name, "")):
+            if not await asyncio.to_thread(keys.remove_empty_tree, path, self._is_marker_of(name)):
+                raise errors.BucketNotEmpty(resource=name, BucketName=name)
+            self.registry.remove(name)
+            self.meta.drop_bucket(name)
+
+    # -- the commit path ----------------------------------------------------------------------
+    def _seal(self, tmp: str, record: Record) -> bool:
+        """fsync a finished temp file, bind the record to it and attach it as an xattr, so data and
+        metadata appear together with the rename. False when the record needs a sidecar."""
+        fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if self.fsync:
+                os.fsync(fd)
+            record.stamp(os.fstat(fd))
+            return self.meta.attach(fd, record)
+        finally:
+            os.close(fd)
+
+    async def _publish(
+        self, bucket: str, kp: KeyPath, tmp: str | None, record: Record, precondition: Precondition | None
+    ) -> ObjectInfo:
+        """Atomically make a finished temp file (None: a folder marker) the object at ``kp``.
+
+        The temp file must be closed and complete; it is consumed: renamed into place, or removed
+        on any failure (including cancellation). ``precondition`` runs under the key lock.
+        """
+        try:
+            bdir = self._bucket_dir(bucket)
+            path = keys.object_path(bdir, kp)
+            attached = False
+            if tmp is not None:
+                with _disk_errors():
+                    if self.fsync or record.size >= THREAD_CHUNK:
+                        attached = await asyncio.to_thread(self._seal, tmp, record)
+                    else:
+                        attached = self._seal(tmp, record)
+            slot = self.locks.slot(bucket, kp.key)
+            async with self.locks.hold(slot):
+                old = self._existing_record(bucket, kp, path)
+                if precondition is not None:
+                    current = await self._lookup(bucket, kp, path, held=frozenset({slot}))
+                    precondition(current.info if current else None)
+                if tmp is None:
+                    self._make_folder(bucket, bdir, kp, path, record)
+                else:
+                    keys.place(self._real_root, bdir, kp, path, tmp)
+                    tmp = None
+                    if not attached:
+                        self.meta.write_sidecar(bucket, kp.key, record)
+            if old is not None and old.blob and old.blob != record.blob:
+                self.meta.drop_blob(old.blob)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        if self.fsync:
+            await asyncio.to_thread(keys.fsync_dir, os.path.dirname(path))
+        return record.to_info(kp.key)
+
+    def _make_folder(self, bucket: str, bdir: str, kp: KeyPath, path: str, record: Record) -> None:
+        for _ in range(keys.PLACE_ATTEMPTS):
+            if not keys.ensure_parents(self._real_root, bdir, kp):
+                continue
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # pruned by a concurrent delete
+            except (NotADirectoryError, OSError) as e:
+                if e.errno in (errno.ENOTDIR, errno.ELOOP):
+                    # "a/" where the object "a" is a file (or a symlink we will not follow).
+                    raise errors.ObjectParentIsFile(resource=kp.key) from None
+                raise
+            try:
+                record.folder = True
+                record.stamp(os.fstat(fd))
+                record.mtime_ns = time.time_ns()
+                self.meta.store(fd, bucket, kp.key, record)
+            finally:
+                os.close(fd)
+            return
+        raise errors.OperationAborted(resource=kp.key)
+
+    def _prune(self, bucket: str, bdir: str, directory: str, held: frozenset[int]) -> None:
+        """Remove folders left empty by a delete or rename, up to the bucket, keeping markers.
+
+        Each folder is removed under its own "key/" lock (skipped when busy), so a concurrent
+        PutObject of that folder marker is never undone."""
+        while directory.startswith(bdir + os.sep):
+            key = directory[len(bdir) + 1 :].replace(os.sep, "/") + "/"
+            slot = self.locks.slot(bucket, key)
+            lock = None if slot in held else self.locks.try_lock(slot)
+            if lock is None and slot not in held:
+                return
+            try:
+                st = os.lstat(directory)
+                if not stat.S_ISDIR(st.st_mode) or self.meta.load(directory, bucket, key, st) is not None:
+                    return
+                os.rmdir(directory)
+            except OSError:
+                return  # not empty (or gone): the usual way this loop ends
+            finally:
+                if lock is not None:
+                    os.close(lock)
+            directory = os.path.dirname(directory)
+
+    def _drop_marker(
+        self, bucket: str, bdir: str, kp: KeyPath, real: str, record: Record, held: frozenset[int]
+    ) -> None:
+        if self.meta.use_xattrs:
+            with contextlib.suppress(OSError):
+                os.removexattr(real, XATTR)
+        self.meta.forget(bucket, kp.key, record)
+        path = keys.object_path(bdir, kp)
+        with contextlib.suppress(OSError):
+            os.rmdir(path)  # only when empty: keys below it stay
+        self._prune(bucket, bdir, os.path.dirname(path), held)
+
+    # -- objects ------------------------------------------------------------------------------
+    async def put_object(
+        self, bucket: str, key: str, body: Body, meta: WriteMeta, precondition: Precondition | None = None
+    ) -> ObjectInfo:
+        self._bucket_dir(bucket)
+        kp = keys.parse_key(key)
+        hasher = MultiHasher(["md5", *sorted(body.digests_wanted)])
+        if kp.is_folder:
+            async for chunk in body:
+                if chunk:
+                    raise errors.InvalidArgument(
+                        "A key ending in '/' is a folder on this server's filesystem and cannot have content.",
+                        resource=key,
+                    )
+            record = Record.for_write(meta, EMPTY_MD5, 0, body.finish(hasher.digests()))
+            record.folder = True
+            return await self._publish(bucket, kp, None, record, precondition)
+        tmp = os.path.join(self._tmp_dir, f"put-{uuid.uuid4().hex}")
+        try:
+            size = 0
+            with _disk_errors(), open(tmp, "xb") as f:
+                async for chunk in body:
+                    if len(chunk) >= THREAD_CHUNK:
+                        await asyncio.to_thread(_write_and_hash, f, hasher, chunk)
+                    else:
+                        f.write(chunk)
+                        hasher.update(chunk)
+                    size += len(chunk)
+            digests = hasher.digests()
+            record = Record.for_write(meta, digests["md5"].hex(), size, body.finish(digests))
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        return await self._publish(bucket, kp, tmp, record, precondition)
+
+    async def head_object(self, bucket: str, key: str) -> ObjectInfo:
+        bdir = self._bucket_dir(bucket)
+        kp = keys.parse_key(key)
+        found = await self._lookup(bucket, kp, keys.object_path(bdir, kp))
+        if found is None:
+            raise errors.NoSuchKey(resource=key, Key=key)
+        return found.info
+
+    async def open_object(self, bucket: str, key: str) -> ObjectReader:
+        bdir = self._bucket_dir(bucket)
+        kp = keys.parse_key(key)
+        found = await self._lookup(bucket, kp, keys.object_path(bdir, kp), keep_fd=True)
+        if found is None:
+            raise errors.NoSuchKey(resource=key, Key=key)
+        return DiskReader(found.fd, found.info)
+
+    async def delete_object(self, bucket: str, key: str) -> None:
+        bdir = self._bucket_dir(bucket)
+        kp = keys.parse_key(key)
+        path = keys.object_path(bdir, kp)
+        slot = self.locks.slot(bucket, key)
+        async with self.locks.hold(slot):
+            found = self._resolve(path)
+            if found is None:
+                return
+            real, st = found
+            record = self.meta.load(real, bucket, key, st)
+            if kp.is_folder:
+                if record is not None and record.folder:
+                    self._drop_marker(bucket, bdir, kp, real, record, frozenset({slot}))
+                return
+            if not stat.S_ISREG(st.st_mode):
+                return  # a folder (not an object) or something that is not a file
+            try:
+                os.unlink(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            self.meta.forget(bucket, key, record)
+            self._prune(bucket, bdir, os.path.dirname(path), frozenset({slot}))
+
+    async def copy_object(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        meta: WriteMeta | None,
+        src_precondition: Precondition | None = None,
+        precondition: Precondition | None = None,
+    ) -> ObjectInfo:
+        sbdir = self._bucket_dir(src_bucket)
+        skp = keys.parse_key(src_key)
+        self._bucket_dir(dst_bucket)
+        dkp = keys.parse_key(dst_key)
+        found = await self._lookup(src_bucket, skp, keys.object_path(sbdir, skp), keep_fd=True)
+        if found is None:
+            raise errors.NoSuchKey(resource=src_key, Key=src_key)
+        tmp: str | None = None
+        try:
+            if src_precondition is not None:
+                src_precondition(found.info)
+            record = found.record.copied(meta)
+            want = meta.checksum_algorithm if meta is not None else None
+            if want is not None and want not in record.checksums:
+                if want not in ALGORITHM_DIGEST:
+                    raise errors.InvalidRequest(f"Checksum algorithm {want} is not supported.")
+            else:
+                want = None
+            if dkp.is_folder:
+                if record.size:
+                    raise errors.InvalidArgument(
+                        "A key ending in '/' is a folder on this server's filesystem and cannot have content.",
+                        resource=dst_key,
+                    )
+                record.folder = True
+                if want is not None:
+                    record.checksums = {
+                        want: b64(MultiHasher([ALGORITHM_DIGEST[want]]).digests()[ALGORITHM_DIGEST[want]])
+                    }
+                    record.checksum_type = "FULL_OBJECT"
+            else:
+                tmp = os.path.join(self._tmp_dir, f"copy-{uuid.uuid4().hex}")
+                with _disk_errors():
+                    copied = await asyncio.to_thread(keys.clone_file, found.fd, tmp)
+                if copied != record.size:
+                    raise errors.InternalError(
+                        "The source object changed while it was being copied; please retry."
+                    )
+                if want is not None:
+                    name = ALGORITHM_DIGEST[want]
+                    digests, _ = await asyncio.to_thread(metadata.hash_file, tmp, [name])
+                    record.checksums = {want: b64(digests[name])}
+                    record.checksum_type = "FULL_OBJECT"
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        finally:
+            if found.fd is not None:
+                os.close(found.fd)
+        return await self._publish(dst_bucket, dkp, tmp, record, precondition)
+
+    async def rename_object(
+        self,
+        bucket: str,
+        src_key: str,
+        dst_key: str,
+        src_precondition: Precondition | None = None,
+        precondition: Precondition | None = None,
+    ) -> ObjectInfo:
+        bdir = self._bucket_dir(bucket)
+        skp = keys.parse_key(src_key)
+        dkp = keys.parse_key(dst_key)
+        if skp.is_folder != dkp.is_folder:
+            raise errors.InvalidArgument(
+                "A folder key (ending in '/') can only be renamed to another folder key here.",
+                resource=dst_key,
+            )
+        spath, dpath = keys.object_path(bdir, skp), keys.object_path(bdir, dkp)
+        held = frozenset({self.locks.slot(bucket, src_key), self.locks.slot(bucket, dst_key)})
+        async with self.locks.hold(*held):
+            src = await self._lookup(bucket, skp, spath, held=held)
+            if src is None:
+                raise errors.NoSuchKey(resource=src_key, Key=src_key)
+            if src_precondition is not None:
+                src_precondition(src.info)
+            dst = await self._lookup(bucket, dkp, dpath, held=held) if precondition is not None else None
+            if precondition is not None:
+                precondition(src.info if src_key == dst_key else (dst.info if dst else None))
+            if src_key == dst_key:
+                return src.info
+            if skp.is_folder:
+                # Renaming the directory would move every key below it too: move only the marker.
+                record = src.record.copied(None)
+                self._make_folder(bucket, bdir, dkp, dpath, record)
+                self._drop_marker(bucket, bdir, skp, src.real, src.record, held)
+                return record.to_info(dst_key)
+            old = self._existing_record(bucket, dkp, dpath)
+            try:
+                keys.place(self._real_root, bdir, dkp, dpath, spath)
+            except FileNotFoundError:
+                raise errors.NoSuchKey(resource=src_key, Key=src_key) from None
+            self.meta.move_sidecar(bucket, src_key, dst_key)
+            if old is not None and old.blob and old.blob != src.record.blob:
+                self.meta.drop_blob(old.blob)
+            self._prune(bucket, bdir, os.path.dirname(spath), held)
+        info = src.info
+        info.key = dst_key
+        return info
+
+    async def list_objects(
+        self, bucket: str, prefix: str, delimiter: str, start_after: str, max_keys: int
+    ) -> ListPage:
+        bdir = self._bucket_dir(bucket)
+        return await asyncio.to_thread(
+            self._list_page, bucket, bdir, prefix, delimiter, start_after, max_keys
+        )
+
+    def _list_page(
+        self, bucket: str, bdir: str, prefix: str, delimiter: str, start_after: str, max_keys: int
+    ) -> ListPage:
+        from . import listing  # written alongside; imported late so this module stands alone
+
+        def is_folder_marker(dir_path: str) -> bool:
+            return self.meta.is_folder_marker(self._real_root, dir_path)
+
+        raw = listing.list_page(
+            bdir, prefix, delimiter, start_after, max_keys, is_folder_marker, self._real_root
+        )
+        objects = []
+        for entry in raw.entries:
+            info = self._entry_info(bucket, entry.key, entry.path, entry.is_dir)
+            if info is not None:  # vanished since the walk saw it
+                objects.append(info)
+        return ListPage(objects, raw.common_prefixes, raw.is_truncated, raw.next_marker)
+
+    def _entry_info(self, bucket: str, key: str, path: str, is_dir: bool) -> ObjectInfo | None:
+        if is_dir:
+            try:
+                st = os.stat(path)
+            except OSError:
+                return None
+            record = self.meta.load(path, bucket, key, st)
+            return record.to_info(key) if record is not None and record.folder else None
+        fd = keys.open_regular(path)
+        if fd is None:
+            return None
+        try:
+            record = self.meta.load(fd, bucket, key, os.fstat(fd))
+            if record is None:
+                record = self._adopt(fd, bucket, key, path, frozenset())
+            return record.to_info(key)
+        finally:
+            os.close(fd)
+
+    # -- tagging ------------------------------------------------------------------------------
+    async def get_object_tagging(self, bucket: str, key: str) -> dict[str, str]:
+        bdir = self._bucket_dir(bucket)
+        kp = keys.parse_key(key)
+        found = await self._lookup(bucket, kp, keys.object_path(bdir, kp))
+        if found is None:
+            raise errors.NoSuchKey(resource=key, Key=key)
+        return dict(found.record.tags)
+
+    async def put_object_tagging(self, bucket: str, key: str, tags: dict[str, str]) -> None:
+        bdir = self._bucket_dir(bucket)
+        kp = keys.parse_key(key)
+        slot = self.locks.slot(bucket, key)
+        async with self.locks.hold(slot):
+            found = await self._lookup(
+                bucket, kp, keys.object_path(bdir, kp), keep_fd=True, held=frozenset({slot})
+            )
+            if found is None:
+                raise errors.NoSuchKey(resource=key, Key=key)
+            try:
+                found.record.tags = dict(tags)
+                self.meta.store(found.fd if found.fd is not None else found.real, bucket, key, found.record)
+            finally:
+                if found.fd is not None:
+                    os.close(found.fd)
+
+    async def delete_object_tagging(self, bucket: str, key: str) -> None:
+        await self.put_object_tagging(bucket, key, {})
+
+    # -- multipart (storage/staging.py adds these) ----------------------------------------------
+    async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta, owner: str) -> UploadInfo:
+        raise errors.not_implemented("CreateMultipartUpload")
+
+    async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> PartInfo:
+        raise errors.not_implemented("UploadPart")
+
+    async def upload_part_copy(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        src_bucket: str,
+        src_key: str,
+        src_range: tuple[int, int] | None,
+        src_precondition: Precondition | None = None,
+    ) -> PartInfo:
+        raise errors.not_implemented("UploadPartCopy")
+
+    async def complete_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[PartInfo],
+        precondition: Precondition | None = None,
+    ) -> ObjectInfo:
+        raise errors.not_implemented("CompleteMultipartUpload")
+
+    async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        raise errors.not_implemented("AbortMultipartUpload")
+
+    async def list_multipart_uploads(
+        self,
+        bucket: str,
+        prefix: str,
+        delimiter: str,
+        key_marker: str,
+        upload_id_marker: str,
+        max_uploads: int,
+    ) -> UploadListPage:
+        raise errors.not_implemented("ListMultipartUploads")
+
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
+    ) -> PartsPage:
+        raise errors.not_implemented("ListParts")

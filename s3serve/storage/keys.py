@@ -1,0 +1,299 @@
+"""Names to paths: bucket-name rules, object-key validation, the key -> filesystem path mapping,
+and the file mechanics of putting a file at a key (parents, conflicts, symlinks, copies).
+
+Every path that storage touches is built here by joining validated segments onto a bucket
+folder; nothing is ever built from a user string otherwise. Percent-decoding is the caller's job:
+a key arrives here exactly as the client meant it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import ipaddress
+import os
+import re
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .. import errors
+
+MAX_KEY_BYTES = 1024
+# NAME_MAX of Linux filesystems: one path segment of a key becomes one directory entry.
+MAX_SEGMENT_BYTES = 255
+
+# The reserved folder for hidden state. Bucket names can never start with '.', so it never
+# collides with a bucket.
+HIDDEN_DIR = ".s3serve"
+
+_STRICT_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# Folders another program made: looser than S3 (uppercase and '_' exist in legacy bucket names),
+# but never a leading '.', never anything that is not a plain name.
+_LENIENT_BUCKET = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,254}")
+# Reserved by AWS (general purpose bucket naming rules).
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+def validate_bucket_name(name: str) -> None:
+    """S3's rules for a new bucket; raises InvalidBucketName naming the rule that failed."""
+    if not 3 <= len(name) <= 63:
+        raise errors.InvalidBucketName(
+            "Bucket names must be between 3 and 63 characters long.", resource=name
+        )
+    if not _STRICT_BUCKET.fullmatch(name):
+        raise errors.InvalidBucketName(
+            "Bucket names can consist only of lowercase letters, numbers, dots (.) and hyphens (-), "
+            "and must begin and end with a letter or number.",
+            resource=name,
+        )
+    if ".." in name:
+        raise errors.InvalidBucketName("Bucket names must not contain two adjacent periods.", resource=name)
+    if _is_ip_address(name):
+        raise errors.InvalidBucketName("Bucket names must not be formatted as an IP address.", resource=name)
+    if name.startswith(_RESERVED_PREFIXES) or name.endswith(_RESERVED_SUFFIXES):
+        raise errors.InvalidBucketName("The bucket name uses a reserved prefix or suffix.", resource=name)
+
+
+def _is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def is_bucket_folder_name(name: str) -> bool:
+    """Whether a folder in ROOT may be served as a bucket (lenient, for folders made by others)."""
+    return bool(_LENIENT_BUCKET.fullmatch(name))
+
+
+@dataclass(frozen=True)
+class KeyPath:
+    key: str
+    segments: tuple[str, ...]  # path segments; for a folder marker, without the trailing ''
+    is_folder: bool  # "key/": a directory with a marker, empty body
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return self.segments[:-1]
+
+
+def _unstorable(key: str, why: str) -> errors.S3Error:
+    return errors.InvalidArgument(
+        f"The key cannot be stored on this server's filesystem: {why}.", resource=key
+    )
+
+
+def parse_key(key: str) -> KeyPath:
+    """Validate ``key`` and split it into path segments, or raise a clear S3Error."""
+    if not key:
+        raise _unstorable(key, "the key is empty")
+    try:
+        encoded = key.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates: not valid UTF-8, so not a key any client could have sent.
+        raise _unstorable(key, "the key is not valid UTF-8") from None
+    if len(encoded) > MAX_KEY_BYTES:
+        raise errors.KeyTooLongError(
+            f"Your key is too long: {len(encoded)} bytes, the limit is {MAX_KEY_BYTES}.", resource=key
+        )
+    if "\x00" in key:
+        raise _unstorable(key, "it contains a NUL character")
+    is_folder = key.endswith("/")
+    segments = (key[:-1] if is_folder else key).split("/")
+    for segment in segments:
+        if segment == "":
+            raise _unstorable(key, "it has an empty path segment (a leading '/', '//' or a lone '/')")
+        if segment in (".", ".."):
+            raise _unstorable(key, f"it has a '{segment}' path segment")
+        if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
+            raise errors.KeyTooLongError(
+                f"A path segment of the key is longer than {MAX_SEGMENT_BYTES} bytes, "
+                "the most this server's filesystem can store.",
+                resource=key,
+            )
+    return KeyPath(key, tuple(segments), is_folder)
+
+
+def object_path(bucket_dir: str, kp: KeyPath) -> str:
+    return os.path.join(bucket_dir, *kp.segments)
+
+
+def is_inside(real_root: str, real_path: str) -> bool:
+    """Whether an already-resolved path lies inside a bucket of ROOT (not ROOT itself, not the
+    hidden folder): where a symlink may lead and still be followed."""
+    if not real_path.startswith(real_root + os.sep):
+        return False
+    first = real_path[len(real_root) + 1 :].split(os.sep, 1)[0]
+    return bool(first) and not first.startswith(".")
+
+
+# -- placing a file at a key ------------------------------------------------------------------
+# A put racing a delete that prunes the put's fresh parent folders retries the rename this often.
+PLACE_ATTEMPTS = 8
+
+
+def _outside(key: str, what: str) -> errors.S3Error:
+    return errors.AccessDenied(
+        f"The key {what} a symbolic link that leads outside the storage root.", resource=key
+    )
+
+
+def resolve(real_root: str, path: str) -> tuple[str, os.stat_result] | None:
+    """The real path and stat of an existing entry, or None when absent or when a symlink on the
+    way leads outside ROOT's buckets (such a path is treated as absent)."""
+    real = os.path.realpath(path)
+    if real != path and not is_inside(real_root, real):
+        return None
+    try:
+        return real, os.stat(real)
+    except OSError:
+        return None
+
+
+def ensure_parents(real_root: str, bdir: str, kp: KeyPath) -> bool:
+    """Create the folders above ``kp``; False when a concurrent prune removed one mid-way."""
+    if not os.path.isdir(bdir):
+        raise errors.NoSuchBucket(resource=os.path.basename(bdir))
+    current = bdir
+    for segment in kp.parents:
+        current = os.path.join(current, segment)
+        try:
+            os.mkdir(current)
+            continue
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            return False
+        except NotADirectoryError:
+            raise errors.ObjectParentIsFile(resource=kp.key) from None
+        st = os.lstat(current)
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            real = os.path.realpath(current)
+            if not is_inside(real_root, real):
+                raise _outside(kp.key, "leads through")
+            if os.path.isdir(real):
+                continue
+        raise errors.ObjectParentIsFile(resource=kp.key)
+    return True
+
+
+def check_destination(real_root: str, path: str, kp: KeyPath) -> None:
+    """Refuse to put a file where a folder is, or through a symlink that leaves ROOT."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISLNK(st.st_mode):
+        real = os.path.realpath(path)
+        if not is_inside(real_root, real):
+            raise _outside(kp.key, "names")
+        # A link inside ROOT is replaced by the rename, never written through.
+        if not os.path.isdir(real):
+            return
+    elif not stat.S_ISDIR(st.st_mode):
+        return
+    raise errors.ExistingObjectIsDirectory(resource=kp.key)
+
+
+def place(real_root: str, bdir: str, kp: KeyPath, path: str, src: str) -> None:
+    """rename ``src`` to ``path`` (the file of ``kp``), creating parents; the caller holds the
+    key lock. Raises FileNotFoundError when ``src`` is gone."""
+    for _ in range(PLACE_ATTEMPTS):
+        if not ensure_parents(real_root, bdir, kp):
+            continue
+        check_destination(real_root, path, kp)
+        try:
+            os.rename(src, path)
+            return
+        except FileNotFoundError:
+            if not os.path.lexists(src):
+                raise
+            # A delete pruned our fresh parent folder before the rename: make it again.
+        except IsADirectoryError:
+            raise errors.ExistingObjectIsDirectory(resource=kp.key) from None
+        except NotADirectoryError:
+            raise errors.ObjectParentIsFile(resource=kp.key) from None
+    raise errors.OperationAborted(resource=kp.key)
+
+
+# -- file mechanics -----------------------------------------------------------------------------
+FICLONE = 0x40049409  # _IOW(0x94, 9, int): share the source's extents (btrfs, XFS, bcachefs)
+_COPY_PIECE = 1024 * 1024
+
+
+def open_regular(path: str) -> int | None:
+    """An fd on a regular file, or None. Never opens a FIFO or device another program left."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def fsync_dir(path: str) -> None:
+    """Make a rename in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def clone_file(src_fd: int | None, dst_path: str) -> int:
+    """Copy an open file into a new file, in the kernel when it can: reflink, else
+    copy_file_range, else read/write. Never a hard link: metadata xattrs belong to the inode.
+    Returns the number of bytes copied (``src_fd`` None: an empty file)."""
+    dst = os.open(dst_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        if src_fd is None:
+            return 0
+        try:
+            fcntl.ioctl(dst, FICLONE, src_fd)
+            return os.fstat(dst).st_size
+        except OSError:
+            pass  # not a reflink filesystem, or another filesystem
+        copied = 0
+        with contextlib.suppress(OSError):  # EXDEV, ENOSYS, EINVAL: fall back to plain copying
+            while n := os.copy_file_range(src_fd, dst, 1 << 30, copied, copied):
+                copied += n
+        while piece := os.pread(src_fd, _COPY_PIECE, copied):
+            copied += os.pwrite(dst, piece, copied)
+        return copied
+    finally:
+        os.close(dst)
+
+
+def remove_empty_tree(path: str, is_marker: Callable[[str, str, os.stat_result], bool]) -> bool:
+    """Remove a bucket folder that holds only empty plain folders; False (nothing removed) when
+    it holds a file, a symlink or a folder marker (``is_marker(path, key_prefix, stat)``)."""
+    dirs: list[str] = []
+    stack = [path]
+    while stack:
+        current = stack.pop()
+        dirs.append(current)
+        with os.scandir(current) as it:
+            for entry in it:
+                if not entry.is_dir(follow_symlinks=False):
+                    return False
+                rel = os.path.relpath(entry.path, path).replace(os.sep, "/")
+                if is_marker(entry.path, rel, entry.stat(follow_symlinks=False)):
+                    return False
+                stack.append(entry.path)
+    for directory in reversed(dirs):  # children before their parents
+        try:
+            os.rmdir(directory)
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False  # a concurrent put created something meanwhile
+            if e.errno != errno.ENOENT:
+                raise
+    return True

@@ -1,0 +1,473 @@
+"""Hidden state under ``ROOT/.s3serve/``: object metadata records, the bucket registry, key locks.
+
+Metadata lives beside the data, never inside it: a compact JSON record in the ``user.s3serve``
+xattr of the object's file (or folder-marker directory) where the filesystem has user xattrs,
+otherwise a sidecar file under ``.s3serve/meta/<bucket>/``. A record names the size, mtime_ns and
+inode it was computed for; when the file no longer matches, another program changed it and the
+record is ignored.
+
+Nothing here touches the event loop except ``KeyLocks.hold``; the rest is plain blocking I/O that
+callers run inline (cheap calls) or in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import mimetypes
+import os
+import shutil
+import stat
+import time
+import uuid
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..checksums import MultiHasher
+from .base import STORED_HEADERS, BucketInfo, ObjectInfo, PartInfo, WriteMeta
+
+XATTR = "user.s3serve"
+EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+DEFAULT_CONTENT_TYPE = "binary/octet-stream"
+
+# errnos of setxattr that mean "the value is too large for this inode": ext4 keeps all xattrs of
+# an inode in one block, so a record with many tags or parts goes to an overflow blob.
+_TOO_BIG = {errno.E2BIG, errno.ENOSPC, errno.ERANGE}
+# errnos that mean "no xattrs here": a read-only foreign file, a filesystem without user xattrs.
+_NO_XATTR = {errno.EACCES, errno.EPERM, errno.ENOTSUP, errno.EROFS}
+
+# The built-in table only: the same guess on every host, whatever /etc/mime.types says.
+_MIME = mimetypes.MimeTypes()
+_COMPRESSED_TYPES = {"gzip": "application/gzip", "bzip2": "application/x-bzip2", "xz": "application/x-xz"}
+
+
+def guess_content_type(key: str) -> str:
+    """Content type of a foreign file, which nobody told us."""
+    kind, encoding = _MIME.guess_type(key, strict=False)
+    if encoding is not None:
+        # "x.tar.gz" is a gzip file; calling it application/x-tar would make clients misread it.
+        return _COMPRESSED_TYPES.get(encoding, DEFAULT_CONTENT_TYPE)
+    return kind or DEFAULT_CONTENT_TYPE
+
+
+def _stored_headers(meta: WriteMeta) -> dict[str, str]:
+    headers = {k.lower(): v for k, v in meta.headers.items() if k.lower() in STORED_HEADERS}
+    # What S3 answers for an object written without a Content-Type.
+    headers.setdefault("content-type", DEFAULT_CONTENT_TYPE)
+    return headers
+
+
+@dataclass
+class Record:
+    etag: str
+    size: int
+    mtime_ns: int = 0
+    inode: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    user_meta: dict[str, str] = field(default_factory=dict)
+    checksums: dict[str, str] = field(default_factory=dict)
+    checksum_type: str | None = None
+    storage_class: str = "STANDARD"
+    parts: list[PartInfo] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    folder: bool = False
+    # Overflow blob this record was stored in (not serialized): lets a delete remove it.
+    blob: str | None = None
+
+    @classmethod
+    def for_write(cls, meta: WriteMeta, etag: str, size: int, checksums: dict[str, str]) -> Record:
+        return cls(
+            etag=etag,
+            size=size,
+            headers=_stored_headers(meta),
+            user_meta=dict(meta.user_meta),
+            checksums=dict(checksums),
+            checksum_type=meta.checksum_type or ("FULL_OBJECT" if checksums else None),
+            storage_class=meta.storage_class,
+            tags=dict(meta.tags or {}),
+        )
+
+    def copied(self, meta: WriteMeta | None) -> Record:
+        """The record of a copy: this one's metadata (directive COPY, ``meta`` None) or ``meta``'s
+        (REPLACE); tags follow ``meta.tags`` when given. Etag, checksums and parts stay."""
+        record = Record.from_json(self.to_json())
+        assert record is not None
+        if meta is not None:
+            record.headers = _stored_headers(meta)
+            record.user_meta = dict(meta.user_meta)
+            record.storage_class = meta.storage_class
+            if meta.tags is not None:
+                record.tags = dict(meta.tags)
+        return record
+
+    def stamp(self, st: os.stat_result) -> None:
+        """Bind the record to the file it describes."""
+        self.inode = st.st_ino
+        if not self.folder:
+            self.size = st.st_size
+            self.mtime_ns = st.st_mtime_ns
+
+    def matches(self, st: os.stat_result) -> bool:
+        if self.folder:
+            # A directory's mtime moves whenever an entry is added below it; its inode does not.
+            return stat.S_ISDIR(st.st_mode) and st.st_ino == self.inode
+        return (
+            stat.S_ISREG(st.st_mode)
+            and st.st_ino == self.inode
+            and st.st_size == self.size
+            and st.st_mtime_ns == self.mtime_ns
+        )
+
+    def to_info(self, key: str, st: os.stat_result | None = None) -> ObjectInfo:
+        if self.folder or st is None:
+            modified = self.mtime_ns / 1e9
+        else:
+            modified = st.st_mtime
+        return ObjectInfo(
+            key=key,
+            size=self.size,
+            etag=self.etag,
+            last_modified=modified,
+            headers=dict(self.headers),
+            user_meta=dict(self.user_meta),
+            checksums=dict(self.checksums),
+            checksum_type=self.checksum_type,
+            storage_class=self.storage_class,
+            parts=[PartInfo(p.number, p.size, p.etag, p.last_modified, dict(p.checksums)) for p in self.parts]
+            if self.parts is not None
+            else None,
+            tag_count=len(self.tags),
+            is_folder=self.folder,
+        )
+
+    def to_json(self) -> bytes:
+        doc: dict[str, Any] = {
+            "etag": self.etag,
+            "size": self.size,
+            "mtime_ns": self.mtime_ns,
+            "inode": self.inode,
+        }
+        # Empty fields are left out: the record should fit in the inode's xattr space.
+        for name in ("headers", "user_meta", "checksums", "tags"):
+            if value := getattr(self, name):
+                doc[name] = value
+        if self.checksum_type:
+            doc["checksum_type"] = self.checksum_type
+        if self.storage_class != "STANDARD":
+            doc["storage_class"] = self.storage_class
+        if self.parts is not None:
+            doc["parts"] = [
+                {"n": p.number, "s": p.size, "e": p.etag, **({"c": p.checksums} if p.checksums else {})}
+                for p in self.parts
+            ]
+        if self.folder:
+            doc["folder"] = True
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Record | None:
+        """None for anything that is not a record we wrote (garbage, another program's xattr)."""
+        try:
+            doc = json.loads(data)
+            parts = doc.get("parts")
+            return cls(
+                etag=str(doc["etag"]),
+                size=int(doc["size"]),
+                mtime_ns=int(doc["mtime_ns"]),
+                inode=int(doc["inode"]),
+                headers={str(k): str(v) for k, v in doc.get("headers", {}).items()},
+                user_meta={str(k): str(v) for k, v in doc.get("user_meta", {}).items()},
+                checksums={str(k): str(v) for k, v in doc.get("checksums", {}).items()},
+                checksum_type=doc.get("checksum_type"),
+                storage_class=str(doc.get("storage_class", "STANDARD")),
+                parts=[
+                    PartInfo(int(p["n"]), int(p["s"]), str(p["e"]), 0.0, dict(p.get("c", {}))) for p in parts
+                ]
+                if parts is not None
+                else None,
+                tags={str(k): str(v) for k, v in doc.get("tags", {}).items()},
+                folder=bool(doc.get("folder", False)),
+            )
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+
+def hash_file(target: int | str, names: list[str]) -> tuple[dict[str, bytes], int]:
+    """Digests and size of a file (open fd or path), read in large pieces (worker thread)."""
+    fd = target if isinstance(target, int) else os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        hasher = MultiHasher(names)
+        size = 0
+        while piece := os.pread(fd, 1024 * 1024, size):
+            hasher.update(piece)
+            size += len(piece)
+        return hasher.digests(), size
+    finally:
+        if fd is not target:
+            os.close(fd)
+
+
+def write_atomic(tmp_dir: str, path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a reader sees the old or the new content, never half."""
+    tmp = os.path.join(tmp_dir, f"meta-{uuid.uuid4().hex}")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+        try:
+            os.replace(tmp, path)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class MetaStore:
+    """Reads and writes records: xattr first, sidecar as the fallback."""
+
+    def __init__(self, hidden: str, use_xattrs: bool) -> None:
+        self.hidden = hidden
+        self.use_xattrs = use_xattrs
+        self.tmp_dir = os.path.join(hidden, "tmp")
+        self.meta_dir = os.path.join(hidden, "meta")
+        # Bucket names never start with '.', so this never collides with a bucket's sidecars.
+        self.blob_dir = os.path.join(self.meta_dir, ".blobs")
+
+    @staticmethod
+    def probe(directory: str) -> bool:
+        """Whether files in ``directory`` take user xattrs (decided once, at start)."""
+        path = os.path.join(directory, f"probe-{uuid.uuid4().hex}")
+        try:
+            with open(path, "xb") as f:
+                os.setxattr(f.fileno(), XATTR, b"{}")
+                return os.getxattr(f.fileno(), XATTR) == b"{}"
+        except OSError:
+            return False
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def sidecar_path(self, bucket: str, key: str) -> str:
+        # Named by a hash of the key: "a/" (a directory) and "a/b" (a file in it) would collide in a
+        # mirrored tree, and a mirrored name plus a suffix could exceed NAME_MAX.
+        digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+        return os.path.join(self.meta_dir, bucket, digest[:2], digest + ".json")
+
+    def _blob_path(self, name: str) -> str:
+        return os.path.join(self.blob_dir, name[:2], name + ".json")
+
+    def _parse(self, data: bytes) -> Record | None:
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            return None
+        if isinstance(doc, dict) and set(doc) == {"blob"} and isinstance(doc["blob"], str):
+            name = doc["blob"]
+            if not all(c in "0123456789abcdef" for c in name) or len(name) != 64:
+                return None
+            try:
+                with open(self._blob_path(name), "rb") as f:
+                    record = Record.from_json(f.read())
+            except OSError:
+                return None
+            if record is not None:
+                record.blob = name
+            return record
+        return Record.from_json(data)
+
+    def load(self, target: int | str, bucket: str, key: str, st: os.stat_result) -> Record | None:
+        """The record of the file (path or fd) ``target`` whose stat is ``st``, if it still
+        describes that file."""
+        if self.use_xattrs:
+            try:
+                record = self._parse(os.getxattr(target, XATTR))
+            except OSError:
+                record = None
+            if record is not None and record.matches(st):
+                return record
+        try:
+            with open(self.sidecar_path(bucket, key), "rb") as f:
+                record = self._parse(f.read())
+        except OSError:
+            return None
+        return record if record is not None and record.matches(st) else None
+
+    def attach(self, fd: int | str, record: Record) -> bool:
+        """Put the record in the xattr of an open file; False when only a sidecar can hold it."""
+        if not self.use_xattrs:
+            return False
+        data = record.to_json()
+        try:
+            os.setxattr(fd, XATTR, data)
+            return True
+        except OSError as e:
+            if e.errno in _NO_XATTR:
+                return False
+            if e.errno not in _TOO_BIG:
+                raise
+        # Content-addressed, so it is immutable: no reader can see it half-written or replaced.
+        name = hashlib.sha256(data).hexdigest()
+        path = self._blob_path(name)
+        if not os.path.exists(path):
+            write_atomic(self.tmp_dir, path, data)
+        try:
+            os.setxattr(fd, XATTR, json.dumps({"blob": name}).encode())
+        except OSError as e:
+            if e.errno in _NO_XATTR:
+                return False
+            raise
+        record.blob = name
+        return True
+
+    def store(self, target: int | str, bucket: str, key: str, record: Record) -> None:
+        """Record the metadata of an existing object (open fd, or path of a folder marker):
+        xattr, else sidecar."""
+        old_blob = record.blob
+        if not self.attach(target, record):
+            write_atomic(self.tmp_dir, self.sidecar_path(bucket, key), record.to_json())
+        if old_blob and old_blob != record.blob:
+            self.drop_blob(old_blob)
+
+    def write_sidecar(self, bucket: str, key: str, record: Record) -> None:
+        write_atomic(self.tmp_dir, self.sidecar_path(bucket, key), record.to_json())
+
+    def forget(self, bucket: str, key: str, record: Record | None) -> None:
+        """Remove what a deleted object left in the hidden folder (sidecar, overflow blob)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.sidecar_path(bucket, key))
+        if record is not None and record.blob:
+            self.drop_blob(record.blob)
+
+    def move_sidecar(self, bucket: str, src_key: str, dst_key: str) -> None:
+        src, dst = self.sidecar_path(bucket, src_key), self.sidecar_path(bucket, dst_key)
+        if not os.path.exists(src):
+            return
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        os.replace(src, dst)
+
+    def drop_blob(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._blob_path(name))
+
+    def drop_bucket(self, bucket: str) -> None:
+        shutil.rmtree(os.path.join(self.meta_dir, bucket), ignore_errors=True)
+
+    def is_folder_marker(self, real_root: str, dir_path: str) -> bool:
+        """For listing: whether a directory was made as an explicit "key/" object."""
+        try:
+            st = os.stat(dir_path)
+        except OSError:
+            return False
+        rel = os.path.relpath(dir_path, real_root)
+        bucket, _, key = rel.partition(os.sep)
+        if not key or rel.startswith(".."):
+            return False
+        return self.load(dir_path, bucket, key.replace(os.sep, "/") + "/", st) is not None
+
+
+class BucketRegistry:
+    """``.s3serve/buckets/<name>.json``: owner, creation time and region of buckets we created."""
+
+    def __init__(self, hidden: str) -> None:
+        self.dir = os.path.join(hidden, "buckets")
+        self.tmp_dir = os.path.join(hidden, "tmp")
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.dir, name + ".json")
+
+    def read(self, name: str) -> dict[str, Any] | None:
+        try:
+            with open(self._path(name), "rb") as f:
+                doc = json.loads(f.read())
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def info(self, name: str, folder_mtime: float, default_owner: str) -> BucketInfo:
+        doc = self.read(name) or {}
+        try:
+            return BucketInfo(
+                name=name,
+                created=float(doc.get("created", folder_mtime)),
+                owner=str(doc.get("owner", default_owner)),
+                region=str(doc.get("region", "us-east-1")),
+            )
+        except (TypeError, ValueError):
+            return BucketInfo(name=name, created=folder_mtime, owner=default_owner)
+
+    def write(self, name: str, owner: str, region: str) -> float:
+        created = time.time()
+        doc = {"owner": owner, "created": created, "region": region}
+        write_atomic(self.tmp_dir, self._path(name), json.dumps(doc).encode())
+        return created
+
+    def remove(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(name))
+
+
+class KeyLocks:
+    """Write locks that hold across processes sharing ROOT: ``flock`` on one of a fixed set of lock
+    files chosen by a hash of the name. Two names may share a file; that only serializes them.
+
+    Every acquisition opens its own descriptor, so flock also excludes other coroutines and threads
+    of this process. A contended lock is polled (non-blocking flock + short sleeps) instead of
+    blocking a worker thread: waiting threads could otherwise fill the executor that the holder
+    needs to finish its own work.
+    """
+
+    SLOTS = 256
+
+    def __init__(self, hidden: str) -> None:
+        self.dir = os.path.join(hidden, "locks")
+
+    def create_files(self) -> None:
+        os.makedirs(self.dir, exist_ok=True)
+        for slot in range(self.SLOTS):
+            path = self._path(slot)
+            if not os.path.exists(path):
+                with open(path, "ab"):
+                    pass
+
+    def _path(self, slot: int) -> str:
+        return os.path.join(self.dir, f"{slot:03d}.lock")
+
+    def slot(self, bucket: str, key: str) -> int:
+        return zlib.crc32(f"{bucket}/{key}".encode("utf-8", "surrogateescape")) % self.SLOTS
+
+    def try_lock(self, slot: int) -> int | None:
+        """A held lock's descriptor (close it to release), or None when someone holds it."""
+        fd = os.open(self._path(slot), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    @contextlib.asynccontextmanager
+    async def hold(self, *slots: int) -> AsyncIterator[None]:
+        fds: list[int] = []
+        try:
+            # One order for everyone, so two-key holders (rename) cannot deadlock.
+            for slot in sorted(set(slots)):
+                delay = 0.0005
+                while (fd := self.try_lock(slot)) is None:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.02)
+                fds.append(fd)
+            yield
+        finally:
+            for fd in reversed(fds):
+                os.close(fd)
