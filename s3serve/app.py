@@ -41,7 +41,15 @@ def error_response(request: web.BaseRequest, exc: errors.S3Error) -> web.Respons
         # HEAD errors carry no body; 304 never has one.
         return web.Response(status=exc.status, headers=headers)
     resource = exc.resource if exc.resource is not None else request.raw_path.split("?", 1)[0]
-    body = s3xml.error(exc.code, exc.message, resource, rid, exc.extra)
+    extra = dict(exc.extra)
+    route = request.get("route")
+    # S3 names the missing thing in the error body; storage raises without knowing the request.
+    if route is not None:
+        if exc.code in ("NoSuchKey", "NoSuchUpload") and route.key is not None:
+            extra.setdefault("Key", route.key)
+        if exc.code in ("NoSuchBucket", "BucketNotEmpty", "BucketAlreadyExists", "BucketAlreadyOwnedByYou"):
+            extra.setdefault("BucketName", route.bucket)
+    body = s3xml.error(exc.code, exc.message, resource, rid, extra)
     return web.Response(status=exc.status, body=body, content_type="application/xml", headers=headers)
 
 
@@ -125,9 +133,11 @@ async def _expect_handler(request: web.Request) -> web.StreamResponse | None:
         response.force_close()
         return response
     expect = request.headers.get("EXPECT", "").lower()
+    if request.version < (1, 1):
+        return None
     if expect != "100-continue":
         return error_response(request, errors.InvalidRequest("Unsupported Expect header value."))
-    request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     return None
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+import urllib3
 import pytest
 from botocore.config import Config
 
@@ -35,6 +36,39 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def http(method: str, url: str, body: bytes | None = None, headers: dict[str, object] | None = None) -> urllib3.BaseHTTPResponse:
+    """A raw HTTP request (for shapes boto3 will not send), TLS unverified for the self-signed server."""
+    pool = urllib3.PoolManager(cert_reqs="CERT_NONE")
+    return pool.request(method, url, body=body, headers=headers, redirect=False, retries=False)  # type: ignore[arg-type]
+
+
+def signed(
+    server: Server,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    payload_hash: str | None = None,
+) -> urllib3.BaseHTTPResponse:
+    """Send a request signed with botocore's SigV4 signer, with the path exactly as given (raw)."""
+    import hashlib
+
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    all_headers = dict(headers or {})
+    all_headers.setdefault("x-amz-content-sha256", payload_hash or hashlib.sha256(body).hexdigest())
+    request = AWSRequest(method=method, url=server.endpoint + path, data=body, headers=all_headers)
+    S3SigV4Auth(Credentials(server.access_key, server.secret_key), "s3", REGION).add_auth(request)
+    # Non-ASCII header values go out as UTF-8 bytes, as S3 clients that allow them send them.
+    sent = {k: v.encode() if isinstance(v, str) and not v.isascii() else v for k, v in request.headers.items()}
+    pool = urllib3.PoolManager(cert_reqs="CERT_NONE")
+    # urllib3 would normalise '..' segments in a URL; send the request target as it is.
+    conn = pool.connection_from_url(server.endpoint)
+    return conn.urlopen(method, path, body=body, headers=sent, redirect=False, retries=False, assert_same_host=False)
+
+
 @dataclass
 class Server:
     endpoint: str
@@ -42,6 +76,7 @@ class Server:
     secret_key: str
     root: Path | None  # None for an external endpoint
     process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
 
     def client(self, **config: object) -> object:
         return boto3.client(
@@ -79,12 +114,16 @@ def start_server(root: Path, *extra: str, access_key: str = ACCESS_KEY, secret_k
         "--access-key", access_key, "--secret-key", secret_key,
         *extra,
     ]
-    log = open(root.parent / f"server-{port}.log", "wb")  # noqa: SIM115 - lives as long as the server
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    log_path = root.parent / f"server-{port}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     scheme = "https" if "--tls-self-signed" in extra else "http"
     endpoint = f"{scheme}://127.0.0.1:{port}"
-    wait_ready(endpoint, process)
-    return Server(endpoint, access_key, secret_key, root, process)
+    try:
+        wait_ready(endpoint, process)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}\n{log_path.read_text()}") from None
+    return Server(endpoint, access_key, secret_key, root, process, log_path)
 
 
 def stop_server(server: Server) -> None:
