@@ -98,6 +98,8 @@ def ratio_table(results: dict[str, Any], metric_for: Any, title: str, note: str)
             ratios.append(f"{a / b:.2f}" if a is not None and b else "–")
         arrow = "↑" if higher else "↓"
         lines.append(f"| {sc} | {metric} {arrow} | " + " | ".join(cells + ratios) + " |")
+    if len(lines) == 6:
+        return []  # no scenario had this metric
     return lines + [""]
 
 
@@ -144,10 +146,11 @@ def markdown(results: dict[str, Any]) -> str:
         "Load generator CPU utilisation (fraction of one core)",
         "Near 1.0 the Python client, not the server, is the limit: compare with the wrk rows.",
     )
-    lines += ["### Machine limits (same run)", "", "| measure | median | spread |", "|---|---|---|"]
-    for name, s in results.get("machine_limits", {}).items():
-        lines.append(f"| {name} | {_fmt(s['median'])} | ±{s['spread'] * 50:.0f}% |")
-    lines.append("")
+    if results.get("machine_limits"):
+        lines += ["### Machine limits (same run)", "", "| measure | median | spread |", "|---|---|---|"]
+        for name, s in results["machine_limits"].items():
+            lines.append(f"| {name} | {_fmt(s['median'])} | ±{s['spread'] * 50:.0f}% |")
+        lines.append("")
     setups = {n: s["listing_setup"] for n, s in results["servers"].items() if s.get("listing_setup")}
     if setups:
         lines += ["### Listing fixtures", ""]

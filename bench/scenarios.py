@@ -312,13 +312,18 @@ async def multipart(client: S3Client, server: Running, p: Params) -> dict[str, l
 
 
 def tree_keys(n: int, fanout: int) -> list[str]:
-    """n keys in a 3-level prefix tree d00/d00/d00/objNNNNN, in UTF-8 byte order."""
-    leaves = max(1, n // fanout**3)
-    keys = [
-        f"d{a:02d}/d{b:02d}/d{c:02d}/obj{i:05d}"
-        for a in range(fanout) for b in range(fanout) for c in range(fanout) for i in range(leaves)
-    ]
-    return sorted(keys)[:n]
+    """n keys in a 3-level prefix tree dAA/dBB/dCC/objNNNNN, in UTF-8 byte order.
+
+    Keys are dealt round-robin over the fanout**3 leaf folders with the first level varying
+    fastest, so even a small n fills the upper levels of the tree evenly.
+    """
+    folders = fanout**3
+    keys = []
+    for i in range(n):
+        idx = i % folders
+        a, b, c = idx % fanout, idx // fanout % fanout, idx // fanout**2
+        keys.append(f"d{a:02d}/d{b:02d}/d{c:02d}/obj{i // folders:05d}")
+    return sorted(keys)
 
 
 def populate_on_disk(root: Path, keys: list[str]) -> None:
@@ -357,8 +362,9 @@ async def listing(client: S3Client, server: Running, p: Params) -> tuple[dict[st
              "error_samples": setup_errors.samples}
     out: dict[str, list[dict[str, Any]]] = {}
     mid_key = keys[len(keys) // 2]
-    fan = p.list_fanout // 2
-    depth_prefixes = ["", f"d{fan:02d}/", f"d{fan:02d}/d{fan:02d}/", f"d{fan:02d}/d{fan:02d}/d{fan:02d}/"]
+    # Delimiter listings at each depth of the tree, down the path of the middle key.
+    parts = mid_key.split("/")
+    depth_prefixes = ["".join(part + "/" for part in parts[:depth]) for depth in range(4)]
 
     for _ in range(p.repeats):
         errors = Collector()
@@ -393,8 +399,11 @@ async def listing(client: S3Client, server: Running, p: Params) -> tuple[dict[st
                         continue
                     times.append(time.perf_counter() - t)
                     got = len(page.keys) + len(page.prefixes)
+                    # A fast wrong answer is not a result: flag short pages and empty delimiter listings.
                     if expect > 0 and got != min(expect, len(keys)) and not (name.startswith("list.middle") and got):
                         run_errors.add(S3RequestError("GET", f"/{LIST_BUCKET}?{kwargs}", 200, f"{got} entries, expected {expect}"))
+                    elif expect < 0 and got == 0:
+                        run_errors.add(S3RequestError("GET", f"/{LIST_BUCKET}?{kwargs}", 200, "empty listing of a non-empty prefix"))
             run = m.metrics(p.page_samples)
             run.update(page_ms=_ms(median(times)) if times else None, entries=got if times else 0,
                        errors=run_errors.count, error_samples=run_errors.samples)

@@ -185,7 +185,7 @@ class ServerSpec:
         with log.open("wb") as logf:
             proc = subprocess.Popen(
                 argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir,
-                start_new_session=True,
+                start_new_session=True, env=_child_env(),
             )
         try:
             os.sched_setaffinity(proc.pid, server_cores)
@@ -200,6 +200,13 @@ class ServerSpec:
             raise
         running.startup_s = time.perf_counter() - t0
         return running
+
+
+def _child_env() -> dict[str, str]:
+    # s3serve runs from the work tree whether or not it is pip-installed into the venv.
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 class StartError(RuntimeError):
