@@ -55,7 +55,7 @@ def aws(*args: str | Path, check: bool = True, endpoint: str | None = None,
     if env:
         e.update(env)
     argv = [AWS, "--endpoint-url", endpoint or ep.url, *args]
-    if args and args[0] == "s3" and len(args) > 1 and args[1] in ("cp", "mv", "sync", "rm"):
+    if args and args[0] == "s3" and len(args) > 1 and args[1] in ("cp", "mv", "sync"):
         argv.append("--no-progress")  # progress lines would bury the output a failure records
     return run(argv, env=e, check=check, timeout=timeout)
 
