@@ -167,6 +167,21 @@ class DiskBackend(Backend):
     def _resolve(self, path: str) -> tuple[str, os.stat_result] | None:
         return keys.resolve(self._real_root, path)
 
+    def _locate(self, bucket: str, key: str) -> tuple[str, KeyPath, str]:
+        """Bucket folder, parsed key and path; the bucket is checked first, as S3 does."""
+        bdir = self._bucket_dir(bucket)
+        kp = keys.parse_key(key)
+        return bdir, kp, keys.object_path(bdir, kp)
+
+    async def _find(
+        self, bucket: str, key: str, *, keep_fd: bool = False, held: frozenset[int] = frozenset()
+    ) -> _Found:
+        _, kp, path = self._locate(bucket, key)
+        found = await self._lookup(bucket, kp, path, keep_fd=keep_fd, held=held)
+        if found is None:
+            raise errors.NoSuchKey(resource=key, Key=key)
+        return found
+
     # -- metadata lookups ---------------------------------------------------------------------
     async def _lookup(
         self,
@@ -452,25 +467,14 @@ class DiskBackend(Backend):
         return await self._publish(bucket, kp, tmp, record, precondition)
 
     async def head_object(self, bucket: str, key: str) -> ObjectInfo:
-        bdir = self._bucket_dir(bucket)
-        kp = keys.parse_key(key)
-        found = await self._lookup(bucket, kp, keys.object_path(bdir, kp))
-        if found is None:
-            raise errors.NoSuchKey(resource=key, Key=key)
-        return found.info
+        return (await self._find(bucket, key)).info
 
     async def open_object(self, bucket: str, key: str) -> ObjectReader:
-        bdir = self._bucket_dir(bucket)
-        kp = keys.parse_key(key)
-        found = await self._lookup(bucket, kp, keys.object_path(bdir, kp), keep_fd=True)
-        if found is None:
-            raise errors.NoSuchKey(resource=key, Key=key)
+        found = await self._find(bucket, key, keep_fd=True)
         return DiskReader(found.fd, found.info)
 
     async def delete_object(self, bucket: str, key: str) -> None:
-        bdir = self._bucket_dir(bucket)
-        kp = keys.parse_key(key)
-        path = keys.object_path(bdir, kp)
+        bdir, kp, path = self._locate(bucket, key)
         slot = self.locks.slot(bucket, key)
         async with self.locks.hold(slot):
             found = self._resolve(path)
@@ -488,7 +492,8 @@ class DiskBackend(Backend):
                 os.unlink(path)
             except (FileNotFoundError, NotADirectoryError):
                 return
-            self.meta.forget(bucket, key, record)
+            # Unlinking a symlink removes a name, not the target's metadata.
+            self.meta.forget(bucket, key, record if real == path else None)
             self._prune(bucket, bdir, os.path.dirname(path), frozenset({slot}))
 
     async def copy_object(
@@ -501,13 +506,9 @@ class DiskBackend(Backend):
         src_precondition: Precondition | None = None,
         precondition: Precondition | None = None,
     ) -> ObjectInfo:
-        sbdir = self._bucket_dir(src_bucket)
-        skp = keys.parse_key(src_key)
-        self._bucket_dir(dst_bucket)
-        dkp = keys.parse_key(dst_key)
-        found = await self._lookup(src_bucket, skp, keys.object_path(sbdir, skp), keep_fd=True)
-        if found is None:
-            raise errors.NoSuchKey(resource=src_key, Key=src_key)
+        self._locate(src_bucket, src_key)
+        _, dkp, _ = self._locate(dst_bucket, dst_key)
+        found = await self._find(src_bucket, src_key, keep_fd=True)
         tmp: str | None = None
         try:
             if src_precondition is not None:
@@ -647,23 +648,13 @@ class DiskBackend(Backend):
 
     # -- tagging ------------------------------------------------------------------------------
     async def get_object_tagging(self, bucket: str, key: str) -> dict[str, str]:
-        bdir = self._bucket_dir(bucket)
-        kp = keys.parse_key(key)
-        found = await self._lookup(bucket, kp, keys.object_path(bdir, kp))
-        if found is None:
-            raise errors.NoSuchKey(resource=key, Key=key)
-        return dict(found.record.tags)
+        return dict((await self._find(bucket, key)).record.tags)
 
     async def put_object_tagging(self, bucket: str, key: str, tags: dict[str, str]) -> None:
-        bdir = self._bucket_dir(bucket)
-        kp = keys.parse_key(key)
+        self._locate(bucket, key)
         slot = self.locks.slot(bucket, key)
         async with self.locks.hold(slot):
-            found = await self._lookup(
-                bucket, kp, keys.object_path(bdir, kp), keep_fd=True, held=frozenset({slot})
-            )
-            if found is None:
-                raise errors.NoSuchKey(resource=key, Key=key)
+            found = await self._find(bucket, key, keep_fd=True, held=frozenset({slot}))
             try:
                 found.record.tags = dict(tags)
                 self.meta.store(found.fd if found.fd is not None else found.real, bucket, key, found.record)

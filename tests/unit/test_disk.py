@@ -344,9 +344,12 @@ async def test_symlinks_never_lead_outside_root(be: DiskBackend, root: Path, tmp
 
 
 async def test_symlink_inside_root_is_followed(be: DiskBackend, root: Path) -> None:
-    await be.put_object("bkt", "target", Body(b"inside"), WriteMeta())
+    await be.put_object("bkt", "target", Body(b"inside"), WriteMeta(user_meta={"m": "1"}))
     os.symlink(root / "bkt" / "target", root / "bkt" / "alias")
     assert await read_all(be, "alias") == b"inside"
+    await be.delete_object("bkt", "alias")  # removes the link, not the target or its metadata
+    assert not os.path.lexists(root / "bkt" / "alias")
+    assert (await be.head_object("bkt", "target")).user_meta == {"m": "1"}
 
 
 async def test_file_folder_conflicts_are_409(be: DiskBackend, root: Path) -> None:
@@ -357,6 +360,11 @@ async def test_file_folder_conflicts_are_409(be: DiskBackend, root: Path) -> Non
     with pytest.raises(errors.ExistingObjectIsDirectory) as directory:
         await be.put_object("bkt", "x", Body(b"x"), WriteMeta())
     assert parent.value.status == directory.value.status == 409
+    with pytest.raises(errors.ObjectParentIsFile):
+        await be.put_object("bkt", "a/", Body(), WriteMeta())  # a folder where the file "a" is
+    await be.put_object("bkt", "m/", Body(), WriteMeta())
+    with pytest.raises(errors.ExistingObjectIsDirectory):
+        await be.put_object("bkt", "m", Body(b"x"), WriteMeta())  # a file where the folder "m/" is
     with pytest.raises(errors.NoSuchKey):
         await be.head_object("bkt", "x")  # a plain folder is not an object
     with pytest.raises(errors.NoSuchKey):
