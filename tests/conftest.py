@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 import urllib3
 import pytest
 from botocore.config import Config
@@ -42,6 +45,17 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict[str, ob
     return pool.request(method, url, body=body, headers=headers, redirect=False, retries=False)  # type: ignore[arg-type]
 
 
+class FixedPayloadAuth(S3SigV4Auth):
+    """botocore's S3 SigV4 signer, but signing the x-amz-content-sha256 the test chose (a wrong
+    hash, UNSIGNED-PAYLOAD, STREAMING-...) instead of hashing the body itself."""
+
+    def _modify_request_before_signing(self, request: AWSRequest) -> None:
+        chosen = request.headers["x-amz-content-sha256"]
+        super()._modify_request_before_signing(request)
+        del request.headers["X-Amz-Content-SHA256"]
+        request.headers["X-Amz-Content-SHA256"] = chosen
+
+
 def signed(
     server: Server,
     method: str,
@@ -53,14 +67,10 @@ def signed(
     """Send a request signed with botocore's SigV4 signer, with the path exactly as given (raw)."""
     import hashlib
 
-    from botocore.auth import S3SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
     all_headers = dict(headers or {})
     all_headers.setdefault("x-amz-content-sha256", payload_hash or hashlib.sha256(body).hexdigest())
     request = AWSRequest(method=method, url=server.endpoint + path, data=body, headers=all_headers)
-    S3SigV4Auth(Credentials(server.access_key, server.secret_key), "s3", REGION).add_auth(request)
+    FixedPayloadAuth(Credentials(server.access_key, server.secret_key), "s3", REGION).add_auth(request)
     # Non-ASCII header values go out as UTF-8 bytes, as S3 clients that allow them send them.
     sent = {k: v.encode() if isinstance(v, str) and not v.isascii() else v for k, v in request.headers.items()}
     pool = urllib3.PoolManager(cert_reqs="CERT_NONE")
