@@ -120,6 +120,9 @@ def _verify(
     decoded = unquote(req.raw_path or "/")
     if decoded != paths[0]:
         paths.append(decoded)
+    if not req.vhost_bucket and paths[0].count("/") == 1 and paths[0] != "/":
+        # A path-style bucket request ("/bucket"): botocore signs the resource as "/bucket/".
+        paths.append(paths[0] + "/")
     first: str | None = None
     for subresources in (SUBRESOURCES, BOTOCORE_SUBRESOURCES):
         for path in paths:

@@ -243,3 +243,14 @@ def test_failures() -> None:
     with pytest.raises(errors.AccessDenied) as info:
         authenticate(make_view("GET", "/b/k?AWSAccessKeyId=AKIDV2&Signature=x&Expires=soon", []), lookup)
     assert "seconds since epoch" in info.value.message
+
+
+def test_path_style_bucket_request_signed_with_trailing_slash() -> None:
+    """boto3 (signature_version='s3') sends GET /bucket but signs the resource '/bucket/'."""
+    for query in ("", "?encoding-type=url", "?acl"):
+        request = signed("GET", f"{ENDPOINT}/bucket{query}", auth_path="/bucket/")
+        assert authenticate(from_botocore(request), lookup) is not None
+    # ...which does not open the door to '/bucket/key' signed as '/bucket/key/'.
+    request = signed("GET", f"{ENDPOINT}/bucket/key", auth_path="/bucket/key/")
+    with pytest.raises(errors.SignatureDoesNotMatch):
+        authenticate(from_botocore(request), lookup)
