@@ -126,7 +126,8 @@ class S3Client:
             async with self._session.request(method, url, data=body, headers=hdrs) as resp:
                 if sink:
                     n = 0
-                    async for chunk in resp.content.iter_chunked(CHUNK):
+                    # iter_any hands over what arrived without re-buffering it to a fixed size.
+                    async for chunk in resp.content.iter_any():
                         n += len(chunk)
                     data = b""
                 else:

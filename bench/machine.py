@@ -83,6 +83,35 @@ def hash_rates(size: int) -> dict[str, float]:
     return out
 
 
+def signer_rate(seconds: float = 0.5) -> dict[str, float]:
+    """Signatures per second of the load generator's own signer and of botocore's, on one core.
+
+    The client must sign far faster than any server answers, or it measures itself.
+    """
+    from bench.signer import Signer
+
+    out: dict[str, float] = {}
+    signer = Signer("bench", "bench-secret")
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        signer.sign_headers("GET", "127.0.0.1:9000", f"/bench/small/k{n}")
+        n += 1
+    out["client_sigv4_signs_per_s"] = n / (time.perf_counter() - t0)
+    try:
+        from botocore.auth import S3SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+    except ImportError:
+        return out
+    auth = S3SigV4Auth(Credentials("bench", "bench-secret"), "s3", "us-east-1")
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        auth.add_auth(AWSRequest(method="GET", url=f"http://127.0.0.1:9000/bench/small/k{n}"))
+        n += 1
+    out["botocore_sigv4_signs_per_s"] = n / (time.perf_counter() - t0)
+    return out
+
+
 def describe() -> dict[str, Any]:
     model = ""
     try:

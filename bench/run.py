@@ -81,7 +81,8 @@ def measure_machine(p: Params, data_dir: Path, quick: bool) -> dict[str, Any]:
     hash_size = 64 * MiB if quick else 512 * MiB
     runs: dict[str, list[dict[str, Any]]] = {}
     for _ in range(p.repeats):
-        for name, value in {**machine.disk_write_read(data_dir / "_machine", disk_size), **machine.hash_rates(hash_size)}.items():
+        for name, value in {**machine.disk_write_read(data_dir / "_machine", disk_size), **machine.hash_rates(hash_size),
+                           **machine.signer_rate()}.items():
             runs.setdefault(name, []).append({"v": value})
     shutil.rmtree(data_dir / "_machine", ignore_errors=True)
     out = {}
