@@ -138,8 +138,11 @@ class Run:
         workdir = self.tmp / f"work-{name}"
         workdir.mkdir()
         results = self.tmp / f"results-{name}.jsonl"
+        # A developer's AWS_* settings (profile, endpoint, CA bundle: rclone refuses to start when
+        # AWS_CA_BUNDLE is set) must not steer the clients away from the server under test.
+        base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env = {
-            **os.environ,
+            **base,
             **self.env,
             "CONF_WORKDIR": str(workdir),
             "CONF_RESULTS": str(results),
