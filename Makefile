@@ -18,6 +18,8 @@ run: $(VENV)/.installed
 # The end-to-end tests drive the real aws cli v2 too: tools/ensure-awscli.sh installs Debian's.
 test: $(VENV)/.installed
 	bash tools/ensure-awscli.sh
+	$(PY) -m ruff check s3serve tests
+	$(PY) -m mypy s3serve
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed

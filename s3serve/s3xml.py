@@ -10,10 +10,10 @@ import time
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
+from xml.parsers.expat import ExpatError
 from xml.sax.saxutils import escape
 
 import xmltodict
-from xml.parsers.expat import ExpatError
 
 from . import errors
 from .storage.base import BucketInfo, ObjectInfo, PartInfo, UploadInfo

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+import pytest
+import urllib3
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
-import urllib3
-import pytest
 from botocore.config import Config
+from botocore.credentials import Credentials
 
 ACCESS_KEY = "test-access-key"
 SECRET_KEY = "test-secret-key"

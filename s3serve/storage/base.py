@@ -167,9 +167,11 @@ class Backend(abc.ABC):
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         """Called on app start-up (after the event loop runs)."""
+        return None
 
     async def stop(self) -> None:
         """Called on app shutdown."""
+        return None
 
     # -- buckets ------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -178,13 +178,15 @@ def test_foreign_files_are_objects(server, s3, bucket: str) -> None:
     first, second = b"a,b\n1,2\n", b"changed, and longer\n"
     (folder / "report.csv").write_bytes(first)
     head = s3.head_object(Bucket=bucket, Key="dropped/report.csv")
-    assert head["ETag"] == '"%s"' % hashlib.md5(first).hexdigest()
+    first_md5 = hashlib.md5(first).hexdigest()
+    assert head["ETag"] == f'"{first_md5}"'
     assert head["ContentType"] == "text/csv"
     listed = s3.list_objects_v2(Bucket=bucket, Prefix="dropped/")["Contents"]
     assert [(o["Key"], o["Size"]) for o in listed] == [("dropped/report.csv", 8)]
     # Changed by the other program: a new ETag.
     (folder / "report.csv").write_bytes(second)
-    assert s3.get_object(Bucket=bucket, Key="dropped/report.csv")["ETag"] == '"%s"' % hashlib.md5(second).hexdigest()
+    second_md5 = hashlib.md5(second).hexdigest()
+    assert s3.get_object(Bucket=bucket, Key="dropped/report.csv")["ETag"] == f'"{second_md5}"'
 
 
 def test_symlink_outside_root_is_invisible(server, s3, bucket: str, tmp_path) -> None:

@@ -11,7 +11,7 @@ import zlib
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import http, signed
+from tests.conftest import signed
 
 KEYS = [
     "plain.txt",
