@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ADDRESS ?= 127.0.0.1:9000
 
-.PHONY: run test lint conformance bench clean
+.PHONY: run test lint conformance bench bench-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(PY) -m ruff check s3serve tests
 	$(PY) -m mypy s3serve
+
+# Benchmarks against peers (moto, s3rver) and ceilings (nginx, bare aiohttp): long; never part of `make test`.
+bench: $(VENV)/.installed
+	bash bench/install.sh
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+bench-quick: $(VENV)/.installed
+	bash bench/install.sh
+	$(PY) -m bench.run --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import os
@@ -19,7 +20,29 @@ from .storage.base import Backend
 
 log = logging.getLogger("s3serve")
 
+class Inflight:
+    """Requests being handled, so a shutdown can let them finish before closing connections."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if not self.count:
+            self._idle.set()
+
+    async def idle(self) -> None:
+        await self._idle.wait()
+
+
 BACKEND: web.AppKey[Backend] = web.AppKey("backend", Backend)
+INFLIGHT: web.AppKey[Inflight] = web.AppKey("inflight", Inflight)
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 
 SERVER_NAME = "s3serve"
@@ -55,6 +78,8 @@ def error_response(request: web.BaseRequest, exc: errors.S3Error) -> web.Respons
 
 @web.middleware
 async def s3_errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    inflight = request.app[INFLIGHT]
+    inflight.enter()
     try:
         return await handler(request)
     except errors.S3Error as exc:
@@ -67,6 +92,8 @@ async def s3_errors(request: web.Request, handler: Callable[[web.Request], Await
     except Exception:
         log.exception("internal error on %s %s", request.method, request.raw_path)
         return error_response(request, errors.InternalError())
+    finally:
+        inflight.leave()
 
 
 def _from_http_exception(exc: web.HTTPException) -> errors.S3Error:
@@ -181,6 +208,7 @@ def create_app(config: Config, backend: Backend | None = None) -> web.Applicatio
     app = web.Application(middlewares=[s3_errors], client_max_size=4 * 1024 * 1024)
     app[CONFIG] = config
     app[BACKEND] = backend
+    app[INFLIGHT] = Inflight()
     app.on_response_prepare.append(_common_headers)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

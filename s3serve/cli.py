@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -158,25 +160,52 @@ def serve(config: Config, access_log: bool = False) -> None:
                 pass
 
 
-def _run(config: Config, sock: socket.socket, ssl_context: object, access_log: bool) -> None:
-    from .app import create_app
+# How long a shutdown waits for requests in flight (an upload finishing) before cancelling them.
+SHUTDOWN_GRACE = 30.0
 
+
+def _run(config: Config, sock: socket.socket, ssl_context: ssl.SSLContext | None, access_log: bool) -> None:
     try:
         import uvloop  # type: ignore[import-not-found]
 
-        loop_factory = uvloop.new_event_loop
+        uvloop.run(_serve(config, sock, ssl_context, access_log))
     except ImportError:
-        loop_factory = None
-    web.run_app(
-        create_app(config),
-        sock=sock,
-        ssl_context=ssl_context,  # type: ignore[arg-type]
-        print=None,
+        asyncio.run(_serve(config, sock, ssl_context, access_log))
+
+
+async def _serve(config: Config, sock: socket.socket, ssl_context: ssl.SSLContext | None, access_log: bool) -> None:
+    """Serve until SIGINT/SIGTERM, then stop accepting connections and let the requests in
+    flight finish (an upload is committed whole or, if its client gives up, discarded) before
+    the connections close. aiohttp's own shutdown stops reading request bodies at once, which
+    would turn every upload in flight into a discarded one."""
+    from .app import INFLIGHT, create_app
+
+    app = create_app(config)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
         access_log=logging.getLogger("aiohttp.access") if access_log else None,
-        shutdown_timeout=30.0,
-        handle_signals=True,
-        loop=loop_factory() if loop_factory else None,
+        shutdown_timeout=1.0,
     )
+    await runner.setup()
+    site = web.SockSite(runner, sock, ssl_context=ssl_context)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        await site.stop()
+        inflight = app[INFLIGHT]
+        if inflight.count:
+            log.info("shutting down: waiting for %d request(s) in flight", inflight.count)
+            try:
+                await asyncio.wait_for(inflight.idle(), SHUTDOWN_GRACE)
+            except TimeoutError:
+                log.warning("shutting down: cancelling %d request(s) still in flight", inflight.count)
+    finally:
+        await runner.cleanup()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,0 +1,141 @@
+"""Server-level behaviour: virtual-host addressing, clean shutdown with uploads in flight, start-up banner."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from urllib.parse import urlsplit
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+
+from tests.conftest import REGION, FixedPayloadAuth, start_server, stop_server
+
+
+@pytest.fixture
+def resolve_localhost_subdomains(monkeypatch: pytest.MonkeyPatch) -> None:
+    """*.localhost is loopback by RFC 6761, but this machine's resolver does not know that."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if isinstance(host, str) and host.endswith(".localhost"):
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def test_virtual_host_style(tmp_path, resolve_localhost_subdomains) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "root"
+    root.mkdir()
+    srv = start_server(root, "--domain", "localhost")
+    try:
+        port = urlsplit(srv.endpoint).port
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=f"http://localhost:{port}",
+            aws_access_key_id=srv.access_key,
+            aws_secret_access_key=srv.secret_key,
+            region_name=REGION,
+            config=Config(s3={"addressing_style": "virtual"}),
+        )
+        hosts: list[str] = []
+        s3.meta.events.register("before-send.s3.*", lambda request, **kw: hosts.append(urlsplit(request.url).netloc))
+        s3.create_bucket(Bucket="vhost")
+        s3.put_object(Bucket="vhost", Key="dir/k ey", Body=b"virtual")
+        assert s3.get_object(Bucket="vhost", Key="dir/k ey")["Body"].read() == b"virtual"
+        assert [o["Key"] for o in s3.list_objects_v2(Bucket="vhost")["Contents"]] == ["dir/k ey"]
+        assert f"vhost.localhost:{port}" in hosts
+        # SigV2 signs the bucket into the canonical resource for virtual-host requests.
+        v2 = boto3.client(
+            "s3",
+            endpoint_url=f"http://localhost:{port}",
+            aws_access_key_id=srv.access_key,
+            aws_secret_access_key=srv.secret_key,
+            region_name=REGION,
+            config=Config(signature_version="s3", s3={"addressing_style": "virtual"}),
+        )
+        assert v2.get_object(Bucket="vhost", Key="dir/k ey")["Body"].read() == b"virtual"
+        # Path-style keeps working on the same server.
+        assert srv.client().get_object(Bucket="vhost", Key="dir/k ey")["Body"].read() == b"virtual"
+        assert (root / "vhost" / "dir" / "k ey").read_bytes() == b"virtual"
+    finally:
+        stop_server(srv)
+
+
+def _start_upload(srv, bucket: str, key: str, length: int) -> socket.socket:  # type: ignore[no-untyped-def]
+    request = AWSRequest(
+        method="PUT",
+        url=f"{srv.endpoint}/{bucket}/{key}",
+        headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD", "Content-Length": str(length)},
+    )
+    FixedPayloadAuth(Credentials(srv.access_key, srv.secret_key), "s3", REGION).add_auth(request)
+    parts = urlsplit(srv.endpoint)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
+    head = f"PUT /{bucket}/{key} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in request.headers.items()) + "\r\n"
+    sock.sendall(head.encode())
+    return sock
+
+
+def test_sigterm_lets_an_inflight_upload_finish(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "root"
+    root.mkdir()
+    srv = start_server(root)
+    try:
+        srv.client().create_bucket(Bucket="bkt")
+        with _start_upload(srv, "bkt", "inflight", 200_000) as sock:
+            sock.sendall(b"a" * 100_000)
+            time.sleep(0.2)
+            assert srv.process is not None
+            srv.process.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            sock.sendall(b"b" * 100_000)
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+        srv.process.wait(timeout=20)
+    finally:
+        stop_server(srv)
+    assert (root / "bkt" / "inflight").read_bytes() == b"a" * 100_000 + b"b" * 100_000
+    again = start_server(root)
+    try:
+        assert again.client().get_object(Bucket="bkt", Key="inflight")["ContentLength"] == 200_000
+    finally:
+        stop_server(again)
+
+
+def test_sigterm_discards_an_abandoned_upload(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "root"
+    root.mkdir()
+    srv = start_server(root)
+    try:
+        srv.client().create_bucket(Bucket="bkt")
+        srv.client().put_object(Bucket="bkt", Key="kept", Body=b"old")
+        with _start_upload(srv, "bkt", "kept", 200_000) as sock:
+            sock.sendall(b"a" * 50_000)
+            time.sleep(0.2)
+            assert srv.process is not None
+            srv.process.send_signal(signal.SIGTERM)
+            # Leaving the block closes the socket: the client gives up, the body never completes.
+        srv.process.wait(timeout=20)
+    finally:
+        stop_server(srv)
+    # The old object is intact, and no temp file is left behind.
+    assert (root / "bkt" / "kept").read_bytes() == b"old"
+    assert [p.name for p in (root / ".s3serve" / "tmp").iterdir()] == []
+
+
+def test_banner_prints_endpoint_and_credentials(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "root"
+    root.mkdir()
+    srv = start_server(root)
+    stop_server(srv)
+    assert srv.log_path is not None
+    text = srv.log_path.read_text()
+    assert f"Endpoint:   {srv.endpoint}" in text
+    assert f"Access key: {srv.access_key}" in text and f"Secret key: {srv.secret_key}" in text
+    assert f"aws --endpoint-url {srv.endpoint} s3 ls" in text
