@@ -117,21 +117,16 @@ def _authenticate(request: web.Request) -> AuthResult:
     cached = request.get("auth")
     if cached is not None:
         return cached
-    raw_path, _, raw_query = request.raw_path.partition("?")
-    pairs, _ = parse_query(raw_query)
-    config = request.app[CONFIG]
+    route = request["route"]
     view = RequestView(
         method=request.method,
-        raw_path=raw_path,
-        query=pairs,
-        raw_query=raw_query,
+        raw_path=request["raw_path"],
+        query=request["query_pairs"],
+        raw_query=request["raw_query"],
         headers=request.headers,
-        vhost_bucket=None,
+        vhost_bucket=route.bucket if route.vhost else None,
     )
-    route = request.get("route")
-    if route is not None and route.vhost:
-        view.vhost_bucket = route.bucket
-    result = authenticate(view, config.user_by_access_key)
+    result = authenticate(view, request.app[CONFIG].user_by_access_key)
     if result is None:
         raise errors.AccessDenied("Anonymous access is not allowed on this server.")
     request["auth"] = result
@@ -142,8 +137,9 @@ def _route(request: web.Request) -> None:
     if "route" in request:
         return
     raw_path, _, raw_query = request.raw_path.partition("?")
-    _, query = parse_query(raw_query)
-    request["query"] = query
+    pairs, query = parse_query(raw_query)
+    request["raw_path"], request["raw_query"] = raw_path, raw_query
+    request["query_pairs"], request["query"] = pairs, query
     request["route"] = resolve(
         request.method, request.host, raw_path, query, request.headers, request.app[CONFIG].domain
     )
@@ -202,6 +198,8 @@ def create_app(config: Config, backend: Backend | None = None) -> web.Applicatio
             default_owner=config.default_owner.user_id,
             fsync=config.fsync,
             min_part_size=config.min_part_size,
+            multipart_expiry=config.multipart_expiry,
+            gc_interval=config.gc_interval,
         )
     # Object bodies stream through payload.py, never through request.read(), so the size limit
     # only guards the small XML bodies some handlers read whole.

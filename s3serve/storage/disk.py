@@ -42,12 +42,12 @@ from .base import (
 )
 from .keys import KeyPath
 from .metadata import EMPTY_MD5, XATTR, BucketRegistry, KeyLocks, MetaStore, Record
+from .staging import Staging, create_locked
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int): share the source's extents (btrfs, XFS, bcachefs)
 # Smaller chunks are written inline: a thread hop costs more than the write itself.
 THREAD_CHUNK = 64 * 1024
 READ_PIECE = 1024 * 1024
-_STALE_TEMP_SECONDS = 24 * 3600
 
 
 @contextlib.contextmanager
@@ -116,6 +116,8 @@ class DiskBackend(Backend):
         min_part_size: int = 5 * 1024 * 1024,
         *,
         use_xattrs: bool | None = None,
+        multipart_expiry: float = 24 * 3600.0,
+        gc_interval: float = 3600.0,
     ) -> None:
         """``use_xattrs`` None probes the filesystem at start; False forces sidecar files."""
         self.root = Path(root)
@@ -130,10 +132,16 @@ class DiskBackend(Backend):
         self.meta = MetaStore(hidden, use_xattrs is not False)
         self.registry = BucketRegistry(hidden)
         self.locks = KeyLocks(hidden)
+        self.staging = Staging(self, multipart_expiry, gc_interval)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         await asyncio.to_thread(self._start)
+        # Also removes temp files that a crashed process left (see Staging.collect).
+        await self.staging.start()
+
+    async def stop(self) -> None:
+        await self.staging.stop()
 
     def _start(self) -> None:
         os.makedirs(self.root, exist_ok=True)
@@ -141,13 +149,6 @@ class DiskBackend(Backend):
             os.makedirs(os.path.join(self.meta.hidden, sub), exist_ok=True)
         self.locks.create_files()
         self.meta.use_xattrs = self._want_xattrs is not False and MetaStore.probe(self._tmp_dir)
-        # Temp files of a process that crashed mid-write; other live processes' temp files are young.
-        cutoff = time.time() - _STALE_TEMP_SECONDS
-        with os.scandir(self._tmp_dir) as it:
-            for entry in it:
-                with contextlib.suppress(OSError):
-                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                        os.unlink(entry.path)
 
     # -- paths --------------------------------------------------------------------------------
     def _bucket_dir(self, name: str) -> str:
@@ -313,10 +314,14 @@ class DiskBackend(Backend):
     async def delete_bucket(self, name: str) -> None:
         path = self._bucket_dir(name)
         async with self.locks.hold(self.locks.slot(name, "")):
-            if not await asyncio.to_thread(keys.remove_empty_tree, path, self._is_marker_of(name)):
+            # S3 refuses while uploads are in progress; CreateMultipartUpload takes this lock too.
+            if self.staging.has_uploads(name) or not await asyncio.to_thread(
+                keys.remove_empty_tree, path, self._is_marker_of(name)
+            ):
                 raise errors.BucketNotEmpty(resource=name, BucketName=name)
             self.registry.remove(name)
             self.meta.drop_bucket(name)
+            self.staging.forget_bucket(name)
 
     # -- the commit path ----------------------------------------------------------------------
     def _seal(self, tmp: str, record: Record) -> bool:
@@ -449,22 +454,28 @@ class DiskBackend(Backend):
             record.folder = True
             return await self._publish(bucket, kp, None, record, precondition)
         tmp = os.path.join(self._tmp_dir, f"put-{uuid.uuid4().hex}")
+        # The flock lasts until the rename is done (fd closed last): the GC of another process
+        # sharing ROOT removes only temp files nobody holds.
+        lock_fd = create_locked(tmp)
         try:
-            size = 0
-            with _disk_errors(), open(tmp, "xb") as f:
-                async for chunk in body:
-                    if len(chunk) >= THREAD_CHUNK:
-                        await asyncio.to_thread(_write_and_hash, f, hasher, chunk)
-                    else:
-                        f.write(chunk)
-                        hasher.update(chunk)
-                    size += len(chunk)
-            digests = hasher.digests()
-            record = Record.for_write(meta, digests["md5"].hex(), size, body.finish(digests))
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
-        return await self._publish(bucket, kp, tmp, record, precondition)
+            try:
+                size = 0
+                with _disk_errors(), open(lock_fd, "wb", closefd=False) as f:
+                    async for chunk in body:
+                        if len(chunk) >= THREAD_CHUNK:
+                            await asyncio.to_thread(_write_and_hash, f, hasher, chunk)
+                        else:
+                            f.write(chunk)
+                            hasher.update(chunk)
+                        size += len(chunk)
+                digests = hasher.digests()
+                record = Record.for_write(meta, digests["md5"].hex(), size, body.finish(digests))
+            except BaseException:
+                _unlink_quietly(tmp)
+                raise
+            return await self._publish(bucket, kp, tmp, record, precondition)
+        finally:
+            os.close(lock_fd)
 
     async def head_object(self, bucket: str, key: str) -> ObjectInfo:
         return (await self._find(bucket, key)).info
@@ -665,12 +676,12 @@ class DiskBackend(Backend):
     async def delete_object_tagging(self, bucket: str, key: str) -> None:
         await self.put_object_tagging(bucket, key, {})
 
-    # -- multipart (storage/staging.py adds these) ----------------------------------------------
+    # -- multipart (storage/staging.py) ------------------------------------------------------------
     async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta, owner: str) -> UploadInfo:
-        raise errors.not_implemented("CreateMultipartUpload")
+        return await self.staging.create(bucket, key, meta, owner)
 
     async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> PartInfo:
-        raise errors.not_implemented("UploadPart")
+        return await self.staging.upload_part(bucket, key, upload_id, number, body)
 
     async def upload_part_copy(
         self,
@@ -683,33 +694,24 @@ class DiskBackend(Backend):
         src_range: tuple[int, int] | None,
         src_precondition: Precondition | None = None,
     ) -> PartInfo:
-        raise errors.not_implemented("UploadPartCopy")
+        return await self.staging.upload_part_copy(
+            bucket, key, upload_id, number, src_bucket, src_key, src_range, src_precondition
+        )
 
     async def complete_multipart_upload(
-        self,
-        bucket: str,
-        key: str,
-        upload_id: str,
-        parts: list[PartInfo],
-        precondition: Precondition | None = None,
+        self, bucket: str, key: str, upload_id: str, parts: list[PartInfo], precondition: Precondition | None = None
     ) -> ObjectInfo:
-        raise errors.not_implemented("CompleteMultipartUpload")
+        return await self.staging.complete(bucket, key, upload_id, parts, precondition)
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        raise errors.not_implemented("AbortMultipartUpload")
+        await self.staging.abort(bucket, key, upload_id)
 
     async def list_multipart_uploads(
-        self,
-        bucket: str,
-        prefix: str,
-        delimiter: str,
-        key_marker: str,
-        upload_id_marker: str,
-        max_uploads: int,
+        self, bucket: str, prefix: str, delimiter: str, key_marker: str, upload_id_marker: str, max_uploads: int
     ) -> UploadListPage:
-        raise errors.not_implemented("ListMultipartUploads")
+        return await self.staging.list_uploads(bucket, prefix, delimiter, key_marker, upload_id_marker, max_uploads)
 
     async def list_parts(
         self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
     ) -> PartsPage:
-        raise errors.not_implemented("ListParts")
+        return await self.staging.list_parts(bucket, key, upload_id, part_number_marker, max_parts)

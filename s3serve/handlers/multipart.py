@@ -1,0 +1,196 @@
+"""Multipart uploads: Create, UploadPart, UploadPartCopy, Complete, Abort, ListMultipartUploads, ListParts."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+from aiohttp import web
+
+from .. import errors, s3xml
+from ..checksums import ALGORITHM_DIGEST
+from ..payload import make_body
+from ..storage.base import PartInfo
+from .common import Context, int_param, read_precondition, write_meta, write_precondition, xml_response
+from .objects import check_source_bucket, parse_copy_source
+
+MAX_PART_NUMBER = 10000
+MAX_PART_SIZE = 5 * 1024**3
+MAX_LISTED = 1000
+_COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
+
+
+def _upload_id(ctx: Context) -> str:
+    upload_id = ctx.query.get("uploadId", "")
+    if not upload_id:
+        raise errors.NoSuchUpload(UploadId=upload_id)
+    return upload_id
+
+
+def _part_number(ctx: Context) -> int:
+    raw = ctx.query.get("partNumber")
+    if raw is None:
+        raise errors.InvalidArgument("partNumber is required to upload a part.", ArgumentName="partNumber")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PART_NUMBER:
+        raise errors.InvalidArgument(
+            "Part number must be an integer between 1 and 10000, inclusive",
+            ArgumentName="partNumber",
+            ArgumentValue=raw,
+        )
+    return int(raw)
+
+
+def _checksum_headers(checksums: dict[str, str], checksum_type: str | None = None) -> dict[str, str]:
+    headers = {f"x-amz-checksum-{alg.lower()}": value for alg, value in checksums.items()}
+    if headers and checksum_type:
+        headers["x-amz-checksum-type"] = checksum_type
+    return headers
+
+
+async def create_multipart_upload(ctx: Context) -> web.StreamResponse:
+    meta = write_meta(ctx.headers)
+    upload = await ctx.backend.create_multipart_upload(ctx.bucket, ctx.key, meta, ctx.user.user_id)
+    headers = {}
+    if upload.meta.checksum_algorithm:
+        headers["x-amz-checksum-algorithm"] = upload.meta.checksum_algorithm
+    if upload.meta.checksum_type:
+        headers["x-amz-checksum-type"] = upload.meta.checksum_type
+    return xml_response(s3xml.initiate_multipart(ctx.bucket, ctx.key, upload.upload_id), headers=headers)
+
+
+async def upload_part(ctx: Context) -> web.StreamResponse:
+    upload_id, number = _upload_id(ctx), _part_number(ctx)
+    length = ctx.headers.get("x-amz-decoded-content-length") or ctx.headers.get("Content-Length")
+    if length is not None and length.isdigit() and int(length) > MAX_PART_SIZE:
+        raise errors.EntityTooLarge(ProposedSize=length, MaxSizeAllowed=MAX_PART_SIZE)
+    body = make_body(ctx.request.content, ctx.headers, ctx.auth)
+    part = await ctx.backend.upload_part(ctx.bucket, ctx.key, upload_id, number, body)
+    return web.Response(status=200, headers={"ETag": f'"{part.etag}"', **_checksum_headers(part.checksums)})
+
+
+def _copy_range(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    m = _COPY_RANGE.fullmatch(value.strip())
+    if not m or int(m.group(1)) > int(m.group(2)):
+        raise errors.InvalidArgument(
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last "
+            "are the zero-based offsets of the first and last bytes to copy",
+            ArgumentName="x-amz-copy-source-range",
+            ArgumentValue=value,
+        )
+    return int(m.group(1)), int(m.group(2))
+
+
+async def upload_part_copy(ctx: Context) -> web.StreamResponse:
+    upload_id, number = _upload_id(ctx), _part_number(ctx)
+    src_bucket, src_key = parse_copy_source(ctx.headers["x-amz-copy-source"])
+    src_range = _copy_range(ctx.headers.get("x-amz-copy-source-range"))
+    await check_source_bucket(ctx, src_bucket)
+    part = await ctx.backend.upload_part_copy(
+        ctx.bucket,
+        ctx.key,
+        upload_id,
+        number,
+        src_bucket,
+        src_key,
+        src_range,
+        src_precondition=read_precondition(ctx.headers, "x-amz-copy-source-"),
+    )
+    return xml_response(s3xml.copy_part_result(part))
+
+
+def _listed_parts(body: bytes) -> list[PartInfo]:
+    parts = []
+    for item in s3xml.parse_complete(body):
+        raw = item.get("PartNumber", "")
+        if not raw.strip().isdigit():
+            raise errors.MalformedXML()
+        number = int(raw)
+        if not 1 <= number <= MAX_PART_NUMBER:
+            raise errors.InvalidArgument(
+                "Part number must be an integer between 1 and 10000, inclusive",
+                ArgumentName="PartNumber",
+                ArgumentValue=raw,
+            )
+        etag = item.get("ETag", "").strip().strip('"')
+        checksums = {
+            name[len("Checksum") :]: value.strip()
+            for name, value in item.items()
+            if name.startswith("Checksum") and name[len("Checksum") :] in ALGORITHM_DIGEST
+        }
+        parts.append(PartInfo(number, 0, etag, 0.0, checksums))
+    for before, after in zip(parts, parts[1:], strict=False):
+        if after.number <= before.number:
+            raise errors.InvalidPartOrder()
+    return parts
+
+
+async def complete_multipart_upload(ctx: Context) -> web.StreamResponse:
+    upload_id = _upload_id(ctx)
+    precondition = write_precondition(ctx.headers)
+    parts = _listed_parts(await ctx.read_xml_body())
+    info = await ctx.backend.complete_multipart_upload(ctx.bucket, ctx.key, upload_id, parts, precondition)
+    location = f"{ctx.request.scheme}://{ctx.request.host}/{quote(ctx.bucket)}/{quote(ctx.key)}"
+    body = s3xml.complete_multipart(location, ctx.bucket, ctx.key, info)
+    return xml_response(body, headers=_checksum_headers(info.checksums, info.checksum_type))
+
+
+async def abort_multipart_upload(ctx: Context) -> web.StreamResponse:
+    await ctx.backend.abort_multipart_upload(ctx.bucket, ctx.key, _upload_id(ctx))
+    return web.Response(status=204)
+
+
+def _encoding(ctx: Context) -> bool:
+    value = ctx.query.get("encoding-type")
+    if value is not None and value != "url":
+        raise errors.InvalidArgument("Invalid Encoding Method specified in Request", ArgumentName="encoding-type")
+    return value == "url"
+
+
+async def list_multipart_uploads(ctx: Context) -> web.StreamResponse:
+    url = _encoding(ctx)
+    prefix = ctx.query.get("prefix", "")
+    delimiter = ctx.query.get("delimiter", "")
+    key_marker = ctx.query.get("key-marker", "")
+    # S3 ignores the upload-id marker without a key marker.
+    upload_id_marker = ctx.query.get("upload-id-marker", "") if key_marker else ""
+    max_uploads = int_param(ctx.query, "max-uploads", MAX_LISTED, 0, MAX_LISTED)
+    page = await ctx.backend.list_multipart_uploads(
+        ctx.bucket, prefix, delimiter, key_marker, upload_id_marker, max_uploads
+    )
+    names = {up.owner: ctx.display_name(up.owner) for up in page.uploads}
+    body = s3xml.list_uploads(
+        bucket=ctx.bucket,
+        prefix=prefix,
+        delimiter=delimiter,
+        key_marker=key_marker,
+        upload_id_marker=upload_id_marker,
+        max_uploads=max_uploads,
+        url=url,
+        uploads=page.uploads,
+        common_prefixes=page.common_prefixes,
+        is_truncated=page.is_truncated,
+        next_key_marker=page.next_key_marker,
+        next_upload_id_marker=page.next_upload_id_marker,
+        display_names=names,
+    )
+    return xml_response(body)
+
+
+async def list_parts(ctx: Context) -> web.StreamResponse:
+    upload_id = _upload_id(ctx)
+    marker = int_param(ctx.query, "part-number-marker", 0, 0)
+    max_parts = int_param(ctx.query, "max-parts", MAX_LISTED, 0, MAX_LISTED)
+    page = await ctx.backend.list_parts(ctx.bucket, ctx.key, upload_id, marker, max_parts)
+    body = s3xml.list_parts(
+        bucket=ctx.bucket,
+        upload=page.upload,
+        parts=page.parts,
+        part_number_marker=marker,
+        next_part_number_marker=page.next_part_number_marker,
+        max_parts=max_parts,
+        is_truncated=page.is_truncated,
+        display_name=ctx.display_name(page.upload.owner),
+    )
+    return xml_response(body)

@@ -1,0 +1,687 @@
+"""Multipart uploads: staging under ``ROOT/.s3serve/multipart/``, assembly, and the garbage collector.
+
+Layout (same filesystem as the buckets, so the finished object is published with one rename)::
+
+    multipart/<bucket>/<upload id>/upload.json          key, owner, initiated, WriteMeta
+    multipart/<bucket>/<upload id>/00007.json            part 7: size, etag, checksums, data file
+    multipart/<bucket>/<upload id>/00007-<rand>.part     part 7's bytes
+    multipart/<bucket>/<upload id>/tmp-<rand>            a part being received (flocked by its writer)
+    multipart/<bucket>/<upload id>.<how>-<rand>/         an upload claimed by Complete/Abort/GC
+
+Upload ids are 16 hex digits of the creation time (so ids sort by initiation, as S3 lists them)
+and 32 random hex digits; anything else is NoSuchUpload before it can become a path. Complete,
+Abort and the GC *claim* an upload by renaming its folder under a per-upload lock, so each upload
+is consumed exactly once; an UploadPart that loses the race finds its folder gone (NoSuchUpload).
+A claimant holds an flock on the claimed ``upload.json`` (taken before the rename), so the GC can
+tell a claim whose process died (lockable) from one still at work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from .. import errors
+from ..checksums import ALGORITHM_DIGEST, MultiHasher, b64, combine_crc
+from . import keys
+from .base import Body, ObjectInfo, PartInfo, PartsPage, Precondition, UploadInfo, UploadListPage, WriteMeta
+from .metadata import Record
+
+if TYPE_CHECKING:
+    from .disk import DiskBackend
+
+log = logging.getLogger("s3serve.multipart")
+
+MAX_PART_NUMBER = 10000
+_UPLOAD_ID = re.compile(r"[0-9a-f]{48}")
+_PART_JSON = re.compile(r"(\d{5})\.json")
+_COPY_PIECE = 1024 * 1024
+THREAD_CHUNK = 64 * 1024
+# A lockable temp file younger than this may be one whose writer has created it but not yet
+# taken its flock (a few microseconds): leave it for the next round.
+TEMP_GRACE = 1.0
+# Temp files under .s3serve/tmp/ that their writers flock for their whole life.
+LOCKED_TEMP_PREFIXES = ("put-", "copy-", "mpu-")
+# Other temp files there (metadata records, probes) are tiny and short-lived but unlocked.
+UNLOCKED_TEMP_AGE = 3600.0
+# S3's defaults when CreateMultipartUpload names an algorithm but no type.
+_FULL_OBJECT_ONLY = {"CRC64NVME"}
+_COMPOSITE_ONLY = {"SHA1", "SHA256"}
+_DEFAULT_ALGORITHM = "CRC64NVME"
+
+
+def check_checksum_choice(meta: WriteMeta) -> WriteMeta:
+    """Resolve the upload's checksum algorithm and type as S3 does; refuse impossible pairs."""
+    algorithm, kind = meta.checksum_algorithm, meta.checksum_type
+    if algorithm is None:
+        if kind is not None:
+            raise errors.InvalidRequest(
+                "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header."
+            )
+        return meta
+    if kind is None:
+        kind = "FULL_OBJECT" if algorithm in _FULL_OBJECT_ONLY else "COMPOSITE"
+    if (kind == "COMPOSITE" and algorithm in _FULL_OBJECT_ONLY) or (
+        kind == "FULL_OBJECT" and algorithm in _COMPOSITE_ONLY
+    ):
+        raise errors.InvalidRequest(f"The {kind} checksum type cannot be used with the {algorithm} algorithm.")
+    return dataclasses.replace(meta, checksum_type=kind)
+
+
+def try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def create_locked(path: str) -> int:
+    """A new file, flocked for as long as the returned descriptor stays open: the GC never
+    removes a file whose writer is alive."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def copy_range(src: int, src_offset: int, dst: int, dst_offset: int, length: int) -> None:
+    """Copy bytes between files in the kernel (copy_file_range, which reflinks where the
+    filesystem can), falling back to pread/pwrite across filesystems."""
+    end = src_offset + length
+    with contextlib.suppress(OSError):  # EXDEV, ENOSYS, EINVAL: copy by hand below
+        while src_offset < end:
+            n = os.copy_file_range(src, dst, end - src_offset, src_offset, dst_offset)
+            if n == 0:
+                break
+            src_offset += n
+            dst_offset += n
+    while src_offset < end:
+        piece = os.pread(src, min(_COPY_PIECE, end - src_offset), src_offset)
+        if not piece:
+            raise errors.InternalError("The data of a part is shorter than recorded; please retry.")
+        os.pwrite(dst, piece, dst_offset)
+        src_offset += len(piece)
+        dst_offset += len(piece)
+
+
+def _hash_fd(fd: int, names: list[str]) -> dict[str, bytes]:
+    hasher = MultiHasher(names)
+    offset = 0
+    while piece := os.pread(fd, _COPY_PIECE, offset):
+        hasher.update(piece)
+        offset += len(piece)
+    return hasher.digests()
+
+
+def _write_json(directory: str, name: str, doc: dict[str, Any]) -> None:
+    """Replace ``directory/name`` atomically; FileNotFoundError when the folder was claimed."""
+    tmp = os.path.join(directory, f"tmp-{secrets.token_hex(8)}.json")
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            json.dump(doc, f, separators=(",", ":"))
+        os.replace(tmp, os.path.join(directory, name))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _part_info(doc: dict[str, Any]) -> PartInfo:
+    return PartInfo(int(doc["n"]), int(doc["s"]), str(doc["e"]), float(doc["t"]), dict(doc.get("c", {})))
+
+
+def _tree_size(path: str) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+def _upload_meta(doc: dict[str, Any]) -> WriteMeta:
+    fields = {f.name for f in dataclasses.fields(WriteMeta)}
+    return WriteMeta(**{k: v for k, v in dict(doc.get("meta", {})).items() if k in fields})
+
+
+class Staging:
+    """The multipart operations of a DiskBackend, and its background GC."""
+
+    def __init__(self, disk: DiskBackend, expiry: float, gc_interval: float) -> None:
+        self.disk = disk
+        self.dir = os.path.join(disk.meta.hidden, "multipart")
+        self.expiry = expiry
+        self.gc_interval = gc_interval
+        self._gc_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        os.makedirs(self.dir, exist_ok=True)
+        # What a crash (kill -9, power loss) left: done before serving, so nothing half-made lingers.
+        await asyncio.to_thread(self.collect, False)
+        self._gc_task = asyncio.create_task(self._gc_loop(), name="s3serve-multipart-gc")
+
+    async def stop(self) -> None:
+        task, self._gc_task = self._gc_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _gc_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.gc_interval)
+            try:
+                await asyncio.to_thread(self.collect, True)
+            except Exception:  # one bad round (a disk error, a surprise) must not end the GC
+                log.exception("multipart GC round failed; trying again in %ss", self.gc_interval)
+
+    # -- paths and records ----------------------------------------------------------------------
+    def _bucket_dir(self, bucket: str) -> str:
+        return os.path.join(self.dir, bucket)
+
+    def _upload_dir(self, bucket: str, upload_id: str) -> str:
+        if not _UPLOAD_ID.fullmatch(upload_id):
+            raise errors.NoSuchUpload(UploadId=upload_id)
+        return os.path.join(self.dir, bucket, upload_id)
+
+    def _slot(self, upload_id: str) -> int:
+        return self.disk.locks.slot(".multipart", upload_id)
+
+    @staticmethod
+    def _load_upload(directory: str, upload_id: str, key: str | None) -> UploadInfo:
+        doc = _read_json(os.path.join(directory, "upload.json"))
+        if doc is None or (key is not None and doc.get("key") != key):
+            raise errors.NoSuchUpload(UploadId=upload_id)
+        try:
+            return UploadInfo(upload_id, str(doc["key"]), float(doc["initiated"]), str(doc["owner"]), _upload_meta(doc))
+        except (KeyError, TypeError, ValueError):
+            raise errors.NoSuchUpload(UploadId=upload_id) from None
+
+    def has_uploads(self, bucket: str) -> bool:
+        try:
+            with os.scandir(self._bucket_dir(bucket)) as it:
+                return any(_UPLOAD_ID.fullmatch(e.name) for e in it)
+        except FileNotFoundError:
+            return False
+
+    def forget_bucket(self, bucket: str) -> None:
+        with contextlib.suppress(OSError):
+            os.rmdir(self._bucket_dir(bucket))
+
+    # -- operations -----------------------------------------------------------------------------
+    async def create(self, bucket: str, key: str, meta: WriteMeta, owner: str) -> UploadInfo:
+        kp = keys.parse_key(key)
+        if kp.is_folder:
+            raise errors.InvalidArgument(
+                "A key ending in '/' is a folder on this server's filesystem and cannot be a multipart upload.",
+                resource=key,
+            )
+        meta = check_checksum_choice(meta)
+        upload_id = f"{time.time_ns():016x}{secrets.token_hex(16)}"
+        initiated = time.time()
+        doc = {"key": key, "owner": owner, "initiated": initiated, "meta": dataclasses.asdict(meta)}
+        # The bucket lock orders this against DeleteBucket, which refuses while uploads exist.
+        async with self.disk.locks.hold(self.disk.locks.slot(bucket, "")):
+            self.disk._bucket_dir(bucket)
+            directory = self._upload_dir(bucket, upload_id)
+            os.makedirs(directory)
+            _write_json(directory, "upload.json", doc)
+        return UploadInfo(upload_id, key, initiated, owner, meta)
+
+    async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> PartInfo:
+        self.disk._locate(bucket, key)
+        directory = self._upload_dir(bucket, upload_id)
+        upload = self._load_upload(directory, upload_id, key)
+        algorithm = upload.meta.checksum_algorithm
+        names = ["md5", ALGORITHM_DIGEST[_DEFAULT_ALGORITHM], *sorted(body.digests_wanted)]
+        if algorithm is not None:
+            names.append(ALGORITHM_DIGEST[algorithm])
+        hasher = MultiHasher(names)
+        tmp, fd = self._new_part_file(directory, upload_id)
+        try:
+            size = 0
+            with open(fd, "wb", closefd=False) as f:
+                async for chunk in body:
+                    if len(chunk) >= THREAD_CHUNK:
+                        await asyncio.to_thread(_write_then_hash, f, hasher, chunk)
+                    else:
+                        f.write(chunk)
+                        hasher.update(chunk)
+                    size += len(chunk)
+            digests = hasher.digests()
+            given = body.finish(digests)
+            return await self._commit_part(directory, upload_id, number, tmp, fd, size, digests, given, algorithm)
+        finally:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    async def upload_part_copy(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        src_bucket: str,
+        src_key: str,
+        src_range: tuple[int, int] | None,
+        src_precondition: Precondition | None,
+    ) -> PartInfo:
+        self.disk._locate(bucket, key)
+        directory = self._upload_dir(bucket, upload_id)
+        upload = self._load_upload(directory, upload_id, key)
+        found = await self.disk._find(src_bucket, src_key, keep_fd=True)
+        try:
+            if src_precondition is not None:
+                src_precondition(found.info)
+            size = found.info.size
+            first, last = src_range if src_range is not None else (0, size - 1)
+            if src_range is not None and (first > last or last >= size):
+                raise errors.InvalidArgument(
+                    f"Range specified is not valid for source object of size: {size}",
+                    ArgumentName="x-amz-copy-source-range",
+                )
+            algorithm = upload.meta.checksum_algorithm
+            names = ["md5", ALGORITHM_DIGEST[_DEFAULT_ALGORITHM]]
+            if algorithm is not None:
+                names.append(ALGORITHM_DIGEST[algorithm])
+            tmp, fd = self._new_part_file(directory, upload_id)
+            try:
+                length = last - first + 1 if size else 0
+                assert found.fd is not None
+                digests = await asyncio.to_thread(self._copy_and_hash, found.fd, first, fd, length, names)
+                given = {algorithm: b64(digests[ALGORITHM_DIGEST[algorithm]])} if algorithm else {}
+                return await self._commit_part(directory, upload_id, number, tmp, fd, length, digests, given, algorithm)
+            finally:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        finally:
+            if found.fd is not None:
+                os.close(found.fd)
+
+    @staticmethod
+    def _copy_and_hash(src: int, offset: int, dst: int, length: int, names: list[str]) -> dict[str, bytes]:
+        copy_range(src, offset, dst, 0, length)
+        return _hash_fd(dst, names)
+
+    @staticmethod
+    def _new_part_file(directory: str, upload_id: str) -> tuple[str, int]:
+        tmp = os.path.join(directory, f"tmp-{secrets.token_hex(12)}")
+        try:
+            return tmp, create_locked(tmp)
+        except FileNotFoundError:
+            raise errors.NoSuchUpload(UploadId=upload_id) from None
+
+    async def _commit_part(
+        self,
+        directory: str,
+        upload_id: str,
+        number: int,
+        tmp: str,
+        fd: int,
+        size: int,
+        digests: dict[str, bytes],
+        given: dict[str, str],
+        algorithm: str | None,
+    ) -> PartInfo:
+        """Make a received part the upload's part ``number`` (replacing an earlier one)."""
+        if self.disk.fsync:
+            await asyncio.to_thread(os.fsync, fd)
+        every = {alg: b64(digests[name]) for alg, name in ALGORITHM_DIGEST.items() if name in digests}
+        shown = dict(given)
+        if algorithm is not None:
+            shown = {algorithm: every[algorithm], **{k: v for k, v in given.items() if k == algorithm}}
+        data_name = f"{number:05d}-{secrets.token_hex(8)}.part"
+        part = PartInfo(number, size, digests["md5"].hex(), time.time(), shown)
+        doc = {"n": number, "s": size, "e": part.etag, "t": part.last_modified, "c": shown, "x": every, "f": data_name}
+        json_name = f"{number:05d}.json"
+        # Under the upload's lock, so a Complete/Abort claim comes wholly before or after this.
+        async with self.disk.locks.hold(self._slot(upload_id)):
+            old = _read_json(os.path.join(directory, json_name))
+            try:
+                os.rename(tmp, os.path.join(directory, data_name))
+                _write_json(directory, json_name, doc)
+            except FileNotFoundError:
+                raise errors.NoSuchUpload(UploadId=upload_id) from None
+            if old is not None and isinstance(old.get("f"), str) and old["f"] != data_name:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(directory, os.path.basename(old["f"])))
+        return part
+
+    @contextlib.asynccontextmanager
+    async def _claimed(self, bucket: str, upload_id: str, key: str, how: str) -> AsyncIterator[str]:
+        """Take the upload away from everyone else; yields the claimed folder. Giving it back on
+        failure is the caller's choice (``_release``); the flock on upload.json lasts until exit."""
+        directory = self._upload_dir(bucket, upload_id)
+        claimed = f"{directory}.{how}-{secrets.token_hex(6)}"
+        async with self.disk.locks.hold(self._slot(upload_id)):
+            try:
+                fd = os.open(os.path.join(directory, "upload.json"), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                raise errors.NoSuchUpload(UploadId=upload_id) from None
+            try:
+                if not try_flock(fd):
+                    raise errors.NoSuchUpload(UploadId=upload_id)  # the GC is taking it right now
+                self._load_upload(directory, upload_id, key)
+                os.rename(directory, claimed)
+            except BaseException:
+                os.close(fd)
+                raise
+        try:
+            yield claimed
+        finally:
+            os.close(fd)
+
+    async def abort(self, bucket: str, key: str, upload_id: str) -> None:
+        self.disk._locate(bucket, key)
+        async with self._claimed(bucket, upload_id, key, "abort") as claimed:
+            await asyncio.to_thread(shutil.rmtree, claimed, True)
+
+    async def complete(
+        self, bucket: str, key: str, upload_id: str, parts: list[PartInfo], precondition: Precondition | None
+    ) -> ObjectInfo:
+        _, kp, _ = self.disk._locate(bucket, key)
+        if not parts:
+            raise errors.MalformedXML()
+        for before, after in zip(parts, parts[1:], strict=False):
+            if after.number <= before.number:
+                raise errors.InvalidPartOrder()
+        directory = self._upload_dir(bucket, upload_id)
+        published = False
+        async with self._claimed(bucket, upload_id, key, "complete") as claimed:
+            try:
+                upload = self._load_upload(claimed, upload_id, key)
+                record, sources = self._plan(claimed, upload, parts)
+                tmp = os.path.join(self.disk._tmp_dir, f"mpu-{secrets.token_hex(16)}")
+                fd = create_locked(tmp)
+                try:
+                    await asyncio.to_thread(self._assemble, fd, sources, record.size)
+                    info = await self.disk._publish(bucket, kp, tmp, record, precondition)
+                    published = True
+                finally:
+                    os.close(fd)
+            finally:
+                if published:
+                    await asyncio.to_thread(shutil.rmtree, claimed, True)
+                else:
+                    # Nothing was published: the upload stays completable and abortable.
+                    os.rename(claimed, directory)
+        log.info("completed multipart upload %s of %s/%s: %d parts, %d bytes", upload_id, bucket, key, len(parts), info.size)
+        return info
+
+    def _plan(self, directory: str, upload: UploadInfo, parts: list[PartInfo]) -> tuple[Record, list[tuple[str, int]]]:
+        """Check the client's part list against the stored parts; the object's record and the
+        data files to concatenate."""
+        docs: list[dict[str, Any]] = []
+        for i, wanted in enumerate(parts):
+            doc = _read_json(os.path.join(directory, f"{wanted.number:05d}.json"))
+            if doc is None or doc.get("e") != wanted.etag:
+                raise errors.InvalidPart(PartNumber=wanted.number, ETag=wanted.etag, UploadId=upload.upload_id)
+            stored = dict(doc.get("x", {}))
+            for alg, claimed in wanted.checksums.items():
+                if stored.get(alg) != claimed:
+                    raise errors.InvalidPart(
+                        f"The {alg} checksum you specified for part {wanted.number} did not match the uploaded part.",
+                        PartNumber=wanted.number,
+                    )
+            if i < len(parts) - 1 and int(doc["s"]) < self.disk.min_part_size:
+                raise errors.EntityTooSmall(
+                    ProposedSize=int(doc["s"]), MinSizeAllowed=self.disk.min_part_size, PartNumber=wanted.number
+                )
+            docs.append(doc)
+        n = len(docs)
+        md5 = hashlib.md5(b"".join(bytes.fromhex(str(d["e"])) for d in docs)).hexdigest()
+        meta = upload.meta
+        algorithm = meta.checksum_algorithm or _DEFAULT_ALGORITHM
+        kind = meta.checksum_type or "FULL_OBJECT"
+        raw = [base64.b64decode(str(d["x"][algorithm])) for d in docs]
+        if kind == "COMPOSITE":
+            digest = ALGORITHM_DIGEST[algorithm]
+            hasher = MultiHasher([digest])
+            for value in raw:
+                hasher.update(value)
+            checksum = f"{b64(hasher.digests()[digest])}-{n}"
+        else:
+            combined = raw[0]
+            for value, doc in zip(raw[1:], docs[1:], strict=True):
+                combined = combine_crc(algorithm, combined, value, int(doc["s"]))
+            checksum = b64(combined)
+        size = sum(int(d["s"]) for d in docs)
+        record = Record.for_write(dataclasses.replace(meta, checksum_type=kind), f"{md5}-{n}", size, {algorithm: checksum})
+        record.parts = [
+            PartInfo(int(d["n"]), int(d["s"]), str(d["e"]), 0.0, {algorithm: str(d["x"][algorithm])} if kind == "COMPOSITE" else {})
+            for d in docs
+        ]
+        sources = [(os.path.join(directory, os.path.basename(str(d["f"]))), int(d["s"])) for d in docs]
+        return record, sources
+
+    @staticmethod
+    def _assemble(fd: int, sources: list[tuple[str, int]], total: int) -> None:
+        offset = 0
+        for path, size in sources:
+            src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if os.fstat(src).st_size != size:
+                    raise errors.InternalError("A part's data does not have its recorded size; please retry.")
+                copy_range(src, 0, fd, offset, size)
+            finally:
+                os.close(src)
+            offset += size
+        if os.fstat(fd).st_size != total:
+            raise errors.InternalError("The assembled object does not have the expected size; please retry.")
+
+    # -- listings -------------------------------------------------------------------------------
+    def _uploads(self, bucket: str) -> list[UploadInfo]:
+        found = []
+        try:
+            with os.scandir(self._bucket_dir(bucket)) as it:
+                names = [e.name for e in it if _UPLOAD_ID.fullmatch(e.name)]
+        except FileNotFoundError:
+            return []
+        for name in names:
+            with contextlib.suppress(errors.NoSuchUpload):
+                found.append(self._load_upload(os.path.join(self._bucket_dir(bucket), name), name, None))
+        return found
+
+    async def list_uploads(
+        self, bucket: str, prefix: str, delimiter: str, key_marker: str, upload_id_marker: str, max_uploads: int
+    ) -> UploadListPage:
+        self.disk._bucket_dir(bucket)
+        uploads = await asyncio.to_thread(self._uploads, bucket)
+        uploads.sort(key=lambda u: (u.key.encode("utf-8", "surrogateescape"), u.upload_id))
+        marker = key_marker.encode("utf-8", "surrogateescape")
+        page = UploadListPage([], [], False)
+        last: tuple[str, str | None] | None = None
+        for up in uploads:
+            if not up.key.startswith(prefix):
+                continue
+            encoded = up.key.encode("utf-8", "surrogateescape")
+            cut = up.key.find(delimiter, len(prefix)) if delimiter else -1
+            if cut >= 0:
+                common = up.key[: cut + len(delimiter)]
+                if common.encode("utf-8", "surrogateescape") <= marker or common in page.common_prefixes[-1:]:
+                    continue
+                entry: tuple[str, str | None] = (common, None)
+            else:
+                if key_marker and (encoded < marker or (encoded == marker and (not upload_id_marker or up.upload_id <= upload_id_marker))):
+                    continue
+                entry = (up.key, up.upload_id)
+            if len(page.uploads) + len(page.common_prefixes) >= max_uploads:
+                page.is_truncated = True
+                break
+            if entry[1] is None:
+                page.common_prefixes.append(entry[0])
+            else:
+                page.uploads.append(up)
+            last = entry
+        if page.is_truncated and last is not None:
+            page.next_key_marker, page.next_upload_id_marker = last[0], last[1]
+        return page
+
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
+    ) -> PartsPage:
+        self.disk._locate(bucket, key)
+        directory = self._upload_dir(bucket, upload_id)
+        upload = self._load_upload(directory, upload_id, key)
+        parts: list[PartInfo] = []
+        numbers: list[int] = []
+        with contextlib.suppress(FileNotFoundError), os.scandir(directory) as it:
+            numbers = sorted(int(m.group(1)) for e in it if (m := _PART_JSON.fullmatch(e.name)))
+        for number in numbers:
+            if number <= part_number_marker:
+                continue
+            if len(parts) == max_parts:
+                return PartsPage(upload, parts, True, parts[-1].number if parts else part_number_marker)
+            doc = _read_json(os.path.join(directory, f"{number:05d}.json"))
+            if doc is not None:
+                parts.append(_part_info(doc))
+        return PartsPage(upload, parts, False, None)
+
+    # -- garbage collection ----------------------------------------------------------------------
+    def collect(self, expire: bool) -> None:
+        """One GC round (worker thread): orphaned temp files and claims always, idle uploads when
+        ``expire``. Everything that a live writer or claimant holds is flocked, so it survives."""
+        now = time.time()
+        self._collect_temp(self.disk._tmp_dir, now)
+        try:
+            buckets = os.listdir(self.dir)
+        except FileNotFoundError:
+            return
+        for bucket in buckets:
+            try:
+                names = os.listdir(self._bucket_dir(bucket))
+            except OSError:
+                continue
+            for name in names:
+                path = os.path.join(self._bucket_dir(bucket), name)
+                try:
+                    if _UPLOAD_ID.fullmatch(name):
+                        self._collect_upload(bucket, name, path, now, expire)
+                    else:
+                        self._collect_claim(bucket, path)
+                except OSError as e:
+                    if e.errno != errno.ENOENT:  # finished by its owner meanwhile: not a failure
+                        log.warning("multipart GC: could not clean %s: %s", path, e)
+
+    def _collect_temp(self, directory: str, now: float, prefixes: tuple[str, ...] = LOCKED_TEMP_PREFIXES) -> int:
+        """Remove temp files nobody holds (their writer died). Returns bytes freed."""
+        freed = 0
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            locked_kind = entry.name.startswith(prefixes)
+            with contextlib.suppress(FileNotFoundError):
+                st = entry.stat(follow_symlinks=False)
+                age = now - st.st_mtime
+                if age < (TEMP_GRACE if locked_kind else UNLOCKED_TEMP_AGE):
+                    continue
+                fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+                try:
+                    if try_flock(fd):
+                        os.unlink(entry.path)
+                        freed += st.st_size
+                        log.info("removed orphaned temp file %s (%d bytes)", entry.path, st.st_size)
+                finally:
+                    os.close(fd)
+        return freed
+
+    def _collect_upload(self, bucket: str, upload_id: str, path: str, now: float, expire: bool) -> None:
+        self._collect_temp(path, now, ("tmp-",))
+        if not expire:
+            return
+        last = os.stat(path).st_mtime
+        with os.scandir(path) as it:
+            for entry in it:
+                with contextlib.suppress(FileNotFoundError):
+                    last = max(last, entry.stat(follow_symlinks=False).st_mtime)
+        if now - last <= self.expiry:
+            return
+        lock = self.disk.locks.try_lock(self._slot(upload_id))
+        if lock is None:
+            return  # a part is being committed right now: not idle
+        try:
+            fd = os.open(os.path.join(path, "upload.json"), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if not try_flock(fd) or self._receiving(path):
+                    return
+                key = str((_read_json(os.path.join(path, "upload.json")) or {}).get("key", "?"))
+                claimed = f"{path}.gc-{secrets.token_hex(6)}"
+                os.rename(path, claimed)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(lock)
+        freed = _tree_size(claimed)
+        shutil.rmtree(claimed, ignore_errors=True)
+        log.info("multipart GC: removed upload %s of %s/%s idle %.0fs, %d bytes freed", upload_id, bucket, key, now - last, freed)
+
+    @staticmethod
+    def _receiving(path: str) -> bool:
+        """Whether a writer holds one of the upload's temp files (a part still arriving)."""
+        with os.scandir(path) as it:
+            for entry in it:
+                if not entry.name.startswith("tmp-"):
+                    continue
+                try:
+                    fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue
+                try:
+                    if not try_flock(fd):
+                        return True
+                finally:
+                    os.close(fd)
+        return False
+
+    def _collect_claim(self, bucket: str, path: str) -> None:
+        """A claimed folder whose claimant died (its flock is gone) is finished off."""
+        try:
+            fd = os.open(os.path.join(path, "upload.json"), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            fd = None  # a removal that got as far as upload.json, or not an upload at all
+        except NotADirectoryError:
+            return
+        try:
+            if fd is not None and not try_flock(fd):
+                return
+            freed = _tree_size(path)
+            shutil.rmtree(path, ignore_errors=True)
+            log.info("multipart GC: removed abandoned claim %s in %s, %d bytes freed", os.path.basename(path), bucket, freed)
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+
+def _write_then_hash(f: Any, hasher: MultiHasher, chunk: bytes) -> None:
+    f.write(chunk)
+    hasher.update(chunk)
