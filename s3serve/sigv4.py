@@ -35,7 +35,7 @@ MAX_PRESIGNED_EXPIRES = 7 * 24 * 3600
 SERVICE = "s3"
 TERMINATOR = "aws4_request"
 
-_AMZ_DATE = re.compile(r"^\d{8}T\d{6}Z$")
+_AMZ_DATE = re.compile(r"\d{8}T\d{6}Z\Z")
 _CREDENTIAL_HELP = (
     'the Credential is mal-formed; expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".'
 )
@@ -98,7 +98,13 @@ def parse_query(raw_query: str, plus_is_space: bool = False) -> list[tuple[str, 
     return pairs
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
 def _encode_component(text: str) -> str:
+    # Most names and values (X-Amz-Date, list-type, 1000) need no encoding: skip quote() for them.
+    if _UNRESERVED.fullmatch(text):
+        return text
     # surrogateescape keeps bytes that were not valid UTF-8 in the wire query byte-exact.
     return quote(text.encode("utf-8", errors="surrogateescape"), safe="")
 
@@ -270,10 +276,14 @@ def _request_time(headers: Mapping[str, str]) -> tuple[str, float]:
 def parse_amz_date(value: str) -> float | None:
     if not _AMZ_DATE.match(value):
         return None
-    try:
-        return float(calendar.timegm(time.strptime(value, "%Y%m%dT%H%M%SZ")))
-    except ValueError:
+    # By hand rather than strptime: this runs for every request and strptime is slow.
+    year, month, day = int(value[0:4]), int(value[4:6]), int(value[6:8])
+    hour, minute, second = int(value[9:11]), int(value[11:13]), int(value[13:15])
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
         return None
+    if hour > 23 or minute > 59 or second > 60:
+        return None
+    return float(calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)))
 
 
 def format_http_date(epoch: float) -> str:

@@ -7,7 +7,7 @@ import email.utils
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import web
 
@@ -86,8 +86,20 @@ class Context:
         return b"".join(chunks)
 
 
+def _unquote(text: str) -> str:
+    # Most names and values carry no escapes: skip the decoder for them (every request goes here).
+    if "%" in text or "+" in text:
+        return unquote_plus(text)
+    return text
+
+
 def parse_query(raw_query: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    pairs = parse_qsl(raw_query, keep_blank_values=True)
+    """Query parameters decoded once, as S3 reads them ('+' is a space); valueless ones are ''."""
+    pairs = []
+    for part in raw_query.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            pairs.append((_unquote(name), _unquote(value)))
     first: dict[str, str] = {}
     for name, value in pairs:
         first.setdefault(name, value)
