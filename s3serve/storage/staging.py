@@ -438,7 +438,7 @@ class Staging:
         """Check the client's part list against the stored parts; the object's record and the
         data files to concatenate."""
         docs: list[dict[str, Any]] = []
-        for i, wanted in enumerate(parts):
+        for wanted in parts:
             doc = _read_json(os.path.join(directory, f"{wanted.number:05d}.json"))
             if doc is None or doc.get("e") != wanted.etag:
                 raise errors.InvalidPart(PartNumber=wanted.number, ETag=wanted.etag, UploadId=upload.upload_id)
@@ -449,11 +449,13 @@ class Staging:
                         f"The {alg} checksum you specified for part {wanted.number} did not match the uploaded part.",
                         PartNumber=wanted.number,
                     )
-            if i < len(parts) - 1 and int(doc["s"]) < self.disk.min_part_size:
-                raise errors.EntityTooSmall(
-                    ProposedSize=int(doc["s"]), MinSizeAllowed=self.disk.min_part_size, PartNumber=wanted.number
-                )
             docs.append(doc)
+        # Sizes only once every listed part is known to exist, as S3 orders its checks.
+        for doc in docs[:-1]:
+            if int(doc["s"]) < self.disk.min_part_size:
+                raise errors.EntityTooSmall(
+                    ProposedSize=int(doc["s"]), MinSizeAllowed=self.disk.min_part_size, PartNumber=int(doc["n"])
+                )
         n = len(docs)
         md5 = hashlib.md5(b"".join(bytes.fromhex(str(d["e"])) for d in docs)).hexdigest()
         meta = upload.meta
