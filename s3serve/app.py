@@ -7,6 +7,7 @@ import base64
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -14,7 +15,7 @@ from . import errors, s3xml
 from .config import Config
 from .handlers import HANDLERS
 from .handlers.common import Context, parse_query
-from .routing import resolve
+from .routing import Route, resolve
 from .sigv4 import AuthResult, RequestView, authenticate
 from .storage.base import Backend
 
@@ -50,11 +51,32 @@ SERVER_NAME = "s3serve"
 _NO_BUCKET_CHECK = frozenset({"ListBuckets", "CreateBucket"})
 
 
+@dataclass
+class RequestState:
+    """What s3serve learns about a request, kept on it between the expect handler, the
+    middleware and dispatch (each step runs once)."""
+
+    request_id: str = field(default_factory=lambda: os.urandom(8).hex().upper())
+    raw_path: str = ""
+    raw_query: str = ""
+    query_pairs: list[tuple[str, str]] = field(default_factory=list)
+    query: dict[str, str] = field(default_factory=dict)
+    route: Route | None = None
+    auth: AuthResult | None = None
+
+
+STATE: web.RequestKey[RequestState] = web.RequestKey("s3serve", RequestState)
+
+
+def _state(request: web.BaseRequest) -> RequestState:
+    state = request.get(STATE)
+    if state is None:
+        state = request[STATE] = RequestState()
+    return state
+
+
 def _request_id(request: web.BaseRequest) -> str:
-    rid = request.get("request_id")
-    if rid is None:
-        rid = request["request_id"] = os.urandom(8).hex().upper()
-    return rid
+    return _state(request).request_id
 
 
 def error_response(request: web.BaseRequest, exc: errors.S3Error) -> web.Response:
@@ -65,7 +87,7 @@ def error_response(request: web.BaseRequest, exc: errors.S3Error) -> web.Respons
         return web.Response(status=exc.status, headers=headers)
     resource = exc.resource if exc.resource is not None else request.raw_path.split("?", 1)[0]
     extra = dict(exc.extra)
-    route = request.get("route")
+    route = _state(request).route
     # S3 names the missing thing in the error body; storage raises without knowing the request.
     if route is not None:
         if exc.code in ("NoSuchKey", "NoSuchUpload") and route.key is not None:
@@ -114,35 +136,35 @@ async def _common_headers(request: web.BaseRequest, response: web.StreamResponse
 
 
 def _authenticate(request: web.Request) -> AuthResult:
-    cached = request.get("auth")
-    if cached is not None:
-        return cached
-    route = request["route"]
+    state = _state(request)
+    if state.auth is not None:
+        return state.auth
+    route = state.route
+    assert route is not None
     view = RequestView(
         method=request.method,
-        raw_path=request["raw_path"],
-        query=request["query_pairs"],
-        raw_query=request["raw_query"],
+        raw_path=state.raw_path,
+        query=state.query_pairs,
+        raw_query=state.raw_query,
         headers=request.headers,
         vhost_bucket=route.bucket if route.vhost else None,
     )
     result = authenticate(view, request.app[CONFIG].user_by_access_key)
     if result is None:
         raise errors.AccessDenied("Anonymous access is not allowed on this server.")
-    request["auth"] = result
+    state.auth = result
     return result
 
 
-def _route(request: web.Request) -> None:
-    if "route" in request:
-        return
-    raw_path, _, raw_query = request.raw_path.partition("?")
-    pairs, query = parse_query(raw_query)
-    request["raw_path"], request["raw_query"] = raw_path, raw_query
-    request["query_pairs"], request["query"] = pairs, query
-    request["route"] = resolve(
-        request.method, request.host, raw_path, query, request.headers, request.app[CONFIG].domain
-    )
+def _route(request: web.Request) -> Route:
+    state = _state(request)
+    if state.route is None:
+        state.raw_path, _, state.raw_query = request.raw_path.partition("?")
+        state.query_pairs, state.query = parse_query(state.raw_query)
+        state.route = resolve(
+            request.method, request.host, state.raw_path, state.query, request.headers, request.app[CONFIG].domain
+        )
+    return state.route
 
 
 async def _expect_handler(request: web.Request) -> web.StreamResponse | None:
@@ -165,8 +187,7 @@ async def _expect_handler(request: web.Request) -> web.StreamResponse | None:
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
-    _route(request)
-    route = request["route"]
+    route = _route(request)
     auth = _authenticate(request)
     config = request.app[CONFIG]
     backend = request.app[BACKEND]
@@ -180,7 +201,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     ctx = Context(
         request=request,
         route=route,
-        query=request["query"],
+        query=_state(request).query,
         user=auth.user,
         auth=auth,
         backend=backend,

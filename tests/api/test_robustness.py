@@ -1,0 +1,150 @@
+"""In-process (aiohttp test client, real DiskBackend on a temp dir): whatever a signed client sends,
+the answer is an S3 error with the right status, never a 500 or a traceback."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from s3serve.app import create_app
+from s3serve.config import Config, User
+from s3serve.storage.disk import DiskBackend
+from tests.conftest import FixedPayloadAuth
+
+ACCESS, SECRET = "api-key", "api-secret"
+
+Send = Callable[..., Awaitable[ClientResponse]]
+
+
+@pytest.fixture
+async def send(aiohttp_client, tmp_path: Path) -> Send:  # type: ignore[no-untyped-def]
+    config = Config(root=tmp_path, users=[User(ACCESS, SECRET)], fsync=False)
+    client: TestClient = await aiohttp_client(create_app(config))
+
+    async def request(method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> ClientResponse:
+        all_headers = {"x-amz-content-sha256": hashlib.sha256(body).hexdigest(), **(headers or {})}
+        url = f"http://{client.host}:{client.port}{path}"
+        signed = AWSRequest(method=method, url=url, data=body, headers=all_headers)
+        FixedPayloadAuth(Credentials(ACCESS, SECRET), "s3", "us-east-1").add_auth(signed)
+        return await client.request(method, path, data=body, headers=dict(signed.headers.items()), skip_auto_headers={"Content-Type"})
+
+    response = await request("PUT", "/robust")
+    assert response.status == 200
+    response = await request("PUT", "/robust/obj", b"0123456789")
+    assert response.status == 200
+    return request
+
+
+async def _assert_s3_error(response: ClientResponse, status: int, code: str | None = None) -> None:
+    body = await response.read()
+    assert response.status == status, body
+    if response.method != "HEAD":
+        assert body.startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>'), body
+        assert b"Traceback" not in body
+        if code:
+            assert f"<Code>{code}</Code>".encode() in body, body
+
+
+@pytest.mark.parametrize(
+    "method,path,body,headers,status,code",
+    [
+        ("POST", "/robust?delete", b"<Delete><Object><Key>x</Key>", {}, 400, "MalformedXML"),
+        ("POST", "/robust?delete", b"not xml at all", {}, 400, "MalformedXML"),
+        ("POST", "/robust?delete", b"<Other/>", {}, 400, "MalformedXML"),
+        ("POST", "/robust?delete", b"", {}, 400, "MalformedXML"),
+        ("POST", "/robust?delete", b'<!DOCTYPE x [<!ENTITY a "aaaa">]><Delete><Object><Key>&a;</Key></Object></Delete>', {}, 400, "MalformedXML"),
+        ("PUT", "/robust/obj?tagging", b"<Tagging><TagSet><Tag><Key>k</Key>", {}, 400, "MalformedXML"),
+        ("PUT", "/robust/obj?tagging", b"<Tagging><TagSet><Tag><Value>v</Value></Tag></TagSet></Tagging>", {}, 400, "MalformedXML"),
+        ("PUT", "/robust2", b"<CreateBucketConfiguration><LocationConstraint>", {}, 400, "MalformedXML"),
+        ("GET", "/robust?list-type=2&max-keys=abc", b"", {}, 400, "InvalidArgument"),
+        ("GET", "/robust?list-type=2&encoding-type=base64", b"", {}, 400, "InvalidArgument"),
+        ("GET", "/?max-buckets=x", b"", {}, 400, "InvalidArgument"),
+        ("GET", "/robust/obj", b"", {"Range": "bytes=999-"}, 416, "InvalidRange"),
+        ("GET", "/robust/obj?partNumber=0", b"", {}, 400, "InvalidArgument"),
+        ("GET", "/robust/obj?partNumber=x", b"", {}, 400, "InvalidArgument"),
+        ("GET", "/robust/obj?versionId=abc", b"", {}, 400, "InvalidArgument"),
+        ("GET", "/robust/obj", b"", {"If-Modified-Since": "garbage"}, 200, None),
+        ("PUT", "/robust/x", b"abc", {"Content-MD5": "!!!"}, 400, "InvalidDigest"),
+        ("PUT", "/robust/x", b"abc", {"x-amz-checksum-crc32": "not-base64"}, 400, "InvalidRequest"),
+        ("PUT", "/robust/x", b"abc", {"x-amz-storage-class": "NOPE"}, 400, "InvalidStorageClass"),
+        ("PUT", "/robust/x", b"abc", {"x-amz-meta-big": "v" * 3000}, 400, "MetadataTooLarge"),
+        ("PUT", "/robust/x", b"abc", {"x-amz-tagging": "a=1&a=2"}, 400, "InvalidTag"),
+        ("PUT", "/robust/x", b"abc", {"If-None-Match": '"etag"'}, 501, "NotImplemented"),
+        ("PUT", "/robust/x", b"abc", {"x-amz-copy-source": "nobucket"}, 400, "InvalidArgument"),
+        ("PUT", "/robust/x", b"", {"x-amz-copy-source": "/robust/obj", "x-amz-metadata-directive": "BOGUS"}, 400, "InvalidArgument"),
+        ("PUT", "/robust/x", b"", {"x-amz-copy-source": "/robust/%ff"}, 400, None),
+        ("GET", "/robust/%ff", b"", {}, 400, "InvalidURI"),
+        ("GET", "/robust/a%00b", b"", {}, 400, "InvalidArgument"),
+        ("PUT", "/robust/a%00b", b"x", {}, 400, "InvalidArgument"),
+        ("GET", "/.s3serve/tmp", b"", {}, 404, "NoSuchBucket"),
+        ("PUT", "/.s3serve", b"", {}, 400, "InvalidBucketName"),
+        ("DELETE", "/robust/obj?uploadId=..%2F..%2Fx", b"", {}, 404, "NoSuchUpload"),
+        ("GET", "/robust?policy", b"", {}, 501, "NotImplemented"),
+    ],
+)
+async def test_bad_input_gets_s3_errors(send: Send, method: str, path: str, body: bytes, headers: dict[str, str], status: int, code: str | None) -> None:
+    response = await send(method, path, body, headers)
+    if status < 300:
+        assert response.status == status, await response.read()
+        return
+    await _assert_s3_error(response, status, code)
+
+
+async def test_random_garbage_never_500s(send: Send) -> None:
+    rng = random.Random(1234)
+    paths = ["/robust", "/robust/obj", "/robust/new", "/", "/robust/dir/"]
+    queries = ["", "?delete", "?tagging", "?uploads", "?uploadId=x", "?list-type=2", "?acl", "?location", "?partNumber=2&uploadId=y", "?renameObject"]
+    header_pool = [
+        {"Range": "bytes=" + str(rng.randint(-5, 20))},
+        {"If-Match": "*"},
+        {"x-amz-copy-source": "robust/obj"},
+        {"x-amz-rename-source": "/robust/obj"},
+        {"Content-MD5": "AAAA"},
+        {"x-amz-checksum-sha256": "AAAA"},
+        {"x-amz-sdk-checksum-algorithm": "MD7"},
+        {},
+    ]
+    for _ in range(150):
+        method = rng.choice(["GET", "PUT", "POST", "DELETE", "HEAD"])
+        path = rng.choice(paths) + rng.choice(queries)
+        body = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 200)))
+        response = await send(method, path, body, dict(rng.choice(header_pool)))
+        data = await response.read()
+        assert response.status < 500 or response.status == 501, (method, path, response.status, data)
+        assert b"Traceback" not in data
+
+
+async def test_unexpected_failure_is_a_logged_internal_error(aiohttp_client, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    class BrokenDisk(DiskBackend):
+        async def head_object(self, bucket: str, key: str):  # type: ignore[no-untyped-def]
+            raise RuntimeError("disk controller on fire")
+
+    user = User(ACCESS, SECRET)
+    config = Config(root=tmp_path, users=[user], fsync=False)
+    client: TestClient = await aiohttp_client(create_app(config, BrokenDisk(tmp_path, user.user_id, fsync=False)))
+
+    async def request(method: str, path: str) -> ClientResponse:
+        signed = AWSRequest(
+            method=method,
+            url=f"http://{client.host}:{client.port}{path}",
+            headers={"x-amz-content-sha256": hashlib.sha256(b"").hexdigest()},
+        )
+        FixedPayloadAuth(Credentials(ACCESS, SECRET), "s3", "us-east-1").add_auth(signed)
+        return await client.request(method, path, headers=dict(signed.headers.items()))
+
+    assert (await request("PUT", "/broken")).status == 200
+    # GetObjectAcl looks the object up with head_object, which fails unexpectedly.
+    response = await request("GET", "/broken/obj?acl")
+    body = await response.read()
+    assert response.status == 500
+    assert b"<Code>InternalError</Code>" in body
+    assert b"on fire" not in body and b"Traceback" not in body
+    assert any(r.exc_info and "disk controller on fire" in str(r.exc_info[1]) for r in caplog.records)
