@@ -272,29 +272,29 @@ def test_several_uploads_of_one_key_last_complete_wins(s3, bucket: str) -> None:
     s3.abort_multipart_upload(Bucket=bucket, Key="same", UploadId=ids[1])
 
 
+def _complete_or_abort(s3, bucket: str, upload_id: str, parts: dict, kind: str) -> str:  # type: ignore[no-untyped-def]
+    try:
+        if kind == "complete":
+            s3.complete_multipart_upload(Bucket=bucket, Key="race", UploadId=upload_id, MultipartUpload=parts)
+        else:
+            s3.abort_multipart_upload(Bucket=bucket, Key="race", UploadId=upload_id)
+        return "ok"
+    except ClientError as e:
+        return str(e.response["Error"]["Code"])
+
+
 def test_concurrent_complete_and_abort_consume_once(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
     data = os.urandom(PART)
-    for round_ in range(3):
+    kinds = ["complete", "abort", "complete", "abort"]
+    for _ in range(3):
         upload_id = s3.create_multipart_upload(Bucket=bucket, Key="race")["UploadId"]
         etag = s3.upload_part(Bucket=bucket, Key="race", UploadId=upload_id, PartNumber=1, Body=data)["ETag"]
         parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
-
-        def attempt(kind: str) -> str:
-            try:
-                if kind == "complete":
-                    s3.complete_multipart_upload(Bucket=bucket, Key="race", UploadId=upload_id, MultipartUpload=parts)
-                else:
-                    s3.abort_multipart_upload(Bucket=bucket, Key="race", UploadId=upload_id)
-                return "ok"
-            except ClientError as e:
-                return str(e.response["Error"]["Code"])
-
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            results = list(pool.map(attempt, ["complete", "abort", "complete", "abort"]))
+            results = list(pool.map(lambda kind, u=upload_id, p=parts: _complete_or_abort(s3, bucket, u, p, kind), kinds))
         assert results.count("ok") == 1, results
         assert set(results) == {"ok", "NoSuchUpload"}
-        winner = ["complete", "abort", "complete", "abort"][results.index("ok")]
-        if winner == "complete":
+        if kinds[results.index("ok")] == "complete":
             assert s3.get_object(Bucket=bucket, Key="race")["Body"].read() == data
         s3.delete_object(Bucket=bucket, Key="race")
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
