@@ -149,6 +149,53 @@ def list_objects(
     return _doc("ListBucketResult", "".join(parts))
 
 
+def list_versions(
+    *,
+    bucket: str,
+    prefix: str,
+    delimiter: str,
+    key_marker: str,
+    max_keys: int,
+    url: bool,
+    objects: list[ObjectInfo],
+    common_prefixes: list[str],
+    is_truncated: bool,
+    next_key_marker: str | None,
+    owner: tuple[str, str],
+) -> bytes:
+    """An unversioned bucket lists each object once, as its 'null' version."""
+    parts = [
+        _t("Name", bucket),
+        _t("Prefix", _enc(prefix, url)),
+        _t("KeyMarker", _enc(key_marker, url)),
+        _t("VersionIdMarker", ""),
+    ]
+    if next_key_marker is not None:
+        parts.append(_t("NextKeyMarker", _enc(next_key_marker, url)))
+        parts.append(_t("NextVersionIdMarker", "null"))
+    parts.append(_t("MaxKeys", max_keys))
+    if delimiter:
+        parts.append(_t("Delimiter", _enc(delimiter, url)))
+    if url:
+        parts.append(_t("EncodingType", "url"))
+    parts.append(_t("IsTruncated", _b(is_truncated)))
+    for obj in objects:
+        parts.append(
+            "<Version>"
+            + _t("Key", _enc(obj.key, url))
+            + _t("VersionId", "null")
+            + _t("IsLatest", "true")
+            + _t("LastModified", iso8601(obj.last_modified))
+            + _t("ETag", f'"{obj.etag}"')
+            + _t("Size", obj.size)
+            + _owner(*owner)
+            + _t("StorageClass", obj.storage_class)
+            + "</Version>"
+        )
+    parts.extend(f"<CommonPrefixes>{_t('Prefix', _enc(p, url))}</CommonPrefixes>" for p in common_prefixes)
+    return _doc("ListVersionsResult", "".join(parts))
+
+
 def copy_object_result(info: ObjectInfo, root: str = "CopyObjectResult") -> bytes:
     body = _t("ETag", f'"{info.etag}"') + _t("LastModified", iso8601(info.last_modified))
     body += _checksums(info.checksums, info.checksum_type)

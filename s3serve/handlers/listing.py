@@ -83,3 +83,28 @@ async def _list(ctx: Context, *, v2: bool) -> web.StreamResponse:
         next_continuation_token=encode_token(next_marker) if v2 and next_marker is not None else None,
     )
     return xml_response(body)
+
+
+async def list_object_versions(ctx: Context) -> web.StreamResponse:
+    q = ctx.query
+    url = _encoding(ctx)
+    prefix = q.get("prefix", "")
+    delimiter = q.get("delimiter", "")
+    max_keys = int_param(q, "max-keys", MAX_KEYS, 0, MAX_KEYS)
+    key_marker = q.get("key-marker", "")
+    page = await ctx.backend.list_objects(ctx.bucket, prefix, delimiter, key_marker, max_keys)
+    bucket = await ctx.backend.head_bucket(ctx.bucket)
+    body = s3xml.list_versions(
+        bucket=ctx.bucket,
+        prefix=prefix,
+        delimiter=delimiter,
+        key_marker=key_marker,
+        max_keys=max_keys,
+        url=url,
+        objects=page.objects,
+        common_prefixes=page.common_prefixes,
+        is_truncated=page.is_truncated,
+        next_key_marker=page.next_marker if page.is_truncated else None,
+        owner=(bucket.owner, ctx.display_name(bucket.owner)),
+    )
+    return xml_response(body)

@@ -207,3 +207,19 @@ def test_hidden_state_never_listed(server, s3, bucket: str) -> None:
     assert not any(n.startswith(".") for n in names)
     if server.root is not None:
         assert (server.root / ".s3serve").is_dir()
+
+
+def test_list_object_versions_of_an_unversioned_bucket(s3, bucket: str) -> None:
+    _fill(s3, bucket, ["v1", "v2", "w/x"])
+    assert s3.get_bucket_versioning(Bucket=bucket).get("Status") is None
+    versions = s3.list_object_versions(Bucket=bucket)["Versions"]
+    assert [(v["Key"], v["VersionId"], v["IsLatest"]) for v in versions] == [
+        ("v1", "null", True),
+        ("v2", "null", True),
+        ("w/x", "null", True),
+    ]
+    paged = []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, PaginationConfig={"PageSize": 1}):
+        paged += [v["Key"] for v in page.get("Versions", [])]
+    assert paged == ["v1", "v2", "w/x"]
+    assert s3.get_object(Bucket=bucket, Key="v1", VersionId="null")["Body"].read() == b"v1"
