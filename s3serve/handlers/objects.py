@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 from urllib.parse import unquote
 
 from aiohttp import web
 
 from .. import errors, s3xml
 from ..payload import make_body
-from ..storage.base import ObjectInfo, ObjectReader, WriteMeta
+from ..storage.base import ObjectInfo, ObjectReader, Precondition, WriteMeta
 from .common import (
     Context,
     check_read_conditions,
@@ -253,6 +254,33 @@ async def copy_object(ctx: Context) -> web.StreamResponse:
     return xml_response(s3xml.copy_object_result(info), headers=_checksum_headers(info))
 
 
+# x-amz-client-token of recent successful renames: a retry of one (its response was lost) must
+# succeed again although the source is gone. Per process; a retry reaching another worker
+# process of the same ROOT gets NoSuchKey.
+_RENAME_TOKENS: dict[str, tuple[float, str, str, str]] = {}
+_RENAME_TOKEN_TTL = 600.0
+_RENAME_TOKENS_MAX = 10000
+
+
+def _destination_precondition(ctx: Context) -> Precondition | None:
+    """If-Match / If-None-Match (as on writes) and If-(Un)Modified-Since on the destination."""
+    base = write_precondition(ctx.headers)
+    dates = {name: ctx.headers[name] for name in ("if-modified-since", "if-unmodified-since") if name in ctx.headers}
+    if not dates:
+        return base
+
+    def check(current: ObjectInfo | None) -> None:
+        if base is not None:
+            base(current)
+        if current is not None:
+            try:
+                check_read_conditions(dates, current)
+            except errors.NotModified:
+                raise errors.PreconditionFailed(Condition="If-Modified-Since") from None
+
+    return check
+
+
 async def rename_object(ctx: Context) -> web.StreamResponse:
     source = ctx.headers.get("x-amz-rename-source")
     if not source:
@@ -260,13 +288,30 @@ async def rename_object(ctx: Context) -> web.StreamResponse:
     src_bucket, src_key = parse_copy_source(source)
     if src_bucket != ctx.bucket:
         raise errors.InvalidRequest("RenameObject moves an object within one bucket; the source names another bucket.")
-    await ctx.backend.rename_object(
-        ctx.bucket,
-        src_key,
-        ctx.key,
-        src_precondition=read_precondition(ctx.headers, "x-amz-rename-source-"),
-        precondition=write_precondition(ctx.headers),
-    )
+    token = ctx.headers.get("x-amz-client-token")
+    now = time.monotonic()
+    try:
+        await ctx.backend.rename_object(
+            ctx.bucket,
+            src_key,
+            ctx.key,
+            src_precondition=read_precondition(ctx.headers, "x-amz-rename-source-"),
+            precondition=_destination_precondition(ctx),
+        )
+    except errors.NoSuchKey:
+        seen = _RENAME_TOKENS.get(token) if token else None
+        if seen is None or now - seen[0] > _RENAME_TOKEN_TTL or seen[1:] != (ctx.bucket, src_key, ctx.key):
+            raise
+        await ctx.backend.head_object(ctx.bucket, ctx.key)  # the retry succeeds while the result stands
+        return web.Response(status=200)
+    if token:
+        if len(_RENAME_TOKENS) >= _RENAME_TOKENS_MAX:
+            for old, (when, *_rest) in list(_RENAME_TOKENS.items()):
+                if now - when > _RENAME_TOKEN_TTL:
+                    del _RENAME_TOKENS[old]
+            while len(_RENAME_TOKENS) >= _RENAME_TOKENS_MAX:
+                del _RENAME_TOKENS[next(iter(_RENAME_TOKENS))]
+        _RENAME_TOKENS[token] = (now, ctx.bucket, src_key, ctx.key)
     return web.Response(status=200)
 
 
