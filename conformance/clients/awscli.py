@@ -113,6 +113,8 @@ def _() -> None:
     h = head("small.txt")
     expect_equal(h["ContentLength"], small.stat().st_size, "ContentLength")
     expect_equal(h["ETag"].strip('"'), md5_file(small), "ETag")
+    # The cli guesses Content-Type from the extension; the server must keep what it was given.
+    expect_equal(h.get("ContentType"), "text/plain", "ContentType")
 
 
 @rec.step("cp down small", needs=["cp up small"])
@@ -169,6 +171,20 @@ def _() -> None:
 def _() -> None:
     out = aws("s3", "sync", tree, f"s3://{B}/tree/").stdout
     expect(out.strip() == "", f"second sync transferred files (size/mtime not kept?): {out[:600]}")
+
+
+@rec.step("sync --delete", needs=["sync up 200-file tree"])
+def _() -> None:
+    victim = sorted(tree_files)[7]
+    (tree / victim).rename(W / "set-aside")
+    try:
+        out = aws("s3", "sync", "--delete", tree, f"s3://{B}/tree/").stdout
+        expect(f"delete: s3://{B}/tree/{victim}" in out, f"sync --delete did not delete {victim}:\n{out[:800]}")
+        expect(f"tree/{victim}" not in keys_recursive("tree/"), f"{victim} still listed")
+    finally:
+        (W / "set-aside").rename(tree / victim)
+    aws("s3", "sync", tree, f"s3://{B}/tree/")
+    expect_equal(len(keys_recursive("tree/")), 200, "keys after syncing the file back")
 
 
 @rec.step("sync down + diff -r", needs=["sync up 200-file tree"])

@@ -69,6 +69,16 @@ def _() -> None:
     expect_equal(lsf(f"{R}/tree"), sorted(files), "files listed")
 
 
+@rec.step("lsl: sizes and modtimes kept", needs=["copy 200-file tree"])
+def _() -> None:
+    # rclone keeps the modtime in X-Amz-Meta-Mtime; a server that drops metadata shows here.
+    local = sorted(rclone("lsl", tree).stdout.splitlines(), key=lambda x: x.split()[-1])
+    remote = sorted(rclone("lsl", f"{R}/tree").stdout.splitlines(), key=lambda x: x.split()[-1])
+    expect_equal(len(remote), len(local), "number of files")
+    diff = [(a, b) for a, b in zip(local, remote, strict=True) if a.split() != b.split()]
+    expect(not diff, f"{len(diff)} lines differ, first: {diff[:3]}")
+
+
 @rec.step("check (hashes)", needs=["copy 200-file tree"])
 def _() -> None:
     out = rclone("check", tree, f"{R}/tree", check=False)

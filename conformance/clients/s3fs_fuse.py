@@ -94,6 +94,21 @@ def _() -> None:
     expect_equal(obj("copied.txt"), src.read_bytes(), "object bytes written through the mount")
 
 
+@rec.step("chmod + touch -d kept (x-amz-meta-mode/mtime, copy onto itself)", needs=["cp into the mount"])
+def _() -> None:
+    # s3fs stores POSIX attributes as user metadata and changes them with a CopyObject of the
+    # object onto itself with MetadataDirective REPLACE.
+    sh("chmod", "640", MNT / "copied.txt")
+    # Both times: s3fs 1.90 ignores `touch -m` (atime UTIME_OMIT) whatever the server does.
+    sh("touch", "-d", "2001-02-03 04:05:06 UTC", MNT / "copied.txt")
+    meta = s3.head_object(Bucket=B, Key="copied.txt")["Metadata"]
+    expect_equal(int(meta.get("mode", "0")) & 0o7777, 0o640, f"mode in {meta}")
+    expect_equal(meta.get("mtime"), "981173106", f"mtime in {meta}")
+    expect_equal(obj("copied.txt"), src.read_bytes(), "bytes after the metadata copies")
+    st = os.stat(MNT / "copied.txt")
+    expect_equal((st.st_mode & 0o7777, int(st.st_mtime)), (0o640, 981173106), "stat through the mount")
+
+
 @rec.step("echo > file, cat", needs=M)
 def _() -> None:
     sh("sh", "-c", f"echo 'hello fuse' > '{MNT}/echo.txt'")
