@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 
 from conformance.clients.common import (
-    MiB,
     Endpoint,
+    MiB,
     Recorder,
     Skip,
     StepFailed,
@@ -32,8 +32,8 @@ B = ep.bucket("awscli")
 
 config = W / "aws-config"
 config.write_text(
-    "[default]\nregion = {r}\ns3 =\n    addressing_style = path\n"
-    "[profile vhost]\nregion = {r}\ns3 =\n    addressing_style = virtual\n".format(r=ep.region)
+    f"[default]\nregion = {ep.region}\ns3 =\n    addressing_style = path\n"
+    f"[profile vhost]\nregion = {ep.region}\ns3 =\n    addressing_style = virtual\n"
 )
 ENV = {
     "AWS_CONFIG_FILE": str(config),

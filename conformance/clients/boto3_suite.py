@@ -26,8 +26,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from conformance.clients.common import (
-    MiB,
     Endpoint,
+    MiB,
     Recorder,
     Skip,
     StepFailed,

@@ -8,7 +8,7 @@ import random
 
 import s3fs
 
-from conformance.clients.common import MiB, Endpoint, Recorder, expect, expect_equal
+from conformance.clients.common import Endpoint, MiB, Recorder, expect, expect_equal
 
 ep = Endpoint.from_env()
 rec = Recorder("fsspec-s3fs")

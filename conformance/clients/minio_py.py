@@ -11,8 +11,8 @@ from minio import Minio
 from minio.deleteobjects import DeleteObject
 
 from conformance.clients.common import (
-    MiB,
     Endpoint,
+    MiB,
     Recorder,
     expect,
     expect_equal,

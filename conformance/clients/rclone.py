@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 from conformance.clients.common import (
-    MiB,
     Endpoint,
+    MiB,
     Recorder,
     diff_trees,
     expect,

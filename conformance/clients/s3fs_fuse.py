@@ -16,8 +16,8 @@ import boto3
 from botocore.config import Config
 
 from conformance.clients.common import (
-    MiB,
     Endpoint,
+    MiB,
     Recorder,
     StepFailed,
     expect,
