@@ -19,13 +19,13 @@ import os
 import stat
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import errors
-from ..checksums import ALGORITHM_DIGEST, MultiHasher, b64
-from . import keys, metadata
+from ..checksums import MultiHasher
+from . import copies, keys, metadata
 from .base import (
     Backend,
     Body,
@@ -33,34 +33,18 @@ from .base import (
     ListPage,
     ObjectInfo,
     ObjectReader,
-    PartInfo,
-    PartsPage,
     Precondition,
-    UploadInfo,
-    UploadListPage,
     WriteMeta,
 )
+from .gc import create_locked
 from .keys import KeyPath
 from .metadata import EMPTY_MD5, XATTR, BucketRegistry, KeyLocks, MetaStore, Record
-from .staging import Staging, create_locked
+from .staging import MultipartMixin, Staging, disk_errors
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int): share the source's extents (btrfs, XFS, bcachefs)
 # Smaller chunks are written inline: a thread hop costs more than the write itself.
 THREAD_CHUNK = 64 * 1024
 READ_PIECE = 1024 * 1024
-
-
-@contextlib.contextmanager
-def _disk_errors() -> Iterator[None]:
-    """A full disk is not the client's fault, but it deserves a clearer answer than a traceback."""
-    try:
-        yield
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise errors.InternalError("The server's disk is full; the object was not stored.") from e
-        if e.errno == errno.EFBIG:
-            raise errors.EntityTooLarge() from e
-        raise
 
 
 def _unlink_quietly(path: str | None) -> None:
@@ -107,7 +91,7 @@ class DiskReader(ObjectReader):
             self._fd = None
 
 
-class DiskBackend(Backend):
+class DiskBackend(MultipartMixin, Backend):
     def __init__(
         self,
         root: Path,
@@ -137,7 +121,7 @@ class DiskBackend(Backend):
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         await asyncio.to_thread(self._start)
-        # Also removes temp files that a crashed process left (see Staging.collect).
+        # Also removes what a crashed process left (gc.Collector).
         await self.staging.start()
 
     async def stop(self) -> None:
@@ -349,7 +333,7 @@ class DiskBackend(Backend):
             path = keys.object_path(bdir, kp)
             attached = False
             if tmp is not None:
-                with _disk_errors():
+                with disk_errors():
                     if self.fsync or record.size >= THREAD_CHUNK:
                         attached = await asyncio.to_thread(self._seal, tmp, record)
                     else:
@@ -460,7 +444,7 @@ class DiskBackend(Backend):
         try:
             try:
                 size = 0
-                with _disk_errors(), open(lock_fd, "wb", closefd=False) as f:
+                with disk_errors(), open(lock_fd, "wb", closefd=False) as f:
                     async for chunk in body:
                         if len(chunk) >= THREAD_CHUNK:
                             await asyncio.to_thread(_write_and_hash, f, hasher, chunk)
@@ -517,52 +501,9 @@ class DiskBackend(Backend):
         src_precondition: Precondition | None = None,
         precondition: Precondition | None = None,
     ) -> ObjectInfo:
-        self._locate(src_bucket, src_key)
-        _, dkp, _ = self._locate(dst_bucket, dst_key)
-        found = await self._find(src_bucket, src_key, keep_fd=True)
-        tmp: str | None = None
-        try:
-            if src_precondition is not None:
-                src_precondition(found.info)
-            record = found.record.copied(meta)
-            want = meta.checksum_algorithm if meta is not None else None
-            if want is not None and want not in record.checksums:
-                if want not in ALGORITHM_DIGEST:
-                    raise errors.InvalidRequest(f"Checksum algorithm {want} is not supported.")
-            else:
-                want = None
-            if dkp.is_folder:
-                if record.size:
-                    raise errors.InvalidArgument(
-                        "A key ending in '/' is a folder on this server's filesystem and cannot have content.",
-                        resource=dst_key,
-                    )
-                record.folder = True
-                if want is not None:
-                    record.checksums = {
-                        want: b64(MultiHasher([ALGORITHM_DIGEST[want]]).digests()[ALGORITHM_DIGEST[want]])
-                    }
-                    record.checksum_type = "FULL_OBJECT"
-            else:
-                tmp = os.path.join(self._tmp_dir, f"copy-{uuid.uuid4().hex}")
-                with _disk_errors():
-                    copied = await asyncio.to_thread(keys.clone_file, found.fd, tmp)
-                if copied != record.size:
-                    raise errors.InternalError(
-                        "The source object changed while it was being copied; please retry."
-                    )
-                if want is not None:
-                    name = ALGORITHM_DIGEST[want]
-                    digests, _ = await asyncio.to_thread(metadata.hash_file, tmp, [name])
-                    record.checksums = {want: b64(digests[name])}
-                    record.checksum_type = "FULL_OBJECT"
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
-        finally:
-            if found.fd is not None:
-                os.close(found.fd)
-        return await self._publish(dst_bucket, dkp, tmp, record, precondition)
+        return await copies.copy_object(
+            self, src_bucket, src_key, dst_bucket, dst_key, meta, src_precondition, precondition
+        )
 
     async def rename_object(
         self,
@@ -572,45 +513,7 @@ class DiskBackend(Backend):
         src_precondition: Precondition | None = None,
         precondition: Precondition | None = None,
     ) -> ObjectInfo:
-        bdir = self._bucket_dir(bucket)
-        skp = keys.parse_key(src_key)
-        dkp = keys.parse_key(dst_key)
-        if skp.is_folder != dkp.is_folder:
-            raise errors.InvalidArgument(
-                "A folder key (ending in '/') can only be renamed to another folder key here.",
-                resource=dst_key,
-            )
-        spath, dpath = keys.object_path(bdir, skp), keys.object_path(bdir, dkp)
-        held = frozenset({self.locks.slot(bucket, src_key), self.locks.slot(bucket, dst_key)})
-        async with self.locks.hold(*held):
-            src = await self._lookup(bucket, skp, spath, held=held)
-            if src is None:
-                raise errors.NoSuchKey(resource=src_key, Key=src_key)
-            if src_precondition is not None:
-                src_precondition(src.info)
-            dst = await self._lookup(bucket, dkp, dpath, held=held) if precondition is not None else None
-            if precondition is not None:
-                precondition(src.info if src_key == dst_key else (dst.info if dst else None))
-            if src_key == dst_key:
-                return src.info
-            if skp.is_folder:
-                # Renaming the directory would move every key below it too: move only the marker.
-                record = src.record.copied(None)
-                self._make_folder(bucket, bdir, dkp, dpath, record)
-                self._drop_marker(bucket, bdir, skp, src.real, src.record, held)
-                return record.to_info(dst_key)
-            old = self._existing_record(bucket, dkp, dpath)
-            try:
-                keys.place(self._real_root, bdir, dkp, dpath, spath)
-            except FileNotFoundError:
-                raise errors.NoSuchKey(resource=src_key, Key=src_key) from None
-            self.meta.move_sidecar(bucket, src_key, dst_key)
-            if old is not None and old.blob and old.blob != src.record.blob:
-                self.meta.drop_blob(old.blob)
-            self._prune(bucket, bdir, os.path.dirname(spath), held)
-        info = src.info
-        info.key = dst_key
-        return info
+        return await copies.rename_object(self, bucket, src_key, dst_key, src_precondition, precondition)
 
     async def list_objects(
         self, bucket: str, prefix: str, delimiter: str, start_after: str, max_keys: int
@@ -668,50 +571,15 @@ class DiskBackend(Backend):
             found = await self._find(bucket, key, keep_fd=True, held=frozenset({slot}))
             try:
                 found.record.tags = dict(tags)
-                self.meta.store(found.fd if found.fd is not None else found.real, bucket, key, found.record)
+                target = found.fd if found.fd is not None else found.real
+                if copies.is_shared(target):
+                    # A hard-linked object (a cheap copy): its metadata is per key, never in the inode.
+                    self.meta.write_sidecar(bucket, key, found.record)
+                else:
+                    self.meta.store(target, bucket, key, found.record)
             finally:
                 if found.fd is not None:
                     os.close(found.fd)
 
     async def delete_object_tagging(self, bucket: str, key: str) -> None:
         await self.put_object_tagging(bucket, key, {})
-
-    # -- multipart (storage/staging.py) ------------------------------------------------------------
-    async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta, owner: str) -> UploadInfo:
-        return await self.staging.create(bucket, key, meta, owner)
-
-    async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> PartInfo:
-        return await self.staging.upload_part(bucket, key, upload_id, number, body)
-
-    async def upload_part_copy(
-        self,
-        bucket: str,
-        key: str,
-        upload_id: str,
-        number: int,
-        src_bucket: str,
-        src_key: str,
-        src_range: tuple[int, int] | None,
-        src_precondition: Precondition | None = None,
-    ) -> PartInfo:
-        return await self.staging.upload_part_copy(
-            bucket, key, upload_id, number, src_bucket, src_key, src_range, src_precondition
-        )
-
-    async def complete_multipart_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[PartInfo], precondition: Precondition | None = None
-    ) -> ObjectInfo:
-        return await self.staging.complete(bucket, key, upload_id, parts, precondition)
-
-    async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        await self.staging.abort(bucket, key, upload_id)
-
-    async def list_multipart_uploads(
-        self, bucket: str, prefix: str, delimiter: str, key_marker: str, upload_id_marker: str, max_uploads: int
-    ) -> UploadListPage:
-        return await self.staging.list_uploads(bucket, prefix, delimiter, key_marker, upload_id_marker, max_uploads)
-
-    async def list_parts(
-        self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
-    ) -> PartsPage:
-        return await self.staging.list_parts(bucket, key, upload_id, part_number_marker, max_parts)

@@ -23,7 +23,6 @@ import base64
 import contextlib
 import dataclasses
 import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -32,13 +31,14 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..checksums import ALGORITHM_DIGEST, MultiHasher, b64, combine_crc
 from . import keys
 from .base import Body, ObjectInfo, PartInfo, PartsPage, Precondition, UploadInfo, UploadListPage, WriteMeta
+from .gc import UPLOAD_ID, Collector, create_locked, read_json, try_flock
 from .metadata import Record
 
 if TYPE_CHECKING:
@@ -47,17 +47,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("s3serve.multipart")
 
 MAX_PART_NUMBER = 10000
-_UPLOAD_ID = re.compile(r"[0-9a-f]{48}")
 _PART_JSON = re.compile(r"(\d{5})\.json")
 _COPY_PIECE = 1024 * 1024
 THREAD_CHUNK = 64 * 1024
-# A lockable temp file younger than this may be one whose writer has created it but not yet
-# taken its flock (a few microseconds): leave it for the next round.
-TEMP_GRACE = 1.0
-# Temp files under .s3serve/tmp/ that their writers flock for their whole life.
-LOCKED_TEMP_PREFIXES = ("put-", "copy-", "mpu-")
-# Other temp files there (metadata records, probes) are tiny and short-lived but unlocked.
-UNLOCKED_TEMP_AGE = 3600.0
 # S3's defaults when CreateMultipartUpload names an algorithm but no type.
 _FULL_OBJECT_ONLY = {"CRC64NVME"}
 _COMPOSITE_ONLY = {"SHA1", "SHA256"}
@@ -82,20 +74,17 @@ def check_checksum_choice(meta: WriteMeta) -> WriteMeta:
     return dataclasses.replace(meta, checksum_type=kind)
 
 
-def try_flock(fd: int) -> bool:
+@contextlib.contextmanager
+def disk_errors() -> Iterator[None]:
+    """A full disk is not the client's fault, but it deserves a clearer answer than a traceback."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-
-
-def create_locked(path: str) -> int:
-    """A new file, flocked for as long as the returned descriptor stays open: the GC never
-    removes a file whose writer is alive."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
+        yield
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise errors.InternalError("The server's disk is full; the object was not stored.") from e
+        if e.errno == errno.EFBIG:
+            raise errors.EntityTooLarge() from e
+        raise
 
 
 def copy_range(src: int, src_offset: int, dst: int, dst_offset: int, length: int) -> None:
@@ -140,26 +129,8 @@ def _write_json(directory: str, name: str, doc: dict[str, Any]) -> None:
         raise
 
 
-def _read_json(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path, "rb") as f:
-            doc = json.loads(f.read())
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
 def _part_info(doc: dict[str, Any]) -> PartInfo:
     return PartInfo(int(doc["n"]), int(doc["s"]), str(doc["e"]), float(doc["t"]), dict(doc.get("c", {})))
-
-
-def _tree_size(path: str) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total
 
 
 def _upload_meta(doc: dict[str, Any]) -> WriteMeta:
@@ -173,47 +144,31 @@ class Staging:
     def __init__(self, disk: DiskBackend, expiry: float, gc_interval: float) -> None:
         self.disk = disk
         self.dir = os.path.join(disk.meta.hidden, "multipart")
-        self.expiry = expiry
-        self.gc_interval = gc_interval
-        self._gc_task: asyncio.Task[None] | None = None
+        self.collector = Collector(self, expiry, gc_interval)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         os.makedirs(self.dir, exist_ok=True)
-        # What a crash (kill -9, power loss) left: done before serving, so nothing half-made lingers.
-        await asyncio.to_thread(self.collect, False)
-        self._gc_task = asyncio.create_task(self._gc_loop(), name="s3serve-multipart-gc")
+        await self.collector.start()
 
     async def stop(self) -> None:
-        task, self._gc_task = self._gc_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _gc_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.gc_interval)
-            try:
-                await asyncio.to_thread(self.collect, True)
-            except Exception:  # one bad round (a disk error, a surprise) must not end the GC
-                log.exception("multipart GC round failed; trying again in %ss", self.gc_interval)
+        await self.collector.stop()
 
     # -- paths and records ----------------------------------------------------------------------
-    def _bucket_dir(self, bucket: str) -> str:
+    def bucket_dir(self, bucket: str) -> str:
         return os.path.join(self.dir, bucket)
 
     def _upload_dir(self, bucket: str, upload_id: str) -> str:
-        if not _UPLOAD_ID.fullmatch(upload_id):
+        if not UPLOAD_ID.fullmatch(upload_id):
             raise errors.NoSuchUpload(UploadId=upload_id)
         return os.path.join(self.dir, bucket, upload_id)
 
-    def _slot(self, upload_id: str) -> int:
+    def slot(self, upload_id: str) -> int:
         return self.disk.locks.slot(".multipart", upload_id)
 
     @staticmethod
     def _load_upload(directory: str, upload_id: str, key: str | None) -> UploadInfo:
-        doc = _read_json(os.path.join(directory, "upload.json"))
+        doc = read_json(os.path.join(directory, "upload.json"))
         if doc is None or (key is not None and doc.get("key") != key):
             raise errors.NoSuchUpload(UploadId=upload_id)
         try:
@@ -223,14 +178,14 @@ class Staging:
 
     def has_uploads(self, bucket: str) -> bool:
         try:
-            with os.scandir(self._bucket_dir(bucket)) as it:
-                return any(_UPLOAD_ID.fullmatch(e.name) for e in it)
+            with os.scandir(self.bucket_dir(bucket)) as it:
+                return any(UPLOAD_ID.fullmatch(e.name) for e in it)
         except FileNotFoundError:
             return False
 
     def forget_bucket(self, bucket: str) -> None:
         with contextlib.suppress(OSError):
-            os.rmdir(self._bucket_dir(bucket))
+            os.rmdir(self.bucket_dir(bucket))
 
     # -- operations -----------------------------------------------------------------------------
     async def create(self, bucket: str, key: str, meta: WriteMeta, owner: str) -> UploadInfo:
@@ -264,7 +219,7 @@ class Staging:
         tmp, fd = self._new_part_file(directory, upload_id)
         try:
             size = 0
-            with open(fd, "wb", closefd=False) as f:
+            with disk_errors(), open(fd, "wb", closefd=False) as f:
                 async for chunk in body:
                     if len(chunk) >= THREAD_CHUNK:
                         await asyncio.to_thread(_write_then_hash, f, hasher, chunk)
@@ -361,8 +316,8 @@ class Staging:
         doc = {"n": number, "s": size, "e": part.etag, "t": part.last_modified, "c": shown, "x": every, "f": data_name}
         json_name = f"{number:05d}.json"
         # Under the upload's lock, so a Complete/Abort claim comes wholly before or after this.
-        async with self.disk.locks.hold(self._slot(upload_id)):
-            old = _read_json(os.path.join(directory, json_name))
+        async with self.disk.locks.hold(self.slot(upload_id)):
+            old = read_json(os.path.join(directory, json_name))
             try:
                 os.rename(tmp, os.path.join(directory, data_name))
                 _write_json(directory, json_name, doc)
@@ -379,7 +334,7 @@ class Staging:
         failure is the caller's choice (``_release``); the flock on upload.json lasts until exit."""
         directory = self._upload_dir(bucket, upload_id)
         claimed = f"{directory}.{how}-{secrets.token_hex(6)}"
-        async with self.disk.locks.hold(self._slot(upload_id)):
+        async with self.disk.locks.hold(self.slot(upload_id)):
             try:
                 fd = os.open(os.path.join(directory, "upload.json"), os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
@@ -420,7 +375,8 @@ class Staging:
                 tmp = os.path.join(self.disk._tmp_dir, f"mpu-{secrets.token_hex(16)}")
                 fd = create_locked(tmp)
                 try:
-                    await asyncio.to_thread(self._assemble, fd, sources, record.size)
+                    with disk_errors():
+                        await asyncio.to_thread(self._assemble, fd, sources, record.size)
                     info = await self.disk._publish(bucket, kp, tmp, record, precondition)
                     published = True
                 finally:
@@ -439,7 +395,7 @@ class Staging:
         data files to concatenate."""
         docs: list[dict[str, Any]] = []
         for wanted in parts:
-            doc = _read_json(os.path.join(directory, f"{wanted.number:05d}.json"))
+            doc = read_json(os.path.join(directory, f"{wanted.number:05d}.json"))
             if doc is None or doc.get("e") != wanted.etag:
                 raise errors.InvalidPart(PartNumber=wanted.number, ETag=wanted.etag, UploadId=upload.upload_id)
             stored = dict(doc.get("x", {}))
@@ -501,13 +457,13 @@ class Staging:
     def _uploads(self, bucket: str) -> list[UploadInfo]:
         found = []
         try:
-            with os.scandir(self._bucket_dir(bucket)) as it:
-                names = [e.name for e in it if _UPLOAD_ID.fullmatch(e.name)]
+            with os.scandir(self.bucket_dir(bucket)) as it:
+                names = [e.name for e in it if UPLOAD_ID.fullmatch(e.name)]
         except FileNotFoundError:
             return []
         for name in names:
             with contextlib.suppress(errors.NoSuchUpload):
-                found.append(self._load_upload(os.path.join(self._bucket_dir(bucket), name), name, None))
+                found.append(self._load_upload(os.path.join(self.bucket_dir(bucket), name), name, None))
         return found
 
     async def list_uploads(
@@ -560,130 +516,57 @@ class Staging:
                 continue
             if len(parts) == max_parts:
                 return PartsPage(upload, parts, True, parts[-1].number if parts else part_number_marker)
-            doc = _read_json(os.path.join(directory, f"{number:05d}.json"))
+            doc = read_json(os.path.join(directory, f"{number:05d}.json"))
             if doc is not None:
                 parts.append(_part_info(doc))
         return PartsPage(upload, parts, False, None)
-
-    # -- garbage collection ----------------------------------------------------------------------
-    def collect(self, expire: bool) -> None:
-        """One GC round (worker thread): orphaned temp files and claims always, idle uploads when
-        ``expire``. Everything that a live writer or claimant holds is flocked, so it survives."""
-        now = time.time()
-        self._collect_temp(self.disk._tmp_dir, now)
-        try:
-            buckets = os.listdir(self.dir)
-        except FileNotFoundError:
-            return
-        for bucket in buckets:
-            try:
-                names = os.listdir(self._bucket_dir(bucket))
-            except OSError:
-                continue
-            for name in names:
-                path = os.path.join(self._bucket_dir(bucket), name)
-                try:
-                    if _UPLOAD_ID.fullmatch(name):
-                        self._collect_upload(bucket, name, path, now, expire)
-                    else:
-                        self._collect_claim(bucket, path)
-                except OSError as e:
-                    if e.errno != errno.ENOENT:  # finished by its owner meanwhile: not a failure
-                        log.warning("multipart GC: could not clean %s: %s", path, e)
-
-    def _collect_temp(self, directory: str, now: float, prefixes: tuple[str, ...] = LOCKED_TEMP_PREFIXES) -> int:
-        """Remove temp files nobody holds (their writer died). Returns bytes freed."""
-        freed = 0
-        try:
-            entries = list(os.scandir(directory))
-        except FileNotFoundError:
-            return 0
-        for entry in entries:
-            if not entry.is_file(follow_symlinks=False):
-                continue
-            locked_kind = entry.name.startswith(prefixes)
-            with contextlib.suppress(FileNotFoundError):
-                st = entry.stat(follow_symlinks=False)
-                age = now - st.st_mtime
-                if age < (TEMP_GRACE if locked_kind else UNLOCKED_TEMP_AGE):
-                    continue
-                fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-                try:
-                    if try_flock(fd):
-                        os.unlink(entry.path)
-                        freed += st.st_size
-                        log.info("removed orphaned temp file %s (%d bytes)", entry.path, st.st_size)
-                finally:
-                    os.close(fd)
-        return freed
-
-    def _collect_upload(self, bucket: str, upload_id: str, path: str, now: float, expire: bool) -> None:
-        self._collect_temp(path, now, ("tmp-",))
-        if not expire:
-            return
-        last = os.stat(path).st_mtime
-        with os.scandir(path) as it:
-            for entry in it:
-                with contextlib.suppress(FileNotFoundError):
-                    last = max(last, entry.stat(follow_symlinks=False).st_mtime)
-        if now - last <= self.expiry:
-            return
-        lock = self.disk.locks.try_lock(self._slot(upload_id))
-        if lock is None:
-            return  # a part is being committed right now: not idle
-        try:
-            fd = os.open(os.path.join(path, "upload.json"), os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if not try_flock(fd) or self._receiving(path):
-                    return
-                key = str((_read_json(os.path.join(path, "upload.json")) or {}).get("key", "?"))
-                claimed = f"{path}.gc-{secrets.token_hex(6)}"
-                os.rename(path, claimed)
-            finally:
-                os.close(fd)
-        finally:
-            os.close(lock)
-        freed = _tree_size(claimed)
-        shutil.rmtree(claimed, ignore_errors=True)
-        log.info("multipart GC: removed upload %s of %s/%s idle %.0fs, %d bytes freed", upload_id, bucket, key, now - last, freed)
-
-    @staticmethod
-    def _receiving(path: str) -> bool:
-        """Whether a writer holds one of the upload's temp files (a part still arriving)."""
-        with os.scandir(path) as it:
-            for entry in it:
-                if not entry.name.startswith("tmp-"):
-                    continue
-                try:
-                    fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
-                except FileNotFoundError:
-                    continue
-                try:
-                    if not try_flock(fd):
-                        return True
-                finally:
-                    os.close(fd)
-        return False
-
-    def _collect_claim(self, bucket: str, path: str) -> None:
-        """A claimed folder whose claimant died (its flock is gone) is finished off."""
-        try:
-            fd = os.open(os.path.join(path, "upload.json"), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            fd = None  # a removal that got as far as upload.json, or not an upload at all
-        except NotADirectoryError:
-            return
-        try:
-            if fd is not None and not try_flock(fd):
-                return
-            freed = _tree_size(path)
-            shutil.rmtree(path, ignore_errors=True)
-            log.info("multipart GC: removed abandoned claim %s in %s, %d bytes freed", os.path.basename(path), bucket, freed)
-        finally:
-            if fd is not None:
-                os.close(fd)
 
 
 def _write_then_hash(f: Any, hasher: MultiHasher, chunk: bytes) -> None:
     f.write(chunk)
     hasher.update(chunk)
+
+
+class MultipartMixin:
+    """The Backend's multipart operations, for a backend that keeps a ``Staging``."""
+
+    staging: Staging
+
+    async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta, owner: str) -> UploadInfo:
+        return await self.staging.create(bucket, key, meta, owner)
+
+    async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> PartInfo:
+        return await self.staging.upload_part(bucket, key, upload_id, number, body)
+
+    async def upload_part_copy(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        src_bucket: str,
+        src_key: str,
+        src_range: tuple[int, int] | None,
+        src_precondition: Precondition | None = None,
+    ) -> PartInfo:
+        return await self.staging.upload_part_copy(
+            bucket, key, upload_id, number, src_bucket, src_key, src_range, src_precondition
+        )
+
+    async def complete_multipart_upload(
+        self, bucket: str, key: str, upload_id: str, parts: list[PartInfo], precondition: Precondition | None = None
+    ) -> ObjectInfo:
+        return await self.staging.complete(bucket, key, upload_id, parts, precondition)
+
+    async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        await self.staging.abort(bucket, key, upload_id)
+
+    async def list_multipart_uploads(
+        self, bucket: str, prefix: str, delimiter: str, key_marker: str, upload_id_marker: str, max_uploads: int
+    ) -> UploadListPage:
+        return await self.staging.list_uploads(bucket, prefix, delimiter, key_marker, upload_id_marker, max_uploads)
+
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
+    ) -> PartsPage:
+        return await self.staging.list_parts(bucket, key, upload_id, part_number_marker, max_parts)

@@ -575,15 +575,3 @@ async def test_foreign_bucket_folders(be: DiskBackend, root: Path) -> None:
     for hidden in (".s3serve", ".hidden"):
         with pytest.raises(errors.NoSuchBucket):
             await be.head_bucket(hidden)
-
-
-async def test_multipart_is_not_implemented_yet(be: DiskBackend) -> None:
-    calls: list[Callable[[], object]] = [
-        lambda: be.create_multipart_upload("bkt", "k", WriteMeta(), OWNER),
-        lambda: be.abort_multipart_upload("bkt", "k", "id"),
-        lambda: be.list_parts("bkt", "k", "id", 0, 10),
-    ]
-    for call in calls:
-        with pytest.raises(errors.NotImplementedOp) as info:
-            await call()  # type: ignore[misc]
-        assert info.value.status == 501

@@ -1,0 +1,249 @@
+"""CopyObject and RenameObject for DiskBackend: cheap on one filesystem.
+
+RenameObject is one ``rename`` (same inode, O(1) whatever the size). CopyObject of a large object
+that s3serve wrote is a hard link: object files are never modified in place, so two keys may
+share an inode as long as their metadata does not. The inode's xattr then holds ``SHARED``
+(which is not a record, so ``MetaStore.load`` falls through to the per-key sidecar) and every
+key of the inode has its own sidecar record. Tag updates of such a key go to its sidecar
+(``DiskBackend.put_object_tagging``); a PUT over one of the keys renames a new file over that
+directory entry and leaves the others alone. A linked copy keeps the source's Last-Modified (its
+mtime is the inode's). Anything else is copied by the kernel (reflink or copy_file_range).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+import uuid
+from typing import TYPE_CHECKING
+
+from .. import errors
+from ..checksums import ALGORITHM_DIGEST, MultiHasher, b64
+from . import keys, metadata
+from .base import ObjectInfo, Precondition, WriteMeta
+from .gc import create_locked
+from .metadata import XATTR, Record
+from .staging import copy_range, disk_errors
+
+if TYPE_CHECKING:
+    from .disk import DiskBackend, _Found
+
+# Below this a byte copy costs less than the extra sidecar records of a link.
+LINK_MIN_SIZE = 64 * 1024
+SHARED = b'{"shared":1}'
+
+
+def is_shared(target: int | str) -> bool:
+    """Whether a file's inode is shared by several keys (its records are per-key sidecars)."""
+    try:
+        return os.getxattr(target, XATTR) == SHARED
+    except OSError:
+        return False
+
+
+def _unlink_quietly(path: str | None) -> None:
+    if path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _linkable(disk: DiskBackend, found: _Found, record: Record, want: str | None, spath: str) -> bool:
+    """A hard link is safe for a file that s3serve wrote (a foreign file may be rewritten in place
+    by its program: adopted records carry no checksums), reached by its own name (not a symlink)."""
+    return (
+        want is None
+        and record.size >= LINK_MIN_SIZE
+        and bool(found.record.checksums)
+        and found.real == spath
+    )
+
+
+async def copy_object(
+    disk: DiskBackend,
+    src_bucket: str,
+    src_key: str,
+    dst_bucket: str,
+    dst_key: str,
+    meta: WriteMeta | None,
+    src_precondition: Precondition | None = None,
+    precondition: Precondition | None = None,
+) -> ObjectInfo:
+    _, _, spath = disk._locate(src_bucket, src_key)
+    _, dkp, _ = disk._locate(dst_bucket, dst_key)
+    found = await disk._find(src_bucket, src_key, keep_fd=True)
+    tmp: str | None = None
+    lock_fd: int | None = None
+    try:
+        if src_precondition is not None:
+            src_precondition(found.info)
+        record = found.record.copied(meta)
+        want = meta.checksum_algorithm if meta is not None else None
+        if want is not None and want not in record.checksums:
+            if want not in ALGORITHM_DIGEST:
+                raise errors.InvalidRequest(f"Checksum algorithm {want} is not supported.")
+        else:
+            want = None
+        if dkp.is_folder:
+            if record.size:
+                raise errors.InvalidArgument(
+                    "A key ending in '/' is a folder on this server's filesystem and cannot have content.",
+                    resource=dst_key,
+                )
+            record.folder = True
+            if want is not None:
+                record.checksums = {
+                    want: b64(MultiHasher([ALGORITHM_DIGEST[want]]).digests()[ALGORITHM_DIGEST[want]])
+                }
+                record.checksum_type = "FULL_OBJECT"
+        else:
+            if not dkp.is_folder and _linkable(disk, found, record, want, spath):
+                info = await _copy_by_link(disk, src_bucket, src_key, dst_bucket, dkp, meta, src_precondition, precondition)
+                if info is not None:
+                    return info
+            tmp = os.path.join(disk._tmp_dir, f"copy-{uuid.uuid4().hex}")
+            lock_fd = create_locked(tmp)  # held until published: the GC leaves it alone
+            with disk_errors():
+                copied = await asyncio.to_thread(_clone_into, found.fd, lock_fd, record.size)
+            if copied != record.size:
+                raise errors.InternalError("The source object changed while it was being copied; please retry.")
+            if want is not None:
+                name = ALGORITHM_DIGEST[want]
+                digests, _ = await asyncio.to_thread(metadata.hash_file, tmp, [name])
+                record.checksums = {want: b64(digests[name])}
+                record.checksum_type = "FULL_OBJECT"
+    except BaseException:
+        _unlink_quietly(tmp)
+        if lock_fd is not None:
+            os.close(lock_fd)
+        raise
+    finally:
+        if found.fd is not None:
+            os.close(found.fd)
+    try:
+        return await disk._publish(dst_bucket, dkp, tmp, record, precondition)
+    finally:
+        if lock_fd is not None:
+            os.close(lock_fd)
+
+
+def _clone_into(src: int | None, dst: int, size: int) -> int:
+    """Reflink where the filesystem shares extents, else copy in the kernel; bytes copied."""
+    if src is None:
+        return 0
+    try:
+        fcntl.ioctl(dst, keys.FICLONE, src)
+    except OSError:
+        copy_range(src, 0, dst, 0, size)
+    return os.fstat(dst).st_size
+
+
+async def _copy_by_link(
+    disk: DiskBackend,
+    src_bucket: str,
+    src_key: str,
+    dst_bucket: str,
+    dkp: keys.KeyPath,
+    meta: WriteMeta | None,
+    src_precondition: Precondition | None,
+    precondition: Precondition | None,
+) -> ObjectInfo | None:
+    """Copy by hard link under both keys' locks; None when a link is not possible here."""
+    _, skp, spath = disk._locate(src_bucket, src_key)
+    ddir = disk._bucket_dir(dst_bucket)
+    dpath = keys.object_path(ddir, dkp)
+    held = frozenset({disk.locks.slot(src_bucket, src_key), disk.locks.slot(dst_bucket, dkp.key)})
+    async with disk.locks.hold(*held):
+        src = await disk._lookup(src_bucket, skp, spath, held=held)
+        if src is None:
+            raise errors.NoSuchKey(resource=src_key, Key=src_key)
+        if src_precondition is not None:
+            src_precondition(src.info)
+        xattrs = disk.meta.use_xattrs
+        shared = xattrs and is_shared(spath)
+        st = os.stat(spath)
+        if src.real != spath or (xattrs and st.st_nlink > 1 and not shared):
+            return None  # a symlink now, or hard links another program made
+        if precondition is not None:
+            current = await disk._lookup(dst_bucket, dkp, dpath, held=held)
+            precondition(current.info if current else None)
+        record = src.record.copied(meta)
+        record.blob = None
+        tmp: str | None = os.path.join(disk._tmp_dir, f"link-{uuid.uuid4().hex}")
+        assert tmp is not None
+        try:
+            os.link(spath, tmp)
+        except OSError as e:
+            if e.errno in (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.ENOTSUP):
+                return None
+            raise
+        try:
+            if xattrs and not shared:
+                # The source's record becomes per key before the inode's record goes away.
+                disk.meta.write_sidecar(src_bucket, src_key, src.record)
+                os.setxattr(spath, XATTR, SHARED)
+                if src.record.blob:
+                    disk.meta.drop_blob(src.record.blob)
+            disk.meta.write_sidecar(dst_bucket, dkp.key, record)
+            old = disk._existing_record(dst_bucket, dkp, dpath)
+            keys.place(disk._real_root, ddir, dkp, dpath, tmp)
+            tmp = None
+            if old is not None and old.blob:
+                disk.meta.drop_blob(old.blob)
+        finally:
+            _unlink_quietly(tmp)
+    if disk.fsync:
+        await asyncio.to_thread(keys.fsync_dir, os.path.dirname(dpath))
+    return record.to_info(dkp.key)
+
+
+async def rename_object(
+    disk: DiskBackend,
+    bucket: str,
+    src_key: str,
+    dst_key: str,
+    src_precondition: Precondition | None = None,
+    precondition: Precondition | None = None,
+) -> ObjectInfo:
+    bdir = disk._bucket_dir(bucket)
+    skp = keys.parse_key(src_key)
+    dkp = keys.parse_key(dst_key)
+    if skp.is_folder != dkp.is_folder:
+        raise errors.InvalidArgument(
+            "A folder key (ending in '/') can only be renamed to another folder key here.",
+            resource=dst_key,
+        )
+    spath, dpath = keys.object_path(bdir, skp), keys.object_path(bdir, dkp)
+    held = frozenset({disk.locks.slot(bucket, src_key), disk.locks.slot(bucket, dst_key)})
+    async with disk.locks.hold(*held):
+        src = await disk._lookup(bucket, skp, spath, held=held)
+        if src is None:
+            raise errors.NoSuchKey(resource=src_key, Key=src_key)
+        if src_precondition is not None:
+            src_precondition(src.info)
+        dst = await disk._lookup(bucket, dkp, dpath, held=held) if precondition is not None else None
+        if precondition is not None:
+            precondition(src.info if src_key == dst_key else (dst.info if dst else None))
+        if src_key == dst_key:
+            return src.info
+        if skp.is_folder:
+            # Renaming the directory would move every key below it too: move only the marker.
+            record = src.record.copied(None)
+            disk._make_folder(bucket, bdir, dkp, dpath, record)
+            disk._drop_marker(bucket, bdir, skp, src.real, src.record, held)
+            return record.to_info(dst_key)
+        old = disk._existing_record(bucket, dkp, dpath)
+        try:
+            keys.place(disk._real_root, bdir, dkp, dpath, spath)
+        except FileNotFoundError:
+            raise errors.NoSuchKey(resource=src_key, Key=src_key) from None
+        disk.meta.move_sidecar(bucket, src_key, dst_key)
+        if old is not None and old.blob and old.blob != src.record.blob:
+            disk.meta.drop_blob(old.blob)
+        disk._prune(bucket, bdir, os.path.dirname(spath), held)
+    info = src.info
+    info.key = dst_key
+    return info
+

@@ -1,0 +1,218 @@
+"""The multipart garbage collector: idle uploads, claims whose process died, orphaned temp files.
+
+Runs in a worker thread, once at start-up (before serving: what a crash left is gone before any
+request) and then every ``gc_interval`` as an asyncio task. Safe when several processes share
+ROOT: every file a live writer is filling is flocked by it, every claimed upload is flocked by its
+claimant, and the GC removes only what it can lock itself (LOCK_NB).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .staging import Staging
+
+log = logging.getLogger("s3serve.multipart")
+
+# A lockable temp file younger than this may be one whose writer has created it but not yet
+# taken its flock (a few microseconds): leave it for the next round.
+TEMP_GRACE = 1.0
+# Temp files under .s3serve/tmp/ that their writers flock for their whole life.
+LOCKED_TEMP_PREFIXES = ("put-", "copy-", "mpu-", "link-")
+# Other temp files there (metadata records, probes) are tiny and short-lived but unlocked.
+UNLOCKED_TEMP_AGE = 3600.0
+
+
+# 16 hex digits of the creation time, 32 random: see staging.py.
+UPLOAD_ID = re.compile(r"[0-9a-f]{48}")
+
+
+def try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def create_locked(path: str) -> int:
+    """A new file, flocked for as long as the returned descriptor stays open: the GC never
+    removes a file whose writer is alive."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _tree_size(path: str) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+class Collector:
+    def __init__(self, staging: Staging, expiry: float, interval: float) -> None:
+        self.staging = staging
+        self.expiry = expiry
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.collect, False)
+        self._task = asyncio.create_task(self._loop(), name="s3serve-multipart-gc")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await asyncio.to_thread(self.collect, True)
+            except Exception:  # one bad round (a disk error, a surprise) must not end the GC
+                log.exception("multipart GC round failed; trying again in %ss", self.interval)
+
+    def collect(self, expire: bool) -> None:
+        """One GC round (worker thread): orphaned temp files and claims always, idle uploads when
+        ``expire``. Everything that a live writer or claimant holds is flocked, so it survives."""
+        now = time.time()
+        self._collect_temp(self.staging.disk._tmp_dir, now)
+        try:
+            buckets = os.listdir(self.staging.dir)
+        except FileNotFoundError:
+            return
+        for bucket in buckets:
+            try:
+                names = os.listdir(self.staging.bucket_dir(bucket))
+            except OSError:
+                continue
+            for name in names:
+                path = os.path.join(self.staging.bucket_dir(bucket), name)
+                try:
+                    if UPLOAD_ID.fullmatch(name):
+                        self._collect_upload(bucket, name, path, now, expire)
+                    else:
+                        self._collect_claim(bucket, path)
+                except OSError as e:
+                    if e.errno != errno.ENOENT:  # finished by its owner meanwhile: not a failure
+                        log.warning("multipart GC: could not clean %s: %s", path, e)
+
+    def _collect_temp(self, directory: str, now: float, prefixes: tuple[str, ...] = LOCKED_TEMP_PREFIXES) -> int:
+        """Remove temp files nobody holds (their writer died). Returns bytes freed."""
+        freed = 0
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            locked_kind = entry.name.startswith(prefixes)
+            with contextlib.suppress(FileNotFoundError):
+                st = entry.stat(follow_symlinks=False)
+                # ctime: a fresh hard link to an old file has an old mtime.
+                age = now - max(st.st_mtime, st.st_ctime)
+                if age < (TEMP_GRACE if locked_kind else UNLOCKED_TEMP_AGE):
+                    continue
+                fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+                try:
+                    if try_flock(fd):
+                        os.unlink(entry.path)
+                        freed += st.st_size
+                        log.info("removed orphaned temp file %s (%d bytes)", entry.path, st.st_size)
+                finally:
+                    os.close(fd)
+        return freed
+
+    def _collect_upload(self, bucket: str, upload_id: str, path: str, now: float, expire: bool) -> None:
+        self._collect_temp(path, now, ("tmp-",))
+        if not expire:
+            return
+        last = os.stat(path).st_mtime
+        with os.scandir(path) as it:
+            for entry in it:
+                with contextlib.suppress(FileNotFoundError):
+                    last = max(last, entry.stat(follow_symlinks=False).st_mtime)
+        if now - last <= self.expiry:
+            return
+        lock = self.staging.disk.locks.try_lock(self.staging.slot(upload_id))
+        if lock is None:
+            return  # a part is being committed right now: not idle
+        try:
+            fd = os.open(os.path.join(path, "upload.json"), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if not try_flock(fd) or self._receiving(path):
+                    return
+                key = str((read_json(os.path.join(path, "upload.json")) or {}).get("key", "?"))
+                claimed = f"{path}.gc-{secrets.token_hex(6)}"
+                os.rename(path, claimed)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(lock)
+        freed = _tree_size(claimed)
+        shutil.rmtree(claimed, ignore_errors=True)
+        log.info("multipart GC: removed upload %s of %s/%s idle %.0fs, %d bytes freed", upload_id, bucket, key, now - last, freed)
+
+    @staticmethod
+    def _receiving(path: str) -> bool:
+        """Whether a writer holds one of the upload's temp files (a part still arriving)."""
+        with os.scandir(path) as it:
+            for entry in it:
+                if not entry.name.startswith("tmp-"):
+                    continue
+                try:
+                    fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue
+                try:
+                    if not try_flock(fd):
+                        return True
+                finally:
+                    os.close(fd)
+        return False
+
+    def _collect_claim(self, bucket: str, path: str) -> None:
+        """A claimed folder whose claimant died (its flock is gone) is finished off."""
+        try:
+            fd = os.open(os.path.join(path, "upload.json"), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            fd = None  # a removal that got as far as upload.json, or not an upload at all
+        except NotADirectoryError:
+            return
+        try:
+            if fd is not None and not try_flock(fd):
+                return
+            freed = _tree_size(path)
+            shutil.rmtree(path, ignore_errors=True)
+            log.info("multipart GC: removed abandoned claim %s in %s, %d bytes freed", os.path.basename(path), bucket, freed)
+        finally:
+            if fd is not None:
+                os.close(fd)
