@@ -1,0 +1,177 @@
+"""RenameObject through boto3 (conditions, idempotency tokens, refusals) and cheap copies: a
+CopyObject of a large object is a hard link whose keys keep separate metadata."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import Server
+
+MIB = 1024 * 1024
+
+
+def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(exc.value.response["Error"]["Code"])
+
+
+def inode(server: Server, bucket: str, key: str) -> os.stat_result:
+    assert server.root is not None
+    return os.stat(server.root / bucket / key)
+
+
+@pytest.fixture(autouse=True)
+def local_only(server: Server) -> None:
+    if server.root is None:
+        pytest.skip("inspects the server's files")
+
+
+def test_botocore_knows_rename_object(s3) -> None:  # type: ignore[no-untyped-def]
+    assert "RenameObject" in s3.meta.service_model.operation_names
+
+
+def test_rename_is_one_rename_of_the_same_inode(s3, server: Server, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    data = os.urandom(3 * MIB)
+    s3.put_object(Bucket=bucket, Key="dir/src", Body=data, Metadata={"m": "1"}, ContentType="text/x-test")
+    before = inode(server, bucket, "dir/src")
+    etag = s3.head_object(Bucket=bucket, Key="dir/src")["ETag"]
+    s3.rename_object(Bucket=bucket, Key="moved/dst", RenameSource=f"{bucket}/dir/src")
+    assert inode(server, bucket, "moved/dst").st_ino == before.st_ino
+    with pytest.raises(ClientError) as exc:
+        s3.head_object(Bucket=bucket, Key="dir/src")
+    assert code(exc) == "404"
+    head = s3.head_object(Bucket=bucket, Key="moved/dst")
+    assert (head["ETag"], head["Metadata"], head["ContentType"]) == (etag, {"m": "1"}, "text/x-test")
+    assert s3.get_object(Bucket=bucket, Key="moved/dst")["Body"].read() == data
+    assert not (server.root / bucket / "dir").exists()  # type: ignore[operator]
+
+
+def test_rename_conditions(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    s3.put_object(Bucket=bucket, Key="src", Body=b"source")
+    s3.put_object(Bucket=bucket, Key="taken", Body=b"destination")
+    src_etag = s3.head_object(Bucket=bucket, Key="src")["ETag"]
+    dst_etag = s3.head_object(Bucket=bucket, Key="taken")["ETag"]
+    past = datetime.datetime(2001, 1, 1, tzinfo=datetime.UTC)
+    refused = [
+        {"Key": "new", "SourceIfMatch": '"0000"'},
+        {"Key": "new", "SourceIfNoneMatch": src_etag},
+        {"Key": "new", "SourceIfUnmodifiedSince": past},
+        {"Key": "taken", "DestinationIfNoneMatch": "*"},
+        {"Key": "taken", "DestinationIfMatch": '"0000"'},
+        {"Key": "taken", "DestinationIfUnmodifiedSince": past},
+    ]
+    for kwargs in refused:
+        with pytest.raises(ClientError) as exc:
+            s3.rename_object(Bucket=bucket, RenameSource=f"{bucket}/src", **kwargs)
+        assert code(exc) == "PreconditionFailed", kwargs
+    assert s3.get_object(Bucket=bucket, Key="src")["Body"].read() == b"source"
+    assert s3.get_object(Bucket=bucket, Key="taken")["Body"].read() == b"destination"
+    s3.rename_object(
+        Bucket=bucket, Key="taken", RenameSource=f"{bucket}/src", SourceIfMatch=src_etag, DestinationIfMatch=dst_etag
+    )
+    assert s3.get_object(Bucket=bucket, Key="taken")["Body"].read() == b"source"
+
+
+def test_rename_client_token_makes_retries_succeed(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    s3.put_object(Bucket=bucket, Key="a", Body=b"payload")
+    s3.rename_object(Bucket=bucket, Key="b", RenameSource=f"{bucket}/a", ClientToken="token-1")
+    # The same request again (its response was lost): success, and nothing changes.
+    s3.rename_object(Bucket=bucket, Key="b", RenameSource=f"{bucket}/a", ClientToken="token-1")
+    assert s3.get_object(Bucket=bucket, Key="b")["Body"].read() == b"payload"
+    with pytest.raises(ClientError) as exc:
+        s3.rename_object(Bucket=bucket, Key="b", RenameSource=f"{bucket}/a", ClientToken="token-2")
+    assert code(exc) == "NoSuchKey"
+    with pytest.raises(ClientError) as exc:  # a token does not excuse a different request
+        s3.rename_object(Bucket=bucket, Key="c", RenameSource=f"{bucket}/a", ClientToken="token-1")
+    assert code(exc) == "NoSuchKey"
+
+
+def test_rename_refusals(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    s3.put_object(Bucket=bucket, Key="file", Body=b"f")
+    s3.put_object(Bucket=bucket, Key="other", Body=b"o")
+    with pytest.raises(ClientError) as exc:
+        s3.rename_object(Bucket=bucket, Key="x", RenameSource=f"{bucket}/missing")
+    assert code(exc) == "NoSuchKey"
+    with pytest.raises(ClientError) as exc:
+        s3.rename_object(Bucket=bucket, Key="x", RenameSource="another-bucket/file")
+    assert code(exc) == "InvalidRequest"
+    with pytest.raises(ClientError) as exc:  # "file" is an object, so it cannot be a folder too
+        s3.rename_object(Bucket=bucket, Key="file/below", RenameSource=f"{bucket}/other")
+    assert code(exc) == "ObjectParentIsFile"
+    assert s3.get_object(Bucket=bucket, Key="other")["Body"].read() == b"o"
+
+
+# -- cheap copies ------------------------------------------------------------------------------
+
+
+def test_copy_links_and_keys_keep_their_own_metadata(s3, server: Server, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    data = os.urandom(2 * MIB)
+    s3.put_object(Bucket=bucket, Key="src", Body=data, Metadata={"who": "src"}, Tagging="t=src")
+    etag = s3.head_object(Bucket=bucket, Key="src")["ETag"]
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "src"})
+    s3.copy_object(
+        Bucket=bucket, Key="replaced", CopySource={"Bucket": bucket, "Key": "src"},
+        MetadataDirective="REPLACE", Metadata={"who": "replaced"}, ContentType="text/plain",
+    )
+    ino = inode(server, bucket, "src").st_ino
+    assert inode(server, bucket, "copy").st_ino == ino == inode(server, bucket, "replaced").st_ino
+    assert inode(server, bucket, "src").st_nlink == 3
+    assert s3.head_object(Bucket=bucket, Key="replaced")["Metadata"] == {"who": "replaced"}
+    assert s3.head_object(Bucket=bucket, Key="src")["Metadata"] == {"who": "src"}
+    assert s3.head_object(Bucket=bucket, Key="copy")["ETag"] == etag
+
+    def tags(key: str) -> dict[str, str]:
+        return {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
+
+    s3.put_object_tagging(Bucket=bucket, Key="copy", Tagging={"TagSet": [{"Key": "t", "Value": "copy"}]})
+    s3.put_object_tagging(Bucket=bucket, Key="src", Tagging={"TagSet": [{"Key": "t", "Value": "src2"}]})
+    assert (tags("src"), tags("copy"), tags("replaced")) == ({"t": "src2"}, {"t": "copy"}, {"t": "src"})
+    listed = {o["Key"]: o["ETag"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert listed == {"src": etag, "copy": etag, "replaced": etag}
+
+    # A new PUT over the source replaces its directory entry; the copies keep the old bytes.
+    s3.put_object(Bucket=bucket, Key="src", Body=b"new source")
+    assert s3.get_object(Bucket=bucket, Key="copy")["Body"].read() == data
+    s3.delete_object(Bucket=bucket, Key="src")
+    got = s3.get_object(Bucket=bucket, Key="copy")
+    assert got["Body"].read() == data and got["ETag"] == etag and got["Metadata"] == {"who": "src"}
+    assert tags("copy") == {"t": "copy"}
+    assert s3.get_object(Bucket=bucket, Key="replaced")["ContentType"] == "text/plain"
+
+
+def test_small_and_foreign_objects_are_copied_not_linked(s3, server: Server, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    s3.put_object(Bucket=bucket, Key="small", Body=b"tiny")
+    s3.copy_object(Bucket=bucket, Key="small-copy", CopySource={"Bucket": bucket, "Key": "small"})
+    assert inode(server, bucket, "small").st_ino != inode(server, bucket, "small-copy").st_ino
+    # A file another program put there may be rewritten in place by it: never shared.
+    assert server.root is not None
+    (server.root / bucket / "foreign").write_bytes(b"f" * (2 * MIB))
+    s3.copy_object(Bucket=bucket, Key="foreign-copy", CopySource={"Bucket": bucket, "Key": "foreign"})
+    assert inode(server, bucket, "foreign").st_ino != inode(server, bucket, "foreign-copy").st_ino
+    assert s3.get_object(Bucket=bucket, Key="foreign-copy")["Body"].read() == b"f" * (2 * MIB)
+
+
+@pytest.mark.awscli
+def test_aws_s3_mv_is_cheap(server: Server, s3, bucket: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = os.urandom(4 * MIB)
+    s3.put_object(Bucket=bucket, Key="before", Body=data)
+    ino = inode(server, bucket, "before").st_ino
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "AWS_ACCESS_KEY_ID": server.access_key,
+        "AWS_SECRET_ACCESS_KEY": server.secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    subprocess.run(
+        ["/usr/bin/aws", "--endpoint-url", server.endpoint, "s3", "mv", f"s3://{bucket}/before", f"s3://{bucket}/after"],
+        check=True, env=env, capture_output=True,
+    )
+    assert inode(server, bucket, "after").st_ino == ino
+    assert inode(server, bucket, "after").st_nlink == 1
+    assert s3.get_object(Bucket=bucket, Key="after")["Body"].read() == data
