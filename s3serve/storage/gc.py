@@ -81,7 +81,10 @@ class Collector:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.collect, False)
+        try:
+            await asyncio.to_thread(self.collect, False)
+        except Exception:  # serving matters more than tidying up
+            log.exception("multipart GC at start-up failed")
         self._task = asyncio.create_task(self._loop(), name="s3serve-multipart-gc")
 
     async def stop(self) -> None:
@@ -152,15 +155,15 @@ class Collector:
         return freed
 
     def _collect_upload(self, bucket: str, upload_id: str, path: str, now: float, expire: bool) -> None:
-        self._collect_temp(path, now, ("tmp-",))
-        if not expire:
-            return
+        # The clock is the last part activity, read before removing a dead writer's temp file
+        # (which touches the folder but is no activity).
         last = os.stat(path).st_mtime
         with os.scandir(path) as it:
             for entry in it:
                 with contextlib.suppress(FileNotFoundError):
                     last = max(last, entry.stat(follow_symlinks=False).st_mtime)
-        if now - last <= self.expiry:
+        self._collect_temp(path, now, ("tmp-",))
+        if not expire or now - last <= self.expiry:
             return
         lock = self.staging.disk.locks.try_lock(self.staging.slot(upload_id))
         if lock is None:
