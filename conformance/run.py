@@ -6,7 +6,7 @@
 
 By default three s3serve processes are started on free loopback ports, each on a fresh temporary
 root: plain http (path style), ``--tls-self-signed`` (https) and ``--domain localhost`` (virtual-host
-style, reached through ``conformance.vhost_proxy``). To run the same suite against another S3
+style, reached through ``conformance.vhost_proxy``), plus ``--workers 2`` for a multi-process pass. To run the same suite against another S3
 endpoint instead, set ``S3_ENDPOINT`` (and ``S3_ACCESS_KEY``, ``S3_SECRET_KEY``, optionally
 ``S3_REGION``, ``S3_HTTPS_ENDPOINT``, ``S3_VHOST_DOMAIN``); steps that need what is not given skip.
 """
@@ -86,12 +86,15 @@ class Run:
         http = start("http", [])
         tls = start("https", ["--tls-self-signed"])
         vhost = start("vhost", ["--domain", "localhost"])
+        # Several processes on one root (SO_REUSEPORT): multipart parts land on different workers.
+        workers = start("workers", ["--workers", "2"])
         self.env = {
             "CONF_ENDPOINT": http.url if http else "http://127.0.0.1:1",
             "CONF_ACCESS_KEY": access,
             "CONF_SECRET_KEY": secret,
             "CONF_REGION": "us-east-1",
             "CONF_HTTPS_ENDPOINT": tls.url if tls else "",
+            "CONF_WORKERS_ENDPOINT": workers.url if workers else "",
         }
         if vhost:
             self.start_proxy(vhost.port, "localhost")
@@ -120,6 +123,7 @@ class Run:
             "CONF_SECRET_KEY": os.environ.get("S3_SECRET_KEY", "test"),
             "CONF_REGION": os.environ.get("S3_REGION", "us-east-1"),
             "CONF_HTTPS_ENDPOINT": os.environ.get("S3_HTTPS_ENDPOINT", ""),
+            "CONF_WORKERS_ENDPOINT": "",
         }
         domain = os.environ.get("S3_VHOST_DOMAIN", "")
         parts = urlsplit(url)

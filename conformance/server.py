@@ -42,7 +42,8 @@ class Process:
         log = self.log.open("ab")
         self.proc = subprocess.Popen(
             self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
-            env={**os.environ, **(self.env or {})},
+            # S3SERVE_* variables would quietly change the server under test (root, domain, ...).
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("S3SERVE_")}, **(self.env or {})},
         )
         log.close()
 

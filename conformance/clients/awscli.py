@@ -281,6 +281,21 @@ def _() -> None:
     expect_equal(r.get("ContentLength"), 110, "ContentLength")
 
 
+@rec.step("cp - (stdin, unknown length)", needs=["mb"])
+def _() -> None:
+    # `producer | aws s3 cp - s3://...` streams with no length known: multipart of 8 MiB parts.
+    data_md5 = md5_file(big)
+    with big.open("rb") as f:
+        run([AWS, "--endpoint-url", ep.url, "s3", "cp", "-", f"s3://{B}/stdin.bin"], env=ENV, stdin=f, timeout=600)
+    h = head("stdin.bin")
+    expect_equal(h["ContentLength"], 100 * MiB, "ContentLength")
+    out = W / "stdin.down"
+    aws("s3", "cp", f"s3://{B}/stdin.bin", out, timeout=600)
+    expect_equal(md5_file(out), data_md5, "md5 of the streamed upload")
+    out.unlink()
+    aws("s3", "rm", f"s3://{B}/stdin.bin")
+
+
 @rec.step("aborted multipart upload", needs=["mb"])
 def _() -> None:
     part = W / "part1"
@@ -345,7 +360,7 @@ def vaws(*args: str | Path, check: bool = True):  # noqa: ANN201
     return aws(*args, endpoint=ep.vhost_url, env=env, check=check)
 
 
-@rec.step("vhost: mb, cp, ls, cp down, rb")
+@rec.step("vhost: mb, cp, ls, cp down, presign + curl, rb")
 def _() -> None:
     vaws("s3", "mb", f"s3://{VB}")
     vaws("s3", "cp", small, f"s3://{VB}/dir/small.txt")
@@ -354,9 +369,37 @@ def _() -> None:
     down = W / "vhost.down"
     vaws("s3", "cp", f"s3://{VB}/dir/small.txt", down)
     expect_equal(down.read_bytes(), small.read_bytes(), "bytes over virtual-host")
+    url = vaws("s3", "presign", f"s3://{VB}/dir/small.txt", "--expires-in", "300").stdout.strip()
+    expect(f"//{VB}.{ep.vhost_domain}" in url, f"presign did not give a virtual-host URL: {url}")
+    # curl resolves *.localhost to loopback by itself, no proxy needed.
+    c = run(["curl", "-sS", "--noproxy", "*", "-o", W / "vhost.presigned", "-w", "%{http_code}", url], check=False)
+    expect_equal(c.stdout, "200", f"curl of the virtual-host presigned URL {url}")
+    expect_equal((W / "vhost.presigned").read_bytes(), small.read_bytes(), "presigned bytes over virtual-host")
     vaws("s3", "rb", "--force", f"s3://{VB}")
     log = os.environ.get("CONF_VHOST_PROXY_LOG")
     if log and Path(log).exists():
         hosts = {line.split(" ", 1)[0] for line in Path(log).read_text().splitlines()}
         vhost = f"{VB}.{ep.vhost_domain}"
         expect(any(h.split(":")[0] == vhost for h in hosts), f"no request with Host {vhost}: saw {hosts}")
+
+
+# Several worker processes on one root: parts of one upload are served by different processes.
+WB = ep.bucket("awscli-workers")
+WURL = os.environ.get("CONF_WORKERS_ENDPOINT", "")
+
+
+@rec.step("workers=2: mb, cp 100 MiB up/down, sync tree, rb")
+def _() -> None:
+    if not WURL:
+        raise Skip("no multi-worker endpoint configured")
+    aws("s3", "mb", f"s3://{WB}", endpoint=WURL)
+    aws("s3", "cp", big, f"s3://{WB}/big.bin", endpoint=WURL, timeout=600)
+    out = W / "workers.down"
+    aws("s3", "cp", f"s3://{WB}/big.bin", out, endpoint=WURL, timeout=600)
+    expect_equal(md5_file(out), big_md5, "md5 after round trip")
+    out.unlink()
+    aws("s3", "sync", tree, f"s3://{WB}/tree/", endpoint=WURL, timeout=600)
+    down = W / "workers.tree"
+    aws("s3", "sync", f"s3://{WB}/tree/", down, endpoint=WURL, timeout=600)
+    diff_trees(tree_digest(down), tree_files, "tree through two workers")
+    aws("s3", "rb", "--force", f"s3://{WB}", endpoint=WURL, timeout=600)

@@ -35,6 +35,7 @@ from conformance.clients.common import (
     expect_equal,
     make_file,
     md5_file,
+    run,
 )
 
 warnings.filterwarnings("ignore")  # urllib3's InsecureRequestWarning for the self-signed https run
@@ -99,6 +100,14 @@ def http_request(method: str, url: str, data: bytes | None = None) -> tuple[int,
 
 def crc32_b64(data: bytes) -> str:
     return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+# Keys that need escaping in a URL, in SigV4's canonical URI, in SigV2's resource and in XML.
+WEIRD_KEYS = [
+    "sp ace", "plus+sign", "100%", "pct%20not-a-space", "a=b&c=d", "tilde~star*", "quote'paren()",
+    "semi;colon:comma,", "dollar$at@", "brackets[]{}", "hash#question?", "caret^pipe|back`tick",
+    "less<greater>", "\u00fcml\u00e4ut", "\u65e5\u672c\u8a9e", "emoji-\U0001f600", "tab\there", "trailing-dot.", "dir/sub/deeper",
+]
 
 
 def record_put_headers(s3: Any) -> list[dict[str, str]]:
@@ -280,6 +289,29 @@ def workflow(label: str, url: str, checksums: str) -> None:
         expect_equal(s3.get_object(Bucket=bucket, Key="ren/dst")["Body"].read(), b"rename me", "renamed bytes")
         expect_equal(error_of(s3.head_object, Bucket=bucket, Key="ren/src")[1], 404, "source after rename")
 
+    @step("keys with special characters (put/list/get/copy/presign/delete)", ("create_bucket",))
+    def _() -> None:
+        keys = sorted(f"weird/{k}" for k in WEIRD_KEYS)
+        for k in keys:
+            s3.put_object(Bucket=bucket, Key=k, Body=k.encode())
+        listed = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="weird/")
+                  for o in p.get("Contents", [])]
+        # S3 lists in UTF-8 byte order, which is not Python's str order for non-ASCII keys.
+        expect_equal(listed, sorted(keys, key=lambda k: k.encode()), "listing")
+        for k in keys:
+            expect_equal(s3.get_object(Bucket=bucket, Key=k)["Body"].read(), k.encode(), f"bytes of {k!r}")
+        src = "weird/" + WEIRD_KEYS[-1]
+        s3.copy_object(Bucket=bucket, Key=src + " copy", CopySource={"Bucket": bucket, "Key": src})
+        expect_equal(s3.get_object(Bucket=bucket, Key=src + " copy")["Body"].read(), src.encode(), "copied bytes")
+        for sig in ("s3v4", "s3"):
+            get_url = client(url, checksums, signature=sig).generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": src}, ExpiresIn=300)
+            status, resp = http_request("GET", get_url)
+            expect_equal((status, resp), (200, src.encode()), f"presigned GET ({sig}) of {src!r}")
+        r = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in [*keys, src + " copy"]]})
+        expect_equal(r.get("Errors", []), [], "DeleteObjects errors")
+        expect_equal(s3.list_objects_v2(Bucket=bucket, Prefix="weird/").get("KeyCount"), 0, "keys left")
+
     @step("empty and delete bucket", ("create_bucket",))
     def _() -> None:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
@@ -352,11 +384,42 @@ def error_codes(url: str) -> None:
         pass  # leftovers only matter on an external endpoint; the steps above said what failed
 
 
+def vhost_workflow() -> None:
+    """Virtual-host style (bucket.localhost:PORT) through the loopback proxy; presigned URLs via
+    curl, which resolves *.localhost by itself."""
+    if not (ep.vhost_url and ep.vhost_proxy):
+        rec.record("vhost: workflow", "skip", "no virtual-host endpoint configured")
+        return
+    cfg = Config(s3={"addressing_style": "virtual"}, proxies={"http": ep.vhost_proxy},
+                 retries={"max_attempts": 1, "mode": "standard"})
+    s3 = boto3.client("s3", endpoint_url=ep.vhost_url, region_name=ep.region, config=cfg,
+                      aws_access_key_id=ep.access_key, aws_secret_access_key=ep.secret_key)
+    bucket = ep.bucket("boto3-vhost")
+
+    @rec.step("vhost: create_bucket, put/get, list, presigned GET, delete")
+    def _() -> None:
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="a/b c.txt", Body=b"virtual host")
+        expect_equal(s3.get_object(Bucket=bucket, Key="a/b c.txt")["Body"].read(), b"virtual host", "bytes")
+        expect_equal([o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])], ["a/b c.txt"], "keys")
+        for sig in ("s3v4", "s3"):
+            pc = boto3.client("s3", endpoint_url=ep.vhost_url, region_name=ep.region,
+                              config=cfg.merge(Config(signature_version=sig)),
+                              aws_access_key_id=ep.access_key, aws_secret_access_key=ep.secret_key)
+            u = pc.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "a/b c.txt"}, ExpiresIn=300)
+            expect(f"//{bucket}.{ep.vhost_domain}" in u, f"not a virtual-host URL: {u}")
+            c = run(["curl", "-sS", "--noproxy", "*", "-w", "\n%{http_code}", u], check=False)
+            expect_equal(c.stdout.rsplit("\n", 1), ["virtual host", "200"], f"curl {u} ({sig})")
+        s3.delete_object(Bucket=bucket, Key="a/b c.txt")
+        s3.delete_bucket(Bucket=bucket)
+
+
 def main() -> None:
     for checksums in ("when_supported", "when_required"):
         label = f"http+{'default' if checksums == 'when_supported' else 'when_required'}"
         workflow(label, ep.url, checksums)
     error_codes(ep.url)
+    vhost_workflow()
     for checksums in ("when_supported", "when_required"):
         label = f"https+{'default' if checksums == 'when_supported' else 'when_required'}"
         if not ep.https_url:

@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 MiB = 1024 * 1024
@@ -170,6 +171,7 @@ def run(
     timeout: float = 300,
     check: bool = True,
     input: str | None = None,
+    stdin: IO[bytes] | None = None,
     cwd: str | os.PathLike[str] | None = None,
 ) -> Completed:
     """Run a command; on non-zero exit (when ``check``) fail the step with its output."""
@@ -187,7 +189,7 @@ def run(
             timeout=timeout,
             input=input,
             cwd=cwd,
-            stdin=None if input is not None else subprocess.DEVNULL,
+            stdin=stdin if stdin is not None else (None if input is not None else subprocess.DEVNULL),
         )
     except subprocess.TimeoutExpired as e:
         out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
