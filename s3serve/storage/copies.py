@@ -50,7 +50,7 @@ def _unlink_quietly(path: str | None) -> None:
             os.unlink(path)
 
 
-def _linkable(disk: DiskBackend, found: _Found, record: Record, want: str | None, spath: str) -> bool:
+def _linkable(found: _Found, record: Record, want: str | None, spath: str) -> bool:
     """A hard link is safe for a file that s3serve wrote (a foreign file may be rewritten in place
     by its program: adopted records carry no checksums), reached by its own name (not a symlink)."""
     return (
@@ -99,7 +99,7 @@ async def copy_object(
                 }
                 record.checksum_type = "FULL_OBJECT"
         else:
-            if not dkp.is_folder and _linkable(disk, found, record, want, spath):
+            if _linkable(found, record, want, spath):
                 info = await _copy_by_link(disk, src_bucket, src_key, dst_bucket, dkp, meta, src_precondition, precondition)
                 if info is not None:
                     return info
