@@ -86,7 +86,7 @@ def keys_recursive(prefix: str) -> dict[str, int]:
 
 
 v = run([AWS, "--version"], check=False)
-rec.version(v.stdout or v.stderr)
+rec.version((v.stdout or v.stderr).split(" ")[0])  # "aws-cli/2.9.19"
 
 
 @rec.step("version is aws-cli/2")

@@ -34,7 +34,8 @@ B = ep.bucket("s3fs-fuse")
 MNT = W / "mnt"
 MNT.mkdir()
 v = run(["s3fs", "--version"], check=False)
-rec.version(v.stdout or v.stderr)
+# "Amazon Simple Storage Service File System V1.90 (commit:...) with GnuTLS" -> "s3fs V1.90"
+rec.version("s3fs " + next((w for w in (v.stdout or v.stderr).split() if w.startswith("V")), "?"))
 s3 = boto3.client(
     "s3", endpoint_url=ep.url, region_name=ep.region, aws_access_key_id=ep.access_key,
     aws_secret_access_key=ep.secret_key, config=Config(s3={"addressing_style": "path"}),
