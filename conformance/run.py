@@ -96,6 +96,11 @@ class Run:
             "CONF_HTTPS_ENDPOINT": tls.url if tls else "",
             "CONF_WORKERS_ENDPOINT": workers.url if workers else "",
         }
+        if tls:
+            # --tls-self-signed keeps its certificate under the root: clients can really verify it.
+            cert = self.tmp / "root-https" / ".s3serve" / "tls" / "cert.pem"
+            if cert.exists():
+                self.env["CONF_CA_BUNDLE"] = str(cert)
         if vhost:
             self.start_proxy(vhost.port, "localhost")
         self.describe = "s3serve (fresh temporary roots)"
@@ -131,7 +136,31 @@ class Run:
             self.start_proxy(parts.port or 80, domain)
         self.describe = f"external endpoint {url}"
 
+    def check_server_logs(self) -> None:
+        """A client can pass while the server logged a traceback (say, a 500 that a retry hid):
+        that is a failure too."""
+        for srv in self.servers:
+            if not isinstance(srv, S3Serve):
+                continue
+            lines = srv.log.read_text(errors="replace").splitlines()
+            bad = [i for i, line in enumerate(lines) if "Traceback" in line or " ERROR " in line or " CRITICAL " in line]
+            detail = "\n".join(lines[bad[0]:bad[0] + 30]) if bad else ""
+            self.record("s3serve", f"no errors in the {srv.name} server log", "fail" if bad else "pass",
+                        f"{len(bad)} error line(s) in {srv.log}, first:\n{detail}" if bad else "")
+
+    def unmount_leftovers(self) -> None:
+        """A client killed mid-run (s3fs-fuse) can leave a FUSE mount under the temp dir."""
+        try:
+            mounts = Path("/proc/mounts").read_text().splitlines()
+        except OSError:
+            return
+        for line in mounts:
+            point = line.split()[1] if len(line.split()) > 1 else ""
+            if point.startswith(str(self.tmp)):
+                subprocess.run(["fusermount", "-u", "-z", point], check=False, capture_output=True, timeout=30)
+
     def stop(self) -> None:
+        self.unmount_leftovers()
         for s in reversed(self.servers):
             s.stop()
         if not self.keep:
@@ -193,6 +222,7 @@ class Run:
             self.record(name, "client process exits cleanly", "fail",
                         f"exit code {rc} after {time.monotonic() - start:.0f}s\n" + "\n".join(tail))
         # Leave the space for the next client: the workdirs hold hundreds of MiB.
+        self.unmount_leftovers()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -268,6 +298,7 @@ def main() -> int:
                 run.record(name, "client runs", "fail", "not run: the server under test did not start")
                 continue
             run.run_client(name, CLIENTS[name])
+        run.check_server_logs()
     finally:
         run.stop()
     if args.keep:

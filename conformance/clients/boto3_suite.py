@@ -48,9 +48,15 @@ W = ep.workdir
 TRANSFER = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, max_concurrency=4)
 BIG = W / "big.bin"
 BIG_MD5 = make_file(BIG, 17 * MiB, seed=3)
-INSECURE = ssl.create_default_context()
-INSECURE.check_hostname = False
-INSECURE.verify_mode = ssl.CERT_NONE
+# Verify the server's certificate when we know it (s3serve's --tls-self-signed), as a careful user
+# would with --ca-bundle; an external https endpoint without a known certificate is not verified.
+if ep.ca_bundle:
+    TLS = ssl.create_default_context(cafile=ep.ca_bundle)
+else:
+    TLS = ssl.create_default_context()
+    TLS.check_hostname = False
+    TLS.verify_mode = ssl.CERT_NONE
+VERIFY: str | bool = ep.ca_bundle or False
 
 
 def client(url: str, checksums: str = "when_supported", signature: str | None = None,
@@ -68,7 +74,7 @@ def client(url: str, checksums: str = "when_supported", signature: str | None = 
     return boto3.client(
         "s3", endpoint_url=url, region_name=ep.region, config=cfg,
         aws_access_key_id=access or ep.access_key, aws_secret_access_key=secret or ep.secret_key,
-        verify=False if url.startswith("https") else None,
+        verify=VERIFY if url.startswith("https") else None,
     )
 
 
@@ -87,7 +93,7 @@ def http_request(method: str, url: str, data: bytes | None = None) -> tuple[int,
     parts = urllib.parse.urlsplit(url)
     conn: http.client.HTTPConnection
     if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(parts.netloc, timeout=60, context=INSECURE)
+        conn = http.client.HTTPSConnection(parts.netloc, timeout=60, context=TLS)
     else:
         conn = http.client.HTTPConnection(parts.netloc, timeout=60)
     try:

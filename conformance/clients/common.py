@@ -40,6 +40,7 @@ class Endpoint:
     vhost_url: str  # e.g. http://localhost:PORT, "" when virtual-host style is not available
     vhost_domain: str
     vhost_proxy: str  # http://127.0.0.1:PORT of the loopback proxy that resolves *.<domain>
+    ca_bundle: str  # certificate of the https endpoint, "" to skip verification
     workdir: Path  # scratch space for this client, removed by the orchestrator
     bucket_prefix: str
 
@@ -73,6 +74,7 @@ class Endpoint:
             vhost_url=env.get("CONF_VHOST_ENDPOINT", "").rstrip("/"),
             vhost_domain=env.get("CONF_VHOST_DOMAIN", ""),
             vhost_proxy=env.get("CONF_VHOST_PROXY", ""),
+            ca_bundle=env.get("CONF_CA_BUNDLE", ""),
             workdir=workdir,
             bucket_prefix=env.get("CONF_BUCKET_PREFIX", "conf-"),
         )
