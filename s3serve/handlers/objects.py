@@ -90,10 +90,13 @@ def _part_range(info: ObjectInfo, raw: str) -> tuple[int, int, int | None]:
         if number != 1:
             raise errors.InvalidPartNumber(PartNumberRequested=number, ActualPartCount=1)
         return 0, info.size, None
-    if number > len(info.parts):
-        raise errors.InvalidPartNumber(PartNumberRequested=number, ActualPartCount=len(info.parts))
-    offset = sum(p.size for p in info.parts[: number - 1])
-    return offset, info.parts[number - 1].size, len(info.parts)
+    # Parts keep the numbers they were uploaded with (1, 3, 5 stays 1, 3, 5).
+    offset = 0
+    for part in info.parts:
+        if part.number == number:
+            return offset, part.size, len(info.parts)
+        offset += part.size
+    raise errors.InvalidPartNumber(PartNumberRequested=number, ActualPartCount=len(info.parts))
 
 
 async def get_object(ctx: Context) -> web.StreamResponse:

@@ -138,6 +138,28 @@ def test_part_number_and_range_reads(s3, bucket: str) -> None:  # type: ignore[n
     assert s3.get_object(Bucket=bucket, Key="parts")["Body"].read() == whole
 
 
+def test_part_numbers_with_gaps_keep_their_numbers(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    first, third = os.urandom(PART), b"the part numbered three"
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="gaps")["UploadId"]
+    etags = {
+        n: s3.upload_part(Bucket=bucket, Key="gaps", UploadId=upload_id, PartNumber=n, Body=body)["ETag"]
+        for n, body in ((1, first), (3, third))
+    }
+    s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="gaps",
+        UploadId=upload_id,
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in sorted(etags.items())]},
+    )
+    got = s3.get_object(Bucket=bucket, Key="gaps", PartNumber=3)
+    assert got["Body"].read() == third
+    assert got["PartsCount"] == 2
+    assert got["ContentRange"] == f"bytes {PART}-{PART + len(third) - 1}/{PART + len(third)}"
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key="gaps", PartNumber=2)
+    assert error_code(exc) == "InvalidPartNumber"
+
+
 def test_reupload_replaces_part_and_invisible_until_complete(s3, server: Server, bucket: str) -> None:  # type: ignore[no-untyped-def]
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key="obj")["UploadId"]
     s3.upload_part(Bucket=bucket, Key="obj", UploadId=upload_id, PartNumber=1, Body=b"first version")
