@@ -141,6 +141,21 @@ def _() -> None:
     out.unlink()
 
 
+@rec.step("cp s3 -> s3 100 MiB (UploadPartCopy)", needs=["cp up 100 MiB (multipart)"])
+def _() -> None:
+    aws("s3", "cp", f"s3://{B}/big.bin", f"s3://{B}/big-copy.bin", timeout=600)
+    r = api("get-object", "--bucket", B, "--key", "big-copy.bin", "--range", f"bytes={100 * MiB - 64}-", W / "tail")
+    expect_equal(r.get("ContentLength"), 64, "ContentLength of the tail range")
+    with big.open("rb") as f:
+        f.seek(100 * MiB - 64)
+        expect_equal((W / "tail").read_bytes(), f.read(), "last 64 bytes of the copy")
+    out = W / "copy.down"
+    aws("s3", "cp", f"s3://{B}/big-copy.bin", out, timeout=600)
+    expect_equal(md5_file(out), big_md5, "md5 of the server-side copy")
+    out.unlink()
+    aws("s3", "rm", f"s3://{B}/big-copy.bin")
+
+
 @rec.step("ls", needs=["cp up small"])
 def _() -> None:
     out = aws("s3", "ls", f"s3://{B}/").stdout

@@ -194,6 +194,18 @@ def workflow(label: str, url: str, checksums: str) -> None:
         h = s3.head_object(Bucket=bucket, Key="big.bin")
         expect_equal(h["ContentLength"], BIG.stat().st_size, "ContentLength")
         expect(h["ETag"].strip('"').endswith("-4"), f"expected a 4-part ETag, got {h['ETag']}")
+        h = s3.head_object(Bucket=bucket, Key="big.bin", ChecksumMode="ENABLED")
+        crc = h.get("ChecksumCRC32")
+        if checksums == "when_supported" or crc:
+            # botocore sends a CRC32 per part; S3 then reports either the full-object CRC32 or a
+            # composite "<crc of part crcs>-4". Either way it must agree with the data.
+            expect(crc is not None, f"no ChecksumCRC32 for a multipart upload with CRC32 parts: {h}")
+            if h.get("ChecksumType") == "FULL_OBJECT" or not str(crc).endswith("-4"):
+                expect_equal(crc, crc32_b64(BIG.read_bytes()), f"full-object CRC32 ({h.get('ChecksumType')})")
+            else:
+                parts = [BIG.read_bytes()[i:i + 5 * MiB] for i in range(0, BIG.stat().st_size, 5 * MiB)]
+                composite = crc32_b64(b"".join(zlib.crc32(p).to_bytes(4, "big") for p in parts))
+                expect_equal(crc, f"{composite}-4", "composite CRC32")
         out = W / f"{label}.down"
         s3.download_file(bucket, "big.bin", str(out), Config=TRANSFER)  # ranged GETs in parallel
         expect_equal(md5_file(out), BIG_MD5, "md5 after round trip")

@@ -145,6 +145,29 @@ def _() -> None:
     expect("copied.txt" not in keys and "sub/renamed.txt" in keys, f"objects after mv: {sorted(keys)}")
 
 
+@rec.step("append >>, truncate, empty file", needs=M)
+def _() -> None:
+    sh("sh", "-c", f"printf 'one\\n' > '{MNT}/log.txt' && printf 'two\\n' >> '{MNT}/log.txt'")
+    expect_equal(obj("log.txt"), b"one\ntwo\n", "object after append")
+    sh("truncate", "-s", "2", MNT / "log.txt")
+    expect_equal(obj("log.txt"), b"on", "object after truncate")
+    sh("touch", MNT / "empty")
+    expect_equal(s3.head_object(Bucket=B, Key="empty")["ContentLength"], 0, "size of a touched file")
+
+
+@rec.step("mv directory, rmdir", needs=["mkdir"])
+def _() -> None:
+    sh("mv", MNT / "sub", MNT / "sub2")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=B).get("Contents", []))
+    expect(not any(k.startswith("sub/") for k in keys), f"objects left under sub/: {keys}")
+    expect(any(k.startswith("sub2/") for k in keys), f"nothing under sub2/: {keys}")
+    sh("mkdir", MNT / "gone")
+    sh("rmdir", MNT / "gone")
+    expect(not (MNT / "gone").exists(), "rmdir: still there")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=B, Prefix="gone").get("Contents", [])]
+    expect_equal(keys, [], "objects left by rmdir")
+
+
 @rec.step("rm", needs=M)
 def _() -> None:
     sh("rm", MNT / "echo.txt")

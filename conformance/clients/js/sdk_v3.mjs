@@ -153,7 +153,13 @@ await step("lib-storage Upload 12 MiB (multipart)", ["CreateBucket"], async () =
   const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: "big.bin" }));
   expectEqual(head.ContentLength, data.length, "ContentLength");
   if (!/-3"$/.test(head.ETag ?? "")) throw new Error(`expected a 3-part ETag, got ${head.ETag}`);
-  const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "big.bin" }));
+  const withSum = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: "big.bin", ChecksumMode: "ENABLED" }));
+  // A composite checksum ends in "-<parts>"; a full-object one must match the whole data.
+  if (withSum.ChecksumCRC32 && !withSum.ChecksumCRC32.includes("-")) {
+    expectEqual(withSum.ChecksumCRC32, crc32b64(data), "full-object ChecksumCRC32");
+  }
+  // ChecksumMode ENABLED: the SDK validates a full-object checksum against the bytes it reads.
+  const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "big.bin", ChecksumMode: "ENABLED" }));
   expectEqual(md5(Buffer.from(await got.Body.transformToByteArray())), md5(data), "md5 after round trip");
 });
 
