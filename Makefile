@@ -26,6 +26,12 @@ lint: $(VENV)/.installed
 	$(PY) -m ruff check s3serve tests
 	$(PY) -m mypy s3serve
 
+# Real third-party clients (aws cli v2, boto3, s3fs-fuse, rclone, s3cmd, fsspec, minio-py, JS SDK v3)
+# running users' workflows against s3serve; installs the clients it needs (Debian, PyPI, npm).
+conformance: $(VENV)/.installed
+	bash conformance/install.sh
+	$(PY) -m conformance.run
+
 # Benchmarks against peers (moto, s3rver) and ceilings (nginx, bare aiohttp): long; never part of `make test`.
 bench: $(VENV)/.installed
 	bash bench/install.sh
