@@ -14,7 +14,7 @@ from aiohttp import web
 from .. import errors
 from ..checksums import ALGORITHM_DIGEST, MultiHasher
 from ..config import Config, User
-from ..payload import make_body
+from ..payload import make_body, stored_content_encoding
 from ..routing import Route
 from ..sigv4 import AuthResult
 from ..storage.base import STORED_HEADERS, Backend, ObjectInfo, Precondition, WriteMeta
@@ -140,10 +140,10 @@ def write_meta(headers: Mapping[str, str], *, with_tags: bool = True) -> WriteMe
         if value is None:
             continue
         if name == "content-encoding":
-            # aws-chunked is transfer framing, not a property of the object.
-            value = ",".join(p.strip() for p in value.split(",") if p.strip() and p.strip() != "aws-chunked")
-            if not value:
+            encoding = stored_content_encoding(value)
+            if encoding is None:
                 continue
+            value = encoding
         stored[name] = value
     user_meta: dict[str, str] = {}
     size = 0
