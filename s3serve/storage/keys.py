@@ -142,9 +142,40 @@ def _outside(key: str, what: str) -> errors.S3Error:
     )
 
 
+_O_PATH = getattr(os, "O_PATH", 0)
+_PROC_FD = "/proc/self/fd/"
+_HAS_PROC_FD = bool(_O_PATH) and os.path.isdir(_PROC_FD)
+
+
+def _resolve_plain(path: str) -> tuple[bool, tuple[str, os.stat_result] | None]:
+    """Fast path of ``resolve`` for the common case of a path without symlinks: one O_PATH open
+    (no side effects, even on a FIFO or device), and the kernel's name of what it opened. realpath
+    costs an lstat per component (~25 us here), this about 5 us. (False, None) means "not decided
+    here" (a symlink somewhere): take the slow path."""
+    try:
+        fd = os.open(path, _O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        # ELOOP cannot happen with O_NOFOLLOW on the last component alone; ENOENT/ENOTDIR mean
+        # absent whatever symlinks lie on the way (realpath + stat would fail the same way).
+        return e.errno in (errno.ENOENT, errno.ENOTDIR), None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISLNK(st.st_mode) or os.readlink(_PROC_FD + str(fd)) != path:
+            return False, None
+        return True, (path, st)
+    except OSError:
+        return False, None
+    finally:
+        os.close(fd)
+
+
 def resolve(real_root: str, path: str) -> tuple[str, os.stat_result] | None:
     """The real path and stat of an existing entry, or None when absent or when a symlink on the
     way leads outside ROOT's buckets (such a path is treated as absent)."""
+    if _HAS_PROC_FD:
+        decided, found = _resolve_plain(path)
+        if decided:
+            return found
     real = os.path.realpath(path)
     if real != path and not is_inside(real_root, real):
         return None

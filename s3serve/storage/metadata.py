@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import errno
 import fcntl
 import hashlib
@@ -41,6 +42,14 @@ DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 _TOO_BIG = {errno.E2BIG, errno.ENOSPC, errno.ERANGE}
 # errnos that mean "no xattrs here": a read-only foreign file, a filesystem without user xattrs.
 _NO_XATTR = {errno.EACCES, errno.EPERM, errno.ENOTSUP, errno.EROFS}
+
+# Parsed records and registry entries are cached by the inode's (dev, ino, ctime): any change to
+# an inode's data or xattrs moves its ctime, and a rename-replaced file is a new inode, so a cache
+# entry stays correct even when other processes share ROOT. ctime comes from the kernel's coarse
+# clock (one tick, a few ms), so two changes within a tick may share a ctime: only inodes whose
+# ctime is older than this are cached.
+_CACHE_MIN_AGE_NS = 50_000_000
+_CACHE_MAX = 16384
 
 # The built-in table only: the same guess on every host, whatever /etc/mime.types says.
 _MIME = mimetypes.MimeTypes()
@@ -175,6 +184,14 @@ class Record:
         """None for anything that is not a record we wrote (garbage, another program's xattr)."""
         try:
             doc = json.loads(data)
+        except ValueError:
+            return None
+        return cls.from_doc(doc)
+
+    @classmethod
+    def from_doc(cls, doc: Any) -> Record | None:
+        """``from_json`` of an already parsed document."""
+        try:
             parts = doc.get("parts")
             return cls(
                 etag=str(doc["etag"]),
@@ -240,6 +257,7 @@ class MetaStore:
         self.meta_dir = os.path.join(hidden, "meta")
         # Bucket names never start with '.', so this never collides with a bucket's sidecars.
         self.blob_dir = os.path.join(self.meta_dir, ".blobs")
+        self._records: dict[tuple[int, int, int], Record] = {}
 
     @staticmethod
     def probe(directory: str) -> bool:
@@ -281,17 +299,26 @@ class MetaStore:
             if record is not None:
                 record.blob = name
             return record
-        return Record.from_json(data)
+        return Record.from_doc(doc)
 
     def load(self, target: int | str, bucket: str, key: str, st: os.stat_result) -> Record | None:
         """The record of the file (path or fd) ``target`` whose stat is ``st``, if it still
         describes that file."""
         if self.use_xattrs:
+            cache_key = (st.st_dev, st.st_ino, st.st_ctime_ns)
+            record = self._records.get(cache_key)
+            if record is not None and record.matches(st):
+                # Callers reassign fields (tags, blob), never mutate them in place: a shallow copy will do.
+                return copy.copy(record)
             try:
                 record = self._parse(os.getxattr(target, XATTR))
             except OSError:
                 record = None
             if record is not None and record.matches(st):
+                if time.time_ns() - st.st_ctime_ns > _CACHE_MIN_AGE_NS:
+                    if len(self._records) >= _CACHE_MAX:
+                        self._records.clear()
+                    self._records[cache_key] = copy.copy(record)
                 return record
         try:
             with open(self.sidecar_path(bucket, key), "rb") as f:
@@ -379,17 +406,34 @@ class BucketRegistry:
     def __init__(self, hidden: str) -> None:
         self.dir = os.path.join(hidden, "buckets")
         self.tmp_dir = os.path.join(hidden, "tmp")
+        self._cache: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {}
 
     def _path(self, name: str) -> str:
         return os.path.join(self.dir, name + ".json")
 
     def read(self, name: str) -> dict[str, Any] | None:
+        # Every request to a bucket asks (ownership check): one stat instead of open+read+parse.
+        path = self._path(name)
         try:
-            with open(self._path(name), "rb") as f:
+            st = os.stat(path)
+        except OSError:
+            return None
+        stamp = (st.st_dev, st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size)
+        cached = self._cache.get(name)
+        if cached is not None and cached[0] == stamp:
+            return dict(cached[1])
+        try:
+            with open(path, "rb") as f:
                 doc = json.loads(f.read())
         except (OSError, ValueError):
             return None
-        return doc if isinstance(doc, dict) else None
+        if not isinstance(doc, dict):
+            return None
+        if time.time_ns() - st.st_ctime_ns > _CACHE_MIN_AGE_NS:
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[name] = (stamp, dict(doc))
+        return doc
 
     def info(self, name: str, folder_mtime: float, default_owner: str) -> BucketInfo:
         doc = self.read(name) or {}

@@ -1,0 +1,168 @@
+"""The small-object fast paths stay correct: the symlink-free resolve shortcut, the parsed-record
+cache and the bucket-registry cache, including when another process (a second backend on the same
+ROOT) changes what was cached."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from s3serve import errors
+from s3serve.storage import keys
+from s3serve.storage.base import WriteMeta
+from s3serve.storage.disk import DiskBackend
+
+OWNER = "owner-1"
+OTHER = "owner-2"
+# Longer than the age below which records are not cached (metadata._CACHE_MIN_AGE_NS).
+SETTLE = 0.08
+
+
+class Body:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.digests_wanted: frozenset[str] = frozenset()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.data
+
+    def finish(self, digests: dict[str, bytes]) -> dict[str, str]:
+        return {}
+
+
+def meta(content_type: str = "text/plain", **user: str) -> WriteMeta:
+    return WriteMeta(headers={"content-type": content_type}, user_meta=dict(user))
+
+
+async def backend(root: Path) -> DiskBackend:
+    be = DiskBackend(root, OWNER, fsync=False, use_xattrs=True)
+    await be.start()
+    return be
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "root"
+
+
+async def read_all(be: DiskBackend, key: str) -> bytes:
+    with await be.open_object("bkt", key) as reader:
+        return b"".join([piece async for piece in reader.iter_range(0, reader.info.size)])
+
+
+# -- resolve ------------------------------------------------------------------------------------
+def test_resolve_plain_path_gives_the_path_and_its_stat(tmp_path: Path) -> None:
+    real_root = os.path.realpath(tmp_path)
+    (tmp_path / "bkt" / "a").mkdir(parents=True)
+    (tmp_path / "bkt" / "a" / "f").write_bytes(b"x" * 5)
+    found = keys.resolve(real_root, os.path.join(real_root, "bkt", "a", "f"))
+    assert found is not None
+    assert found[0] == os.path.join(real_root, "bkt", "a", "f")
+    assert found[1].st_size == 5
+    assert keys.resolve(real_root, os.path.join(real_root, "bkt", "a", "missing")) is None
+    # Through a file: ENOTDIR, absent.
+    assert keys.resolve(real_root, os.path.join(real_root, "bkt", "a", "f", "g")) is None
+
+
+def test_resolve_follows_symlinks_only_inside_root(tmp_path: Path) -> None:
+    real_root = os.path.realpath(tmp_path / "root")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"secret")
+    bkt = Path(real_root) / "bkt"
+    (bkt / "dir").mkdir(parents=True)
+    (bkt / "dir" / "f").write_bytes(b"inside")
+    os.symlink(bkt / "dir", bkt / "dirlink")
+    os.symlink(bkt / "dir" / "f", bkt / "filelink")
+    os.symlink(outside, bkt / "outdir")
+    os.symlink(outside / "secret", bkt / "outfile")
+    # A symlinked folder on the way (not the last component) inside ROOT resolves to the target.
+    found = keys.resolve(real_root, str(bkt / "dirlink" / "f"))
+    assert found is not None and found[0] == str(bkt / "dir" / "f")
+    found = keys.resolve(real_root, str(bkt / "filelink"))
+    assert found is not None and found[0] == str(bkt / "dir" / "f")
+    # Leading outside, by a folder on the way or by the last component: absent.
+    assert keys.resolve(real_root, str(bkt / "outdir" / "secret")) is None
+    assert keys.resolve(real_root, str(bkt / "outfile")) is None
+    assert keys.resolve(real_root, str(bkt / "outdir" / "missing")) is None
+
+
+async def test_reads_through_symlinked_folder_outside_root_are_refused(root: Path, tmp_path: Path) -> None:
+    be = await backend(root)
+    await be.create_bucket("bkt", OWNER, "us-east-1")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"secret")
+    os.symlink(outside, root / "bkt" / "out")
+    with pytest.raises(errors.NoSuchKey):
+        await be.open_object("bkt", "out/secret")
+    with pytest.raises(errors.NoSuchKey):
+        await be.head_object("bkt", "out/secret")
+
+
+# -- the record cache ---------------------------------------------------------------------------
+async def test_cached_record_sees_metadata_changed_by_another_process(root: Path) -> None:
+    first = await backend(root)
+    second = await backend(root)
+    await first.create_bucket("bkt", OWNER, "us-east-1")
+    await first.put_object("bkt", "k", Body(b"one"), meta(colour="red"))
+    await asyncio.sleep(SETTLE)
+    assert (await first.head_object("bkt", "k")).user_meta == {"colour": "red"}
+    assert await first.get_object_tagging("bkt", "k") == {}
+    # Served from the cache now; the other process changes the tags (xattr only, same data).
+    await second.put_object_tagging("bkt", "k", {"a": "1"})
+    assert await first.get_object_tagging("bkt", "k") == {"a": "1"}
+    assert (await first.head_object("bkt", "k")).tag_count == 1
+    # And replaces the object (a new inode): new bytes, new metadata.
+    await second.put_object("bkt", "k", Body(b"two!"), meta("image/png", colour="blue"))
+    info = await first.head_object("bkt", "k")
+    assert (info.size, info.headers["content-type"], info.user_meta) == (4, "image/png", {"colour": "blue"})
+    assert await read_all(first, "k") == b"two!"
+
+
+async def test_cached_record_is_not_shared_with_callers(root: Path) -> None:
+    be = await backend(root)
+    await be.create_bucket("bkt", OWNER, "us-east-1")
+    await be.put_object("bkt", "k", Body(b"data"), meta(colour="red"))
+    await asyncio.sleep(SETTLE)
+    first = await be.head_object("bkt", "k")
+    first.user_meta["colour"] = "changed by a caller"
+    first.headers["content-type"] = "changed/too"
+    again = await be.head_object("bkt", "k")
+    assert again.user_meta == {"colour": "red"}
+    assert again.headers["content-type"] == "text/plain"
+
+
+async def test_foreign_rewrite_of_a_cached_object_is_noticed(root: Path) -> None:
+    be = await backend(root)
+    await be.create_bucket("bkt", OWNER, "us-east-1")
+    info = await be.put_object("bkt", "k", Body(b"ours"), meta())
+    await asyncio.sleep(SETTLE)
+    assert (await be.head_object("bkt", "k")).etag == info.etag
+    # Another program rewrites the file in place (same inode): size/mtime/ctime move.
+    with open(root / "bkt" / "k", "r+b") as f:
+        f.write(b"THEIRS, longer")
+    again = await be.head_object("bkt", "k")
+    assert again.size == len(b"THEIRS, longer")
+    assert again.etag != info.etag
+    assert await read_all(be, "k") == b"THEIRS, longer"
+
+
+# -- the bucket registry cache ------------------------------------------------------------------
+async def test_bucket_owner_follows_another_process(root: Path) -> None:
+    first = await backend(root)
+    second = await backend(root)
+    await first.create_bucket("bkt", OWNER, "us-east-1")
+    await asyncio.sleep(SETTLE)
+    assert (await first.head_bucket("bkt")).owner == OWNER
+    assert (await first.head_bucket("bkt")).owner == OWNER  # now cached
+    await second.delete_bucket("bkt")
+    with pytest.raises(errors.NoSuchBucket):
+        await first.head_bucket("bkt")
+    await second.create_bucket("bkt", OTHER, "eu-west-1")
+    info = await first.head_bucket("bkt")
+    assert (info.owner, info.region) == (OTHER, "eu-west-1")
