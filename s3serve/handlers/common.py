@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from .. import errors
 from ..checksums import ALGORITHM_DIGEST, MultiHasher
@@ -70,9 +71,17 @@ class Context:
                 return user.display_name
         return user_id
 
-    async def read_xml_body(self) -> bytes:
-        """A small XML request body, read whole (after the payload checks)."""
-        body = make_body(self.request.content, self.headers, self.auth)
+    async def read_xml_body(self, *, object_checksums: bool = False) -> bytes:
+        """A small XML request body, read whole (after the payload checks).
+
+        ``object_checksums``: the request's x-amz-checksum-* headers describe the object being
+        made (CompleteMultipartUpload), not this body, so the body is not checked against them."""
+        headers: Mapping[str, str] = self.headers
+        if object_checksums:
+            headers = CIMultiDict(
+                (k, v) for k, v in self.headers.items() if not k.lower().startswith("x-amz-checksum-")
+            )
+        body = make_body(self.request.content, headers, self.auth)
         chunks: list[bytes] = []
         size = 0
         hasher = MultiHasher(["md5", *body.digests_wanted])

@@ -129,8 +129,13 @@ def _listed_parts(body: bytes) -> list[PartInfo]:
 async def complete_multipart_upload(ctx: Context) -> web.StreamResponse:
     upload_id = _upload_id(ctx)
     precondition = write_precondition(ctx.headers)
-    parts = _listed_parts(await ctx.read_xml_body())
-    info = await ctx.backend.complete_multipart_upload(ctx.bucket, ctx.key, upload_id, parts, precondition)
+    parts = _listed_parts(await ctx.read_xml_body(object_checksums=True))
+    given = {
+        name[len("x-amz-checksum-") :].upper(): value
+        for name, value in ((k.lower(), v) for k, v in ctx.headers.items())
+        if name.startswith("x-amz-checksum-") and name[len("x-amz-checksum-") :].upper() in ALGORITHM_DIGEST
+    }
+    info = await ctx.backend.complete_multipart_upload(ctx.bucket, ctx.key, upload_id, parts, precondition, given)
     location = f"{ctx.request.scheme}://{ctx.request.host}/{quote(ctx.bucket)}/{quote(ctx.key)}"
     body = s3xml.complete_multipart(location, ctx.bucket, ctx.key, info)
     return xml_response(body, headers=_checksum_headers(info.checksums, info.checksum_type))

@@ -273,8 +273,10 @@ class Backend(abc.ABC):
         upload_id: str,
         parts: list[PartInfo],
         precondition: Precondition | None = None,
+        checksums: dict[str, str] | None = None,
     ) -> ObjectInfo:
-        """``parts`` as the client listed them (number, etag, checksums to check)."""
+        """``parts`` as the client listed them (number, etag, checksums to check); ``checksums``
+        the whole object's checksum the client sent (x-amz-checksum-*), checked before publishing."""
 
     @abc.abstractmethod
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None: ...

@@ -138,6 +138,20 @@ def _upload_meta(doc: dict[str, Any]) -> WriteMeta:
     return WriteMeta(**{k: v for k, v in dict(doc.get("meta", {})).items() if k in fields})
 
 
+
+def _check_object_checksums(computed: dict[str, str], given: dict[str, str]) -> None:
+    """The whole-object checksum a client sends with CompleteMultipartUpload must match what the
+    parts add up to (composite values compare without their '-N' part count)."""
+    for algorithm, value in given.items():
+        mine = computed.get(algorithm)
+        if mine is None:
+            raise errors.InvalidRequest(
+                f"The upload was created using the {next(iter(computed), 'CRC64NVME').lower()} checksum algorithm, "
+                f"but the Complete request specified {algorithm.lower()}."
+            )
+        if mine.split("-")[0] != value.split("-")[0]:
+            raise errors.BadDigest(f"The {algorithm} you specified did not match the calculated checksum.")
+
 class Staging:
     """The multipart operations of a DiskBackend, and its background GC."""
 
@@ -358,7 +372,13 @@ class Staging:
             await asyncio.to_thread(shutil.rmtree, claimed, True)
 
     async def complete(
-        self, bucket: str, key: str, upload_id: str, parts: list[PartInfo], precondition: Precondition | None
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[PartInfo],
+        precondition: Precondition | None,
+        checksums: dict[str, str] | None = None,
     ) -> ObjectInfo:
         _, kp, _ = self.disk._locate(bucket, key)
         if not parts:
@@ -372,6 +392,7 @@ class Staging:
             try:
                 upload = self._load_upload(claimed, upload_id, key)
                 record, sources = self._plan(claimed, upload, parts)
+                _check_object_checksums(record.checksums, checksums or {})
                 tmp = os.path.join(self.disk._tmp_dir, f"mpu-{secrets.token_hex(16)}")
                 fd = create_locked(tmp)
                 try:
@@ -554,9 +575,15 @@ class MultipartMixin:
         )
 
     async def complete_multipart_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[PartInfo], precondition: Precondition | None = None
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[PartInfo],
+        precondition: Precondition | None = None,
+        checksums: dict[str, str] | None = None,
     ) -> ObjectInfo:
-        return await self.staging.complete(bucket, key, upload_id, parts, precondition)
+        return await self.staging.complete(bucket, key, upload_id, parts, precondition, checksums)
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         await self.staging.abort(bucket, key, upload_id)

@@ -492,3 +492,33 @@ def test_checksum_errors(s3, bucket: str) -> None:  # type: ignore[no-untyped-de
     assert error_code(exc) == "BadDigest"
     assert [p["PartNumber"] for p in s3.list_parts(Bucket=bucket, Key="bad", UploadId=upload_id)["Parts"]] == [1]
     s3.abort_multipart_upload(Bucket=bucket, Key="bad", UploadId=upload_id)
+
+
+def test_complete_checks_the_whole_object_checksum_sent(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    parts = [os.urandom(PART), b"tail bytes"]
+    upload_id = s3.create_multipart_upload(
+        Bucket=bucket, Key="full", ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT"
+    )["UploadId"]
+    listed = []
+    for number, data in enumerate(parts, 1):
+        part = s3.upload_part(
+            Bucket=bucket, Key="full", UploadId=upload_id, PartNumber=number, Body=data, ChecksumAlgorithm="CRC32"
+        )
+        listed.append({"PartNumber": number, "ETag": part["ETag"], "ChecksumCRC32": part["ChecksumCRC32"]})
+    whole = b64(zlib.crc32(b"".join(parts)).to_bytes(4, "big"))
+    wrong = b64(zlib.crc32(b"something else").to_bytes(4, "big"))
+    with pytest.raises(ClientError) as exc:
+        s3.complete_multipart_upload(
+            Bucket=bucket, Key="full", UploadId=upload_id, MultipartUpload={"Parts": listed},
+            ChecksumCRC32=wrong, ChecksumType="FULL_OBJECT",
+        )
+    assert error_code(exc) == "BadDigest"
+    # Nothing was published and the upload is still there to complete.
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="full")
+    done = s3.complete_multipart_upload(
+        Bucket=bucket, Key="full", UploadId=upload_id, MultipartUpload={"Parts": listed},
+        ChecksumCRC32=whole, ChecksumType="FULL_OBJECT",
+    )
+    assert done["ChecksumCRC32"] == whole
+    assert s3.get_object(Bucket=bucket, Key="full")["Body"].read() == b"".join(parts)
