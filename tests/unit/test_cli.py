@@ -1,0 +1,95 @@
+"""Command line and environment: every option has an S3SERVE_* variable; AWS_* keys work too."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from s3serve import cli
+from s3serve.config import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
+
+
+def _config(argv: list[str]):  # type: ignore[no-untyped-def]
+    return cli.config_from_args(cli.build_parser().parse_args(argv))
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("S3SERVE_", "AWS_")):
+            monkeypatch.delenv(name)
+
+
+def test_defaults(tmp_path: Path) -> None:
+    config = _config(["serve", str(tmp_path)])
+    assert (config.host, config.port, config.region) == ("127.0.0.1", 9000, "us-east-1")
+    assert [(u.access_key, u.secret_key) for u in config.users] == [(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)]
+    assert config.fsync and config.min_part_size == 5 * 1024 * 1024
+    assert config.multipart_expiry == 24 * 3600 and config.gc_interval == 3600
+
+
+def test_options(tmp_path: Path) -> None:
+    config = _config(
+        [
+            "serve", str(tmp_path), "--address", "0.0.0.0:9100", "--access-key", "k", "--secret-key", "s",
+            "--region", "eu-west-1", "--domain", "s3.example.test", "--min-part-size", "64KiB",
+            "--multipart-expiry", "2m", "--gc-interval", "0.5s", "--no-fsync", "--workers", "3",
+        ]
+    )
+    assert (config.host, config.port) == ("0.0.0.0", 9100)
+    assert [(u.access_key, u.secret_key) for u in config.users] == [("k", "s")]
+    assert (config.region, config.domain) == ("eu-west-1", "s3.example.test")
+    assert config.min_part_size == 64 * 1024
+    assert (config.multipart_expiry, config.gc_interval) == (120.0, 0.5)
+    assert not config.fsync and config.workers == 3
+
+
+def test_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("S3SERVE_ROOT", str(tmp_path))
+    monkeypatch.setenv("S3SERVE_ADDRESS", "127.0.0.1:9200")
+    monkeypatch.setenv("S3SERVE_REGION", "ap-south-1")
+    monkeypatch.setenv("S3SERVE_DOMAIN", "localhost")
+    monkeypatch.setenv("S3SERVE_MIN_PART_SIZE", "1MiB")
+    monkeypatch.setenv("S3SERVE_NO_FSYNC", "1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "aws-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
+    config = _config(["serve"])
+    assert config.root == tmp_path and config.port == 9200
+    assert (config.region, config.domain, config.min_part_size, config.fsync) == ("ap-south-1", "localhost", 1024 * 1024, False)
+    assert [(u.access_key, u.secret_key) for u in config.users] == [("aws-key", "aws-secret")]
+    # S3SERVE_ keys win over AWS_ ones, and the command line over both.
+    monkeypatch.setenv("S3SERVE_ACCESS_KEY", "mine")
+    monkeypatch.setenv("S3SERVE_SECRET_KEY", "my-secret")
+    assert _config(["serve"]).users[0].access_key == "mine"
+    assert _config(["serve", "--access-key", "cli", "--secret-key", "x"]).users[0].access_key == "cli"
+
+
+def test_credentials_file(tmp_path: Path) -> None:
+    users = tmp_path / "users.json"
+    users.write_text(
+        json.dumps({"users": [{"access_key": "a", "secret_key": "sa", "display_name": "A"}, {"access_key": "b", "secret_key": "sb", "user_id": "bee"}]})
+    )
+    config = _config(["serve", str(tmp_path), "--credentials", str(users)])
+    assert [(u.access_key, u.display_name) for u in config.users] == [("a", "A"), ("b", "b")]
+    assert config.users[1].user_id == "bee"
+    assert len(config.users[0].user_id) == 64  # derived, stable
+    assert config.user_by_access_key("b") is config.users[1]
+    assert config.user_by_access_key("nobody") is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve"],
+        ["serve", "r", "--address", "nohostport"],
+        ["serve", "r", "--access-key", "only-the-key"],
+        ["serve", "r", "--tls-cert", "c.pem"],
+    ],
+)
+def test_refused(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        _config(argv)
