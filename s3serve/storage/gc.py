@@ -55,6 +55,12 @@ def create_locked(path: str) -> int:
     return fd
 
 
+def _claim_parts(path: str) -> tuple[str, str]:
+    """'<dir>/<upload id>.complete-1a2b3c' -> ('<upload id>', 'complete')."""
+    upload_id, _, how = os.path.basename(path).rpartition(".")
+    return upload_id, how.split("-", 1)[0]
+
+
 def read_json(path: str) -> dict[str, Any] | None:
     try:
         with open(path, "rb") as f:
@@ -203,7 +209,9 @@ class Collector:
         return False
 
     def _collect_claim(self, bucket: str, path: str) -> None:
-        """A claimed folder whose claimant died (its flock is gone) is finished off."""
+        """A claimed folder whose claimant died (its flock is gone) is finished off, except an
+        interrupted CompleteMultipartUpload: that upload is given back, so the client's retry of
+        Complete succeeds (publishing is an atomic rename, so redoing it is harmless)."""
         try:
             fd = os.open(os.path.join(path, "upload.json"), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -213,9 +221,23 @@ class Collector:
         try:
             if fd is not None and not try_flock(fd):
                 return
+            if fd is not None and self._give_back(bucket, path):
+                return
             freed = _tree_size(path)
             shutil.rmtree(path, ignore_errors=True)
             log.info("multipart GC: removed abandoned claim %s in %s, %d bytes freed", os.path.basename(path), bucket, freed)
         finally:
             if fd is not None:
                 os.close(fd)
+
+    def _give_back(self, bucket: str, path: str) -> bool:
+        upload_id, how = _claim_parts(path)
+        doc = read_json(os.path.join(path, "upload.json"))
+        if how != "complete" or not UPLOAD_ID.fullmatch(upload_id) or doc is None or "key" not in doc:
+            return False
+        target = os.path.join(os.path.dirname(path), upload_id)
+        if os.path.exists(target):
+            return False
+        os.rename(path, target)
+        log.info("multipart GC: gave back upload %s of %s/%s after an interrupted Complete", upload_id, bucket, doc["key"])
+        return True

@@ -221,3 +221,17 @@ async def test_a_failing_gc_round_is_logged_and_the_loop_goes_on(
     assert not (staging_dir(be) / upload.upload_id).exists()
     assert f"removed upload {upload.upload_id} of bkt/k" in caplog.text
     shutil.rmtree(staging_dir(be), ignore_errors=True)
+
+
+async def test_an_interrupted_complete_gives_the_upload_back(be: DiskBackend) -> None:
+    upload = await be.create_multipart_upload("bkt", "retry-me", WriteMeta(), OWNER)
+    part = await be.upload_part("bkt", "retry-me", upload.upload_id, 1, Body(b"only part"))
+    # What a Complete leaves behind when its process dies between claiming and publishing.
+    directory = staging_dir(be) / upload.upload_id
+    claim = directory.with_name(f"{upload.upload_id}.complete-dead00")
+    directory.rename(claim)
+    await asyncio.to_thread(be.staging.collector.collect, False)
+    assert directory.is_dir() and not claim.exists()
+    info = await be.complete_multipart_upload("bkt", "retry-me", upload.upload_id, [PartInfo(1, 0, part.etag)])
+    assert info.size == len(b"only part")
+    assert await read_all(be, "retry-me") == b"only part"
