@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -51,12 +52,31 @@ SERVER_NAME = "s3serve"
 _NO_BUCKET_CHECK = frozenset({"ListBuckets", "CreateBucket"})
 
 
+# Request ids: a random per-process prefix and a counter. os.urandom per request was a visible
+# syscall on the small-object path; ids only need to be unique, not unpredictable.
+_ID_PREFIX = os.urandom(4).hex().upper()
+_id_counter = itertools.count(1)
+
+
+def _new_id_prefix() -> None:
+    global _ID_PREFIX
+    _ID_PREFIX = os.urandom(4).hex().upper()
+
+
+# --workers forks: each worker gets its own prefix.
+os.register_at_fork(after_in_child=_new_id_prefix)
+
+
+def _next_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFF:08X}"
+
+
 @dataclass
 class RequestState:
     """What s3serve learns about a request, kept on it between the expect handler, the
     middleware and dispatch (each step runs once)."""
 
-    request_id: str = field(default_factory=lambda: os.urandom(8).hex().upper())
+    request_id: str = field(default_factory=_next_request_id)
     raw_path: str = ""
     raw_query: str = ""
     query_pairs: list[tuple[str, str]] = field(default_factory=list)

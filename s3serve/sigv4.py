@@ -82,7 +82,12 @@ def canonical_uri(raw_path: str) -> str:
     path (no '.'/'..' resolution, no collapsing of '//'), so neither do we."""
     if not raw_path:
         return "/"
+    if _PLAIN_PATH.fullmatch(raw_path):
+        return raw_path  # nothing to decode or encode (most keys): skip two byte-wise passes
     return quote(unquote_to_bytes(raw_path), safe="/")
+
+
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_.~/-]*")
 
 
 def parse_query(raw_query: str, plus_is_space: bool = False) -> list[tuple[str, str]]:

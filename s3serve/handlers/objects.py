@@ -140,6 +140,11 @@ async def _get(ctx: Context, *, head: bool) -> web.StreamResponse:
             # One pread and one write beat sendfile's extra syscalls and event-loop round trips
             # for small bodies (measured in bench/RESULTS.md).
             return web.Response(status=status, headers=headers, body=os.pread(fd, length, offset))
+        if head:
+            # A plain Response keeps an explicit Content-Length on HEAD and sends no body: cheaper
+            # than a StreamResponse's prepare + write_eof round.
+            headers["Content-Length"] = str(length)
+            return web.Response(status=status, headers=headers)
         response = web.StreamResponse(status=status, headers=headers)
         response.content_length = length
         await response.prepare(ctx.request)

@@ -136,6 +136,9 @@ class DiskBackend(MultipartMixin, Backend):
 
     # -- paths --------------------------------------------------------------------------------
     def _bucket_dir(self, name: str) -> str:
+        return self._bucket_stat(name)[0]
+
+    def _bucket_stat(self, name: str) -> tuple[str, os.stat_result]:
         if not keys.is_bucket_folder_name(name):
             raise errors.NoSuchBucket(resource=name, BucketName=name)
         path = os.path.join(self._real_root, name)
@@ -147,7 +150,7 @@ class DiskBackend(MultipartMixin, Backend):
             st = None
         if st is None or not stat.S_ISDIR(st.st_mode):
             raise errors.NoSuchBucket(resource=name, BucketName=name)
-        return path
+        return path, st
 
     def _resolve(self, path: str) -> tuple[str, os.stat_result] | None:
         return keys.resolve(self._real_root, path)
@@ -274,8 +277,8 @@ class DiskBackend(MultipartMixin, Backend):
         return is_marker
 
     async def head_bucket(self, name: str) -> BucketInfo:
-        path = self._bucket_dir(name)
-        return self.registry.info(name, os.stat(path).st_mtime, self.default_owner)
+        _, st = self._bucket_stat(name)
+        return self.registry.info(name, st.st_mtime, self.default_owner)
 
     async def create_bucket(self, name: str, owner: str, region: str) -> BucketInfo:
         keys.validate_bucket_name(name)
