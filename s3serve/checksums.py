@@ -10,9 +10,17 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterable
+from functools import cache
+from types import ModuleType
 from typing import Protocol
 
-from awscrt import checksums as _crt
+
+@cache
+def _crt() -> ModuleType:
+    # Loading awscrt's native library takes ~50 ms: imported at the first CRC, not at start-up.
+    from awscrt import checksums
+
+    return checksums
 
 
 class _Digest(Protocol):
@@ -36,11 +44,11 @@ class _Crc:
 
 def _new(name: str) -> _Digest:
     if name == "crc32":
-        return _Crc(_crt.crc32, 4)
+        return _Crc(_crt().crc32, 4)
     if name == "crc32c":
-        return _Crc(_crt.crc32c, 4)
+        return _Crc(_crt().crc32c, 4)
     if name == "crc64nvme":
-        return _Crc(_crt.crc64nvme, 8)
+        return _Crc(_crt().crc64nvme, 8)
     return hashlib.new(name)
 
 
@@ -72,6 +80,7 @@ def combine_crc(algorithm: str, first: bytes, second: bytes, second_length: int)
     """The CRC of A+B from CRC(A), CRC(B) and len(B): full-object checksums of multipart uploads."""
     digest = ALGORITHM_DIGEST[algorithm]
     width = DIGEST_LENGTH[digest]
-    fn = {"crc32": _crt.combine_crc32, "crc32c": _crt.combine_crc32c, "crc64nvme": _crt.combine_crc64nvme}[digest]
+    crt = _crt()
+    fn = {"crc32": crt.combine_crc32, "crc32c": crt.combine_crc32c, "crc64nvme": crt.combine_crc64nvme}[digest]
     value = fn(int.from_bytes(first, "big"), int.from_bytes(second, "big"), second_length)
     return int(value).to_bytes(width, "big")
