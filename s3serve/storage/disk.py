@@ -552,6 +552,14 @@ class DiskBackend(MultipartMixin, Backend):
                 return None
             record = self.meta.load(path, bucket, key, st)
             return record.to_info(key) if record is not None and record.folder else None
+        # A listing page reads a thousand records: one lstat and the record cache when it can.
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
+        cached = self.meta.peek(st) if stat.S_ISREG(st.st_mode) else None
+        if cached is not None:
+            return cached.to_info(key)
         fd = keys.open_regular(path)
         if fd is None:
             return None

@@ -327,6 +327,14 @@ class MetaStore:
             return None
         return record if record is not None and record.matches(st) else None
 
+    def peek(self, st: os.stat_result) -> Record | None:
+        """The cached record of a file whose stat is ``st``, not copied (read-only use: listings),
+        or None when ``load`` has to look."""
+        if not self.use_xattrs:
+            return None
+        record = self._records.get((st.st_dev, st.st_ino, st.st_ctime_ns))
+        return record if record is not None and record.matches(st) else None
+
     def attach(self, fd: int | str, record: Record) -> bool:
         """Put the record in the xattr of an open file; False when only a sidecar can hold it."""
         if not self.use_xattrs:

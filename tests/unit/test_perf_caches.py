@@ -5,6 +5,7 @@ ROOT) changes what was cached."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -166,3 +167,21 @@ async def test_bucket_owner_follows_another_process(root: Path) -> None:
     await second.create_bucket("bkt", OTHER, "eu-west-1")
     info = await first.head_bucket("bkt")
     assert (info.owner, info.region) == (OTHER, "eu-west-1")
+
+
+async def test_listing_uses_cached_records_only_while_they_match(root: Path) -> None:
+    first = await backend(root)
+    second = await backend(root)
+    await first.create_bucket("bkt", OWNER, "us-east-1")
+    for name in ("a", "b", "c"):
+        await first.put_object("bkt", name, Body(name.encode() * 3), meta())
+    await asyncio.sleep(SETTLE)
+    page = await first.list_objects("bkt", "", "", "", 1000)
+    assert [(o.key, o.size) for o in page.objects] == [("a", 3), ("b", 3), ("c", 3)]
+    # Replaced by another process, rewritten in place by another program: both show at once.
+    await second.put_object("bkt", "b", Body(b"bigger body"), meta())
+    with open(root / "bkt" / "c", "ab") as f:
+        f.write(b"++")
+    page = await first.list_objects("bkt", "", "", "", 1000)
+    assert [(o.key, o.size) for o in page.objects] == [("a", 3), ("b", 11), ("c", 5)]
+    assert page.objects[2].etag == hashlib.md5(b"ccc++").hexdigest()
