@@ -218,6 +218,14 @@ def _header_value(value: str) -> str:
     return f"=?UTF-8?B?{base64.b64encode(raw).decode()}?="
 
 
+def checksum_headers(checksums: dict[str, str], checksum_type: str | None = None) -> dict[str, str]:
+    """x-amz-checksum-<alg> (and x-amz-checksum-type) response headers of a write."""
+    headers = {f"x-amz-checksum-{alg.lower()}": value for alg, value in checksums.items()}
+    if headers and checksum_type:
+        headers["x-amz-checksum-type"] = checksum_type
+    return headers
+
+
 def http_date(ts: float) -> str:
     return email.utils.formatdate(int(ts), usegmt=True)
 
@@ -237,10 +245,7 @@ def object_headers(info: ObjectInfo, ctx: Context, *, checksums: bool, part_coun
     if info.storage_class != "STANDARD":
         headers["x-amz-storage-class"] = info.storage_class
     if checksums and ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
-        for alg, value in info.checksums.items():
-            headers[f"x-amz-checksum-{alg.lower()}"] = value
-        if info.checksums and info.checksum_type:
-            headers["x-amz-checksum-type"] = info.checksum_type
+        headers.update(checksum_headers(info.checksums, info.checksum_type))
     if part_count is not None:
         headers["x-amz-mp-parts-count"] = str(part_count)
     # response-* query parameters override what the object stored (signed requests only).

@@ -11,7 +11,15 @@ from .. import errors, s3xml
 from ..checksums import ALGORITHM_DIGEST
 from ..payload import make_body
 from ..storage.base import PartInfo
-from .common import Context, int_param, read_precondition, write_meta, write_precondition, xml_response
+from .common import (
+    Context,
+    checksum_headers,
+    int_param,
+    read_precondition,
+    write_meta,
+    write_precondition,
+    xml_response,
+)
 from .objects import check_source_bucket, parse_copy_source
 
 MAX_PART_NUMBER = 10000
@@ -40,13 +48,6 @@ def _part_number(ctx: Context) -> int:
     return int(raw)
 
 
-def _checksum_headers(checksums: dict[str, str], checksum_type: str | None = None) -> dict[str, str]:
-    headers = {f"x-amz-checksum-{alg.lower()}": value for alg, value in checksums.items()}
-    if headers and checksum_type:
-        headers["x-amz-checksum-type"] = checksum_type
-    return headers
-
-
 async def create_multipart_upload(ctx: Context) -> web.StreamResponse:
     meta = write_meta(ctx.headers)
     upload = await ctx.backend.create_multipart_upload(ctx.bucket, ctx.key, meta, ctx.user.user_id)
@@ -65,7 +66,7 @@ async def upload_part(ctx: Context) -> web.StreamResponse:
         raise errors.EntityTooLarge(ProposedSize=length, MaxSizeAllowed=MAX_PART_SIZE)
     body = make_body(ctx.request.content, ctx.headers, ctx.auth)
     part = await ctx.backend.upload_part(ctx.bucket, ctx.key, upload_id, number, body)
-    return web.Response(status=200, headers={"ETag": f'"{part.etag}"', **_checksum_headers(part.checksums)})
+    return web.Response(status=200, headers={"ETag": f'"{part.etag}"', **checksum_headers(part.checksums)})
 
 
 def _copy_range(value: str | None) -> tuple[int, int] | None:
@@ -138,7 +139,7 @@ async def complete_multipart_upload(ctx: Context) -> web.StreamResponse:
     info = await ctx.backend.complete_multipart_upload(ctx.bucket, ctx.key, upload_id, parts, precondition, given)
     location = f"{ctx.request.scheme}://{ctx.request.host}/{quote(ctx.bucket)}/{quote(ctx.key)}"
     body = s3xml.complete_multipart(location, ctx.bucket, ctx.key, info)
-    return xml_response(body, headers=_checksum_headers(info.checksums, info.checksum_type))
+    return xml_response(body, headers=checksum_headers(info.checksums, info.checksum_type))
 
 
 async def abort_multipart_upload(ctx: Context) -> web.StreamResponse:

@@ -17,6 +17,7 @@ from .common import (
     Context,
     check_read_conditions,
     check_version_id,
+    checksum_headers,
     http_date,
     object_headers,
     read_precondition,
@@ -34,13 +35,6 @@ MAX_PARTS = 10000
 _RANGE_RE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*")
 
 
-def _checksum_headers(info: ObjectInfo) -> dict[str, str]:
-    headers = {f"x-amz-checksum-{alg.lower()}": value for alg, value in info.checksums.items()}
-    if headers and info.checksum_type:
-        headers["x-amz-checksum-type"] = info.checksum_type
-    return headers
-
-
 async def put_object(ctx: Context) -> web.StreamResponse:
     length = ctx.headers.get("x-amz-decoded-content-length") or ctx.request.headers.get("Content-Length")
     if length is not None and length.isdigit() and int(length) > MAX_PUT_SIZE:
@@ -49,7 +43,7 @@ async def put_object(ctx: Context) -> web.StreamResponse:
     precondition = write_precondition(ctx.headers)
     body = make_body(ctx.request.content, ctx.headers, ctx.auth)
     info = await ctx.backend.put_object(ctx.bucket, ctx.key, body, meta, precondition)
-    return web.Response(status=200, headers={"ETag": f'"{info.etag}"', **_checksum_headers(info)})
+    return web.Response(status=200, headers={"ETag": f'"{info.etag}"', **checksum_headers(info.checksums, info.checksum_type)})
 
 
 def parse_range(value: str, size: int) -> tuple[int, int] | None:
@@ -259,7 +253,7 @@ async def copy_object(ctx: Context) -> web.StreamResponse:
         src_precondition=read_precondition(ctx.headers, "x-amz-copy-source-"),
         precondition=write_precondition(ctx.headers),
     )
-    return xml_response(s3xml.copy_object_result(info), headers=_checksum_headers(info))
+    return xml_response(s3xml.copy_object_result(info), headers=checksum_headers(info.checksums, info.checksum_type))
 
 
 # x-amz-client-token of recent successful renames: a retry of one (its response was lost) must
