@@ -132,6 +132,18 @@ def int_param(query: Mapping[str, str], name: str, default: int, low: int, high:
     return min(value, high) if high is not None else value
 
 
+def url_encoding(query: Mapping[str, str]) -> bool:
+    """encoding-type=url on listings: keys and prefixes go out percent-encoded."""
+    encoding = query.get("encoding-type")
+    if encoding is None:
+        return False
+    if encoding.lower() != "url":
+        raise errors.InvalidArgument(
+            "Invalid Encoding Method specified in Request", ArgumentName="encoding-type", ArgumentValue=encoding
+        )
+    return True
+
+
 def check_version_id(query: Mapping[str, str]) -> None:
     """Buckets here are unversioned: only the 'null' version exists (rclone asks for it)."""
     version = query.get("versionId")

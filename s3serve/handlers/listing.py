@@ -8,20 +8,9 @@ import binascii
 from aiohttp import web
 
 from .. import errors, s3xml
-from .common import Context, int_param, xml_response
+from .common import Context, int_param, url_encoding, xml_response
 
 MAX_KEYS = 1000
-
-
-def _encoding(ctx: Context) -> bool:
-    encoding = ctx.query.get("encoding-type")
-    if encoding is None:
-        return False
-    if encoding.lower() != "url":
-        raise errors.InvalidArgument(
-            "Invalid Encoding Method specified in Request", ArgumentName="encoding-type", ArgumentValue=encoding
-        )
-    return True
 
 
 def encode_token(marker: str) -> str:
@@ -47,7 +36,7 @@ async def list_objects_v2(ctx: Context) -> web.StreamResponse:
 
 async def _list(ctx: Context, *, v2: bool) -> web.StreamResponse:
     q = ctx.query
-    url = _encoding(ctx)
+    url = url_encoding(ctx.query)
     prefix = q.get("prefix", "")
     delimiter = q.get("delimiter", "")
     max_keys = int_param(q, "max-keys", MAX_KEYS, 0, MAX_KEYS)
@@ -87,7 +76,7 @@ async def _list(ctx: Context, *, v2: bool) -> web.StreamResponse:
 
 async def list_object_versions(ctx: Context) -> web.StreamResponse:
     q = ctx.query
-    url = _encoding(ctx)
+    url = url_encoding(ctx.query)
     prefix = q.get("prefix", "")
     delimiter = q.get("delimiter", "")
     max_keys = int_param(q, "max-keys", MAX_KEYS, 0, MAX_KEYS)

@@ -16,6 +16,7 @@ from .common import (
     checksum_headers,
     int_param,
     read_precondition,
+    url_encoding,
     write_meta,
     write_precondition,
     xml_response,
@@ -147,15 +148,8 @@ async def abort_multipart_upload(ctx: Context) -> web.StreamResponse:
     return web.Response(status=204)
 
 
-def _encoding(ctx: Context) -> bool:
-    value = ctx.query.get("encoding-type")
-    if value is not None and value != "url":
-        raise errors.InvalidArgument("Invalid Encoding Method specified in Request", ArgumentName="encoding-type")
-    return value == "url"
-
-
 async def list_multipart_uploads(ctx: Context) -> web.StreamResponse:
-    url = _encoding(ctx)
+    url = url_encoding(ctx.query)
     prefix = ctx.query.get("prefix", "")
     delimiter = ctx.query.get("delimiter", "")
     key_marker = ctx.query.get("key-marker", "")
