@@ -40,10 +40,9 @@ from .gc import create_locked
 from .keys import KeyPath
 from .metadata import EMPTY_MD5, XATTR, BucketRegistry, KeyLocks, MetaStore, Record
 from .staging import MultipartMixin, Staging, disk_errors
+from .streams import THREAD_CHUNK, write_body
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int): share the source's extents (btrfs, XFS, bcachefs)
-# Smaller chunks are written inline: a thread hop costs more than the write itself.
-THREAD_CHUNK = 64 * 1024
 READ_PIECE = 1024 * 1024
 
 
@@ -51,11 +50,6 @@ def _unlink_quietly(path: str | None) -> None:
     if path is not None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-
-
-def _write_and_hash(f: object, hasher: MultiHasher, chunk: bytes) -> None:
-    f.write(chunk)  # type: ignore[attr-defined]
-    hasher.update(chunk)
 
 
 @dataclass
@@ -446,15 +440,8 @@ class DiskBackend(MultipartMixin, Backend):
         lock_fd = create_locked(tmp)
         try:
             try:
-                size = 0
                 with disk_errors(), open(lock_fd, "wb", closefd=False) as f:
-                    async for chunk in body:
-                        if len(chunk) >= THREAD_CHUNK:
-                            await asyncio.to_thread(_write_and_hash, f, hasher, chunk)
-                        else:
-                            f.write(chunk)
-                            hasher.update(chunk)
-                        size += len(chunk)
+                    size = await write_body(f, body, hasher)
                 digests = hasher.digests()
                 record = Record.for_write(meta, digests["md5"].hex(), size, body.finish(digests))
             except BaseException:

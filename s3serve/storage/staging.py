@@ -40,6 +40,7 @@ from . import keys
 from .base import Body, ObjectInfo, PartInfo, PartsPage, Precondition, UploadInfo, UploadListPage, WriteMeta
 from .gc import UPLOAD_ID, Collector, create_locked, read_json, try_flock
 from .metadata import Record
+from .streams import write_body
 
 if TYPE_CHECKING:
     from .disk import DiskBackend
@@ -49,7 +50,6 @@ log = logging.getLogger("s3serve.multipart")
 MAX_PART_NUMBER = 10000
 _PART_JSON = re.compile(r"(\d{5})\.json")
 _COPY_PIECE = 1024 * 1024
-THREAD_CHUNK = 64 * 1024
 # S3's defaults when CreateMultipartUpload names an algorithm but no type.
 _FULL_OBJECT_ONLY = {"CRC64NVME"}
 _COMPOSITE_ONLY = {"SHA1", "SHA256"}
@@ -232,15 +232,8 @@ class Staging:
         hasher = MultiHasher(names)
         tmp, fd = self._new_part_file(directory, upload_id)
         try:
-            size = 0
             with disk_errors(), open(fd, "wb", closefd=False) as f:
-                async for chunk in body:
-                    if len(chunk) >= THREAD_CHUNK:
-                        await asyncio.to_thread(_write_then_hash, f, hasher, chunk)
-                    else:
-                        f.write(chunk)
-                        hasher.update(chunk)
-                    size += len(chunk)
+                size = await write_body(f, body, hasher)
             digests = hasher.digests()
             given = body.finish(digests)
             return await self._commit_part(directory, upload_id, number, tmp, fd, size, digests, given, algorithm)
@@ -541,11 +534,6 @@ class Staging:
             if doc is not None:
                 parts.append(_part_info(doc))
         return PartsPage(upload, parts, False, None)
-
-
-def _write_then_hash(f: Any, hasher: MultiHasher, chunk: bytes) -> None:
-    f.write(chunk)
-    hasher.update(chunk)
 
 
 class MultipartMixin:
