@@ -6,37 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import pytest
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
-from s3serve.app import create_app
-from s3serve.config import Config, User
 from s3serve.handlers.objects import SMALL_BODY
-from tests.conftest import FixedPayloadAuth
-
-ACCESS, SECRET = "fast-key", "fast-secret"
-
-Send = Callable[..., Awaitable[ClientResponse]]
+from tests.api.conftest import Send
 
 
 @pytest.fixture
-async def send(aiohttp_client, tmp_path: Path) -> Send:  # type: ignore[no-untyped-def]
-    config = Config(root=tmp_path, users=[User(ACCESS, SECRET)], fsync=False)
-    client: TestClient = await aiohttp_client(create_app(config))
-
-    async def request(method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> ClientResponse:
-        all_headers = {"x-amz-content-sha256": hashlib.sha256(body).hexdigest(), **(headers or {})}
-        url = f"http://{client.host}:{client.port}{path}"
-        signed = AWSRequest(method=method, url=url, data=body, headers=all_headers)
-        FixedPayloadAuth(Credentials(ACCESS, SECRET), "s3", "us-east-1").add_auth(signed)
-        return await client.request(method, path, data=body, headers=dict(signed.headers.items()), skip_auto_headers={"Content-Type"})
-
+async def send(make_sender) -> Send:  # type: ignore[no-untyped-def]
+    request = await make_sender()
     assert (await send_ok(request, "PUT", "/fast")).status == 200
     return request
 

@@ -3,39 +3,19 @@ the answer is an S3 error with the right status, never a 500 or a traceback."""
 
 from __future__ import annotations
 
-import hashlib
 import random
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
-from s3serve.app import create_app
-from s3serve.config import Config, User
 from s3serve.storage.disk import DiskBackend
-from tests.conftest import FixedPayloadAuth
-
-ACCESS, SECRET = "api-key", "api-secret"
-
-Send = Callable[..., Awaitable[ClientResponse]]
+from tests.api.conftest import USER, Send
 
 
 @pytest.fixture
-async def send(aiohttp_client, tmp_path: Path) -> Send:  # type: ignore[no-untyped-def]
-    config = Config(root=tmp_path, users=[User(ACCESS, SECRET)], fsync=False)
-    client: TestClient = await aiohttp_client(create_app(config))
-
-    async def request(method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> ClientResponse:
-        all_headers = {"x-amz-content-sha256": hashlib.sha256(body).hexdigest(), **(headers or {})}
-        url = f"http://{client.host}:{client.port}{path}"
-        signed = AWSRequest(method=method, url=url, data=body, headers=all_headers)
-        FixedPayloadAuth(Credentials(ACCESS, SECRET), "s3", "us-east-1").add_auth(signed)
-        return await client.request(method, path, data=body, headers=dict(signed.headers.items()), skip_auto_headers={"Content-Type"})
-
+async def send(make_sender) -> Send:  # type: ignore[no-untyped-def]
+    request = await make_sender()
     response = await request("PUT", "/robust")
     assert response.status == 200
     response = await request("PUT", "/robust/obj", b"0123456789")
@@ -122,24 +102,12 @@ async def test_random_garbage_never_500s(send: Send) -> None:
         assert b"Traceback" not in data
 
 
-async def test_unexpected_failure_is_a_logged_internal_error(aiohttp_client, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+async def test_unexpected_failure_is_a_logged_internal_error(make_sender, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
     class BrokenDisk(DiskBackend):
         async def head_object(self, bucket: str, key: str):  # type: ignore[no-untyped-def]
             raise RuntimeError("disk controller on fire")
 
-    user = User(ACCESS, SECRET)
-    config = Config(root=tmp_path, users=[user], fsync=False)
-    client: TestClient = await aiohttp_client(create_app(config, BrokenDisk(tmp_path, user.user_id, fsync=False)))
-
-    async def request(method: str, path: str) -> ClientResponse:
-        signed = AWSRequest(
-            method=method,
-            url=f"http://{client.host}:{client.port}{path}",
-            headers={"x-amz-content-sha256": hashlib.sha256(b"").hexdigest()},
-        )
-        FixedPayloadAuth(Credentials(ACCESS, SECRET), "s3", "us-east-1").add_auth(signed)
-        return await client.request(method, path, headers=dict(signed.headers.items()))
-
+    request = await make_sender(BrokenDisk(tmp_path, USER.user_id, fsync=False))
     assert (await request("PUT", "/broken")).status == 200
     # GetObjectAcl looks the object up with head_object, which fails unexpectedly.
     response = await request("GET", "/broken/obj?acl")
