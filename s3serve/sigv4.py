@@ -327,6 +327,24 @@ def _unsigned_amz_headers(headers: Mapping[str, str], signed: list[str], exempt:
     return list(seen)
 
 
+def _v4_result(
+    user: User, cred: _Credential, key: bytes, amz_date: str, signature: str, content_sha256: str, *, presigned: bool
+) -> AuthResult:
+    """A verified SigV4 request, with what payload.py needs to check chunk signatures."""
+    return AuthResult(
+        user=user,
+        version=4,
+        presigned=presigned,
+        content_sha256=content_sha256,
+        signing_key=key,
+        scope=cred.scope,
+        amz_date=amz_date,
+        seed_signature=signature.lower(),
+        access_key=cred.access_key,
+        region=cred.region,
+    )
+
+
 def _verify_header_v4(req: RequestView, authorization: str, lookup: Lookup, now: float) -> AuthResult:
     parts = _parse_authorization(authorization)
     cred = _parse_credential(
@@ -355,18 +373,7 @@ def _verify_header_v4(req: RequestView, authorization: str, lookup: Lookup, now:
     _verify_signature(req, cred, key, amz_date, signed, content_sha256, signature, exclude=None)
     check_skew(req.headers.get("x-amz-date") or req.headers.get("Date") or amz_date, request_time, now)
     _check_signed_amz_headers(req.headers, signed)
-    return AuthResult(
-        user=user,
-        version=4,
-        presigned=False,
-        content_sha256=content_sha256,
-        signing_key=key,
-        scope=cred.scope,
-        amz_date=amz_date,
-        seed_signature=signature.lower(),
-        access_key=cred.access_key,
-        region=cred.region,
-    )
+    return _v4_result(user, cred, key, amz_date, signature, content_sha256, presigned=False)
 
 
 def _check_signed_amz_headers(headers: Mapping[str, str], signed: list[str]) -> None:
@@ -485,15 +492,4 @@ def _verify_presigned_v4(req: RequestView, params: dict[str, str], lookup: Looku
     if request_time - now > MAX_SKEW_SECONDS:
         raise errors.AccessDenied("Request is not valid yet")
     _check_signed_amz_headers(req.headers, signed)
-    return AuthResult(
-        user=user,
-        version=4,
-        presigned=True,
-        content_sha256=content_sha256,
-        signing_key=key,
-        scope=cred.scope,
-        amz_date=amz_date,
-        seed_signature=signature.lower(),
-        access_key=cred.access_key,
-        region=cred.region,
-    )
+    return _v4_result(user, cred, key, amz_date, signature, content_sha256, presigned=True)
