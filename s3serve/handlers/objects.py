@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import time
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -256,14 +255,6 @@ async def copy_object(ctx: Context) -> web.StreamResponse:
     return xml_response(s3xml.copy_object_result(info), headers=checksum_headers(info.checksums, info.checksum_type))
 
 
-# x-amz-client-token of recent successful renames: a retry of one (its response was lost) must
-# succeed again although the source is gone. Per process; a retry reaching another worker
-# process of the same ROOT gets NoSuchKey.
-_RENAME_TOKENS: dict[str, tuple[float, str, str, str]] = {}
-_RENAME_TOKEN_TTL = 600.0
-_RENAME_TOKENS_MAX = 10000
-
-
 def _destination_precondition(ctx: Context) -> Precondition | None:
     """If-Match / If-None-Match (as on writes) and If-(Un)Modified-Since on the destination."""
     base = write_precondition(ctx.headers)
@@ -290,30 +281,14 @@ async def rename_object(ctx: Context) -> web.StreamResponse:
     src_bucket, src_key = parse_copy_source(source)
     if src_bucket != ctx.bucket:
         raise errors.InvalidRequest("RenameObject moves an object within one bucket; the source names another bucket.")
-    token = ctx.headers.get("x-amz-client-token")
-    now = time.monotonic()
-    try:
-        await ctx.backend.rename_object(
-            ctx.bucket,
-            src_key,
-            ctx.key,
-            src_precondition=read_precondition(ctx.headers, "x-amz-rename-source-"),
-            precondition=_destination_precondition(ctx),
-        )
-    except errors.NoSuchKey:
-        seen = _RENAME_TOKENS.get(token) if token else None
-        if seen is None or now - seen[0] > _RENAME_TOKEN_TTL or seen[1:] != (ctx.bucket, src_key, ctx.key):
-            raise
-        await ctx.backend.head_object(ctx.bucket, ctx.key)  # the retry succeeds while the result stands
-        return web.Response(status=200)
-    if token:
-        if len(_RENAME_TOKENS) >= _RENAME_TOKENS_MAX:
-            for old, (when, *_rest) in list(_RENAME_TOKENS.items()):
-                if now - when > _RENAME_TOKEN_TTL:
-                    del _RENAME_TOKENS[old]
-            while len(_RENAME_TOKENS) >= _RENAME_TOKENS_MAX:
-                del _RENAME_TOKENS[next(iter(_RENAME_TOKENS))]
-        _RENAME_TOKENS[token] = (now, ctx.bucket, src_key, ctx.key)
+    await ctx.backend.rename_object(
+        ctx.bucket,
+        src_key,
+        ctx.key,
+        src_precondition=read_precondition(ctx.headers, "x-amz-rename-source-"),
+        precondition=_destination_precondition(ctx),
+        client_token=ctx.headers.get("x-amz-client-token"),
+    )
     return web.Response(status=200)
 
 

@@ -226,7 +226,10 @@ class Backend(abc.ABC):
         dst_key: str,
         src_precondition: Precondition | None = None,
         precondition: Precondition | None = None,
-    ) -> ObjectInfo: ...
+        client_token: str | None = None,
+    ) -> ObjectInfo:
+        """With ``client_token``, a retry of a rename that already happened (the source is gone,
+        the destination stands) succeeds again, for every process serving the same store."""
 
     @abc.abstractmethod
     async def list_objects(

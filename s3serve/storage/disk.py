@@ -41,6 +41,7 @@ from .keys import KeyPath
 from .metadata import EMPTY_MD5, XATTR, BucketRegistry, KeyLocks, MetaStore, Record
 from .staging import MultipartMixin, Staging, disk_errors
 from .streams import THREAD_CHUNK, write_body
+from .tokens import RenameTokens
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int): share the source's extents (btrfs, XFS, bcachefs)
 READ_PIECE = 1024 * 1024
@@ -110,6 +111,7 @@ class DiskBackend(MultipartMixin, Backend):
         self.meta = MetaStore(hidden, use_xattrs is not False)
         self.registry = BucketRegistry(hidden)
         self.locks = KeyLocks(hidden)
+        self.rename_tokens = RenameTokens(hidden)
         self.staging = Staging(self, multipart_expiry, gc_interval)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -502,8 +504,19 @@ class DiskBackend(MultipartMixin, Backend):
         dst_key: str,
         src_precondition: Precondition | None = None,
         precondition: Precondition | None = None,
+        client_token: str | None = None,
     ) -> ObjectInfo:
-        return await copies.rename_object(self, bucket, src_key, dst_key, src_precondition, precondition)
+        try:
+            info = await copies.rename_object(self, bucket, src_key, dst_key, src_precondition, precondition)
+        except errors.NoSuchKey:
+            if not client_token:
+                raise
+            if not await asyncio.to_thread(self.rename_tokens.recalls, client_token, bucket, src_key, dst_key):
+                raise
+            return await self.head_object(bucket, dst_key)  # the retry succeeds while the result stands
+        if client_token:
+            await asyncio.to_thread(self.rename_tokens.remember, client_token, bucket, src_key, dst_key)
+        return info
 
     async def list_objects(
         self, bucket: str, prefix: str, delimiter: str, start_after: str, max_keys: int

@@ -113,6 +113,7 @@ class Collector:
         ``expire``. Everything that a live writer or claimant holds is flocked, so it survives."""
         now = time.time()
         self._collect_temp(self.staging.disk._tmp_dir, now)
+        self.staging.disk.rename_tokens.prune(now)
         try:
             buckets = os.listdir(self.staging.dir)
         except FileNotFoundError:
