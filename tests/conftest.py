@@ -186,9 +186,6 @@ def bucket(s3) -> Iterator[str]:  # type: ignore[no-untyped-def]
         keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
         if keys:
             s3.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
-    try:
-        for up in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
-            s3.abort_multipart_upload(Bucket=name, Key=up["Key"], UploadId=up["UploadId"])
-    except Exception:  # noqa: BLE001 - multipart may not be implemented by the endpoint
-        pass
+    for up in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=name, Key=up["Key"], UploadId=up["UploadId"])
     s3.delete_bucket(Bucket=name)
