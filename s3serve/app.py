@@ -22,6 +22,7 @@ from .storage.base import Backend
 
 log = logging.getLogger("s3serve")
 
+
 class Inflight:
     """Requests being handled, so a shutdown can let them finish before closing connections."""
 
