@@ -14,11 +14,11 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.utils import percent_encode
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from s3serve import errors, sigv2
 from s3serve.config import User
-from s3serve.sigv4 import RequestView, authenticate, parse_query
+from s3serve.sigv4 import authenticate
+from tests.unit.request_views import from_botocore, make_view
 
 DOC_USER = User("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
 USER = User("AKIDV2", "v2/secret+key=")
@@ -31,29 +31,6 @@ def lookup(access_key: str) -> User | None:
     return USERS.get(access_key)
 
 
-def make_view(
-    method: str, target: str, headers: list[tuple[str, str]], vhost_bucket: str | None = None
-) -> RequestView:
-    raw_path, _, raw_query = target.partition("?")
-    return RequestView(
-        method,
-        raw_path,
-        parse_query(raw_query),
-        raw_query,
-        CIMultiDictProxy(CIMultiDict(headers)),
-        vhost_bucket,
-    )
-
-
-def from_botocore(request: AWSRequest, vhost_bucket: str | None = None) -> RequestView:
-    prepared = request.prepare()
-    split = urlsplit(prepared.url)
-    headers = [("Host", split.netloc)] + [
-        (k, v if isinstance(v, str) else v.decode()) for k, v in prepared.headers.items()
-    ]
-    return make_view(
-        prepared.method, split.path + (f"?{split.query}" if split.query else ""), headers, vhost_bucket
-    )
 
 
 def signed(

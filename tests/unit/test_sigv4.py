@@ -15,11 +15,12 @@ from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 
 from s3serve import errors, sigv4
 from s3serve.config import User
 from s3serve.sigv4 import RequestView, authenticate, parse_query
+from tests.unit.request_views import from_botocore, make_view
 
 SUITE = Path(__file__).parent / "data" / "aws-sig-v4-test-suite"
 SUITE_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -37,29 +38,6 @@ def lookup(access_key: str) -> User | None:
     return USERS.get(access_key)
 
 
-def make_view(
-    method: str, target: str, headers: list[tuple[str, str]], vhost_bucket: str | None = None
-) -> RequestView:
-    raw_path, _, raw_query = target.partition("?")
-    return RequestView(
-        method=method,
-        raw_path=raw_path,
-        query=parse_query(raw_query),
-        raw_query=raw_query,
-        headers=CIMultiDictProxy(CIMultiDict(headers)),
-        vhost_bucket=vhost_bucket,
-    )
-
-
-def from_botocore(request: AWSRequest) -> RequestView:
-    """What the server sees for a botocore-signed request (the HTTP client adds Host)."""
-    prepared = request.prepare()
-    split = urlsplit(prepared.url)
-    headers = [("Host", split.netloc)]
-    for name, value in prepared.headers.items():
-        headers.append((name, value if isinstance(value, str) else value.decode()))
-    target = split.path + (f"?{split.query}" if split.query else "")
-    return make_view(prepared.method, target, headers)
 
 
 def sign_v4(
