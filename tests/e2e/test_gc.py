@@ -110,7 +110,7 @@ def test_part_still_streaming_is_not_collected(fast_server: Server, root: Path) 
     sock = open_request(fast_server, "PUT", f"/slow/k?partNumber=1&uploadId={upload_id}", len(body), body[:1000])
     try:
         folder = root / ".s3serve" / "multipart" / "slow" / upload_id
-        assert wait_for(lambda: any(p.name.startswith("tmp-") for p in folder.iterdir()))
+        assert wait_for(lambda: any(p.name.startswith(("tmp-", "slot-")) for p in folder.iterdir()))
         time.sleep(2.5)  # idle for longer than the expiry, but the part's writer holds its file
         assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="slow")["Uploads"]] == [upload_id]
         sock.sendall(body[1000:])
@@ -138,7 +138,7 @@ def test_killed_server_leaves_nothing_visible_and_next_start_cleans(root: Path) 
     folder = root / ".s3serve" / "multipart" / "crash" / upload_id
     try:
         assert wait_for(lambda: any(p.name.startswith("put-") for p in tmp.iterdir()))
-        assert wait_for(lambda: any(p.name.startswith("tmp-") for p in folder.iterdir()))
+        assert wait_for(lambda: any(p.name.startswith(("tmp-", "slot-")) for p in folder.iterdir()))
         # While the body is arriving, the object does not exist for anyone.
         with pytest.raises(ClientError) as exc:
             s3.head_object(Bucket="crash", Key="half-put")
@@ -150,7 +150,7 @@ def test_killed_server_leaves_nothing_visible_and_next_start_cleans(root: Path) 
         put.close()
         part.close()
     assert any(p.name.startswith("put-") for p in tmp.iterdir())  # the crash really left them
-    assert any(p.name.startswith("tmp-") for p in folder.iterdir())
+    assert any(p.name.startswith(("tmp-", "slot-")) for p in folder.iterdir())
     assert list((root / "crash").iterdir()) == []
     time.sleep(1.1)  # older than the grace the GC gives a just-created temp file
 
