@@ -2,6 +2,9 @@
 
 Rendering writes strings directly (listings of 1000 keys are on the hot path; a generic
 dict-to-XML library costs several times more). Parsing uses xmltodict, with entities disabled.
+
+xmltodict, expat and xml.sax are imported where they are first used: few requests carry an XML
+body or a key that needs escaping, and importing them is ~10 ms of every start-up.
 """
 
 from __future__ import annotations
@@ -11,10 +14,6 @@ import time
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
-from xml.parsers.expat import ExpatError
-from xml.sax.saxutils import escape
-
-import xmltodict
 
 from . import errors
 from .storage.base import BucketInfo, ObjectInfo, PartInfo, UploadInfo
@@ -40,6 +39,12 @@ def _esc(text: str) -> str:
     if "&" in text or "<" in text or ">" in text:
         return escape(text)
     return text
+
+
+def escape(text: str) -> str:
+    from xml.sax.saxutils import escape as sax_escape
+
+    return sax_escape(text)
 
 
 def _t(tag: str, value: object) -> str:
@@ -358,6 +363,10 @@ def parse(body: bytes, root: str) -> dict[str, Any]:
     """Parse an XML request body whose document element must be ``root`` (namespace ignored)."""
     if not body.strip():
         raise errors.MalformedXML()
+    from xml.parsers.expat import ExpatError
+
+    import xmltodict
+
     try:
         doc = xmltodict.parse(body, process_namespaces=False, disable_entities=True)
     except (ExpatError, ValueError) as exc:

@@ -1,4 +1,8 @@
-"""TLS for the server: a given certificate, or a self-signed one made with the cryptography package."""
+"""TLS for the server: a given certificate, or a self-signed one made with the cryptography package.
+
+cryptography is imported only to make or check a self-signed certificate: importing it takes
+~50-100 ms, which a server given --tls-cert/--tls-key should not pay at every start.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,6 @@ import ipaddress
 import ssl
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 
 def self_signed(directory: Path, hosts: list[str]) -> tuple[Path, Path]:
     """Create (or reuse) a certificate for ``hosts`` in ``directory``; returns (cert, key) paths.
@@ -19,6 +18,11 @@ def self_signed(directory: Path, hosts: list[str]) -> tuple[Path, Path]:
     Reused while it still covers the same hosts, so clients that trust it keep trusting it
     across restarts.
     """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     directory.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
     names = sorted(set(hosts))

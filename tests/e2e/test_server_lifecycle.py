@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import socket
+import subprocess
+import sys
 import time
 from urllib.parse import urlsplit
 
@@ -13,7 +15,18 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
-from tests.conftest import REGION, FixedPayloadAuth, start_server, stop_server
+from s3serve.tls import self_signed
+from tests.conftest import (
+    ACCESS_KEY,
+    REGION,
+    SECRET_KEY,
+    FixedPayloadAuth,
+    Server,
+    free_port,
+    start_server,
+    stop_server,
+    wait_ready,
+)
 
 
 @pytest.fixture
@@ -139,3 +152,31 @@ def test_banner_prints_endpoint_and_credentials(tmp_path) -> None:  # type: igno
     assert f"Endpoint:   {srv.endpoint}" in text
     assert f"Access key: {srv.access_key}" in text and f"Secret key: {srv.secret_key}" in text
     assert f"aws --endpoint-url {srv.endpoint} s3 ls" in text
+
+
+def test_https_with_a_given_certificate(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--tls-cert/--tls-key: the server loads the given pair (cryptography is only for self-signed)."""
+    cert, key = self_signed(tmp_path / "pki", ["127.0.0.1", "localhost"])
+    root = tmp_path / "root"
+    root.mkdir()
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "s3serve", "serve", str(root), "--address", f"127.0.0.1:{port}",
+             "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, "--tls-cert", str(cert), "--tls-key", str(key)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+    srv = Server(f"https://127.0.0.1:{port}", ACCESS_KEY, SECRET_KEY, root, process, log_path)
+    try:
+        wait_ready(srv.endpoint, process)
+        s3 = boto3.client("s3", endpoint_url=srv.endpoint, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+                          region_name=REGION, verify=str(cert))
+        s3.create_bucket(Bucket="tls")
+        s3.put_object(Bucket="tls", Key="k", Body=b"over https")
+        assert s3.get_object(Bucket="tls", Key="k")["Body"].read() == b"over https"
+        # The given pair is used as is: nothing is generated under ROOT.
+        assert not (root / ".s3serve" / "tls").exists()
+        assert f"Endpoint:   https://127.0.0.1:{port}" in log_path.read_text()
+    finally:
+        stop_server(srv)

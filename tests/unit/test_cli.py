@@ -93,3 +93,35 @@ def test_credentials_file(tmp_path: Path) -> None:
 def test_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         _config(argv)
+
+
+def _fresh_python(code: str) -> str:
+    """Run ``code`` in a new interpreter (this one has long imported everything) and return stdout."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout.strip()
+
+
+def test_start_up_imports_leave_out_what_the_first_request_does_not_need() -> None:
+    # Each of these costs 5-100 ms of start-up; they load when an operation first needs them.
+    loaded = _fresh_python(
+        "import sys, s3serve.cli, s3serve.app, s3serve.tls\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'xmltodict', 'pyexpat', 'xml', 'cryptography', 'awscrt'})))"
+    )
+    assert loaded == ""
+
+
+def test_lazily_imported_xml_parsing_and_escaping_work_on_first_use() -> None:
+    out = _fresh_python(
+        "from s3serve import s3xml, errors\n"
+        "print(s3xml.parse(b'<Delete xmlns=\"x\"><Quiet>true</Quiet></Delete>', 'Delete'))\n"
+        "print(s3xml._esc('a&<b>'), s3xml.escape('x<y'))\n"
+        "try:\n"
+        "    s3xml.parse(b'<Delete><unclosed></Delete>', 'Delete')\n"
+        "except errors.MalformedXML:\n"
+        "    print('MalformedXML')\n"
+    )
+    assert out.splitlines() == ["{'Quiet': 'true'}", "a&amp;&lt;b&gt; x&lt;y", "MalformedXML"]
