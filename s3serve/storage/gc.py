@@ -37,6 +37,11 @@ UNLOCKED_TEMP_AGE = 3600.0
 
 # 16 hex digits of the creation time, 32 random: see staging.py.
 UPLOAD_ID = re.compile(r"[0-9a-f]{48}")
+# Files of an upload folder a writer holds flocked while it works (assembly.py names the slot markers).
+UPLOAD_TEMP_PREFIX = "tmp-"
+SLOT_MARKER_PREFIX = "slot-"
+# In a claimed folder: Complete began collapsing the upload's assembly file (see assembly.py).
+COLLAPSING = "collapsing"
 
 
 def try_flock(fd: int) -> bool:
@@ -71,11 +76,12 @@ def read_json(path: str) -> dict[str, Any] | None:
 
 
 def _tree_size(path: str) -> int:
+    """Bytes on disk (allocated blocks: an upload's sparse assembly file is mostly holes)."""
     total = 0
     for dirpath, _, files in os.walk(path):
         for name in files:
             with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
     return total
 
 
@@ -134,8 +140,11 @@ class Collector:
                     if e.errno != errno.ENOENT:  # finished by its owner meanwhile: not a failure
                         log.warning("multipart GC: could not clean %s: %s", path, e)
 
-    def _collect_temp(self, directory: str, now: float, prefixes: tuple[str, ...] = LOCKED_TEMP_PREFIXES) -> int:
-        """Remove temp files nobody holds (their writer died). Returns bytes freed."""
+    def _collect_temp(
+        self, directory: str, now: float, prefixes: tuple[str, ...] = LOCKED_TEMP_PREFIXES, only_prefixed: bool = False
+    ) -> int:
+        """Remove temp files nobody holds (their writer died). Returns bytes freed. ``only_prefixed``:
+        every other file of ``directory`` is kept (an upload folder's records and data)."""
         freed = 0
         try:
             entries = list(os.scandir(directory))
@@ -145,6 +154,8 @@ class Collector:
             if not entry.is_file(follow_symlinks=False):
                 continue
             locked_kind = entry.name.startswith(prefixes)
+            if only_prefixed and not locked_kind:
+                continue
             with contextlib.suppress(FileNotFoundError):
                 st = entry.stat(follow_symlinks=False)
                 # ctime: a fresh hard link to an old file has an old mtime.
@@ -169,7 +180,7 @@ class Collector:
             for entry in it:
                 with contextlib.suppress(FileNotFoundError):
                     last = max(last, entry.stat(follow_symlinks=False).st_mtime)
-        self._collect_temp(path, now, ("tmp-",))
+        self._collect_temp(path, now, (UPLOAD_TEMP_PREFIX,), only_prefixed=True)
         if not expire or now - last <= self.expiry:
             return
         lock = self.staging.disk.locks.try_lock(self.staging.slot(upload_id))
@@ -193,10 +204,11 @@ class Collector:
 
     @staticmethod
     def _receiving(path: str) -> bool:
-        """Whether a writer holds one of the upload's temp files (a part still arriving)."""
+        """Whether a writer holds one of the upload's temp files or slot markers (a part still
+        arriving, in a file of its own or in place)."""
         with os.scandir(path) as it:
             for entry in it:
-                if not entry.name.startswith("tmp-"):
+                if not entry.name.startswith((UPLOAD_TEMP_PREFIX, SLOT_MARKER_PREFIX)):
                     continue
                 try:
                     fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
@@ -212,7 +224,8 @@ class Collector:
     def _collect_claim(self, bucket: str, path: str) -> None:
         """A claimed folder whose claimant died (its flock is gone) is finished off, except an
         interrupted CompleteMultipartUpload: that upload is given back, so the client's retry of
-        Complete succeeds (publishing is an atomic rename, so redoing it is harmless)."""
+        Complete succeeds (publishing is an atomic rename, so redoing it is harmless) - unless it
+        had begun collapsing the assembly file: its parts are no longer where their records say."""
         try:
             fd = os.open(os.path.join(path, "upload.json"), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -235,6 +248,12 @@ class Collector:
         upload_id, how = _claim_parts(path)
         doc = read_json(os.path.join(path, "upload.json"))
         if how != "complete" or not UPLOAD_ID.fullmatch(upload_id) or doc is None or "key" not in doc:
+            return False
+        if os.path.lexists(os.path.join(path, COLLAPSING)):
+            log.warning(
+                "multipart GC: discarding upload %s of %s/%s: its Complete was interrupted while collapsing its parts",
+                upload_id, bucket, doc["key"],
+            )
             return False
         target = os.path.join(os.path.dirname(path), upload_id)
         if os.path.exists(target):

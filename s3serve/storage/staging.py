@@ -4,7 +4,9 @@ Layout (same filesystem as the buckets, so the finished object is published with
 
     multipart/<bucket>/<upload id>/upload.json          key, owner, initiated, WriteMeta
     multipart/<bucket>/<upload id>/00007.json            part 7: size, etag, checksums, data file
-    multipart/<bucket>/<upload id>/00007-<rand>.part     part 7's bytes
+    multipart/<bucket>/<upload id>/assembly              sparse: part n's bytes at (n-1) * 5 GiB
+    multipart/<bucket>/<upload id>/slot-00007            part 7 was (or is being) written in place
+    multipart/<bucket>/<upload id>/00007-<rand>.part     part 7's bytes, when not in its slot
     multipart/<bucket>/<upload id>/tmp-<rand>            a part being received (flocked by its writer)
     multipart/<bucket>/<upload id>.<how>-<rand>/         an upload claimed by Complete/Abort/GC
 
@@ -14,6 +16,10 @@ Abort and the GC *claim* an upload by renaming its folder under a per-upload loc
 is consumed exactly once; an UploadPart that loses the race finds its folder gone (NoSuchUpload).
 A claimant holds an flock on the claimed ``upload.json`` (taken before the rename), so the GC can
 tell a claim whose process died (lockable) from one still at work.
+
+The first upload of a part number writes into the upload's assembly file (see assembly.py), so
+Complete can usually make that file the object without copying; a re-upload, or anything that
+cannot go there, gets a part file of its own, and Complete then concatenates by copying.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
-import errno
 import hashlib
 import json
 import logging
@@ -31,12 +36,13 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..checksums import ALGORITHM_DIGEST, MultiHasher, b64, combine_crc
-from . import keys
+from . import assembly, keys
+from .assembly import copy_range, disk_errors, hash_range
 from .base import Body, ObjectInfo, PartInfo, PartsPage, Precondition, UploadInfo, UploadListPage, WriteMeta
 from .gc import UPLOAD_ID, Collector, create_locked, read_json, try_flock
 from .metadata import Record
@@ -49,7 +55,6 @@ log = logging.getLogger("s3serve.multipart")
 
 MAX_PART_NUMBER = 10000
 _PART_JSON = re.compile(r"(\d{5})\.json")
-_COPY_PIECE = 1024 * 1024
 # S3's defaults when CreateMultipartUpload names an algorithm but no type.
 _FULL_OBJECT_ONLY = {"CRC64NVME"}
 _COMPOSITE_ONLY = {"SHA1", "SHA256"}
@@ -72,48 +77,6 @@ def check_checksum_choice(meta: WriteMeta) -> WriteMeta:
     ):
         raise errors.InvalidRequest(f"The {kind} checksum type cannot be used with the {algorithm} algorithm.")
     return dataclasses.replace(meta, checksum_type=kind)
-
-
-@contextlib.contextmanager
-def disk_errors() -> Iterator[None]:
-    """A full disk is not the client's fault, but it deserves a clearer answer than a traceback."""
-    try:
-        yield
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise errors.InternalError("The server's disk is full; the object was not stored.") from e
-        if e.errno == errno.EFBIG:
-            raise errors.EntityTooLarge() from e
-        raise
-
-
-def copy_range(src: int, src_offset: int, dst: int, dst_offset: int, length: int) -> None:
-    """Copy bytes between files in the kernel (copy_file_range, which reflinks where the
-    filesystem can), falling back to pread/pwrite across filesystems."""
-    end = src_offset + length
-    with contextlib.suppress(OSError):  # EXDEV, ENOSYS, EINVAL: copy by hand below
-        while src_offset < end:
-            n = os.copy_file_range(src, dst, end - src_offset, src_offset, dst_offset)
-            if n == 0:
-                break
-            src_offset += n
-            dst_offset += n
-    while src_offset < end:
-        piece = os.pread(src, min(_COPY_PIECE, end - src_offset), src_offset)
-        if not piece:
-            raise errors.InternalError("The data of a part is shorter than recorded; please retry.")
-        os.pwrite(dst, piece, dst_offset)
-        src_offset += len(piece)
-        dst_offset += len(piece)
-
-
-def _hash_fd(fd: int, names: list[str]) -> dict[str, bytes]:
-    hasher = MultiHasher(names)
-    offset = 0
-    while piece := os.pread(fd, _COPY_PIECE, offset):
-        hasher.update(piece)
-        offset += len(piece)
-    return hasher.digests()
 
 
 def _write_json(directory: str, name: str, doc: dict[str, Any]) -> None:
@@ -151,6 +114,26 @@ def _check_object_checksums(computed: dict[str, str], given: dict[str, str]) -> 
             )
         if mine.split("-")[0] != value.split("-")[0]:
             raise errors.BadDigest(f"The {algorithm} you specified did not match the calculated checksum.")
+
+@dataclasses.dataclass
+class _Target:
+    """A part being received: into a new part file ``tmp``, or into its slot (``claim``)."""
+
+    fd: int
+    tmp: str | None
+    claim: assembly.SlotClaim | None
+    committing: bool = False  # from then on a record may point at the slot: never give it back
+
+    def close(self, keep_slot: bool) -> None:
+        if self.claim is not None:
+            # A failed write's bytes in the slot are referenced by nothing: the next upload may reuse it.
+            self.claim.close(release=not (self.committing or keep_slot))
+            return
+        os.close(self.fd)
+        if self.tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+
 
 class Staging:
     """The multipart operations of a DiskBackend, and its background GC."""
@@ -230,17 +213,24 @@ class Staging:
         if algorithm is not None:
             names.append(ALGORITHM_DIGEST[algorithm])
         hasher = MultiHasher(names)
-        tmp, fd = self._new_part_file(directory, upload_id)
+        target = self._part_target(directory, upload_id, number)
+        keep = False
         try:
-            with disk_errors(), open(fd, "wb", closefd=False) as f:
-                size = await write_body(f, body, hasher)
+            try:
+                with disk_errors(), open(target.fd, "wb", closefd=False) as f:
+                    if target.claim is not None:
+                        f.seek(target.claim.offset)
+                        body = assembly.BoundedBody(body, assembly.SLOT)
+                    size = await write_body(f, body, hasher)
+            except errors.EntityTooLarge as e:
+                # EFBIG, past the file size limit: a retry of this part must not come back to its slot.
+                keep = isinstance(e.__cause__, OSError)
+                raise
             digests = hasher.digests()
             given = body.finish(digests)
-            return await self._commit_part(directory, upload_id, number, tmp, fd, size, digests, given, algorithm)
+            return await self._commit_part(directory, upload_id, number, target, size, digests, given, algorithm)
         finally:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            target.close(keep)
 
     async def upload_part_copy(
         self,
@@ -271,25 +261,39 @@ class Staging:
             names = ["md5", ALGORITHM_DIGEST[_DEFAULT_ALGORITHM]]
             if algorithm is not None:
                 names.append(ALGORITHM_DIGEST[algorithm])
-            tmp, fd = self._new_part_file(directory, upload_id)
+            length = last - first + 1 if size else 0
+            assert found.fd is not None
+            target = self._part_target(directory, upload_id, number, length <= assembly.SLOT)
             try:
-                length = last - first + 1 if size else 0
-                assert found.fd is not None
-                digests = await asyncio.to_thread(self._copy_and_hash, found.fd, first, fd, length, names)
+                offset = target.claim.offset if target.claim is not None else 0
+                with disk_errors():
+                    digests = await asyncio.to_thread(self._copy_and_hash, found.fd, first, target.fd, offset, length, names)
                 given = {algorithm: b64(digests[ALGORITHM_DIGEST[algorithm]])} if algorithm else {}
-                return await self._commit_part(directory, upload_id, number, tmp, fd, length, digests, given, algorithm)
+                return await self._commit_part(directory, upload_id, number, target, length, digests, given, algorithm)
             finally:
-                os.close(fd)
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+                target.close(False)
         finally:
             if found.fd is not None:
                 os.close(found.fd)
 
     @staticmethod
-    def _copy_and_hash(src: int, offset: int, dst: int, length: int, names: list[str]) -> dict[str, bytes]:
-        copy_range(src, offset, dst, 0, length)
-        return _hash_fd(dst, names)
+    def _copy_and_hash(
+        src: int, offset: int, dst: int, dst_offset: int, length: int, names: list[str]
+    ) -> dict[str, bytes]:
+        copy_range(src, offset, dst, dst_offset, length)
+        return hash_range(dst, names, dst_offset, length)
+
+    def _part_target(self, directory: str, upload_id: str, number: int, in_place: bool = True) -> _Target:
+        """Where a part's bytes go: its slot in the assembly file on the first upload of its number,
+        a new part file otherwise."""
+        try:
+            claim = assembly.claim_slot(directory, number) if in_place else None
+        except FileNotFoundError:
+            raise errors.NoSuchUpload(UploadId=upload_id) from None
+        if claim is not None:
+            return _Target(claim.fd, None, claim)
+        tmp, fd = self._new_part_file(directory, upload_id)
+        return _Target(fd, tmp, None)
 
     @staticmethod
     def _new_part_file(directory: str, upload_id: str) -> tuple[str, int]:
@@ -304,29 +308,34 @@ class Staging:
         directory: str,
         upload_id: str,
         number: int,
-        tmp: str,
-        fd: int,
+        target: _Target,
         size: int,
         digests: dict[str, bytes],
         given: dict[str, str],
         algorithm: str | None,
     ) -> PartInfo:
         """Make a received part the upload's part ``number`` (replacing an earlier one)."""
+        target.committing = True
+        tmp, fd = target.tmp, target.fd
         if self.disk.fsync:
+            # Of the assembly file this also flushes other parts still arriving: their own fsync
+            # then has less to do.
             await asyncio.to_thread(os.fsync, fd)
         every = {alg: b64(digests[name]) for alg, name in ALGORITHM_DIGEST.items() if name in digests}
         shown = dict(given)
         if algorithm is not None:
             shown = {algorithm: every[algorithm], **{k: v for k, v in given.items() if k == algorithm}}
-        data_name = f"{number:05d}-{secrets.token_hex(8)}.part"
+        data_name = f"{number:05d}-{secrets.token_hex(8)}.part" if tmp is not None else None
         part = PartInfo(number, size, digests["md5"].hex(), time.time(), shown)
-        doc = {"n": number, "s": size, "e": part.etag, "t": part.last_modified, "c": shown, "x": every, "f": data_name}
+        doc = {"n": number, "s": size, "e": part.etag, "t": part.last_modified, "c": shown, "x": every}
+        doc.update({"f": data_name} if target.claim is None else {"a": target.claim.offset})
         json_name = f"{number:05d}.json"
         # Under the upload's lock, so a Complete/Abort claim comes wholly before or after this.
         async with self.disk.locks.hold(self.slot(upload_id)):
             old = read_json(os.path.join(directory, json_name))
             try:
-                os.rename(tmp, os.path.join(directory, data_name))
+                if tmp is not None and data_name is not None:
+                    os.rename(tmp, os.path.join(directory, data_name))
                 _write_json(directory, json_name, doc)
             except FileNotFoundError:
                 raise errors.NoSuchUpload(UploadId=upload_id) from None
@@ -386,17 +395,15 @@ class Staging:
                 upload = self._load_upload(claimed, upload_id, key)
                 record, sources = self._plan(claimed, upload, parts)
                 _check_object_checksums(record.checksums, checksums or {})
-                tmp = os.path.join(self.disk._tmp_dir, f"mpu-{secrets.token_hex(16)}")
-                fd = create_locked(tmp)
-                try:
-                    with disk_errors():
-                        await asyncio.to_thread(self._assemble, fd, sources, record.size)
-                    info = await self.disk._publish(bucket, kp, tmp, record, precondition)
-                    published = True
-                finally:
-                    os.close(fd)
+                # No copy when the parts are in place and fill whole blocks; a copy otherwise.
+                with disk_errors():
+                    in_place = await assembly.publish_in_place(self.disk, bucket, kp, claimed, sources, record, precondition)
+                info = in_place or await self._publish_copy(bucket, kp, sources, record, precondition)
+                published = True
             finally:
-                if published:
+                # The marker stays only after a collapse that could not be undone: the parts are no
+                # longer in their slots, so the upload cannot be given back.
+                if published or os.path.exists(os.path.join(claimed, assembly.COLLAPSING)):
                     await asyncio.to_thread(shutil.rmtree, claimed, True)
                 else:
                     # Nothing was published: the upload stays completable and abortable.
@@ -404,9 +411,21 @@ class Staging:
         log.info("completed multipart upload %s of %s/%s: %d parts, %d bytes", upload_id, bucket, key, len(parts), info.size)
         return info
 
-    def _plan(self, directory: str, upload: UploadInfo, parts: list[PartInfo]) -> tuple[Record, list[tuple[str, int]]]:
-        """Check the client's part list against the stored parts; the object's record and the
-        data files to concatenate."""
+    async def _publish_copy(
+        self, bucket: str, kp: keys.KeyPath, sources: list[assembly.Source], record: Record, precondition: Precondition | None
+    ) -> ObjectInfo:
+        tmp = os.path.join(self.disk._tmp_dir, f"mpu-{secrets.token_hex(16)}")
+        fd = create_locked(tmp)
+        try:
+            with disk_errors():
+                await asyncio.to_thread(self._assemble, fd, sources, record.size)
+            return await self.disk._publish(bucket, kp, tmp, record, precondition)
+        finally:
+            os.close(fd)
+
+    def _plan(self, directory: str, upload: UploadInfo, parts: list[PartInfo]) -> tuple[Record, list[assembly.Source]]:
+        """Check the client's part list against the stored parts; the object's record and where
+        the bytes to concatenate are."""
         docs: list[dict[str, Any]] = []
         for wanted in parts:
             doc = read_json(os.path.join(directory, f"{wanted.number:05d}.json"))
@@ -449,21 +468,23 @@ class Staging:
             PartInfo(int(d["n"]), int(d["s"]), str(d["e"]), 0.0, {algorithm: str(d["x"][algorithm])} if kind == "COMPOSITE" else {})
             for d in docs
         ]
-        sources = [(os.path.join(directory, os.path.basename(str(d["f"]))), int(d["s"])) for d in docs]
+        sources = [assembly.source_of(directory, d) for d in docs]
         return record, sources
 
     @staticmethod
-    def _assemble(fd: int, sources: list[tuple[str, int]], total: int) -> None:
+    def _assemble(fd: int, sources: list[assembly.Source], total: int) -> None:
         offset = 0
-        for path, size in sources:
-            src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        for source in sources:
+            src = os.open(source.path, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                if os.fstat(src).st_size != size:
+                st_size = os.fstat(src).st_size
+                short = st_size < source.offset + source.size if source.in_slot else st_size != source.size
+                if short:
                     raise errors.InternalError("A part's data does not have its recorded size; please retry.")
-                copy_range(src, 0, fd, offset, size)
+                copy_range(src, source.offset, fd, offset, source.size)
             finally:
                 os.close(src)
-            offset += size
+            offset += source.size
         if os.fstat(fd).st_size != total:
             raise errors.InternalError("The assembled object does not have the expected size; please retry.")
 

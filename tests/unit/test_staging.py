@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import errno
 import hashlib
 import logging
 import os
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from s3serve import errors
+from s3serve.storage import assembly
 from s3serve.storage.base import PartInfo, WriteMeta
 from s3serve.storage.disk import DiskBackend
 from s3serve.storage.gc import create_locked
@@ -235,3 +238,253 @@ async def test_an_interrupted_complete_gives_the_upload_back(be: DiskBackend) ->
     info = await be.complete_multipart_upload("bkt", "retry-me", upload.upload_id, [PartInfo(1, 0, part.etag)])
     assert info.size == len(b"only part")
     assert await read_all(be, "retry-me") == b"only part"
+
+
+# -- the assembly file: parts in place, Complete without copying ----------------------------------------
+
+BLOCK = 16 * KIB  # a multiple of the block size of any filesystem these tests run on
+
+
+def assembly_inode(be: DiskBackend, upload_id: str) -> int:
+    return os.stat(staging_dir(be) / upload_id / assembly.ASSEMBLY).st_ino
+
+
+def object_inode(be: DiskBackend, key: str) -> int:
+    return os.stat(be.root / "bkt" / key).st_ino
+
+
+def md5_etag(parts: list[bytes]) -> str:
+    return hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest() + f"-{len(parts)}"
+
+
+async def upload_parts(be: DiskBackend, key: str, parts: dict[int, bytes], meta: WriteMeta | None = None) -> tuple[str, dict[int, PartInfo]]:
+    upload = await be.create_multipart_upload("bkt", key, meta or WriteMeta(), OWNER)
+    infos = {n: await be.upload_part("bkt", key, upload.upload_id, n, Body(data)) for n, data in parts.items()}
+    return upload.upload_id, infos
+
+
+async def test_aligned_parts_become_the_object_without_a_copy(be: DiskBackend) -> None:
+    # Part 1 is not listed (nor uploaded), 4 is skipped: the gaps before 2, after 3 and in 5's slot go.
+    parts = {2: os.urandom(2 * BLOCK), 3: os.urandom(BLOCK), 5: os.urandom(BLOCK), 6: b"the unaligned last part"}
+    upload_id, infos = await upload_parts(be, "zero", parts)
+    inode = assembly_inode(be, upload_id)
+    assert not [p for p in (staging_dir(be) / upload_id).iterdir() if p.suffix == ".part"]
+    info = await be.complete_multipart_upload("bkt", "zero", upload_id, list(infos.values()))
+    assert object_inode(be, "zero") == inode  # the assembly file itself, not a copy of it
+    assert await read_all(be, "zero") == b"".join(parts.values())
+    assert info.etag == md5_etag(list(parts.values())) and info.size == sum(map(len, parts.values()))
+    assert list(staging_dir(be).iterdir()) == []
+    st = os.stat(be.root / "bkt" / "zero")
+    assert st.st_nlink == 1 and st.st_blocks * 512 < info.size + 2 * BLOCK  # no block left twice
+    head = await be.head_object("bkt", "zero")
+    assert head.etag == info.etag and head.checksums == info.checksums
+
+
+async def test_composite_checksums_of_an_in_place_object(be: DiskBackend) -> None:
+    parts = {1: os.urandom(BLOCK), 2: os.urandom(100)}
+    meta = check_checksum_choice(WriteMeta(checksum_algorithm="SHA256"))
+    upload_id, infos = await upload_parts(be, "sha", parts, meta)
+    inode = assembly_inode(be, upload_id)
+    info = await be.complete_multipart_upload("bkt", "sha", upload_id, list(infos.values()))
+    assert object_inode(be, "sha") == inode
+    composite = hashlib.sha256(b"".join(hashlib.sha256(p).digest() for p in parts.values())).digest()
+    assert info.checksums["SHA256"] == base64.b64encode(composite).decode() + "-2"
+
+
+@pytest.mark.parametrize("case", ["unaligned", "reuploaded", "unlisted", "no-collapse", "being-written"])
+async def test_what_cannot_be_collapsed_is_copied_byte_exact(
+    be: DiskBackend, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    parts = {1: os.urandom(BLOCK), 2: os.urandom(BLOCK + (1 if case == "unaligned" else 0)), 3: b"end"}
+    upload_id, infos = await upload_parts(be, "copied", parts)
+    folder = staging_dir(be) / upload_id
+    held = None
+    if case == "reuploaded":
+        parts[2] = os.urandom(BLOCK)  # the re-upload goes to a part file of its own
+        infos[2] = await be.upload_part("bkt", "copied", upload_id, 2, Body(parts[2]))
+        assert len([p for p in folder.iterdir() if p.suffix == ".part"]) == 1
+    elif case == "unlisted":
+        await be.upload_part("bkt", "copied", upload_id, 4, Body(os.urandom(BLOCK)))  # uploaded, not listed
+    elif case == "no-collapse":  # e.g. tmpfs: fallocate answers EOPNOTSUPP
+
+        def refuse(fd: int, mode: int, offset: int, length: int) -> None:
+            raise OSError(errno.EOPNOTSUPP, "not supported")
+
+        monkeypatch.setattr(assembly, "fallocate", refuse)
+    elif case == "being-written":  # another part of the upload still streaming into its slot
+        held = create_locked(str(folder / assembly.marker_name(9)))
+    inode = assembly_inode(be, upload_id)
+    try:
+        info = await be.complete_multipart_upload("bkt", "copied", upload_id, [infos[1], infos[2], infos[3]])
+    finally:
+        if held is not None:
+            os.close(held)
+    assert object_inode(be, "copied") != inode
+    expected = [parts[1], parts[2], parts[3]]
+    assert await read_all(be, "copied") == b"".join(expected)
+    assert info.etag == md5_etag(expected) and info.size == sum(map(len, expected))
+    assert list(staging_dir(be).iterdir()) == []
+
+
+async def test_upload_part_copy_writes_into_the_slot(be: DiskBackend) -> None:
+    source = os.urandom(3 * BLOCK)
+    await be.put_object("bkt", "src", Body(source), WriteMeta())
+    for key in ("in-place", "recopied"):
+        upload = await be.create_multipart_upload("bkt", key, WriteMeta(), OWNER)
+        first = await be.upload_part_copy("bkt", key, upload.upload_id, 1, "bkt", "src", (BLOCK, 3 * BLOCK - 1), None)
+        second = await be.upload_part_copy("bkt", key, upload.upload_id, 2, "bkt", "src", None, None)
+        assert first.etag == hashlib.md5(source[BLOCK:]).hexdigest()
+        expected = source[BLOCK:] + source
+        if key == "recopied":  # a second copy of a part number goes to a part file
+            second = await be.upload_part_copy("bkt", key, upload.upload_id, 2, "bkt", "src", (0, 9), None)
+            assert second.etag == hashlib.md5(source[:10]).hexdigest()
+            expected = source[BLOCK:] + source[:10]
+        inode = assembly_inode(be, upload.upload_id)
+        await be.complete_multipart_upload("bkt", key, upload.upload_id, [first, second])
+        assert await read_all(be, key) == expected
+        assert (object_inode(be, key) == inode) == (key == "in-place")
+
+
+async def test_concurrent_uploads_of_one_part_number_leave_the_last_committed(be: DiskBackend) -> None:
+    upload = await be.create_multipart_upload("bkt", "race", WriteMeta(), OWNER)
+    a, b, c = os.urandom(BLOCK), os.urandom(BLOCK), os.urandom(BLOCK)
+    # a starts first (so it writes in place) and commits last; b and c go to part files.
+    slow = asyncio.create_task(be.upload_part("bkt", "race", upload.upload_id, 1, Body(a[:100], a[100:], pause=0.1)))
+    await asyncio.sleep(0.05)
+    await be.upload_part("bkt", "race", upload.upload_id, 1, Body(b))
+    await be.upload_part("bkt", "race", upload.upload_id, 1, Body(c))
+    last = await slow
+    listed = (await be.list_parts("bkt", "race", upload.upload_id, 0, 10)).parts
+    assert [(p.number, p.etag) for p in listed] == [(1, last.etag)] and last.etag == hashlib.md5(a).hexdigest()
+    assert not [p for p in (staging_dir(be) / upload.upload_id).iterdir() if p.suffix == ".part"]
+    # Now a part file commits last: it wins, and the slot's bytes are left alone (never unlinked).
+    final = await be.upload_part("bkt", "race", upload.upload_id, 1, Body(b))
+    await be.complete_multipart_upload("bkt", "race", upload.upload_id, [final])
+    assert await read_all(be, "race") == b
+
+
+async def test_a_failed_in_place_write_gives_the_slot_back(be: DiskBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(assembly, "SLOT", 4 * BLOCK)  # small slots, so a body can overflow one
+    upload = await be.create_multipart_upload("bkt", "big", WriteMeta(), OWNER)
+    folder = staging_dir(be) / upload.upload_id
+    with pytest.raises(errors.EntityTooLarge):
+        await be.upload_part("bkt", "big", upload.upload_id, 1, Body(os.urandom(3 * BLOCK), os.urandom(2 * BLOCK)))
+    assert not (folder / assembly.marker_name(1)).exists()
+    parts = [os.urandom(4 * BLOCK), os.urandom(BLOCK), b"tail"]
+    infos = [await be.upload_part("bkt", "big", upload.upload_id, n, Body(p)) for n, p in enumerate(parts, 1)]
+    inode = assembly_inode(be, upload.upload_id)
+    await be.complete_multipart_upload("bkt", "big", upload.upload_id, infos)
+    assert await read_all(be, "big") == b"".join(parts)
+    assert object_inode(be, "big") == inode
+
+
+async def test_a_part_past_the_largest_file_goes_to_a_part_file(be: DiskBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(assembly, "SLOT", 2**62)  # slot 3 ends past any filesystem's file size limit
+    parts = {1: os.urandom(BLOCK), 3: b"three"}
+    upload_id, infos = await upload_parts(be, "far", parts)
+    folder = staging_dir(be) / upload_id
+    assert "00003" in [p.name[:5] for p in folder.iterdir() if p.suffix == ".part"]
+    await be.complete_multipart_upload("bkt", "far", upload_id, list(infos.values()))
+    assert await read_all(be, "far") == b"".join(parts.values())
+
+
+class FailOnce:
+    """DiskBackend._publish failing once the bytes are ready, as a lost precondition race would."""
+
+    def __init__(self, be: DiskBackend) -> None:
+        self.publish = be._publish
+        self.calls = 0
+
+    async def __call__(self, *args: object) -> object:
+        self.calls += 1
+        if self.calls == 1:
+            raise errors.PreconditionFailed()
+        return await self.publish(*args)  # type: ignore[arg-type]
+
+
+async def test_a_complete_failing_after_the_collapse_gives_the_upload_back(
+    be: DiskBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parts = {1: os.urandom(BLOCK), 3: os.urandom(2 * BLOCK), 4: b"last"}
+    upload_id, infos = await upload_parts(be, "undo", parts)
+    folder = staging_dir(be) / upload_id
+    size_before = os.stat(folder / assembly.ASSEMBLY).st_size
+    monkeypatch.setattr(be, "_publish", FailOnce(be))
+    with pytest.raises(errors.PreconditionFailed):
+        await be.complete_multipart_upload("bkt", "undo", upload_id, list(infos.values()))
+    # Every part is back in its slot (the gaps re-inserted as holes), and the upload is as it was.
+    assert os.stat(folder / assembly.ASSEMBLY).st_size == size_before
+    assert not (folder / assembly.COLLAPSING).exists() and not (be.root / "bkt" / "undo").exists()
+    assert [p.number for p in (await be.list_parts("bkt", "undo", upload_id, 0, 10)).parts] == [1, 3, 4]
+    inode = assembly_inode(be, upload_id)
+    await be.complete_multipart_upload("bkt", "undo", upload_id, list(infos.values()))
+    assert await read_all(be, "undo") == b"".join(parts.values())
+    assert object_inode(be, "undo") == inode
+
+
+async def test_a_collapse_that_cannot_be_undone_discards_the_upload(
+    be: DiskBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upload_id, infos = await upload_parts(be, "lost", {1: os.urandom(BLOCK), 2: b"last"})
+    real = assembly.fallocate
+
+    def no_insert(fd: int, mode: int, offset: int, length: int) -> None:
+        if mode == assembly.FALLOC_FL_INSERT_RANGE:
+            raise OSError(errno.EOPNOTSUPP, "not supported")
+        real(fd, mode, offset, length)
+
+    monkeypatch.setattr(assembly, "fallocate", no_insert)
+    monkeypatch.setattr(be, "_publish", FailOnce(be))
+    with pytest.raises(errors.PreconditionFailed):
+        await be.complete_multipart_upload("bkt", "lost", upload_id, list(infos.values()))
+    # Never given back half-collapsed, never visible as an object.
+    assert list(staging_dir(be).iterdir()) == []
+    assert not (be.root / "bkt" / "lost").exists()
+    with pytest.raises(errors.NoSuchUpload):
+        await be.complete_multipart_upload("bkt", "lost", upload_id, list(infos.values()))
+
+
+async def test_gc_discards_a_claim_interrupted_while_collapsing(
+    be: DiskBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    upload_id, _ = await upload_parts(be, "crashed", {1: os.urandom(BLOCK)})
+    directory = staging_dir(be) / upload_id
+    # What a Complete leaves when its process dies after writing the marker.
+    claim = directory.with_name(f"{upload_id}.complete-dead00")
+    directory.rename(claim)
+    (claim / assembly.COLLAPSING).touch()
+    caplog.set_level(logging.INFO, logger="s3serve.multipart")
+    await asyncio.to_thread(be.staging.collector.collect, False)
+    assert list(staging_dir(be).iterdir()) == []
+    assert f"discarding upload {upload_id} of bkt/crashed" in caplog.text
+    with pytest.raises(errors.NoSuchUpload):
+        await be.list_parts("bkt", "crashed", upload_id, 0, 10)
+
+
+async def test_gc_keeps_every_file_of_an_upload_idle_for_less_than_the_expiry(be: DiskBackend) -> None:
+    first = os.urandom(BLOCK)
+    upload_id, infos = await upload_parts(be, "kept", {1: first, 2: b"two"})
+    infos[2] = await be.upload_part("bkt", "kept", upload_id, 2, Body(b"2nd"))  # a part file too
+    folder = staging_dir(be) / upload_id
+    names = sorted(p.name for p in folder.iterdir())
+    collector = be.staging.collector
+    collector.expiry = 10 * 3600.0
+    # Two hours from now: records and data are older than any temp-file age, the upload is not expired.
+    await asyncio.to_thread(collector._collect_upload, "bkt", upload_id, str(folder), time.time() + 7200, True)
+    assert sorted(p.name for p in folder.iterdir()) == names
+    await be.complete_multipart_upload("bkt", "kept", upload_id, list(infos.values()))
+    assert await read_all(be, "kept") == first + b"2nd"
+
+
+async def test_a_slot_whose_marker_is_held_by_someone_else_is_not_written(
+    be: DiskBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Complete (or the GC) holding the fresh marker: the part goes to a file, the slot stays free.
+    monkeypatch.setattr(assembly, "try_flock", lambda fd: False)
+    upload_id, infos = await upload_parts(be, "busy", {1: b"one"})
+    folder = staging_dir(be) / upload_id
+    assert [p.name[:5] for p in folder.iterdir() if p.suffix == ".part"] == ["00001"]
+    assert not (folder / assembly.marker_name(1)).exists() and not (folder / assembly.ASSEMBLY).exists()
+    monkeypatch.undo()
+    await be.complete_multipart_upload("bkt", "busy", upload_id, list(infos.values()))
+    assert await read_all(be, "busy") == b"one"
