@@ -8,6 +8,7 @@ from typing import Any
 PRIMARY: list[tuple[str, str, bool]] = [
     ("small.", "ops_per_s", True),
     ("wrk.", "ops_per_s", True),
+    ("workers.", "ops_per_s", True),
     ("large.", "MiB_per_s", True),
     ("multipart.", "MiB_per_s", True),
     ("list.full_walk", "seconds", False),
@@ -103,6 +104,37 @@ def ratio_table(results: dict[str, Any], metric_for: Any, title: str, note: str)
     return lines + [""]
 
 
+def workers_table(results: dict[str, Any]) -> list[str]:
+    """1 vs 2 worker processes per server (the `workers` scenario): ops/s, ratio, how CPU spread."""
+    rows = []
+    for name, server in results["servers"].items():
+        scs = server["scenarios"]
+        for sc in scs:
+            if not (sc.startswith("workers.") and sc.endswith(".w1")):
+                continue
+            base = sc[: -len(".w1")]
+            one, two = scs[sc], scs.get(base + ".w2")
+            a, a_text = _cell(one, "ops_per_s")
+            b, b_text = _cell(two, "ops_per_s")
+            ratio = f"{b / a:.2f}" if a and b is not None else "–"
+            share = _cell(two, "busiest_share")[1]
+            util1, util2 = _cell(one, "server_cpu_util")[1], _cell(two, "server_cpu_util")[1]
+            rows.append(f"| {name} | {base[len('workers.'):]} | {a_text} | {b_text} | {ratio} | {util1} / {util2} | {share} |")
+    if not rows:
+        return []
+    return [
+        "### Worker processes (server and wrk on all cores)",
+        "",
+        "ops/s with 1 and 2 worker processes; server CPU in cores used; busiest share = the fraction of "
+        "the server's CPU time taken by its busiest process with 2 workers (0.5 = even).",
+        "",
+        "| server | scenario | 1 worker ops/s | 2 workers ops/s | 2 ÷ 1 | server CPU (cores) 1 / 2 | busiest share |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     lines = [
@@ -122,9 +154,10 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["", "Skipped: " + "; ".join(f"{n}: {why}" for n, why in meta["skipped"].items()) + "."]
     lines.append("")
     lines += ratio_table(results, primary, "Throughput and time", "Primary metric of each scenario.")
+    lines += workers_table(results)
     lines += ratio_table(
         results,
-        lambda sc: ("p99_ms", False) if sc.startswith(("small.", "wrk.")) else (None, False),
+        lambda sc: ("p99_ms", False) if sc.startswith(("small.", "wrk.", "workers.")) else (None, False),
         "Small-object tail latency (p99, ms)",
         "p50 is in results.json.",
     )

@@ -21,12 +21,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench import machine, report, scenarios, wrkdrive
+from bench import machine, report, scenarios, workers, wrkdrive
 from bench.client import S3Client, S3RequestError
 from bench.scenarios import BUCKET, MiB, Params
 from bench.servers import BENCH, REPO, Running, ServerSpec, StartError, all_specs, peak_rss_kib, split_cores
 
-SCENARIOS = ("machine", "startup", "small", "wrk", "large", "multipart", "list")
+SCENARIOS = ("machine", "startup", "small", "wrk", "large", "multipart", "list", "workers")
+# Scenarios that start their own server instances (run_server's shared instance is not used).
+OWN_INSTANCES = ("machine", "startup", "workers")
 # What each kind of server can be asked: ceilings speak plain HTTP, the bare aiohttp app has no storage.
 CAPS = {
     "s3": {"small", "wrk", "large_put", "large_get", "multipart", "list"},
@@ -105,6 +107,15 @@ async def run_server(spec: ServerSpec, p: Params, wanted: list[str], data_dir: P
             shutil.rmtree(running.workdir, ignore_errors=True)
         result["scenarios"]["startup"] = report.summarize(runs)
         log(f"{spec.name}: startup {result['scenarios']['startup']['median']['startup_s'] * 1000:.0f} ms")
+    if "workers" in wanted and spec.workers and not spec.external_url:
+        if not wrkdrive.available():
+            result["failures"].append({"scenario": "workers", "error": "wrk not installed (run bench/install.sh)"})
+        else:
+            log(f"{spec.name}: workers (server and wrk on cores {sorted(cores[0] | cores[1])}) ...")
+            for key, runs in (await workers.run_workers(spec, p, data_dir, cores[0] | cores[1])).items():
+                result["scenarios"][key] = report.summarize(runs)
+    if not [name for name in wanted if name not in OWN_INSTANCES]:
+        return result
     running = spec.start(data_dir, cores[1])
     try:
         async with S3Client(running.endpoint, pool=max(p.concurrencies) + 8) as client:
@@ -113,7 +124,7 @@ async def run_server(spec: ServerSpec, p: Params, wanted: list[str], data_dir: P
             elif running.root is not None:
                 (running.root / BUCKET).mkdir(exist_ok=True)
             for name in wanted:
-                if name in ("machine", "startup"):
+                if name in OWN_INSTANCES:
                     continue
                 if not ({name, f"{name}_put", f"{name}_get"} & caps):
                     continue

@@ -78,6 +78,18 @@ def cpu_seconds(root: int) -> float:
     return total / CLK_TCK
 
 
+def cpu_by_process(root: int) -> dict[int, float]:
+    """utime+stime (seconds) of each live process of the tree: how work spreads over workers."""
+    out = {}
+    for pid in process_tree(root):
+        try:
+            f = _stat_fields(pid)
+        except OSError:
+            continue
+        out[pid] = (int(f[11]) + int(f[12])) / CLK_TCK
+    return out
+
+
 def peak_rss_kib(root: int) -> int:
     """Sum of VmHWM over the tree: the peak resident memory of each process since the last reset."""
     total = 0
@@ -156,13 +168,14 @@ class ServerSpec:
     name: str
     role: str  # "subject", "peer" or "ceiling"
     describe: str
-    command: Callable[[Path, int, Path], list[str]]  # (data root, port, workdir) -> argv
+    command: Callable[[Path, int, Path, int | None], list[str]]  # (data root, port, workdir, workers) -> argv
     access_key: str = "bench"
     secret_key: str = "bench-secret"
     s3: bool = True
     direct_disk: bool = False  # ROOT/bucket/key on disk is an object (s3serve, nginx)
     requires: list[Path] = field(default_factory=list)
     external_url: str | None = None
+    workers: bool = False  # takes a number of worker processes (the `workers` scenario)
 
     def missing(self) -> str | None:
         for path in self.requires:
@@ -170,7 +183,7 @@ class ServerSpec:
                 return f"{path} not found (run bench/install.sh)"
         return None
 
-    def start(self, data_dir: Path, server_cores: set[int]) -> Running:
+    def start(self, data_dir: Path, server_cores: set[int], workers: int | None = None) -> Running:
         workdir = Path(tempfile.mkdtemp(prefix=f"bench-{self.name}-"))
         log = workdir / "server.log"
         if self.external_url:
@@ -180,7 +193,7 @@ class ServerSpec:
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
         port = free_port()
-        argv = self.command(root, port, workdir)
+        argv = self.command(root, port, workdir, workers)
         t0 = time.perf_counter()
         with log.open("wb") as logf:
             proc = subprocess.Popen(
@@ -231,24 +244,24 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     raise StartError(f"no HTTP answer within {READY_TIMEOUT:.0f}s")
 
 
-def _s3serve(root: Path, port: int, workdir: Path) -> list[str]:
-    workers = os.environ.get("BENCH_S3SERVE_WORKERS", "1")
+def _s3serve(root: Path, port: int, workdir: Path, workers: int | None) -> list[str]:
+    n = str(workers) if workers is not None else os.environ.get("BENCH_S3SERVE_WORKERS", "1")
     return [
         str(PROJECT_PYTHON), "-m", "s3serve", "serve", str(root), "--address", f"127.0.0.1:{port}",
-        "--access-key", "bench", "--secret-key", "bench-secret", "--workers", workers,
+        "--access-key", "bench", "--secret-key", "bench-secret", "--workers", n,
     ]
 
 
-def _moto(root: Path, port: int, workdir: Path) -> list[str]:
+def _moto(root: Path, port: int, workdir: Path, workers: int | None) -> list[str]:
     return [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)]
 
 
-def _s3rver(root: Path, port: int, workdir: Path) -> list[str]:
+def _s3rver(root: Path, port: int, workdir: Path, workers: int | None) -> list[str]:
     return ["node", str(S3RVER_JS), "-d", str(root), "-a", "127.0.0.1", "-p", str(port), "--silent"]
 
 
-def _ceiling_aiohttp(root: Path, port: int, workdir: Path) -> list[str]:
-    return [str(PROJECT_PYTHON), str(BENCH / "ceiling_app.py"), "--port", str(port)]
+def _ceiling_aiohttp(root: Path, port: int, workdir: Path, workers: int | None) -> list[str]:
+    return [str(PROJECT_PYTHON), str(BENCH / "ceiling_app.py"), "--port", str(port), "--workers", str(workers or 1)]
 
 
 NGINX_CONF = """\
@@ -288,7 +301,7 @@ http {{
 """
 
 
-def _nginx(root: Path, port: int, workdir: Path) -> list[str]:
+def _nginx(root: Path, port: int, workdir: Path, workers: int | None) -> list[str]:
     user = "user root;" if os.geteuid() == 0 else ""
     conf = workdir / "nginx.conf"
     conf.write_text(NGINX_CONF.format(workdir=workdir, root=root, port=port, user=user))
@@ -299,7 +312,7 @@ def all_specs() -> dict[str, ServerSpec]:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     specs = [
         ServerSpec("s3serve", "subject", "s3serve (this project), 1 worker", _s3serve, direct_disk=True,
-                   requires=[PROJECT_PYTHON]),
+                   requires=[PROJECT_PYTHON], workers=True),
         ServerSpec("moto", "peer", "moto_server (moto[server], Python/Werkzeug, in memory)", _moto,
                    requires=[MOTO_SERVER]),
         ServerSpec("s3rver", "peer", "s3rver (Node.js, on disk)", _s3rver, access_key="S3RVER",
@@ -307,7 +320,7 @@ def all_specs() -> dict[str, ServerSpec]:
         ServerSpec("nginx", "ceiling", "nginx, sendfile GET, dav PUT/DELETE, 1 worker", _nginx, s3=False,
                    direct_disk=True, requires=[Path(nginx)]),
         ServerSpec("aiohttp", "ceiling", "bare aiohttp app, fixed 4 KiB body", _ceiling_aiohttp, s3=False,
-                   requires=[PROJECT_PYTHON]),
+                   requires=[PROJECT_PYTHON], workers=True),
     ]
     out = {s.name: s for s in specs}
     # Point the same suite at any other S3 endpoint (not started, not measured through /proc).

@@ -62,46 +62,65 @@ def _paths(client: S3Client, method: str, keys: list[str]) -> list[str]:
 
 async def run_wrk(client: S3Client, server: Running, p: Params, threads: int) -> dict[str, list[dict[str, Any]]]:
     body = os.urandom(p.small_size)
-    get_keys = [f"wrk/g{i}" for i in range(WRK_KEYS)]
-    setup = Collector()
-    for key in get_keys:
-        try:
-            await client.put(BUCKET, key, body)
-        except Exception as exc:  # noqa: BLE001 - recorded, and GETs of a missing key show as errors
-            setup.add(exc)
+    setup = await put_get_keys(client, body)
     out: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
-        script = Path(tmp) / "s3.lua"
-        script.write_text(LUA)
         for rep in range(p.repeats):
             for conc in p.concurrencies:
                 for method in ("GET", "PUT"):
-                    keys = get_keys if method == "GET" else [f"wrk/r{rep}c{conc}p{i}" for i in range(WRK_KEYS)]
-                    paths = Path(tmp) / "paths.txt"
-                    paths.write_text("\n".join(_paths(client, method, keys)) + "\n")
-                    env = dict(os.environ, WRK_PATHS=str(paths), WRK_METHOD=method, WRK_SIZE=str(p.small_size))
-                    argv = ["wrk", "-t", str(min(threads, conc)), "-c", str(conc), "-d", f"{max(1, round(p.wrk_duration))}s",
-                            "--timeout", "10s", "-s", str(script), server.endpoint.url + "/"]
-                    with Meter(server) as m:
-                        proc = await asyncio.create_subprocess_exec(
-                            *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-                        )
-                        raw, _ = await proc.communicate()
-                    text = raw.decode(errors="replace")
-                    line = next((ln for ln in text.splitlines() if ln.startswith("WRKJSON ")), None)
-                    if line is None:
-                        run: dict[str, Any] = {"errors": 1, "error_samples": [{"request": " ".join(argv), "status": 0, "response": text[-600:]}]}
-                    else:
-                        d = json.loads(line[len("WRKJSON "):])
-                        ok = d["requests"] - d["status"]
-                        errs = d["status"] + d["connect"] + d["read"] + d["write"] + d["timeout"]
-                        run = m.metrics(d["requests"])
-                        # wrk's own process is not ours, so its CPU does not show in client_cpu_util.
-                        run.pop("client_cpu_util", None)
-                        run.update(ops=d["requests"], ops_per_s=ok / (d["duration_us"] / 1e6), p50_ms=d["p50_us"] / 1000,
-                                   p99_ms=d["p99_us"] / 1000, errors=errs,
-                                   error_samples=[{"request": f"{method} (wrk, presigned)", "status": 0, "response": json.dumps(d)}] if errs else [])
+                    run = await wrk_once(client, server, p, Path(tmp), method, conc, min(threads, conc), f"r{rep}c{conc}")
                     if setup.count:
                         run["setup_errors"] = setup.samples
                     out.setdefault(f"wrk.{method.lower()}.c{conc}", []).append(run)
     return out
+
+
+GET_KEYS = [f"wrk/g{i}" for i in range(WRK_KEYS)]
+
+
+async def put_get_keys(client: S3Client, body: bytes) -> Collector:
+    """The objects GET runs cycle over."""
+    setup = Collector()
+    for key in GET_KEYS:
+        try:
+            await client.put(BUCKET, key, body)
+        except Exception as exc:  # noqa: BLE001 - recorded, and GETs of a missing key show as errors
+            setup.add(exc)
+    return setup
+
+
+async def wrk_once(
+    client: S3Client, server: Running, p: Params, tmp: Path, method: str, conc: int, threads: int, put_prefix: str,
+    cores: set[int] | None = None,
+) -> dict[str, Any]:
+    """One wrk run of ``method`` at ``conc`` connections; ``cores``: where wrk may run (default: ours)."""
+    script = tmp / "s3.lua"
+    if not script.exists():
+        script.write_text(LUA)
+    keys = GET_KEYS if method == "GET" else [f"wrk/{put_prefix}p{i}" for i in range(WRK_KEYS)]
+    paths = tmp / "paths.txt"
+    paths.write_text("\n".join(_paths(client, method, keys)) + "\n")
+    env = dict(os.environ, WRK_PATHS=str(paths), WRK_METHOD=method, WRK_SIZE=str(p.small_size))
+    argv = ["wrk", "-t", str(threads), "-c", str(conc), "-d", f"{max(1, round(p.wrk_duration))}s",
+            "--timeout", "10s", "-s", str(script), server.endpoint.url + "/"]
+    with Meter(server) as m:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        if cores is not None:
+            os.sched_setaffinity(proc.pid, cores)
+        raw, _ = await proc.communicate()
+    text = raw.decode(errors="replace")
+    line = next((ln for ln in text.splitlines() if ln.startswith("WRKJSON ")), None)
+    if line is None:
+        return {"errors": 1, "error_samples": [{"request": " ".join(argv), "status": 0, "response": text[-600:]}]}
+    d = json.loads(line[len("WRKJSON "):])
+    ok = d["requests"] - d["status"]
+    errs = d["status"] + d["connect"] + d["read"] + d["write"] + d["timeout"]
+    run = m.metrics(d["requests"])
+    # wrk's own process is not ours, so its CPU does not show in client_cpu_util.
+    run.pop("client_cpu_util", None)
+    run.update(ops=d["requests"], ops_per_s=ok / (d["duration_us"] / 1e6), p50_ms=d["p50_us"] / 1000,
+               p99_ms=d["p99_us"] / 1000, errors=errs,
+               error_samples=[{"request": f"{method} (wrk, presigned)", "status": 0, "response": json.dumps(d)}] if errs else [])
+    return run

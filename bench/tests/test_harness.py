@@ -105,3 +105,32 @@ def test_summarize_reports_median_and_spread() -> None:
     assert s["min"]["ops_per_s"] == 90.0 and s["max"]["ops_per_s"] == 120.0
     assert s["spread"]["ops_per_s"] == pytest.approx(0.3)
     assert s["errors"] == 1
+
+
+def test_spread_of_cpu_over_processes() -> None:
+    from bench.workers import spread
+
+    assert spread({1: 1.0, 2: 1.0}, {1: 3.0, 2: 3.0}) == {"busiest_share": 0.5, "busy_processes": 2}
+    assert spread({1: 0.0}, {1: 2.0, 2: 0.0}) == {"busiest_share": 1.0, "busy_processes": 1}
+
+
+async def test_workers_scenario_runs_one_and_two_worker_processes(tmp_path: Path) -> None:
+    from bench import workers, wrkdrive
+
+    if not wrkdrive.available():
+        pytest.skip("wrk not installed")
+    spec = all_specs()["aiohttp"]
+    # 16 connections: all hashed onto one of two sockets would be a 1 in 2**15 event.
+    p = Params(repeats=1, concurrencies=(16,), wrk_duration=1.0)
+    got = await workers.run_workers(spec, p, tmp_path, set(os.sched_getaffinity(0)))
+    assert sorted(got) == ["workers.get.c16.w1", "workers.get.c16.w2", "workers.put.c16.w1", "workers.put.c16.w2"]
+    for key, (run,) in got.items():
+        assert run["errors"] == 0, (key, run["error_samples"])
+        assert run["ops_per_s"] > 0 and run["workers"] == int(key[-1])
+        assert run["busy_processes"] == int(key[-1]), (key, run)
+    results = {
+        "meta": {"date": "now", "machine": {"cpu": "x", "cores": 2}, "client_cores": [0], "server_cores": [1],
+                 "mode": "test", "params": {"repeats": 1}},
+        "servers": {"aiohttp": {"role": "ceiling", "describe": "bare", "scenarios": {k: report.summarize(v) for k, v in got.items()}}},
+    }
+    assert "| aiohttp | get.c16 |" in report.markdown(results)

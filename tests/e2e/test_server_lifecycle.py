@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import boto3
@@ -180,3 +181,71 @@ def test_https_with_a_given_certificate(tmp_path) -> None:  # type: ignore[no-un
         assert f"Endpoint:   https://127.0.0.1:{port}" in log_path.read_text()
     finally:
         stop_server(srv)
+
+
+def _listening_sockets(port: int) -> int:
+    """LISTEN entries for 127.0.0.1:port in /proc/net/tcp (one per SO_REUSEPORT socket)."""
+    local = f"0100007F:{port:04X}"
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for line in lines if line.split()[1] == local and line.split()[3] == "0A")
+
+
+def _request_ids(endpoint: str, connections: int) -> list[str]:
+    """One anonymous GET on each of ``connections`` connections opened at once; the x-amz-request-id
+    of each answer (its first 8 characters name the worker process)."""
+    parts = urlsplit(endpoint)
+    socks = [socket.create_connection((parts.hostname, parts.port), timeout=10) for _ in range(connections)]
+    ids = []
+    try:
+        for sock in socks:
+            sock.sendall(f"GET / HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+        for sock in socks:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(65536)
+            ids += [line.split(":", 1)[1].strip() for line in head.decode().split("\r\n") if line.lower().startswith("x-amz-request-id:")]
+    finally:
+        for sock in socks:
+            sock.close()
+    return ids
+
+
+def test_workers_each_listen_and_share_the_connections(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "root"
+    root.mkdir()
+    srv = start_server(root, "--workers", "2")
+    try:
+        assert srv.process is not None
+        port = urlsplit(srv.endpoint).port
+        assert port is not None
+        children = Path(f"/proc/{srv.process.pid}/task/{srv.process.pid}/children").read_text().split()
+        assert len(children) == 1  # the first process serves too
+        # A socket of its own per worker: the kernel spreads new connections over them.
+        assert _listening_sockets(port) == 2
+        ids = _request_ids(srv.endpoint, 40)
+        assert len(ids) == 40
+        # 40 connections all hashed to one of two sockets would be a 1 in 2**39 event.
+        assert len({rid[:8] for rid in ids}) == 2
+        # Both workers serve the same ROOT: an object written through one is read through the other.
+        s3 = srv.client()
+        s3.create_bucket(Bucket="shared")
+        s3.put_object(Bucket="shared", Key="k", Body=b"one root")
+        assert {s3.get_object(Bucket="shared", Key="k")["Body"].read() for _ in range(10)} == {b"one root"}
+    finally:
+        stop_server(srv)
+    assert srv.process.returncode is not None
+    # Stopping the first process stops (and reaps) the others.
+    assert [child for child in children if Path(f"/proc/{child}").exists()] == []
+
+
+def test_a_taken_port_fails_the_command_before_any_worker_starts(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "s3serve", "serve", str(tmp_path / "root"), "--address", f"127.0.0.1:{port}", "--workers", "2"],
+            capture_output=True, text=True, timeout=60,
+        )
+    assert done.returncode != 0
+    assert "Address already in use" in done.stderr
