@@ -6,7 +6,9 @@ a cross-process key lock that also makes conditional writes atomic. Files are ne
 place, so a reader holding an fd always sees one whole object.
 
 Blocking work goes to worker threads in large units (big chunks, hashing, copying, listing
-pages); the cheap syscalls of the small-object path (stat, getxattr, rename) run inline.
+pages); the cheap syscalls of the read path (stat, getxattr) run inline. A small PutObject and
+every DeleteObject run as one unit in the write pool (smallwrites.py): their create, rename and
+unlink can wait on the filesystem journal for milliseconds.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import hashlib
 import os
 import stat
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ from .base import (
 from .gc import create_locked
 from .keys import KeyPath
 from .metadata import EMPTY_MD5, XATTR, BucketRegistry, KeyLocks, MetaStore, Record
+from .smallwrites import Writer
 from .staging import MultipartMixin, Staging, disk_errors
 from .streams import THREAD_CHUNK, write_body
 from .tokens import RenameTokens
@@ -113,6 +115,7 @@ class DiskBackend(MultipartMixin, Backend):
         self.locks = KeyLocks(hidden)
         self.rename_tokens = RenameTokens(hidden)
         self.staging = Staging(self, multipart_expiry, gc_interval)
+        self.writer = Writer(self)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -122,6 +125,7 @@ class DiskBackend(MultipartMixin, Backend):
 
     async def stop(self) -> None:
         await self.staging.stop()
+        await asyncio.to_thread(self.writer.close)
 
     def _start(self) -> None:
         os.makedirs(self.root, exist_ok=True)
@@ -356,7 +360,7 @@ class DiskBackend(MultipartMixin, Backend):
             _unlink_quietly(tmp)
             raise
         if self.fsync:
-            await asyncio.to_thread(keys.fsync_dir, os.path.dirname(path))
+            await asyncio.to_thread(self.writer.dirs.sync, os.path.dirname(path))
         return record.to_info(kp.key)
 
     def _make_folder(self, bucket: str, bdir: str, kp: KeyPath, path: str, record: Record) -> None:
@@ -423,8 +427,10 @@ class DiskBackend(MultipartMixin, Backend):
     async def put_object(
         self, bucket: str, key: str, body: Body, meta: WriteMeta, precondition: Precondition | None = None
     ) -> ObjectInfo:
-        self._bucket_dir(bucket)
+        bdir = self._bucket_dir(bucket)
         kp = keys.parse_key(key)
+        if not kp.is_folder and precondition is None and self.writer.fits(body):
+            return await self.writer.put(bucket, bdir, kp, body, meta)
         hasher = MultiHasher(["md5", *sorted(body.digests_wanted)])
         if kp.is_folder:
             async for chunk in body:
@@ -436,7 +442,7 @@ class DiskBackend(MultipartMixin, Backend):
             record = Record.for_write(meta, EMPTY_MD5, 0, body.finish(hasher.digests()))
             record.folder = True
             return await self._publish(bucket, kp, None, record, precondition)
-        tmp = os.path.join(self._tmp_dir, f"put-{uuid.uuid4().hex}")
+        tmp = self.writer.temp_name("put")
         # The flock lasts until the rename is done (fd closed last): the GC of another process
         # sharing ROOT removes only temp files nobody holds.
         lock_fd = create_locked(tmp)
@@ -462,26 +468,7 @@ class DiskBackend(MultipartMixin, Backend):
 
     async def delete_object(self, bucket: str, key: str) -> None:
         bdir, kp, path = self._locate(bucket, key)
-        slot = self.locks.slot(bucket, key)
-        async with self.locks.hold(slot):
-            found = self._resolve(path)
-            if found is None:
-                return
-            real, st = found
-            record = self.meta.load(real, bucket, key, st)
-            if kp.is_folder:
-                if record is not None and record.folder:
-                    self._drop_marker(bucket, bdir, kp, real, record, frozenset({slot}))
-                return
-            if not stat.S_ISREG(st.st_mode):
-                return  # a folder (not an object) or something that is not a file
-            try:
-                os.unlink(path)
-            except (FileNotFoundError, NotADirectoryError):
-                return
-            # Unlinking a symlink removes a name, not the target's metadata.
-            self.meta.forget(bucket, key, record if real == path else None)
-            self._prune(bucket, bdir, os.path.dirname(path), frozenset({slot}))
+        await self.writer.delete(bucket, bdir, kp, path)
 
     async def copy_object(
         self,

@@ -508,6 +508,17 @@ class KeyLocks:
             raise
         return fd
 
+    def acquire(self, slot: int) -> int:
+        """Wait for the lock in this thread; only for threads that hold nothing while waiting and
+        await nothing while holding (the write pool), so a holder always finishes."""
+        fd = os.open(self._path(slot), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
     @contextlib.asynccontextmanager
     async def hold(self, *slots: int) -> AsyncIterator[None]:
         fds: list[int] = []

@@ -1,0 +1,221 @@
+"""PutObject of a small body and DeleteObject, each done in one hop to a dedicated worker thread.
+
+Measured on ext4 (the benchmark VM): creating the temp inode, ``unlink`` of a file whose blocks
+were fsynced and ``rename`` each block for 0.1-2 ms waiting on the journal while using only a few
+microseconds of CPU. On the event loop those waits serialize every request behind them; in worker
+threads they overlap (1,000 unlinks: 2.2 ms each one after another, 0.17 ms each in 16 threads),
+and concurrent fsyncs share journal commits. One hop per request keeps the thread-switch cost to
+one round trip, and the pool is the write path's own, so it is never starved by (and never
+starves) the default executor's hashing, listing and copying.
+
+Durability with fsync on is unchanged: data and record are fsynced before the rename, and the
+directory is fsynced after it, before the 200. Directory fsyncs are coalesced (``DirSyncer``):
+a caller waits for an fsync of its directory that *started after* its rename, so one fsync
+covers every rename that landed before it began.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import secrets
+import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from ..checksums import MultiHasher
+from . import keys
+from .base import Body, ObjectInfo, WriteMeta
+from .gc import create_locked
+from .keys import KeyPath
+from .metadata import Record
+
+if TYPE_CHECKING:
+    from .disk import DiskBackend
+
+# Bodies whose declared length is at most this are read into memory and written in one hop;
+# bigger ones stream through storage/streams.py. Bounded: the body never yields more than it
+# declared (payload.py), and aiohttp's own buffer is of the same order.
+SMALL_PUT = 256 * 1024
+# Threads of the write pool. Most of their time is spent waiting in the kernel (journal, fsync),
+# not on the CPU; more concurrent fsyncs per journal commit is the point.
+WRITE_THREADS = 32
+
+
+class DirSyncer:
+    """Coalesced directory fsyncs: a rename is durable once an fsync of its directory that
+    started after the rename has finished. Callers arriving while an fsync of that directory is
+    running wait for it and then share the next one (group commit)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._dirs: dict[str, _DirState] = {}
+
+    def sync(self, path: str) -> None:
+        with self._lock:
+            state = self._dirs.get(path)
+            if state is None:
+                state = self._dirs[path] = _DirState()
+            state.users += 1
+        try:
+            state.sync(path)
+        finally:
+            with self._lock:
+                state.users -= 1
+                if state.users == 0:
+                    del self._dirs[path]
+
+
+class _DirState:
+    def __init__(self) -> None:
+        self.cond = threading.Condition(threading.Lock())
+        self.started = 0  # generation of the last fsync begun
+        self.done = 0  # generation of the last fsync that succeeded
+        self.running = False
+        self.users = 0
+
+    def sync(self, path: str) -> None:
+        with self.cond:
+            # A running fsync may have begun before our rename: only the next one counts.
+            need = self.started + 1
+            while self.done < need:
+                if self.running:
+                    self.cond.wait()
+                    continue
+                self.running = True
+                self.started += 1
+                generation = self.started
+                ok = False
+                self.cond.release()
+                try:
+                    keys.fsync_dir(path)
+                    ok = True
+                finally:
+                    self.cond.acquire()
+                    self.running = False
+                    if ok:
+                        self.done = max(self.done, generation)
+                    # On failure the waiters retry with an fsync of their own; we raise.
+                    self.cond.notify_all()
+
+
+class Writer:
+    """The write pool, the directory syncer and temp-file names of one DiskBackend."""
+
+    def __init__(self, disk: DiskBackend) -> None:
+        self.disk = disk
+        self.dirs = DirSyncer()
+        self._pool: ThreadPoolExecutor | None = None
+        # Unique across processes sharing ROOT (pid + random) without urandom per request.
+        self._prefix = secrets.token_hex(6)
+        self._counter = itertools.count()
+
+    def temp_name(self, kind: str) -> str:
+        return os.path.join(self.disk._tmp_dir, f"{kind}-{os.getpid()}-{self._prefix}-{next(self._counter)}")
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="s3serve-write")
+        return self._pool
+
+    def close(self) -> None:
+        """Let the writes in flight finish (each one commits or cleans up by itself)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    # -- PutObject ----------------------------------------------------------------------------
+    @staticmethod
+    def fits(body: Body) -> bool:
+        length = getattr(body, "decoded_length", None)
+        return isinstance(length, int) and 0 <= length <= SMALL_PUT
+
+    async def put(self, bucket: str, bdir: str, kp: KeyPath, body: Body, meta: WriteMeta) -> ObjectInfo:
+        """PutObject without a precondition of a body that ``fits``: read and hash it here (the
+        loop is reading the socket anyway), then write, seal and commit it in one hop."""
+        hasher = MultiHasher(["md5", *sorted(body.digests_wanted)])
+        chunks = []
+        async for chunk in body:
+            hasher.update(chunk)
+            chunks.append(chunk)
+        digests = hasher.digests()
+        size = sum(map(len, chunks))
+        record = Record.for_write(meta, digests["md5"].hex(), size, body.finish(digests))
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor(), self._put, bucket, bdir, kp, chunks, record)
+        return record.to_info(kp.key)
+
+    def _put(self, bucket: str, bdir: str, kp: KeyPath, chunks: list[bytes], record: Record) -> None:
+        disk = self.disk
+        path = keys.object_path(bdir, kp)
+        tmp: str | None = self.temp_name("put")
+        assert tmp is not None
+        # Flocked until the rename is done: the GC of another process removes only temp files
+        # nobody holds.
+        fd = create_locked(tmp)
+        try:
+            try:
+                for chunk in chunks:
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                record.stamp(os.fstat(fd))
+                # Record before fsync: the fsync then covers the xattr as well as the data.
+                attached = disk.meta.attach(fd, record)
+                if disk.fsync:
+                    os.fsync(fd)
+                slot = disk.locks.slot(bucket, kp.key)
+                lock = disk.locks.acquire(slot)
+                try:
+                    old = disk._existing_record(bucket, kp, path)
+                    keys.place(disk._real_root, bdir, kp, path, tmp)
+                    tmp = None
+                    if not attached:
+                        disk.meta.write_sidecar(bucket, kp.key, record)
+                finally:
+                    os.close(lock)
+            finally:
+                if tmp is not None:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
+        finally:
+            os.close(fd)
+        if old is not None and old.blob and old.blob != record.blob:
+            disk.meta.drop_blob(old.blob)
+        if disk.fsync:
+            self.dirs.sync(os.path.dirname(path))
+
+    # -- DeleteObject -------------------------------------------------------------------------
+    async def delete(self, bucket: str, bdir: str, kp: KeyPath, path: str) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor(), self._delete, bucket, bdir, kp, path)
+
+    def _delete(self, bucket: str, bdir: str, kp: KeyPath, path: str) -> None:
+        disk = self.disk
+        slot = disk.locks.slot(bucket, kp.key)
+        held = frozenset({slot})
+        lock = disk.locks.acquire(slot)
+        try:
+            found = disk._resolve(path)
+            if found is None:
+                return
+            real, st = found
+            record = disk.meta.load(real, bucket, kp.key, st)
+            if kp.is_folder:
+                if record is not None and record.folder:
+                    disk._drop_marker(bucket, bdir, kp, real, record, held)
+                return
+            if not stat.S_ISREG(st.st_mode):
+                return  # a folder (not an object) or something that is not a file
+            try:
+                os.unlink(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            # Unlinking a symlink removes a name, not the target's metadata.
+            disk.meta.forget(bucket, kp.key, record if real == path else None)
+            disk._prune(bucket, bdir, os.path.dirname(path), held)
+        finally:
+            os.close(lock)

@@ -1,0 +1,296 @@
+"""The one-hop write path (storage/smallwrites.py): which bodies take it, the key lock it waits
+for in its worker thread, fsync'd puts, overflow records, and the coalesced directory fsync.
+
+test_disk.py runs every DiskBackend test through both write paths; this module covers what only
+the one-hop path has."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from s3serve import errors
+from s3serve.storage import keys, smallwrites
+from s3serve.storage.base import WriteMeta
+from s3serve.storage.disk import DiskBackend
+from s3serve.storage.smallwrites import SMALL_PUT, DirSyncer, Writer
+
+OWNER = "owner-1"
+
+
+class Body:
+    """A body that declares its length like payload.RequestBody (``declared`` None: unknown)."""
+
+    def __init__(self, *chunks: bytes, declared: int | None = -1) -> None:
+        self.chunks = chunks
+        self.digests_wanted: frozenset[str] = frozenset()
+        self.decoded_length = sum(map(len, chunks)) if declared == -1 else declared
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+
+    def finish(self, digests: dict[str, bytes]) -> dict[str, str]:
+        return {}
+
+
+@pytest.fixture(params=["xattr", "sidecar"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "root"
+
+
+async def backend(root: Path, mode: str, fsync: bool = False) -> DiskBackend:
+    be = DiskBackend(root, OWNER, fsync=fsync, use_xattrs=(mode == "xattr"))
+    await be.start()
+    if not (root / "bkt").exists():
+        await be.create_bucket("bkt", OWNER, "us-east-1")
+    return be
+
+
+@pytest.fixture
+async def be(root: Path, mode: str) -> AsyncIterator[DiskBackend]:
+    backend_ = await backend(root, mode)
+    yield backend_
+    await backend_.stop()
+
+
+def tmp_files(root: Path) -> list[str]:
+    return os.listdir(root / ".s3serve" / "tmp")
+
+
+async def read_all(be: DiskBackend, key: str) -> bytes:
+    with await be.open_object("bkt", key) as reader:
+        return b"".join([piece async for piece in reader.iter_range(0, reader.info.size)])
+
+
+# -- which bodies take the one-hop path ---------------------------------------------------------
+def test_only_bodies_of_known_small_length_fit() -> None:
+    assert Writer.fits(Body(b"x" * 4096))
+    assert Writer.fits(Body())  # empty
+    assert Writer.fits(Body(declared=SMALL_PUT))
+    assert not Writer.fits(Body(declared=SMALL_PUT + 1))
+    assert not Writer.fits(Body(b"x", declared=None))  # length unknown: stream it
+
+
+async def test_streamed_and_one_hop_puts_store_the_same(be: DiskBackend, root: Path) -> None:
+    data = os.urandom(5000)
+    meta = WriteMeta(headers={"content-type": "text/plain"}, user_meta={"a": "1"}, tags={"t": "v"})
+    small = await be.put_object("bkt", "d/small", Body(data[:10], data[10:]), meta)
+    streamed = await be.put_object("bkt", "d/streamed", Body(data[:10], data[10:], declared=None), meta)
+    assert small.etag == streamed.etag == hashlib.md5(data).hexdigest()
+    for key in ("d/small", "d/streamed"):
+        head = await be.head_object("bkt", key)
+        assert (head.size, head.headers, head.user_meta, head.tag_count) == (5000, {"content-type": "text/plain"}, {"a": "1"}, 1)
+        assert await read_all(be, key) == data
+    assert tmp_files(root) == []
+
+
+async def test_fsynced_puts_and_deletes(root: Path, mode: str) -> None:
+    be = await backend(root, mode, fsync=True)
+    try:
+        infos = await asyncio.gather(*(be.put_object("bkt", f"p/k{i}", Body(b"v%d" % i), WriteMeta()) for i in range(40)))
+        assert [i.etag for i in infos] == [hashlib.md5(b"v%d" % i).hexdigest() for i in range(40)]
+        assert sorted(os.listdir(root / "bkt" / "p")) == sorted(f"k{i}" for i in range(40))
+        assert be.writer.dirs._dirs == {}  # per-directory state goes away with its last user
+        await asyncio.gather(*(be.delete_object("bkt", f"p/k{i}") for i in range(40)))
+        assert os.listdir(root / "bkt") == []
+        assert tmp_files(root) == []
+    finally:
+        await be.stop()
+
+
+async def test_overwrite_drops_the_old_overflow_record(be: DiskBackend, root: Path) -> None:
+    big_tags = {f"key-{i:03d}" + "k" * 120: "v" * 256 for i in range(10)}  # > 4 KiB: overflows an xattr
+    await be.put_object("bkt", "k", Body(b"one"), WriteMeta(tags=big_tags))
+    blobs = root / ".s3serve" / "meta" / ".blobs"
+
+    def blob_files() -> list[Path]:
+        return [p for p in blobs.rglob("*") if p.is_file()] if blobs.exists() else []
+
+    if be.meta.use_xattrs:
+        assert len(blob_files()) == 1
+    assert await be.get_object_tagging("bkt", "k") == big_tags
+    await be.put_object("bkt", "k", Body(b"two"), WriteMeta())
+    assert blob_files() == []
+    assert await be.get_object_tagging("bkt", "k") == {}
+    assert await read_all(be, "k") == b"two"
+
+
+async def test_conflicts_and_symlinks_are_refused(be: DiskBackend, root: Path, tmp_path: Path) -> None:
+    await be.put_object("bkt", "a", Body(b"file"), WriteMeta())
+    with pytest.raises(errors.ObjectParentIsFile):
+        await be.put_object("bkt", "a/b", Body(b"x"), WriteMeta())
+    (root / "bkt" / "dir").mkdir()
+    with pytest.raises(errors.ExistingObjectIsDirectory):
+        await be.put_object("bkt", "dir", Body(b"x"), WriteMeta())
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "bkt" / "out").symlink_to(outside)
+    with pytest.raises(errors.AccessDenied):
+        await be.put_object("bkt", "out/k", Body(b"x"), WriteMeta())
+    assert os.listdir(outside) == []
+    with pytest.raises(errors.NoSuchBucket):
+        await be.put_object("nope", "k", Body(b"x"), WriteMeta())
+    assert tmp_files(root) == []
+
+
+# -- the key lock, waited for in a worker thread -----------------------------------------------
+async def test_put_and_delete_wait_for_a_lock_another_process_holds(root: Path, mode: str) -> None:
+    first = await backend(root, mode)
+    second = await backend(root, mode)  # stands for another process sharing ROOT
+    try:
+        await first.put_object("bkt", "gone", Body(b"old"), WriteMeta())
+        async with second.locks.hold(second.locks.slot("bkt", "k"), second.locks.slot("bkt", "gone")):
+            put = asyncio.create_task(first.put_object("bkt", "k", Body(b"mine"), WriteMeta()))
+            delete = asyncio.create_task(first.delete_object("bkt", "gone"))
+            await asyncio.sleep(0.2)
+            assert not put.done() and not delete.done()
+            assert not (root / "bkt" / "k").exists() and (root / "bkt" / "gone").exists()
+            (root / "bkt" / "k").write_bytes(b"theirs")
+        await asyncio.gather(put, delete)
+        assert await read_all(first, "k") == b"mine"  # committed after the holder let go
+        assert not (root / "bkt" / "gone").exists()
+    finally:
+        await first.stop()
+        await second.stop()
+
+
+async def test_concurrent_puts_of_one_key_leave_one_whole_version(root: Path, mode: str) -> None:
+    first = await backend(root, mode)
+    second = await backend(root, mode)
+    try:
+        bodies = [os.urandom(3000) for _ in range(20)]
+        await asyncio.gather(
+            *((first if i % 2 else second).put_object("bkt", "k", Body(b), WriteMeta()) for i, b in enumerate(bodies))
+        )
+        data = await read_all(first, "k")
+        assert data in bodies
+        assert (await second.head_object("bkt", "k")).etag == hashlib.md5(data).hexdigest()
+        assert tmp_files(root) == []
+    finally:
+        await first.stop()
+        await second.stop()
+
+
+async def test_stop_lets_writes_in_flight_finish(root: Path, mode: str) -> None:
+    be = await backend(root, mode, fsync=True)
+    puts = [asyncio.ensure_future(be.put_object("bkt", f"k{i}", Body(b"v"), WriteMeta())) for i in range(20)]
+    await asyncio.sleep(0)  # every put is now in the pool or about to enter it
+    await be.stop()
+    await asyncio.gather(*puts)
+    assert len(os.listdir(root / "bkt")) == 20
+    assert tmp_files(root) == []
+
+
+def test_temp_names_are_unique_and_locked_for_the_gc(tmp_path: Path) -> None:
+    be = DiskBackend(tmp_path, OWNER)
+    names = {be.writer.temp_name("put") for _ in range(1000)}
+    assert len(names) == 1000
+    assert all(os.path.basename(n).startswith(f"put-{os.getpid()}-") for n in names)
+
+
+# -- coalesced directory fsync ------------------------------------------------------------------
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[threading.Event]]:
+    """Real directory fsyncs, each held until the test releases its event."""
+    gates: list[threading.Event] = []
+    real = keys.fsync_dir
+    lock = threading.Lock()
+
+    def gated(path: str) -> None:
+        gate = threading.Event()
+        with lock:
+            gates.append(gate)
+        assert gate.wait(10)
+        real(path)
+
+    monkeypatch.setattr(smallwrites.keys, "fsync_dir", gated)
+    yield gates
+    for gate in gates:
+        gate.set()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
+
+
+def test_callers_during_a_running_fsync_share_the_next_one(tmp_path: Path, fsyncs: list[threading.Event]) -> None:
+    syncer = DirSyncer()
+    done: list[str] = []
+
+    def call(name: str) -> None:
+        syncer.sync(str(tmp_path))
+        done.append(name)
+
+    first = threading.Thread(target=call, args=("first",))
+    first.start()
+    wait_for(lambda: len(fsyncs) == 1)
+    # These arrive while the first fsync runs: it may have begun before their renames.
+    later = [threading.Thread(target=call, args=(f"later{i}",)) for i in range(5)]
+    for t in later:
+        t.start()
+    fsyncs[0].set()
+    first.join(5)
+    assert done == ["first"]
+    wait_for(lambda: len(fsyncs) == 2)  # one more fsync, for all five
+    assert len(done) == 1
+    fsyncs[1].set()
+    for t in later:
+        t.join(5)
+    assert sorted(done) == ["first", *sorted(f"later{i}" for i in range(5))]
+    assert len(fsyncs) == 2
+    assert syncer._dirs == {}
+
+
+def test_a_failed_fsync_is_not_counted(tmp_path: Path) -> None:
+    syncer = DirSyncer()
+    with pytest.raises(FileNotFoundError):
+        syncer.sync(str(tmp_path / "missing"))
+    assert syncer._dirs == {}
+    syncer.sync(str(tmp_path))  # a directory that exists still syncs
+
+
+def test_waiters_retry_when_the_running_fsync_fails(
+    tmp_path: Path, fsyncs: list[threading.Event], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    syncer = DirSyncer()
+    target = str(tmp_path)
+    errors_seen: list[BaseException] = []
+    finished: list[str] = []
+
+    def call(name: str) -> None:
+        try:
+            syncer.sync(target)
+            finished.append(name)
+        except OSError as e:
+            errors_seen.append(e)
+
+    first = threading.Thread(target=call, args=("first",))
+    first.start()
+    wait_for(lambda: len(fsyncs) == 1)
+    second = threading.Thread(target=call, args=("second",))
+    second.start()
+    os.rmdir(target)  # the running fsync will fail: its directory is gone
+    fsyncs[0].set()
+    first.join(5)
+    assert len(errors_seen) == 1 and finished == []
+    os.mkdir(target)
+    wait_for(lambda: len(fsyncs) == 2)  # the waiter runs an fsync of its own
+    fsyncs[1].set()
+    second.join(5)
+    assert finished == ["second"]
