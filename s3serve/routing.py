@@ -196,6 +196,18 @@ def bucket_from_host(host: str, domain: str | None) -> str | None:
     return None
 
 
+_SUBRESOURCE_RANK = {name: rank for rank, name in enumerate(SUBRESOURCES)}
+
+
+def _subresource(query: Mapping[str, str]) -> str:
+    """The first of SUBRESOURCES present in the query. Queries are short and the list is long, so
+    look the query's names up rather than every sub-resource in the query."""
+    found = [name for name in query if name in _SUBRESOURCE_RANK]
+    if not found:
+        return ""
+    return found[0] if len(found) == 1 else min(found, key=_SUBRESOURCE_RANK.__getitem__)
+
+
 def resolve(
     method: str,
     host: str,
@@ -216,7 +228,7 @@ def resolve(
         bucket, key = split_path(raw_path)
 
     level = OBJECT if key is not None else BUCKET if bucket is not None else SERVICE
-    sub = next((name for name in SUBRESOURCES if name in query), "")
+    sub = _subresource(query)
     operation = TABLE.get((method, level, sub))
     if operation is None:
         # A sub-resource that does not apply at this level falls back to the plain operation

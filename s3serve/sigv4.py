@@ -36,6 +36,8 @@ SERVICE = "s3"
 TERMINATOR = "aws4_request"
 
 _AMZ_DATE = re.compile(r"\d{8}T\d{6}Z\Z")
+_DATE8 = re.compile(r"\d{8}")
+_EXPIRES = re.compile(r"-?\d{1,12}")
 _CREDENTIAL_HELP = (
     'the Credential is mal-formed; expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".'
 )
@@ -120,6 +122,36 @@ def canonical_query(params: Iterable[tuple[str, str]], exclude: str | None = Non
     return "&".join(f"{k}={v}" for k, v in encoded)
 
 
+@functools.lru_cache(maxsize=4096)
+def _canonical_raw(raw: str, plus_is_space: bool) -> str:
+    # Encoded components repeat (credential scopes, signed-header lists, prefixes): decode and
+    # re-encode each distinct one once.
+    if plus_is_space:
+        raw = raw.replace("+", " ")
+    return _encode_component(unquote(raw, errors="surrogateescape"))
+
+
+def canonical_query_raw(raw_query: str, exclude: str | None = None, plus_is_space: bool = False) -> str:
+    """``canonical_query(parse_query(raw_query, plus_is_space), exclude)`` straight from the wire
+    text: components already in canonical form (most of them) are used as they are."""
+    encoded = []
+    fullmatch = _UNRESERVED.fullmatch
+    for part in raw_query.split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if not fullmatch(name):
+            name = _canonical_raw(name, plus_is_space)
+        # exclude is a plain parameter name, so comparing canonical forms compares decoded names.
+        if name == exclude:
+            continue
+        if not fullmatch(value):
+            value = _canonical_raw(value, plus_is_space)
+        encoded.append((name, value))
+    encoded.sort()
+    return "&".join([f"{k}={v}" for k, v in encoded])
+
+
 def _header_values(headers: Mapping[str, str], name: str) -> list[str]:
     getall = getattr(headers, "getall", None)
     if getall is not None:
@@ -158,11 +190,11 @@ def signing_key(secret: str, date: str, region: str, service: str = SERVICE) -> 
 
 
 def _hmac(key: bytes, msg: str) -> bytes:
-    return hmac.new(key, msg.encode("utf-8"), hashlib.sha256).digest()
+    return hmac.digest(key, msg.encode("utf-8"), "sha256")
 
 
 def sign(key: bytes, text: str) -> str:
-    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.digest(key, text.encode("utf-8"), "sha256").hex()
 
 
 def signatures_equal(expected: str, provided: str) -> bool:
@@ -226,7 +258,7 @@ def _parse_credential(value: str, fail: Callable[[str], errors.S3Error]) -> _Cre
     if len(parts) != 5 or not parts[0]:
         raise fail(_CREDENTIAL_HELP)
     access_key, date, region, service, terminator = parts
-    if not re.fullmatch(r"\d{8}", date) or not region:
+    if not _DATE8.fullmatch(date) or not region:
         raise fail(_CREDENTIAL_HELP)
     if service != SERVICE:
         raise fail(f'incorrect service "{service}". This endpoint belongs to "{SERVICE}".')
@@ -403,9 +435,9 @@ def _verify_signature(
     if req.raw_path and req.raw_path not in uris:
         uris.append(req.raw_path)
     if req.raw_query or not req.query:
-        queries = [canonical_query(parse_query(req.raw_query), exclude)]
+        queries = [canonical_query_raw(req.raw_query, exclude)]
         if "+" in req.raw_query:
-            queries.append(canonical_query(parse_query(req.raw_query, plus_is_space=True), exclude))
+            queries.append(canonical_query_raw(req.raw_query, exclude, plus_is_space=True))
     else:
         queries = [canonical_query(req.query, exclude)]
     first: tuple[str, str] | None = None
@@ -463,7 +495,7 @@ def _verify_presigned_v4(req: RequestView, params: dict[str, str], lookup: Looku
             f'This date is not the same as X-Amz-Date: "{amz_date[:8]}".'
         )
     expires_text = params["X-Amz-Expires"]
-    if not re.fullmatch(r"-?\d{1,12}", expires_text):
+    if not _EXPIRES.fullmatch(expires_text):
         raise fail("X-Amz-Expires should be a number")
     expires = int(expires_text)
     if expires < 0:

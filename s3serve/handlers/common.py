@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -98,8 +99,14 @@ class Context:
 def _unquote(text: str) -> str:
     # Most names and values carry no escapes: skip the decoder for them (every request goes here).
     if "%" in text or "+" in text:
-        return unquote_plus(text)
+        return _unquote_escaped(text)
     return text
+
+
+@functools.lru_cache(maxsize=4096)
+def _unquote_escaped(text: str) -> str:
+    # Escaped values repeat across requests (credential scopes, prefixes, delimiters).
+    return unquote_plus(text)
 
 
 def parse_query(raw_query: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
@@ -238,8 +245,14 @@ def checksum_headers(checksums: dict[str, str], checksum_type: str | None = None
     return headers
 
 
+@functools.lru_cache(maxsize=4096)
+def _http_date(seconds: int) -> str:
+    return email.utils.formatdate(seconds, usegmt=True)
+
+
 def http_date(ts: float) -> str:
-    return email.utils.formatdate(int(ts), usegmt=True)
+    # Every GET and HEAD formats Last-Modified; formatdate costs more than the rest of the headers.
+    return _http_date(int(ts))
 
 
 def object_headers(info: ObjectInfo, ctx: Context, *, checksums: bool, part_count: int | None = None) -> dict[str, str]:

@@ -531,3 +531,24 @@ def test_canonical_uri_and_query_encoding() -> None:
     assert sigv4.canonical_query(parse_query("b=2&a=&a=1&c")) == "a=&a=1&b=2&c="
     assert sigv4.canonical_query(parse_query("q=a+b&x=%2f")) == "q=a%2Bb&x=%2F"
     assert sigv4.canonical_query([("X-Amz-Signature", "s"), ("k", "v")], exclude="X-Amz-Signature") == "k=v"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "b=2&a=&a=1&c",
+        "q=a+b&x=%2f&y=%7E%41",
+        "X-Amz-Credential=AK%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=abc&X%2DAmz-Signature=def",
+        "prefix=caf%C3%A9&bad=%FF%FE&sp=a%20b+c&&=v&k=",
+        "list-type=2&delimiter=%2F&start-after=a%2Bb%2Ac",
+        "uploads&key-marker=%E2%9C%93&max-uploads=5",
+    ],
+)
+@pytest.mark.parametrize("plus_is_space", [False, True])
+def test_canonical_query_from_the_wire_equals_decode_then_encode(raw: str, plus_is_space: bool) -> None:
+    # The fast path builds the canonical query from the raw text; it must agree with decoding
+    # every parameter and re-encoding it, for every exclusion the verifiers use.
+    for exclude in (None, "X-Amz-Signature"):
+        expected = sigv4.canonical_query(parse_query(raw, plus_is_space=plus_is_space), exclude)
+        assert sigv4.canonical_query_raw(raw, exclude, plus_is_space=plus_is_space) == expected
