@@ -1,4 +1,4 @@
-"""The aiohttp application: one catch-all route whose handler renders every failure as an S3 error, lifecycle hooks.
+"""The aiohttp application: one catch-all route that renders every failure as an S3 error; lifecycle."""
 
 from __future__ import annotations
 
