@@ -282,15 +282,16 @@ def collapse(fd: int, ranges: list[tuple[int, int]], block: int, done: Collapse)
     if plan is None:
         return False
     removed, end = plan
-    os.ftruncate(fd, end)
-    for offset, length in removed:
-        try:
+    try:
+        os.ftruncate(fd, end)
+        for offset, length in removed:
             fallocate(fd, FALLOC_FL_COLLAPSE_RANGE, offset, length)
-        except OSError as e:
-            if e.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.EPERM):
-                return False
-            raise
-        done.removed.append((offset, length))
+            done.removed.append((offset, length))
+    except OSError as e:
+        # EOPNOTSUPP (tmpfs, btrfs, ...) or EINVAL is the usual answer; whatever it is, copying
+        # remains possible (and reports a full disk properly if that is what this was).
+        log.debug("cannot collapse the assembly file here (%s): copying instead", e)
+        return False
     return True
 
 
@@ -319,16 +320,17 @@ def _write_marker(directory: str, fsync: bool) -> None:
         keys.fsync_dir(directory)
 
 
-def _restore(fd: int, directory: str, done: Collapse) -> None:
+def _restore(fd: int, directory: str, done: Collapse) -> bool:
     """Undo a collapse; only once every part is back in its slot may the upload be given back
     (the marker goes). An undo the filesystem refuses leaves the marker: the upload is discarded."""
     try:
         undo(fd, done)
     except OSError:
         log.exception("could not undo the collapse of %s; the upload will be discarded", directory)
-        return
+        return False
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(directory, COLLAPSING))
+    return True
 
 
 def _collapse_claimed(directory: str, sources: list[Source], total: int, fsync: bool) -> Collapse | None:
@@ -352,7 +354,11 @@ def _collapse_claimed(directory: str, sources: list[Source], total: int, fsync: 
             _restore(fd, directory, done)
             raise
         if not collapsed:
-            _restore(fd, directory, done)
+            if not _restore(fd, directory, done):
+                # The parts are no longer where their records say: copying them would be wrong.
+                raise errors.InternalError(
+                    "The upload's parts could not be assembled; the upload was discarded, please upload it again."
+                )
             return None
         return done
     finally:

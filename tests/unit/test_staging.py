@@ -488,3 +488,33 @@ async def test_a_slot_whose_marker_is_held_by_someone_else_is_not_written(
     monkeypatch.undo()
     await be.complete_multipart_upload("bkt", "busy", upload_id, list(infos.values()))
     assert await read_all(be, "busy") == b"one"
+
+
+@pytest.mark.parametrize("undo_works", [True, False])
+async def test_a_collapse_failing_half_way(be: DiskBackend, monkeypatch: pytest.MonkeyPatch, undo_works: bool) -> None:
+    parts = {1: os.urandom(BLOCK), 3: os.urandom(BLOCK), 5: os.urandom(BLOCK), 6: b"last"}
+    upload_id, infos = await upload_parts(be, "half", parts)
+    real = assembly.fallocate
+    collapses = []
+
+    def second_collapse_fails(fd: int, mode: int, offset: int, length: int) -> None:
+        if mode == assembly.FALLOC_FL_COLLAPSE_RANGE:
+            collapses.append(offset)
+            if len(collapses) == 2:
+                raise OSError(errno.EINVAL, "refused")
+        elif not undo_works:
+            raise OSError(errno.EIO, "refused")
+        real(fd, mode, offset, length)
+
+    monkeypatch.setattr(assembly, "fallocate", second_collapse_fails)
+    inode = assembly_inode(be, upload_id)
+    if undo_works:  # every part back in its slot: assembled by copying instead
+        info = await be.complete_multipart_upload("bkt", "half", upload_id, list(infos.values()))
+        assert object_inode(be, "half") != inode
+        assert await read_all(be, "half") == b"".join(parts.values())
+        assert info.etag == md5_etag(list(parts.values()))
+    else:  # never copied from a half-collapsed file: the upload is discarded
+        with pytest.raises(errors.InternalError):
+            await be.complete_multipart_upload("bkt", "half", upload_id, list(infos.values()))
+        assert not (be.root / "bkt" / "half").exists()
+    assert list(staging_dir(be).iterdir()) == []
