@@ -314,13 +314,22 @@ def parse_amz_date(value: str) -> float | None:
     if not _AMZ_DATE.match(value):
         return None
     # By hand rather than strptime: this runs for every request and strptime is slow.
-    year, month, day = int(value[0:4]), int(value[4:6]), int(value[6:8])
-    hour, minute, second = int(value[9:11]), int(value[11:13]), int(value[13:15])
-    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
+    midnight = _day_start(value[0:8])
+    if midnight is None:
         return None
+    hour, minute, second = int(value[9:11]), int(value[11:13]), int(value[13:15])
     if hour > 23 or minute > 59 or second > 60:
         return None
-    return float(calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)))
+    return midnight + hour * 3600 + minute * 60 + second
+
+
+@functools.lru_cache(maxsize=64)
+def _day_start(yyyymmdd: str) -> float | None:
+    """Epoch seconds of 00:00:00Z on that day, or None for a day that does not exist."""
+    year, month, day = int(yyyymmdd[0:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:8])
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
+        return None
+    return float(calendar.timegm((year, month, day, 0, 0, 0, 0, 0, 0)))
 
 
 def format_http_date(epoch: float) -> str:

@@ -552,3 +552,22 @@ def test_canonical_query_from_the_wire_equals_decode_then_encode(raw: str, plus_
     for exclude in (None, "X-Amz-Signature"):
         expected = sigv4.canonical_query(parse_query(raw, plus_is_space=plus_is_space), exclude)
         assert sigv4.canonical_query_raw(raw, exclude, plus_is_space=plus_is_space) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("20130524T000000Z", calendar.timegm((2013, 5, 24, 0, 0, 0))),
+        ("20240229T235960Z", calendar.timegm((2024, 2, 29, 23, 59, 60))),
+        ("19700101T000001Z", 1),
+        ("20230229T120000Z", None),  # no such day
+        ("20231301T120000Z", None),
+        ("20230101T240000Z", None),
+        ("20230101T126000Z", None),
+        ("2023-01-01T12:00:00Z", None),
+        ("20230101T120000", None),
+    ],
+)
+def test_parse_amz_date(value: str, expected: float | None) -> None:
+    assert sigv4.parse_amz_date(value) == expected
+    assert sigv4.parse_amz_date(value) == expected  # a second time, from the per-day cache
