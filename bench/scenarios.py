@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -233,8 +234,44 @@ async def large_objects(client: S3Client, server: Running, p: Params, caps: set[
                 run.update(MiB_per_s=moved[0] / MiB / m.wall, bytes=moved[0], errors=errors.count,
                            error_samples=errors.samples)
                 out.setdefault(f"large.{op_name}.{shape}", []).append(run)
+                if op_name == "get" and shutil.which("curl"):
+                    out.setdefault(f"large.get.{shape}.curl", []).append(await curl_get(client, server, keys, size))
             await _delete_quietly(client, keys)
     return out
+
+
+async def curl_get(client: S3Client, server: Running, keys: list[str], size: int) -> dict[str, Any]:
+    """The same GETs from curl (C, one process per object, presigned URLs, body to /dev/null).
+
+    The Python client spends a whole core on a few GiB/s of loopback reads; curl needs far less
+    per byte, so this row shows whether the client or the server set the Python row's number.
+    client_cpu_util is the curls' CPU time over the wall time, in cores.
+    """
+    ep = client.endpoint
+    urls = [client.signer.presign("GET", ep.host, f"/{BUCKET}/{k}") if ep.s3 else f"{ep.url}/{BUCKET}/{k}" for k in keys]
+    errors = Collector()
+    t0 = os.times()
+    with Meter(server) as m:
+        procs = [
+            await asyncio.create_subprocess_exec(
+                "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", url,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )
+            for url in urls
+        ]
+        answers = [await proc.communicate() for proc in procs]
+    t1 = os.times()
+    moved = 0
+    for url, (out, err) in zip(urls, answers, strict=True):
+        status, _, got = out.decode().partition(" ")
+        if status == "200" and got.isdigit() and int(got) == size:
+            moved += size
+        else:
+            errors.add(S3RequestError("GET", url, int(status) if status.isdigit() else 0, f"curl: {out.decode()} {err.decode()}"))
+    run = m.metrics(len(keys))
+    run.update(MiB_per_s=moved / MiB / m.wall, bytes=moved, errors=errors.count, error_samples=errors.samples,
+               client_cpu_util=(t1.children_user + t1.children_system - t0.children_user - t0.children_system) / m.wall)
+    return run
 
 
 async def _move_one(
