@@ -183,15 +183,17 @@ class ServerSpec:
                 return f"{path} not found (run bench/install.sh)"
         return None
 
-    def start(self, data_dir: Path, server_cores: set[int], workers: int | None = None) -> Running:
+    def start(self, data_dir: Path, server_cores: set[int], workers: int | None = None, fresh: bool = True) -> Running:
+        """``fresh``: on an empty data root; otherwise on whatever the last start left there."""
         workdir = Path(tempfile.mkdtemp(prefix=f"bench-{self.name}-"))
         log = workdir / "server.log"
         if self.external_url:
             ep = Endpoint(self.name, self.external_url, self.access_key, self.secret_key, s3=self.s3)
             return Running(self.name, None, ep, None, 0.0, workdir, log)
         root = data_dir / self.name
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
+        if fresh:
+            shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True, exist_ok=not fresh)
         port = free_port()
         argv = self.command(root, port, workdir, workers)
         t0 = time.perf_counter()
