@@ -340,7 +340,7 @@ def _collapse_claimed(directory: str, sources: list[Source], total: int, fsync: 
     fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     try:
         done = Collapse(os.fstat(fd).st_size)
-        if any(s.offset + s.size > done.original_size for s in sources):
+        if any(s.size and s.offset + s.size > done.original_size for s in sources):
             raise errors.InternalError("A part's data does not have its recorded size; please retry.")
         ranges = [(s.offset, s.size) for s in sources]
         if gaps(ranges, _block_size(fd)) is None:

@@ -478,7 +478,8 @@ class Staging:
             src = os.open(source.path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 st_size = os.fstat(src).st_size
-                short = st_size < source.offset + source.size if source.in_slot else st_size != source.size
+                # An empty part in its slot may lie past the end of the file: nothing was written.
+                short = 0 < source.size and st_size < source.offset + source.size if source.in_slot else st_size != source.size
                 if short:
                     raise errors.InternalError("A part's data does not have its recorded size; please retry.")
                 copy_range(src, source.offset, fd, offset, source.size)

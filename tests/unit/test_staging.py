@@ -518,3 +518,11 @@ async def test_a_collapse_failing_half_way(be: DiskBackend, monkeypatch: pytest.
             await be.complete_multipart_upload("bkt", "half", upload_id, list(infos.values()))
         assert not (be.root / "bkt" / "half").exists()
     assert list(staging_dir(be).iterdir()) == []
+
+
+@pytest.mark.parametrize("first", [BLOCK, BLOCK + 1])  # in place, or copied
+async def test_an_empty_last_part_in_its_slot(be: DiskBackend, first: int) -> None:
+    data = os.urandom(first)
+    upload_id, infos = await upload_parts(be, "empty-end", {1: data, 2: b""})
+    info = await be.complete_multipart_upload("bkt", "empty-end", upload_id, list(infos.values()))
+    assert await read_all(be, "empty-end") == data and info.etag == md5_etag([data, b""])
