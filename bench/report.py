@@ -163,6 +163,12 @@ def markdown(results: dict[str, Any]) -> str:
     )
     lines += ratio_table(
         results,
+        lambda sc: ("startup_cpu_s", False) if sc.startswith("startup") else (None, False),
+        "Start-up CPU (s, all threads of the server until its first answer)",
+        "Less sensitive than the wall time to other load on the machine.",
+    )
+    lines += ratio_table(
+        results,
         lambda sc: ("server_cpu_us_per_op", False) if not sc.startswith("startup") else (None, False),
         "Server CPU per operation (µs, user+system, children included)",
         "For listings an operation is one page; for large objects one object; for multipart one part.",

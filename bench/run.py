@@ -105,7 +105,8 @@ async def run_server(spec: ServerSpec, p: Params, wanted: list[str], data_dir: P
         for _ in range(p.repeats):
             for key, fresh in (("startup", True), ("startup.restart", False)):
                 running = spec.start(data_dir, cores[1], fresh=fresh)
-                runs[key].append({"startup_s": running.startup_s, "server_peak_rss_MiB": peak_rss_kib(running.pid) / 1024 if running.pid else None})
+                runs[key].append({"startup_s": running.startup_s, "startup_cpu_s": running.startup_cpu_s,
+                                  "server_peak_rss_MiB": peak_rss_kib(running.pid) / 1024 if running.pid else None})
                 running.stop()
                 shutil.rmtree(running.workdir, ignore_errors=True)
         for key, got in runs.items():

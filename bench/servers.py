@@ -90,6 +90,22 @@ def cpu_by_process(root: int) -> dict[int, float]:
     return out
 
 
+def run_time_s(root: int) -> float:
+    """Time on a CPU of every thread of the live tree, from schedstat (ns; not 10 ms ticks)."""
+    total = 0
+    for pid in process_tree(root):
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total / 1e9
+
+
 def peak_rss_kib(root: int) -> int:
     """Sum of VmHWM over the tree: the peak resident memory of each process since the last reset."""
     total = 0
@@ -138,6 +154,7 @@ class Running:
     startup_s: float
     workdir: Path
     log: Path
+    startup_cpu_s: float | None = None  # CPU the server had used by its first answer
 
     @property
     def pid(self) -> int | None:
@@ -214,6 +231,7 @@ class ServerSpec:
             running.stop()
             raise
         running.startup_s = time.perf_counter() - t0
+        running.startup_cpu_s = run_time_s(proc.pid)
         return running
 
 
