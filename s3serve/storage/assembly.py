@@ -176,9 +176,8 @@ def claim_slot(directory: str, number: int) -> SlotClaim | None:
         marker_fd = os.open(marker, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     except FileExistsError:
         return None
-    # Non-blocking: a Complete locks the markers it finds and holds them; waiting here would stall
-    # the event loop it may share with us. Losing means the upload is being claimed (or the GC is
-    # looking): use a part file, and give the slot back, as nothing was written to it.
+    # Non-blocking: waiting here would stall the event loop. Losing means a Complete or the GC is
+    # checking the markers right now: use a part file, and give the slot back (nothing was written).
     if not try_flock(marker_fd):
         with contextlib.suppress(OSError):
             os.unlink(marker)
@@ -224,10 +223,10 @@ class BoundedBody:
         return self.body.finish(digests)
 
 
-def hold_markers(directory: str) -> list[int] | None:
-    """Lock every slot marker of a claimed upload; None (nothing held) when one is still being
-    written: its writer holds the assembly file open and may still write into it."""
-    held: list[int] = []
+def slot_being_written(directory: str) -> bool:
+    """Whether a writer still holds one of a claimed upload's slot markers: it has the assembly
+    file open and may still write into it. One check after the claim is enough: a writer flocks
+    its marker before it opens the file by the folder's old path, which no longer exists."""
     with os.scandir(directory) as it:
         names = [e.name for e in it if e.name.startswith(SLOT_PREFIX)]
     for name in names:
@@ -235,16 +234,12 @@ def hold_markers(directory: str) -> list[int] | None:
             fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             continue  # a failed writer released it
-        held.append(fd)
-        if not try_flock(fd):
-            release_markers(held)
-            return None
-    return held
-
-
-def release_markers(fds: list[int]) -> None:
-    for fd in fds:
-        os.close(fd)
+        try:
+            if not try_flock(fd):
+                return True
+        finally:
+            os.close(fd)
+    return False
 
 
 @dataclass
@@ -379,34 +374,30 @@ async def publish_in_place(
     listed = {os.path.basename(s.path) for s in sources}
     if not sources or listed != {ASSEMBLY}:
         return None
-    held = await asyncio.to_thread(hold_markers, directory)
-    if held is None:
-        return None  # a part is still being written in place: its writer's fd would see the collapse
+    if await asyncio.to_thread(slot_being_written, directory):
+        return None  # its writer's fd would see the collapse
+    numbers = {s.offset // SLOT + 1 for s in sources}
+    if not await asyncio.to_thread(_slots_in_use, directory) <= numbers:
+        return None  # an unlisted part in its slot: collapsing would lose it if Complete fails
+    if precondition is not None:
+        # Checked again under the key lock by _publish; this one spares a collapse (and its undo)
+        # for the usual refusal.
+        bdir = disk._bucket_dir(bucket)
+        current = await disk._lookup(bucket, kp, keys.object_path(bdir, kp))
+        precondition(current.info if current else None)
+    done = await _collapse_in_thread(directory, sources, record.size, disk.fsync)
+    if done is None:
+        return None
+    # _publish consumes the name it is given, even when it fails: keep ours for the undo.
+    link = os.path.join(directory, OBJECT)
     try:
-        numbers = {s.offset // SLOT + 1 for s in sources}
-        if not await asyncio.to_thread(_slots_in_use, directory) <= numbers:
-            return None  # an unlisted part in its slot: collapsing would lose it if Complete fails
-        if precondition is not None:
-            # Checked again under the key lock by _publish; this one spares a collapse (and its
-            # undo) for the usual refusal.
-            bdir = disk._bucket_dir(bucket)
-            current = await disk._lookup(bucket, kp, keys.object_path(bdir, kp))
-            precondition(current.info if current else None)
-        done = await _collapse_in_thread(directory, sources, record.size, disk.fsync)
-        if done is None:
-            return None
-        # _publish consumes the name it is given, even when it fails: keep ours for the undo.
-        link = os.path.join(directory, OBJECT)
-        try:
-            os.link(os.path.join(directory, ASSEMBLY), link)
-            return await disk._publish(bucket, kp, link, record, precondition)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(link)
-            _restore_file(directory, done)
-            raise
-    finally:
-        release_markers(held)
+        os.link(os.path.join(directory, ASSEMBLY), link)
+        return await disk._publish(bucket, kp, link, record, precondition)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+        _restore_file(directory, done)
+        raise
 
 
 async def _collapse_in_thread(directory: str, sources: list[Source], total: int, fsync: bool) -> Collapse | None:
