@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -526,3 +527,26 @@ async def test_an_empty_last_part_in_its_slot(be: DiskBackend, first: int) -> No
     upload_id, infos = await upload_parts(be, "empty-end", {1: data, 2: b""})
     info = await be.complete_multipart_upload("bkt", "empty-end", upload_id, list(infos.values()))
     assert await read_all(be, "empty-end") == data and info.etag == md5_etag([data, b""])
+
+
+async def test_on_tmpfs_parts_in_place_are_assembled_by_copying() -> None:
+    """A real filesystem without COLLAPSE_RANGE (tmpfs answers EOPNOTSUPP), no monkeypatching."""
+    if not os.path.isdir("/dev/shm") or os.statvfs("/dev/shm").f_bavail * os.statvfs("/dev/shm").f_frsize < 64 * 1024**2:
+        pytest.skip("no tmpfs at /dev/shm")
+    root = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="s3serve-test-"))
+    backend = DiskBackend(root, OWNER, fsync=True, min_part_size=KIB)
+    await backend.start()
+    try:
+        await backend.create_bucket("bkt", OWNER, "us-east-1")
+        parts = {1: os.urandom(BLOCK), 2: os.urandom(2 * BLOCK), 3: b"end"}
+        upload_id, infos = await upload_parts(backend, "tmpfs", parts)
+        assert (staging_dir(backend) / upload_id / assembly.ASSEMBLY).exists()  # written in place
+        inode = assembly_inode(backend, upload_id)
+        info = await backend.complete_multipart_upload("bkt", "tmpfs", upload_id, list(infos.values()))
+        assert object_inode(backend, "tmpfs") != inode
+        assert await read_all(backend, "tmpfs") == b"".join(parts.values())
+        assert info.etag == md5_etag(list(parts.values()))
+        assert list(staging_dir(backend).iterdir()) == []
+    finally:
+        await backend.stop()
+        shutil.rmtree(root, ignore_errors=True)
