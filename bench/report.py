@@ -119,7 +119,8 @@ def workers_table(results: dict[str, Any]) -> list[str]:
             ratio = f"{b / a:.2f}" if a and b is not None else "–"
             share = _cell(two, "busiest_share")[1]
             util1, util2 = _cell(one, "server_cpu_util")[1], _cell(two, "server_cpu_util")[1]
-            rows.append(f"| {name} | {base[len('workers.'):]} | {a_text} | {b_text} | {ratio} | {util1} / {util2} | {share} |")
+            cost1, cost2 = _cell(one, "server_cpu_us_per_op")[1], _cell(two, "server_cpu_us_per_op")[1]
+            rows.append(f"| {name} | {base[len('workers.'):]} | {a_text} | {b_text} | {ratio} | {util1} / {util2} | {cost1} / {cost2} | {share} |")
     if not rows:
         return []
     return [
@@ -128,8 +129,8 @@ def workers_table(results: dict[str, Any]) -> list[str]:
         "ops/s with 1 and 2 worker processes; server CPU in cores used; busiest share = the fraction of "
         "the server's CPU time taken by its busiest process with 2 workers (0.5 = even).",
         "",
-        "| server | scenario | 1 worker ops/s | 2 workers ops/s | 2 ÷ 1 | server CPU (cores) 1 / 2 | busiest share |",
-        "|---|---|---|---|---|---|---|",
+        "| server | scenario | 1 worker ops/s | 2 workers ops/s | 2 ÷ 1 | server CPU (cores) 1 / 2 | server CPU µs/op 1 / 2 | busiest share |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
     ]
