@@ -125,7 +125,7 @@ class DiskBackend(MultipartMixin, Backend):
 
     async def stop(self) -> None:
         await self.staging.stop()
-        await asyncio.to_thread(self.writer.close)
+        await self.writer.close()
 
     def _start(self) -> None:
         os.makedirs(self.root, exist_ok=True)

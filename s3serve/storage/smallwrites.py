@@ -20,11 +20,12 @@ import asyncio
 import contextlib
 import itertools
 import os
+import queue
 import secrets
 import stat
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..checksums import MultiHasher
 from . import keys
@@ -43,6 +44,8 @@ SMALL_PUT = 256 * 1024
 # Threads of the write pool. Most of their time is spent waiting in the kernel (journal, fsync),
 # not on the CPU; more concurrent fsyncs per journal commit is the point.
 WRITE_THREADS = 32
+
+T = TypeVar("T")
 
 
 class DirSyncer:
@@ -102,13 +105,79 @@ class _DirState:
                     self.cond.notify_all()
 
 
+class WritePool:
+    """Worker threads fed by a queue; results come back to the loop in batches.
+
+    A round trip through ``run_in_executor`` costs ~55 us of CPU here (a concurrent Future chained
+    to an asyncio Future, one self-pipe write per completion); this one ~25 us: plain tuples, and
+    one pipe write for all the results that finish before the loop collects them."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, threads: int) -> None:
+        self.loop = loop
+        self._queue: queue.SimpleQueue[tuple[asyncio.Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._lock = threading.Lock()
+        self._signalled = False
+        self._rfd, self._wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        loop.add_reader(self._rfd, self._collect)
+        self._threads = [
+            threading.Thread(target=self._work, name=f"s3serve-write-{i}", daemon=True) for i in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = self.loop.create_future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, fn, args = item
+            try:
+                result, error = fn(*args), None
+            except BaseException as e:
+                result, error = None, e
+            with self._lock:
+                self._done.append((future, result, error))
+                wake, self._signalled = not self._signalled, True
+            if wake:
+                os.write(self._wfd, b"!")
+
+    def _collect(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._rfd, 4096)
+        with self._lock:
+            done, self._done, self._signalled = self._done, [], False
+        for future, result, error in done:
+            if future.cancelled():
+                continue  # the request went away; the work itself completed or cleaned up
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+    async def close(self) -> None:
+        """Let the work in flight finish (each unit commits or cleans up by itself)."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            await asyncio.to_thread(thread.join)
+        self._collect()
+        self.loop.remove_reader(self._rfd)
+        os.close(self._rfd)
+        os.close(self._wfd)
+
+
 class Writer:
     """The write pool, the directory syncer and temp-file names of one DiskBackend."""
 
     def __init__(self, disk: DiskBackend) -> None:
         self.disk = disk
         self.dirs = DirSyncer()
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: WritePool | None = None
         # Unique across processes sharing ROOT (pid + random) without urandom per request.
         self._prefix = secrets.token_hex(6)
         self._counter = itertools.count()
@@ -116,16 +185,17 @@ class Writer:
     def temp_name(self, kind: str) -> str:
         return os.path.join(self.disk._tmp_dir, f"{kind}-{os.getpid()}-{self._prefix}-{next(self._counter)}")
 
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="s3serve-write")
+    def pool(self) -> WritePool:
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._pool.loop is not loop:
+            # First use, or a backend used from a new event loop (tests): a pool per loop.
+            self._pool = WritePool(loop, WRITE_THREADS)
         return self._pool
 
-    def close(self) -> None:
-        """Let the writes in flight finish (each one commits or cleans up by itself)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+    async def close(self) -> None:
+        if self._pool is not None and self._pool.loop is asyncio.get_running_loop():
+            await self._pool.close()
+        self._pool = None
 
     # -- PutObject ----------------------------------------------------------------------------
     @staticmethod
@@ -144,8 +214,7 @@ class Writer:
         digests = hasher.digests()
         size = sum(map(len, chunks))
         record = Record.for_write(meta, digests["md5"].hex(), size, body.finish(digests))
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor(), self._put, bucket, bdir, kp, chunks, record)
+        await self.pool().run(self._put, bucket, bdir, kp, chunks, record)
         return record.to_info(kp.key)
 
     def _put(self, bucket: str, bdir: str, kp: KeyPath, chunks: list[bytes], record: Record) -> None:
@@ -190,8 +259,7 @@ class Writer:
 
     # -- DeleteObject -------------------------------------------------------------------------
     async def delete(self, bucket: str, bdir: str, kp: KeyPath, path: str) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor(), self._delete, bucket, bdir, kp, path)
+        await self.pool().run(self._delete, bucket, bdir, kp, path)
 
     def _delete(self, bucket: str, bdir: str, kp: KeyPath, path: str) -> None:
         disk = self.disk

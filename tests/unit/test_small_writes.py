@@ -294,3 +294,49 @@ def test_waiters_retry_when_the_running_fsync_fails(
     fsyncs[1].set()
     second.join(5)
     assert finished == ["second"]
+
+
+# -- the write pool -----------------------------------------------------------------------------
+async def test_write_pool_returns_results_and_errors_in_batches() -> None:
+    pool = smallwrites.WritePool(asyncio.get_running_loop(), 4)
+    try:
+        gate = threading.Event()
+
+        def slow(i: int) -> int:
+            assert gate.wait(5)
+            return i * 2
+
+        futures = [pool.run(slow, i) for i in range(50)]
+        gate.set()
+        assert await asyncio.gather(*futures) == [i * 2 for i in range(50)]
+        with pytest.raises(FileNotFoundError):
+            await pool.run(os.stat, "/nonexistent/s3serve-test")
+        # A request that goes away does not take the pool with it; the work still completes.
+        done = threading.Event()
+        abandoned = pool.run(lambda: gate.wait(5) and done.set())
+        abandoned.cancel()
+        assert await pool.run(len, "abc") == 3
+        assert done.wait(5)
+    finally:
+        await pool.close()
+    assert all(not t.is_alive() for t in pool._threads)
+
+
+async def test_a_backend_used_from_a_second_loop_gets_a_pool_there(root: Path, mode: str) -> None:
+    be = await backend(root, mode)
+    await be.put_object("bkt", "a", Body(b"1"), WriteMeta())
+    first_pool = be.writer.pool()
+
+    def in_new_loop() -> bytes:
+        async def go() -> bytes:
+            await be.put_object("bkt", "b", Body(b"2"), WriteMeta())
+            data = await read_all(be, "b")
+            await be.writer.close()
+            return data
+
+        return asyncio.run(go())
+
+    assert await asyncio.to_thread(in_new_loop) == b"2"
+    await first_pool.close()
+    assert await read_all(be, "a") == b"1"
+    await be.stop()
