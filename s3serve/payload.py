@@ -6,18 +6,18 @@ is removed and chunk/trailer signatures are verified as the bytes stream. Storag
 gets (MD5 always, plus ``digests_wanted``) and calls ``finish(digests)``, which compares the
 client's Content-MD5, x-amz-content-sha256 and x-amz-checksum-* against those digests; the object
 is committed only when that returns. Nothing here imports aiohttp: any object with StreamReader's
-``read``/``readexactly``/``readline``/``readany`` works, which is what the unit tests feed it.
+``read``/``readexactly``/``readline``/``readany`` works, which is what the unit tests feed it; an
+aiohttp StreamReader's ``readchunk`` is used when the stream has one (see ``_piece_reader``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
 import hmac
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Protocol
 
 from s3serve import errors
@@ -38,9 +38,14 @@ _CONTENT_SHA256_HELP = (
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _CHUNK_SIZE = re.compile(rb"^[0-9a-fA-F]{1,16}$")
 
-# Pieces handed to storage are coalesced up to this size: one write and one hash call per MiB
-# instead of one per network read.
-COALESCE_BYTES = 1 << 20
+# Pieces of at least PASS_BYTES go to storage as the network delivered them (asyncio reads up to
+# 256 KiB per wakeup): joining them would copy every byte once more. Smaller ones (a slow sender,
+# small aws-chunked chunks) are joined up to COALESCE_BYTES, so storage makes one hash call per
+# quarter MiB instead of one per few KiB.
+PASS_BYTES = 64 * 1024
+COALESCE_BYTES = 256 * 1024
+# The most asked of one read, and how far the transport may read ahead of us (aiohttp buffers up to
+# twice this before it stops reading the socket), per connection.
 _READ_BYTES = 1 << 20
 # S3: every signed chunk but the last carries at least 8 KiB.
 MIN_SIGNED_CHUNK = 8192
@@ -60,6 +65,11 @@ class ByteStream(Protocol):
     async def readline(self) -> bytes: ...
 
     async def readany(self) -> bytes: ...
+
+
+# aiohttp's StreamReader.readchunk: the next buffered piece as received, not copied, and whether it
+# ends an HTTP chunk; (b"", False) at EOF.
+ReadChunk = Callable[[], Awaitable[tuple[bytes, bool]]]
 
 
 def _incomplete(message: str | None = None) -> errors.S3Error:
@@ -256,14 +266,43 @@ class RequestBody:
     async def _read(self, n: int) -> bytes:
         try:
             return await self._stream.read(n)
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            raise _incomplete() from exc
+        except errors.S3Error:
+            raise
         except Exception as exc:
-            # The transport reports a truncated upload with its own exception types (aiohttp's
+            # A truncated upload, reported by the transport with its own exception types (aiohttp's
             # PayloadError family), which this module cannot name without importing aiohttp.
-            if isinstance(exc, errors.S3Error):
-                raise
             raise _incomplete() from exc
+
+    def _piece_reader(self) -> Callable[[int], Awaitable[bytes]]:
+        """``read(n)``-like: the next piece of at most n bytes (b"" at EOF), without copying it
+        where the stream allows.
+
+        aiohttp's ``read(n)`` joins the buffered pieces into one new bytes object (a copy of every
+        byte); ``readchunk`` hands over each piece as it was received. Streams without it (asyncio's
+        StreamReader, the unit tests' sources) are read with ``read(n)``."""
+        readchunk: ReadChunk | None = getattr(self._stream, "readchunk", None)
+        if readchunk is None:
+            return lambda n: self._read(min(n, _READ_BYTES))
+        widen = getattr(self._stream, "set_read_chunk_size", None)
+        if widen is not None:
+            # readchunk, unlike read(n), leaves aiohttp's read-ahead at 64 KiB, which pauses and
+            # resumes the socket (two epoll_ctl calls) for every 128 KiB.
+            widen(_READ_BYTES)
+
+        async def piece(n: int) -> bytes:
+            while True:
+                try:
+                    data, end_of_http_chunk = await readchunk()
+                except errors.S3Error:
+                    raise
+                except Exception as exc:
+                    raise _incomplete() from exc
+                if data or not end_of_http_chunk:  # (b"", True) only marks an HTTP chunk's end
+                    # A piece never runs past the declared length (aiohttp stops the body there);
+                    # the slice keeps that true for any stream.
+                    return data if len(data) <= n else data[:n]
+
+        return piece
 
     async def _readline(self) -> bytes | None:
         """One CRLF-terminated framing line without its CRLF; None at EOF."""
@@ -288,8 +327,9 @@ class RequestBody:
     async def _plain(self) -> AsyncIterator[bytes]:
         assert self.decoded_length is not None
         remaining = self.decoded_length
+        read = self._piece_reader()
         while remaining > 0:
-            data = await self._read(min(remaining, _READ_BYTES))
+            data = await read(remaining)
             if not data:
                 raise _incomplete()
             remaining -= len(data)
@@ -415,13 +455,13 @@ class RequestBody:
 
     @staticmethod
     async def _coalesce(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """Join small reads into pieces of up to COALESCE_BYTES; pass large reads through uncopied."""
+        """Join small reads into pieces of about COALESCE_BYTES; pass large reads through uncopied."""
         pieces: list[bytes] = []
         size = 0
         async for data in source:
             if not data:
                 continue
-            if len(data) >= COALESCE_BYTES:
+            if len(data) >= PASS_BYTES:
                 if pieces:
                     yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
                     pieces, size = [], 0

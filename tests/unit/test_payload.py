@@ -26,7 +26,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from s3serve import errors
 from s3serve.checksums import MultiHasher
 from s3serve.config import User
-from s3serve.payload import RequestBody, make_body
+from s3serve.payload import COALESCE_BYTES, PASS_BYTES, RequestBody, make_body
 from s3serve.sigv4 import EMPTY_SHA256, AuthResult, RequestView, authenticate, signing_key
 
 DOC_USER = User("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
@@ -60,6 +60,31 @@ class SmallReads:
         piece = self._data[self._pos : self._pos + take]
         self._pos += len(piece)
         return piece
+
+    async def readexactly(self, n: int) -> bytes:
+        raise AssertionError("not used for plain bodies")
+
+    async def readline(self) -> bytes:
+        raise AssertionError("not used for plain bodies")
+
+    async def readany(self) -> bytes:
+        return await self.read()
+
+
+class Pieces:
+    """A source that returns the given pieces one per read, as they are (no copies)."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self._pieces = list(pieces)
+
+    async def read(self, n: int = -1) -> bytes:
+        if not self._pieces:
+            return b""
+        piece = self._pieces[0]
+        if 0 <= n < len(piece):
+            self._pieces[0] = piece[n:]
+            return piece[:n]
+        return self._pieces.pop(0)
 
     async def readexactly(self, n: int) -> bytes:
         raise AssertionError("not used for plain bodies")
@@ -116,9 +141,21 @@ async def test_small_reads_are_coalesced() -> None:
     body = make_body(SmallReads(data, 1000), hdrs(Content_Length=str(len(data))), None)
     got, sizes, _ = await consume(body)
     assert got == data
-    # 1000-byte reads joined into pieces of just over 1 MiB: 3 pieces instead of 3146 reads.
-    assert len(sizes) == 3
-    assert all(1 << 20 <= s < (1 << 20) + 1000 for s in sizes[:-1])
+    # 1000-byte reads joined into pieces of just over COALESCE_BYTES: 12 pieces, not 3146 reads.
+    assert len(sizes) == -(-len(data) // 263_000)
+    assert all(COALESCE_BYTES <= s < COALESCE_BYTES + 1000 for s in sizes[:-1])
+
+
+async def test_network_sized_reads_pass_through_uncopied() -> None:
+    """Pieces of PASS_BYTES or more reach storage as the stream returned them (the same objects,
+    not copies); smaller ones between them are joined, in order."""
+    big = [os.urandom(PASS_BYTES), os.urandom(200_000)]
+    small = [os.urandom(100), os.urandom(5000)]
+    source = [big[0], small[0], small[1], big[1]]
+    body = make_body(Pieces(source), hdrs(Content_Length=str(sum(map(len, source)))), None)
+    seen = [piece async for piece in body]
+    assert seen[0] is big[0] and seen[2] is big[1]
+    assert seen[1] == small[0] + small[1]
 
 
 async def test_empty_body() -> None:
