@@ -449,7 +449,7 @@ class DiskBackend(MultipartMixin, Backend):
         try:
             try:
                 with disk_errors(), open(lock_fd, "wb", closefd=False) as f:
-                    size = await write_body(f, body, hasher)
+                    size = await write_body(f, body, hasher, writeback=self.fsync)
                 digests = hasher.digests()
                 record = Record.for_write(meta, digests["md5"].hex(), size, body.finish(digests))
             except BaseException:

@@ -221,7 +221,7 @@ class Staging:
                     if target.claim is not None:
                         f.seek(target.claim.offset)
                         body = assembly.BoundedBody(body, assembly.SLOT)
-                    size = await write_body(f, body, hasher)
+                    size = await write_body(f, body, hasher, writeback=self.disk.fsync)
             except errors.EntityTooLarge as e:
                 # EFBIG, past the file size limit: a retry of this part must not come back to its slot.
                 keep = isinstance(e.__cause__, OSError)
