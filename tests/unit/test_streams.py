@@ -19,6 +19,8 @@ from s3serve import errors
 from s3serve.checksums import MultiHasher
 from s3serve.payload import _READ_BYTES, make_body
 from s3serve.storage import streams
+from s3serve.storage.base import WriteMeta
+from s3serve.storage.disk import DiskBackend
 from s3serve.storage.streams import BATCH_BYTES, MAX_PIECES, THREAD_CHUNK, WRITEBACK_BYTES, write_body
 
 MiB = 1 << 20
@@ -171,6 +173,38 @@ async def test_failing_body_waits_for_the_batch_in_the_thread(tmp_path: Path) ->
         written = os.fstat(f.fileno()).st_size
     # The full batch that went to the thread is on disk; the remainder never is.
     assert written == len(b"".join(pieces[:4]))
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+async def test_backend_starts_writeback_only_when_it_fsyncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: bool
+) -> None:
+    """PutObject and UploadPart (its part lands at its slot's offset) pass their fsync setting."""
+    calls: list[tuple[int, int]] = []
+    real = streams.start_writeback
+
+    def recording(fd: int, offset: int, length: int) -> None:
+        calls.append((offset, length))
+        real(fd, offset, length)
+
+    monkeypatch.setattr(streams, "start_writeback", recording)
+    be = DiskBackend(tmp_path / "root", "owner", fsync=fsync, min_part_size=1024)
+    await be.start()
+    try:
+        await be.create_bucket("bkt", "owner", "us-east-1")
+        pieces = pieces_of(WRITEBACK_BYTES + BATCH_BYTES, 256 * 1024)
+        data = b"".join(pieces)
+        info = await be.put_object("bkt", "obj", Body(pieces), WriteMeta())
+        assert info.etag == hashlib.md5(data).hexdigest()
+        assert (tmp_path / "root" / "bkt" / "obj").read_bytes() == data
+        assert calls == ([(0, WRITEBACK_BYTES)] if fsync else [])
+        calls.clear()
+        upload = await be.create_multipart_upload("bkt", "mpu", WriteMeta(), "owner")
+        part = await be.upload_part("bkt", "mpu", upload.upload_id, 2, Body(pieces))
+        assert part.etag.strip('"') == hashlib.md5(data).hexdigest()
+        assert [length for _, length in calls] == ([WRITEBACK_BYTES] if fsync else [])
+    finally:
+        await be.stop()
 
 
 # -- payload.py reading aiohttp's StreamReader --------------------------------------------------
