@@ -132,6 +132,7 @@ class DiskBackend(MultipartMixin, Backend):
         for sub in ("tmp", "meta", "buckets"):
             os.makedirs(os.path.join(self.meta.hidden, sub), exist_ok=True)
         self.locks.create_files()
+        self.writer.prepare()
         self.meta.use_xattrs = self._want_xattrs is not False and MetaStore.probe(self._tmp_dir)
 
     # -- paths --------------------------------------------------------------------------------

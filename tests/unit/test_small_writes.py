@@ -194,6 +194,37 @@ async def test_stop_lets_writes_in_flight_finish(root: Path, mode: str) -> None:
     assert tmp_files(root) == []
 
 
+def spread_files(root: Path) -> list[Path]:
+    return [p for p in (root / ".s3serve" / "spread").rglob("*") if not p.is_dir()]
+
+
+@pytest.mark.parametrize("tmpfile", [True, False], ids=["o_tmpfile", "named_temp"])
+async def test_new_inodes_come_unnamed_from_the_spread_folders(root: Path, mode: str, tmpfile: bool) -> None:
+    be = await backend(root, mode, fsync=True)
+    try:
+        assert sorted(os.listdir(root / ".s3serve" / "spread")) == [str(i) for i in range(smallwrites.SPREAD_DIRS)]
+        assert be.writer.use_tmpfile  # Linux with /proc: the fast way is available here
+        be.writer.use_tmpfile = tmpfile
+        name = be.writer.temp_name("put")
+        fd, unnamed = be.writer._create_temp(name)
+        os.close(fd)
+        assert unnamed is tmpfile and os.path.exists(name) is not tmpfile
+        if not tmpfile:
+            os.unlink(name)
+        for i in range(12):
+            await be.put_object("bkt", f"k{i}", Body(b"v%d" % i), WriteMeta(user_meta={"i": str(i)}))
+        await be.put_object("bkt", "k0", Body(b"again"), WriteMeta())  # over an existing object
+        assert await read_all(be, "k0") == b"again"
+        assert (await be.head_object("bkt", "k5")).user_meta == {"i": "5"}
+        with pytest.raises(errors.ObjectParentIsFile):  # fails after the temp file exists
+            await be.put_object("bkt", "k1/x", Body(b"x"), WriteMeta())
+        assert spread_files(root) == [] and tmp_files(root) == []
+        inodes = {os.stat(root / "bkt" / f"k{i}").st_ino for i in range(12)}
+        assert len(inodes) == 12
+    finally:
+        await be.stop()
+
+
 def test_temp_names_are_unique_and_locked_for_the_gc(tmp_path: Path) -> None:
     be = DiskBackend(tmp_path, OWNER)
     names = {be.writer.temp_name("put") for _ in range(1000)}
