@@ -104,9 +104,13 @@ async def write_body(f: BinaryIO, body: Body, hasher: MultiHasher, *, writeback:
     afterwards, so start its writeback as it grows (see WRITEBACK_BYTES)."""
     f.flush()  # anything the caller wrote through f goes first; from here on the fd is written
     sink = _Sink(f.fileno(), hasher, writeback)
+    loop = asyncio.get_running_loop()
     size = 0
     batch: list[bytes] = []
     batch_bytes = 0
+    # The batch in the thread. Awaited through shield(): a cancelled upload must not stop waiting
+    # for a thread that still writes to the caller's file descriptor (the caller closes it next,
+    # and the number may be reused for another file).
     pending: asyncio.Future[None] | None = None
     try:
         async for chunk in body:
@@ -115,19 +119,20 @@ async def write_body(f: BinaryIO, body: Body, hasher: MultiHasher, *, writeback:
             if batch_bytes < BATCH_BYTES and len(batch) < MAX_PIECES:
                 continue
             if pending is not None:
-                await pending
-            pending = asyncio.ensure_future(asyncio.to_thread(sink, batch))
+                await asyncio.shield(pending)
+            pending = loop.run_in_executor(None, sink, batch)
             size += batch_bytes
             batch, batch_bytes = [], 0
-        if pending is not None:
-            await pending
-            pending = None
         if batch:
-            if size + batch_bytes < THREAD_CHUNK:
+            if pending is None and batch_bytes < THREAD_CHUNK:
                 sink(batch)
             else:
-                await asyncio.to_thread(sink, batch)
+                if pending is not None:
+                    await asyncio.shield(pending)
+                pending = loop.run_in_executor(None, sink, batch)
             size += batch_bytes
+        if pending is not None:
+            await asyncio.shield(pending)
     finally:
         if pending is not None and not pending.done():
             # The body failed (or we were cancelled) while a batch is in the thread: let it finish

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -205,6 +206,51 @@ async def test_backend_starts_writeback_only_when_it_fsyncs(
         assert [length for _, length in calls] == ([WRITEBACK_BYTES] if fsync else [])
     finally:
         await be.stop()
+
+
+class SlowHasher(MultiHasher):
+    """MD5 that takes its time, like a slow core: a batch stays in the thread for a while."""
+
+    def __init__(self) -> None:
+        super().__init__(["md5"])
+        self.busy = False
+
+    def update(self, data: bytes | memoryview) -> None:
+        self.busy = True
+        time.sleep(0.05)
+        super().update(data)
+        self.busy = False
+
+
+@pytest.mark.parametrize("batches", [1, 3])
+async def test_cancelled_upload_waits_for_the_thread(tmp_path: Path, batches: int) -> None:
+    """Cancelled while a batch is in the thread (with the body waiting for the network, or with
+    write_body waiting for that batch), write_body returns only when the thread is done with the
+    file descriptor: the caller closes it next, and its number could be reused at once."""
+    hasher = SlowHasher()
+    arrived = asyncio.Event()
+
+    async def body_pieces() -> AsyncIterator[bytes]:
+        for piece in pieces_of(batches * BATCH_BYTES, 256 * 1024):
+            yield piece
+        arrived.set()
+        await asyncio.Event().wait()  # the client stalls
+
+    class Stalling(Body):
+        def __aiter__(self) -> AsyncIterator[bytes]:
+            return body_pieces()
+
+    with open(tmp_path / "f", "wb") as f:
+        task = asyncio.ensure_future(write_body(f, Stalling([]), hasher))
+        await asyncio.sleep(0.02)  # the first batch is in the thread now
+        assert hasher.busy
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not hasher.busy
+        written = os.fstat(f.fileno()).st_size
+    assert written % BATCH_BYTES == 0 and written <= batches * BATCH_BYTES
+    assert arrived.is_set() is (batches == 1)
 
 
 # -- payload.py reading aiohttp's StreamReader --------------------------------------------------
