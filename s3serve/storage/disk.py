@@ -181,30 +181,30 @@ class DiskBackend(MultipartMixin, Backend):
         keep_fd: bool = False,
         held: frozenset[int] = frozenset(),
     ) -> _Found | None:
-        found = self._resolve(path)
-        if found is None:
-            return None
-        real, st = found
         if kp.is_folder:
+            found = self._resolve(path)
+            if found is None:
+                return None
+            real, st = found
             record = self.meta.load(real, bucket, kp.key, st) if stat.S_ISDIR(st.st_mode) else None
             if record is None or not record.folder:
                 return None
             return _Found(record.to_info(kp.key), record, real)
-        fd = keys.open_regular(real)
-        if fd is None:
+        opened = keys.open_file(self._real_root, path)
+        if opened is None:
             return None
+        real, fd, st = opened
         try:
-            st = os.fstat(fd)
             record = self.meta.load(fd, bucket, kp.key, st)
             if record is None:
                 record = await asyncio.to_thread(self._adopt, fd, bucket, kp.key, path, held)
         except BaseException:
             os.close(fd)
             raise
-        if not keep_fd:
-            os.close(fd)
-            fd = None
-        return _Found(record.to_info(kp.key), record, real, fd)
+        if keep_fd:
+            return _Found(record.to_info(kp.key), record, real, fd)
+        os.close(fd)
+        return _Found(record.to_info(kp.key), record, real)
 
     def _adopt(self, fd: int, bucket: str, key: str, path: str, held: frozenset[int]) -> Record:
         """The record of a foreign file (no record, or one for an older version of it): its MD5,

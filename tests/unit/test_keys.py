@@ -144,3 +144,44 @@ def test_clone_file_copies_bytes(tmp_path: object) -> None:
         assert f.read() == data
     # A copy is a new inode, never a hard link: metadata xattrs belong to the inode.
     assert os.stat(dst).st_ino != os.stat(src).st_ino
+
+
+def _opened(root: str, path: str) -> tuple[str, bytes, int] | None:
+    opened = keys.open_file(root, path)
+    if opened is None:
+        return None
+    real, fd, st = opened
+    try:
+        assert os.fstat(fd).st_ino == st.st_ino  # the stat describes the fd it came with
+        return real, os.pread(fd, 100, 0), st.st_size
+    finally:
+        os.close(fd)
+
+
+def test_open_file_opens_regular_files_inside_root_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = os.path.realpath(tmp_path / "root")
+    bucket = os.path.join(root, "b")
+    os.makedirs(os.path.join(bucket, "dir"))
+    with open(os.path.join(bucket, "dir", "f"), "wb") as f:
+        f.write(b"inside")
+    outside = tmp_path / "secret"
+    outside.write_bytes(b"outside")
+    os.symlink(os.path.join(bucket, "dir", "f"), os.path.join(bucket, "link-in"))
+    os.symlink(str(outside), os.path.join(bucket, "link-out"))
+    os.symlink(os.path.join(bucket, "dir"), os.path.join(bucket, "dirlink"))
+    os.symlink(str(tmp_path), os.path.join(bucket, "escape"))
+    os.mkfifo(os.path.join(bucket, "fifo"))
+
+    f_path = os.path.join(bucket, "dir", "f")
+    assert _opened(root, f_path) == (f_path, b"inside", 6)
+    # Through symlinks that stay inside ROOT: the real path is the target's.
+    assert _opened(root, os.path.join(bucket, "link-in")) == (f_path, b"inside", 6)
+    assert _opened(root, os.path.join(bucket, "dirlink", "f")) == (f_path, b"inside", 6)
+    # Outside ROOT, absent, not a regular file: nothing is opened.
+    assert _opened(root, os.path.join(bucket, "link-out")) is None
+    assert _opened(root, os.path.join(bucket, "escape", "secret")) is None
+    assert _opened(root, os.path.join(bucket, "missing")) is None
+    assert _opened(root, os.path.join(bucket, "dir", "f", "under-a-file")) is None
+    assert _opened(root, os.path.join(bucket, "dir")) is None
+    # A FIFO is never opened for reading (that would release a writer blocked on it).
+    assert _opened(root, os.path.join(bucket, "fifo")) is None
