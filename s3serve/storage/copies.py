@@ -188,14 +188,14 @@ async def _copy_by_link(
                     disk.meta.drop_blob(src.record.blob)
             disk.meta.write_sidecar(dst_bucket, dkp.key, record)
             old = disk._existing_record(dst_bucket, dkp, dpath)
-            keys.place(disk._real_root, ddir, dkp, dpath, tmp)
+            folders = keys.place(disk._real_root, ddir, dkp, dpath, tmp)
             tmp = None
             if old is not None and old.blob:
                 disk.meta.drop_blob(old.blob)
         finally:
             _unlink_quietly(tmp)
     if disk.fsync:
-        await asyncio.to_thread(keys.fsync_dir, os.path.dirname(dpath))
+        await asyncio.to_thread(disk.sync_folders, folders)
     return record.to_info(dkp.key)
 
 
@@ -231,18 +231,27 @@ async def rename_object(
         if skp.is_folder:
             # Renaming the directory would move every key below it too: move only the marker.
             record = src.record.copied(None)
-            disk._make_folder(bucket, bdir, dkp, dpath, record)
+            folders = disk._make_folder(bucket, bdir, dkp, dpath, record)
             disk._drop_marker(bucket, bdir, skp, src.real, src.record, held)
+            if disk.fsync:
+                await asyncio.to_thread(disk.sync_folders, folders)
             return record.to_info(dst_key)
         old = disk._existing_record(bucket, dkp, dpath)
         try:
-            keys.place(disk._real_root, bdir, dkp, dpath, spath)
+            folders = keys.place(disk._real_root, bdir, dkp, dpath, spath)
         except FileNotFoundError:
             raise errors.NoSuchKey(resource=src_key, Key=src_key) from None
         disk.meta.move_sidecar(bucket, src_key, dst_key)
         if old is not None and old.blob and old.blob != src.record.blob:
             disk.meta.drop_blob(old.blob)
         disk._prune(bucket, bdir, os.path.dirname(spath), held)
+        if disk.fsync:
+            # The new name (and any folder made for it) and, where it still exists, the old name's
+            # folder, so a crash cannot bring the source key back beside the destination.
+            source_folder = os.path.dirname(spath)
+            if os.path.isdir(source_folder) and source_folder not in folders:
+                folders.append(source_folder)
+            await asyncio.to_thread(disk.sync_folders, folders)
     info = src.info
     info.key = dst_key
     return info

@@ -110,8 +110,8 @@ class DiskBackend(MultipartMixin, Backend):
         self._real_root = real
         hidden = os.path.join(real, keys.HIDDEN_DIR)
         self._tmp_dir = os.path.join(hidden, "tmp")
-        self.meta = MetaStore(hidden, use_xattrs is not False)
-        self.registry = BucketRegistry(hidden)
+        self.meta = MetaStore(hidden, use_xattrs is not False, durable=fsync)
+        self.registry = BucketRegistry(hidden, durable=fsync)
         self.locks = KeyLocks(hidden)
         self.rename_tokens = RenameTokens(hidden)
         self.staging = Staging(self, multipart_expiry, gc_interval)
@@ -349,9 +349,9 @@ class DiskBackend(MultipartMixin, Backend):
                     current = await self._lookup(bucket, kp, path, held=frozenset({slot}))
                     precondition(current.info if current else None)
                 if tmp is None:
-                    self._make_folder(bucket, bdir, kp, path, record)
+                    folders = self._make_folder(bucket, bdir, kp, path, record)
                 else:
-                    keys.place(self._real_root, bdir, kp, path, tmp)
+                    folders = keys.place(self._real_root, bdir, kp, path, tmp)
                     tmp = None
                     if not attached:
                         self.meta.write_sidecar(bucket, kp.key, record)
@@ -361,13 +361,25 @@ class DiskBackend(MultipartMixin, Backend):
             _unlink_quietly(tmp)
             raise
         if self.fsync:
-            await asyncio.to_thread(self.writer.dirs.sync, os.path.dirname(path))
+            await asyncio.to_thread(self.sync_folders, folders)
         return record.to_info(kp.key)
 
-    def _make_folder(self, bucket: str, bdir: str, kp: KeyPath, path: str, record: Record) -> None:
+    def sync_folders(self, folders: list[str]) -> None:
+        """fsync folders whose entries changed (keys.place's answer), sharing concurrent fsyncs."""
+        for folder in folders:
+            # Gone means a later delete emptied and pruned it: nothing of ours left to keep.
+            with contextlib.suppress(FileNotFoundError):
+                self.writer.dirs.sync(folder)
+
+    def _make_folder(self, bucket: str, bdir: str, kp: KeyPath, path: str, record: Record) -> list[str]:
+        """Make the folder marker at ``path``; the folders to fsync for it to be durable (the
+        marker itself, which carries the record, and the folders whose entries changed)."""
+        created: list[str] = []
         for _ in range(keys.PLACE_ATTEMPTS):
-            if not keys.ensure_parents(self._real_root, bdir, kp):
+            made = keys.ensure_parents(self._real_root, bdir, kp)
+            if made is None:
                 continue
+            created += [folder for folder in made if folder not in created]
             with contextlib.suppress(FileExistsError):
                 os.mkdir(path)
             try:
@@ -386,7 +398,7 @@ class DiskBackend(MultipartMixin, Backend):
                 self.meta.store(fd, bucket, kp.key, record)
             finally:
                 os.close(fd)
-            return
+            return [path, *keys.changed_folders(path, created)]
         raise errors.OperationAborted(resource=kp.key)
 
     def _prune(self, bucket: str, bdir: str, directory: str, held: frozenset[int]) -> None:

@@ -215,20 +215,23 @@ def resolve(real_root: str, path: str) -> tuple[str, os.stat_result] | None:
         return None
 
 
-def ensure_parents(real_root: str, bdir: str, kp: KeyPath) -> bool:
-    """Create the folders above ``kp``; False when a concurrent prune removed one mid-way."""
+def ensure_parents(real_root: str, bdir: str, kp: KeyPath) -> list[str] | None:
+    """Create the folders above ``kp``: the folders it created (a durable write must fsync their
+    entries in their parents too), or None when a concurrent prune removed one mid-way."""
     if not os.path.isdir(bdir):
         raise errors.NoSuchBucket(resource=os.path.basename(bdir))
+    created: list[str] = []
     current = bdir
     for segment in kp.parents:
         current = os.path.join(current, segment)
         try:
             os.mkdir(current)
+            created.append(current)
             continue
         except FileExistsError:
             pass
         except FileNotFoundError:
-            return False
+            return None
         except NotADirectoryError:
             raise errors.ObjectParentIsFile(resource=kp.key) from None
         st = os.lstat(current)
@@ -241,7 +244,13 @@ def ensure_parents(real_root: str, bdir: str, kp: KeyPath) -> bool:
             if os.path.isdir(real):
                 continue
         raise errors.ObjectParentIsFile(resource=kp.key)
-    return True
+    return created
+
+
+def changed_folders(path: str, created: list[str]) -> list[str]:
+    """The folders to fsync so that a new entry at ``path`` survives a crash: its own folder and
+    the parent of every folder created for it."""
+    return [os.path.dirname(path), *(os.path.dirname(folder) for folder in reversed(created))]
 
 
 def check_destination(real_root: str, path: str, kp: KeyPath) -> None:
@@ -262,16 +271,20 @@ def check_destination(real_root: str, path: str, kp: KeyPath) -> None:
     raise errors.ExistingObjectIsDirectory(resource=kp.key)
 
 
-def place(real_root: str, bdir: str, kp: KeyPath, path: str, src: str) -> None:
+def place(real_root: str, bdir: str, kp: KeyPath, path: str, src: str) -> list[str]:
     """rename ``src`` to ``path`` (the file of ``kp``), creating parents; the caller holds the
-    key lock. Raises FileNotFoundError when ``src`` is gone."""
+    key lock. Raises FileNotFoundError when ``src`` is gone. Returns the folders to fsync for a
+    durable rename (``changed_folders``)."""
+    created: list[str] = []
     for _ in range(PLACE_ATTEMPTS):
-        if not ensure_parents(real_root, bdir, kp):
+        made = ensure_parents(real_root, bdir, kp)
+        if made is None:
             continue
+        created += [folder for folder in made if folder not in created]
         check_destination(real_root, path, kp)
         try:
             os.rename(src, path)
-            return
+            return changed_folders(path, created)
         except FileNotFoundError:
             if not os.path.lexists(src):
                 raise

@@ -32,6 +32,7 @@ from typing import Any
 
 from ..checksums import MultiHasher
 from .base import STORED_HEADERS, BucketInfo, ObjectInfo, PartInfo, WriteMeta
+from .keys import fsync_dir
 
 XATTR = "user.s3serve"
 EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
@@ -230,29 +231,44 @@ def hash_file(target: int | str, names: list[str]) -> tuple[dict[str, bytes], in
             os.close(fd)
 
 
-def write_atomic(tmp_dir: str, path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a reader sees the old or the new content, never half."""
+def write_atomic(tmp_dir: str, path: str, data: bytes, durable: bool = False) -> None:
+    """Replace ``path`` with ``data`` so that a reader sees the old or the new content, never half.
+
+    ``durable``: the content and the name are on disk when this returns (the file, its folder,
+    and the entries of any folders created for it, up to ``tmp_dir``'s parent)."""
     tmp = os.path.join(tmp_dir, f"meta-{uuid.uuid4().hex}")
+    synced = [os.path.dirname(path)]
     try:
         with open(tmp, "xb") as f:
             f.write(data)
+            if durable:
+                os.fsync(f.fileno())
         try:
             os.replace(tmp, path)
         except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            folder = os.path.dirname(path)
+            os.makedirs(folder, exist_ok=True)
             os.replace(tmp, path)
+            top = os.path.dirname(tmp_dir)
+            while folder.startswith(top + os.sep):
+                folder = os.path.dirname(folder)
+                synced.append(folder)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    if durable:
+        for folder in synced:
+            fsync_dir(folder)
 
 
 class MetaStore:
     """Reads and writes records: xattr first, sidecar as the fallback."""
 
-    def __init__(self, hidden: str, use_xattrs: bool) -> None:
+    def __init__(self, hidden: str, use_xattrs: bool, durable: bool = False) -> None:
         self.hidden = hidden
         self.use_xattrs = use_xattrs
+        self.durable = durable  # sidecars and blobs fsynced (the backend's fsync setting)
         self.tmp_dir = os.path.join(hidden, "tmp")
         self.meta_dir = os.path.join(hidden, "meta")
         # Bucket names never start with '.', so this never collides with a bucket's sidecars.
@@ -352,7 +368,7 @@ class MetaStore:
         name = hashlib.sha256(data).hexdigest()
         path = self._blob_path(name)
         if not os.path.exists(path):
-            write_atomic(self.tmp_dir, path, data)
+            write_atomic(self.tmp_dir, path, data, self.durable)
         try:
             os.setxattr(fd, XATTR, json.dumps({"blob": name}).encode())
         except OSError as e:
@@ -367,12 +383,12 @@ class MetaStore:
         xattr, else sidecar."""
         old_blob = record.blob
         if not self.attach(target, record):
-            write_atomic(self.tmp_dir, self.sidecar_path(bucket, key), record.to_json())
+            write_atomic(self.tmp_dir, self.sidecar_path(bucket, key), record.to_json(), self.durable)
         if old_blob and old_blob != record.blob:
             self.drop_blob(old_blob)
 
     def write_sidecar(self, bucket: str, key: str, record: Record) -> None:
-        write_atomic(self.tmp_dir, self.sidecar_path(bucket, key), record.to_json())
+        write_atomic(self.tmp_dir, self.sidecar_path(bucket, key), record.to_json(), self.durable)
 
     def forget(self, bucket: str, key: str, record: Record | None) -> None:
         """Remove what a deleted object left in the hidden folder (sidecar, overflow blob)."""
@@ -411,7 +427,8 @@ class MetaStore:
 class BucketRegistry:
     """``.s3serve/buckets/<name>.json``: owner, creation time and region of buckets we created."""
 
-    def __init__(self, hidden: str) -> None:
+    def __init__(self, hidden: str, durable: bool = False) -> None:
+        self.durable = durable
         self.dir = os.path.join(hidden, "buckets")
         self.tmp_dir = os.path.join(hidden, "tmp")
         self._cache: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {}
@@ -458,7 +475,7 @@ class BucketRegistry:
     def write(self, name: str, owner: str, region: str) -> float:
         created = time.time()
         doc = {"owner": owner, "created": created, "region": region}
-        write_atomic(self.tmp_dir, self._path(name), json.dumps(doc).encode())
+        write_atomic(self.tmp_dir, self._path(name), json.dumps(doc).encode(), self.durable)
         return created
 
     def remove(self, name: str) -> None:

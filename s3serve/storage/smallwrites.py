@@ -262,7 +262,7 @@ class Writer:
                 lock = disk.locks.acquire(slot)
                 try:
                     old = disk._existing_record(bucket, kp, path)
-                    keys.place(disk._real_root, bdir, kp, path, tmp)
+                    folders = keys.place(disk._real_root, bdir, kp, path, tmp)
                     tmp = None
                     if not attached:
                         disk.meta.write_sidecar(bucket, kp.key, record)
@@ -277,7 +277,7 @@ class Writer:
         if old is not None and old.blob and old.blob != record.blob:
             disk.meta.drop_blob(old.blob)
         if disk.fsync:
-            self.dirs.sync(os.path.dirname(path))
+            disk.sync_folders(folders)
 
     def prepare(self) -> None:
         """Make the spread folders (at start, in a thread)."""
@@ -320,6 +320,21 @@ class Writer:
         await self.pool().run(self._delete, bucket, bdir, kp, path)
 
     def _delete(self, bucket: str, bdir: str, kp: KeyPath, path: str) -> None:
+        if self._unlink(bucket, bdir, kp, path) and self.disk.fsync:
+            # A delete that was answered must not come back after a crash: fsync the folder that
+            # lost the name (or, when the prune removed it, the nearest folder still there).
+            folder = os.path.dirname(path)
+            while True:
+                try:
+                    self.dirs.sync(folder)
+                    return
+                except FileNotFoundError:
+                    if not folder.startswith(bdir + os.sep):
+                        return  # the bucket itself went away meanwhile
+                    folder = os.path.dirname(folder)
+
+    def _unlink(self, bucket: str, bdir: str, kp: KeyPath, path: str) -> bool:
+        """Remove the object at ``path`` under its key lock; whether a name was removed."""
         disk = self.disk
         slot = disk.locks.slot(bucket, kp.key)
         held = frozenset({slot})
@@ -327,21 +342,23 @@ class Writer:
         try:
             found = disk._resolve(path)
             if found is None:
-                return
+                return False
             real, st = found
             record = disk.meta.load(real, bucket, kp.key, st)
             if kp.is_folder:
                 if record is not None and record.folder:
                     disk._drop_marker(bucket, bdir, kp, real, record, held)
-                return
+                    return True
+                return False
             if not stat.S_ISREG(st.st_mode):
-                return  # a folder (not an object) or something that is not a file
+                return False  # a folder (not an object) or something that is not a file
             try:
                 os.unlink(path)
             except (FileNotFoundError, NotADirectoryError):
-                return
+                return False
             # Unlinking a symlink removes a name, not the target's metadata.
             disk.meta.forget(bucket, kp.key, record if real == path else None)
             disk._prune(bucket, bdir, os.path.dirname(path), held)
+            return True
         finally:
             os.close(lock)

@@ -1,0 +1,118 @@
+"""With fsync on, an acknowledged write survives a crash: besides the file itself, every folder
+whose entries changed is fsynced before the answer — the object's folder, the parents of folders
+created for it, the folder a delete or rename removed a name from, and the hidden folders of
+sidecar records. A crash cannot be staged in-process, so these tests record which folders the
+real fsync was called on (the call still happens) and check the set."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from s3serve.storage import keys, metadata
+from s3serve.storage.base import WriteMeta
+from s3serve.storage.disk import DiskBackend
+
+from .test_small_writes import OWNER, Body
+
+
+@pytest.fixture
+def synced(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Folders fsynced through keys.fsync_dir, in order (the real fsync still runs)."""
+    calls: list[str] = []
+    real = keys.fsync_dir
+
+    def recording(path: str) -> None:
+        real(path)
+        calls.append(os.path.realpath(path))
+
+    monkeypatch.setattr(keys, "fsync_dir", recording)
+    monkeypatch.setattr(metadata, "fsync_dir", recording)
+    yield calls
+
+
+async def _backend(root: Path, use_xattrs: bool = True) -> tuple[DiskBackend, str]:
+    be = DiskBackend(root, OWNER, fsync=True, use_xattrs=use_xattrs)
+    await be.start()
+    await be.create_bucket("bkt", OWNER, "us-east-1")
+    return be, os.path.realpath(root / "bkt")
+
+
+@pytest.mark.parametrize("size", [3, 300_000])  # the one-hop small path and the streaming path
+async def test_put_fsyncs_every_folder_it_created(tmp_path: Path, synced: list[str], size: int) -> None:
+    be, bdir = await _backend(tmp_path / "root")
+    try:
+        synced.clear()
+        await be.put_object("bkt", "a/b/c/obj", Body(b"x" * size), WriteMeta())
+        # The object's folder, and each new folder's entry in its parent, up to the bucket.
+        assert {f"{bdir}/a/b/c", f"{bdir}/a/b", f"{bdir}/a", bdir} <= set(synced)
+        synced.clear()
+        await be.put_object("bkt", "a/b/c/obj2", Body(b"y" * size), WriteMeta())
+        assert synced == [f"{bdir}/a/b/c"]  # nothing new above it: only its own folder
+    finally:
+        await be.stop()
+
+
+async def test_folder_marker_fsyncs_itself_and_new_parents(tmp_path: Path, synced: list[str]) -> None:
+    be, bdir = await _backend(tmp_path / "root")
+    try:
+        synced.clear()
+        await be.put_object("bkt", "x/y/", Body(b""), WriteMeta())
+        assert {f"{bdir}/x/y", f"{bdir}/x", bdir} <= set(synced)
+    finally:
+        await be.stop()
+
+
+async def test_delete_fsyncs_the_folder_that_lost_the_name(tmp_path: Path, synced: list[str]) -> None:
+    be, bdir = await _backend(tmp_path / "root")
+    try:
+        await be.put_object("bkt", "d/keep", Body(b"1"), WriteMeta())
+        await be.put_object("bkt", "d/gone", Body(b"2"), WriteMeta())
+        await be.put_object("bkt", "p/q/only", Body(b"3"), WriteMeta())
+        synced.clear()
+        await be.delete_object("bkt", "d/gone")
+        assert synced == [f"{bdir}/d"]
+        synced.clear()
+        await be.delete_object("bkt", "p/q/only")  # empties p/q and p: both pruned
+        assert not os.path.exists(f"{bdir}/p")
+        assert synced == [bdir]  # the nearest folder still there, which lost the entry "p"
+        synced.clear()
+        await be.delete_object("bkt", "never-there")
+        assert synced == []
+    finally:
+        await be.stop()
+
+
+async def test_rename_fsyncs_source_and_destination_folders(tmp_path: Path, synced: list[str]) -> None:
+    be, bdir = await _backend(tmp_path / "root")
+    try:
+        await be.put_object("bkt", "src/k", Body(b"1"), WriteMeta())
+        await be.put_object("bkt", "src/other", Body(b"2"), WriteMeta())
+        synced.clear()
+        await be.rename_object("bkt", "src/k", "dst/new/k")
+        assert {f"{bdir}/dst/new", f"{bdir}/dst", bdir, f"{bdir}/src"} <= set(synced)
+    finally:
+        await be.stop()
+
+
+async def test_sidecar_records_and_bucket_records_are_fsynced(tmp_path: Path, synced: list[str]) -> None:
+    root = tmp_path / "root"
+    be, _ = await _backend(root, use_xattrs=False)
+    try:
+        hidden = os.path.realpath(root / ".s3serve")
+        assert f"{hidden}/buckets" in synced  # CreateBucket's owner record
+        synced.clear()
+        await be.put_object("bkt", "m/n/obj", Body(b"z"), WriteMeta())
+        sidecar = os.path.realpath(be.meta.sidecar_path("bkt", "m/n/obj"))
+        assert os.path.dirname(sidecar) in synced
+        assert os.path.isfile(sidecar)
+    finally:
+        await be.stop()
+
+
+def test_changed_folders() -> None:
+    assert keys.changed_folders("/r/b/a/c/f", []) == ["/r/b/a/c"]
+    assert keys.changed_folders("/r/b/a/c/f", ["/r/b/a", "/r/b/a/c"]) == ["/r/b/a/c", "/r/b/a", "/r/b"]
