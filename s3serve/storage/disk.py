@@ -131,7 +131,7 @@ class DiskBackend(MultipartMixin, Backend):
         os.makedirs(self.root, exist_ok=True)
         for sub in ("tmp", "meta", "buckets"):
             os.makedirs(os.path.join(self.meta.hidden, sub), exist_ok=True)
-        self.locks.create_files()
+        self.locks.create_dir()
         self.writer.prepare()
         self.meta.use_xattrs = self._want_xattrs is not False and MetaStore.probe(self._tmp_dir)
 
