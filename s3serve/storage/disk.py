@@ -401,15 +401,24 @@ class DiskBackend(MultipartMixin, Backend):
             return [path, *keys.changed_folders(path, created)]
         raise errors.OperationAborted(resource=kp.key)
 
-    def _prune(self, bucket: str, bdir: str, directory: str, held: frozenset[int]) -> None:
+    def _prune(
+        self, bucket: str, bdir: str, directory: str, held: frozenset[int], patience: float = 0.0
+    ) -> None:
         """Remove folders left empty by a delete or rename, up to the bucket, keeping markers.
 
-        Each folder is removed under its own "key/" lock (skipped when busy), so a concurrent
-        PutObject of that folder marker is never undone."""
+        Each folder is removed under its own "key/" lock, so a concurrent PutObject of that folder
+        marker is never undone. A busy lock is skipped, after up to ``patience`` seconds of
+        retrying (worker threads only): the holder is usually a concurrent delete's prune that
+        found the folder not yet empty, and without a retry the last delete would leave it behind.
+        Never a blocking wait: the key locks already held could close a cycle."""
         while directory.startswith(bdir + os.sep):
             key = directory[len(bdir) + 1 :].replace(os.sep, "/") + "/"
             slot = self.locks.slot(bucket, key)
             lock = None if slot in held else self.locks.try_lock(slot)
+            deadline = time.monotonic() + patience
+            while lock is None and slot not in held and time.monotonic() < deadline:
+                time.sleep(0.001)
+                lock = self.locks.try_lock(slot)
             if lock is None and slot not in held:
                 return
             try:

@@ -358,7 +358,7 @@ class Writer:
                 return False
             # Unlinking a symlink removes a name, not the target's metadata.
             disk.meta.forget(bucket, kp.key, record if real == path else None)
-            disk._prune(bucket, bdir, os.path.dirname(path), held)
+            disk._prune(bucket, bdir, os.path.dirname(path), held, patience=0.05)
             return True
         finally:
             os.close(lock)
