@@ -24,6 +24,7 @@ from .. import errors
 from ..checksums import ALGORITHM_DIGEST, MultiHasher, b64
 from . import keys, metadata
 from .base import ObjectInfo, Precondition, WriteMeta
+from .folders import drop_marker, make_folder, prune
 from .gc import create_locked
 from .metadata import XATTR, Record
 from .staging import copy_range, disk_errors
@@ -231,8 +232,8 @@ async def rename_object(
         if skp.is_folder:
             # Renaming the directory would move every key below it too: move only the marker.
             record = src.record.copied(None)
-            folders = disk._make_folder(bucket, bdir, dkp, dpath, record)
-            disk._drop_marker(bucket, bdir, skp, src.real, src.record, held)
+            folders = make_folder(disk, bucket, bdir, dkp, dpath, record)
+            drop_marker(disk, bucket, bdir, skp, src.real, src.record, held)
             if disk.fsync:
                 await asyncio.to_thread(disk.sync_folders, folders)
             return record.to_info(dst_key)
@@ -244,7 +245,7 @@ async def rename_object(
         disk.meta.move_sidecar(bucket, src_key, dst_key)
         if old is not None and old.blob and old.blob != src.record.blob:
             disk.meta.drop_blob(old.blob)
-        disk._prune(bucket, bdir, os.path.dirname(spath), held)
+        prune(disk, bucket, bdir, os.path.dirname(spath), held)
         if disk.fsync:
             # The new name (and any folder made for it) and, where it still exists, the old name's
             # folder, so a crash cannot bring the source key back beside the destination.

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import hashlib
 import os
 import stat
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +35,10 @@ from .base import (
     Precondition,
     WriteMeta,
 )
+from .folders import make_folder
 from .gc import create_locked
 from .keys import KeyPath
-from .metadata import EMPTY_MD5, XATTR, BucketRegistry, KeyLocks, MetaStore, Record
+from .metadata import EMPTY_MD5, BucketRegistry, KeyLocks, MetaStore, Record
 from .smallwrites import Writer
 from .staging import MultipartMixin, Staging, disk_errors
 from .streams import THREAD_CHUNK, write_body
@@ -349,7 +348,7 @@ class DiskBackend(MultipartMixin, Backend):
                     current = await self._lookup(bucket, kp, path, held=frozenset({slot}))
                     precondition(current.info if current else None)
                 if tmp is None:
-                    folders = self._make_folder(bucket, bdir, kp, path, record)
+                    folders = make_folder(self, bucket, bdir, kp, path, record)
                 else:
                     folders = keys.place(self._real_root, bdir, kp, path, tmp)
                     tmp = None
@@ -370,80 +369,6 @@ class DiskBackend(MultipartMixin, Backend):
             # Gone means a later delete emptied and pruned it: nothing of ours left to keep.
             with contextlib.suppress(FileNotFoundError):
                 self.writer.dirs.sync(folder)
-
-    def _make_folder(self, bucket: str, bdir: str, kp: KeyPath, path: str, record: Record) -> list[str]:
-        """Make the folder marker at ``path``; the folders to fsync for it to be durable (the
-        marker itself, which carries the record, and the folders whose entries changed)."""
-        created: list[str] = []
-        for _ in range(keys.PLACE_ATTEMPTS):
-            made = keys.ensure_parents(self._real_root, bdir, kp)
-            if made is None:
-                continue
-            created += [folder for folder in made if folder not in created]
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(path)
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue  # pruned by a concurrent delete
-            except (NotADirectoryError, OSError) as e:
-                if e.errno in (errno.ENOTDIR, errno.ELOOP):
-                    # "a/" where the object "a" is a file (or a symlink we will not follow).
-                    raise errors.ObjectParentIsFile(resource=kp.key) from None
-                raise
-            try:
-                record.folder = True
-                record.stamp(os.fstat(fd))
-                record.mtime_ns = time.time_ns()
-                self.meta.store(fd, bucket, kp.key, record)
-            finally:
-                os.close(fd)
-            return [path, *keys.changed_folders(path, created)]
-        raise errors.OperationAborted(resource=kp.key)
-
-    def _prune(
-        self, bucket: str, bdir: str, directory: str, held: frozenset[int], patience: float = 0.0
-    ) -> None:
-        """Remove folders left empty by a delete or rename, up to the bucket, keeping markers.
-
-        Each folder is removed under its own "key/" lock, so a concurrent PutObject of that folder
-        marker is never undone. A busy lock is skipped, after up to ``patience`` seconds of
-        retrying (worker threads only): the holder is usually a concurrent delete's prune that
-        found the folder not yet empty, and without a retry the last delete would leave it behind.
-        Never a blocking wait: the key locks already held could close a cycle."""
-        while directory.startswith(bdir + os.sep):
-            key = directory[len(bdir) + 1 :].replace(os.sep, "/") + "/"
-            slot = self.locks.slot(bucket, key)
-            lock = None if slot in held else self.locks.try_lock(slot)
-            deadline = time.monotonic() + patience
-            while lock is None and slot not in held and time.monotonic() < deadline:
-                time.sleep(0.001)
-                lock = self.locks.try_lock(slot)
-            if lock is None and slot not in held:
-                return
-            try:
-                st = os.lstat(directory)
-                if not stat.S_ISDIR(st.st_mode) or self.meta.load(directory, bucket, key, st) is not None:
-                    return
-                os.rmdir(directory)
-            except OSError:
-                return  # not empty (or gone): the usual way this loop ends
-            finally:
-                if lock is not None:
-                    os.close(lock)
-            directory = os.path.dirname(directory)
-
-    def _drop_marker(
-        self, bucket: str, bdir: str, kp: KeyPath, real: str, record: Record, held: frozenset[int]
-    ) -> None:
-        if self.meta.use_xattrs:
-            with contextlib.suppress(OSError):
-                os.removexattr(real, XATTR)
-        self.meta.forget(bucket, kp.key, record)
-        path = keys.object_path(bdir, kp)
-        with contextlib.suppress(OSError):
-            os.rmdir(path)  # only when empty: keys below it stay
-        self._prune(bucket, bdir, os.path.dirname(path), held)
 
     # -- objects ------------------------------------------------------------------------------
     async def put_object(

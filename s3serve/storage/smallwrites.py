@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..checksums import MultiHasher
 from . import keys
 from .base import Body, ObjectInfo, WriteMeta
+from .folders import drop_marker, prune
 from .gc import create_locked
 from .keys import KeyPath
 from .metadata import Record
@@ -347,7 +348,7 @@ class Writer:
             record = disk.meta.load(real, bucket, kp.key, st)
             if kp.is_folder:
                 if record is not None and record.folder:
-                    disk._drop_marker(bucket, bdir, kp, real, record, held)
+                    drop_marker(disk, bucket, bdir, kp, real, record, held)
                     return True
                 return False
             if not stat.S_ISREG(st.st_mode):
@@ -358,7 +359,7 @@ class Writer:
                 return False
             # Unlinking a symlink removes a name, not the target's metadata.
             disk.meta.forget(bucket, kp.key, record if real == path else None)
-            disk._prune(bucket, bdir, os.path.dirname(path), held, patience=0.05)
+            prune(disk, bucket, bdir, os.path.dirname(path), held, patience=0.05)
             return True
         finally:
             os.close(lock)

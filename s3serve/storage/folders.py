@@ -1,0 +1,94 @@
+"""Folder markers ("key/" objects, which are real folders here) and the pruning of folders that a
+delete or rename left empty."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import time
+from typing import TYPE_CHECKING
+
+from .. import errors
+from . import keys
+from .keys import KeyPath
+from .metadata import XATTR, Record
+
+if TYPE_CHECKING:
+    from .disk import DiskBackend
+
+
+def make_folder(disk: DiskBackend, bucket: str, bdir: str, kp: KeyPath, path: str, record: Record) -> list[str]:
+    """Make the folder marker at ``path``; the folders to fsync for it to be durable (the
+    marker itself, which carries the record, and the folders whose entries changed)."""
+    created: list[str] = []
+    for _ in range(keys.PLACE_ATTEMPTS):
+        made = keys.ensure_parents(disk._real_root, bdir, kp)
+        if made is None:
+            continue
+        created += [folder for folder in made if folder not in created]
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # pruned by a concurrent delete
+        except (NotADirectoryError, OSError) as e:
+            if e.errno in (errno.ENOTDIR, errno.ELOOP):
+                # "a/" where the object "a" is a file (or a symlink we will not follow).
+                raise errors.ObjectParentIsFile(resource=kp.key) from None
+            raise
+        try:
+            record.folder = True
+            record.stamp(os.fstat(fd))
+            record.mtime_ns = time.time_ns()
+            disk.meta.store(fd, bucket, kp.key, record)
+        finally:
+            os.close(fd)
+        return [path, *keys.changed_folders(path, created)]
+    raise errors.OperationAborted(resource=kp.key)
+
+def prune(
+disk: DiskBackend, bucket: str, bdir: str, directory: str, held: frozenset[int], patience: float = 0.0
+) -> None:
+    """Remove folders left empty by a delete or rename, up to the bucket, keeping markers.
+
+    Each folder is removed under its own "key/" lock, so a concurrent PutObject of that folder
+    marker is never undone. A busy lock is skipped, after up to ``patience`` seconds of
+    retrying (worker threads only): the holder is usually a concurrent delete's prune that
+    found the folder not yet empty, and without a retry the last delete would leave it behind.
+    Never a blocking wait: the key locks already held could close a cycle."""
+    while directory.startswith(bdir + os.sep):
+        key = directory[len(bdir) + 1 :].replace(os.sep, "/") + "/"
+        slot = disk.locks.slot(bucket, key)
+        lock = None if slot in held else disk.locks.try_lock(slot)
+        deadline = time.monotonic() + patience
+        while lock is None and slot not in held and time.monotonic() < deadline:
+            time.sleep(0.001)
+            lock = disk.locks.try_lock(slot)
+        if lock is None and slot not in held:
+            return
+        try:
+            st = os.lstat(directory)
+            if not stat.S_ISDIR(st.st_mode) or disk.meta.load(directory, bucket, key, st) is not None:
+                return
+            os.rmdir(directory)
+        except OSError:
+            return  # not empty (or gone): the usual way this loop ends
+        finally:
+            if lock is not None:
+                os.close(lock)
+        directory = os.path.dirname(directory)
+
+def drop_marker(
+disk: DiskBackend, bucket: str, bdir: str, kp: KeyPath, real: str, record: Record, held: frozenset[int]
+) -> None:
+    if disk.meta.use_xattrs:
+        with contextlib.suppress(OSError):
+            os.removexattr(real, XATTR)
+    disk.meta.forget(bucket, kp.key, record)
+    path = keys.object_path(bdir, kp)
+    with contextlib.suppress(OSError):
+        os.rmdir(path)  # only when empty: keys below it stay
+    prune(disk, bucket, bdir, os.path.dirname(path), held)
