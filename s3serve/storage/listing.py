@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 from s3serve import errors
 
+from .base import UploadInfo, UploadListPage
+
 MAX_KEYS = 1000
 
 # Indirection so tests can count directory reads without timing anything.
@@ -433,4 +435,41 @@ def list_page(
     return RawPage(entries, prefixes, False, None)
 
 
-__all__ = ["Entry", "RawPage", "list_page", "MAX_KEYS"]
+
+def page_uploads(
+    uploads: list[UploadInfo], prefix: str, delimiter: str, key_marker: str, upload_id_marker: str, max_uploads: int
+) -> UploadListPage:
+    """One ListMultipartUploads page: uploads in UTF-8 byte order of key, then upload id, with
+    delimiter roll-up into common prefixes and the key/upload-id markers S3 resumes from."""
+    uploads = sorted(uploads, key=lambda u: (u.key.encode("utf-8", "surrogateescape"), u.upload_id))
+    marker = key_marker.encode("utf-8", "surrogateescape")
+    page = UploadListPage([], [], False)
+    last: tuple[str, str | None] | None = None
+    for up in uploads:
+        if not up.key.startswith(prefix):
+            continue
+        encoded = up.key.encode("utf-8", "surrogateescape")
+        cut = up.key.find(delimiter, len(prefix)) if delimiter else -1
+        if cut >= 0:
+            common = up.key[: cut + len(delimiter)]
+            if common.encode("utf-8", "surrogateescape") <= marker or common in page.common_prefixes[-1:]:
+                continue
+            entry: tuple[str, str | None] = (common, None)
+        else:
+            if key_marker and (encoded < marker or (encoded == marker and (not upload_id_marker or up.upload_id <= upload_id_marker))):
+                continue
+            entry = (up.key, up.upload_id)
+        if len(page.uploads) + len(page.common_prefixes) >= max_uploads:
+            page.is_truncated = True
+            break
+        if entry[1] is None:
+            page.common_prefixes.append(entry[0])
+        else:
+            page.uploads.append(up)
+        last = entry
+    if page.is_truncated and last is not None:
+        page.next_key_marker, page.next_upload_id_marker = last[0], last[1]
+    return page
+
+
+__all__ = ["Entry", "RawPage", "list_page", "page_uploads", "MAX_KEYS"]

@@ -45,6 +45,7 @@ from . import assembly, keys
 from .assembly import copy_range, disk_errors, hash_range
 from .base import Body, ObjectInfo, PartInfo, PartsPage, Precondition, UploadInfo, UploadListPage, WriteMeta
 from .gc import UPLOAD_ID, Collector, create_locked, read_json, try_flock
+from .listing import page_uploads
 from .metadata import Record
 from .streams import write_body
 
@@ -507,35 +508,7 @@ class Staging:
     ) -> UploadListPage:
         self.disk._bucket_dir(bucket)
         uploads = await asyncio.to_thread(self._uploads, bucket)
-        uploads.sort(key=lambda u: (u.key.encode("utf-8", "surrogateescape"), u.upload_id))
-        marker = key_marker.encode("utf-8", "surrogateescape")
-        page = UploadListPage([], [], False)
-        last: tuple[str, str | None] | None = None
-        for up in uploads:
-            if not up.key.startswith(prefix):
-                continue
-            encoded = up.key.encode("utf-8", "surrogateescape")
-            cut = up.key.find(delimiter, len(prefix)) if delimiter else -1
-            if cut >= 0:
-                common = up.key[: cut + len(delimiter)]
-                if common.encode("utf-8", "surrogateescape") <= marker or common in page.common_prefixes[-1:]:
-                    continue
-                entry: tuple[str, str | None] = (common, None)
-            else:
-                if key_marker and (encoded < marker or (encoded == marker and (not upload_id_marker or up.upload_id <= upload_id_marker))):
-                    continue
-                entry = (up.key, up.upload_id)
-            if len(page.uploads) + len(page.common_prefixes) >= max_uploads:
-                page.is_truncated = True
-                break
-            if entry[1] is None:
-                page.common_prefixes.append(entry[0])
-            else:
-                page.uploads.append(up)
-            last = entry
-        if page.is_truncated and last is not None:
-            page.next_key_marker, page.next_upload_id_marker = last[0], last[1]
-        return page
+        return page_uploads(uploads, prefix, delimiter, key_marker, upload_id_marker, max_uploads)
 
     async def list_parts(
         self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
