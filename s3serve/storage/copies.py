@@ -247,12 +247,10 @@ async def rename_object(
             disk.meta.drop_blob(old.blob)
         prune(disk, bucket, bdir, os.path.dirname(spath), held)
         if disk.fsync:
-            # The new name (and any folder made for it) and, where it still exists, the old name's
-            # folder, so a crash cannot bring the source key back beside the destination.
-            source_folder = os.path.dirname(spath)
-            if os.path.isdir(source_folder) and source_folder not in folders:
-                folders.append(source_folder)
+            # The new name (and any folder made for it), then the old name's folder, so a crash
+            # cannot bring the source key back beside the destination.
             await asyncio.to_thread(disk.sync_folders, folders)
+            await asyncio.to_thread(disk.sync_removal, bdir, os.path.dirname(spath))
     info = src.info
     info.key = dst_key
     return info

@@ -370,6 +370,19 @@ class DiskBackend(MultipartMixin, Backend):
             with contextlib.suppress(FileNotFoundError):
                 self.writer.dirs.sync(folder)
 
+    def sync_removal(self, bdir: str, folder: str) -> None:
+        """fsync the folder a name was removed from, so a delete or rename that was answered
+        cannot come back after a crash; when a prune removed that folder too, the nearest one
+        still there (which lost the pruned folder's entry)."""
+        while True:
+            try:
+                self.writer.dirs.sync(folder)
+                return
+            except FileNotFoundError:
+                if not folder.startswith(bdir + os.sep):
+                    return  # the bucket itself went away meanwhile
+                folder = os.path.dirname(folder)
+
     # -- objects ------------------------------------------------------------------------------
     async def put_object(
         self, bucket: str, key: str, body: Body, meta: WriteMeta, precondition: Precondition | None = None

@@ -322,17 +322,7 @@ class Writer:
 
     def _delete(self, bucket: str, bdir: str, kp: KeyPath, path: str) -> None:
         if self._unlink(bucket, bdir, kp, path) and self.disk.fsync:
-            # A delete that was answered must not come back after a crash: fsync the folder that
-            # lost the name (or, when the prune removed it, the nearest folder still there).
-            folder = os.path.dirname(path)
-            while True:
-                try:
-                    self.dirs.sync(folder)
-                    return
-                except FileNotFoundError:
-                    if not folder.startswith(bdir + os.sep):
-                        return  # the bucket itself went away meanwhile
-                    folder = os.path.dirname(folder)
+            self.disk.sync_removal(bdir, os.path.dirname(path))
 
     def _unlink(self, bucket: str, bdir: str, kp: KeyPath, path: str) -> bool:
         """Remove the object at ``path`` under its key lock; whether a name was removed."""

@@ -94,6 +94,10 @@ async def test_rename_fsyncs_source_and_destination_folders(tmp_path: Path, sync
         synced.clear()
         await be.rename_object("bkt", "src/k", "dst/new/k")
         assert {f"{bdir}/dst/new", f"{bdir}/dst", bdir, f"{bdir}/src"} <= set(synced)
+        synced.clear()
+        await be.rename_object("bkt", "src/other", "top")  # empties src, which is pruned
+        assert not os.path.exists(f"{bdir}/src")
+        assert synced == [bdir, bdir]  # the new name's folder, then the folder that lost "src"
     finally:
         await be.stop()
 
