@@ -227,19 +227,7 @@ def slot_being_written(directory: str) -> bool:
     """Whether a writer still holds one of a claimed upload's slot markers: it has the assembly
     file open and may still write into it. One check after the claim is enough: a writer flocks
     its marker before it opens the file by the folder's old path, which no longer exists."""
-    with os.scandir(directory) as it:
-        names = [e.name for e in it if e.name.startswith(SLOT_PREFIX)]
-    for name in names:
-        try:
-            fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue  # a failed writer released it
-        try:
-            if not try_flock(fd):
-                return True
-        finally:
-            os.close(fd)
-    return False
+    return gc.held_by_writer(directory, (SLOT_PREFIX,))
 
 
 @dataclass

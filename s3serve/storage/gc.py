@@ -52,6 +52,24 @@ def try_flock(fd: int) -> bool:
         return False
 
 
+def held_by_writer(directory: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether a live writer holds the flock of a file in ``directory`` whose name starts with one
+    of ``prefixes`` (a writer that died released it)."""
+    with os.scandir(directory) as it:
+        paths = [e.path for e in it if e.name.startswith(prefixes)]
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # its writer finished or gave it back
+        try:
+            if not try_flock(fd):
+                return True
+        finally:
+            os.close(fd)
+    return False
+
+
 def create_locked(path: str) -> int:
     """A new file, flocked for as long as the returned descriptor stays open: the GC never
     removes a file whose writer is alive."""
@@ -206,20 +224,7 @@ class Collector:
     def _receiving(path: str) -> bool:
         """Whether a writer holds one of the upload's temp files or slot markers (a part still
         arriving, in a file of its own or in place)."""
-        with os.scandir(path) as it:
-            for entry in it:
-                if not entry.name.startswith((UPLOAD_TEMP_PREFIX, SLOT_MARKER_PREFIX)):
-                    continue
-                try:
-                    fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
-                except FileNotFoundError:
-                    continue
-                try:
-                    if not try_flock(fd):
-                        return True
-                finally:
-                    os.close(fd)
-        return False
+        return held_by_writer(path, (UPLOAD_TEMP_PREFIX, SLOT_MARKER_PREFIX))
 
     def _collect_claim(self, bucket: str, path: str) -> None:
         """A claimed folder whose claimant died (its flock is gone) is finished off, except an
