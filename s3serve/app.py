@@ -74,8 +74,8 @@ def _next_request_id() -> str:
 
 @dataclass
 class RequestState:
-    """What s3serve learns about a request, kept on it between the expect handler, the
-    middleware and dispatch (each step runs once)."""
+    """What s3serve learns about a request, kept on it between the expect handler, the error
+    rendering and dispatch (each step runs once)."""
 
     request_id: str = field(default_factory=_next_request_id)
     raw_path: str = ""
