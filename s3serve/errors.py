@@ -1,6 +1,6 @@
 """The one way to fail: every S3 error is an ``S3Error`` subclass with its code and HTTP status.
 
-Storage and handlers raise these; a single middleware renders them as S3 XML. The class name is
+Storage and handlers raise these; one place (app.handle) renders them as S3 XML. The class name is
 the S3 error code, so ``raise NoSuchKey()`` is all it takes.
 """
 
