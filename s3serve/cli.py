@@ -14,9 +14,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from aiohttp import web
+from .lean_import import import_aiohttp
 
-from .config import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Config, User, load_users
+import_aiohttp()  # before anything else imports it
+
+from aiohttp import web  # noqa: E402
+
+from .config import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Config, User, load_users  # noqa: E402
 
 log = logging.getLogger("s3serve")
 
