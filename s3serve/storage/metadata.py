@@ -1,10 +1,10 @@
 """Hidden state under ``ROOT/.s3serve/``: object metadata records, the bucket registry, key locks.
 
-Metadata lives beside the data, never inside it: a compact JSON record in the ``user.s3serve``
-xattr of the object's file (or folder-marker directory) where the filesystem has user xattrs,
-otherwise a sidecar file under ``.s3serve/meta/<bucket>/``. A record names the size, mtime_ns and
-inode it was computed for; when the file no longer matches, another program changed it and the
-record is ignored.
+Metadata lives beside the data, never inside it: a record in the ``user.s3serve`` xattr of the
+object's file (or folder-marker directory), packed (packed.py) or compact JSON, where the
+filesystem has user xattrs, otherwise a JSON sidecar file under ``.s3serve/meta/<bucket>/``. A
+record names the size, mtime_ns and inode it was computed for; when the file no longer matches,
+another program changed it and the record is ignored.
 
 Nothing here touches the event loop except ``KeyLocks.hold``; the rest is plain blocking I/O that
 callers run inline (cheap calls) or in a worker thread.
@@ -31,10 +31,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..checksums import MultiHasher
+from . import packed
 from .base import STORED_HEADERS, BucketInfo, ObjectInfo, PartInfo, WriteMeta
 from .keys import fsync_dir
 
 XATTR = "user.s3serve"
+PACKED = bytes((packed.FORMAT,))  # first byte of a packed record (a JSON one starts with "{")
 EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 
@@ -300,7 +302,11 @@ class MetaStore:
     def _blob_path(self, name: str) -> str:
         return os.path.join(self.blob_dir, name[:2], name + ".json")
 
-    def _parse(self, data: bytes) -> Record | None:
+    def parse(self, data: bytes) -> Record | None:
+        """The record in an xattr value or sidecar file (packed or JSON, or a pointer to a blob)."""
+        if data[:1] == PACKED:
+            doc = packed.unpack(data, DEFAULT_CONTENT_TYPE)
+            return Record.from_doc(doc) if doc is not None else None
         try:
             doc = json.loads(data)
         except ValueError:
@@ -329,7 +335,7 @@ class MetaStore:
                 # Callers reassign fields (tags, blob), never mutate them in place: a shallow copy will do.
                 return copy.copy(record)
             try:
-                record = self._parse(os.getxattr(target, XATTR))
+                record = self.parse(os.getxattr(target, XATTR))
             except OSError:
                 record = None
             if record is not None and record.matches(st):
@@ -340,7 +346,7 @@ class MetaStore:
                 return record
         try:
             with open(self.sidecar_path(bucket, key), "rb") as f:
-                record = self._parse(f.read())
+                record = self.parse(f.read())
         except OSError:
             return None
         return record if record is not None and record.matches(st) else None
@@ -357,7 +363,7 @@ class MetaStore:
         """Put the record in the xattr of an open file; False when only a sidecar can hold it."""
         if not self.use_xattrs:
             return False
-        data = record.to_json()
+        data = packed.pack(record, DEFAULT_CONTENT_TYPE) or record.to_json()
         try:
             os.setxattr(fd, XATTR, data)
             return True
@@ -366,6 +372,7 @@ class MetaStore:
                 return False
             if e.errno not in _TOO_BIG:
                 raise
+        data = record.to_json()
         # Content-addressed, so it is immutable: no reader can see it half-written or replaced.
         name = hashlib.sha256(data).hexdigest()
         path = self._blob_path(name)
