@@ -504,9 +504,15 @@ class DiskBackend(MultipartMixin, Backend):
             st = os.lstat(path)
         except OSError:
             return None
-        cached = self.meta.peek(st) if stat.S_ISREG(st.st_mode) else None
-        if cached is not None:
-            return cached.to_info(key)
+        if stat.S_ISREG(st.st_mode):
+            cached = self.meta.peek(st)
+            if cached is not None:
+                return cached.to_info(key)
+            # By path, without opening the file (three syscalls fewer per key): a record counts
+            # only if it matches this lstat, so a file swapped in since then is not taken for it.
+            record = self.meta.load(path, bucket, key, st)
+            if record is not None:
+                return record.to_info(key)
         fd = keys.open_regular(path)
         if fd is None:
             return None

@@ -185,3 +185,20 @@ async def test_listing_uses_cached_records_only_while_they_match(root: Path) -> 
     page = await first.list_objects("bkt", "", "", "", 1000)
     assert [(o.key, o.size) for o in page.objects] == [("a", 3), ("b", 11), ("c", 5)]
     assert page.objects[2].etag == hashlib.md5(b"ccc++").hexdigest()
+
+
+async def test_listing_ignores_a_record_copied_onto_another_file(root: Path) -> None:
+    """Listing reads records by path: one copied with the file's xattrs (cp --preserve=xattr)
+    describes another inode, so the listing hashes the file instead of trusting it."""
+    be = await backend(root)
+    await be.create_bucket("bkt", OWNER, "us-east-1")
+    await be.put_object("bkt", "orig", Body(b"original"), meta())
+    record = os.getxattr(root / "bkt" / "orig", "user.s3serve")
+    (root / "bkt" / "copy").write_bytes(b"changed!")  # same size as "original"
+    os.setxattr(root / "bkt" / "copy", "user.s3serve", record)
+    st = os.stat(root / "bkt" / "orig")
+    os.utime(root / "bkt" / "copy", ns=(st.st_atime_ns, st.st_mtime_ns))
+    await asyncio.sleep(SETTLE)
+    page = await be.list_objects("bkt", "", "", "", 1000)
+    etags = {o.key: o.etag for o in page.objects}
+    assert etags == {"copy": hashlib.md5(b"changed!").hexdigest(), "orig": hashlib.md5(b"original").hexdigest()}
