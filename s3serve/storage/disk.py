@@ -517,10 +517,8 @@ class DiskBackend(MultipartMixin, Backend):
         if fd is None:
             return None
         try:
-            record = self.meta.load(fd, bucket, key, os.fstat(fd))
-            if record is None:
-                record = self._adopt(fd, bucket, key, path, frozenset())
-            return record.to_info(key)
+            # _adopt takes a record that matches the open file before it hashes anything.
+            return self._adopt(fd, bucket, key, path, frozenset()).to_info(key)
         finally:
             os.close(fd)
 
