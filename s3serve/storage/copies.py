@@ -17,6 +17,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -172,6 +173,7 @@ async def _copy_by_link(
             precondition(current.info if current else None)
         record = src.record.copied(meta)
         record.blob = None
+        record.modified_ns = time.time_ns()  # a new object to S3, on the source's inode
         tmp: str | None = os.path.join(disk._tmp_dir, f"link-{uuid.uuid4().hex}")
         assert tmp is not None
         try:

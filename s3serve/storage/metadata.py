@@ -90,6 +90,9 @@ class Record:
     parts: list[PartInfo] | None = None
     tags: dict[str, str] = field(default_factory=dict)
     folder: bool = False
+    # When the key was written, where that is not the file's mtime: a copy made as a hard link
+    # shares the source's inode, and with it its mtime (None: the file's mtime is the time).
+    modified_ns: int | None = None
     # Overflow blob this record was stored in (not serialized): lets a delete remove it.
     blob: str | None = None
 
@@ -111,6 +114,7 @@ class Record:
         (REPLACE); tags follow ``meta.tags`` when given. Etag, checksums and parts stay."""
         record = Record.from_json(self.to_json())
         assert record is not None
+        record.modified_ns = None  # the copy is written now, whatever the source's time
         if meta is not None:
             record.headers = _stored_headers(meta)
             record.user_meta = dict(meta.user_meta)
@@ -145,7 +149,9 @@ class Record:
         )
 
     def to_info(self, key: str, st: os.stat_result | None = None) -> ObjectInfo:
-        if self.folder or st is None:
+        if self.modified_ns is not None:
+            modified = self.modified_ns / 1e9
+        elif self.folder or st is None:
             modified = self.mtime_ns / 1e9
         else:
             modified = st.st_mtime
@@ -188,6 +194,8 @@ class Record:
             ]
         if self.folder:
             doc["folder"] = True
+        if self.modified_ns is not None:
+            doc["modified_ns"] = self.modified_ns
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     @classmethod
@@ -221,6 +229,7 @@ class Record:
                 else None,
                 tags={str(k): str(v) for k, v in doc.get("tags", {}).items()},
                 folder=bool(doc.get("folder", False)),
+                modified_ns=int(doc["modified_ns"]) if doc.get("modified_ns") is not None else None,
             )
         except (ValueError, TypeError, KeyError, AttributeError):
             return None

@@ -57,6 +57,8 @@ def pack(record: Record, default_content_type: str) -> bytes | None:
     """The packed form of ``record``, or None when it has more than the format holds."""
     if record.user_meta or record.tags or record.parts is not None or record.storage_class != "STANDARD":
         return None
+    if record.modified_ns is not None:
+        return None
     if len(record.checksums) > 1 or record.size < 0 or record.inode < 0:
         return None
     content_type = record.headers.get("content-type")

@@ -428,6 +428,28 @@ async def test_delete_prunes_parents_but_not_markers(be: DiskBackend, root: Path
 
 
 # -- copy and rename ----------------------------------------------------------------------------
+async def test_linked_copy_has_its_own_last_modified(be: DiskBackend, root: Path) -> None:
+    """A copy made as a hard link shares the source's inode and mtime, but to S3 it is a new
+    object written now: HEAD, GET and listings give it the copy's time, the source keeps its own."""
+    # With a checksum, as s3serve writes it: only such files are copied by link.
+    await be.put_object("bkt", "src", Body(os.urandom(200_000), digests=frozenset({"crc32"})), WriteMeta())
+    src = await be.head_object("bkt", "src")
+    await asyncio.sleep(0.05)
+    copied = await be.copy_object("bkt", "src", "bkt", "copy", None)
+    assert os.stat(root / "bkt/copy").st_ino == os.stat(root / "bkt/src").st_ino  # linked
+    assert copied.last_modified > src.last_modified + 0.04
+    assert (await be.head_object("bkt", "copy")).last_modified == copied.last_modified
+    assert (await be.head_object("bkt", "src")).last_modified == src.last_modified
+    listed = {o.key: o.last_modified for o in (await be.list_objects("bkt", "", "", "", 10)).objects}
+    assert listed == {"copy": copied.last_modified, "src": src.last_modified}
+    # A copy of the copy is newer still; tagging the copy does not move its time.
+    await asyncio.sleep(0.05)
+    again = await be.copy_object("bkt", "copy", "bkt", "again", None)
+    assert again.last_modified > copied.last_modified
+    await be.put_object_tagging("bkt", "copy", {"t": "v"})
+    assert (await be.head_object("bkt", "copy")).last_modified == copied.last_modified
+
+
 async def test_copy_keeps_bytes_and_metadata(be: DiskBackend, root: Path) -> None:
     data = os.urandom(300_000)
     meta = WriteMeta(headers={"content-type": "image/png"}, user_meta={"m": "1"}, tags={"t": "v"})
