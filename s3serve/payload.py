@@ -245,6 +245,7 @@ class RequestBody:
         self._content_md5 = content_md5
         self._sha256_hex = sha256_hex
         self.checksum_algorithm = checksum_algorithm
+        self.declared_checksum = checksum_algorithm if checksum_value is not None or trailer_algorithm else None
         self._checksum_value = checksum_value
         self._trailer_algorithm = trailer_algorithm
         wanted = {ALGORITHM_DIGEST[checksum_algorithm]}

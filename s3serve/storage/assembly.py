@@ -210,6 +210,7 @@ class BoundedBody:
         self.body = body
         self.limit = limit
         self.digests_wanted = body.digests_wanted
+        self.declared_checksum = body.declared_checksum
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         size = 0

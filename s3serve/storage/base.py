@@ -94,6 +94,8 @@ class Body(Protocol):
     """
 
     digests_wanted: frozenset[str]  # names from checksums.DIGESTS, e.g. {"sha256", "crc32"}
+    # The algorithm of the checksum the client sent (header or trailer), if it sent one.
+    declared_checksum: str | None
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 

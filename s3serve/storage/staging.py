@@ -210,6 +210,12 @@ class Staging:
         directory = self._upload_dir(bucket, upload_id)
         upload = self._load_upload(directory, upload_id, key)
         algorithm = upload.meta.checksum_algorithm
+        if algorithm is not None and body.declared_checksum not in (None, algorithm):
+            # What S3 answers; the part's checksum could never take part in the object's.
+            raise errors.InvalidRequest(
+                f"Checksum Type mismatch occurred, expected checksum Type: {algorithm.lower()}, "
+                f"actual checksum Type: {str(body.declared_checksum).lower()}"
+            )
         names = ["md5", ALGORITHM_DIGEST[_DEFAULT_ALGORITHM], *sorted(body.digests_wanted)]
         if algorithm is not None:
             names.append(ALGORITHM_DIGEST[algorithm])

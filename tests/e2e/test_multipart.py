@@ -490,6 +490,11 @@ def test_checksum_errors(s3, bucket: str) -> None:  # type: ignore[no-untyped-de
     with pytest.raises(ClientError) as exc:
         s3.upload_part(Bucket=bucket, Key="bad", UploadId=upload_id, PartNumber=2, Body=b"abc", ChecksumCRC32=wrong)
     assert error_code(exc) == "BadDigest"
+    # A part checksummed with another algorithm than the upload's, as S3 refuses it.
+    with pytest.raises(ClientError) as exc:
+        s3.upload_part(Bucket=bucket, Key="bad", UploadId=upload_id, PartNumber=3, Body=b"abc", ChecksumAlgorithm="SHA256")
+    assert error_code(exc) == "InvalidRequest"
+    assert "expected checksum Type: crc32, actual checksum Type: sha256" in str(exc.value)
     assert [p["PartNumber"] for p in s3.list_parts(Bucket=bucket, Key="bad", UploadId=upload_id)["Parts"]] == [1]
     s3.abort_multipart_upload(Bucket=bucket, Key="bad", UploadId=upload_id)
 

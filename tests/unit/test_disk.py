@@ -39,6 +39,7 @@ class Body:
     ) -> None:
         self.chunks = chunks
         self.digests_wanted = digests
+        self.declared_checksum: str | None = None
         self.fail = fail
         self.pause = pause
         self.seen: dict[str, bytes] = {}

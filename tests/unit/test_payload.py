@@ -131,6 +131,7 @@ async def test_plain_body_stores_crc64nvme_by_default() -> None:
     data = os.urandom(300_000)
     body = make_body(stream_of(data), hdrs(Content_Length=str(len(data))), None)
     assert body.decoded_length == len(data) and body.digests_wanted == frozenset({"crc64nvme"})
+    assert body.declared_checksum is None  # the default is S3's, not the client's
     got, _, stored = await consume(body)
     assert got == data
     assert stored == {"CRC64NVME": oracle("CRC64NVME", data)}
@@ -418,7 +419,9 @@ async def test_hand_signed_chunks_with_trailer() -> None:
     crc = oracle("CRC32", data)
     raw = sign_chunks(auth.signing_key or b"", SEED, chunks, [("x-amz-checksum-crc32", crc)])
     headers = hdrs(x_amz_decoded_content_length=str(len(data)), x_amz_trailer="x-amz-checksum-crc32")
-    got, _, stored = await consume(make_body(stream_of(raw), headers, auth))
+    body = make_body(stream_of(raw), headers, auth)
+    assert body.declared_checksum == "CRC32"
+    got, _, stored = await consume(body)
     assert got == data and stored == {"CRC32": crc}
     # A correctly signed trailer whose checksum is wrong is a BadDigest, found in finish.
     wrong = oracle("CRC32", b"nope")

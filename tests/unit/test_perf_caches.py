@@ -27,6 +27,7 @@ class Body:
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.digests_wanted: frozenset[str] = frozenset()
+        self.declared_checksum: str | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         yield self.data

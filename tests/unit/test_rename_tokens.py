@@ -20,6 +20,7 @@ OWNER = "owner"
 
 class Body:
     digests_wanted: frozenset[str] = frozenset()
+    declared_checksum: str | None = None
 
     def __init__(self, data: bytes) -> None:
         self.data = data

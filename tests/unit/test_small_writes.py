@@ -31,6 +31,7 @@ class Body:
     def __init__(self, *chunks: bytes, declared: int | None = -1) -> None:
         self.chunks = chunks
         self.digests_wanted: frozenset[str] = frozenset()
+        self.declared_checksum: str | None = None
         self.decoded_length = sum(map(len, chunks)) if declared == -1 else declared
 
     async def __aiter__(self) -> AsyncIterator[bytes]:

@@ -34,6 +34,7 @@ class Body:
         self.chunks = chunks
         self.pause = pause
         self.digests_wanted: frozenset[str] = frozenset()
+        self.declared_checksum: str | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for chunk in self.chunks:

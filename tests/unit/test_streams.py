@@ -31,6 +31,7 @@ class Body:
     """Yields the given pieces (the same objects), optionally failing after them."""
 
     digests_wanted: frozenset[str] = frozenset()
+    declared_checksum: str | None = None
 
     def __init__(self, pieces: list[bytes], fail: Exception | None = None) -> None:
         self.pieces = pieces
