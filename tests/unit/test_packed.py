@@ -93,6 +93,8 @@ def test_plain_put_records_fit_in_the_inode(rec: Record) -> None:
         record(checksums={"CRC32": digest(5)}, checksum_type="FULL_OBJECT"),  # wrong width
         record(checksums={"CRC32": "AAAA AA=="}, checksum_type="FULL_OBJECT"),  # not canonical base64
         record(checksums={"MD5": digest(16)}, checksum_type="FULL_OBJECT"),
+        record(modified_ns=1_795_335_790_852_127_600),  # a linked copy's own time
+        record(mtime_ns=2**63),  # past what 8 signed bytes hold
     ],
 )
 def test_everything_else_stays_json(rec: Record) -> None:
