@@ -206,12 +206,10 @@ SHUTDOWN_GRACE = 30.0
 
 
 def _run(config: Config, sock: socket.socket, ssl_context: ssl.SSLContext | None, access_log: bool) -> None:
-    try:
-        import uvloop  # type: ignore[import-not-found]
-
-        uvloop.run(_serve(config, sock, ssl_context, access_log))
-    except ImportError:
-        asyncio.run(_serve(config, sock, ssl_context, access_log))
+    # asyncio's own loop, even where uvloop is installed: uvloop's loop has no sendfile (its
+    # loop.sendfile raises NotImplementedError, so every large GET failed after its headers), and
+    # on small requests it measured within this machine's noise (bench/RESULTS.md).
+    asyncio.run(_serve(config, sock, ssl_context, access_log))
 
 
 async def _serve(config: Config, sock: socket.socket, ssl_context: ssl.SSLContext | None, access_log: bool) -> None:

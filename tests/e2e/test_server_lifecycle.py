@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -249,3 +250,28 @@ def test_a_taken_port_fails_the_command_before_any_worker_starts(tmp_path) -> No
         )
     assert done.returncode != 0
     assert "Address already in use" in done.stderr
+
+
+def test_large_gets_work_where_uvloop_is_installed(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """uvloop's loop has no sendfile (loop.sendfile raises NotImplementedError), so s3serve keeps
+    asyncio's loop even when uvloop can be imported. The stub stands for an installed uvloop and
+    stops the server if anything runs it."""
+    stub = tmp_path / "stub"
+    stub.mkdir()
+    (stub / "uvloop.py").write_text(
+        "def run(*args, **kwargs):\n    raise SystemExit('s3serve ran on uvloop')\n"
+        "def install():\n    raise SystemExit('s3serve installed uvloop')\n"
+        "def new_event_loop():\n    raise SystemExit('s3serve made a uvloop loop')\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(stub), os.environ.get("PYTHONPATH")) if p))
+    root = tmp_path / "root"
+    root.mkdir()
+    server = start_server(root)
+    try:
+        s3 = server.client()
+        s3.create_bucket(Bucket="uvloop-here")
+        data = os.urandom(3 * 1024 * 1024)  # far above the small-body path: sent with sendfile
+        s3.put_object(Bucket="uvloop-here", Key="big", Body=data)
+        assert s3.get_object(Bucket="uvloop-here", Key="big")["Body"].read() == data
+    finally:
+        stop_server(server)
