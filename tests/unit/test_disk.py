@@ -89,16 +89,6 @@ def write_path(request: pytest.FixtureRequest) -> str:
     Body.declared = False
 
 
-@pytest.fixture(params=["xattr", "sidecar"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "root"
-
-
 @pytest.fixture
 async def be(root: Path, mode: str) -> DiskBackend:
     backend = DiskBackend(root, OWNER, fsync=False, use_xattrs=(mode == "xattr"))

@@ -49,17 +49,11 @@ class Stream(asyncio.StreamReader):
         return await self.read(65536)
 
 
-class SmallReads:
-    """A source that only ever returns `step` bytes per read, like a slow network."""
-
-    def __init__(self, data: bytes, step: int) -> None:
-        self._data, self._pos, self._step = data, 0, step
+class PlainSource:
+    """What plain (not aws-chunked) bodies never call of a source, plus aiohttp's readany."""
 
     async def read(self, n: int = -1) -> bytes:
-        take = self._step if n < 0 else min(n, self._step)
-        piece = self._data[self._pos : self._pos + take]
-        self._pos += len(piece)
-        return piece
+        raise NotImplementedError
 
     async def readexactly(self, n: int) -> bytes:
         raise AssertionError("not used for plain bodies")
@@ -71,7 +65,20 @@ class SmallReads:
         return await self.read()
 
 
-class Pieces:
+class SmallReads(PlainSource):
+    """A source that only ever returns `step` bytes per read, like a slow network."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data, self._pos, self._step = data, 0, step
+
+    async def read(self, n: int = -1) -> bytes:
+        take = self._step if n < 0 else min(n, self._step)
+        piece = self._data[self._pos : self._pos + take]
+        self._pos += len(piece)
+        return piece
+
+
+class Pieces(PlainSource):
     """A source that returns the given pieces one per read, as they are (no copies)."""
 
     def __init__(self, pieces: list[bytes]) -> None:
@@ -85,15 +92,6 @@ class Pieces:
             self._pieces[0] = piece[n:]
             return piece[:n]
         return self._pieces.pop(0)
-
-    async def readexactly(self, n: int) -> bytes:
-        raise AssertionError("not used for plain bodies")
-
-    async def readline(self) -> bytes:
-        raise AssertionError("not used for plain bodies")
-
-    async def readany(self) -> bytes:
-        return await self.read()
 
 
 def stream_of(data: bytes) -> Stream:

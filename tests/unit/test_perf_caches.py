@@ -46,11 +46,6 @@ async def backend(root: Path) -> DiskBackend:
     return be
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "root"
-
-
 async def read_all(be: DiskBackend, key: str) -> bytes:
     with await be.open_object("bkt", key) as reader:
         return b"".join([piece async for piece in reader.iter_range(0, reader.info.size)])

@@ -42,16 +42,6 @@ class Body:
         return {}
 
 
-@pytest.fixture(params=["xattr", "sidecar"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "root"
-
-
 async def backend(root: Path, mode: str, fsync: bool = False) -> DiskBackend:
     be = DiskBackend(root, OWNER, fsync=fsync, use_xattrs=(mode == "xattr"))
     await be.start()

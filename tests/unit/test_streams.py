@@ -102,19 +102,26 @@ async def test_writes_from_the_files_position(tmp_path: Path) -> None:
     assert content[10 * MiB :] == b"".join(pieces)
 
 
-async def test_writeback_is_started_in_steps_over_the_written_range(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With ``writeback`` the kernel is asked to start writing each WRITEBACK_BYTES as they are
-    written (the real sync_file_range runs; the wrapper only records the ranges)."""
-    calls: list[tuple[int, int]] = []
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The (offset, length) ranges streams asks the kernel to start writing; the real
+    sync_file_range still runs."""
+    recorded: list[tuple[int, int]] = []
     real = streams.start_writeback
 
     def recording(fd: int, offset: int, length: int) -> None:
-        calls.append((offset, length))
+        recorded.append((offset, length))
         real(fd, offset, length)
 
     monkeypatch.setattr(streams, "start_writeback", recording)
+    return recorded
+
+
+async def test_writeback_is_started_in_steps_over_the_written_range(
+    tmp_path: Path, calls: list[tuple[int, int]]
+) -> None:
+    """With ``writeback`` the kernel is asked to start writing each WRITEBACK_BYTES as they are
+    written (the real sync_file_range runs; the wrapper only records the ranges)."""
     total = 2 * WRITEBACK_BYTES + 3 * BATCH_BYTES
     pieces = pieces_of(total, 256 * 1024)
     size, md5 = await write(tmp_path / "f", pieces, offset=MiB, writeback=True)
@@ -179,17 +186,9 @@ async def test_failing_body_waits_for_the_batch_in_the_thread(tmp_path: Path) ->
 
 @pytest.mark.parametrize("fsync", [True, False])
 async def test_backend_starts_writeback_only_when_it_fsyncs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: bool
+    tmp_path: Path, calls: list[tuple[int, int]], fsync: bool
 ) -> None:
     """PutObject and UploadPart (its part lands at its slot's offset) pass their fsync setting."""
-    calls: list[tuple[int, int]] = []
-    real = streams.start_writeback
-
-    def recording(fd: int, offset: int, length: int) -> None:
-        calls.append((offset, length))
-        real(fd, offset, length)
-
-    monkeypatch.setattr(streams, "start_writeback", recording)
     be = DiskBackend(tmp_path / "root", "owner", fsync=fsync, min_part_size=1024)
     await be.start()
     try:
