@@ -93,6 +93,9 @@ class Record:
     # When the key was written, where that is not the file's mtime: a copy made as a hard link
     # shares the source's inode, and with it its mtime (None: the file's mtime is the time).
     modified_ns: int | None = None
+    # The multipart upload that wrote this object: a retried CompleteMultipartUpload of that
+    # upload (its answer lost, say) gets the same success again, as S3 gives it.
+    upload_id: str | None = None
     # Overflow blob this record was stored in (not serialized): lets a delete remove it.
     blob: str | None = None
 
@@ -115,6 +118,7 @@ class Record:
         record = Record.from_json(self.to_json())
         assert record is not None
         record.modified_ns = None  # the copy is written now, whatever the source's time
+        record.upload_id = None
         if meta is not None:
             record.headers = _stored_headers(meta)
             record.user_meta = dict(meta.user_meta)
@@ -196,6 +200,8 @@ class Record:
             doc["folder"] = True
         if self.modified_ns is not None:
             doc["modified_ns"] = self.modified_ns
+        if self.upload_id is not None:
+            doc["upload_id"] = self.upload_id
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     @classmethod
@@ -230,6 +236,7 @@ class Record:
                 tags={str(k): str(v) for k, v in doc.get("tags", {}).items()},
                 folder=bool(doc.get("folder", False)),
                 modified_ns=int(doc["modified_ns"]) if doc.get("modified_ns") is not None else None,
+                upload_id=str(doc["upload_id"]) if doc.get("upload_id") is not None else None,
             )
         except (ValueError, TypeError, KeyError, AttributeError):
             return None

@@ -57,7 +57,7 @@ def pack(record: Record, default_content_type: str) -> bytes | None:
     """The packed form of ``record``, or None when it has more than the format holds."""
     if record.user_meta or record.tags or record.parts is not None or record.storage_class != "STANDARD":
         return None
-    if record.modified_ns is not None or len(record.checksums) > 1 or record.size < 0 or record.inode < 0:
+    if record.modified_ns is not None or record.upload_id is not None or len(record.checksums) > 1 or record.size < 0 or record.inode < 0:
         return None
     if not -(2**63) <= record.mtime_ns < 2**63:
         return None

@@ -389,12 +389,38 @@ class Staging:
         precondition: Precondition | None,
         checksums: dict[str, str] | None = None,
     ) -> ObjectInfo:
-        _, kp, _ = self.disk._locate(bucket, key)
+        _, kp, path = self.disk._locate(bucket, key)
         if not parts:
             raise errors.MalformedXML()
         for before, after in zip(parts, parts[1:], strict=False):
             if after.number <= before.number:
                 raise errors.InvalidPartOrder()
+        delay = 0.005
+        while True:
+            try:
+                return await self._complete(bucket, kp, upload_id, parts, precondition, checksums)
+            except errors.NoSuchUpload:
+                # S3 answers a retried Complete (the first one's answer lost to a timeout or a
+                # dropped connection) with the same success. One still running is waited for:
+                # it may yet fail and give the upload back.
+                done = self._completed(bucket, kp, path, upload_id, parts)
+                if done is not None:
+                    return done
+                if not self._being_completed(bucket, upload_id):
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    async def _complete(
+        self,
+        bucket: str,
+        kp: keys.KeyPath,
+        upload_id: str,
+        parts: list[PartInfo],
+        precondition: Precondition | None,
+        checksums: dict[str, str] | None,
+    ) -> ObjectInfo:
+        key = kp.key
         directory = self._upload_dir(bucket, upload_id)
         published = False
         async with self._claimed(bucket, upload_id, key, "complete") as claimed:
@@ -417,6 +443,47 @@ class Staging:
                     os.rename(claimed, directory)
         log.info("completed multipart upload %s of %s/%s: %d parts, %d bytes", upload_id, bucket, key, len(parts), info.size)
         return info
+
+    def _completed(self, bucket: str, kp: keys.KeyPath, path: str, upload_id: str, parts: list[PartInfo]) -> ObjectInfo | None:
+        """The object this upload made, when it is still at the key and ``parts`` are the parts
+        it was made of; None otherwise."""
+        opened = keys.open_file(self.disk._real_root, path)
+        if opened is None:
+            return None
+        _, fd, st = opened
+        try:
+            record = self.disk.meta.load(fd, bucket, kp.key, st)
+        finally:
+            os.close(fd)
+        if record is None or record.upload_id != upload_id:
+            return None
+        try:
+            md5 = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in parts)).hexdigest()
+        except ValueError:
+            return None
+        if record.etag != f"{md5}-{len(parts)}":
+            return None
+        return record.to_info(kp.key)
+
+    def _being_completed(self, bucket: str, upload_id: str) -> bool:
+        """Whether a live Complete (of any process sharing ROOT) has this upload claimed."""
+        prefix = f"{upload_id}.complete-"
+        try:
+            with os.scandir(self.bucket_dir(bucket)) as it:
+                claims = [e.path for e in it if e.name.startswith(prefix)]
+        except FileNotFoundError:
+            return False
+        for claim in claims:
+            try:
+                fd = os.open(os.path.join(claim, "upload.json"), os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue  # finished meanwhile
+            try:
+                if not try_flock(fd):
+                    return True
+            finally:
+                os.close(fd)
+        return False
 
     async def _publish_copy(
         self, bucket: str, kp: keys.KeyPath, sources: list[assembly.Source], record: Record, precondition: Precondition | None
@@ -471,6 +538,7 @@ class Staging:
             checksum = b64(combined)
         size = sum(int(d["s"]) for d in docs)
         record = Record.for_write(dataclasses.replace(meta, checksum_type=kind), f"{md5}-{n}", size, {algorithm: checksum})
+        record.upload_id = upload.upload_id
         record.parts = [
             PartInfo(int(d["n"]), int(d["s"]), str(d["e"]), 0.0, {algorithm: str(d["x"][algorithm])} if kind == "COMPOSITE" else {})
             for d in docs

@@ -275,6 +275,46 @@ def test_delete_bucket_refused_while_uploading(s3, bucket: str) -> None:  # type
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+def test_retried_complete_gets_the_same_answer(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """A client whose Complete timed out after the server finished retries it; S3 answers the
+    retry with the same success while the object is still the one that upload made."""
+    data = [os.urandom(PART), b"tail"]
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="again", ChecksumAlgorithm="SHA256")["UploadId"]
+    parts = [
+        {"PartNumber": n, "ETag": s3.upload_part(Bucket=bucket, Key="again", UploadId=upload_id, PartNumber=n, Body=body, ChecksumAlgorithm="SHA256")["ETag"]}
+        for n, body in enumerate(data, 1)
+    ]
+    first = s3.complete_multipart_upload(Bucket=bucket, Key="again", UploadId=upload_id, MultipartUpload={"Parts": parts})
+    again = s3.complete_multipart_upload(
+        Bucket=bucket, Key="again", UploadId=upload_id, MultipartUpload={"Parts": parts}, IfNoneMatch="*"
+    )
+    assert again["ETag"] == first["ETag"] == f'"{multipart_etag(data)}"'
+    assert again["ChecksumSHA256"] == first["ChecksumSHA256"]
+    assert (again["Bucket"], again["Key"]) == (bucket, "again")
+    assert s3.get_object(Bucket=bucket, Key="again")["Body"].read() == b"".join(data)
+    # Not the upload's parts, another key, or the object replaced since: the upload is gone.
+    tries = [
+        ("again", {"Parts": parts[:1]}),
+        ("again", {"Parts": [parts[0], {"PartNumber": 2, "ETag": parts[0]["ETag"]}]}),
+        ("elsewhere", {"Parts": parts}),
+    ]
+    for key, listed in tries:
+        with pytest.raises(ClientError) as exc:
+            s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload=listed)
+        assert error_code(exc) == "NoSuchUpload", key
+    with pytest.raises(ClientError) as exc:
+        s3.abort_multipart_upload(Bucket=bucket, Key="again", UploadId=upload_id)
+    assert error_code(exc) == "NoSuchUpload"
+    # A copy of the object onto itself (new metadata) keeps the bytes but is no longer the upload's.
+    s3.copy_object(
+        Bucket=bucket, Key="again", CopySource={"Bucket": bucket, "Key": "again"}, Metadata={"m": "1"}, MetadataDirective="REPLACE"
+    )
+    with pytest.raises(ClientError) as exc:
+        s3.complete_multipart_upload(Bucket=bucket, Key="again", UploadId=upload_id, MultipartUpload={"Parts": parts})
+    assert error_code(exc) == "NoSuchUpload"
+    assert s3.get_object(Bucket=bucket, Key="again")["Metadata"] == {"m": "1"}
+
+
 # -- concurrency -----------------------------------------------------------------------------------
 
 
@@ -314,9 +354,14 @@ def test_concurrent_complete_and_abort_consume_once(s3, bucket: str) -> None:  #
         parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             results = list(pool.map(lambda kind, u=upload_id, p=parts: _complete_or_abort(s3, bucket, u, p, kind), kinds))
-        assert results.count("ok") == 1, results
-        assert set(results) == {"ok", "NoSuchUpload"}
-        if kinds[results.index("ok")] == "complete":
+        # One of them consumes the upload. When a Complete does, the other Complete is answered
+        # as its retry would be (the same success); when an Abort does, both Completes fail.
+        completes, aborts = results[0::2], results[1::2]
+        assert sorted(aborts) in (["NoSuchUpload", "NoSuchUpload"], ["NoSuchUpload", "ok"]), results
+        if "ok" in aborts:
+            assert completes == ["NoSuchUpload", "NoSuchUpload"], results
+        else:
+            assert completes == ["ok", "ok"], results
             assert s3.get_object(Bucket=bucket, Key="race")["Body"].read() == data
         s3.delete_object(Bucket=bucket, Key="race")
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []

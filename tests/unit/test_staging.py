@@ -18,7 +18,7 @@ import pytest
 
 from s3serve import errors
 from s3serve.storage import assembly
-from s3serve.storage.base import PartInfo, WriteMeta
+from s3serve.storage.base import ObjectInfo, PartInfo, WriteMeta
 from s3serve.storage.disk import DiskBackend
 from s3serve.storage.gc import create_locked
 from s3serve.storage.staging import check_checksum_choice
@@ -131,10 +131,27 @@ async def test_two_processes_complete_the_same_upload_once(be: DiskBackend) -> N
             other.abort_multipart_upload("bkt", "k", upload.upload_id),
             return_exceptions=True,
         )
-        assert sum(not isinstance(r, BaseException) for r in results) == 1
-        assert all(isinstance(r, errors.NoSuchUpload) for r in results if isinstance(r, BaseException))
+        # Consumed once: by the Abort (both Completes fail), or by one Complete, whose success
+        # the other Complete, in the other process, waits for and is answered with.
+        completes, abort = results[:2], results[2]
+        if isinstance(abort, BaseException):
+            assert isinstance(abort, errors.NoSuchUpload)
+            assert all(isinstance(r, ObjectInfo) for r in completes), results
+            assert {r.etag for r in completes if isinstance(r, ObjectInfo)} == {hashlib.md5(bytes.fromhex(part.etag)).hexdigest() + "-1"}
+            assert await read_all(be, "k") == b"x" * 5000
+        else:
+            assert all(isinstance(r, errors.NoSuchUpload) for r in completes), results
     finally:
         await other.stop()
+
+
+async def test_complete_does_not_wait_for_a_claim_whose_process_died(be: DiskBackend) -> None:
+    upload = await be.create_multipart_upload("bkt", "k", WriteMeta(), OWNER)
+    part = await be.upload_part("bkt", "k", upload.upload_id, 1, Body(b"x"))
+    folder = os.path.join(be.staging.bucket_dir("bkt"), upload.upload_id)
+    os.rename(folder, f"{folder}.complete-0123456789ab")  # claimed, and nobody holds its flock
+    with pytest.raises(errors.NoSuchUpload):
+        await asyncio.wait_for(be.complete_multipart_upload("bkt", "k", upload.upload_id, [part]), 5)
 
 
 async def test_failed_complete_gives_the_upload_back(be: DiskBackend) -> None:
