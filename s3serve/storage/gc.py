@@ -56,12 +56,16 @@ def held_by_writer(directory: str, prefixes: tuple[str, ...]) -> bool:
     """Whether a live writer holds the flock of a file in ``directory`` whose name starts with one
     of ``prefixes`` (a writer that died released it)."""
     with os.scandir(directory) as it:
-        paths = [e.path for e in it if e.name.startswith(prefixes)]
+        return any_flocked([e.path for e in it if e.name.startswith(prefixes)])
+
+
+def any_flocked(paths: list[str]) -> bool:
+    """Whether a live process holds the flock of one of these files."""
     for path in paths:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            continue  # its writer finished or gave it back
+            continue  # its holder finished (or gave it back)
         try:
             if not try_flock(fd):
                 return True

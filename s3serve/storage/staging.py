@@ -44,7 +44,7 @@ from ..checksums import ALGORITHM_DIGEST, MultiHasher, b64, combine_crc
 from . import assembly, keys
 from .assembly import copy_range, disk_errors, hash_range
 from .base import Body, ObjectInfo, PartInfo, PartsPage, Precondition, UploadInfo, UploadListPage, WriteMeta
-from .gc import UPLOAD_ID, Collector, create_locked, read_json, try_flock
+from .gc import UPLOAD_ID, Collector, any_flocked, create_locked, read_json, try_flock
 from .listing import page_uploads
 from .metadata import Record
 from .streams import write_body
@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("s3serve.multipart")
 
 MAX_PART_NUMBER = 10000
+# Uploads of one bucket whose records ListMultipartUploads keeps in memory (~1 KiB each).
+_LISTED_MAX = 20000
 _PART_JSON = re.compile(r"(\d{5})\.json")
 # S3's defaults when CreateMultipartUpload names an algorithm but no type.
 _FULL_OBJECT_ONLY = {"CRC64NVME"}
@@ -143,6 +145,10 @@ class Staging:
         self.disk = disk
         self.dir = os.path.join(disk.meta.hidden, "multipart")
         self.collector = Collector(self, expiry, gc_interval)
+        # Per bucket, the uploads its last ListMultipartUploads found. An upload id is never reused
+        # and upload.json never rewritten, so an entry stays right for as long as the upload lives:
+        # each page reads only the records of uploads new since the last one.
+        self._listed: dict[str, dict[str, UploadInfo]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -182,6 +188,7 @@ class Staging:
             return False
 
     def forget_bucket(self, bucket: str) -> None:
+        self._listed.pop(bucket, None)
         with contextlib.suppress(OSError):
             os.rmdir(self.bucket_dir(bucket))
 
@@ -470,20 +477,10 @@ class Staging:
         prefix = f"{upload_id}.complete-"
         try:
             with os.scandir(self.bucket_dir(bucket)) as it:
-                claims = [e.path for e in it if e.name.startswith(prefix)]
+                claims = [os.path.join(e.path, "upload.json") for e in it if e.name.startswith(prefix)]
         except FileNotFoundError:
             return False
-        for claim in claims:
-            try:
-                fd = os.open(os.path.join(claim, "upload.json"), os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                continue  # finished meanwhile
-            try:
-                if not try_flock(fd):
-                    return True
-            finally:
-                os.close(fd)
-        return False
+        return any_flocked(claims)
 
     async def _publish_copy(
         self, bucket: str, kp: keys.KeyPath, sources: list[assembly.Source], record: Record, precondition: Precondition | None
@@ -566,16 +563,27 @@ class Staging:
 
     # -- listings -------------------------------------------------------------------------------
     def _uploads(self, bucket: str) -> list[UploadInfo]:
-        found = []
+        directory = self.bucket_dir(bucket)
         try:
-            with os.scandir(self.bucket_dir(bucket)) as it:
+            with os.scandir(directory) as it:
                 names = [e.name for e in it if UPLOAD_ID.fullmatch(e.name)]
         except FileNotFoundError:
-            return []
+            names = []
+        known = self._listed.get(bucket, {})
+        found: dict[str, UploadInfo] = {}
         for name in names:
-            with contextlib.suppress(errors.NoSuchUpload):
-                found.append(self._load_upload(os.path.join(self.bucket_dir(bucket), name), name, None))
-        return found
+            info = known.get(name)
+            if info is None:
+                with contextlib.suppress(errors.NoSuchUpload):
+                    info = self._load_upload(os.path.join(directory, name), name, None)
+            if info is not None:
+                found[name] = info
+        # Only the uploads that still exist are kept, and only up to a bound on memory.
+        if found and len(found) <= _LISTED_MAX:
+            self._listed[bucket] = found
+        else:
+            self._listed.pop(bucket, None)
+        return list(found.values())
 
     async def list_uploads(
         self, bucket: str, prefix: str, delimiter: str, key_marker: str, upload_id_marker: str, max_uploads: int

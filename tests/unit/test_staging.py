@@ -568,3 +568,32 @@ async def test_on_tmpfs_parts_in_place_are_assembled_by_copying() -> None:
     finally:
         await backend.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_list_uploads_reads_each_upload_record_once(be: DiskBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    from s3serve.storage import staging
+
+    ids = [(await be.create_multipart_upload("bkt", f"k{i}", WriteMeta(), OWNER)).upload_id for i in range(6)]
+    reads: list[str] = []
+    real = staging.read_json
+
+    def counting(path: str) -> object:
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(staging, "read_json", counting)
+
+    async def listed(marker: str = "") -> list[str]:
+        page = await be.list_multipart_uploads("bkt", "", "", marker, "", 4)
+        return [u.upload_id for u in page.uploads]
+
+    assert await listed() == ids[:4] and len(reads) == 6
+    reads.clear()
+    assert await listed("k3") == ids[4:]
+    assert reads == []  # page 2 reads no record
+    await be.abort_multipart_upload("bkt", "k1", ids[1])
+    new = (await be.create_multipart_upload("bkt", "k9", WriteMeta(), OWNER)).upload_id
+    reads.clear()
+    page = await be.list_multipart_uploads("bkt", "", "", "", "", 10)
+    assert [u.upload_id for u in page.uploads] == [ids[0], *ids[2:], new]
+    assert [os.path.basename(os.path.dirname(p)) for p in reads] == [new]  # only the new upload's
