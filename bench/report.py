@@ -18,6 +18,7 @@ PRIMARY: list[tuple[str, str, bool]] = [
     ("startup", "startup_s", False),
 ]
 SUBJECT = "s3serve"
+NO_FSYNC = "s3serve-nofsync"  # the subject with --no-fsync: a variant, measured on small objects only
 
 
 def primary(scenario: str) -> tuple[str, bool]:
@@ -72,16 +73,22 @@ def _cell(summary: dict[str, Any] | None, metric: str) -> tuple[float | None, st
     return med, text
 
 
-def ratio_table(results: dict[str, Any], metric_for: Any, title: str, note: str) -> list[str]:
-    servers = results["servers"]
-    names = [SUBJECT] + [n for n in servers if n != SUBJECT] if SUBJECT in servers else list(servers)
-    others = [n for n in names if n != SUBJECT]
+def ratio_table(
+    results: dict[str, Any], metric_for: Any, title: str, note: str, subject: str = SUBJECT, roles: tuple[str, ...] = ()
+) -> list[str]:
+    """One row per scenario: each server's value, then subject ÷ each other server. ``roles``: a
+    table of the subject against servers of these roles only, or none without the subject."""
+    servers = {n: s for n, s in results["servers"].items() if n == subject or not roles or s["role"] in roles}
+    if roles and subject not in servers:
+        return []
+    names = [subject] + [n for n in servers if n != subject] if subject in servers else list(servers)
+    others = [n for n in names if n != subject]
     scenarios: list[str] = []
     for n in names:
         for s in servers[n]["scenarios"]:
             if s not in scenarios:
                 scenarios.append(s)
-    head = ["scenario", "metric"] + [f"{n} ({servers[n]['role']})" for n in names] + [f"{SUBJECT} ÷ {n}" for n in others]
+    head = ["scenario", "metric"] + [f"{n} ({servers[n]['role']})" for n in names] + [f"{subject} ÷ {n}" for n in others]
     lines = [f"### {title}", "", note, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for sc in scenarios:
         metric, higher = metric_for(sc)
@@ -97,7 +104,7 @@ def ratio_table(results: dict[str, Any], metric_for: Any, title: str, note: str)
             continue
         ratios = []
         for n in others:
-            a, b = values.get(SUBJECT), values.get(n)
+            a, b = values.get(subject), values.get(n)
             ratios.append(f"{a / b:.2f}" if a is not None and b else "–")
         arrow = "↑" if higher else "↓"
         lines.append(f"| {sc} | {metric} {arrow} | " + " | ".join(cells + ratios) + " |")
@@ -158,6 +165,16 @@ def markdown(results: dict[str, Any]) -> str:
     lines.append("")
     lines += ratio_table(results, primary, "Throughput and time", "Primary metric of each scenario.")
     lines += workers_table(results)
+    lines += ratio_table(
+        results,
+        lambda sc: primary(sc) if sc.startswith(("small.", "wrk.")) else (None, False),
+        f"Without fsync, as the peers run ({NO_FSYNC})",
+        "s3serve waits for fsync of the data and of the folder before it answers a PUT or DELETE; moto "
+        "and s3rver never fsync. This is s3serve with --no-fsync against them (a test double's usual "
+        "setting, where nothing needs to survive a power cut).",
+        subject=NO_FSYNC,
+        roles=("peer",),
+    )
     lines += ratio_table(
         results,
         lambda sc: ("p99_ms", False) if sc.startswith(("small.", "wrk.", "workers.")) else (None, False),

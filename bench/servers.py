@@ -183,7 +183,7 @@ class Running:
 @dataclass
 class ServerSpec:
     name: str
-    role: str  # "subject", "peer" or "ceiling"
+    role: str  # "subject", "variant" (of the subject), "peer" or "ceiling"
     describe: str
     command: Callable[[Path, int, Path, int | None], list[str]]  # (data root, port, workdir, workers) -> argv
     access_key: str = "bench"
@@ -272,6 +272,10 @@ def _s3serve(root: Path, port: int, workdir: Path, workers: int | None) -> list[
     ]
 
 
+def _s3serve_nofsync(root: Path, port: int, workdir: Path, workers: int | None) -> list[str]:
+    return _s3serve(root, port, workdir, workers) + ["--no-fsync"]
+
+
 def _moto(root: Path, port: int, workdir: Path, workers: int | None) -> list[str]:
     return [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)]
 
@@ -333,6 +337,8 @@ def all_specs() -> dict[str, ServerSpec]:
     specs = [
         ServerSpec("s3serve", "subject", "s3serve (this project), 1 worker", _s3serve, direct_disk=True,
                    requires=[PROJECT_PYTHON], workers=True),
+        ServerSpec("s3serve-nofsync", "variant", "s3serve with --no-fsync, small objects only", _s3serve_nofsync,
+                   direct_disk=True, requires=[PROJECT_PYTHON]),
         ServerSpec("moto", "peer", "moto_server (moto[server], Python/Werkzeug, in memory)", _moto,
                    requires=[MOTO_SERVER]),
         ServerSpec("s3rver", "peer", "s3rver (Node.js, on disk)", _s3rver, access_key="S3RVER",

@@ -134,3 +134,20 @@ async def test_workers_scenario_runs_one_and_two_worker_processes(tmp_path: Path
         "servers": {"aiohttp": {"role": "ceiling", "describe": "bare", "scenarios": {k: report.summarize(v) for k, v in got.items()}}},
     }
     assert "| aiohttp | get.c16 |" in report.markdown(results)
+
+
+def test_no_fsync_variant_is_compared_with_the_peers_alone() -> None:
+    def server(role: str, ops: float) -> dict[str, object]:
+        return {"role": role, "describe": role, "scenarios": {"small.put.c16": report.summarize([{"ops_per_s": ops}])}}
+
+    results = {
+        "meta": {"date": "now", "machine": {"cpu": "x", "cores": 2}, "client_cores": [0], "server_cores": [1],
+                 "mode": "test", "params": {"repeats": 1}},
+        "servers": {"s3serve": server("subject", 1000.0), "s3serve-nofsync": server("variant", 3000.0),
+                    "s3rver": server("peer", 1500.0), "aiohttp": server("ceiling", 9000.0)},
+    }
+    md = report.markdown(results)
+    main, variant = md.split("### Without fsync")[:2]
+    assert "| small.put.c16 | ops_per_s ↑ | 1,000 | 3,000 | 1,500 | 9,000 | 0.33 | 0.67 | 0.11 |" in main
+    # The variant against the peers only: no column for the subject or the ceilings.
+    assert "| small.put.c16 | ops_per_s ↑ | 3,000 | 1,500 | 2.00 |" in variant.split("###")[0]
