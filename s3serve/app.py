@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import itertools
 import logging
 import os
@@ -101,11 +102,16 @@ def _request_id(request: web.BaseRequest) -> str:
 
 
 def error_response(request: web.BaseRequest, exc: errors.S3Error) -> web.Response:
-    rid = _request_id(request)
     headers = dict(exc.headers)
     if exc.status == 304 or request.method == "HEAD":
         # HEAD errors carry no body; 304 never has one.
         return web.Response(status=exc.status, headers=headers)
+    return web.Response(status=exc.status, body=error_body(request, exc), content_type="application/xml", headers=headers)
+
+
+def error_body(request: web.BaseRequest, exc: errors.S3Error) -> bytes:
+    """The <Error> document of a failed request."""
+    rid = _request_id(request)
     resource = exc.resource if exc.resource is not None else request.raw_path.split("?", 1)[0]
     extra = dict(exc.extra)
     route = _state(request).route
@@ -115,8 +121,7 @@ def error_response(request: web.BaseRequest, exc: errors.S3Error) -> web.Respons
             extra.setdefault("Key", route.key)
         if exc.code in ("NoSuchBucket", "BucketNotEmpty", "BucketAlreadyExists", "BucketAlreadyOwnedByYou"):
             extra.setdefault("BucketName", route.bucket)
-    body = s3xml.error(exc.code, exc.message, resource, rid, extra)
-    return web.Response(status=exc.status, body=body, content_type="application/xml", headers=headers)
+    return s3xml.error(exc.code, exc.message, resource, rid, extra)
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -228,6 +233,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         auth=auth,
         backend=backend,
         config=config,
+        error_body=functools.partial(error_body, request),
     )
     return await handler(ctx)
 

@@ -6,7 +6,7 @@ import base64
 import email.utils
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -51,6 +51,8 @@ class Context:
     auth: AuthResult
     backend: Backend
     config: Config
+    # The <Error> document of this request for an error, for answers that began with a 200.
+    error_body: Callable[[errors.S3Error], bytes]
 
     @property
     def bucket(self) -> str:

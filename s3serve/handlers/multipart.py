@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import re
 from urllib.parse import quote
 
@@ -10,8 +13,9 @@ from aiohttp import web
 from .. import errors, s3xml
 from ..checksums import ALGORITHM_DIGEST
 from ..payload import make_body
-from ..storage.base import PartInfo
+from ..storage.base import ObjectInfo, PartInfo
 from .common import (
+    XML_TYPE,
     Context,
     checksum_headers,
     int_param,
@@ -22,6 +26,8 @@ from .common import (
     xml_response,
 )
 from .objects import check_source_bucket, parse_copy_source
+
+log = logging.getLogger("s3serve")
 
 MAX_PART_NUMBER = 10000
 MAX_PART_SIZE = 5 * 1024**3
@@ -137,10 +143,55 @@ async def complete_multipart_upload(ctx: Context) -> web.StreamResponse:
         for name, value in ((k.lower(), v) for k, v in ctx.headers.items())
         if name.startswith("x-amz-checksum-") and name[len("x-amz-checksum-") :].upper() in ALGORITHM_DIGEST
     }
-    info = await ctx.backend.complete_multipart_upload(ctx.bucket, ctx.key, upload_id, parts, precondition, given)
+    work = asyncio.ensure_future(
+        ctx.backend.complete_multipart_upload(ctx.bucket, ctx.key, upload_id, parts, precondition, given)
+    )
+    # The work is never cancelled with the request (a half-done Complete is undone, at a cost):
+    # its outcome is retrieved here even when nobody waits for it any more.
+    work.add_done_callback(lambda done: done.cancelled() or done.exception())
     location = f"{ctx.request.scheme}://{ctx.request.host}/{quote(ctx.bucket)}/{quote(ctx.key)}"
+    try:
+        info = await asyncio.wait_for(asyncio.shield(work), ctx.config.complete_keepalive_after)
+    except TimeoutError:
+        return await _complete_slowly(ctx, work, location)
     body = s3xml.complete_multipart(location, ctx.bucket, ctx.key, info)
     return xml_response(body, headers=checksum_headers(info.checksums, info.checksum_type))
+
+
+async def _complete_slowly(ctx: Context, work: asyncio.Future[ObjectInfo], location: str) -> web.StreamResponse:
+    """S3's answer to a Complete that takes long: 200 and the XML declaration now, a space every
+    few seconds, then the result, or an <Error> (which SDKs look for in a Complete's 200)."""
+    response = web.StreamResponse(status=200, headers={"Content-Type": XML_TYPE})
+    await response.prepare(ctx.request)
+    connected = True
+
+    async def send(data: bytes) -> None:
+        nonlocal connected
+        if connected:
+            try:
+                await response.write(data)
+            except (ConnectionError, RuntimeError):
+                connected = False  # the client left; the work goes on, and its outcome stays
+
+    await send(s3xml.HEADER.encode())
+    while True:
+        done, _ = await asyncio.wait({work}, timeout=ctx.config.complete_keepalive_every)
+        if done:
+            break
+        await send(b" ")
+    try:
+        info = work.result()
+        body = s3xml.complete_multipart(location, ctx.bucket, ctx.key, info)
+    except errors.S3Error as exc:
+        body = ctx.error_body(exc)
+    except Exception:
+        log.exception("internal error completing %s/%s", ctx.bucket, ctx.key)
+        body = ctx.error_body(errors.InternalError())
+    await send(body.removeprefix(s3xml.HEADER.encode()))
+    if connected:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await response.write_eof()
+    return response
 
 
 async def abort_multipart_upload(ctx: Context) -> web.StreamResponse:
