@@ -45,11 +45,12 @@ class Config:
     tls_key: Path | None = None
     tls_self_signed: bool = False
     workers: int = 1
-    # A CompleteMultipartUpload still working after this long (a copy of a big object) answers
-    # 200 at once and keeps the connection alive with a space this often, as S3 does: clients
-    # give up on a silent connection after their read timeout (60 s for boto3 and the aws cli).
-    complete_keepalive_after: float = 1.0
-    complete_keepalive_every: float = 5.0
+    # A CompleteMultipartUpload, CopyObject or UploadPartCopy still working after this long (a
+    # copy of a big object) answers 200 at once and keeps the connection alive with a space this
+    # often, as S3 does: clients give up on a silent connection after their read timeout (60 s
+    # for boto3 and the aws cli).
+    keepalive_after: float = 1.0
+    keepalive_every: float = 5.0
 
     def user_by_access_key(self, access_key: str) -> User | None:
         for user in self.users:

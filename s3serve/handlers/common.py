@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import email.utils
 import functools
+import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import web
 from multidict import CIMultiDict
 
-from .. import errors
+from .. import errors, s3xml
 from ..checksums import ALGORITHM_DIGEST, MultiHasher
 from ..config import Config, User
 from ..payload import make_body, stored_content_encoding
 from ..routing import Route
 from ..sigv4 import AuthResult
 from ..storage.base import STORED_HEADERS, Backend, ObjectInfo, Precondition, WriteMeta
+
+log = logging.getLogger("s3serve")
+T = TypeVar("T")
 
 XML_TYPE = "application/xml"
 MAX_XML_BODY = 2 * 1024 * 1024
@@ -126,6 +133,56 @@ def parse_query(raw_query: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
 
 def xml_response(body: bytes, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(body=body, status=status, content_type=XML_TYPE, headers=headers)
+
+
+# An XML body and the headers that go with it.
+XmlAnswer = tuple[bytes, Mapping[str, str]]
+
+
+async def answer_in_time(ctx: Context, work: Awaitable[T], answer: Callable[[T], XmlAnswer]) -> web.StreamResponse:
+    """The answer of CompleteMultipartUpload, CopyObject and UploadPartCopy, whose work may take
+    minutes (copying a big object). Clients give up on a silent connection after their read
+    timeout (60 s for boto3 and the aws cli), so as S3 does, work still running after
+    ``keepalive_after`` gets its 200 and the XML declaration at once, a space every
+    ``keepalive_every``, then the result or the <Error> document, which SDKs look for
+    in a 200 of these three operations. The work is never cancelled with the request (a
+    half-done copy would be undone at a cost); its outcome is always retrieved."""
+    task = asyncio.ensure_future(work)
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    try:
+        result = await asyncio.wait_for(asyncio.shield(task), ctx.config.keepalive_after)
+    except TimeoutError:
+        pass
+    else:
+        body, headers = answer(result)
+        return xml_response(body, headers=headers)
+    response = web.StreamResponse(status=200, headers={"Content-Type": XML_TYPE})
+    await response.prepare(ctx.request)
+    connected = True
+
+    async def send(data: bytes) -> None:
+        nonlocal connected
+        if connected:
+            try:
+                await response.write(data)
+            except (ConnectionError, RuntimeError):
+                connected = False  # the client left; the work goes on, and its outcome stays
+
+    await send(s3xml.HEADER.encode())
+    while not (await asyncio.wait({task}, timeout=ctx.config.keepalive_every))[0]:
+        await send(b" ")
+    try:
+        body = answer(task.result())[0]
+    except errors.S3Error as exc:
+        body = ctx.error_body(exc)
+    except Exception:
+        log.exception("internal error on %s %s", ctx.request.method, ctx.request.raw_path)
+        body = ctx.error_body(errors.InternalError())
+    await send(body.removeprefix(s3xml.HEADER.encode()))
+    if connected:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await response.write_eof()
+    return response
 
 
 def int_param(query: Mapping[str, str], name: str, default: int, low: int, high: int | None = None) -> int:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import re
 from urllib.parse import quote
 
@@ -15,8 +12,9 @@ from ..checksums import ALGORITHM_DIGEST
 from ..payload import make_body
 from ..storage.base import ObjectInfo, PartInfo
 from .common import (
-    XML_TYPE,
     Context,
+    XmlAnswer,
+    answer_in_time,
     checksum_headers,
     int_param,
     read_precondition,
@@ -26,8 +24,6 @@ from .common import (
     xml_response,
 )
 from .objects import check_source_bucket, parse_copy_source
-
-log = logging.getLogger("s3serve")
 
 MAX_PART_NUMBER = 10000
 MAX_PART_SIZE = 5 * 1024**3
@@ -95,7 +91,7 @@ async def upload_part_copy(ctx: Context) -> web.StreamResponse:
     src_bucket, src_key = parse_copy_source(ctx.headers["x-amz-copy-source"])
     src_range = _copy_range(ctx.headers.get("x-amz-copy-source-range"))
     await check_source_bucket(ctx, src_bucket)
-    part = await ctx.backend.upload_part_copy(
+    work = ctx.backend.upload_part_copy(
         ctx.bucket,
         ctx.key,
         upload_id,
@@ -105,7 +101,7 @@ async def upload_part_copy(ctx: Context) -> web.StreamResponse:
         src_range,
         src_precondition=read_precondition(ctx.headers, "x-amz-copy-source-"),
     )
-    return xml_response(s3xml.copy_part_result(part))
+    return await answer_in_time(ctx, work, lambda part: (s3xml.copy_part_result(part), {}))
 
 
 def _listed_parts(body: bytes) -> list[PartInfo]:
@@ -143,55 +139,14 @@ async def complete_multipart_upload(ctx: Context) -> web.StreamResponse:
         for name, value in ((k.lower(), v) for k, v in ctx.headers.items())
         if name.startswith("x-amz-checksum-") and name[len("x-amz-checksum-") :].upper() in ALGORITHM_DIGEST
     }
-    work = asyncio.ensure_future(
-        ctx.backend.complete_multipart_upload(ctx.bucket, ctx.key, upload_id, parts, precondition, given)
-    )
-    # The work is never cancelled with the request (a half-done Complete is undone, at a cost):
-    # its outcome is retrieved here even when nobody waits for it any more.
-    work.add_done_callback(lambda done: done.cancelled() or done.exception())
+    work = ctx.backend.complete_multipart_upload(ctx.bucket, ctx.key, upload_id, parts, precondition, given)
     location = f"{ctx.request.scheme}://{ctx.request.host}/{quote(ctx.bucket)}/{quote(ctx.key)}"
-    try:
-        info = await asyncio.wait_for(asyncio.shield(work), ctx.config.complete_keepalive_after)
-    except TimeoutError:
-        return await _complete_slowly(ctx, work, location)
-    body = s3xml.complete_multipart(location, ctx.bucket, ctx.key, info)
-    return xml_response(body, headers=checksum_headers(info.checksums, info.checksum_type))
 
-
-async def _complete_slowly(ctx: Context, work: asyncio.Future[ObjectInfo], location: str) -> web.StreamResponse:
-    """S3's answer to a Complete that takes long: 200 and the XML declaration now, a space every
-    few seconds, then the result, or an <Error> (which SDKs look for in a Complete's 200)."""
-    response = web.StreamResponse(status=200, headers={"Content-Type": XML_TYPE})
-    await response.prepare(ctx.request)
-    connected = True
-
-    async def send(data: bytes) -> None:
-        nonlocal connected
-        if connected:
-            try:
-                await response.write(data)
-            except (ConnectionError, RuntimeError):
-                connected = False  # the client left; the work goes on, and its outcome stays
-
-    await send(s3xml.HEADER.encode())
-    while True:
-        done, _ = await asyncio.wait({work}, timeout=ctx.config.complete_keepalive_every)
-        if done:
-            break
-        await send(b" ")
-    try:
-        info = work.result()
+    def answer(info: ObjectInfo) -> XmlAnswer:
         body = s3xml.complete_multipart(location, ctx.bucket, ctx.key, info)
-    except errors.S3Error as exc:
-        body = ctx.error_body(exc)
-    except Exception:
-        log.exception("internal error completing %s/%s", ctx.bucket, ctx.key)
-        body = ctx.error_body(errors.InternalError())
-    await send(body.removeprefix(s3xml.HEADER.encode()))
-    if connected:
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await response.write_eof()
-    return response
+        return body, checksum_headers(info.checksums, info.checksum_type)
+
+    return await answer_in_time(ctx, work, answer)
 
 
 async def abort_multipart_upload(ctx: Context) -> web.StreamResponse:

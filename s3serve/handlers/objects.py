@@ -14,6 +14,7 @@ from ..payload import make_body
 from ..storage.base import ObjectInfo, ObjectReader, Precondition, WriteMeta
 from .common import (
     Context,
+    answer_in_time,
     check_read_conditions,
     check_version_id,
     checksum_headers,
@@ -243,7 +244,7 @@ async def copy_object(ctx: Context) -> web.StreamResponse:
         )
     if meta is not None and tagging_directive == "COPY" and meta.tags is None:
         meta.tags = await ctx.backend.get_object_tagging(src_bucket, src_key)
-    info = await ctx.backend.copy_object(
+    work = ctx.backend.copy_object(
         src_bucket,
         src_key,
         ctx.bucket,
@@ -252,7 +253,9 @@ async def copy_object(ctx: Context) -> web.StreamResponse:
         src_precondition=read_precondition(ctx.headers, "x-amz-copy-source-"),
         precondition=write_precondition(ctx.headers),
     )
-    return xml_response(s3xml.copy_object_result(info), headers=checksum_headers(info.checksums, info.checksum_type))
+    return await answer_in_time(
+        ctx, work, lambda info: (s3xml.copy_object_result(info), checksum_headers(info.checksums, info.checksum_type))
+    )
 
 
 def _destination_precondition(ctx: Context) -> Precondition | None:

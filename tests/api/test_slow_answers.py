@@ -1,7 +1,8 @@
-"""A CompleteMultipartUpload that takes long answers as S3 does: 200 at once, spaces to keep the
-connection alive, then the result or an <Error> in the body; boto3 reads both.
+"""CompleteMultipartUpload, CopyObject and UploadPartCopy that take long answer as S3 does: 200
+at once, spaces to keep the connection alive, then the result or an <Error> in the body; boto3
+reads both.
 
-Copying the parts of a huge upload (a filesystem without FALLOC_FL_COLLAPSE_RANGE, re-uploaded
+Copying a huge object (a filesystem without reflinks or FALLOC_FL_COLLAPSE_RANGE, re-uploaded
 parts) takes minutes; here the real DiskBackend is slowed by a fixed pause instead, and the server
 starts its keep-alive after 50 ms rather than 1 s."""
 
@@ -24,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from s3serve.app import create_app
 from s3serve.config import Config
-from s3serve.storage.base import ObjectInfo
+from s3serve.storage.base import ObjectInfo, PartInfo
 from s3serve.storage.disk import DiskBackend
 from tests.api.conftest import ACCESS, SECRET, USER, signed_sender
 
@@ -36,11 +37,19 @@ class SlowDisk(DiskBackend):
         await asyncio.sleep(PAUSE)
         return await super().complete_multipart_upload(*args, **kwargs)
 
+    async def copy_object(self, *args: Any, **kwargs: Any) -> ObjectInfo:
+        await asyncio.sleep(PAUSE)
+        return await super().copy_object(*args, **kwargs)
+
+    async def upload_part_copy(self, *args: Any, **kwargs: Any) -> PartInfo:
+        await asyncio.sleep(PAUSE)
+        return await super().upload_part_copy(*args, **kwargs)
+
 
 @pytest.fixture
 async def server(aiohttp_client, tmp_path: Path) -> TestClient:  # type: ignore[no-untyped-def]
     config = Config(
-        root=tmp_path, users=[USER], fsync=False, complete_keepalive_after=0.05, complete_keepalive_every=0.1
+        root=tmp_path, users=[USER], fsync=False, keepalive_after=0.05, keepalive_every=0.1
     )
     return await aiohttp_client(create_app(config, SlowDisk(tmp_path, USER.user_id, fsync=False)))
 
@@ -124,3 +133,32 @@ async def test_an_error_after_the_200_is_in_the_body_and_boto3_raises_it(server:
     right = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
     await in_thread(s3.complete_multipart_upload, Bucket="bkt", Key="k", UploadId=upload["UploadId"], MultipartUpload=right)
     assert (await in_thread(s3.get_object, Bucket="bkt", Key="k"))["Body"].read() == b"x"
+
+
+async def test_copies_answer_through_the_keepalive(server: TestClient) -> None:
+    s3 = boto3_client(server)
+    await in_thread(s3.create_bucket, Bucket="bkt")
+    data = os.urandom(200_000)
+    await in_thread(s3.put_object, Bucket="bkt", Key="src", Body=data, ContentType="text/x-src")
+    copied = await in_thread(s3.copy_object, Bucket="bkt", Key="dst", CopySource={"Bucket": "bkt", "Key": "src"})
+    assert copied["CopyObjectResult"]["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    got = await in_thread(s3.get_object, Bucket="bkt", Key="dst")
+    assert got["Body"].read() == data and got["ContentType"] == "text/x-src"
+    upload = await in_thread(s3.create_multipart_upload, Bucket="bkt", Key="joined")
+    part = await in_thread(
+        s3.upload_part_copy, Bucket="bkt", Key="joined", UploadId=upload["UploadId"], PartNumber=1,
+        CopySource={"Bucket": "bkt", "Key": "src"}, CopySourceRange="bytes=1000-99999",
+    )
+    assert part["CopyPartResult"]["ETag"] == f'"{hashlib.md5(data[1000:100000]).hexdigest()}"'
+    parts = {"Parts": [{"PartNumber": 1, "ETag": part["CopyPartResult"]["ETag"]}]}
+    await in_thread(s3.complete_multipart_upload, Bucket="bkt", Key="joined", UploadId=upload["UploadId"], MultipartUpload=parts)
+    assert (await in_thread(s3.get_object, Bucket="bkt", Key="joined"))["Body"].read() == data[1000:100000]
+    # A failed condition found by the copy itself, after the 200 began: boto3 raises S3's code.
+    with pytest.raises(ClientError) as exc:
+        await in_thread(
+            s3.copy_object, Bucket="bkt", Key="dst2", CopySource={"Bucket": "bkt", "Key": "src"}, CopySourceIfMatch='"0123"'
+        )
+    assert exc.value.response["Error"]["Code"] == "PreconditionFailed"
+    with pytest.raises(ClientError) as exc:
+        await in_thread(s3.head_object, Bucket="bkt", Key="dst2")
+    assert exc.value.response["Error"]["Code"] == "404"
