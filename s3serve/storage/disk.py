@@ -46,6 +46,13 @@ from .tokens import RenameTokens
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int): share the source's extents (btrfs, XFS, bcachefs)
 READ_PIECE = 1024 * 1024
+# Foreign files up to this size get the MD5 of their bytes as ETag, read once and cached. Bigger
+# ones get an ETag of multipart shape made from the file's identity (device, inode, size, mtime)
+# without reading a byte: hashing a folder of large files on first sight (a listing page of a
+# thousand of them, a HEAD of a 50 GiB file) would outlast every client's read timeout. Above this
+# size the aws cli and boto3 upload in parts, so S3's own ETags of such objects are not MD5s
+# either, and clients do not take them for one.
+HASHED_FOREIGN_MAX = 8 * 1024 * 1024
 
 
 def _unlink_quietly(path: str | None) -> None:
@@ -206,21 +213,24 @@ class DiskBackend(MultipartMixin, Backend):
         return _Found(record.to_info(kp.key), record, real)
 
     def _adopt(self, fd: int, bucket: str, key: str, path: str, held: frozenset[int]) -> Record:
-        """The record of a foreign file (no record, or one for an older version of it): its MD5,
-        computed once and cached. Runs in a worker thread."""
+        """The record of a foreign file (no record, or one for an older version of it): its ETag
+        (see HASHED_FOREIGN_MAX), made once and cached. Runs in a worker thread."""
         before = os.fstat(fd)
         record = self.meta.load(fd, bucket, key, before)  # adopted meanwhile by someone else
         if record is not None:
             return record
-        md5 = hashlib.md5()
-        size = 0
-        while piece := os.pread(fd, READ_PIECE, size):
-            md5.update(piece)
-            size += len(piece)
+        if before.st_size > HASHED_FOREIGN_MAX:
+            identity = f"{before.st_dev}:{before.st_ino}:{before.st_size}:{before.st_mtime_ns}"
+            etag, size = hashlib.md5(identity.encode()).hexdigest() + "-1", before.st_size
+        else:
+            md5 = hashlib.md5()
+            size = 0
+            while piece := os.pread(fd, READ_PIECE, size):
+                md5.update(piece)
+                size += len(piece)
+            etag = md5.hexdigest()
         after = os.fstat(fd)
-        record = Record(
-            etag=md5.hexdigest(), size=size, headers={"content-type": metadata.guess_content_type(key)}
-        )
+        record = Record(etag=etag, size=size, headers={"content-type": metadata.guess_content_type(key)})
         record.stamp(after)
         if (before.st_size, before.st_mtime_ns) != (
             after.st_size,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -187,6 +188,14 @@ def test_foreign_files_are_objects(server, s3, bucket: str) -> None:
     (folder / "report.csv").write_bytes(second)
     second_md5 = hashlib.md5(second).hexdigest()
     assert s3.get_object(Bucket=bucket, Key="dropped/report.csv")["ETag"] == f'"{second_md5}"'
+    # A big one is listed without being read: a multipart-shaped ETag, the same on HEAD and GET.
+    big = os.urandom(9 * 1024 * 1024)
+    (folder / "video.mp4").write_bytes(big)
+    (entry,) = [o for o in s3.list_objects_v2(Bucket=bucket, Prefix="dropped/v")["Contents"]]
+    assert entry["ETag"].endswith('-1"') and entry["Size"] == len(big)
+    got = s3.get_object(Bucket=bucket, Key="dropped/video.mp4")
+    assert got["ETag"] == entry["ETag"] == s3.head_object(Bucket=bucket, Key="dropped/video.mp4")["ETag"]
+    assert got["ContentType"] == "video/mp4" and got["Body"].read() == big
 
 
 def test_symlink_outside_root_is_invisible(server, s3, bucket: str, tmp_path) -> None:

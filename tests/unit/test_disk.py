@@ -291,6 +291,41 @@ async def test_foreign_file_etag_computed_once_and_cached(be: DiskBackend, root:
     assert await read_all(be, "docs/report.json") == b'{"b": 2, "c": 3}'
 
 
+async def test_big_foreign_file_gets_an_identity_etag_without_being_read(
+    be: DiskBackend, root: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from s3serve.storage import disk
+
+    path = root / "bkt" / "big.bin"
+    data = os.urandom(disk.HASHED_FOREIGN_MAX + 1)
+    path.write_bytes(data)
+    reads: list[int] = []
+    real_pread = os.pread
+
+    def counting_pread(fd: int, n: int, offset: int) -> bytes:
+        reads.append(n)
+        return real_pread(fd, n, offset)
+
+    monkeypatch.setattr(os, "pread", counting_pread)
+    (listed,) = (await be.list_objects("bkt", "big", "", "", 10)).objects
+    st = os.stat(path)
+    identity = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}".encode()
+    assert listed.etag == hashlib.md5(identity).hexdigest() + "-1" and listed.size == len(data)
+    assert reads == []  # adopted without reading its bytes
+    # The same answer on HEAD, and GET sends the file's bytes.
+    info = await be.head_object("bkt", "big.bin")
+    assert info.etag == listed.etag and reads == []
+    monkeypatch.setattr(os, "pread", real_pread)
+    assert await read_all(be, "big.bin") == data
+    # Changed (size and mtime): a new ETag. A file at the limit still gets the MD5 of its bytes.
+    with open(path, "ab") as f:
+        f.write(b"more")
+    assert (await be.head_object("bkt", "big.bin")).etag not in (info.etag, hashlib.md5(data + b"more").hexdigest())
+    with open(path, "r+b") as f:
+        f.truncate(disk.HASHED_FOREIGN_MAX)
+    assert (await be.head_object("bkt", "big.bin")).etag == hashlib.md5(data[: disk.HASHED_FOREIGN_MAX]).hexdigest()
+
+
 async def test_foreign_content_types(be: DiskBackend, root: Path) -> None:
     for name, expected in [
         ("x.tar.gz", "application/gzip"),
