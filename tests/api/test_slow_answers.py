@@ -111,6 +111,22 @@ async def test_the_wire_holds_200_then_spaces_then_the_result(server: TestClient
     assert (await (await request("GET", "/bkt/k")).read()) == b"body"
 
 
+async def test_a_client_that_leaves_mid_answer_finds_the_work_done_on_retry(server: TestClient) -> None:
+    request = signed_sender(server)
+    assert (await request("PUT", "/bkt")).status == 200
+    created = await (await request("POST", "/bkt/k?uploads")).text()
+    upload_id = created.split("<UploadId>")[1].split("</UploadId>")[0]
+    etag = (await request("PUT", f"/bkt/k?partNumber=1&uploadId={upload_id}", b"kept")).headers["ETag"]
+    xml = f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
+    first = await request("POST", f"/bkt/k?uploadId={upload_id}", xml.encode())
+    assert first.status == 200
+    first.close()  # gone after the headers, as a client whose read timeout fired
+    retry = await request("POST", f"/bkt/k?uploadId={upload_id}", xml.encode())
+    expected = hashlib.md5(hashlib.md5(b"kept").digest()).hexdigest().encode() + b"-1"
+    assert retry.status == 200 and expected in await retry.read()
+    assert (await (await request("GET", "/bkt/k")).read()) == b"kept"
+
+
 async def test_an_error_after_the_200_is_in_the_body_and_boto3_raises_it(server: TestClient) -> None:
     s3 = boto3_client(server)
     await in_thread(s3.create_bucket, Bucket="bkt")
