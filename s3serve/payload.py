@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Protocol
 
 from s3serve import errors
-from s3serve.checksums import ALGORITHM_DIGEST, DIGEST_LENGTH, b64
+from s3serve.checksums import ALGORITHM_DIGEST, DEFAULT_CHECKSUM, DIGEST_LENGTH, b64
 from s3serve.sigv4 import EMPTY_SHA256, AuthResult
 
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
@@ -52,7 +52,6 @@ MIN_SIGNED_CHUNK = 8192
 _MAX_LINE = 4096
 _CHECKSUM_PREFIX = "x-amz-checksum-"
 _ENDED_EARLY = "The request body ended before the aws-chunked framing said it would."
-DEFAULT_CHECKSUM = "CRC64NVME"
 
 
 class ByteStream(Protocol):

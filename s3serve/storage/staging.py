@@ -19,16 +19,15 @@ tell a claim whose process died (lockable) from one still at work.
 
 The first upload of a part number writes into the upload's assembly file (see assembly.py), so
 Complete can usually make that file the object without copying; a re-upload, or anything that
-cannot go there, gets a part file of its own, and Complete then concatenates by copying.
+cannot go there, gets a part file of its own, and Complete (completion.py) then concatenates by
+copying.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -40,13 +39,12 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from ..checksums import ALGORITHM_DIGEST, MultiHasher, b64, combine_crc
-from . import assembly, keys
+from ..checksums import ALGORITHM_DIGEST, DEFAULT_CHECKSUM, MultiHasher, b64
+from . import assembly, completion, keys
 from .assembly import copy_range, disk_errors, hash_range
 from .base import Body, ObjectInfo, PartInfo, PartsPage, Precondition, UploadInfo, UploadListPage, WriteMeta
-from .gc import UPLOAD_ID, Collector, any_flocked, create_locked, read_json, try_flock
+from .gc import UPLOAD_ID, Collector, create_locked, read_json, try_flock
 from .listing import page_uploads
-from .metadata import Record
 from .streams import write_body
 
 if TYPE_CHECKING:
@@ -61,7 +59,6 @@ _PART_JSON = re.compile(r"(\d{5})\.json")
 # S3's defaults when CreateMultipartUpload names an algorithm but no type.
 _FULL_OBJECT_ONLY = {"CRC64NVME"}
 _COMPOSITE_ONLY = {"SHA1", "SHA256"}
-_DEFAULT_ALGORITHM = "CRC64NVME"
 
 
 def check_checksum_choice(meta: WriteMeta) -> WriteMeta:
@@ -104,19 +101,6 @@ def _upload_meta(doc: dict[str, Any]) -> WriteMeta:
     return WriteMeta(**{k: v for k, v in dict(doc.get("meta", {})).items() if k in fields})
 
 
-
-def _check_object_checksums(computed: dict[str, str], given: dict[str, str]) -> None:
-    """The whole-object checksum a client sends with CompleteMultipartUpload must match what the
-    parts add up to (composite values compare without their '-N' part count)."""
-    for algorithm, value in given.items():
-        mine = computed.get(algorithm)
-        if mine is None:
-            raise errors.InvalidRequest(
-                f"The upload was created using the {next(iter(computed), 'CRC64NVME').lower()} checksum algorithm, "
-                f"but the Complete request specified {algorithm.lower()}."
-            )
-        if mine.split("-")[0] != value.split("-")[0]:
-            raise errors.BadDigest(f"The {algorithm} you specified did not match the calculated checksum.")
 
 @dataclasses.dataclass
 class _Target:
@@ -162,7 +146,7 @@ class Staging:
     def bucket_dir(self, bucket: str) -> str:
         return os.path.join(self.dir, bucket)
 
-    def _upload_dir(self, bucket: str, upload_id: str) -> str:
+    def upload_dir(self, bucket: str, upload_id: str) -> str:
         if not UPLOAD_ID.fullmatch(upload_id):
             raise errors.NoSuchUpload(UploadId=upload_id)
         return os.path.join(self.dir, bucket, upload_id)
@@ -171,7 +155,7 @@ class Staging:
         return self.disk.locks.slot(".multipart", upload_id)
 
     @staticmethod
-    def _load_upload(directory: str, upload_id: str, key: str | None) -> UploadInfo:
+    def load_upload(directory: str, upload_id: str, key: str | None) -> UploadInfo:
         doc = read_json(os.path.join(directory, "upload.json"))
         if doc is None or (key is not None and doc.get("key") != key):
             raise errors.NoSuchUpload(UploadId=upload_id)
@@ -207,15 +191,15 @@ class Staging:
         # The bucket lock orders this against DeleteBucket, which refuses while uploads exist.
         async with self.disk.locks.hold(self.disk.locks.slot(bucket, "")):
             self.disk._bucket_dir(bucket)
-            directory = self._upload_dir(bucket, upload_id)
+            directory = self.upload_dir(bucket, upload_id)
             os.makedirs(directory)
             _write_json(directory, "upload.json", doc)
         return UploadInfo(upload_id, key, initiated, owner, meta)
 
     async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> PartInfo:
         self.disk._locate(bucket, key)
-        directory = self._upload_dir(bucket, upload_id)
-        upload = self._load_upload(directory, upload_id, key)
+        directory = self.upload_dir(bucket, upload_id)
+        upload = self.load_upload(directory, upload_id, key)
         algorithm = upload.meta.checksum_algorithm
         if algorithm is not None and body.declared_checksum not in (None, algorithm):
             # What S3 answers; the part's checksum could never take part in the object's.
@@ -223,7 +207,7 @@ class Staging:
                 f"Checksum Type mismatch occurred, expected checksum Type: {algorithm.lower()}, "
                 f"actual checksum Type: {str(body.declared_checksum).lower()}"
             )
-        names = ["md5", ALGORITHM_DIGEST[_DEFAULT_ALGORITHM], *sorted(body.digests_wanted)]
+        names = ["md5", ALGORITHM_DIGEST[DEFAULT_CHECKSUM], *sorted(body.digests_wanted)]
         if algorithm is not None:
             names.append(ALGORITHM_DIGEST[algorithm])
         hasher = MultiHasher(names)
@@ -258,8 +242,8 @@ class Staging:
         src_precondition: Precondition | None,
     ) -> PartInfo:
         self.disk._locate(bucket, key)
-        directory = self._upload_dir(bucket, upload_id)
-        upload = self._load_upload(directory, upload_id, key)
+        directory = self.upload_dir(bucket, upload_id)
+        upload = self.load_upload(directory, upload_id, key)
         found = await self.disk._find(src_bucket, src_key, keep_fd=True)
         try:
             if src_precondition is not None:
@@ -272,7 +256,7 @@ class Staging:
                     ArgumentName="x-amz-copy-source-range",
                 )
             algorithm = upload.meta.checksum_algorithm
-            names = ["md5", ALGORITHM_DIGEST[_DEFAULT_ALGORITHM]]
+            names = ["md5", ALGORITHM_DIGEST[DEFAULT_CHECKSUM]]
             if algorithm is not None:
                 names.append(ALGORITHM_DIGEST[algorithm])
             length = last - first + 1 if size else 0
@@ -359,10 +343,10 @@ class Staging:
         return part
 
     @contextlib.asynccontextmanager
-    async def _claimed(self, bucket: str, upload_id: str, key: str, how: str) -> AsyncIterator[str]:
+    async def claimed(self, bucket: str, upload_id: str, key: str, how: str) -> AsyncIterator[str]:
         """Take the upload away from everyone else; yields the claimed folder. Giving it back on
         failure is the caller's choice (``_release``); the flock on upload.json lasts until exit."""
-        directory = self._upload_dir(bucket, upload_id)
+        directory = self.upload_dir(bucket, upload_id)
         claimed = f"{directory}.{how}-{secrets.token_hex(6)}"
         async with self.disk.locks.hold(self.slot(upload_id)):
             try:
@@ -372,7 +356,7 @@ class Staging:
             try:
                 if not try_flock(fd):
                     raise errors.NoSuchUpload(UploadId=upload_id)  # the GC is taking it right now
-                self._load_upload(directory, upload_id, key)
+                self.load_upload(directory, upload_id, key)
                 os.rename(directory, claimed)
             except BaseException:
                 os.close(fd)
@@ -384,182 +368,8 @@ class Staging:
 
     async def abort(self, bucket: str, key: str, upload_id: str) -> None:
         self.disk._locate(bucket, key)
-        async with self._claimed(bucket, upload_id, key, "abort") as claimed:
+        async with self.claimed(bucket, upload_id, key, "abort") as claimed:
             await asyncio.to_thread(shutil.rmtree, claimed, True)
-
-    async def complete(
-        self,
-        bucket: str,
-        key: str,
-        upload_id: str,
-        parts: list[PartInfo],
-        precondition: Precondition | None,
-        checksums: dict[str, str] | None = None,
-    ) -> ObjectInfo:
-        _, kp, path = self.disk._locate(bucket, key)
-        if not parts:
-            raise errors.MalformedXML()
-        for before, after in zip(parts, parts[1:], strict=False):
-            if after.number <= before.number:
-                raise errors.InvalidPartOrder()
-        delay = 0.005
-        while True:
-            try:
-                return await self._complete(bucket, kp, upload_id, parts, precondition, checksums)
-            except errors.NoSuchUpload:
-                # S3 answers a retried Complete (the first one's answer lost to a timeout or a
-                # dropped connection) with the same success. One still running is waited for:
-                # it may yet fail and give the upload back.
-                done = self._completed(bucket, kp, path, upload_id, parts)
-                if done is not None:
-                    return done
-                if not self._being_completed(bucket, upload_id):
-                    raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.1)
-
-    async def _complete(
-        self,
-        bucket: str,
-        kp: keys.KeyPath,
-        upload_id: str,
-        parts: list[PartInfo],
-        precondition: Precondition | None,
-        checksums: dict[str, str] | None,
-    ) -> ObjectInfo:
-        key = kp.key
-        directory = self._upload_dir(bucket, upload_id)
-        published = False
-        async with self._claimed(bucket, upload_id, key, "complete") as claimed:
-            try:
-                upload = self._load_upload(claimed, upload_id, key)
-                record, sources = self._plan(claimed, upload, parts)
-                _check_object_checksums(record.checksums, checksums or {})
-                # No copy when the parts are in place and fill whole blocks; a copy otherwise.
-                with disk_errors():
-                    in_place = await assembly.publish_in_place(self.disk, bucket, kp, claimed, sources, record, precondition)
-                info = in_place or await self._publish_copy(bucket, kp, sources, record, precondition)
-                published = True
-            finally:
-                # The marker stays only after a collapse that could not be undone: the parts are no
-                # longer in their slots, so the upload cannot be given back.
-                if published or os.path.exists(os.path.join(claimed, assembly.COLLAPSING)):
-                    await asyncio.to_thread(shutil.rmtree, claimed, True)
-                else:
-                    # Nothing was published: the upload stays completable and abortable.
-                    os.rename(claimed, directory)
-        log.info("completed multipart upload %s of %s/%s: %d parts, %d bytes", upload_id, bucket, key, len(parts), info.size)
-        return info
-
-    def _completed(self, bucket: str, kp: keys.KeyPath, path: str, upload_id: str, parts: list[PartInfo]) -> ObjectInfo | None:
-        """The object this upload made, when it is still at the key and ``parts`` are the parts
-        it was made of; None otherwise."""
-        opened = keys.open_file(self.disk._real_root, path)
-        if opened is None:
-            return None
-        _, fd, st = opened
-        try:
-            record = self.disk.meta.load(fd, bucket, kp.key, st)
-        finally:
-            os.close(fd)
-        if record is None or record.upload_id != upload_id:
-            return None
-        try:
-            md5 = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in parts)).hexdigest()
-        except ValueError:
-            return None
-        if record.etag != f"{md5}-{len(parts)}":
-            return None
-        return record.to_info(kp.key)
-
-    def _being_completed(self, bucket: str, upload_id: str) -> bool:
-        """Whether a live Complete (of any process sharing ROOT) has this upload claimed."""
-        prefix = f"{upload_id}.complete-"
-        try:
-            with os.scandir(self.bucket_dir(bucket)) as it:
-                claims = [os.path.join(e.path, "upload.json") for e in it if e.name.startswith(prefix)]
-        except FileNotFoundError:
-            return False
-        return any_flocked(claims)
-
-    async def _publish_copy(
-        self, bucket: str, kp: keys.KeyPath, sources: list[assembly.Source], record: Record, precondition: Precondition | None
-    ) -> ObjectInfo:
-        tmp = os.path.join(self.disk._tmp_dir, f"mpu-{secrets.token_hex(16)}")
-        fd = create_locked(tmp)
-        try:
-            with disk_errors():
-                await asyncio.to_thread(self._assemble, fd, sources, record.size)
-            return await self.disk._publish(bucket, kp, tmp, record, precondition)
-        finally:
-            os.close(fd)
-
-    def _plan(self, directory: str, upload: UploadInfo, parts: list[PartInfo]) -> tuple[Record, list[assembly.Source]]:
-        """Check the client's part list against the stored parts; the object's record and where
-        the bytes to concatenate are."""
-        docs: list[dict[str, Any]] = []
-        for wanted in parts:
-            doc = read_json(os.path.join(directory, f"{wanted.number:05d}.json"))
-            if doc is None or doc.get("e") != wanted.etag:
-                raise errors.InvalidPart(PartNumber=wanted.number, ETag=wanted.etag, UploadId=upload.upload_id)
-            stored = dict(doc.get("x", {}))
-            for alg, claimed in wanted.checksums.items():
-                if stored.get(alg) != claimed:
-                    raise errors.InvalidPart(
-                        f"The {alg} checksum you specified for part {wanted.number} did not match the uploaded part.",
-                        PartNumber=wanted.number,
-                    )
-            docs.append(doc)
-        # Sizes only once every listed part is known to exist, as S3 orders its checks.
-        for doc in docs[:-1]:
-            if int(doc["s"]) < self.disk.min_part_size:
-                raise errors.EntityTooSmall(
-                    ProposedSize=int(doc["s"]), MinSizeAllowed=self.disk.min_part_size, PartNumber=int(doc["n"])
-                )
-        n = len(docs)
-        md5 = hashlib.md5(b"".join(bytes.fromhex(str(d["e"])) for d in docs)).hexdigest()
-        meta = upload.meta
-        algorithm = meta.checksum_algorithm or _DEFAULT_ALGORITHM
-        kind = meta.checksum_type or "FULL_OBJECT"
-        raw = [base64.b64decode(str(d["x"][algorithm])) for d in docs]
-        if kind == "COMPOSITE":
-            digest = ALGORITHM_DIGEST[algorithm]
-            hasher = MultiHasher([digest])
-            for value in raw:
-                hasher.update(value)
-            checksum = f"{b64(hasher.digests()[digest])}-{n}"
-        else:
-            combined = raw[0]
-            for value, doc in zip(raw[1:], docs[1:], strict=True):
-                combined = combine_crc(algorithm, combined, value, int(doc["s"]))
-            checksum = b64(combined)
-        size = sum(int(d["s"]) for d in docs)
-        record = Record.for_write(dataclasses.replace(meta, checksum_type=kind), f"{md5}-{n}", size, {algorithm: checksum})
-        record.upload_id = upload.upload_id
-        record.parts = [
-            PartInfo(int(d["n"]), int(d["s"]), str(d["e"]), 0.0, {algorithm: str(d["x"][algorithm])} if kind == "COMPOSITE" else {})
-            for d in docs
-        ]
-        sources = [assembly.source_of(directory, d) for d in docs]
-        return record, sources
-
-    @staticmethod
-    def _assemble(fd: int, sources: list[assembly.Source], total: int) -> None:
-        offset = 0
-        for source in sources:
-            src = os.open(source.path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                st_size = os.fstat(src).st_size
-                # An empty part in its slot may lie past the end of the file: nothing was written.
-                short = 0 < source.size and st_size < source.offset + source.size if source.in_slot else st_size != source.size
-                if short:
-                    raise errors.InternalError("A part's data does not have its recorded size; please retry.")
-                copy_range(src, source.offset, fd, offset, source.size)
-            finally:
-                os.close(src)
-            offset += source.size
-        if os.fstat(fd).st_size != total:
-            raise errors.InternalError("The assembled object does not have the expected size; please retry.")
 
     # -- listings -------------------------------------------------------------------------------
     def _uploads(self, bucket: str) -> list[UploadInfo]:
@@ -575,7 +385,7 @@ class Staging:
             info = known.get(name)
             if info is None:
                 with contextlib.suppress(errors.NoSuchUpload):
-                    info = self._load_upload(os.path.join(directory, name), name, None)
+                    info = self.load_upload(os.path.join(directory, name), name, None)
             if info is not None:
                 found[name] = info
         # Only the uploads that still exist are kept, and only up to a bound on memory.
@@ -596,8 +406,8 @@ class Staging:
         self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
     ) -> PartsPage:
         self.disk._locate(bucket, key)
-        directory = self._upload_dir(bucket, upload_id)
-        upload = self._load_upload(directory, upload_id, key)
+        directory = self.upload_dir(bucket, upload_id)
+        upload = self.load_upload(directory, upload_id, key)
         parts: list[PartInfo] = []
         numbers: list[int] = []
         with contextlib.suppress(FileNotFoundError), os.scandir(directory) as it:
@@ -648,7 +458,7 @@ class MultipartMixin:
         precondition: Precondition | None = None,
         checksums: dict[str, str] | None = None,
     ) -> ObjectInfo:
-        return await self.staging.complete(bucket, key, upload_id, parts, precondition, checksums)
+        return await completion.complete(self.staging, bucket, key, upload_id, parts, precondition, checksums)
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         await self.staging.abort(bucket, key, upload_id)

@@ -1,0 +1,223 @@
+"""CompleteMultipartUpload: the client's part list checked against the stored parts, the object
+published without a copy where the parts lie in place (assembly.py) or concatenated otherwise, and
+a retried Complete answered as S3 answers it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import hashlib
+import logging
+import os
+import secrets
+import shutil
+from typing import TYPE_CHECKING, Any
+
+from .. import errors
+from ..checksums import ALGORITHM_DIGEST, DEFAULT_CHECKSUM, MultiHasher, b64, combine_crc
+from . import assembly, keys
+from .assembly import copy_range, disk_errors
+from .base import ObjectInfo, PartInfo, Precondition, UploadInfo
+from .gc import any_flocked, create_locked, read_json
+from .metadata import Record
+
+if TYPE_CHECKING:
+    from .disk import DiskBackend
+    from .staging import Staging
+
+log = logging.getLogger("s3serve.multipart")
+
+
+async def complete(
+    staging: Staging,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    parts: list[PartInfo],
+    precondition: Precondition | None,
+    checksums: dict[str, str] | None = None,
+) -> ObjectInfo:
+    _, kp, path = staging.disk._locate(bucket, key)
+    if not parts:
+        raise errors.MalformedXML()
+    for before, after in zip(parts, parts[1:], strict=False):
+        if after.number <= before.number:
+            raise errors.InvalidPartOrder()
+    delay = 0.005
+    while True:
+        try:
+            return await _complete(staging, bucket, kp, upload_id, parts, precondition, checksums)
+        except errors.NoSuchUpload:
+            # S3 answers a retried Complete (the first one's answer lost to a timeout or a
+            # dropped connection) with the same success. One still running is waited for:
+            # it may yet fail and give the upload back.
+            done = _completed(staging, bucket, kp, path, upload_id, parts)
+            if done is not None:
+                return done
+            if not _being_completed(staging, bucket, upload_id):
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+async def _complete(
+    staging: Staging,
+    bucket: str,
+    kp: keys.KeyPath,
+    upload_id: str,
+    parts: list[PartInfo],
+    precondition: Precondition | None,
+    checksums: dict[str, str] | None,
+) -> ObjectInfo:
+    key = kp.key
+    directory = staging.upload_dir(bucket, upload_id)
+    published = False
+    async with staging.claimed(bucket, upload_id, key, "complete") as claimed:
+        try:
+            upload = staging.load_upload(claimed, upload_id, key)
+            record, sources = _plan(staging.disk, claimed, upload, parts)
+            _check_object_checksums(record.checksums, checksums or {})
+            # No copy when the parts are in place and fill whole blocks; a copy otherwise.
+            with disk_errors():
+                in_place = await assembly.publish_in_place(staging.disk, bucket, kp, claimed, sources, record, precondition)
+            info = in_place or await _publish_copy(staging.disk, bucket, kp, sources, record, precondition)
+            published = True
+        finally:
+            # The marker stays only after a collapse that could not be undone: the parts are no
+            # longer in their slots, so the upload cannot be given back.
+            if published or os.path.exists(os.path.join(claimed, assembly.COLLAPSING)):
+                await asyncio.to_thread(shutil.rmtree, claimed, True)
+            else:
+                # Nothing was published: the upload stays completable and abortable.
+                os.rename(claimed, directory)
+    log.info("completed multipart upload %s of %s/%s: %d parts, %d bytes", upload_id, bucket, key, len(parts), info.size)
+    return info
+
+
+def _completed(staging: Staging, bucket: str, kp: keys.KeyPath, path: str, upload_id: str, parts: list[PartInfo]) -> ObjectInfo | None:
+    """The object this upload made, when it is still at the key and ``parts`` are the parts
+    it was made of; None otherwise."""
+    opened = keys.open_file(staging.disk._real_root, path)
+    if opened is None:
+        return None
+    _, fd, st = opened
+    try:
+        record = staging.disk.meta.load(fd, bucket, kp.key, st)
+    finally:
+        os.close(fd)
+    if record is None or record.upload_id != upload_id:
+        return None
+    try:
+        md5 = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in parts)).hexdigest()
+    except ValueError:
+        return None
+    if record.etag != f"{md5}-{len(parts)}":
+        return None
+    return record.to_info(kp.key)
+
+
+def _being_completed(staging: Staging, bucket: str, upload_id: str) -> bool:
+    """Whether a live Complete (of any process sharing ROOT) has this upload claimed."""
+    prefix = f"{upload_id}.complete-"
+    try:
+        with os.scandir(staging.bucket_dir(bucket)) as it:
+            claims = [os.path.join(e.path, "upload.json") for e in it if e.name.startswith(prefix)]
+    except FileNotFoundError:
+        return False
+    return any_flocked(claims)
+
+
+async def _publish_copy(
+    disk: DiskBackend, bucket: str, kp: keys.KeyPath, sources: list[assembly.Source], record: Record, precondition: Precondition | None
+) -> ObjectInfo:
+    tmp = os.path.join(disk._tmp_dir, f"mpu-{secrets.token_hex(16)}")
+    fd = create_locked(tmp)
+    try:
+        with disk_errors():
+            await asyncio.to_thread(_assemble, fd, sources, record.size)
+        return await disk._publish(bucket, kp, tmp, record, precondition)
+    finally:
+        os.close(fd)
+
+
+def _plan(disk: DiskBackend, directory: str, upload: UploadInfo, parts: list[PartInfo]) -> tuple[Record, list[assembly.Source]]:
+    """Check the client's part list against the stored parts; the object's record and where
+    the bytes to concatenate are."""
+    docs: list[dict[str, Any]] = []
+    for wanted in parts:
+        doc = read_json(os.path.join(directory, f"{wanted.number:05d}.json"))
+        if doc is None or doc.get("e") != wanted.etag:
+            raise errors.InvalidPart(PartNumber=wanted.number, ETag=wanted.etag, UploadId=upload.upload_id)
+        stored = dict(doc.get("x", {}))
+        for alg, claimed in wanted.checksums.items():
+            if stored.get(alg) != claimed:
+                raise errors.InvalidPart(
+                    f"The {alg} checksum you specified for part {wanted.number} did not match the uploaded part.",
+                    PartNumber=wanted.number,
+                )
+        docs.append(doc)
+    # Sizes only once every listed part is known to exist, as S3 orders its checks.
+    for doc in docs[:-1]:
+        if int(doc["s"]) < disk.min_part_size:
+            raise errors.EntityTooSmall(
+                ProposedSize=int(doc["s"]), MinSizeAllowed=disk.min_part_size, PartNumber=int(doc["n"])
+            )
+    n = len(docs)
+    md5 = hashlib.md5(b"".join(bytes.fromhex(str(d["e"])) for d in docs)).hexdigest()
+    meta = upload.meta
+    algorithm = meta.checksum_algorithm or DEFAULT_CHECKSUM
+    kind = meta.checksum_type or "FULL_OBJECT"
+    raw = [base64.b64decode(str(d["x"][algorithm])) for d in docs]
+    if kind == "COMPOSITE":
+        digest = ALGORITHM_DIGEST[algorithm]
+        hasher = MultiHasher([digest])
+        for value in raw:
+            hasher.update(value)
+        checksum = f"{b64(hasher.digests()[digest])}-{n}"
+    else:
+        combined = raw[0]
+        for value, doc in zip(raw[1:], docs[1:], strict=True):
+            combined = combine_crc(algorithm, combined, value, int(doc["s"]))
+        checksum = b64(combined)
+    size = sum(int(d["s"]) for d in docs)
+    record = Record.for_write(dataclasses.replace(meta, checksum_type=kind), f"{md5}-{n}", size, {algorithm: checksum})
+    record.upload_id = upload.upload_id
+    record.parts = [
+        PartInfo(int(d["n"]), int(d["s"]), str(d["e"]), 0.0, {algorithm: str(d["x"][algorithm])} if kind == "COMPOSITE" else {})
+        for d in docs
+    ]
+    sources = [assembly.source_of(directory, d) for d in docs]
+    return record, sources
+
+
+def _assemble(fd: int, sources: list[assembly.Source], total: int) -> None:
+    offset = 0
+    for source in sources:
+        src = os.open(source.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            st_size = os.fstat(src).st_size
+            # An empty part in its slot may lie past the end of the file: nothing was written.
+            short = 0 < source.size and st_size < source.offset + source.size if source.in_slot else st_size != source.size
+            if short:
+                raise errors.InternalError("A part's data does not have its recorded size; please retry.")
+            copy_range(src, source.offset, fd, offset, source.size)
+        finally:
+            os.close(src)
+        offset += source.size
+    if os.fstat(fd).st_size != total:
+        raise errors.InternalError("The assembled object does not have the expected size; please retry.")
+
+
+def _check_object_checksums(computed: dict[str, str], given: dict[str, str]) -> None:
+    """The whole-object checksum a client sends with CompleteMultipartUpload must match what the
+    parts add up to (composite values compare without their '-N' part count)."""
+    for algorithm, value in given.items():
+        mine = computed.get(algorithm)
+        if mine is None:
+            raise errors.InvalidRequest(
+                f"The upload was created using the {next(iter(computed), 'CRC64NVME').lower()} checksum algorithm, "
+                f"but the Complete request specified {algorithm.lower()}."
+            )
+        if mine.split("-")[0] != value.split("-")[0]:
+            raise errors.BadDigest(f"The {algorithm} you specified did not match the calculated checksum.")
