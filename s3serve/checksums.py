@@ -56,9 +56,9 @@ DIGESTS = ("md5", "sha1", "sha256", "crc32", "crc32c", "crc64nvme")
 
 # S3's additional-checksum algorithm names (as in x-amz-checksum-<name> and
 # x-amz-sdk-checksum-algorithm) -> digest names above.
+ALGORITHM_DIGEST = {"CRC32": "crc32", "CRC32C": "crc32c", "CRC64NVME": "crc64nvme", "SHA1": "sha1", "SHA256": "sha256"}
 # What S3 computes for an object whose writer asked for no checksum.
 DEFAULT_CHECKSUM = "CRC64NVME"
-ALGORITHM_DIGEST = {"CRC32": "crc32", "CRC32C": "crc32c", "CRC64NVME": "crc64nvme", "SHA1": "sha1", "SHA256": "sha256"}
 DIGEST_LENGTH = {"md5": 16, "sha1": 20, "sha256": 32, "crc32": 4, "crc32c": 4, "crc64nvme": 8}
 
 
