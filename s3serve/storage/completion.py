@@ -109,12 +109,10 @@ def _completed(staging: Staging, bucket: str, kp: keys.KeyPath, path: str, uploa
     if record is None or record.upload_id != upload_id:
         return None
     try:
-        md5 = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in parts)).hexdigest()
+        etag = multipart_etag([p.etag for p in parts])
     except ValueError:
-        return None
-    if record.etag != f"{md5}-{len(parts)}":
-        return None
-    return record.to_info(kp.key)
+        return None  # not hex: no part of ours
+    return record.to_info(kp.key) if record.etag == etag else None
 
 
 def _being_completed(staging: Staging, bucket: str, upload_id: str) -> bool:
@@ -164,7 +162,6 @@ def _plan(disk: DiskBackend, directory: str, upload: UploadInfo, parts: list[Par
                 ProposedSize=int(doc["s"]), MinSizeAllowed=disk.min_part_size, PartNumber=int(doc["n"])
             )
     n = len(docs)
-    md5 = hashlib.md5(b"".join(bytes.fromhex(str(d["e"])) for d in docs)).hexdigest()
     meta = upload.meta
     algorithm = meta.checksum_algorithm or DEFAULT_CHECKSUM
     kind = meta.checksum_type or "FULL_OBJECT"
@@ -181,7 +178,7 @@ def _plan(disk: DiskBackend, directory: str, upload: UploadInfo, parts: list[Par
             combined = combine_crc(algorithm, combined, value, int(doc["s"]))
         checksum = b64(combined)
     size = sum(int(d["s"]) for d in docs)
-    record = Record.for_write(dataclasses.replace(meta, checksum_type=kind), f"{md5}-{n}", size, {algorithm: checksum})
+    record = Record.for_write(dataclasses.replace(meta, checksum_type=kind), multipart_etag([str(d["e"]) for d in docs]), size, {algorithm: checksum})
     record.upload_id = upload.upload_id
     record.parts = [
         PartInfo(int(d["n"]), int(d["s"]), str(d["e"]), 0.0, {algorithm: str(d["x"][algorithm])} if kind == "COMPOSITE" else {})
@@ -207,6 +204,11 @@ def _assemble(fd: int, sources: list[assembly.Source], total: int) -> None:
         offset += source.size
     if os.fstat(fd).st_size != total:
         raise errors.InternalError("The assembled object does not have the expected size; please retry.")
+
+
+def multipart_etag(part_etags: list[str]) -> str:
+    """S3's ETag of a multipart object: the MD5 of its parts' MD5s, then "-" and their count."""
+    return f"{hashlib.md5(b''.join(bytes.fromhex(e) for e in part_etags)).hexdigest()}-{len(part_etags)}"
 
 
 def _check_object_checksums(computed: dict[str, str], given: dict[str, str]) -> None:
