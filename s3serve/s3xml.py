@@ -24,8 +24,11 @@ HEADER = '<?xml version="1.0" encoding="UTF-8"?>\n'
 
 def iso8601(ts: float) -> str:
     """S3's timestamp format in XML bodies: 2009-10-12T17:50:30.000Z."""
-    ms = int(round(ts * 1000)) % 1000
-    return f"{_iso_second(int(ts))}.{ms:03d}Z"
+    # Seconds and milliseconds from one truncation: rounding the milliseconds alone
+    # turned x.9996 into x.000, an object shown a second older than it is, which
+    # `aws s3 sync` took as older than the local file it was uploaded from.
+    seconds, ms = divmod(int(ts * 1000), 1000)
+    return f"{_iso_second(seconds)}.{ms:03d}Z"
 
 
 @functools.lru_cache(maxsize=4096)

@@ -22,11 +22,6 @@ def test_error_document() -> None:
     assert root.findtext("RequestId") == "RID"
 
 
-def test_iso8601_has_milliseconds_and_z() -> None:
-    assert s3xml.iso8601(0) == "1970-01-01T00:00:00.000Z"
-    assert s3xml.iso8601(1700000000.25) == "2023-11-14T22:13:20.250Z"
-
-
 def test_list_objects_escapes_and_encodes() -> None:
     objects = [ObjectInfo(key="a<&>\"'b c+é", size=3, etag="abc", last_modified=0.0, checksums={"CRC32": "x"}, checksum_type="FULL_OBJECT")]
     plain = ET.fromstring(

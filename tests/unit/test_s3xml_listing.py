@@ -55,3 +55,6 @@ def test_iso8601_milliseconds() -> None:
     assert s3xml.iso8601(0.0) == "1970-01-01T00:00:00.000Z"
     assert s3xml.iso8601(1_700_000_000.5) == "2023-11-14T22:13:20.500Z"
     assert s3xml.iso8601(1_700_000_001.5) == "2023-11-14T22:13:21.500Z"
+    # Never earlier than the time given, even in a second's last half millisecond.
+    assert s3xml.iso8601(1_700_000_000.9996) == "2023-11-14T22:13:20.999Z"
+    assert s3xml.iso8601(5.9999) == "1970-01-01T00:00:05.999Z"
