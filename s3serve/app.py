@@ -16,6 +16,7 @@ from aiohttp import web
 from . import errors, s3xml
 from .config import Config
 from .handlers import HANDLERS
+from .handlers.bucket_config import PREFLIGHT, add_cors_headers, preflight
 from .handlers.common import Context, parse_query
 from .routing import Route, resolve
 from .sigv4 import AuthResult, RequestView, authenticate
@@ -160,6 +161,17 @@ async def _common_headers(request: web.BaseRequest, response: web.StreamResponse
     response.headers["x-amz-request-id"] = rid
     response.headers["x-amz-id-2"] = base64.b64encode(rid.encode() * 3).decode()
     response.headers["Server"] = SERVER_NAME
+    # Requests without an Origin (all but browsers') pay this one lookup for CORS.
+    if "Origin" in request.headers:
+        await _cors_headers(request, response)
+
+
+async def _cors_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    route = _state(request).route
+    if route is None or route.bucket is None or route.operation == PREFLIGHT:
+        return  # no bucket, or the preflight, which set its own
+    if isinstance(request, web.Request):
+        await add_cors_headers(request, response, request.app[BACKEND], route.bucket)
 
 
 def _authenticate(request: web.Request) -> AuthResult:
@@ -215,6 +227,9 @@ async def _expect_handler(request: web.Request) -> web.StreamResponse | None:
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
     route = _route(request)
+    if route.operation == PREFLIGHT:
+        # A browser sends no credentials with a preflight: the bucket's CORS rules answer it.
+        return await preflight(request, request.app[BACKEND], route)
     auth = _authenticate(request)
     config = request.app[CONFIG]
     backend = request.app[BACKEND]

@@ -84,9 +84,24 @@ XAmzContentSHA256Mismatch = _error(
 InvalidEncryptionAlgorithmError = _error(
     "InvalidEncryptionAlgorithmError", 400, "The encryption request you specified is not valid."
 )
+IllegalVersioningConfigurationException = _error(
+    "IllegalVersioningConfigurationException", 400, "The Versioning element must be specified"
+)
+InvalidTargetBucketForLogging = _error(
+    "InvalidTargetBucketForLogging", 400, "The target bucket for logging does not exist"
+)
+MalformedPolicy = _error("MalformedPolicy", 400, "Policies must be valid JSON and the first byte must be '{'")
 
 # 403
 AccessDenied = _error("AccessDenied", 403, "Access Denied")
+# A CORS preflight that no rule allows (S3's spelling, "evalution" included).
+AccessForbidden = _error(
+    "AccessForbidden",
+    403,
+    "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, "
+    "request method / Access-Control-Request-Method or Access-Control-Request-Headers are not "
+    "whitelisted by the resource's CORS spec.",
+)
 InvalidAccessKeyId = _error(
     "InvalidAccessKeyId", 403, "The AWS Access Key Id you provided does not exist in our records."
 )
@@ -111,6 +126,26 @@ NoSuchUpload = _error(
 )
 NoSuchTagSet = _error("NoSuchTagSet", 404, "The TagSet does not exist")
 NoSuchVersion = _error("NoSuchVersion", 404, "The specified version does not exist.")
+NoSuchBucketPolicy = _error("NoSuchBucketPolicy", 404, "The bucket policy does not exist")
+NoSuchCORSConfiguration = _error("NoSuchCORSConfiguration", 404, "The CORS configuration does not exist")
+NoSuchLifecycleConfiguration = _error(
+    "NoSuchLifecycleConfiguration", 404, "The lifecycle configuration does not exist"
+)
+NoSuchWebsiteConfiguration = _error(
+    "NoSuchWebsiteConfiguration", 404, "The specified bucket does not have a website configuration"
+)
+NoSuchPublicAccessBlockConfiguration = _error(
+    "NoSuchPublicAccessBlockConfiguration", 404, "The public access block configuration was not found"
+)
+ObjectLockConfigurationNotFoundError = _error(
+    "ObjectLockConfigurationNotFoundError", 404, "Object Lock configuration does not exist for this bucket"
+)
+OwnershipControlsNotFoundError = _error(
+    "OwnershipControlsNotFoundError", 404, "The bucket ownership controls were not found"
+)
+ReplicationConfigurationNotFoundError = _error(
+    "ReplicationConfigurationNotFoundError", 404, "The replication configuration was not found"
+)
 
 # 405 / 409 / 411 / 412 / 416
 MethodNotAllowed = _error("MethodNotAllowed", 405, "The specified method is not allowed against this resource.")
@@ -124,6 +159,7 @@ BucketAlreadyOwnedByYou = _error(
     "BucketAlreadyOwnedByYou", 409, "Your previous request to create the named bucket succeeded and you already own it."
 )
 BucketNotEmpty = _error("BucketNotEmpty", 409, "The bucket you tried to delete is not empty")
+InvalidBucketState = _error("InvalidBucketState", 409, "The request is not valid with the current state of the bucket.")
 OperationAborted = _error(
     "OperationAborted", 409, "A conflicting conditional operation is currently in progress against this resource."
 )

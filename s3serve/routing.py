@@ -124,6 +124,9 @@ def _build_table() -> dict[tuple[str, str, str], str]:
         ("HEAD", BUCKET, ""): "HeadBucket",
         ("DELETE", BUCKET, ""): "DeleteBucket",
         ("POST", BUCKET, ""): "PostObject",
+        # A browser's CORS preflight ("OPTIONS object" in the API reference), for a bucket or a key.
+        ("OPTIONS", BUCKET, ""): "OptionsObject",
+        ("OPTIONS", OBJECT, ""): "OptionsObject",
         ("POST", BUCKET, "delete"): "DeleteObjects",
         ("GET", BUCKET, "location"): "GetBucketLocation",
         ("GET", BUCKET, "uploads"): "ListMultipartUploads",

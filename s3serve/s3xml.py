@@ -403,6 +403,29 @@ def text(value: Any) -> str:
     raise errors.MalformedXML()
 
 
+def _unprefixed(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_unprefixed(item) for item in value]
+    if isinstance(value, dict):
+        return {(k if k.startswith("@") else k.split(":")[-1]): _unprefixed(v) for k, v in value.items()}
+    return value
+
+
+def parse_document(body: bytes, root: str) -> dict[str, Any]:
+    """A bucket configuration document (CORSConfiguration, WebsiteConfiguration, ...) as nested
+    dicts and lists, element prefixes dropped and attributes kept (a logging grantee's xsi:type),
+    ready for validation and for ``render_document``."""
+    return {k: _unprefixed(v) for k, v in parse(body, root).items()}
+
+
+def render_document(root: str, content: dict[str, Any]) -> bytes:
+    """The inverse of ``parse_document``, in S3's namespace: what a Get of the configuration returns."""
+    import xmltodict
+
+    tree = {root: {"@xmlns": NS, **content}}
+    return (HEADER + xmltodict.unparse(tree, full_document=False)).encode()
+
+
 def parse_delete(body: bytes) -> tuple[list[tuple[str, str | None]], bool]:
     doc = parse(body, "Delete")
     quiet = text(doc.get("Quiet")).strip().lower() == "true"

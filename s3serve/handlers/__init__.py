@@ -10,12 +10,12 @@ from types import ModuleType
 from aiohttp import web
 
 from ..routing import TABLE
-from . import buckets, listing, multipart, objects
+from . import bucket_config, buckets, listing, multipart, objects
 from .common import Context
 
 Handler = Callable[[Context], Awaitable[web.StreamResponse]]
 
-MODULES: tuple[ModuleType, ...] = (buckets, listing, objects, multipart)
+MODULES: tuple[ModuleType, ...] = (buckets, listing, objects, multipart, bucket_config)
 
 
 def snake_case(operation: str) -> str:

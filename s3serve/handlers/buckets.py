@@ -1,4 +1,5 @@
-"""Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation, ..."""
+"""Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation, ...
+(configuration sub-resources are in bucket_config.py)."""
 
 from __future__ import annotations
 
@@ -58,11 +59,6 @@ async def delete_bucket(ctx: Context) -> web.StreamResponse:
 async def get_bucket_location(ctx: Context) -> web.StreamResponse:
     info = await ctx.backend.head_bucket(ctx.bucket)
     return xml_response(s3xml.location(info.region))
-
-
-async def get_bucket_versioning(ctx: Context) -> web.StreamResponse:
-    # Versioning was never enabled: S3 answers an empty configuration.
-    return xml_response(s3xml.versioning())
 
 
 async def get_bucket_acl(ctx: Context) -> web.StreamResponse:

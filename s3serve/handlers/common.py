@@ -266,8 +266,9 @@ def write_meta(headers: Mapping[str, str], *, with_tags: bool = True) -> WriteMe
 TAG_KEY_MAX, TAG_VALUE_MAX, MAX_TAGS = 128, 256, 10
 
 
-def validate_tags(tags: dict[str, str]) -> dict[str, str]:
-    if len(tags) > MAX_TAGS:
+def validate_tags(tags: dict[str, str], max_tags: int = MAX_TAGS) -> dict[str, str]:
+    """Object tags by default; a bucket's (up to 50) checks its count itself."""
+    if len(tags) > max_tags:
         raise errors.BadRequest("Object tags cannot be greater than 10")
     for key, value in tags.items():
         if not key or len(key) > TAG_KEY_MAX:

@@ -10,7 +10,11 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+from ..errors import S3Error
+
+T = TypeVar("T")
 
 # Names of digests as used throughout s3serve (see checksums.py).
 CHECKSUM_ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
@@ -248,6 +252,30 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def delete_object_tagging(self, bucket: str, key: str) -> None: ...
+
+    # -- bucket configuration -----------------------------------------------------------------
+    # Documents named by their sub-resource ("cors", "tagging", "policy", ...), kept as the bytes
+    # handlers give; storage neither validates nor interprets them.
+    @abc.abstractmethod
+    async def get_bucket_config(self, bucket: str, name: str) -> bytes | None:
+        """The stored document, or None. Raises NoSuchBucket."""
+
+    @abc.abstractmethod
+    async def put_bucket_config(self, bucket: str, name: str, document: bytes) -> None:
+        """Replace the document atomically. Raises NoSuchBucket."""
+
+    @abc.abstractmethod
+    async def delete_bucket_config(self, bucket: str, name: str) -> None:
+        """No error when there is none. Raises NoSuchBucket."""
+
+    async def cached_bucket_config(self, bucket: str, name: str, parse: Callable[[bytes], T]) -> T | None:
+        """``parse`` of the stored document, or None when there is none (or no such bucket), for
+        the hot path: implementations cache the parsed value while the document is unchanged."""
+        try:
+            document = await self.get_bucket_config(bucket, name)
+        except S3Error:
+            return None
+        return parse(document) if document is not None else None
 
     # -- multipart ----------------------------------------------------------------------------
     @abc.abstractmethod

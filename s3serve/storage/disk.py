@@ -35,6 +35,7 @@ from .base import (
     Precondition,
     WriteMeta,
 )
+from .bucketconfig import BucketConfigMixin, BucketConfigStore
 from .folders import make_folder
 from .gc import create_locked
 from .keys import KeyPath
@@ -94,7 +95,7 @@ class DiskReader(ObjectReader):
             self._fd = None
 
 
-class DiskBackend(MultipartMixin, Backend):
+class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
     def __init__(
         self,
         root: Path,
@@ -119,6 +120,7 @@ class DiskBackend(MultipartMixin, Backend):
         self.meta = MetaStore(hidden, use_xattrs is not False, durable=fsync)
         self.registry = BucketRegistry(hidden, durable=fsync)
         self.locks = KeyLocks(hidden)
+        self.bucket_configs = BucketConfigStore(hidden, self.locks, self._bucket_dir, durable=fsync)
         self.rename_tokens = RenameTokens(hidden)
         self.staging = Staging(self, multipart_expiry, gc_interval)
         self.writer = Writer(self)
@@ -299,6 +301,7 @@ class DiskBackend(MultipartMixin, Backend):
                 if os.path.isdir(path) and str((existing or {}).get("owner", self.default_owner)) == owner:
                     raise errors.BucketAlreadyOwnedByYou(resource=name, BucketName=name)
                 raise errors.BucketAlreadyExists(resource=name, BucketName=name)
+            self.bucket_configs.drop_bucket(name)  # what a bucket of this name left behind
             # Record first: a folder without one would briefly look foreign (default owner).
             created = self.registry.write(name, owner, region)
             try:
@@ -318,6 +321,7 @@ class DiskBackend(MultipartMixin, Backend):
                 raise errors.BucketNotEmpty(resource=name, BucketName=name)
             self.registry.remove(name)
             self.meta.drop_bucket(name)
+            self.bucket_configs.drop_bucket(name)
             self.staging.forget_bucket(name)
 
     # -- the commit path ----------------------------------------------------------------------

@@ -67,7 +67,13 @@ async def _assert_s3_error(response: ClientResponse, status: int, code: str | No
         ("GET", "/.s3serve/tmp", b"", {}, 404, "NoSuchBucket"),
         ("PUT", "/.s3serve", b"", {}, 400, "InvalidBucketName"),
         ("DELETE", "/robust/obj?uploadId=..%2F..%2Fx", b"", {}, 404, "NoSuchUpload"),
-        ("GET", "/robust?policy", b"", {}, 501, "NotImplemented"),
+        ("GET", "/robust?analytics", b"", {}, 501, "NotImplemented"),
+        ("GET", "/robust?policy", b"", {}, 404, "NoSuchBucketPolicy"),
+        ("PUT", "/robust?cors", b"<CORSConfiguration><CORSRule>", {}, 400, "MalformedXML"),
+        ("PUT", "/robust?policy", b"not json", {}, 400, "MalformedPolicy"),
+        ("PUT", "/robust?versioning", b"<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>", {}, 501, "NotImplemented"),
+        ("OPTIONS", "/robust/obj", b"", {}, 400, "BadRequest"),
+        ("OPTIONS", "/robust/obj", b"", {"Origin": "https://a.test", "Access-Control-Request-Method": "GET"}, 403, "AccessForbidden"),
     ],
 )
 async def test_bad_input_gets_s3_errors(send: Send, method: str, path: str, body: bytes, headers: dict[str, str], status: int, code: str | None) -> None:
@@ -81,7 +87,7 @@ async def test_bad_input_gets_s3_errors(send: Send, method: str, path: str, body
 async def test_random_garbage_never_500s(send: Send) -> None:
     rng = random.Random(1234)
     paths = ["/robust", "/robust/obj", "/robust/new", "/", "/robust/dir/"]
-    queries = ["", "?delete", "?tagging", "?uploads", "?uploadId=x", "?list-type=2", "?acl", "?location", "?partNumber=2&uploadId=y", "?renameObject"]
+    queries = ["", "?delete", "?tagging", "?uploads", "?uploadId=x", "?list-type=2", "?acl", "?location", "?partNumber=2&uploadId=y", "?renameObject", "?cors", "?policy", "?lifecycle", "?website", "?versioning", "?publicAccessBlock"]
     header_pool = [
         {"Range": "bytes=" + str(rng.randint(-5, 20))},
         {"If-Match": "*"},
@@ -90,10 +96,11 @@ async def test_random_garbage_never_500s(send: Send) -> None:
         {"Content-MD5": "AAAA"},
         {"x-amz-checksum-sha256": "AAAA"},
         {"x-amz-sdk-checksum-algorithm": "MD7"},
+        {"Origin": "https://a.test", "Access-Control-Request-Method": "PUT"},
         {},
     ]
     for _ in range(150):
-        method = rng.choice(["GET", "PUT", "POST", "DELETE", "HEAD"])
+        method = rng.choice(["GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS"])
         path = rng.choice(paths) + rng.choice(queries)
         body = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 200)))
         response = await send(method, path, body, dict(rng.choice(header_pool)))

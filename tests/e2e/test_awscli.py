@@ -1,46 +1,14 @@
-"""The aws cli v2 (Debian's /usr/bin/aws, installed by tools/ensure-awscli.sh) against a live server."""
+"""The aws cli v2 (Debian's /usr/bin/aws, installed by tools/ensure-awscli.sh) against a live server
+(the ``aws`` fixture is in tests/e2e/conftest.py)."""
 
 from __future__ import annotations
 
 import filecmp
 import hashlib
 import json
-import os
-import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import http
-
-AWS = "/usr/bin/aws"
-
-
-@pytest.fixture(scope="module")
-def aws(server, tmp_path_factory):  # type: ignore[no-untyped-def]
-    home = tmp_path_factory.mktemp("awshome")
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "AWS_ACCESS_KEY_ID": server.access_key,
-        "AWS_SECRET_ACCESS_KEY": server.secret_key,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_PAGER": "",
-        "AWS_CONFIG_FILE": str(home / "config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"),
-    }
-
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [AWS, "--endpoint-url", server.endpoint, *args], env=env, capture_output=True, text=True, timeout=300
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"aws {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-        return result
-
-    version = subprocess.run([AWS, "--version"], capture_output=True, text=True, check=True).stdout
-    assert version.startswith("aws-cli/2"), version
-    return run
 
 
 def _tree(root: Path, count: int) -> dict[str, bytes]:

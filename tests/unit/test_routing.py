@@ -50,6 +50,19 @@ CASES = [
     ("GET", "/photos/big.iso", "uploadId=abc&max-parts=2", {}, ("ListParts", "photos", "big.iso")),
     ("PUT", "/photos/new.jpg", "renameObject", {"x-amz-rename-source": "/photos/old.jpg"}, ("RenameObject", "photos", "new.jpg")),
     ("POST", "/photos/cat.jpg", "restore", {}, ("RestoreObject", "photos", "cat.jpg")),
+    # CORS preflights, for the URL the browser is about to use, whatever its query.
+    ("OPTIONS", "/photos", "", {}, ("OptionsObject", "photos", None)),
+    ("OPTIONS", "/photos/", "", {}, ("OptionsObject", "photos", None)),
+    ("OPTIONS", "/photos/2024/cat.jpg", "", {}, ("OptionsObject", "photos", "2024/cat.jpg")),
+    ("OPTIONS", "/photos/big.iso", "partNumber=1&uploadId=abc&X-Amz-Signature=x", {}, ("OptionsObject", "photos", "big.iso")),
+    ("OPTIONS", "/photos", "list-type=2&prefix=a", {}, ("OptionsObject", "photos", None)),
+    ("GET", "/photos", "cors", {}, ("GetBucketCors", "photos", None)),
+    ("PUT", "/photos", "cors", {}, ("PutBucketCors", "photos", None)),
+    ("DELETE", "/photos", "cors", {}, ("DeleteBucketCors", "photos", None)),
+    ("PUT", "/photos", "versioning", {}, ("PutBucketVersioning", "photos", None)),
+    ("GET", "/photos", "policyStatus", {}, ("GetBucketPolicyStatus", "photos", None)),
+    ("GET", "/photos", "publicAccessBlock", {}, ("GetPublicAccessBlock", "photos", None)),
+    ("GET", "/photos", "object-lock", {}, ("GetObjectLockConfiguration", "photos", None)),
     # Keys are decoded exactly once, and keep what S3 keeps.
     ("GET", "/photos/a%20b%2Bc", "", {}, ("GetObject", "photos", "a b+c")),
     ("GET", "/photos/a+b", "", {}, ("GetObject", "photos", "a+b")),
@@ -91,6 +104,15 @@ def test_unknown_method_is_refused() -> None:
     with pytest.raises(errors.S3Error) as info:
         resolve("PATCH", "h", "/photos/x", {}, {})
     assert info.value.code == "MethodNotAllowed" and info.value.status == 405
+
+
+def test_options_needs_a_bucket() -> None:
+    # S3 has no preflight for the service itself.
+    with pytest.raises(errors.S3Error) as info:
+        resolve("OPTIONS", "h", "/", {}, {})
+    assert info.value.code == "MethodNotAllowed"
+    route = resolve("OPTIONS", "photos.s3.example.test", "/cat.jpg", {}, {"Origin": "https://a.test"}, "s3.example.test")
+    assert (route.operation, route.bucket, route.key, route.vhost) == ("OptionsObject", "photos", "cat.jpg", True)
 
 
 def test_invalid_utf8_path() -> None:

@@ -1,0 +1,38 @@
+"""Fixtures shared by the end-to-end tests: the aws cli v2 as a second real client."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+AWS = "/usr/bin/aws"  # Debian's aws cli v2, installed by tools/ensure-awscli.sh
+
+
+@pytest.fixture(scope="module")
+def aws(server, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """Run the aws cli against the server: ``aws("s3api", "get-bucket-cors", ...)``."""
+    home = tmp_path_factory.mktemp("awshome")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "AWS_ACCESS_KEY_ID": server.access_key,
+        "AWS_SECRET_ACCESS_KEY": server.secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_PAGER": "",
+        "AWS_CONFIG_FILE": str(home / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"),
+    }
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [AWS, "--endpoint-url", server.endpoint, *args], env=env, capture_output=True, text=True, timeout=300
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"aws {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+    version = subprocess.run([AWS, "--version"], capture_output=True, text=True, check=True).stdout
+    assert version.startswith("aws-cli/2"), version
+    return run
