@@ -53,6 +53,9 @@ CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 SERVER_NAME = "s3serve"
 # Operations that need no bucket ownership check (they have no bucket, or create it).
 _NO_BUCKET_CHECK = frozenset({"ListBuckets", "CreateBucket"})
+# Operations whose credentials travel in the body (PostObject's form fields): their handler
+# authenticates them and checks the bucket's owner itself.
+_FORM_AUTH = frozenset({"PostObject"})
 
 
 # Request ids: a random per-process prefix and a counter. os.urandom per request was a visible
@@ -209,8 +212,8 @@ def _route(request: web.Request) -> Route:
 async def _expect_handler(request: web.Request) -> web.StreamResponse | None:
     """Expect: 100-continue: refuse a bad signature before the client sends the body."""
     try:
-        _route(request)
-        _authenticate(request)
+        if _route(request).operation not in _FORM_AUTH:
+            _authenticate(request)
     except errors.S3Error as exc:
         response = error_response(request, exc)
         # The body was never read, so the connection cannot be reused.
@@ -230,10 +233,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if route.operation == PREFLIGHT:
         # A browser sends no credentials with a preflight: the bucket's CORS rules answer it.
         return await preflight(request, request.app[BACKEND], route)
-    auth = _authenticate(request)
+    auth = None if route.operation in _FORM_AUTH else _authenticate(request)
     config = request.app[CONFIG]
     backend = request.app[BACKEND]
-    if route.bucket is not None and route.operation not in _NO_BUCKET_CHECK:
+    if auth is not None and route.bucket is not None and route.operation not in _NO_BUCKET_CHECK:
         bucket = await backend.head_bucket(route.bucket)
         if bucket.owner != auth.user.user_id:
             raise errors.AccessDenied()
@@ -244,8 +247,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         request=request,
         route=route,
         query=_state(request).query,
-        user=auth.user,
-        auth=auth,
+        authenticated=auth,
         backend=backend,
         config=config,
         error_body=functools.partial(error_body, request),

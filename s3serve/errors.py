@@ -47,6 +47,16 @@ IncompleteBody = _error(
 InvalidArgument = _error("InvalidArgument", 400, "Invalid Argument")
 InvalidBucketName = _error("InvalidBucketName", 400, "The specified bucket is not valid.")
 InvalidDigest = _error("InvalidDigest", 400, "The Content-MD5 you specified is not valid.")
+# PostObject (browser form uploads). The last message is S3's wording, spelling included.
+InvalidPolicyDocument = _error(
+    "InvalidPolicyDocument", 400, "The content of the form does not meet the conditions specified in the policy document."
+)
+MalformedPOSTRequest = _error(
+    "MalformedPOSTRequest", 400, "The body of your POST request is not well-formed multipart/form-data."
+)
+MaxPostPreDataLengthExceeded = _error(
+    "MaxPostPreDataLengthExceeded", 400, "Your POST request fields preceeding the upload file was too large."
+)
 IllegalLocationConstraintException = _error(
     "IllegalLocationConstraintException", 400, "The location constraint is incompatible with this endpoint."
 )

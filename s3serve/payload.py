@@ -17,7 +17,7 @@ import binascii
 import hashlib
 import hmac
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Protocol
 
 from s3serve import errors
@@ -81,7 +81,7 @@ def _parse_int(name: str, value: str) -> int:
     return int(value.strip())
 
 
-def _decode_content_md5(value: str) -> bytes:
+def decode_content_md5(value: str) -> bytes:
     try:
         digest = base64.b64decode(value.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -102,10 +102,29 @@ def _check_checksum_value(algorithm: str, value: str, where: str) -> str:
     return value.strip()
 
 
-def _algorithm_from_name(name: str) -> str | None:
+def algorithm_from_name(name: str) -> str | None:
     """'x-amz-checksum-crc32' -> 'CRC32'; None for an unknown algorithm."""
     algorithm = name[len(_CHECKSUM_PREFIX) :].upper()
     return algorithm if algorithm in ALGORITHM_DIGEST else None
+
+
+def declared_checksums(items: Iterable[tuple[str, str]], kind: str) -> list[tuple[str, str]]:
+    """(algorithm, base64 value) of every x-amz-checksum-<algorithm> among request headers or
+    form fields (``kind`` names them in errors); InvalidRequest for an unknown algorithm or a
+    malformed value. x-amz-checksum-type and -algorithm say how, not what, and are skipped."""
+    found: list[tuple[str, str]] = []
+    for name, value in items:
+        lower = name.lower()
+        if not lower.startswith(_CHECKSUM_PREFIX) or lower in ("x-amz-checksum-type", "x-amz-checksum-algorithm"):
+            continue
+        algorithm = algorithm_from_name(lower)
+        if algorithm is None:
+            raise errors.InvalidRequest(
+                "Checksum algorithm provided is unsupported. Please try again with any of the valid types: "
+                "[CRC32, CRC32C, CRC64NVME, SHA1, SHA256]"
+            )
+        found.append((algorithm, _check_checksum_value(algorithm, value, f"{lower} {kind}")))
+    return found
 
 
 def stored_content_encoding(value: str | None) -> str | None:
@@ -142,7 +161,7 @@ def make_body(stream: ByteStream, headers: Mapping[str, str], auth: AuthResult |
         raise errors.InvalidRequest(f"x-amz-content-sha256 {content_sha256} requires a SigV4-signed request.")
 
     content_md5_header = headers.get("Content-MD5")
-    content_md5 = _decode_content_md5(content_md5_header) if content_md5_header is not None else None
+    content_md5 = decode_content_md5(content_md5_header) if content_md5_header is not None else None
 
     content_length_header = headers.get("Content-Length")
     content_length = (
@@ -159,26 +178,12 @@ def make_body(stream: ByteStream, headers: Mapping[str, str], auth: AuthResult |
         decoded_length = content_length
 
     # Additional checksums: at most one x-amz-checksum-<alg> header, or one named trailer.
-    header_checksums: list[tuple[str, str]] = []
-    for name, value in headers.items():
-        lower = name.lower()
-        if not lower.startswith(_CHECKSUM_PREFIX) or lower in (
-            "x-amz-checksum-type",
-            "x-amz-checksum-algorithm",
-        ):
-            continue
-        algorithm = _algorithm_from_name(lower)
-        if algorithm is None:
-            raise errors.InvalidRequest(
-                "Checksum algorithm provided is unsupported. Please try again with any of the valid types: "
-                "[CRC32, CRC32C, CRC64NVME, SHA1, SHA256]"
-            )
-        header_checksums.append((algorithm, _check_checksum_value(algorithm, value, f"{lower} header")))
+    header_checksums = declared_checksums(headers.items(), "header")
     trailer_algorithm: str | None = None
     trailer_header = headers.get("x-amz-trailer")
     if trailer_header is not None and trailer_header.strip():
         names = [n.strip().lower() for n in trailer_header.split(",") if n.strip()]
-        algorithms = [_algorithm_from_name(n) if n.startswith(_CHECKSUM_PREFIX) else None for n in names]
+        algorithms = [algorithm_from_name(n) if n.startswith(_CHECKSUM_PREFIX) else None for n in names]
         if len(names) != 1 or algorithms[0] is None:
             raise errors.InvalidRequest("The value specified in the x-amz-trailer header is not supported")
         if not chunked:
@@ -431,7 +436,7 @@ class RequestBody:
         for name, value in lines:
             if not name.startswith(_CHECKSUM_PREFIX):
                 continue  # a trailer S3 does not define: ignored, as unknown headers are
-            algorithm = _algorithm_from_name(name)
+            algorithm = algorithm_from_name(name)
             if algorithm is None or algorithm != self._trailer_algorithm:
                 raise errors.InvalidRequest(
                     f"The trailer {name} was not declared in the x-amz-trailer header."

@@ -256,6 +256,13 @@ def complete_multipart(location_url: str, bucket: str, key: str, info: ObjectInf
     return _doc("CompleteMultipartUploadResult", body)
 
 
+def post_response(location_url: str, bucket: str, key: str, etag: str) -> bytes:
+    """PostObject's answer to success_action_status=201. S3 sends it without a namespace (clients
+    find <Key> with a plain ElementTree lookup)."""
+    body = _t("Location", location_url) + _t("Bucket", bucket) + _t("Key", key) + _t("ETag", f'"{etag}"')
+    return f"{HEADER}<PostResponse>{body}</PostResponse>".encode()
+
+
 def list_uploads(
     *,
     bucket: str,

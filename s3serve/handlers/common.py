@@ -54,12 +54,24 @@ class Context:
     request: web.Request
     route: Route
     query: dict[str, str]
-    user: User
-    auth: AuthResult
+    # Who signed the request. None only in a handler that authenticates from the request body
+    # (PostObject's form fields), until it has done so and set it.
+    authenticated: AuthResult | None
     backend: Backend
     config: Config
     # The <Error> document of this request for an error, for answers that began with a 200.
     error_body: Callable[[errors.S3Error], bytes]
+
+    @property
+    def auth(self) -> AuthResult:
+        if self.authenticated is None:
+            # Reached before the handler authenticated: refuse rather than act for nobody.
+            raise errors.AccessDenied()
+        return self.authenticated
+
+    @property
+    def user(self) -> User:
+        return self.auth.user
 
     @property
     def bucket(self) -> str:
