@@ -49,6 +49,7 @@ fi
 # --- JavaScript SDK v3 from the lock file -------------------------------------------------------
 JS="$HERE/clients/js"
 if [ ! -d "$JS/node_modules/@aws-sdk/client-s3" ] || [ ! -d "$JS/node_modules/@aws-sdk/lib-storage" ] \
+    || [ ! -d "$JS/node_modules/@aws-sdk/s3-presigned-post" ] \
     || [ "$JS/package-lock.json" -nt "$JS/node_modules/.package-lock.json" ]; then
     echo "install.sh: npm ci in $JS"
     (cd "$JS" && npm ci --no-audit --no-fund --loglevel=error)

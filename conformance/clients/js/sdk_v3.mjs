@@ -13,15 +13,18 @@ import {
   CreateBucketCommand,
   DeleteBucketCommand,
   DeleteObjectsCommand,
+  GetBucketCorsCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListBucketsCommand,
   ListObjectsV2Command,
+  PutBucketCorsCommand,
   PutObjectCommand,
   S3Client,
   paginateListObjectsV2,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
+import { createPresignedPost } from "@aws-sdk/s3-presigned-post";
 
 const CLIENT = "js-sdk-v3";
 const env = process.env;
@@ -161,6 +164,83 @@ await step("lib-storage Upload 12 MiB (multipart)", ["CreateBucket"], async () =
   // ChecksumMode ENABLED: the SDK validates a full-object checksum against the bytes it reads.
   const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "big.bin", ChecksumMode: "ENABLED" }));
   expectEqual(md5(Buffer.from(await got.Body.transformToByteArray())), md5(data), "md5 after round trip");
+});
+
+await step("createPresignedPost + a browser-style form POST", ["CreateBucket"], async () => {
+  const data = randomBytes(256 * 1024);
+  const { url, fields } = await createPresignedPost(s3, {
+    Bucket: bucket,
+    Key: "uploads/${filename}",
+    Conditions: [["content-length-range", 1, 300 * 1024], ["starts-with", "$key", "uploads/"]],
+    Fields: { "Content-Type": "image/png", success_action_status: "201" },
+    Expires: 600,
+  });
+  const form = (body) => {
+    const f = new FormData();
+    for (const [name, value] of Object.entries(fields)) f.append(name, value);
+    f.append("file", new Blob([body], { type: "image/png" }), "photo.png");
+    return f;
+  };
+  const res = await fetch(url, { method: "POST", body: form(data) });
+  const text = await res.text();
+  expectEqual(res.status, 201, `status (${text})`);
+  if (!text.includes("<Key>uploads/photo.png</Key>")) throw new Error(`PostResponse without the key: ${text}`);
+  const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "uploads/photo.png" }));
+  expectEqual(md5(Buffer.from(await got.Body.transformToByteArray())), md5(data), "md5 of the posted file");
+  expectEqual(got.ContentType, "image/png", "ContentType");
+  // Over the policy's content-length-range: refused, and nothing is stored.
+  const tooBig = await fetch(url, { method: "POST", body: form(randomBytes(301 * 1024)) });
+  const refusal = await tooBig.text();
+  expectEqual([tooBig.status, /<Code>EntityTooLarge<\/Code>/.test(refusal)], [400, true], `too large (${refusal})`);
+});
+
+await step("CORS: PutBucketCors, preflight and GET from a browser origin", ["PutObject (Buffer, default CRC32 checksum)"], async () => {
+  const origin = "http://app.example.test:3000";
+  await s3.send(new PutBucketCorsCommand({
+    Bucket: bucket,
+    CORSConfiguration: {
+      CORSRules: [{
+        AllowedOrigins: [origin], AllowedMethods: ["GET", "PUT"], AllowedHeaders: ["*"],
+        ExposeHeaders: ["ETag"], MaxAgeSeconds: 600,
+      }],
+    },
+  }));
+  const { CORSRules } = await s3.send(new GetBucketCorsCommand({ Bucket: bucket }));
+  expectEqual(CORSRules[0].AllowedOrigins, [origin], "AllowedOrigins read back");
+  const objectUrl = `${env.CONF_ENDPOINT}/${bucket}/dir/small.txt`;
+  const preflight = await fetch(objectUrl, {
+    method: "OPTIONS",
+    headers: { Origin: origin, "Access-Control-Request-Method": "PUT", "Access-Control-Request-Headers": "content-type" },
+  });
+  expectEqual(preflight.status, 200, "preflight status");
+  expectEqual(preflight.headers.get("access-control-allow-origin"), origin, "Access-Control-Allow-Origin");
+  const refused = await fetch(objectUrl, {
+    method: "OPTIONS", headers: { Origin: "http://elsewhere.test", "Access-Control-Request-Method": "GET" },
+  });
+  expectEqual(refused.status, 403, "preflight from another origin");
+  // The actual request, signed by the SDK, carrying the Origin a browser adds; the response's
+  // raw headers are taken where the SDK deserializes it.
+  let seen = {};
+  s3.middlewareStack.add((next) => (args) => {
+    args.request.headers.origin = origin;
+    return next(args);
+  }, { step: "build", name: "browserOrigin" });
+  s3.middlewareStack.add((next) => async (args) => {
+    const result = await next(args);
+    seen = result.response.headers;
+    return result;
+  }, { step: "deserialize", name: "rawHeaders" });
+  try {
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "dir/small.txt" }));
+    await got.Body.transformToByteArray();
+  } finally {
+    s3.middlewareStack.remove("browserOrigin");
+    s3.middlewareStack.remove("rawHeaders");
+  }
+  expectEqual(
+    [seen["access-control-allow-origin"], seen["access-control-expose-headers"]], [origin, "ETag"],
+    "CORS headers of the GET",
+  );
 });
 
 await step("errors: NoSuchKey, NoSuchBucket", ["CreateBucket"], async () => {
