@@ -10,12 +10,12 @@ from types import ModuleType
 from aiohttp import web
 
 from ..routing import TABLE
-from . import bucket_config, buckets, listing, multipart, objects, post
+from . import attributes, bucket_config, buckets, listing, multipart, objects, post
 from .common import Context
 
 Handler = Callable[[Context], Awaitable[web.StreamResponse]]
 
-MODULES: tuple[ModuleType, ...] = (buckets, listing, objects, multipart, bucket_config, post)
+MODULES: tuple[ModuleType, ...] = (buckets, listing, objects, attributes, multipart, bucket_config, post)
 
 
 def snake_case(operation: str) -> str:
