@@ -101,9 +101,21 @@ InvalidTargetBucketForLogging = _error(
     "InvalidTargetBucketForLogging", 400, "The target bucket for logging does not exist"
 )
 MalformedPolicy = _error("MalformedPolicy", 400, "Policies must be valid JSON and the first byte must be '{'")
+# ACLs: S3's answer when a bucket's Object Ownership (BucketOwnerEnforced) disables them, and its
+# validation of the ACL a request names.
+AccessControlListNotSupported = _error("AccessControlListNotSupported", 400, "The bucket does not allow ACLs")
+MalformedACLError = _error(
+    "MalformedACLError",
+    400,
+    "The XML you provided was not well-formed or did not validate against our published schema",
+)
+MissingSecurityHeader = _error("MissingSecurityHeader", 400, "Your request was missing a required header")
 
 # 403
 AccessDenied = _error("AccessDenied", 403, "Access Denied")
+InvalidObjectState = _error(
+    "InvalidObjectState", 403, "The operation is not valid for the object's storage class"
+)
 # A CORS preflight that no rule allows (S3's spelling, "evalution" included).
 AccessForbidden = _error(
     "AccessForbidden",
@@ -137,6 +149,7 @@ NoSuchUpload = _error(
 NoSuchTagSet = _error("NoSuchTagSet", 404, "The TagSet does not exist")
 NoSuchVersion = _error("NoSuchVersion", 404, "The specified version does not exist.")
 NoSuchBucketPolicy = _error("NoSuchBucketPolicy", 404, "The bucket policy does not exist")
+NoSuchConfiguration = _error("NoSuchConfiguration", 404, "The specified configuration does not exist.")
 NoSuchCORSConfiguration = _error("NoSuchCORSConfiguration", 404, "The CORS configuration does not exist")
 NoSuchLifecycleConfiguration = _error(
     "NoSuchLifecycleConfiguration", 404, "The lifecycle configuration does not exist"

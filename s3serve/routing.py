@@ -165,6 +165,16 @@ def _build_table() -> dict[tuple[str, str, str], str]:
 
 TABLE = _build_table()
 
+# A GET of these sub-resources without an ``id`` lists the bucket's configurations of that kind.
+LIST_WITHOUT_ID = {
+    "GetBucketAnalyticsConfiguration": "ListBucketAnalyticsConfigurations",
+    "GetBucketMetricsConfiguration": "ListBucketMetricsConfigurations",
+    "GetBucketInventoryConfiguration": "ListBucketInventoryConfigurations",
+    "GetBucketIntelligentTieringConfiguration": "ListBucketIntelligentTieringConfigurations",
+}
+# Operations that resolve() tells from a table row's by a query parameter or a header.
+DERIVED = frozenset({"ListObjectsV2", "CopyObject", "UploadPartCopy", *LIST_WITHOUT_ID.values()})
+
 
 @dataclass(frozen=True)
 class Route:
@@ -241,6 +251,8 @@ def resolve(
             raise errors.MethodNotAllowed(resource=raw_path.split("?", 1)[0])
     if operation == "ListObjects" and query.get("list-type") == "2":
         operation = "ListObjectsV2"
+    elif operation in LIST_WITHOUT_ID and "id" not in query:
+        operation = LIST_WITHOUT_ID[operation]
     elif "x-amz-copy-source" in headers:
         if operation == "PutObject":
             operation = "CopyObject"

@@ -9,13 +9,15 @@ from types import ModuleType
 
 from aiohttp import web
 
-from ..routing import TABLE
-from . import attributes, bucket_config, buckets, listing, multipart, objects, post
+from ..routing import DERIVED, TABLE
+from . import acl, attributes, bucket_config, buckets, listing, multipart, objects, post, unsupported
 from .common import Context
 
 Handler = Callable[[Context], Awaitable[web.StreamResponse]]
 
-MODULES: tuple[ModuleType, ...] = (buckets, listing, objects, attributes, multipart, bucket_config, post)
+MODULES: tuple[ModuleType, ...] = (
+    buckets, listing, objects, attributes, multipart, bucket_config, post, acl, unsupported
+)
 
 
 def snake_case(operation: str) -> str:
@@ -23,7 +25,7 @@ def snake_case(operation: str) -> str:
 
 
 def _registry() -> dict[str, Handler]:
-    operations = set(TABLE.values()) | {"ListObjectsV2", "CopyObject", "UploadPartCopy"}
+    operations = set(TABLE.values()) | DERIVED
     found: dict[str, Handler] = {}
     for operation in operations:
         for module in MODULES:

@@ -67,7 +67,15 @@ async def _assert_s3_error(response: ClientResponse, status: int, code: str | No
         ("GET", "/.s3serve/tmp", b"", {}, 404, "NoSuchBucket"),
         ("PUT", "/.s3serve", b"", {}, 400, "InvalidBucketName"),
         ("DELETE", "/robust/obj?uploadId=..%2F..%2Fx", b"", {}, 404, "NoSuchUpload"),
-        ("GET", "/robust?analytics", b"", {}, 501, "NotImplemented"),
+        ("GET", "/robust?metadataTable", b"", {}, 501, "NotImplemented"),
+        ("GET", "/robust?analytics&id=a", b"", {}, 404, "NoSuchConfiguration"),
+        ("GET", "/robust?analytics", b"", {}, 200, None),
+        ("PUT", "/robust?acl", b"<AccessControlPolicy><Owner>", {}, 400, "MalformedACLError"),
+        ("PUT", "/robust?acl", b"", {"x-amz-acl": "public-read"}, 400, "AccessControlListNotSupported"),
+        ("PUT", "/robust/obj?legal-hold", b"<LegalHold>", {}, 400, "MalformedXML"),
+        ("GET", "/robust/obj?retention", b"", {}, 400, "InvalidRequest"),
+        ("POST", "/robust/obj?restore", b"", {}, 403, "InvalidObjectState"),
+        ("POST", "/robust/absent?restore", b"", {}, 404, "NoSuchKey"),
         ("GET", "/robust?policy", b"", {}, 404, "NoSuchBucketPolicy"),
         ("PUT", "/robust?cors", b"<CORSConfiguration><CORSRule>", {}, 400, "MalformedXML"),
         ("PUT", "/robust?policy", b"not json", {}, 400, "MalformedPolicy"),
@@ -87,7 +95,7 @@ async def test_bad_input_gets_s3_errors(send: Send, method: str, path: str, body
 async def test_random_garbage_never_500s(send: Send) -> None:
     rng = random.Random(1234)
     paths = ["/robust", "/robust/obj", "/robust/new", "/", "/robust/dir/"]
-    queries = ["", "?delete", "?tagging", "?uploads", "?uploadId=x", "?list-type=2", "?acl", "?location", "?partNumber=2&uploadId=y", "?renameObject", "?cors", "?policy", "?lifecycle", "?website", "?versioning", "?publicAccessBlock"]
+    queries = ["", "?delete", "?tagging", "?uploads", "?uploadId=x", "?list-type=2", "?acl", "?location", "?partNumber=2&uploadId=y", "?renameObject", "?cors", "?policy", "?lifecycle", "?website", "?versioning", "?publicAccessBlock", "?retention", "?legal-hold", "?restore", "?analytics", "?inventory&id=i"]
     header_pool = [
         {"Range": "bytes=" + str(rng.randint(-5, 20))},
         {"If-Match": "*"},

@@ -292,9 +292,9 @@ def test_common_headers_and_head_errors(server, s3, bucket: str) -> None:
 
 
 def test_not_implemented_names_the_operation(server, bucket: str) -> None:
-    r = signed(server, "GET", f"/{bucket}?analytics")
+    r = signed(server, "GET", f"/{bucket}?metadataTable")
     assert r.status == 501
-    assert b"<Code>NotImplemented</Code>" in r.data and b"GetBucketAnalyticsConfiguration" in r.data
+    assert b"<Code>NotImplemented</Code>" in r.data and b"GetBucketMetadataTableConfiguration" in r.data
     r = signed(server, "PATCH", f"/{bucket}/x")
     assert r.status == 405 and b"<Code>MethodNotAllowed</Code>" in r.data
 
