@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import stat
 from collections.abc import AsyncIterator, Callable
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from .. import errors
 from ..checksums import MultiHasher
-from . import copies, keys, metadata
+from . import copies, foreign, keys
 from .base import (
     Backend,
     Body,
@@ -45,15 +44,10 @@ from .staging import MultipartMixin, Staging, disk_errors
 from .streams import THREAD_CHUNK, write_body
 from .tokens import RenameTokens
 
+# A listed regular file with no record of ours (see _entry_info).
+_FOREIGN = ObjectInfo(key="", size=0, etag="", last_modified=0.0)
+
 FICLONE = 0x40049409  # _IOW(0x94, 9, int): share the source's extents (btrfs, XFS, bcachefs)
-READ_PIECE = 1024 * 1024
-# Foreign files up to this size get the MD5 of their bytes as ETag, read once and cached. Bigger
-# ones get an ETag of multipart shape made from the file's identity (device, inode, size, mtime)
-# without reading a byte: hashing a folder of large files on first sight (a listing page of a
-# thousand of them, a HEAD of a 50 GiB file) would outlast every client's read timeout. Above this
-# size the aws cli and boto3 upload in parts, so S3's own ETags of such objects are not MD5s
-# either, and clients do not take them for one.
-HASHED_FOREIGN_MAX = 8 * 1024 * 1024
 
 
 def _unlink_quietly(path: str | None) -> None:
@@ -82,7 +76,7 @@ class DiskReader(ObjectReader):
         fd = self._fd
         end = offset + length
         while fd is not None and offset < end:
-            piece = await asyncio.to_thread(os.pread, fd, min(READ_PIECE, end - offset), offset)
+            piece = await asyncio.to_thread(os.pread, fd, min(foreign.READ_PIECE, end - offset), offset)
             if not piece:
                 # Truncated by another program after we opened it: the caller sees a short body.
                 return
@@ -205,7 +199,7 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
         try:
             record = self.meta.load(fd, bucket, kp.key, st)
             if record is None:
-                record = await asyncio.to_thread(self._adopt, fd, bucket, kp.key, path, held)
+                record = await asyncio.to_thread(foreign.adopt, self, fd, bucket, kp.key, path, held)
         except BaseException:
             os.close(fd)
             raise
@@ -213,47 +207,6 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
             return _Found(record.to_info(kp.key), record, real, fd)
         os.close(fd)
         return _Found(record.to_info(kp.key), record, real)
-
-    def _adopt(self, fd: int, bucket: str, key: str, path: str, held: frozenset[int]) -> Record:
-        """The record of a foreign file (no record, or one for an older version of it): its ETag
-        (see HASHED_FOREIGN_MAX), made once and cached. Runs in a worker thread."""
-        before = os.fstat(fd)
-        record = self.meta.load(fd, bucket, key, before)  # adopted meanwhile by someone else
-        if record is not None:
-            return record
-        if before.st_size > HASHED_FOREIGN_MAX:
-            identity = f"{before.st_dev}:{before.st_ino}:{before.st_size}:{before.st_mtime_ns}"
-            etag, size = hashlib.md5(identity.encode()).hexdigest() + "-1", before.st_size
-        else:
-            md5 = hashlib.md5()
-            size = 0
-            while piece := os.pread(fd, READ_PIECE, size):
-                md5.update(piece)
-                size += len(piece)
-            etag = md5.hexdigest()
-        after = os.fstat(fd)
-        record = Record(etag=etag, size=size, headers={"content-type": metadata.guess_content_type(key)})
-        record.stamp(after)
-        if (before.st_size, before.st_mtime_ns) != (
-            after.st_size,
-            after.st_mtime_ns,
-        ) or size != after.st_size:
-            return record  # still being written by its owner: do not cache a torn hash
-        slot = self.locks.slot(bucket, key)
-        lock = None if slot in held else self.locks.try_lock(slot)
-        if lock is None and slot not in held:
-            return record  # a writer holds the key: the cache can wait for the next reader
-        try:
-            # A sidecar is found by key: only cache it while the key still names this file.
-            current = os.stat(path)
-            if current.st_ino == after.st_ino and current.st_dev == after.st_dev:
-                self.meta.store(fd, bucket, key, record)
-        except OSError:
-            pass  # caching is an optimisation; a read-only place only costs a re-hash next time
-        finally:
-            if lock is not None:
-                os.close(lock)
-        return record
 
     def _existing_record(self, bucket: str, kp: KeyPath, path: str) -> Record | None:
         """The stored record at a key without hashing anything (for cleanup of what it leaves)."""
@@ -498,14 +451,25 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
         raw = listing.list_page(
             bdir, prefix, delimiter, start_after, max_keys, is_folder_marker, self._real_root
         )
-        objects = []
+        infos: list[ObjectInfo | None] = []
+        unknown: list[int] = []  # foreign files without a record yet
         for entry in raw.entries:
             info = self._entry_info(bucket, entry.key, entry.path, entry.is_dir)
-            if info is not None:  # vanished since the walk saw it
-                objects.append(info)
+            if info is _FOREIGN:
+                unknown.append(len(infos))
+                info = None
+            infos.append(info)
+        if unknown:
+            adopted = foreign.adopt_paths(self, bucket, [(raw.entries[i].key, raw.entries[i].path) for i in unknown])
+            for i, info in zip(unknown, adopted, strict=True):
+                infos[i] = info
+        # None: vanished since the walk saw it.
+        objects = [info for info in infos if info is not None]
         return ListPage(objects, raw.common_prefixes, raw.is_truncated, raw.next_marker)
 
     def _entry_info(self, bucket: str, key: str, path: str, is_dir: bool) -> ObjectInfo | None:
+        """The listed object from what is stored, None when gone, _FOREIGN when only hashing the
+        file can tell (the page hashes those together)."""
         if is_dir:
             try:
                 st = os.stat(path)
@@ -527,14 +491,7 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
             record = self.meta.load(path, bucket, key, st)
             if record is not None:
                 return record.to_info(key)
-        fd = keys.open_regular(path)
-        if fd is None:
-            return None
-        try:
-            # _adopt takes a record that matches the open file before it hashes anything.
-            return self._adopt(fd, bucket, key, path, frozenset()).to_info(key)
-        finally:
-            os.close(fd)
+        return _FOREIGN
 
     # -- tagging ------------------------------------------------------------------------------
     async def get_object_tagging(self, bucket: str, key: str) -> dict[str, str]:

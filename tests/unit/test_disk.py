@@ -294,10 +294,10 @@ async def test_foreign_file_etag_computed_once_and_cached(be: DiskBackend, root:
 async def test_big_foreign_file_gets_an_identity_etag_without_being_read(
     be: DiskBackend, root: Path, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from s3serve.storage import disk
+    from s3serve.storage import foreign
 
     path = root / "bkt" / "big.bin"
-    data = os.urandom(disk.HASHED_FOREIGN_MAX + 1)
+    data = os.urandom(foreign.HASHED_FOREIGN_MAX + 1)
     path.write_bytes(data)
     reads: list[int] = []
     real_pread = os.pread
@@ -322,8 +322,45 @@ async def test_big_foreign_file_gets_an_identity_etag_without_being_read(
         f.write(b"more")
     assert (await be.head_object("bkt", "big.bin")).etag not in (info.etag, hashlib.md5(data + b"more").hexdigest())
     with open(path, "r+b") as f:
-        f.truncate(disk.HASHED_FOREIGN_MAX)
-    assert (await be.head_object("bkt", "big.bin")).etag == hashlib.md5(data[: disk.HASHED_FOREIGN_MAX]).hexdigest()
+        f.truncate(foreign.HASHED_FOREIGN_MAX)
+    assert (await be.head_object("bkt", "big.bin")).etag == hashlib.md5(data[: foreign.HASHED_FOREIGN_MAX]).hexdigest()
+
+
+async def test_a_page_of_foreign_files_is_hashed_in_parallel_and_in_order(
+    be: DiskBackend, root: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from s3serve.storage import foreign
+
+    files = {f"photos/{i:03d}.jpg": os.urandom(1000 + i * 997) for i in range(40)}
+    for key, data in files.items():
+        (root / "bkt" / key).parent.mkdir(parents=True, exist_ok=True)
+        (root / "bkt" / key).write_bytes(data)
+    # Mixed in: an object of ours, whose record needs no hashing.
+    await be.put_object("bkt", "photos/010a.txt", Body(b"ours"), WriteMeta())
+    threads: set[str] = set()
+    real_adopt = foreign.adopt
+
+    def watching_adopt(*args):  # type: ignore[no-untyped-def]
+        threads.add(threading.current_thread().name)
+        return real_adopt(*args)
+
+    monkeypatch.setattr(foreign, "adopt", watching_adopt)
+    monkeypatch.setattr(foreign, "HASH_THREADS", 4)
+    page = await be.list_objects("bkt", "photos/", "", "", 1000)
+    expected = sorted([*files, "photos/010a.txt"])
+    assert [o.key for o in page.objects] == expected
+    for obj in page.objects:
+        data = files.get(obj.key, b"ours")
+        assert (obj.etag, obj.size) == (hashlib.md5(data).hexdigest(), len(data))
+        if obj.key.endswith(".jpg"):
+            assert obj.headers.get("content-type") == "image/jpeg"
+    assert threads and all(name.startswith("s3serve-hash") for name in threads)
+    # Cached: the next listing hashes nothing.
+    threads.clear()
+    again = await be.list_objects("bkt", "photos/", "", "", 1000)
+    assert [(o.key, o.etag) for o in again.objects] == [(o.key, o.etag) for o in page.objects] and not threads
 
 
 async def test_foreign_content_types(be: DiskBackend, root: Path) -> None:
