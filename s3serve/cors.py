@@ -20,6 +20,7 @@ from . import errors, s3xml
 
 METHODS = ("GET", "PUT", "POST", "DELETE", "HEAD")
 MAX_RULES = 100
+MAX_AGE = 2**31 - 1
 VARY = "Origin, Access-Control-Request-Headers, Access-Control-Request-Method"
 _RULE_ELEMENTS = frozenset({"ID", "AllowedMethod", "AllowedOrigin", "AllowedHeader", "ExposeHeader", "MaxAgeSeconds"})
 
@@ -133,7 +134,8 @@ def parse(config: Mapping[str, Any]) -> tuple[Rule, ...]:
         max_age = None
         if item.get("MaxAgeSeconds") is not None:
             raw = s3xml.text(item["MaxAgeSeconds"]).strip()
-            if not raw.isdigit():
+            # An integer (S3's is 32 bits), in ASCII digits: str.isdigit alone takes any script's.
+            if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or int(raw) > MAX_AGE:
                 raise errors.MalformedXML()
             max_age = int(raw)
         rule_id = s3xml.text(item["ID"]) if item.get("ID") is not None else None

@@ -54,8 +54,9 @@ _EXEMPT = frozenset({"policy", "file", "x-amz-signature", "signature", "awsacces
 _IGNORED_PREFIX = "x-ignore-"
 
 _OPERATIONS = ("eq", "starts-with", "content-length-range")
-_EXPIRATION = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?Z")
-_INTEGER = re.compile(r"-?\d{1,19}")
+# ASCII digits only: \d alone also takes other scripts' digits, which int() reads.
+_EXPIRATION = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?Z", re.ASCII)
+_INTEGER = re.compile(r"-?\d{1,19}", re.ASCII)
 
 
 @dataclass
@@ -236,7 +237,7 @@ def parse_policy(encoded: str) -> Policy:
         raise _invalid("invalid Base64 encoding.") from None
     try:
         doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested too deep
         raise _invalid("Invalid JSON.") from None
     if not isinstance(doc, dict):
         raise _invalid("Invalid JSON.")

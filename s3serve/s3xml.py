@@ -446,11 +446,18 @@ def text(value: Any) -> str:
     raise errors.MalformedXML()
 
 
-def _unprefixed(value: Any) -> Any:
+# S3's deepest configuration document nests a few levels; far deeper ones would exhaust Python's
+# recursion here and when the document is rendered back.
+MAX_DOCUMENT_DEPTH = 32
+
+
+def _unprefixed(value: Any, depth: int = 0) -> Any:
+    if depth > MAX_DOCUMENT_DEPTH:
+        raise errors.MalformedXML()
     if isinstance(value, list):
-        return [_unprefixed(item) for item in value]
+        return [_unprefixed(item, depth) for item in value]
     if isinstance(value, dict):
-        return {(k if k.startswith("@") else k.split(":")[-1]): _unprefixed(v) for k, v in value.items()}
+        return {(k if k.startswith("@") else k.split(":")[-1]): _unprefixed(v, depth + 1) for k, v in value.items()}
     return value
 
 

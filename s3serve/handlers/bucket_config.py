@@ -424,7 +424,7 @@ def _parse_policy(body: bytes) -> dict[str, Any]:
         raise errors.MalformedPolicy()
     try:
         policy = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays or objects nested too deep
         raise errors.MalformedPolicy("This policy contains invalid Json") from None
     if not isinstance(policy, dict):
         raise errors.MalformedPolicy()

@@ -51,6 +51,12 @@ CANNED_ACLS = frozenset(
 )
 _NOT_A_FORM = "Bucket POST must be of the enclosure-type multipart/form-data"
 _FILENAME = re.compile(r';\s*filename\s*=\s*(?:"([^"]*)"|([^;\s]*))', re.IGNORECASE)
+# What aiohttp refuses to send in a header (and HTTP forbids): a field that becomes one of the
+# object's headers must not hold them, or no answer about the object could be sent.
+_NOT_IN_HEADER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# The transport's ways of saying the body ended early or the client went away.
+_READ_ERRORS = (ValueError, HttpProcessingError, ConnectionResetError)
 
 
 async def post_object(ctx: Context) -> web.StreamResponse:
@@ -86,7 +92,7 @@ async def post_object(ctx: Context) -> web.StreamResponse:
 
 
 def _malformed(exc: Exception) -> errors.S3Error:
-    if isinstance(exc, PayloadEncodingError):
+    if isinstance(exc, (PayloadEncodingError, ConnectionResetError)):
         return errors.IncompleteBody()  # the body ended before its Content-Length
     return errors.MalformedPOSTRequest()
 
@@ -105,14 +111,14 @@ async def _read_form(request: web.Request) -> tuple[list[tuple[str, str]], BodyP
     while True:
         try:
             part = await reader.next()
-        except (ValueError, HttpProcessingError) as exc:
+        except _READ_ERRORS as exc:
             raise _malformed(exc) from None
         if part is None:
             return pairs, None
         if not isinstance(part, BodyPartReader):
             raise errors.MalformedPOSTRequest()  # a nested multipart/* part
         name = part.name
-        if name is None:
+        if name is None or not _is_utf8(name):
             raise errors.MalformedPOSTRequest()
         # Only a form-data part named "file" is the file; anything else is a field, and counts
         # against the limit (S3 answers a misnamed file part with MaxPostPreDataLengthExceeded).
@@ -129,14 +135,27 @@ async def _read_form(request: web.Request) -> tuple[list[tuple[str, str]], BodyP
             raise errors.MalformedPOSTRequest() from None
 
 
+def _is_utf8(text: str) -> bool:
+    """Whether header text aiohttp decoded was UTF-8 (other bytes come through as surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _file_name(part: BodyPartReader) -> str | None:
     """The file part's filename as the client sent it. Browsers escape only '"', CR and LF (as
     %22, %0D, %0A) and send a Windows path's backslashes as they are, which S3 cuts the name at;
     aiohttp's parser would read those backslashes as quoted-pair escapes and drop them."""
     m = _FILENAME.search(part.headers.get(hdrs.CONTENT_DISPOSITION, ""))
     if m is None:
-        return part.filename  # none at all, or only an RFC 5987 filename*= (RFC 7578 forbids it)
-    return m.group(1) if m.group(1) is not None else m.group(2)
+        name = part.filename  # none at all, or only an RFC 5987 filename*= (RFC 7578 forbids it)
+    else:
+        name = m.group(1) if m.group(1) is not None else m.group(2)
+    if name is not None and not _is_utf8(name):
+        raise errors.MalformedPOSTRequest()
+    return name
 
 
 def _too_much_form() -> errors.S3Error:
@@ -151,7 +170,7 @@ async def _read_field(part: BodyPartReader, budget: int) -> bytes:
     while True:
         try:
             chunk = await part.read_chunk(FIELD_CHUNK)
-        except (ValueError, HttpProcessingError) as exc:
+        except _READ_ERRORS as exc:
             raise _malformed(exc) from None
         if not chunk:
             return b"".join(chunks)
@@ -169,6 +188,15 @@ def _write_meta(fields: Fields) -> WriteMeta:
     x-amz-meta-*, x-amz-storage-class...); an absent Content-Type leaves the object to be served
     as binary/octet-stream, as S3 does (the file part's own Content-Type is not used)."""
     meta = write_meta(fields.values, with_tags=False)
+    for name in fields.values:
+        if name.startswith("x-amz-meta-") and not _TOKEN.fullmatch(name):
+            raise errors.InvalidArgument(
+                "Metadata names must be HTTP header names.", ArgumentName=fields.spelled[name], ArgumentValue=""
+            )
+        if (name in meta.headers or name.startswith("x-amz-meta-")) and _NOT_IN_HEADER.search(fields.values[name]):
+            raise errors.InvalidArgument(
+                "The field's value holds characters an HTTP header cannot.", ArgumentName=fields.spelled[name]
+            )
     tagging = fields.get("tagging")
     if tagging is not None:
         meta.tags = validate_tags(s3xml.parse_tagging(tagging.encode("utf-8")))
@@ -244,9 +272,12 @@ class FileBody:
         while True:
             try:
                 chunk = await self._part.read_chunk(FILE_CHUNK)
-            except (ValueError, HttpProcessingError) as exc:
+            except _READ_ERRORS as exc:
                 raise _malformed(exc) from None
             if not chunk:
+                if not self._part.at_eof():
+                    # The body ended inside the file: no boundary closed it.
+                    raise errors.MalformedPOSTRequest()
                 break
             self.size += len(chunk)
             if self.size > self._high:
@@ -293,7 +324,7 @@ def _redirect_url(target: str, bucket: str, key: str, etag: str) -> str | None:
         parts = urlsplit(target)
     except ValueError:
         return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or _NOT_IN_HEADER.search(target):
         return None
     added = urlencode([("bucket", bucket), ("key", key), ("etag", etag)])
     return urlunsplit(parts._replace(query=f"{parts.query}&{added}" if parts.query else added))

@@ -65,6 +65,11 @@ class BucketConfigStore:
 
     async def put(self, bucket: str, name: str, document: bytes) -> None:
         path = self._path(bucket, name)
+        if len(document) > MAX_DOCUMENT:
+            # It could not be read back whole.
+            raise errors.EntityTooLarge(
+                "The configuration document exceeds the maximum allowed size.", MaxSizeAllowed=MAX_DOCUMENT
+            )
         async with self.locks.hold(self.locks.slot(bucket, "")):
             self._bucket_dir(bucket)
             await asyncio.to_thread(write_atomic, self.tmp_dir, path, document, self.durable)

@@ -274,6 +274,16 @@ def test_anonymous_and_unsigned() -> None:
             encode({"expiration": "2027-01-01T00:00:00Z", "conditions": ["key"]}),
             "Invalid Policy: Invalid condition test: must be a List or Object.",
         ),
+        (
+            # Nested deeper than the JSON decoder recurses (it fits in a form's 20 KB).
+            base64.b64encode(b'{"expiration":"2027-01-01T00:00:00Z","conditions":' + b"[" * 5000 + b"]" * 5000 + b"}").decode(),
+            "Invalid Policy: Invalid JSON.",
+        ),
+        (
+            # Digits of another script are not ISO 8601's.
+            encode({"expiration": "\u0662\u0660\u0662\u0667-01-01T00:00:00Z", "conditions": []}),
+            "Invalid Policy: Invalid 'expiration' value: '\u0662\u0660\u0662\u0667-01-01T00:00:00Z'",
+        ),
     ],
 )
 def test_invalid_policy_documents(encoded: str, message: str) -> None:
@@ -353,6 +363,9 @@ def test_content_length_range() -> None:
     with pytest.raises(errors.S3Error) as exc:
         check_policy(policy_of(["content-length-range", "test", "10"]), fields(), "b", NOW)
     assert denied(exc) == 'Invalid according to Policy: Policy Condition failed: ["content-length-range", "test", "10"]'
+    with pytest.raises(errors.S3Error) as exc:
+        check_policy(policy_of(["content-length-range", "0", "\u0661\u0660"]), fields(), "b", NOW)
+    assert denied(exc).startswith("Invalid according to Policy: Policy Condition failed:")
 
 
 def test_name_without_dollar_fails() -> None:
