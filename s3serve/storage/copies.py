@@ -192,7 +192,9 @@ async def _copy_by_link(
             disk.meta.write_sidecar(dst_bucket, dkp.key, record)
             old = disk._existing_record(dst_bucket, dkp, dpath)
             folders = keys.place(disk._real_root, ddir, dkp, dpath, tmp)
-            tmp = None
+            # Left for the finally below: when the destination already was a name of this inode
+            # (a copy onto itself, or again onto an earlier linked copy), rename() did nothing
+            # and the temp link is still there.
             if old is not None and old.blob:
                 disk.meta.drop_blob(old.blob)
         finally:

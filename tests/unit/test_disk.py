@@ -513,6 +513,21 @@ async def test_linked_copy_has_its_own_last_modified(be: DiskBackend, root: Path
     assert (await be.head_object("bkt", "copy")).last_modified == copied.last_modified
 
 
+async def test_linked_copy_onto_the_same_inode_leaves_no_temp_link(be: DiskBackend, root: Path) -> None:
+    """rename() between two names of one inode does nothing: copying again onto a copy that is
+    already a link of the source, or an object onto itself, must not leave the new link behind."""
+    data = os.urandom(200_000)
+    await be.put_object("bkt", "src", Body(data, digests=frozenset({"crc32"})), WriteMeta())
+    await be.copy_object("bkt", "src", "bkt", "copy", None)
+    await be.copy_object("bkt", "src", "bkt", "copy", WriteMeta(user_meta={"round": "2"}))
+    await be.copy_object("bkt", "src", "bkt", "src", WriteMeta(user_meta={"self": "1"}))
+    assert tmp_files(root) == []
+    assert os.stat(root / "bkt/src").st_nlink == 2  # src and copy, nothing else
+    assert (await be.head_object("bkt", "copy")).user_meta == {"round": "2"}
+    assert (await be.head_object("bkt", "src")).user_meta == {"self": "1"}
+    assert await read_all(be, "copy") == data and await read_all(be, "src") == data
+
+
 async def test_copy_keeps_bytes_and_metadata(be: DiskBackend, root: Path) -> None:
     data = os.urandom(300_000)
     meta = WriteMeta(headers={"content-type": "image/png"}, user_meta={"m": "1"}, tags={"t": "v"})
