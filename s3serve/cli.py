@@ -250,9 +250,27 @@ async def _serve(config: Config, sock: socket.socket, ssl_context: ssl.SSLContex
         await runner.cleanup()
 
 
+class _ClientErrorsWithoutTraceback(logging.Filter):
+    """aiohttp logs a request it cannot parse (a header line over its 8190-byte limit, a broken
+    request line) as an ERROR with a traceback, before any handler runs. The fault is the
+    client's and the client got its 400: one line at INFO says so."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 400) < 500:
+            record.msg = f"{record.msg}: {exc.code} {exc.message.splitlines()[0] if exc.message else ''}".rstrip()
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("aiohttp.server").addFilter(_ClientErrorsWithoutTraceback())
     if args.command == "serve":
         config = config_from_args(args)
         try:

@@ -156,6 +156,32 @@ def test_banner_prints_endpoint_and_credentials(tmp_path) -> None:  # type: igno
     assert f"aws --endpoint-url {srv.endpoint} s3 ls" in text
 
 
+def test_unparseable_requests_get_400_and_one_log_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A header line over aiohttp's limit or a broken request line is the client's fault: it gets
+    a 400, and the log says so in a line, without the traceback aiohttp would print."""
+    root = tmp_path / "root"
+    root.mkdir()
+    srv = start_server(root)
+    try:
+        port = int(srv.endpoint.rsplit(":", 1)[1])
+        for request in (
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header Name: x\r\n\r\n",
+        ):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(request)
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            assert answer.split(b" ", 2)[1] == b"400", answer[:200]
+    finally:
+        stop_server(srv)
+    assert srv.log_path is not None
+    text = srv.log_path.read_text()
+    assert "Traceback" not in text and " ERROR " not in text, text
+    assert text.count("aiohttp.server INFO Error handling request from 127.0.0.1: 400") == 2, text
+
+
 def test_https_with_a_given_certificate(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """--tls-cert/--tls-key: the server loads the given pair (cryptography is only for self-signed)."""
     cert, key = self_signed(tmp_path / "pki", ["127.0.0.1", "localhost"])
