@@ -11,9 +11,9 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
-from botocore.exceptions import ClientError
 
 from tests.conftest import Server
+from tests.e2e.test_post_object import absent
 
 BOUNDARY = b"----s3serveMalformedForm"
 
@@ -61,14 +61,6 @@ def send(server: Server, bucket: str, body: bytes, length: int | None = None) ->
 def code(answer: bytes) -> str | None:
     m = re.search(rb"<Code>(.*?)</Code>", answer)
     return m.group(1).decode() if m else None
-
-
-def absent(s3, bucket: str, key: str) -> bool:  # type: ignore[no-untyped-def]
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        return exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404
-    return False
 
 
 @pytest.fixture
