@@ -34,6 +34,8 @@ CANNED = frozenset(
         "log-delivery-write",
     }
 )
+# What an object may be given (log-delivery-write is for buckets only).
+OBJECT_CANNED = CANNED - {"log-delivery-write"}
 # Canned ACLs that grant the owner alone here: an object's owner is its bucket's (one owner per
 # bucket), and S3 ignores bucket-owner-* on a bucket, which leaves it private.
 OWNER_ONLY_CANNED = frozenset({"private", "bucket-owner-read", "bucket-owner-full-control"})

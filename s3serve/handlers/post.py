@@ -27,6 +27,7 @@ from ..checksums import ALGORITHM_DIGEST, DEFAULT_CHECKSUM, b64
 from ..payload import declared_checksums, decode_content_md5
 from ..postpolicy import Fields, SizeRange
 from ..storage.base import ObjectInfo, WriteMeta
+from .acl import OBJECT_CANNED
 from .common import Context, checksum_headers, validate_tags, write_meta, xml_response
 from .objects import MAX_PUT_SIZE
 
@@ -38,17 +39,6 @@ MAX_PRE_DATA = 20 * 1024
 FILE_CHUNK = 256 * 1024
 FIELD_CHUNK = 8 * 1024
 
-CANNED_ACLS = frozenset(
-    {
-        "private",
-        "public-read",
-        "public-read-write",
-        "aws-exec-read",
-        "authenticated-read",
-        "bucket-owner-read",
-        "bucket-owner-full-control",
-    }
-)
 _NOT_A_FORM = "Bucket POST must be of the enclosure-type multipart/form-data"
 _FILENAME = re.compile(r';\s*filename\s*=\s*(?:"([^"]*)"|([^;\s]*))', re.IGNORECASE)
 # What aiohttp refuses to send in a header (and HTTP forbids): a field that becomes one of the
@@ -203,7 +193,7 @@ def _write_meta(fields: Fields) -> WriteMeta:
     acl = fields.get("acl")
     # Buckets here belong to their owner alone, so a canned ACL is accepted and has no effect,
     # as with PutObject's x-amz-acl; S3 refuses an ACL it does not know.
-    if acl is not None and acl not in CANNED_ACLS:
+    if acl is not None and acl not in OBJECT_CANNED:
         raise errors.InvalidArgument(ArgumentName="acl", ArgumentValue=acl)
     return meta
 
