@@ -281,5 +281,6 @@ def create_app(config: Config, backend: Backend | None = None) -> web.Applicatio
         await backend.stop()
 
     app.cleanup_ctx.append(lifecycle)
-    app.router.add_route("*", "/{tail:.*}", handle, expect_handler=_expect_handler)
+    # [\s\S], not ".": a key may hold a newline (%0A), which "." does not match.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", handle, expect_handler=_expect_handler)
     return app

@@ -348,7 +348,11 @@ def object_headers(info: ObjectInfo, ctx: Context, *, checksums: bool, part_coun
     # response-* query parameters override what the object stored (signed requests only).
     for name, header in RESPONSE_OVERRIDES.items():
         if name in ctx.query:
-            headers[header] = ctx.query[name]
+            value = ctx.query[name]
+            if any((c < " " and c != "\t") or c == "\x7f" for c in value):
+                # A header cannot carry it (CR/LF would split the answer): refuse, as for any bad argument.
+                raise errors.InvalidArgument(f"Invalid value for {name}", ArgumentName=name, ArgumentValue=value)
+            headers[header] = value
     return headers
 
 
@@ -380,7 +384,7 @@ def _parse_date(value: str | None) -> float | None:
         return None
     try:
         return email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None  # S3 ignores a date it cannot parse
 
 

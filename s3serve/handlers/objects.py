@@ -142,9 +142,16 @@ async def _get(ctx: Context, *, head: bool) -> web.StreamResponse:
         response = web.StreamResponse(status=status, headers=headers)
         response.content_length = length
         await response.prepare(ctx.request)
-        if not head and length:
-            await _send(ctx, response, reader, offset, length)
-        await response.write_eof()
+        try:
+            if not head and length:
+                await _send(ctx, response, reader, offset, length)
+            await response.write_eof()
+        except ConnectionError:
+            # The client left mid-body: drop the connection; nothing to answer and nothing to log
+            # (raised out of the handler, aiohttp would log it with a traceback).
+            response.force_close()
+            if ctx.request.transport is not None:
+                ctx.request.transport.abort()
         return response
 
 

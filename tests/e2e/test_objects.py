@@ -6,12 +6,19 @@ import base64
 import datetime
 import hashlib
 import os
+import socket
+import struct
+import time
 import zlib
+from urllib.parse import urlsplit
 
 import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from tests.conftest import signed
+from tests.conftest import REGION, http, signed
 
 KEYS = [
     "plain.txt",
@@ -26,6 +33,7 @@ KEYS = [
     "deep/a/b/c/d/e.bin",
     "trailing-dot.",
     "a=b&c=d",
+    "new\nline",
 ]
 
 
@@ -430,3 +438,45 @@ def test_large_object_streams(s3, bucket: str, tmp_path) -> None:
         digest.update(chunk)
     assert digest.hexdigest() == hashlib.md5(path.read_bytes()).hexdigest()
     assert got["ETag"] == f'"{digest.hexdigest()}"'
+
+
+def test_out_of_range_condition_date_is_ignored(server, s3, bucket: str) -> None:
+    # A date S3 cannot use is ignored like any other unparsable date, not a 500.
+    s3.put_object(Bucket=bucket, Key="d", Body=b"x")
+    for name in ("If-Modified-Since", "If-Unmodified-Since"):
+        for method in ("GET", "HEAD"):
+            r = signed(server, method, f"/{bucket}/d", headers={name: "Sun, 06 Nov 99999999999 08:49:37 GMT"})
+            assert r.status == 200, r.data
+
+
+def test_response_override_with_control_character_is_refused(server, s3, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="o", Body=b"x")
+    url = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": "o", "ResponseContentType": "text/plain\r\nX-Injected: 1"}
+    )
+    r = http("GET", url)
+    assert r.status == 400, r.data
+    assert b"<Code>InvalidArgument</Code>" in r.data
+    assert "X-Injected" not in r.headers
+
+
+def test_client_leaving_mid_download_logs_no_traceback(server, s3, bucket: str) -> None:
+    if server.log_path is None:
+        pytest.skip("needs the local server's log")
+    s3.put_object(Bucket=bucket, Key="big", Body=os.urandom(8 * 1024 * 1024))
+    request = AWSRequest(method="GET", url=f"{server.endpoint}/{bucket}/big", headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+    S3SigV4Auth(Credentials(server.access_key, server.secret_key), "s3", REGION).add_auth(request)
+    host = urlsplit(server.endpoint)
+    before = len(server.log_path.read_bytes())
+    with socket.create_connection((host.hostname, host.port)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        head = "".join(f"{k}: {v}\r\n" for k, v in request.headers.items())
+        sock.sendall(f"GET /{bucket}/big HTTP/1.1\r\nHost: {host.netloc}\r\n{head}\r\n".encode())
+        assert sock.recv(100).startswith(b"HTTP/1.1 200")
+        time.sleep(0.3)
+        # Reset, not a clean close: the server is still sending the body.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    time.sleep(0.5)
+    assert s3.get_object(Bucket=bucket, Key="big", Range="bytes=0-0")["Body"].read()
+    logged = server.log_path.read_bytes()[before:]
+    assert b"Traceback" not in logged and b"ERROR" not in logged, logged.decode(errors="replace")
