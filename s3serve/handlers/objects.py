@@ -56,8 +56,10 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
         return None
     if not first:
         suffix = int(last)
-        if suffix == 0 or size == 0:
+        if suffix == 0:
             raise errors.InvalidRange(RangeRequested=value, ActualObjectSize=size)
+        if size == 0:
+            return None  # S3 answers the whole (empty) object: there is no last byte to name
         return max(0, size - suffix), size - 1
     start = int(first)
     end = int(last) if last else size - 1
@@ -118,7 +120,8 @@ async def _get(ctx: Context, *, head: bool) -> web.StreamResponse:
         offset, length, status, parts = 0, info.size, 200, None
         if part_number is not None:
             offset, length, parts = _part_range(info, part_number)
-            status = 206
+            # An empty object has no byte range to name: S3 answers 200 without Content-Range.
+            status = 206 if info.size else 200
         elif range_header is not None:
             span = parse_range(range_header, info.size)
             if span is not None:

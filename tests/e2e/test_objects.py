@@ -182,6 +182,22 @@ def test_part_number_on_plain_object(s3, bucket: str) -> None:
     assert _error(exc) == ("InvalidPartNumber", 416)
 
 
+def test_ranges_and_part_number_on_an_empty_object(s3, bucket: str) -> None:
+    """An empty object has no byte to name. As S3 answers: a suffix range or partNumber=1 gets
+    the (empty) object with 200 and no Content-Range; a range from byte 0 is unsatisfiable."""
+    s3.put_object(Bucket=bucket, Key="empty", Body=b"")
+    for kwargs in ({"Range": "bytes=-5"}, {"PartNumber": 1}):
+        got = s3.get_object(Bucket=bucket, Key="empty", **kwargs)
+        assert got["ResponseMetadata"]["HTTPStatusCode"] == 200, kwargs
+        assert "ContentRange" not in got and got["ContentLength"] == 0 and got["Body"].read() == b""
+        head = s3.head_object(Bucket=bucket, Key="empty", **kwargs)
+        assert head["ResponseMetadata"]["HTTPStatusCode"] == 200 and "ContentRange" not in head
+    for header in ("bytes=0-0", "bytes=-0"):
+        with pytest.raises(ClientError) as exc:
+            s3.get_object(Bucket=bucket, Key="empty", Range=header)
+        assert _error(exc) == ("InvalidRange", 416)
+
+
 def test_conditional_get(s3, bucket: str) -> None:
     put = s3.put_object(Bucket=bucket, Key="c", Body=b"v1")
     etag = put["ETag"]
