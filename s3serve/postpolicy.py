@@ -29,6 +29,7 @@ from s3serve.sigv4 import (
     AuthResult,
     Lookup,
     _parse_credential,
+    _v4_result,
     lookup_user,
     parse_amz_date,
     sign,
@@ -169,17 +170,7 @@ def _verify_v4(
     key = signing_key(user.secret_key, cred.date, cred.region)
     if not signatures_equal(sign(key, policy), provided):
         raise _mismatch(cred.access_key, policy, provided)
-    return AuthResult(
-        user=user,
-        version=4,
-        presigned=False,
-        content_sha256=UNSIGNED_PAYLOAD,
-        signing_key=key,
-        scope=cred.scope,
-        amz_date=amz_date,
-        access_key=cred.access_key,
-        region=cred.region,
-    )
+    return _v4_result(user, cred, key, amz_date, provided, UNSIGNED_PAYLOAD, presigned=False)
 
 
 def _verify_v2(policy: str, access_key: str, provided: str, lookup: Lookup) -> AuthResult:

@@ -11,20 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from tests.conftest import Server, signed
+from tests.e2e.test_bucket_config import _fails
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
-
-
-def _fails(call: Callable[..., Any], **kwargs: Any) -> tuple[str, int, dict[str, Any]]:
-    """Code, HTTP status and error document of a call that must fail."""
-    with pytest.raises(ClientError) as exc:
-        call(**kwargs)
-    response = exc.value.response
-    return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]
 
 
 def _owner(s3: Any, bucket: str) -> str:
