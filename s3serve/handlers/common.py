@@ -23,7 +23,7 @@ from ..config import Config, User
 from ..payload import make_body, stored_content_encoding
 from ..routing import Route
 from ..sigv4 import AuthResult
-from ..storage.base import STORED_HEADERS, Backend, ObjectInfo, Precondition, WriteMeta
+from ..storage.base import STORED_HEADERS, Backend, HeaderPrecondition, ObjectInfo, Precondition, WriteMeta
 
 log = logging.getLogger("s3serve")
 T = TypeVar("T")
@@ -430,7 +430,8 @@ def write_precondition(headers: Mapping[str, str]) -> Precondition | None:
             if not etag_matches(if_match, current.etag):
                 raise errors.PreconditionFailed(Condition="If-Match")
 
-    return check
+    given = {"If-None-Match": if_none_match, "If-Match": if_match}
+    return HeaderPrecondition(check, {name: value for name, value in given.items() if value is not None})
 
 
 def read_precondition(headers: Mapping[str, str], prefix: str) -> Precondition | None:
@@ -444,4 +445,4 @@ def read_precondition(headers: Mapping[str, str], prefix: str) -> Precondition |
             raise errors.NoSuchKey()
         check_read_conditions(headers, current, prefix)
 
-    return check
+    return HeaderPrecondition(check, {prefix + name: headers[prefix + name] for name in names if prefix + name in headers})

@@ -87,6 +87,21 @@ class WriteMeta:
 Precondition = Callable[[ObjectInfo | None], None]
 
 
+class HeaderPrecondition:
+    """A Precondition that S3 also expresses as request headers (If-Match, If-None-Match,
+    x-amz-copy-source-if-*), so that an upstream S3 can check it itself, atomically, instead of
+    being asked first and written after."""
+
+    __slots__ = ("check", "headers")
+
+    def __init__(self, check: Precondition, headers: dict[str, str]) -> None:
+        self.check = check
+        self.headers = headers
+
+    def __call__(self, current: ObjectInfo | None) -> None:
+        self.check(current)
+
+
 class Body(Protocol):
     """A request body on its way to storage (built by payload.py).
 
