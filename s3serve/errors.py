@@ -208,6 +208,11 @@ NotImplementedOp = _error(
     "NotImplementedOp", 501, "A header you provided implies functionality that is not implemented.", code="NotImplemented"
 )
 SlowDown = _error("SlowDown", 503, "Please reduce your request rate.")
+# The upstream S3 of the cache mode failed us (unreachable, timed out, or a 5xx of its own): the
+# client's request may well be fine, so it is told to retry, as S3 tells it on its own outages.
+ServiceUnavailable = _error(
+    "ServiceUnavailable", 503, "The upstream S3 could not be reached or answered an error. Please try again."
+)
 
 
 class NotModified(S3Error):
@@ -219,3 +224,20 @@ class NotModified(S3Error):
 
 def not_implemented(operation: str) -> S3Error:
     return NotImplementedOp(f"{operation} is not implemented by s3serve.")
+
+
+_BY_CODE: dict[str, type[S3Error]] = {}
+
+
+def from_code(code: str, status: int, message: str | None = None) -> S3Error:
+    """The error another S3 answered with (an upstream's ``<Code>``): its class here when there is
+    one, else a plain S3Error carrying that code and status."""
+    if not _BY_CODE:
+        for value in list(globals().values()):
+            if isinstance(value, type) and issubclass(value, S3Error) and value is not S3Error:
+                _BY_CODE[getattr(value, "error_code", value.__name__)] = value
+    cls = _BY_CODE.get(code)
+    if cls is None:
+        # Not remembered: an upstream could otherwise grow the table without bound.
+        cls = _error(code, status, message or code)
+    return cls(message or None)

@@ -203,6 +203,26 @@ def signatures_equal(expected: str, provided: str) -> bool:
     )
 
 
+def authorization(
+    access_key: str,
+    key: bytes,
+    amz_date: str,
+    region: str,
+    request: tuple[str, str, Iterable[tuple[str, str]]],
+    headers: Mapping[str, str],
+    payload_hash: str,
+) -> str:
+    """Client side (s3serve calling an upstream S3): the Authorization header for ``request``
+    (method, path as sent, which is already SigV4-encoded, decoded query pairs), signing every
+    header in ``headers`` (lower-case names, host and x-amz-date among them)."""
+    method, uri, query = request
+    signed = sorted(headers)
+    scope = f"{amz_date[:8]}/{region}/{SERVICE}/{TERMINATOR}"
+    creq = canonical_request(method, uri, canonical_query(query), headers, signed, payload_hash)
+    signature = sign(key, string_to_sign(amz_date, scope, creq))
+    return f"{ALGORITHM} Credential={access_key}/{scope}, SignedHeaders={';'.join(signed)}, Signature={signature}"
+
+
 # -- dispatch --------------------------------------------------------------------------------
 
 

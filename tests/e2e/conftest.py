@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from tests.conftest import Server, free_port, stop_server, wait_ready
 
 AWS = "/usr/bin/aws"  # Debian's aws cli v2, installed by tools/ensure-awscli.sh
 
@@ -36,3 +41,22 @@ def aws(server, tmp_path_factory):  # type: ignore[no-untyped-def]
     version = subprocess.run([AWS, "--version"], capture_output=True, text=True, check=True).stdout
     assert version.startswith("aws-cli/2"), version
     return run
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """moto's S3 server (moto[server], a test dependency) on a free loopback port: a third-party
+    S3 implementation for the upstream cache to sit in front of."""
+    script = Path(sys.executable).parent / "moto_server"
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([str(script), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", "moto-key", "moto-secret", None, process, log_path)
+    try:
+        wait_ready(server.endpoint, process, timeout=30)
+    except RuntimeError as exc:
+        stop_server(server)
+        raise RuntimeError(f"{exc}\n{log_path.read_text()}") from None
+    yield server
+    stop_server(server)

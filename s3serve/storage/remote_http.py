@@ -1,0 +1,389 @@
+"""The HTTP side of RemoteBackend: one aiohttp session to an upstream S3, SigV4 header signing,
+retries, the upstream's errors mapped onto s3serve's, and a streaming ObjectReader.
+
+With remote.py, the only part of storage/ that imports aiohttp: it is the upstream's HTTP client
+(the HTTP of s3serve's own clients still never reaches storage).
+
+Errors: the upstream's <Code> becomes s3serve's error of that code, never with its extra elements
+(a SignatureDoesNotMatch carries signature material of s3serve's own credentials). A refusal of
+those credentials is the server's misconfiguration, not the client's fault: AccessDenied saying so,
+and a warning in the log. Unreachable, timed out, a redirect or a 5xx: ServiceUnavailable, after a
+retry or two where repeating the request is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from .. import errors, sigv4
+from . import remote_xml as rx
+from .base import Body, ObjectInfo, ObjectReader
+from .spool import FileBody
+
+log = logging.getLogger("s3serve")
+
+READ_CHUNK = 512 * 1024
+RETRY_DELAYS = (0.1, 0.4)
+MAX_ERROR_BODY = 64 * 1024
+# An upstream's refusal of s3serve's credentials, signature or clock, rather than of the request.
+AUTH_CODES = frozenset(
+    {
+        "AccessDenied",
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "RequestTimeTooSkewed",
+        "AuthorizationHeaderMalformed",
+        "ExpiredToken",
+        "InvalidToken",
+        "AllAccessDisabled",
+    }
+)
+# aiohttp would add Content-Type: application/octet-stream to every body, which an upstream stores
+# as the object's type; and Accept-Encoding, though answers are never decompressed here.
+SKIP_HEADERS = ("Content-Type", "Accept-Encoding")
+
+Query = Sequence[tuple[str, str | None]]  # None: a bare sub-resource name (?uploads)
+Headers = CIMultiDictProxy[str]
+
+
+@dataclass
+class Stream:
+    """An object or part body on its way upstream."""
+
+    body: Body
+    size: int
+    content_md5: str | None
+    checksums: dict[str, str]
+    reusable: bool  # can be iterated again from the start, for a retry
+
+
+def stream_of(body: Body) -> Stream:
+    size = getattr(body, "size", None)
+    if not isinstance(size, int):
+        raise errors.InternalError("An upload to the upstream S3 needs a body of known size (a spooled FileBody).")
+    return Stream(
+        body, size, getattr(body, "content_md5", None), dict(getattr(body, "checksums", {})), isinstance(body, FileBody)
+    )
+
+
+async def _chunks(body: Body) -> AsyncIterator[bytes]:
+    async for chunk in body:
+        yield chunk
+
+
+class Upstream:
+    """One upstream S3 endpoint: signs, sends, retries, and maps its errors."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        region: str = "us-east-1",
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        verify: bool = True,
+        max_connections: int = 64,
+        timeout: float = 60.0,
+    ) -> None:
+        url = URL(endpoint)
+        if (
+            url.scheme not in ("http", "https")
+            or not url.host
+            or url.path not in ("", "/")
+            or url.query_string
+            or url.fragment
+            or url.user is not None
+        ):
+            raise ValueError(f"upstream endpoint must be scheme://host[:port], not {endpoint!r}")
+        self.endpoint = f"{url.scheme}://{url.host_port_subcomponent}"
+        self._host = url.host_port_subcomponent or ""
+        self.access_key = access_key
+        self._secret_key = secret_key
+        self.region = region
+        self._ssl_context = ssl_context
+        self._verify = verify
+        self._max_connections = max_connections
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._key: tuple[str, bytes] | None = None  # (date, signing key) for self.region
+        self._warned_auth = False
+
+    def __repr__(self) -> str:  # never the secret
+        return f"Upstream({self.endpoint!r}, region={self.region!r})"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._session is not None:
+            return
+        tls: ssl.SSLContext | bool = False
+        if self.endpoint.startswith("https:"):
+            # Never aiohttp's own default context: lean_import builds it without the CA bundle.
+            tls = self._ssl_context or (ssl.create_default_context() if self._verify else False)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=tls),
+            auto_decompress=False,
+            # No total: a large GET streams for as long as it takes; a stalled one does not.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeout, sock_read=self._timeout),
+            skip_auto_headers=SKIP_HEADERS,
+        )
+
+    async def stop(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    # -- transport ----------------------------------------------------------------------------
+    def _signing_key(self, date: str) -> bytes:
+        if self._key is None or self._key[0] != date:
+            self._key = (date, sigv4.signing_key(self._secret_key, date, self.region))
+        return self._key[1]
+
+    @staticmethod
+    def path(bucket: str, key: str = "") -> str:
+        # Encoded once, per SigV4, and sent exactly so: the canonical URI is this very string.
+        if not bucket:
+            return "/"
+        return "/" + quote(bucket, safe="") + ("/" + quote(key, safe="/") if key else "")
+
+    def _sign(
+        self, method: str, path: str, query: Query, headers: Mapping[str, str] | None, body: bytes | Stream | None
+    ) -> dict[str, str]:
+        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        signed = {name.lower(): value for name, value in (headers or {}).items()}
+        signed["host"] = self._host
+        signed["x-amz-date"] = amz_date
+        if body is None:
+            payload_hash = sigv4.EMPTY_SHA256
+        elif isinstance(body, bytes):
+            payload_hash = hashlib.sha256(body).hexdigest()
+            signed.setdefault("content-md5", base64.b64encode(hashlib.md5(body).digest()).decode())
+        else:
+            payload_hash = sigv4.UNSIGNED_PAYLOAD
+            if body.content_md5:
+                signed["content-md5"] = body.content_md5
+        signed["x-amz-content-sha256"] = payload_hash
+        pairs = [(name, value or "") for name, value in query]
+        key = self._signing_key(amz_date[:8])
+        auth = sigv4.authorization(self.access_key, key, amz_date, self.region, (method, path, pairs), signed, payload_hash)
+        sent = dict(signed, authorization=auth)
+        if isinstance(body, Stream):
+            # Declared, so aiohttp sends the stream with a length instead of chunked.
+            sent["content-length"] = str(body.size)
+        return sent
+
+    async def send(
+        self,
+        method: str,
+        bucket: str,
+        key: str = "",
+        query: Query = (),
+        headers: Mapping[str, str] | None = None,
+        body: bytes | Stream | None = None,
+        *,
+        missing: type[errors.S3Error] = errors.NoSuchKey,
+        idempotent: bool | None = None,
+    ) -> aiohttp.ClientResponse:
+        """The upstream's 2xx response, which the caller reads and releases; the S3Error of any
+        other answer. ``missing`` is the error of a 404 without a body (HEAD)."""
+        session = self._session
+        if session is None:
+            raise errors.InternalError("The upstream S3 client was used before start().")
+        path = self.path(bucket, key)
+        raw_query = "&".join(
+            quote(name, safe="") if value is None else f"{quote(name, safe='')}={quote(value, safe='')}"
+            for name, value in query
+        )
+        url = URL(self.endpoint + path + ("?" + raw_query if raw_query else ""), encoded=True)
+        if idempotent is None:
+            conditional = any(name.lower() in ("if-match", "if-none-match") for name in headers or {})
+            resendable = not isinstance(body, Stream) or body.reusable
+            # A conditional write repeated after a lost answer would fail its own condition.
+            idempotent = method in ("GET", "HEAD", "DELETE") or (method == "PUT" and resendable and not conditional)
+        for attempt in range(len(RETRY_DELAYS) + 1):
+            last = attempt == len(RETRY_DELAYS)
+            sent = self._sign(method, path, query, headers, body)
+            data = _chunks(body.body) if isinstance(body, Stream) else body
+            try:
+                response = await session.request(method, url, headers=sent, data=data, allow_redirects=False)
+            except aiohttp.ClientConnectorError as exc:  # nothing was sent: always safe to retry
+                if last:
+                    raise self.unavailable(f"{method} {path}: {exc}") from None
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                if last or not idempotent:
+                    raise self.unavailable(f"{method} {path}: {type(exc).__name__} {exc}") from None
+            else:
+                if response.status < 300:
+                    return response
+                if response.status in (500, 503) and idempotent and not last:
+                    response.release()
+                else:
+                    raise await self._failure(response, method, missing)
+            await asyncio.sleep(RETRY_DELAYS[attempt])
+        raise AssertionError("unreachable")
+
+    async def read(
+        self,
+        method: str,
+        bucket: str,
+        key: str = "",
+        query: Query = (),
+        headers: Mapping[str, str] | None = None,
+        body: bytes | Stream | None = None,
+        *,
+        missing: type[errors.S3Error] = errors.NoSuchKey,
+        idempotent: bool | None = None,
+        error_in_body: bool = False,
+    ) -> tuple[Headers, bytes]:
+        """``send`` and the whole (small) answer. ``error_in_body``: CopyObject, UploadPartCopy
+        and CompleteMultipartUpload may answer 200 and an <Error> later in the body."""
+        response = await self.send(method, bucket, key, query, headers, body, missing=missing, idempotent=idempotent)
+        try:
+            data = await response.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self.unavailable(f"{method} {bucket}/{key}: {type(exc).__name__} {exc}") from None
+        finally:
+            response.release()
+        if error_in_body:
+            found = rx.error_of(data)
+            if found is not None:
+                raise self._error(errors.from_code(found[0], 500).status, found, missing)
+        return response.headers, data
+
+    async def _failure(
+        self, response: aiohttp.ClientResponse, method: str, missing: type[errors.S3Error]
+    ) -> errors.S3Error:
+        body = b""
+        try:
+            if method != "HEAD":
+                body = await response.content.read(MAX_ERROR_BODY)
+        except (TimeoutError, aiohttp.ClientError):
+            pass
+        finally:
+            response.release()
+        return self._error(response.status, rx.error_of(body), missing)
+
+    def _error(self, status: int, found: tuple[str, str] | None, missing: type[errors.S3Error]) -> errors.S3Error:
+        code, message = found if found is not None else ("", "")
+        # A 403 whose code names a fault of the request itself (InvalidObjectState) is the client's.
+        if code in AUTH_CODES or (status == 403 and not (code and hasattr(errors, code))):
+            return self._refused(code or str(status), message)
+        if (300 <= status < 400 and status != 304) or (status >= 500 and status != 501):
+            return self.unavailable(f"answered {status} {code}: {message}".rstrip(": "))
+        if code:
+            return errors.from_code(code, status, message or None)
+        by_status: dict[int, type[errors.S3Error]] = {
+            404: missing,
+            412: errors.PreconditionFailed,
+            304: errors.NotModified,
+            400: errors.BadRequest,
+            405: errors.MethodNotAllowed,
+            416: errors.InvalidRange,
+        }
+        cls = by_status.get(status)
+        return cls() if cls is not None else errors.InternalError(f"The upstream S3 answered HTTP {status}.")
+
+    def _refused(self, code: str, message: str) -> errors.S3Error:
+        if not self._warned_auth:
+            self._warned_auth = True
+            log.warning(
+                "upstream S3 %s refused s3serve's credentials (%s: %s): check the upstream access key, "
+                "secret key, region and this machine's clock",
+                self.endpoint,
+                code,
+                message,
+            )
+        return errors.AccessDenied(f"The upstream S3 refused s3serve's credentials ({code}).")
+
+    def unavailable(self, cause: str) -> errors.S3Error:
+        log.warning("upstream S3 %s: %s", self.endpoint, cause)
+        return errors.ServiceUnavailable()
+
+    async def ranged(self, bucket: str, key: str, offset: int, length: int, etag: str) -> aiohttp.ClientResponse:
+        headers = {"range": f"bytes={offset}-{offset + length - 1}", "if-match": f'"{etag}"'}
+        changed = errors.PreconditionFailed("The object changed upstream while it was being read.")
+        try:
+            response = await self.send("GET", bucket, key, headers=headers)
+        except errors.PreconditionFailed:
+            raise changed from None
+        if rx.unquote_etag(response.headers.get("ETag", f'"{etag}"')) != etag:  # If-Match ignored
+            response.release()
+            raise changed
+        return response
+
+
+class RemoteReader(ObjectReader):
+    """An upstream object, its GET already answered: streams that answer when the whole object is
+    wanted, and a ranged GET pinned to the same ETag for any other range, so that an object
+    replaced in between fails instead of being stitched from two versions."""
+
+    def __init__(
+        self, upstream: Upstream, bucket: str, key: str, info: ObjectInfo, response: aiohttp.ClientResponse
+    ) -> None:
+        self.info = info
+        self._upstream = upstream
+        self._bucket = bucket
+        self._key = key
+        self._first: aiohttp.ClientResponse | None = response
+        self._open: set[aiohttp.ClientResponse] = {response}
+
+    def fileno(self) -> int | None:
+        return None
+
+    async def iter_range(self, offset: int, length: int) -> AsyncIterator[bytes]:
+        first, self._first = self._first, None
+        skip = 0
+        if first is not None and offset == 0 and length == self.info.size:
+            response = first
+        else:
+            if first is not None:
+                self._release(first)  # unread: its connection is closed rather than reused
+            if length <= 0:
+                return
+            response = await self._upstream.ranged(self._bucket, self._key, offset, length, self.info.etag)
+            self._open.add(response)
+            if response.status == 200:
+                skip = offset  # an upstream that ignored Range sends the whole object
+            elif response.status != 206:
+                self._release(response)
+                raise errors.InternalError(f"The upstream S3 answered a ranged GET with HTTP {response.status}.")
+        remaining = length
+        try:
+            async for chunk in response.content.iter_chunked(READ_CHUNK):
+                if skip:
+                    cut = min(skip, len(chunk))
+                    chunk, skip = chunk[cut:], skip - cut
+                if len(chunk) > remaining:
+                    chunk = chunk[:remaining]
+                if chunk:
+                    remaining -= len(chunk)
+                    yield chunk
+                if not remaining:
+                    break
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._upstream.unavailable(f"GET {self._bucket}/{self._key}: {type(exc).__name__} {exc}") from None
+        finally:
+            self._release(response)
+        if remaining:
+            raise self._upstream.unavailable(f"GET {self._bucket}/{self._key}: the body ended {remaining} bytes early")
+
+    def _release(self, response: aiohttp.ClientResponse) -> None:
+        self._open.discard(response)
+        response.release()
+
+    def close(self) -> None:
+        self._first = None
+        for response in list(self._open):
+            self._release(response)

@@ -1,0 +1,237 @@
+"""The XML of an upstream S3's answers, parsed into storage's dataclasses, and the few request
+bodies RemoteBackend sends. No HTTP here (remote.py does that).
+
+An upstream's malformed answer is its fault, not the client's: parse failures raise
+ServiceUnavailable, never the MalformedXML that s3xml raises for a client's body.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+from urllib.parse import unquote_plus
+
+from .. import errors, s3xml
+from .base import (
+    CHECKSUM_ALGORITHMS,
+    BucketInfo,
+    ObjectInfo,
+    PartInfo,
+    PartsPage,
+    UploadInfo,
+    UploadListPage,
+    WriteMeta,
+)
+
+
+def parse(body: bytes, root: str) -> dict[str, Any]:
+    """The content of the answer S3 names ``root``, whatever the upstream named it: clients never
+    check the name, and moto answers ListParts with a ListPartsResponse."""
+    from xml.parsers.expat import ExpatError
+
+    import xmltodict
+
+    try:
+        doc = xmltodict.parse(body, process_namespaces=False, disable_entities=True)
+    except (ExpatError, ValueError):
+        doc = None
+    content = next(iter(doc.values()), None) if isinstance(doc, dict) and len(doc) == 1 else False
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise errors.ServiceUnavailable(f"The upstream S3 answered with a document that is not a {root}.")
+    return {k.split(":")[-1]: v for k, v in content.items() if not k.startswith("@")}
+
+
+def error_of(body: bytes) -> tuple[str, str] | None:
+    """(Code, Message) of an ``<Error>`` document, None for anything else."""
+    head = body.lstrip()[:512]
+    if b"<Error" not in head:
+        return None
+    try:
+        doc = s3xml.parse(body, "Error")
+    except errors.S3Error:
+        return None
+    return text(doc.get("Code")), text(doc.get("Message"))
+
+
+def text(value: Any) -> str:
+    try:
+        return s3xml.text(value)
+    except errors.S3Error:
+        return ""
+
+
+def items(doc: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return [item for item in s3xml.as_list(doc.get(name)) if isinstance(item, dict)]
+
+
+def iso_epoch(value: str) -> float:
+    """'2009-10-12T17:50:30.000Z' -> epoch seconds (0.0 when absent or unreadable)."""
+    try:
+        return datetime.datetime.fromisoformat(value.strip()).timestamp() if value else 0.0
+    except ValueError:
+        return 0.0
+
+
+def unquote_etag(value: str | None) -> str:
+    return (value or "").strip().strip('"')
+
+
+def _truthy(value: Any) -> bool:
+    return text(value).strip().lower() == "true"
+
+
+def _checksums(doc: dict[str, Any]) -> dict[str, str]:
+    return {alg: text(doc[f"Checksum{alg}"]) for alg in CHECKSUM_ALGORITHMS if doc.get(f"Checksum{alg}")}
+
+
+def _url(value: Any, encoded: bool) -> str:
+    # ListObjectsV2 / ListMultipartUploads with encoding-type=url: decoded as botocore decodes
+    # them ('+' is a space; a literal '+' comes as %2B), which every S3 we know encodes for.
+    raw = text(value)
+    return unquote_plus(raw) if encoded else raw
+
+
+def _owner_id(doc: dict[str, Any], name: str = "Owner") -> str:
+    owner = doc.get(name)
+    return text(owner.get("ID")) if isinstance(owner, dict) else ""
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+
+def list_buckets(body: bytes) -> list[BucketInfo]:
+    doc = parse(body, "ListAllMyBucketsResult")
+    owner = _owner_id(doc)
+    buckets = doc.get("Buckets")
+    out = []
+    for item in items(buckets if isinstance(buckets, dict) else {}, "Bucket"):
+        region = text(item.get("BucketRegion")) or "us-east-1"
+        out.append(BucketInfo(text(item.get("Name")), iso_epoch(text(item.get("CreationDate"))), owner, region))
+    return out
+
+
+def list_objects(body: bytes) -> tuple[list[ObjectInfo], list[str], bool]:
+    """ListObjectsV2: (objects, common prefixes, is_truncated)."""
+    doc = parse(body, "ListBucketResult")
+    encoded = text(doc.get("EncodingType")) == "url"
+    objects = []
+    for item in items(doc, "Contents"):
+        key = _url(item.get("Key"), encoded)
+        objects.append(
+            ObjectInfo(
+                key=key,
+                size=int(text(item.get("Size")) or 0),
+                etag=unquote_etag(text(item.get("ETag"))),
+                last_modified=iso_epoch(text(item.get("LastModified"))),
+                storage_class=text(item.get("StorageClass")) or "STANDARD",
+                is_folder=key.endswith("/"),
+            )
+        )
+    prefixes = [_url(item.get("Prefix"), encoded) for item in items(doc, "CommonPrefixes")]
+    return objects, prefixes, _truthy(doc.get("IsTruncated"))
+
+
+def upload_id(body: bytes) -> str:
+    upload = text(parse(body, "InitiateMultipartUploadResult").get("UploadId"))
+    if not upload:
+        raise errors.ServiceUnavailable("The upstream S3 answered CreateMultipartUpload without an UploadId.")
+    return upload
+
+
+def copy_result(body: bytes, root: str) -> tuple[str, float, dict[str, str]]:
+    """CopyObjectResult / CopyPartResult: (etag, last modified, checksums)."""
+    doc = parse(body, root)
+    return unquote_etag(text(doc.get("ETag"))), iso_epoch(text(doc.get("LastModified"))), _checksums(doc)
+
+
+def tagging(body: bytes) -> dict[str, str]:
+    doc = parse(body, "Tagging")
+    tagset = doc.get("TagSet")
+    tags = items(tagset, "Tag") if isinstance(tagset, dict) else []
+    return {text(tag.get("Key")): text(tag.get("Value")) for tag in tags}
+
+
+def _upload_meta(doc: dict[str, Any]) -> WriteMeta:
+    return WriteMeta(
+        storage_class=text(doc.get("StorageClass")) or "STANDARD",
+        checksum_algorithm=text(doc.get("ChecksumAlgorithm")) or None,
+        checksum_type=text(doc.get("ChecksumType")) or None,
+    )
+
+
+def list_uploads(body: bytes) -> UploadListPage:
+    doc = parse(body, "ListMultipartUploadsResult")
+    encoded = text(doc.get("EncodingType")) == "url"
+    uploads = [
+        UploadInfo(
+            upload_id=text(item.get("UploadId")),
+            key=_url(item.get("Key"), encoded),
+            initiated=iso_epoch(text(item.get("Initiated"))),
+            owner=_owner_id(item) or _owner_id(item, "Initiator"),
+            meta=_upload_meta(item),
+        )
+        for item in items(doc, "Upload")
+    ]
+    truncated = _truthy(doc.get("IsTruncated"))
+    next_key = _url(doc.get("NextKeyMarker"), encoded) if truncated else None
+    next_id = text(doc.get("NextUploadIdMarker")) if truncated else None
+    prefixes = [_url(item.get("Prefix"), encoded) for item in items(doc, "CommonPrefixes")]
+    return UploadListPage(uploads, prefixes, truncated, next_key or None, next_id or None)
+
+
+def _part(item: dict[str, Any]) -> PartInfo:
+    return PartInfo(
+        number=int(text(item.get("PartNumber")) or 0),
+        size=int(text(item.get("Size")) or 0),
+        etag=unquote_etag(text(item.get("ETag"))),
+        last_modified=iso_epoch(text(item.get("LastModified"))),
+        checksums=_checksums(item),
+    )
+
+
+def list_parts(body: bytes, key: str, upload: str) -> PartsPage:
+    doc = parse(body, "ListPartsResult")
+    info = UploadInfo(upload, key, 0.0, _owner_id(doc) or _owner_id(doc, "Initiator"), _upload_meta(doc))
+    truncated = _truthy(doc.get("IsTruncated"))
+    marker = text(doc.get("NextPartNumberMarker"))
+    return PartsPage(info, [_part(item) for item in items(doc, "Part")], truncated, int(marker) if truncated and marker else None)
+
+
+def object_parts(body: bytes) -> tuple[list[PartInfo], int | None] | None:
+    """GetObjectAttributes' ObjectParts: (this page's parts, the marker of the next page or None);
+    None when the answer lists no parts (an object not made by multipart, or S3 giving only
+    PartsCount, as it does for an object without an additional checksum)."""
+    parts = parse(body, "GetObjectAttributesResponse").get("ObjectParts")
+    if not isinstance(parts, dict):
+        return None
+    page = [_part(item) for item in items(parts, "Part")]
+    if not page:
+        return None
+    marker = text(parts.get("NextPartNumberMarker"))
+    return page, (int(marker) if _truthy(parts.get("IsTruncated")) and marker else None)
+
+
+# -- request bodies ------------------------------------------------------------------------------
+
+
+def _el(tag: str, value: object) -> str:
+    return f"<{tag}>{s3xml.escape(str(value))}</{tag}>"
+
+
+def _doc(root: str, body: str) -> bytes:
+    return f'{s3xml.HEADER}<{root} xmlns="{s3xml.NS}">{body}</{root}>'.encode()
+
+
+def complete(parts: list[PartInfo]) -> bytes:
+    out = []
+    for part in parts:
+        etag = _el("ETag", '"' + part.etag + '"')
+        checksums = "".join(_el(f"Checksum{alg}", value) for alg, value in sorted(part.checksums.items()))
+        out.append(f"<Part>{_el('PartNumber', part.number)}{etag}{checksums}</Part>")
+    return _doc("CompleteMultipartUpload", "".join(out))
+
+
+def create_bucket(region: str) -> bytes:
+    return _doc("CreateBucketConfiguration", _el("LocationConstraint", region))
