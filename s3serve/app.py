@@ -255,18 +255,46 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     return await handler(ctx)
 
 
+def default_backend(config: Config) -> Backend:
+    """The local directory, or with ``config.upstream`` the local directory caching that S3."""
+    from .storage.disk import DiskBackend
+
+    disk = DiskBackend(
+        config.root,
+        default_owner=config.default_owner.user_id,
+        fsync=config.fsync,
+        min_part_size=config.min_part_size,
+        multipart_expiry=config.multipart_expiry,
+        gc_interval=config.gc_interval,
+    )
+    if not config.upstream:
+        return disk
+    import ssl
+
+    from .storage.cache import CacheBackend
+    from .storage.remote import RemoteBackend
+
+    context = ssl.create_default_context(cafile=str(config.upstream_ca)) if config.upstream_ca else None
+    upstream = RemoteBackend(
+        config.upstream,
+        config.upstream_access_key,
+        config.upstream_secret_key,
+        config.upstream_region or config.region,
+        ssl_context=context,
+        verify=config.upstream_verify,
+    )
+    return CacheBackend(
+        disk,
+        upstream,
+        max_bytes=config.cache_size,
+        revalidate_after=config.cache_revalidate,
+        evict_interval=config.cache_evict_interval,
+    )
+
+
 def create_app(config: Config, backend: Backend | None = None) -> web.Application:
     if backend is None:
-        from .storage.disk import DiskBackend
-
-        backend = DiskBackend(
-            config.root,
-            default_owner=config.default_owner.user_id,
-            fsync=config.fsync,
-            min_part_size=config.min_part_size,
-            multipart_expiry=config.multipart_expiry,
-            gc_interval=config.gc_interval,
-        )
+        backend = default_backend(config)
     # Object bodies stream through payload.py, never through request.read(), so the size limit
     # only guards the small XML bodies some handlers read whole.
     app = web.Application(client_max_size=4 * 1024 * 1024)

@@ -7,6 +7,7 @@ import asyncio
 import gc
 import logging
 import os
+import re
 import signal
 import socket
 import ssl
@@ -64,6 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-key", default=_env("TLS_KEY"), help="PEM private key for https [S3SERVE_TLS_KEY]")
     serve.add_argument("--tls-self-signed", action="store_true", default=_env("TLS_SELF_SIGNED", "") not in ("", "0"), help="serve https with a generated self-signed certificate [S3SERVE_TLS_SELF_SIGNED]")
     serve.add_argument("--workers", type=int, default=int(_env("WORKERS", "1") or 1), help="worker processes, each listening on the port (SO_REUSEPORT) [S3SERVE_WORKERS]")
+    cache = serve.add_argument_group("upstream cache", "Keep ROOT as a write-through, read-through cache of another S3 endpoint.")
+    cache.add_argument("--upstream", default=_env("UPSTREAM"), help="URL of the upstream S3 endpoint, e.g. https://s3.eu-west-1.amazonaws.com [S3SERVE_UPSTREAM]")
+    cache.add_argument("--upstream-access-key", default=_env("UPSTREAM_ACCESS_KEY"), help="access key for the upstream [S3SERVE_UPSTREAM_ACCESS_KEY]")
+    cache.add_argument("--upstream-secret-key", default=_env("UPSTREAM_SECRET_KEY"), help="secret key for the upstream [S3SERVE_UPSTREAM_SECRET_KEY]")
+    cache.add_argument("--upstream-region", default=_env("UPSTREAM_REGION"), help="region to sign upstream requests for (default: --region) [S3SERVE_UPSTREAM_REGION]")
+    cache.add_argument("--upstream-ca", default=_env("UPSTREAM_CA"), help="PEM bundle to verify the upstream's certificate with [S3SERVE_UPSTREAM_CA]")
+    cache.add_argument("--upstream-no-verify", action="store_true", default=_env("UPSTREAM_NO_VERIFY", "") not in ("", "0"), help="do not verify the upstream's certificate [S3SERVE_UPSTREAM_NO_VERIFY]")
+    cache.add_argument("--cache-size", default=_env("CACHE_SIZE"), help="keep at most this many bytes of copies, e.g. 20GiB (default: no limit) [S3SERVE_CACHE_SIZE]")
+    cache.add_argument("--cache-revalidate", default=_env("CACHE_REVALIDATE", "0"), help="serve a copy without asking the upstream for this long after it last confirmed it (default 0: ask on every read) [S3SERVE_CACHE_REVALIDATE]")
+    cache.add_argument("--cache-evict-interval", default=_env("CACHE_EVICT_INTERVAL", "1m"), help="how often to check the cache's size [S3SERVE_CACHE_EVICT_INTERVAL] (default 1m)")
     serve.add_argument("--access-log", action="store_true", default=_env("ACCESS_LOG", "") not in ("", "0"), help="log every request [S3SERVE_ACCESS_LOG]")
     return parser
 
@@ -84,6 +95,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         users = [User(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)]
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("s3serve serve: --tls-cert and --tls-key go together")
+    if args.upstream and not (args.upstream_access_key and args.upstream_secret_key):
+        raise SystemExit("s3serve serve: --upstream needs --upstream-access-key and --upstream-secret-key")
+    if args.upstream and not re.fullmatch(r"https?://[^/?#]+/?", args.upstream):
+        raise SystemExit(f"s3serve serve: --upstream must be http(s)://HOST[:PORT], not {args.upstream!r}")
     return Config(
         root=Path(args.root),
         host=host.strip("[]"),
@@ -99,6 +114,15 @@ def config_from_args(args: argparse.Namespace) -> Config:
         tls_key=Path(args.tls_key) if args.tls_key else None,
         tls_self_signed=args.tls_self_signed,
         workers=max(1, args.workers),
+        upstream=args.upstream.rstrip("/") if args.upstream else None,
+        upstream_access_key=args.upstream_access_key or "",
+        upstream_secret_key=args.upstream_secret_key or "",
+        upstream_region=args.upstream_region,
+        upstream_verify=not args.upstream_no_verify,
+        upstream_ca=Path(args.upstream_ca) if args.upstream_ca else None,
+        cache_size=_size(args.cache_size) if args.cache_size else None,
+        cache_revalidate=_duration(args.cache_revalidate),
+        cache_evict_interval=_duration(args.cache_evict_interval),
     )
 
 
@@ -108,6 +132,7 @@ def _banner(config: Config, scheme: str, ca: Path | None) -> str:
     endpoint = f"{scheme}://{host}:{config.port}"
     lines = [
         f"s3serve serving {config.root.resolve()}",
+        *([f"  Caching:    {config.upstream}"] if config.upstream else []),
         f"  Endpoint:   {endpoint}",
         f"  Region:     {config.region}",
         f"  Access key: {user.access_key}",
@@ -158,6 +183,13 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 def serve(config: Config, access_log: bool = False) -> None:
     limit_malloc_arenas()  # before any thread starts
     config.root.mkdir(parents=True, exist_ok=True)
+    if config.upstream:
+        from .storage.cache import claim_root
+
+        try:
+            claim_root(config.root, config.upstream)
+        except ValueError as exc:
+            raise SystemExit(f"s3serve serve: {exc}") from None
     ssl_context = None
     ca: Path | None = None
     if config.tls_cert and config.tls_key:

@@ -51,6 +51,18 @@ class Config:
     # for boto3 and the aws cli).
     keepalive_after: float = 1.0
     keepalive_every: float = 5.0
+    # Upstream cache mode: ROOT keeps copies of the objects of this S3 endpoint, which every write
+    # goes through to and every miss is read from (storage/cache.py).
+    upstream: str | None = None
+    upstream_access_key: str = ""
+    upstream_secret_key: str = ""
+    upstream_region: str | None = None  # None: ``region``
+    upstream_verify: bool = True
+    upstream_ca: Path | None = None
+    cache_size: int | None = None  # bytes of replicas kept; None: no limit
+    # Trust a replica this long after the upstream last confirmed it (0: ask on every read).
+    cache_revalidate: float = 0.0
+    cache_evict_interval: float = 60.0
 
     def user_by_access_key(self, access_key: str) -> User | None:
         for user in self.users:

@@ -1,0 +1,496 @@
+"""CacheBackend: a local DiskBackend in front of an upstream Backend (a real S3 through
+remote.RemoteBackend, or any Backend: tests use a second local directory).
+
+- **The upstream is the truth.** Buckets, listings, tags, multipart uploads and every write go to
+  it; the local disk keeps copies (replicas) of objects, with the upstream's ETag, time and
+  metadata, so a GET answered here is the GET the upstream would give.
+- **Write-through.** An upload is spooled and verified here first, then sent to the upstream;
+  only when the upstream acknowledged it does it become the local replica, and only then does
+  the client get its answer. A failed upstream write leaves nothing behind.
+- **Read-through.** A GET of an object without a current replica streams it from the upstream to
+  the client and into a new replica at once (a ranged GET fetches the whole object in the
+  background). A replica is current when the upstream confirmed its ETag within
+  ``revalidate_after`` seconds; by default every read asks (one HEAD), so a change made directly
+  on the upstream is never missed.
+- **Eviction** (eviction.py) keeps the replicas under a size limit, least recently used first,
+  and removes only copies the upstream holds identically.
+
+Bucket configuration (CORS, policy, ...) is this server's own: it is enforced here, so it is
+kept here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .. import errors
+from . import keys, replicas
+from .base import (
+    Backend,
+    Body,
+    BucketInfo,
+    ListPage,
+    ObjectInfo,
+    ObjectReader,
+    PartInfo,
+    PartsPage,
+    Precondition,
+    T,
+    UploadInfo,
+    UploadListPage,
+    WriteMeta,
+)
+from .disk import DiskBackend
+from .eviction import Evictor
+from .readthrough import FillingReader, StreamBody
+
+log = logging.getLogger("s3serve.cache")
+
+# How many confirmations of replicas (key -> ETag, time) are remembered per process.
+FRESH_ENTRIES = 65536
+
+Key = tuple[str, str]
+
+
+def claim_root(root: Path, upstream: str) -> None:
+    """Mark ROOT as the cache of ``upstream``, or refuse it (ValueError).
+
+    A cache removes a copy when the upstream no longer has the object: run over folders that
+    hold the only copy of their data (ROOT served before without --upstream, or the cache of
+    another endpoint) it would delete them, so such a ROOT is refused."""
+    marker = Path(root) / keys.HIDDEN_DIR / "cache.json"
+    try:
+        claimed = json.loads(marker.read_text()).get("upstream")
+    except FileNotFoundError:
+        claimed = None
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{marker}: unreadable ({exc})") from None
+    if claimed == upstream:
+        return
+    if claimed is not None:
+        raise ValueError(f"{root} is the cache of {claimed}, not of {upstream}: use another folder")
+    buckets = [p.name for p in Path(root).iterdir() if p.is_dir() and keys.is_bucket_folder_name(p.name)]
+    if buckets:
+        raise ValueError(
+            f"{root} already holds buckets ({', '.join(sorted(buckets)[:3])}...) that are not copies of "
+            f"{upstream}; a cache would delete what the upstream lacks: use an empty folder"
+        )
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"upstream": upstream}) + "\n")
+    tmp.replace(marker)
+
+
+def _is_md5(etag: str) -> bool:
+    return len(etag) == 32 and "-" not in etag
+
+
+class CacheBackend(Backend):
+    def __init__(
+        self,
+        local: DiskBackend,
+        upstream: Backend,
+        *,
+        max_bytes: int | None = None,
+        revalidate_after: float = 0.0,
+        evict_interval: float = 60.0,
+    ) -> None:
+        self.local = local
+        self.upstream = upstream
+        self.revalidate_after = revalidate_after
+        self.evictor = Evictor(self, max_bytes, evict_interval)
+        self._fresh: OrderedDict[Key, tuple[str, float]] = OrderedDict()
+        self._filling: dict[Key, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.local.start()
+        await self.upstream.start()
+        await self.evictor.start()
+
+    async def stop(self) -> None:
+        await self.evictor.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.upstream.stop()
+        await self.local.stop()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- freshness ----------------------------------------------------------------------------
+    def _confirm(self, bucket: str, key: str, etag: str) -> None:
+        fresh = self._fresh
+        fresh[(bucket, key)] = (etag, time.monotonic())
+        fresh.move_to_end((bucket, key))
+        while len(fresh) > FRESH_ENTRIES:
+            fresh.popitem(last=False)
+
+    def _is_fresh(self, bucket: str, key: str, etag: str) -> bool:
+        if self.revalidate_after <= 0:
+            return False
+        seen = self._fresh.get((bucket, key))
+        return seen is not None and seen[0] == etag and time.monotonic() - seen[1] < self.revalidate_after
+
+    async def drop_stale(self, bucket: str, key: str) -> bool:
+        """The upstream no longer has ``key``: remove the copy here, unless it is not a copy but
+        a file another program put into ROOT, which may be the only one of its data."""
+        self._fresh.pop((bucket, key), None)
+        if not await replicas.is_replica(self.local, bucket, key):
+            return False
+        await self._drop_local(bucket, key)
+        return True
+
+    async def _drop_local(self, bucket: str, key: str) -> None:
+        """Forget the replica at ``key`` (stale, or the upstream changed it): the next read fetches."""
+        self._fresh.pop((bucket, key), None)
+        with contextlib.suppress(errors.S3Error):
+            await self.local.delete_object(bucket, key)
+
+    async def drop_replica(self, bucket: str, key: str, etag: str) -> None:
+        """Evict the replica at ``key`` if it still is the one with ``etag``."""
+        local = await self._local_info(bucket, key)
+        if local is not None and local.etag == etag:
+            await self._drop_local(bucket, key)
+
+    # -- buckets ------------------------------------------------------------------------------
+    async def list_buckets(self) -> list[BucketInfo]:
+        """The upstream's buckets, each owned here by whoever made it through this server (the
+        first user for the others)."""
+        result = []
+        for bucket in await self.upstream.list_buckets():
+            try:
+                owner = (await self.local.head_bucket(bucket.name)).owner
+            except errors.S3Error:
+                owner = self.local.default_owner
+            result.append(replace(bucket, owner=owner))
+        return result
+
+    async def _local_bucket(self, name: str, region: str = "us-east-1", owner: str | None = None) -> BucketInfo:
+        with contextlib.suppress(errors.BucketAlreadyOwnedByYou, errors.BucketAlreadyExists):
+            await self.local.create_bucket(name, owner or self.local.default_owner, region)
+        return await self.local.head_bucket(name)
+
+    async def head_bucket(self, name: str) -> BucketInfo:
+        try:
+            return await self.local.head_bucket(name)
+        except errors.NoSuchBucket:
+            info = await self.upstream.head_bucket(name)
+            return await self._local_bucket(name, info.region)
+
+    async def create_bucket(self, name: str, owner: str, region: str) -> BucketInfo:
+        try:
+            await self.upstream.create_bucket(name, owner, region)
+        except errors.BucketAlreadyOwnedByYou:
+            await self._local_bucket(name, region, owner)
+            raise
+        return await self._local_bucket(name, region, owner)
+
+    async def delete_bucket(self, name: str) -> None:
+        await self.upstream.delete_bucket(name)
+        # The upstream had nothing left, so every replica here is of an object gone there.
+        marker, kept = "", 0
+        while True:
+            try:
+                page = await self.local.list_objects(name, "", "", marker, 1000)
+            except errors.NoSuchBucket:
+                return
+            for info in page.objects:
+                if not await self.drop_stale(name, info.key):
+                    kept += 1
+            if not page.is_truncated or not page.next_marker:
+                break
+            marker = page.next_marker
+        try:
+            await self.local.delete_bucket(name)
+        except (errors.BucketNotEmpty, errors.NoSuchBucket):
+            log.warning("cache: folder %s kept: it holds %d file(s) that are not copies", name, kept)
+
+    # -- objects ------------------------------------------------------------------------------
+    async def put_object(
+        self, bucket: str, key: str, body: Body, meta: WriteMeta, precondition: Precondition | None = None
+    ) -> ObjectInfo:
+        spooled = await replicas.spool(self.local, body)
+        try:
+            info = await self.upstream.put_object(bucket, key, spooled.body(), meta, precondition)
+        except BaseException:
+            spooled.discard()
+            raise
+        info = replace(info, size=spooled.size, checksums=dict(spooled.checksums))
+        try:
+            # What the upstream stored: its Last-Modified (a PUT's answer has none) and the
+            # checksums it adds on its own (S3's default CRC64NVME), for the replica to answer alike.
+            stored = await self.upstream.head_object(bucket, key)
+        except errors.S3Error:
+            stored = info
+        except BaseException:
+            spooled.discard()
+            raise
+        if stored.etag != info.etag or stored.size != info.size:
+            spooled.discard()  # overwritten meanwhile: nothing here to keep
+            await self._drop_local(bucket, key)
+            return info
+        tags = dict(meta.tags or {})
+        await self._keep(bucket, key, spooled, replace(stored, tag_count=len(tags)), tags)
+        return info
+
+    async def _keep(self, bucket: str, key: str, spooled: replicas.Spool, info: ObjectInfo, tags: dict[str, str]) -> None:
+        """Make what the upstream acknowledged the replica; when that fails here, the old replica
+        must not stay, or it would be served as current."""
+        try:
+            await self._local_bucket(bucket)
+            await replicas.publish_replica(self.local, bucket, key, spooled, info, tags)
+        except (errors.S3Error, OSError) as exc:
+            log.warning("not cached: %s/%s: %s", bucket, key, exc)
+            await self._drop_local(bucket, key)
+            return
+        self._confirm(bucket, key, info.etag)
+        self.evictor.added(bucket, key, info.size)
+
+    async def _local_info(self, bucket: str, key: str) -> ObjectInfo | None:
+        try:
+            return await self.local.head_object(bucket, key)
+        except errors.S3Error:
+            return None  # no replica, or a key this disk cannot hold: the upstream answers
+
+    async def head_object(self, bucket: str, key: str) -> ObjectInfo:
+        local = await self._local_info(bucket, key)
+        if local is not None:
+            if await self._confirmed(bucket, key, local):
+                self.evictor.touch(bucket, key)
+                return local
+            await self._drop_local(bucket, key)
+        info = await self.upstream.head_object(bucket, key)
+        return replace(info, parts=await self._parts(bucket, key, info))
+
+    async def _confirmed(self, bucket: str, key: str, local: ObjectInfo) -> bool:
+        """Whether the replica ``local`` is what the upstream holds now (asking it if need be)."""
+        if self._is_fresh(bucket, key, local.etag):
+            return True
+        try:
+            info = await self.upstream.head_object(bucket, key)
+        except errors.NoSuchKey:
+            await self.drop_stale(bucket, key)
+            raise
+        except errors.ServiceUnavailable:
+            # An upstream outage: the copy confirmed last is the best answer there is, as HTTP
+            # caches serve stale on error. Writes still fail, so nothing diverges.
+            log.warning("cache: upstream unavailable, serving the local copy of %s/%s", bucket, key)
+            return True
+        if local.etag != info.etag or local.size != info.size:
+            return False
+        self._confirm(bucket, key, info.etag)
+        return True
+
+    async def open_object(self, bucket: str, key: str) -> ObjectReader:
+        try:
+            reader: ObjectReader | None = await self.local.open_object(bucket, key)
+        except errors.S3Error:
+            reader = None  # no replica, or a key this disk cannot hold
+        if reader is not None:
+            try:
+                current = await self._confirmed(bucket, key, reader.info)
+            except BaseException:
+                reader.close()
+                raise
+            if current:
+                self.evictor.touch(bucket, key)
+                return reader
+            reader.close()
+            await self._drop_local(bucket, key)
+        remote = await self.upstream.open_object(bucket, key)
+        try:
+            # partNumber GETs need the part sizes, which an S3 GET does not tell.
+            remote.info = replace(remote.info, parts=await self._parts(bucket, key, remote.info))
+        except BaseException:
+            remote.close()
+            raise
+        if (bucket, key) in self._filling:
+            return remote  # a fill is already on its way
+        return FillingReader(self, bucket, key, remote)
+
+    async def publish_fill(self, bucket: str, key: str, info: ObjectInfo, fill: asyncio.Task[replicas.Spool]) -> None:
+        try:
+            spooled = await fill
+        except Exception as exc:  # noqa: BLE001 - the client was served; the replica is optional
+            log.warning("not cached: %s/%s: %s", bucket, key, exc)
+            return
+        if spooled.size != info.size or (_is_md5(info.etag) and spooled.etag != info.etag):
+            # Not what the upstream described (changed mid-way, or an ETag that is not an MD5,
+            # as with SSE-KMS): serve it, keep nothing.
+            spooled.discard()
+            return
+        try:
+            tags = await self.upstream.get_object_tagging(bucket, key) if info.tag_count else {}
+            parts = await self._parts(bucket, key, info)
+        except errors.S3Error as exc:
+            spooled.discard()
+            log.warning("not cached: %s/%s: %s", bucket, key, exc.code)
+            return
+        except BaseException:
+            spooled.discard()
+            raise
+        await self._keep(bucket, key, spooled, replace(info, parts=parts), tags)
+
+    async def _parts(self, bucket: str, key: str, info: ObjectInfo) -> list[PartInfo] | None:
+        """Part sizes of a multipart object, so partNumber GETs can be answered here."""
+        if "-" not in info.etag or info.parts:
+            return info.parts
+        object_parts: Callable[[str, str], object] | None = getattr(self.upstream, "object_parts", None)
+        if object_parts is not None:
+            found = await object_parts(bucket, key)  # type: ignore[misc]
+            return found if isinstance(found, list) else None
+        return info.parts
+
+    def fill_later(self, bucket: str, key: str) -> None:
+        """Fetch the whole object into a replica in the background (once at a time per key)."""
+        if (bucket, key) not in self._filling:
+            task = self.spawn(self._fill(bucket, key))
+            self._filling[(bucket, key)] = task
+            task.add_done_callback(lambda _: self._filling.pop((bucket, key), None))
+
+    async def _fill(self, bucket: str, key: str) -> None:
+        try:
+            with await self.upstream.open_object(bucket, key) as remote:
+                fill = asyncio.ensure_future(replicas.spool(self.local, StreamBody(remote)))
+                await self.publish_fill(bucket, key, remote.info, fill)
+        except errors.S3Error as exc:
+            log.info("background fill of %s/%s: %s", bucket, key, exc.code)
+
+    async def delete_object(self, bucket: str, key: str) -> None:
+        await self.upstream.delete_object(bucket, key)
+        await self._drop_local(bucket, key)
+
+    async def copy_object(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        meta: WriteMeta | None,
+        src_precondition: Precondition | None = None,
+        precondition: Precondition | None = None,
+    ) -> ObjectInfo:
+        info = await self.upstream.copy_object(
+            src_bucket, src_key, dst_bucket, dst_key, meta, src_precondition, precondition
+        )
+        await self._drop_local(dst_bucket, dst_key)  # the next read fetches the copy
+        return info
+
+    async def rename_object(
+        self,
+        bucket: str,
+        src_key: str,
+        dst_key: str,
+        src_precondition: Precondition | None = None,
+        precondition: Precondition | None = None,
+        client_token: str | None = None,
+    ) -> ObjectInfo:
+        info = await self.upstream.rename_object(bucket, src_key, dst_key, src_precondition, precondition, client_token)
+        await self._drop_local(bucket, src_key)
+        await self._drop_local(bucket, dst_key)
+        return info
+
+    async def list_objects(
+        self, bucket: str, prefix: str, delimiter: str, start_after: str, max_keys: int
+    ) -> ListPage:
+        return await self.upstream.list_objects(bucket, prefix, delimiter, start_after, max_keys)
+
+    # -- tagging ------------------------------------------------------------------------------
+    async def get_object_tagging(self, bucket: str, key: str) -> dict[str, str]:
+        return await self.upstream.get_object_tagging(bucket, key)
+
+    async def put_object_tagging(self, bucket: str, key: str, tags: dict[str, str]) -> None:
+        await self.upstream.put_object_tagging(bucket, key, tags)
+        try:
+            # The replica answers GET's x-amz-tagging-count.
+            await self.local.put_object_tagging(bucket, key, tags)
+        except errors.NoSuchKey:
+            pass
+        except errors.S3Error:
+            await self._drop_local(bucket, key)
+
+    async def delete_object_tagging(self, bucket: str, key: str) -> None:
+        await self.put_object_tagging(bucket, key, {})
+
+    # -- bucket configuration: this server's own (the request's head_bucket made the folder) --
+    async def get_bucket_config(self, bucket: str, name: str) -> bytes | None:
+        return await self.local.get_bucket_config(bucket, name)
+
+    async def put_bucket_config(self, bucket: str, name: str, document: bytes) -> None:
+        await self.local.put_bucket_config(bucket, name, document)
+
+    async def delete_bucket_config(self, bucket: str, name: str) -> None:
+        await self.local.delete_bucket_config(bucket, name)
+
+    async def cached_bucket_config(self, bucket: str, name: str, parse: Callable[[bytes], T]) -> T | None:
+        return await self.local.cached_bucket_config(bucket, name, parse)
+
+    # -- multipart: staged by the upstream; each part is verified here before it goes ---------
+    async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta, owner: str) -> UploadInfo:
+        return await self.upstream.create_multipart_upload(bucket, key, meta, owner)
+
+    async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> PartInfo:
+        spooled = await replicas.spool(self.local, body)
+        try:
+            part = await self.upstream.upload_part(bucket, key, upload_id, number, spooled.body())
+        finally:
+            spooled.discard()
+        return replace(part, checksums=dict(spooled.checksums) or part.checksums)
+
+    async def upload_part_copy(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        src_bucket: str,
+        src_key: str,
+        src_range: tuple[int, int] | None,
+        src_precondition: Precondition | None = None,
+    ) -> PartInfo:
+        return await self.upstream.upload_part_copy(
+            bucket, key, upload_id, number, src_bucket, src_key, src_range, src_precondition
+        )
+
+    async def complete_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[PartInfo],
+        precondition: Precondition | None = None,
+        checksums: dict[str, str] | None = None,
+    ) -> ObjectInfo:
+        info = await self.upstream.complete_multipart_upload(bucket, key, upload_id, parts, precondition, checksums)
+        await self._drop_local(bucket, key)
+        return info
+
+    async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        await self.upstream.abort_multipart_upload(bucket, key, upload_id)
+
+    async def list_multipart_uploads(
+        self, bucket: str, prefix: str, delimiter: str, key_marker: str, upload_id_marker: str, max_uploads: int
+    ) -> UploadListPage:
+        return await self.upstream.list_multipart_uploads(
+            bucket, prefix, delimiter, key_marker, upload_id_marker, max_uploads
+        )
+
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
+    ) -> PartsPage:
+        return await self.upstream.list_parts(bucket, key, upload_id, part_number_marker, max_parts)

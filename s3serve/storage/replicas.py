@@ -1,0 +1,85 @@
+"""What the upstream cache asks of the local disk beyond the Backend interface: spool a body
+into a temp file, and publish a spooled file as the local copy (replica) of an upstream object,
+with the upstream's ETag, time and metadata rather than ones of its own."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .. import errors
+from ..checksums import MultiHasher
+from . import keys
+from .base import STORED_HEADERS, Body, ObjectInfo
+from .gc import create_locked
+from .metadata import Record
+from .spool import Spool
+from .staging import disk_errors
+from .streams import write_body
+
+if TYPE_CHECKING:
+    from .disk import DiskBackend
+
+
+async def spool(disk: DiskBackend, body: Body) -> Spool:
+    """Write ``body`` to a temp file while hashing it; ``body.finish`` has passed when this returns."""
+    path = disk.writer.temp_name("spool")
+    lock_fd = create_locked(path)
+    try:
+        hasher = MultiHasher(["md5", *sorted(body.digests_wanted)])
+        with disk_errors(), open(lock_fd, "wb", closefd=False) as f:
+            size = await write_body(f, body, hasher, writeback=disk.fsync)
+        digests = hasher.digests()
+        checksums = body.finish(digests)
+    except BaseException:
+        Spool(path, lock_fd, 0, b"").discard()
+        raise
+    return Spool(path, lock_fd, size, digests["md5"], checksums)
+
+
+def replica_record(info: ObjectInfo, tags: dict[str, str]) -> Record:
+    return Record(
+        etag=info.etag,
+        size=info.size,
+        headers={name: value for name, value in info.headers.items() if name in STORED_HEADERS},
+        user_meta=dict(info.user_meta),
+        checksums=dict(info.checksums),
+        checksum_type=info.checksum_type,
+        storage_class=info.storage_class,
+        parts=list(info.parts) if info.parts else None,
+        tags=dict(tags),
+        folder=info.is_folder,
+        # The upstream's time, not the rename's: listings (from the upstream) and GETs (from
+        # here) must agree, or sync tools copy the object again.
+        modified_ns=int(info.last_modified * 1e9),
+    )
+
+
+async def publish_replica(
+    disk: DiskBackend, bucket: str, key: str, spooled: Spool, info: ObjectInfo, tags: dict[str, str]
+) -> ObjectInfo:
+    """Make ``spooled`` the local object at ``key``, described by the upstream's ``info``.
+    The spool is consumed (renamed into place or removed), whatever happens."""
+    try:
+        kp = keys.parse_key(key)
+        record = replica_record(info, tags)
+        if kp.is_folder:
+            spooled.discard()
+            return await disk._publish(bucket, kp, None, record, None)
+    except BaseException:
+        spooled.discard()
+        raise
+    try:
+        return await disk._publish(bucket, kp, spooled.path, record, None)  # consumes the file
+    finally:
+        spooled.release()
+
+
+async def is_replica(disk: DiskBackend, bucket: str, key: str) -> bool:
+    """Whether the object at ``key`` is a copy the cache made, as opposed to a file another
+    program put into ROOT (the only copy of its data). Replicas carry the upstream's time in
+    their record; in a cache's ROOT nothing else does (no local CopyObject runs there)."""
+    try:
+        found = await disk._find(bucket, key)
+    except errors.S3Error:
+        return False
+    return found.record.modified_ns is not None

@@ -1,0 +1,228 @@
+"""The upstream cache over two local directories (design.md: the cache is a Backend wrapping two
+Backends): the real app with a CacheBackend whose upstream is a second DiskBackend, so every
+check can look at both folders' real bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from s3serve.storage.cache import CacheBackend, claim_root
+from s3serve.storage.disk import DiskBackend
+from tests.api.conftest import USER, Send
+
+Cached = tuple[Send, CacheBackend, Path, Path]
+
+
+@pytest.fixture
+def make_cached(make_sender, tmp_path: Path) -> Callable[..., Awaitable[Cached]]:  # type: ignore[no-untyped-def]
+    async def make(**options: object) -> Cached:
+        local_root, upstream_root = tmp_path / "cache", tmp_path / "upstream"
+        local = DiskBackend(local_root, default_owner=USER.user_id, fsync=False)
+        # Small parts: aiohttp's test client warns about bodies over 1 MiB given as bytes.
+        upstream = DiskBackend(upstream_root, default_owner=USER.user_id, fsync=False, min_part_size=100_000)
+        cache = CacheBackend(local, upstream, **options)  # type: ignore[arg-type]
+        send = await make_sender(cache)
+        response = await send("PUT", "/bkt")
+        assert response.status == 200, await response.read()
+        return send, cache, local_root / "bkt", upstream_root / "bkt"
+
+    return make
+
+
+@pytest.fixture
+async def cached(make_cached) -> Cached:  # type: ignore[no-untyped-def]
+    return await make_cached()  # type: ignore[no-any-return]
+
+
+async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Background work (a replica published after the answer) shows up within ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_put_goes_through_to_the_upstream_and_stays_as_a_replica(cached: Cached) -> None:
+    send, _, here, there = cached
+    data = os.urandom(300_000)
+    put = await send("PUT", "/bkt/dir/obj", data, {"Content-Type": "text/x-test", "x-amz-meta-colour": "red"})
+    assert put.status == 200, await put.read()
+    assert put.headers["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    assert (there / "dir" / "obj").read_bytes() == data
+    assert (here / "dir" / "obj").read_bytes() == data
+    get = await send("GET", "/bkt/dir/obj")
+    assert get.status == 200
+    assert await get.read() == data
+    assert get.headers["ETag"] == put.headers["ETag"]
+    assert get.headers["Content-Type"] == "text/x-test"
+    assert get.headers["x-amz-meta-colour"] == "red"
+
+
+async def test_a_body_that_fails_its_checks_reaches_neither_side(cached: Cached) -> None:
+    send, _, here, there = cached
+    wrong = base64.b64encode(hashlib.md5(b"something else").digest()).decode()
+    put = await send("PUT", "/bkt/bad", b"payload", {"Content-MD5": wrong})
+    assert put.status == 400
+    assert b"<Code>BadDigest</Code>" in await put.read()
+    assert not (there / "bad").exists()
+    assert not (here / "bad").exists()
+    assert not [p for p in (here.parent / ".s3serve" / "tmp").iterdir() if p.name.startswith("spool")]
+
+
+async def test_a_miss_is_read_from_the_upstream_and_kept(cached: Cached) -> None:
+    send, _, here, there = cached
+    data = os.urandom(1024 * 1024 - 5)
+    (there / "big").write_bytes(data)  # put there by another program: the upstream adopts it
+    get = await send("GET", "/bkt/big")
+    assert get.status == 200
+    assert await get.read() == data
+    await until(lambda: (here / "big").exists())
+    assert (here / "big").read_bytes() == data
+    again = await send("GET", "/bkt/big")
+    assert await again.read() == data
+    assert again.headers["ETag"] == get.headers["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    assert again.headers["Last-Modified"] == get.headers["Last-Modified"]
+
+
+async def test_a_ranged_miss_answers_the_range_and_fetches_the_whole_object(cached: Cached) -> None:
+    send, _, here, there = cached
+    data = os.urandom(200_000)
+    (there / "ranged").write_bytes(data)
+    get = await send("GET", "/bkt/ranged", headers={"Range": "bytes=1000-1999"})
+    assert get.status == 206
+    assert await get.read() == data[1000:2000]
+    await until(lambda: (here / "ranged").exists())
+    assert (here / "ranged").read_bytes() == data
+
+
+async def test_a_change_on_the_upstream_is_seen_at_once(cached: Cached) -> None:
+    send, _, here, there = cached
+    assert (await send("PUT", "/bkt/k", b"first")).status == 200
+    (there / "k").write_bytes(b"changed behind the cache's back")
+    get = await send("GET", "/bkt/k")
+    assert await get.read() == b"changed behind the cache's back"
+    head = await send("HEAD", "/bkt/k")
+    assert head.headers["Content-Length"] == str(len(b"changed behind the cache's back"))
+    (there / "k").unlink()
+    gone = await send("GET", "/bkt/k")
+    assert gone.status == 404
+    assert b"<Code>NoSuchKey</Code>" in await gone.read()
+    await until(lambda: not (here / "k").exists())
+
+
+async def test_a_replica_is_trusted_for_the_revalidation_window(make_cached) -> None:  # type: ignore[no-untyped-def]
+    send, _, _, there = await make_cached(revalidate_after=0.5)
+    assert (await send("PUT", "/bkt/k", b"first")).status == 200
+    (there / "k").write_bytes(b"second")
+    # Within the window the confirmed copy answers; after it, the upstream is asked again.
+    assert await (await send("GET", "/bkt/k")).read() == b"first"
+    await asyncio.sleep(0.6)
+    assert await (await send("GET", "/bkt/k")).read() == b"second"
+
+
+async def test_a_file_put_into_the_cache_folder_is_never_deleted(cached: Cached) -> None:
+    send, cache, here, _ = cached
+    (here / "mine").write_bytes(b"the only copy")
+    get = await send("GET", "/bkt/mine")
+    assert get.status == 404  # the upstream is the truth
+    assert (here / "mine").read_bytes() == b"the only copy"
+    cache.evictor.max_bytes = 0
+    await cache.evictor.round()
+    assert (here / "mine").read_bytes() == b"the only copy"
+
+
+async def test_conditional_put_is_decided_by_the_upstream(cached: Cached) -> None:
+    send, _, here, there = cached
+    (there / "taken").write_bytes(b"upstream's")
+    put = await send("PUT", "/bkt/taken", b"mine", {"If-None-Match": "*"})
+    assert put.status == 412
+    assert (there / "taken").read_bytes() == b"upstream's"
+    assert not (here / "taken").exists()
+
+
+async def test_delete_copy_tagging_and_listing_go_to_the_upstream(cached: Cached) -> None:
+    send, _, here, there = cached
+    assert (await send("PUT", "/bkt/a", b"alpha")).status == 200
+    (there / "b").write_bytes(b"beta")  # never read through the cache
+    listing = await (await send("GET", "/bkt?list-type=2")).read()
+    assert b"<Key>a</Key>" in listing and b"<Key>b</Key>" in listing
+    copy = await send("PUT", "/bkt/c", headers={"x-amz-copy-source": "/bkt/a"})
+    assert copy.status == 200, await copy.read()
+    assert (there / "c").read_bytes() == b"alpha"
+    assert await (await send("GET", "/bkt/c")).read() == b"alpha"
+    tagging = b'<Tagging><TagSet><Tag><Key>k</Key><Value>v</Value></Tag></TagSet></Tagging>'
+    assert (await send("PUT", "/bkt/a?tagging", tagging)).status == 200
+    assert b"<Key>k</Key>" in await (await send("GET", "/bkt/a?tagging")).read()
+    assert (await send("GET", "/bkt/a")).headers["x-amz-tagging-count"] == "1"
+    assert (await send("DELETE", "/bkt/a")).status == 204
+    assert not (there / "a").exists() and not (here / "a").exists()
+
+
+async def test_multipart_upload_through_the_cache(cached: Cached) -> None:
+    send, _, _, there = cached
+    created = await (await send("POST", "/bkt/mp?uploads")).read()
+    upload_id = created.split(b"<UploadId>")[1].split(b"</UploadId>")[0].decode()
+    parts = [os.urandom(100_000), os.urandom(1234)]
+    etags = []
+    for number, data in enumerate(parts, 1):
+        up = await send("PUT", f"/bkt/mp?partNumber={number}&uploadId={upload_id}", data)
+        assert up.status == 200, await up.read()
+        etags.append(up.headers["ETag"])
+    listed = await (await send("GET", f"/bkt/mp?uploadId={upload_id}")).read()
+    assert listed.count(b"<Part>") == 2
+    complete = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>" for n, e in enumerate(etags, 1))
+    done = await send("POST", f"/bkt/mp?uploadId={upload_id}", f"<CompleteMultipartUpload>{complete}</CompleteMultipartUpload>".encode())
+    assert done.status == 200, await done.read()
+    assert (there / "mp").read_bytes() == b"".join(parts)
+    get = await send("GET", "/bkt/mp")
+    assert await get.read() == b"".join(parts)
+    second = await send("GET", "/bkt/mp?partNumber=2")
+    assert second.status == 206
+    assert await second.read() == parts[1]
+
+
+async def test_eviction_keeps_the_cache_under_its_limit_least_recently_used_first(make_cached) -> None:  # type: ignore[no-untyped-def]
+    send, cache, here, there = await make_cached()
+    blobs = {f"k{i}": os.urandom(100_000) for i in range(4)}
+    for key, data in blobs.items():
+        assert (await send("PUT", f"/bkt/{key}", data)).status == 200
+    assert await (await send("GET", "/bkt/k0")).read() == blobs["k0"]  # k0 is now the most recent
+    # The limit set only now, so that no background round runs before this one.
+    cache.evictor.max_bytes = 250_000
+    await cache.evictor.round()
+    kept = sorted(p.name for p in here.iterdir())
+    assert sum((here / name).stat().st_size for name in kept) <= 250_000 * 0.9
+    assert "k0" in kept and "k1" not in kept
+    assert cache.evictor.evicted == len(blobs) - len(kept)
+    for key, data in blobs.items():  # every object is still there, read through when evicted
+        assert (there / key).read_bytes() == data
+        assert await (await send("GET", f"/bkt/{key}")).read() == data
+
+
+async def test_delete_bucket_removes_the_replicas_but_not_other_files(cached: Cached) -> None:
+    send, _, here, there = cached
+    assert (await send("PUT", "/bkt/a", b"alpha")).status == 200
+    assert (await send("DELETE", "/bkt/a")).status == 204
+    assert (await send("PUT", "/bkt/b", b"beta")).status == 200
+    (there / "b").unlink()  # gone upstream behind the cache's back; its replica stays here
+    assert (await send("DELETE", "/bkt")).status == 204
+    assert not there.exists() and not here.exists()
+
+
+def test_a_root_with_other_data_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "data" / "photos").mkdir(parents=True)
+    with pytest.raises(ValueError, match="already holds buckets"):
+        claim_root(tmp_path / "data", "http://127.0.0.1:1")
+    (tmp_path / "cache").mkdir()
+    claim_root(tmp_path / "cache", "http://127.0.0.1:1")
+    (tmp_path / "cache" / "bucket").mkdir()
+    claim_root(tmp_path / "cache", "http://127.0.0.1:1")  # its own cache: fine
+    with pytest.raises(ValueError, match="is the cache of"):
+        claim_root(tmp_path / "cache", "http://127.0.0.1:2")

@@ -1,0 +1,246 @@
+"""The upstream cache as users run it: an s3serve process started with --upstream in front of a
+second, real S3 server on loopback (another s3serve process), driven with boto3's default
+settings and the aws cli; every object is checked on both servers and on the cache's disk."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from boto3.s3.transfer import TransferConfig
+
+from tests.conftest import ACCESS_KEY, SECRET_KEY, Server, start_server, stop_server
+
+UP_ACCESS, UP_SECRET = "upstream-access", "upstream-secret"
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("upstream") / "root"
+    root.mkdir()
+    srv = start_server(root, "--no-fsync", access_key=UP_ACCESS, secret_key=UP_SECRET)
+    yield srv
+    stop_server(srv)
+
+
+def start_cache(root: Path, upstream: Server, *extra: str) -> Server:
+    return start_server(
+        root,
+        "--no-fsync",
+        "--upstream", upstream.endpoint,
+        "--upstream-access-key", upstream.access_key,
+        "--upstream-secret-key", upstream.secret_key,
+        *extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory, upstream: Server) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("cache") / "root"
+    root.mkdir()
+    srv = start_cache(root, upstream)
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture
+def bucket(cache: Server) -> str:
+    name = f"cache-{uuid.uuid4().hex[:12]}"
+    cache.client().create_bucket(Bucket=name)  # type: ignore[attr-defined]
+    return name
+
+
+def until(check: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_boto3_put_and_get_through_the_cache(cache: Server, upstream: Server, bucket: str) -> None:
+    s3, direct = cache.client(), upstream.client()
+    data = os.urandom(700_000)
+    put = s3.put_object(Bucket=bucket, Key="dir/obj", Body=data, ContentType="text/x-test", Metadata={"colour": "red"})  # type: ignore[attr-defined]
+    assert put["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    assert "ChecksumCRC32" in put  # boto3's default checksum reached the upstream, which verified it
+    there = direct.get_object(Bucket=bucket, Key="dir/obj", ChecksumMode="ENABLED")  # type: ignore[attr-defined]
+    assert there["Body"].read() == data
+    assert there["ETag"] == put["ETag"] and there["ChecksumCRC32"] == put["ChecksumCRC32"]
+    assert there["ContentType"] == "text/x-test" and there["Metadata"] == {"colour": "red"}
+    assert cache.root is not None
+    assert (cache.root / bucket / "dir" / "obj").read_bytes() == data
+    got = s3.get_object(Bucket=bucket, Key="dir/obj", ChecksumMode="ENABLED")  # type: ignore[attr-defined]
+    assert got["Body"].read() == data
+    assert got["ETag"] == put["ETag"] and got["ChecksumCRC32"] == put["ChecksumCRC32"]
+    assert got["LastModified"] == there["LastModified"]
+    assert got["Metadata"] == {"colour": "red"}
+
+
+def test_objects_written_on_the_upstream_are_read_through_and_kept(cache: Server, upstream: Server, bucket: str) -> None:
+    s3, direct = cache.client(), upstream.client()
+    data = os.urandom(2 * 1024 * 1024 + 3)
+    direct.put_object(Bucket=bucket, Key="from-upstream", Body=data)  # type: ignore[attr-defined]
+    ranged = s3.get_object(Bucket=bucket, Key="from-upstream", Range="bytes=10-99")  # type: ignore[attr-defined]
+    assert ranged["Body"].read() == data[10:100]
+    assert cache.root is not None
+    until(lambda: (cache.root / bucket / "from-upstream").exists())
+    assert (cache.root / bucket / "from-upstream").read_bytes() == data
+    assert s3.get_object(Bucket=bucket, Key="from-upstream")["Body"].read() == data  # type: ignore[attr-defined]
+    direct.put_object(Bucket=bucket, Key="from-upstream", Body=b"replaced")  # type: ignore[attr-defined]
+    assert s3.get_object(Bucket=bucket, Key="from-upstream")["Body"].read() == b"replaced"  # type: ignore[attr-defined]
+    direct.delete_object(Bucket=bucket, Key="from-upstream")  # type: ignore[attr-defined]
+    with pytest.raises(s3.exceptions.NoSuchKey):  # type: ignore[attr-defined]
+        s3.get_object(Bucket=bucket, Key="from-upstream")  # type: ignore[attr-defined]
+
+
+def test_multipart_listing_and_delete_through_the_cache(cache: Server, upstream: Server, bucket: str, tmp_path: Path) -> None:
+    s3, direct = cache.client(), upstream.client()
+    source = tmp_path / "big"
+    source.write_bytes(os.urandom(12 * 1024 * 1024 + 1))
+    config = TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
+    s3.upload_file(str(source), bucket, "big", Config=config)  # type: ignore[attr-defined]
+    head = s3.head_object(Bucket=bucket, Key="big")  # type: ignore[attr-defined]
+    assert head["ETag"].endswith('-3"')
+    assert head["ETag"] == direct.head_object(Bucket=bucket, Key="big")["ETag"]  # type: ignore[attr-defined]
+    target = tmp_path / "back"
+    s3.download_file(bucket, "big", str(target))  # type: ignore[attr-defined]
+    assert target.read_bytes() == source.read_bytes()
+    part = s3.get_object(Bucket=bucket, Key="big", PartNumber=3)  # type: ignore[attr-defined]
+    assert part["PartsCount"] == 3 and part["Body"].read() == source.read_bytes()[10 * 1024 * 1024 :]
+    for i in range(7):
+        s3.put_object(Bucket=bucket, Key=f"many/{i}", Body=b"x" * i)  # type: ignore[attr-defined]
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="many/", PaginationConfig={"PageSize": 3})  # type: ignore[attr-defined]
+    listed = [o["Key"] for page in pages for o in page["Contents"]]
+    assert listed == [f"many/{i}" for i in range(7)]
+    assert [o["Key"] for o in direct.list_objects_v2(Bucket=bucket, Prefix="many/")["Contents"]] == listed  # type: ignore[attr-defined]
+    s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in listed]})  # type: ignore[attr-defined]
+    assert direct.list_objects_v2(Bucket=bucket, Prefix="many/")["KeyCount"] == 0  # type: ignore[attr-defined]
+    assert cache.root is not None and not (cache.root / bucket / "many").exists()
+
+
+@pytest.mark.awscli
+def test_aws_s3_sync_through_the_cache_is_stable(cache: Server, bucket: str, tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    for name in ("a.txt", "sub/b.bin", "sub/deeper/c.txt"):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_bytes(os.urandom(50_000))
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+    def aws(*args: str) -> str:
+        done = subprocess.run(["/usr/bin/aws", "--endpoint-url", cache.endpoint, *args], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert aws("s3", "sync", str(tree), f"s3://{bucket}/t").count("upload:") == 3
+    assert "upload:" not in aws("s3", "sync", str(tree), f"s3://{bucket}/t")
+    back = tmp_path / "back"
+    aws("s3", "sync", f"s3://{bucket}/t", str(back))
+    for name in ("a.txt", "sub/b.bin", "sub/deeper/c.txt"):
+        assert (back / name).read_bytes() == (tree / name).read_bytes()
+
+
+def test_eviction_keeps_the_cache_under_its_size(tmp_path: Path, upstream: Server) -> None:
+    root = tmp_path / "small"
+    root.mkdir()
+    srv = start_cache(root, upstream, "--cache-size", "1MiB", "--cache-evict-interval", "0.2")
+    try:
+        s3 = srv.client()
+        s3.create_bucket(Bucket="small")  # type: ignore[attr-defined]
+        blobs = {f"k{i}": os.urandom(300_000) for i in range(6)}
+        for key, data in blobs.items():
+            s3.put_object(Bucket="small", Key=key, Body=data)  # type: ignore[attr-defined]
+
+        def held() -> int:
+            return sum(p.stat().st_size for p in (root / "small").iterdir())
+
+        until(lambda: held() <= 1024 * 1024)
+        for key, data in blobs.items():
+            assert s3.get_object(Bucket="small", Key=key)["Body"].read() == data  # type: ignore[attr-defined]
+    finally:
+        stop_server(srv)
+
+
+def test_the_cache_answers_503_when_the_upstream_is_gone_and_serves_its_copies(tmp_path: Path) -> None:
+    up_root, cache_root = tmp_path / "up", tmp_path / "cache"
+    up_root.mkdir()
+    cache_root.mkdir()
+    up = start_server(up_root, "--no-fsync", access_key=UP_ACCESS, secret_key=UP_SECRET)
+    srv = start_cache(cache_root, up)
+    try:
+        s3 = srv.client(retries={"max_attempts": 1})
+        s3.create_bucket(Bucket="bkt")  # type: ignore[attr-defined]
+        s3.put_object(Bucket="bkt", Key="kept", Body=b"cached bytes")  # type: ignore[attr-defined]
+        stop_server(up)
+        assert s3.get_object(Bucket="bkt", Key="kept")["Body"].read() == b"cached bytes"  # type: ignore[attr-defined]
+        with pytest.raises(s3.exceptions.ClientError) as failed:  # type: ignore[attr-defined]
+            s3.put_object(Bucket="bkt", Key="new", Body=b"x")  # type: ignore[attr-defined]
+        assert failed.value.response["Error"]["Code"] == "ServiceUnavailable"
+        assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+        assert not (cache_root / "bkt" / "new").exists()
+    finally:
+        stop_server(srv)
+        stop_server(up)
+    assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
+
+
+def test_a_root_holding_other_data_is_refused(tmp_path: Path, upstream: Server) -> None:
+    root = tmp_path / "data"
+    (root / "photos").mkdir(parents=True)
+    with pytest.raises(RuntimeError, match="already holds buckets"):
+        start_cache(root, upstream)
+
+
+# -- in front of a third-party S3: moto's server ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto_cache(tmp_path_factory: pytest.TempPathFactory, moto: Server) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("moto-cache") / "root"
+    root.mkdir()
+    srv = start_cache(root, moto)
+    yield srv
+    stop_server(srv)
+
+
+def test_in_front_of_moto(moto_cache: Server, moto: Server, tmp_path: Path) -> None:
+    s3, direct = moto_cache.client(), moto.client()
+    name = f"moto-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)  # type: ignore[attr-defined]
+    assert name in [b["Name"] for b in direct.list_buckets()["Buckets"]]  # type: ignore[attr-defined]
+    data = os.urandom(300_000)
+    put = s3.put_object(Bucket=name, Key="k/one", Body=data, Metadata={"m": "v"})  # type: ignore[attr-defined]
+    there = direct.get_object(Bucket=name, Key="k/one")  # type: ignore[attr-defined]
+    assert there["Body"].read() == data and there["ETag"] == put["ETag"] and there["Metadata"] == {"m": "v"}
+    got = s3.get_object(Bucket=name, Key="k/one", ChecksumMode="ENABLED")  # type: ignore[attr-defined]
+    assert got["Body"].read() == data and got["ETag"] == put["ETag"]
+    direct.put_object(Bucket=name, Key="k/two", Body=b"written on moto")  # type: ignore[attr-defined]
+    assert s3.get_object(Bucket=name, Key="k/two")["Body"].read() == b"written on moto"  # type: ignore[attr-defined]
+    source = tmp_path / "big"
+    source.write_bytes(os.urandom(11 * 1024 * 1024))
+    config = TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
+    s3.upload_file(str(source), name, "k/big", Config=config)  # type: ignore[attr-defined]
+    assert direct.head_object(Bucket=name, Key="k/big")["ETag"].endswith('-3"')  # type: ignore[attr-defined]
+    s3.download_file(name, "k/big", str(tmp_path / "back"), Config=config)  # type: ignore[attr-defined]
+    assert (tmp_path / "back").read_bytes() == source.read_bytes()
+    listed = s3.list_objects_v2(Bucket=name, Prefix="k/", Delimiter="/")  # type: ignore[attr-defined]
+    assert [o["Key"] for o in listed["Contents"]] == ["k/big", "k/one", "k/two"]
+    s3.copy_object(Bucket=name, Key="k/copy", CopySource={"Bucket": name, "Key": "k/one"})  # type: ignore[attr-defined]
+    assert s3.get_object(Bucket=name, Key="k/copy")["Body"].read() == data  # type: ignore[attr-defined]
+    for key in ("k/one", "k/two", "k/big", "k/copy"):
+        s3.delete_object(Bucket=name, Key=key)  # type: ignore[attr-defined]
+    assert direct.list_objects_v2(Bucket=name)["KeyCount"] == 0  # type: ignore[attr-defined]
+    with pytest.raises(s3.exceptions.NoSuchKey):  # type: ignore[attr-defined]
+        s3.get_object(Bucket=name, Key="k/one")  # type: ignore[attr-defined]
+    s3.delete_bucket(Bucket=name)  # type: ignore[attr-defined]
+    assert name not in [b["Name"] for b in direct.list_buckets()["Buckets"]]  # type: ignore[attr-defined]
