@@ -32,9 +32,11 @@ lint: $(VENV)/.installed
 
 # Real third-party clients (aws cli v2, boto3, s3fs-fuse, rclone, s3cmd, fsspec, minio-py, JS SDK v3)
 # running users' workflows against s3serve; installs the clients it needs (Debian, PyPI, npm).
+# The second pass runs them against s3serve as an upstream cache in front of another s3serve.
 conformance: $(VENV)/.installed
 	bash conformance/install.sh
 	$(PY) -m conformance.run
+	$(PY) -m conformance.run --cache
 
 # Benchmarks against peers (moto, s3rver) and ceilings (nginx, bare aiohttp): long; never part of `make test`.
 bench: $(VENV)/.installed

@@ -63,17 +63,21 @@ class Run:
         print(f"[{client}] {'ok  ' if result == 'pass' else 'FAIL'} {step}", file=sys.stderr, flush=True)
 
     # -- endpoints ---------------------------------------------------------------------------
-    def start_s3serve(self) -> None:
+    def start_s3serve(self, cache: bool = False) -> None:
+        """With ``cache``, every server is an upstream cache (--upstream) in front of one more
+        s3serve, with credentials of its own: the clients' buckets live there, and the four
+        caches (http, https, vhost, workers) share them, as several caches of one S3 would."""
         access = "conformance"
         secret = secrets.token_hex(16)
         OUT.mkdir(exist_ok=True)
+        through: list[str] = []
 
-        def start(name: str, extra: list[str]) -> S3Serve | None:
+        def start(name: str, extra: list[str], keys: tuple[str, str] = (access, secret)) -> S3Serve | None:
             root = self.tmp / f"root-{name}"
             root.mkdir()
             log = OUT / f"server-{name}.log"
             log.write_text("")
-            srv = S3Serve(name, root, free_port(), access, secret, extra, log)
+            srv = S3Serve(name, root, free_port(), *keys, extra + through, log)
             try:
                 srv.start_and_wait()
             except Exception as e:  # noqa: BLE001 - reported as a failed step, the run goes on
@@ -83,11 +87,18 @@ class Run:
             self.servers.append(srv)
             return srv
 
-        http = start("http", [])
-        tls = start("https", ["--tls-self-signed"])
-        vhost = start("vhost", ["--domain", "localhost"])
+        prefix = ""
+        if cache:
+            prefix, up_keys = "cache-", ("upstream", secrets.token_hex(16))
+            upstream = start("upstream", [], up_keys)
+            if upstream is None:
+                return
+            through = ["--upstream", upstream.url, "--upstream-access-key", up_keys[0], "--upstream-secret-key", up_keys[1]]
+        http = start(prefix + "http", [])
+        tls = start(prefix + "https", ["--tls-self-signed"])
+        vhost = start(prefix + "vhost", ["--domain", "localhost"])
         # Several processes on one root (SO_REUSEPORT): multipart parts land on different workers.
-        workers = start("workers", ["--workers", "2"])
+        workers = start(prefix + "workers", ["--workers", "2"])
         self.env = {
             "CONF_ENDPOINT": http.url if http else "",
             "CONF_ACCESS_KEY": access,
@@ -98,12 +109,14 @@ class Run:
         }
         if tls:
             # --tls-self-signed keeps its certificate under the root: clients can really verify it.
-            cert = self.tmp / "root-https" / ".s3serve" / "tls" / "cert.pem"
+            cert = self.tmp / f"root-{prefix}https" / ".s3serve" / "tls" / "cert.pem"
             if cert.exists():
                 self.env["CONF_CA_BUNDLE"] = str(cert)
         if vhost:
             self.start_proxy(vhost.port, "localhost")
-        self.describe = "s3serve (fresh temporary roots)"
+        self.describe = (
+            "s3serve caches (--upstream) in front of another s3serve" if cache else "s3serve (fresh temporary roots)"
+        )
 
     def start_proxy(self, port: int, domain: str) -> None:
         proxy = VhostProxy(port, domain, OUT / "vhost-proxy.log", self.tmp / "vhost-requests.log")
@@ -271,8 +284,9 @@ def main() -> int:
     ap.add_argument("--skip", default="", help="comma-separated clients not to run")
     ap.add_argument("--markdown", action="store_true", help="print the compatibility table of the last run")
     ap.add_argument("--keep", action="store_true", help="keep the temporary roots and work dirs")
+    ap.add_argument("--cache", action="store_true", help="run against s3serve upstream caches in front of another s3serve")
     args = ap.parse_args()
-    results_path = OUT / "results.json"
+    results_path = OUT / ("results-cache.json" if args.cache else "results.json")
     if args.markdown:
         if not results_path.exists():
             print(f"{results_path}: no results yet; run the suite first", file=sys.stderr)
@@ -292,7 +306,7 @@ def main() -> int:
         if os.environ.get("S3_ENDPOINT"):
             run.use_external()
         else:
-            run.start_s3serve()
+            run.start_s3serve(cache=args.cache)
         for name in names:
             if not run.env.get("CONF_ENDPOINT"):
                 run.record(name, "client runs", "fail", "not run: the server under test did not start")
