@@ -297,7 +297,9 @@ def create_app(config: Config, backend: Backend | None = None) -> web.Applicatio
         backend = default_backend(config)
     # Object bodies stream through payload.py, never through request.read(), so the size limit
     # only guards the small XML bodies some handlers read whole.
-    app = web.Application(client_max_size=4 * 1024 * 1024)
+    # Content-Encoding: gzip on an upload describes the object, not the transfer: aiohttp would
+    # inflate the body (and store the first Content-Length bytes of the inflated data).
+    app = web.Application(client_max_size=4 * 1024 * 1024, handler_args={"auto_decompress": False})
     app[CONFIG] = config
     app[BACKEND] = backend
     app[INFLIGHT] = Inflight()
