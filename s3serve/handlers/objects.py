@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from collections.abc import AsyncIterator
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -95,6 +96,23 @@ def _part_range(info: ObjectInfo, raw: str) -> tuple[int, int, int | None]:
     raise errors.InvalidPartNumber(PartNumberRequested=number, ActualPartCount=len(info.parts))
 
 
+class _Described(ObjectReader):
+    """What HEAD reads: the object's description without its bytes."""
+
+    def __init__(self, info: ObjectInfo) -> None:
+        self.info = info
+
+    def fileno(self) -> int | None:
+        return None
+
+    async def iter_range(self, offset: int, length: int) -> AsyncIterator[bytes]:
+        return
+        yield b""  # an async generator that yields nothing
+
+    def close(self) -> None:
+        return None
+
+
 async def get_object(ctx: Context) -> web.StreamResponse:
     return await _get(ctx, head=False)
 
@@ -109,7 +127,12 @@ async def _get(ctx: Context, *, head: bool) -> web.StreamResponse:
     range_header = ctx.headers.get("Range")
     if part_number is not None and range_header is not None:
         raise errors.InvalidRequest("Cannot specify both Range header and partNumber query parameter")
-    reader = await ctx.backend.open_object(ctx.bucket, ctx.key)
+    reader: ObjectReader
+    if head:
+        # HEAD never needs the bytes: an upstream cache answers it with a HEAD of its own, not a GET.
+        reader = _Described(await ctx.backend.head_object(ctx.bucket, ctx.key))
+    else:
+        reader = await ctx.backend.open_object(ctx.bucket, ctx.key)
     with reader:
         info = reader.info
         try:
@@ -152,6 +175,14 @@ async def _get(ctx: Context, *, head: bool) -> web.StreamResponse:
         except ConnectionError:
             # The client left mid-body: drop the connection; nothing to answer and nothing to log
             # (raised out of the handler, aiohttp would log it with a traceback).
+            response.force_close()
+            if ctx.request.transport is not None:
+                ctx.request.transport.abort()
+        except errors.S3Error:
+            # The body broke off after the status line and Content-Length went out (the upstream
+            # S3 of a cache failing mid-way, logged where it failed): no error can follow, and one
+            # written now would be read as part of the body on a connection left open. End the
+            # connection short of the length instead, as S3 does.
             response.force_close()
             if ctx.request.transport is not None:
                 ctx.request.transport.abort()
