@@ -6,14 +6,15 @@ import argparse
 import asyncio
 import gc
 import logging
+import math
 import os
-import re
 import signal
 import socket
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from .lean_import import import_aiohttp
 
@@ -24,26 +25,98 @@ from aiohttp import web  # noqa: E402
 from .config import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Config, User, load_users  # noqa: E402
 
 log = logging.getLogger("s3serve")
+T = TypeVar("T")
 
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"S3SERVE_{name}", default)
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def _env_flag(name: str) -> bool:
+    """A yes/no variable. "false" must not mean yes: S3SERVE_UPSTREAM_NO_VERIFY=false turned
+    certificate checks off when any value but "" and "0" counted as set."""
+    value = (_env(name) or "").strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise SystemExit(f"s3serve serve: S3SERVE_{name} must be 1/true/yes or 0/false/no, not {value!r}")
+    return value in _TRUE
+
+
 def _size(text: str) -> int:
-    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    """Bytes from "50GiB", "512m", "2T", "1048576" (units are binary, B and iB optional)."""
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
     text = text.strip().lower().removesuffix("ib").removesuffix("b")
+    scale = 1
     if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
+        text, scale = text[:-1], units[text[-1]]
+    value = float(text) * scale
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(text)
+    return int(value)
 
 
 def _duration(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     text = text.strip().lower()
+    scale = 1
     if text and text[-1] in units:
-        return float(text[:-1]) * units[text[-1]]
-    return float(text)
+        text, scale = text[:-1], units[text[-1]]
+    value = float(text) * scale
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(text)
+    return value
+
+
+def _parse(option: str, parse: Callable[[str], T], text: str, *, positive: bool = False) -> T:
+    """``parse(text)``, or the one-line refusal that names the option (never a traceback)."""
+    kind = "a size such as 512MiB or 50GiB" if parse is _size else "a duration such as 30s, 5m or 1h"
+    try:
+        value = parse(text)
+    except ValueError:
+        raise SystemExit(f"s3serve serve: {option} must be {kind}, not {text!r}") from None
+    if positive and not value:
+        # An interval of 0 is a loop that never sleeps.
+        raise SystemExit(f"s3serve serve: {option} must be more than 0, not {text!r}")
+    return value
+
+
+def _upstream_endpoint(text: str) -> str:
+    """scheme://host[:port] of --upstream, as the upstream client will use it."""
+    from yarl import URL
+
+    try:
+        url = URL(text.strip())
+        port = url.port  # parsed lazily: "host:abc" fails here
+        valid = (
+            url.scheme in ("http", "https")
+            and bool(url.host)
+            and url.path in ("", "/")
+            and not url.query_string
+            and not url.fragment
+            and url.user is None
+            and url.password is None
+        )
+    except ValueError:
+        url, port, valid = None, None, False
+    if not valid or url is None:
+        shown = text if "@" not in text else "(a URL with user info)"  # a password stays off the logs
+        raise SystemExit(f"s3serve serve: --upstream must be http(s)://HOST[:PORT] with no path, not {shown!r}")
+    host = url.host_subcomponent or ""
+    return f"{url.scheme}://{host}" + (f":{port}" if url.explicit_port else "")
+
+
+def _upstream_ca(path: str, no_verify: bool) -> Path:
+    if no_verify:
+        raise SystemExit("s3serve serve: --upstream-ca and --upstream-no-verify go against each other: give one")
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError as exc:
+        raise SystemExit(f"s3serve serve: --upstream-ca {path}: not a PEM CA bundle ({exc.reason or exc})") from None
+    except OSError as exc:
+        raise SystemExit(f"s3serve serve: --upstream-ca {path}: {exc.strerror or exc}") from None
+    return Path(path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,22 +133,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--min-part-size", default=_env("MIN_PART_SIZE", "5MiB"), help="smallest multipart part but the last, for tests only lower it [S3SERVE_MIN_PART_SIZE] (default 5MiB)")
     serve.add_argument("--multipart-expiry", default=_env("MULTIPART_EXPIRY", "24h"), help="remove uploads idle this long [S3SERVE_MULTIPART_EXPIRY] (default 24h)")
     serve.add_argument("--gc-interval", default=_env("GC_INTERVAL", "1h"), help="how often to look for expired uploads [S3SERVE_GC_INTERVAL] (default 1h)")
-    serve.add_argument("--no-fsync", action="store_true", default=_env("NO_FSYNC", "") not in ("", "0"), help="do not fsync object data before publishing it [S3SERVE_NO_FSYNC]")
+    serve.add_argument("--no-fsync", action="store_true", default=_env_flag("NO_FSYNC"), help="do not fsync object data before publishing it [S3SERVE_NO_FSYNC]")
     serve.add_argument("--tls-cert", default=_env("TLS_CERT"), help="PEM certificate for https [S3SERVE_TLS_CERT]")
     serve.add_argument("--tls-key", default=_env("TLS_KEY"), help="PEM private key for https [S3SERVE_TLS_KEY]")
-    serve.add_argument("--tls-self-signed", action="store_true", default=_env("TLS_SELF_SIGNED", "") not in ("", "0"), help="serve https with a generated self-signed certificate [S3SERVE_TLS_SELF_SIGNED]")
-    serve.add_argument("--workers", type=int, default=int(_env("WORKERS", "1") or 1), help="worker processes, each listening on the port (SO_REUSEPORT) [S3SERVE_WORKERS]")
+    serve.add_argument("--tls-self-signed", action="store_true", default=_env_flag("TLS_SELF_SIGNED"), help="serve https with a generated self-signed certificate [S3SERVE_TLS_SELF_SIGNED]")
+    serve.add_argument("--workers", default=_env("WORKERS", "1"), help="worker processes, each listening on the port (SO_REUSEPORT) [S3SERVE_WORKERS]")
     cache = serve.add_argument_group("upstream cache", "Keep ROOT as a write-through, read-through cache of another S3 endpoint.")
     cache.add_argument("--upstream", default=_env("UPSTREAM"), help="URL of the upstream S3 endpoint, e.g. https://s3.eu-west-1.amazonaws.com [S3SERVE_UPSTREAM]")
     cache.add_argument("--upstream-access-key", default=_env("UPSTREAM_ACCESS_KEY"), help="access key for the upstream [S3SERVE_UPSTREAM_ACCESS_KEY]")
     cache.add_argument("--upstream-secret-key", default=_env("UPSTREAM_SECRET_KEY"), help="secret key for the upstream [S3SERVE_UPSTREAM_SECRET_KEY]")
     cache.add_argument("--upstream-region", default=_env("UPSTREAM_REGION"), help="region to sign upstream requests for (default: --region) [S3SERVE_UPSTREAM_REGION]")
     cache.add_argument("--upstream-ca", default=_env("UPSTREAM_CA"), help="PEM bundle to verify the upstream's certificate with [S3SERVE_UPSTREAM_CA]")
-    cache.add_argument("--upstream-no-verify", action="store_true", default=_env("UPSTREAM_NO_VERIFY", "") not in ("", "0"), help="do not verify the upstream's certificate [S3SERVE_UPSTREAM_NO_VERIFY]")
+    cache.add_argument("--upstream-no-verify", action="store_true", default=_env_flag("UPSTREAM_NO_VERIFY"), help="do not verify the upstream's certificate [S3SERVE_UPSTREAM_NO_VERIFY]")
     cache.add_argument("--cache-size", default=_env("CACHE_SIZE"), help="keep at most this many bytes of copies, e.g. 20GiB (default: no limit) [S3SERVE_CACHE_SIZE]")
     cache.add_argument("--cache-revalidate", default=_env("CACHE_REVALIDATE", "0"), help="serve a copy without asking the upstream for this long after it last confirmed it (default 0: ask on every read) [S3SERVE_CACHE_REVALIDATE]")
     cache.add_argument("--cache-evict-interval", default=_env("CACHE_EVICT_INTERVAL", "1m"), help="how often to check the cache's size [S3SERVE_CACHE_EVICT_INTERVAL] (default 1m)")
-    serve.add_argument("--access-log", action="store_true", default=_env("ACCESS_LOG", "") not in ("", "0"), help="log every request [S3SERVE_ACCESS_LOG]")
+    serve.add_argument("--access-log", action="store_true", default=_env_flag("ACCESS_LOG"), help="log every request [S3SERVE_ACCESS_LOG]")
     return parser
 
 
@@ -95,10 +168,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
         users = [User(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)]
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("s3serve serve: --tls-cert and --tls-key go together")
+    if not str(args.workers).strip().isdigit():
+        raise SystemExit(f"s3serve serve: --workers must be a number, not {args.workers!r}")
     if args.upstream and not (args.upstream_access_key and args.upstream_secret_key):
         raise SystemExit("s3serve serve: --upstream needs --upstream-access-key and --upstream-secret-key")
-    if args.upstream and not re.fullmatch(r"https?://[^/?#]+/?", args.upstream):
-        raise SystemExit(f"s3serve serve: --upstream must be http(s)://HOST[:PORT], not {args.upstream!r}")
+    upstream = _upstream_endpoint(args.upstream) if args.upstream else None
     return Config(
         root=Path(args.root),
         host=host.strip("[]"),
@@ -107,22 +181,22 @@ def config_from_args(args: argparse.Namespace) -> Config:
         region=args.region,
         domain=args.domain,
         fsync=not args.no_fsync,
-        min_part_size=_size(args.min_part_size),
-        multipart_expiry=_duration(args.multipart_expiry),
-        gc_interval=_duration(args.gc_interval),
+        min_part_size=_parse("--min-part-size", _size, args.min_part_size),
+        multipart_expiry=_parse("--multipart-expiry", _duration, args.multipart_expiry),
+        gc_interval=_parse("--gc-interval", _duration, args.gc_interval, positive=True),
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
         tls_self_signed=args.tls_self_signed,
-        workers=max(1, args.workers),
-        upstream=args.upstream.rstrip("/") if args.upstream else None,
+        workers=max(1, int(args.workers)),
+        upstream=upstream,
         upstream_access_key=args.upstream_access_key or "",
         upstream_secret_key=args.upstream_secret_key or "",
         upstream_region=args.upstream_region,
         upstream_verify=not args.upstream_no_verify,
-        upstream_ca=Path(args.upstream_ca) if args.upstream_ca else None,
-        cache_size=_size(args.cache_size) if args.cache_size else None,
-        cache_revalidate=_duration(args.cache_revalidate),
-        cache_evict_interval=_duration(args.cache_evict_interval),
+        upstream_ca=_upstream_ca(args.upstream_ca, args.upstream_no_verify) if args.upstream_ca else None,
+        cache_size=_parse("--cache-size", _size, args.cache_size) if args.cache_size else None,
+        cache_revalidate=_parse("--cache-revalidate", _duration, args.cache_revalidate),
+        cache_evict_interval=_parse("--cache-evict-interval", _duration, args.cache_evict_interval, positive=True),
     )
 
 
@@ -205,7 +279,7 @@ def serve(config: Config, access_log: bool = False) -> None:
 
     # Bound before forking, so a taken port fails the command, not one worker.
     sock = listen_socket(config.host, config.port, reuse_port=config.workers > 1)
-    port = sock.getsockname()[1]
+    port = config.port = sock.getsockname()[1]  # what --address 127.0.0.1:0 got, for the banner
     print(_banner(config, scheme, ca), flush=True)
 
     # Each worker listens on a socket of its own (SO_REUSEPORT), so the kernel spreads new
@@ -268,8 +342,10 @@ async def _serve(config: Config, sock: socket.socket, ssl_context: ssl.SSLContex
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    deadline = None
     try:
         await stop.wait()
+        deadline = loop.time() + SHUTDOWN_GRACE
         await site.stop()
         inflight = app[INFLIGHT]
         if inflight.count:
@@ -279,7 +355,27 @@ async def _serve(config: Config, sock: socket.socket, ssl_context: ssl.SSLContex
             except TimeoutError:
                 log.warning("shutting down: cancelling %d request(s) still in flight", inflight.count)
     finally:
-        await runner.cleanup()
+        server = runner.server
+        transports = [conn.transport for conn in server.connections if conn.transport] if server else []
+        await runner.cleanup()  # closes the connections, which send what they hold first
+        if deadline is not None:
+            await _drain(transports, deadline)
+
+
+async def _drain(transports: list[asyncio.Transport], deadline: float) -> None:
+    """Wait (until ``deadline``) for the closing connections to send what they hold. A streamed
+    answer (a read-through GET) is complete for its handler once its last bytes are in the
+    connection's write buffer, up to 64 KiB of them when the client reads slowly: ending the
+    event loop then dropped them, and the download came up short."""
+    loop = asyncio.get_running_loop()
+    pending = [t for t in transports if t.get_write_buffer_size()]
+    if pending:
+        log.info("shutting down: %d connection(s) still receiving their answers", len(pending))
+    while pending and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+        pending = [t for t in pending if t.get_write_buffer_size()]
+    if pending:
+        log.warning("shutting down: %d answer(s) cut short: their clients stopped reading", len(pending))
 
 
 class _ClientErrorsWithoutTraceback(logging.Filter):

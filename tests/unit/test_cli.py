@@ -135,3 +135,105 @@ def test_limit_malloc_arenas_applies_on_glibc() -> None:
     applied = limit_malloc_arenas(2)
     # glibc's mallopt answers 1 on success; other C libraries have no mallopt (False, no error).
     assert applied is (platform.libc_ver()[0] == "glibc")
+
+
+UPSTREAM = ["--upstream", "http://127.0.0.1:9100", "--upstream-access-key", "uk", "--upstream-secret-key", "us"]
+
+
+def test_upstream_cache_options(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text(_a_certificate(tmp_path))
+    config = _config(
+        ["serve", str(tmp_path), "--upstream", "https://minio.test:9000/", "--upstream-access-key", "uk",
+         "--upstream-secret-key", "us", "--upstream-region", "eu-west-1", "--upstream-ca", str(ca),
+         "--cache-size", "2TiB", "--cache-revalidate", "30s", "--cache-evict-interval", "2m"]
+    )
+    assert (config.upstream, config.upstream_access_key, config.upstream_secret_key) == ("https://minio.test:9000", "uk", "us")
+    assert (config.upstream_region, config.upstream_ca, config.upstream_verify) == ("eu-west-1", ca, True)
+    assert (config.cache_size, config.cache_revalidate, config.cache_evict_interval) == (2 * 1024**4, 30.0, 120.0)
+    assert _config(["serve", str(tmp_path), *UPSTREAM, "--cache-size", "1.5GB"]).cache_size == 3 * 1024**3 // 2
+
+
+def test_upstream_cache_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "ROOT": str(tmp_path), "UPSTREAM": "http://[::1]:9100", "UPSTREAM_ACCESS_KEY": "env-uk",
+        "UPSTREAM_SECRET_KEY": "env-us", "UPSTREAM_REGION": "ap-south-1", "UPSTREAM_NO_VERIFY": "1",
+        "CACHE_SIZE": "50GiB", "CACHE_REVALIDATE": "1h", "CACHE_EVICT_INTERVAL": "10s",
+    }.items():
+        monkeypatch.setenv(f"S3SERVE_{name}", value)
+    config = _config(["serve"])
+    assert (config.upstream, config.upstream_access_key, config.upstream_secret_key) == ("http://[::1]:9100", "env-uk", "env-us")
+    assert (config.upstream_region, config.upstream_verify) == ("ap-south-1", False)
+    assert (config.cache_size, config.cache_revalidate, config.cache_evict_interval) == (50 * 1024**3, 3600.0, 10.0)
+    ca = tmp_path / "ca.pem"
+    ca.write_text(_a_certificate(tmp_path))
+    monkeypatch.setenv("S3SERVE_UPSTREAM_CA", str(ca))
+    monkeypatch.setenv("S3SERVE_UPSTREAM_NO_VERIFY", "false")  # false is false, not "set"
+    config = _config(["serve"])
+    assert (config.upstream_ca, config.upstream_verify) == (ca, True)
+
+
+def _a_certificate(tmp_path: Path) -> str:
+    from s3serve.tls import self_signed
+
+    cert, _ = self_signed(tmp_path / "tls", ["localhost"])
+    return cert.read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "says"),
+    [
+        (["--upstream", "http://h:9000/bucket"], {}, "--upstream"),
+        (["--upstream", "http://user:pw@h:9000"], {}, "--upstream"),
+        (["--upstream", "http://h:port"], {}, "--upstream"),
+        (["--upstream", "ftp://h"], {}, "--upstream"),
+        (["--cache-size", "abc"], {}, "--cache-size"),
+        (["--cache-size=-5"], {}, "--cache-size"),
+        (["--cache-revalidate=-1s"], {}, "--cache-revalidate"),
+        (["--cache-evict-interval", "xyz"], {}, "--cache-evict-interval"),
+        (["--cache-evict-interval", "0"], {}, "--cache-evict-interval"),
+        (["--cache-evict-interval=-1m"], {}, "--cache-evict-interval"),
+        (["--upstream-ca", "/nonexistent/ca.pem"], {}, "--upstream-ca"),
+        (["--upstream-ca", "/etc/hostname"], {}, "--upstream-ca"),
+        (["--upstream-ca", "/etc/hostname", "--upstream-no-verify"], {}, "--upstream-no-verify"),
+        ([], {"S3SERVE_CACHE_SIZE": "lots"}, "--cache-size"),
+        ([], {"S3SERVE_CACHE_REVALIDATE": "-5"}, "--cache-revalidate"),
+        ([], {"S3SERVE_UPSTREAM_NO_VERIFY": "maybe"}, "S3SERVE_UPSTREAM_NO_VERIFY"),
+        ([], {"S3SERVE_WORKERS": "two"}, "--workers"),
+        (["--gc-interval", "0"], {}, "--gc-interval"),
+    ],
+)
+def test_bad_values_are_refused_in_one_line(
+    argv: list[str], env: dict[str, str], says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    extra = [] if "--upstream" in argv else UPSTREAM
+    with pytest.raises(SystemExit) as refused:
+        _config(["serve", str(tmp_path), *extra, *argv])
+    message = str(refused.value.code)
+    assert message.startswith("s3serve serve: ") and says in message and "\n" not in message, message
+    assert "pw@" not in message  # a password in a URL is not echoed into logs
+
+
+def test_the_banner_shows_the_port_bound_and_never_the_upstream_secret(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    secret = "upstream-secret-XYZZY"
+    done = subprocess.Popen(
+        [sys.executable, "-m", "s3serve", "serve", str(tmp_path / "root"), "--address", "127.0.0.1:0",
+         *UPSTREAM[:-1], secret],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert done.stdout is not None
+        banner = [done.stdout.readline() for _ in range(7)]
+    finally:
+        done.terminate()
+        done.wait(timeout=10)
+        if done.stdout is not None:
+            done.stdout.close()
+    endpoint = next(line for line in banner if "Endpoint:" in line)
+    assert not endpoint.rstrip().endswith(":0"), banner
+    assert secret not in "".join(banner), banner
