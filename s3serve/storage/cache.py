@@ -111,6 +111,11 @@ class CacheBackend(Backend):
         self._fresh: OrderedDict[Key, tuple[str, float]] = OrderedDict()
         self._filling: dict[Key, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Writes through this cache, numbered (see _wrote): a copy fetched before a key's latest
+        # write must not be published over what that write left, nor after a delete.
+        self._writes = 0
+        self._written: OrderedDict[Key, int] = OrderedDict()
+        self._forgotten = 0  # the newest number dropped from _written
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -145,6 +150,25 @@ class CacheBackend(Backend):
             return False
         seen = self._fresh.get((bucket, key))
         return seen is not None and seen[0] == etag and time.monotonic() - seen[1] < self.revalidate_after
+
+    def write_mark(self) -> int:
+        """The number of the latest write through this cache: taken before a fill's upstream GET."""
+        return self._writes
+
+    def _wrote(self, bucket: str, key: str) -> int:
+        """Record a write of ``key`` (called once the upstream answered, or failed: it may have
+        taken it); returns its number."""
+        self._writes += 1
+        written = self._written
+        written[(bucket, key)] = self._writes
+        written.move_to_end((bucket, key))
+        while len(written) > FRESH_ENTRIES:
+            self._forgotten = max(self._forgotten, written.popitem(last=False)[1])
+        return self._writes
+
+    def _overtaken(self, bucket: str, key: str, since: int) -> bool:
+        """Whether ``key`` was written through this cache after write number ``since``."""
+        return self._written.get((bucket, key), self._forgotten) > since
 
     async def drop_stale(self, bucket: str, key: str) -> bool:
         """The upstream no longer has ``key``: remove the copy here, unless it is not a copy but
@@ -230,6 +254,8 @@ class CacheBackend(Backend):
         except BaseException:
             spooled.discard()
             raise
+        finally:
+            since = self._wrote(bucket, key)
         info = replace(info, size=spooled.size, checksums=dict(spooled.checksums))
         try:
             # What the upstream stored: its Last-Modified (a PUT's answer has none) and the
@@ -245,17 +271,32 @@ class CacheBackend(Backend):
             await self._drop_local(bucket, key)
             return info
         tags = dict(meta.tags or {})
-        await self._keep(bucket, key, spooled, replace(stored, tag_count=len(tags)), tags)
+        await self._keep(bucket, key, spooled, replace(stored, tag_count=len(tags)), tags, since)
         return info
 
-    async def _keep(self, bucket: str, key: str, spooled: replicas.Spool, info: ObjectInfo, tags: dict[str, str]) -> None:
+    async def _keep(
+        self, bucket: str, key: str, spooled: replicas.Spool, info: ObjectInfo, tags: dict[str, str], since: int
+    ) -> None:
         """Make what the upstream acknowledged the replica; when that fails here, the old replica
-        must not stay, or it would be served as current."""
+        must not stay, or it would be served as current. Not when the key was written through
+        this cache after write ``since``: a fill that began before a PUT or DELETE, or a PUT
+        overtaken by another, would put back an older version (served as current for the
+        revalidation window)."""
+        if self._overtaken(bucket, key, since):
+            spooled.discard()
+            return
         try:
-            await self._local_bucket(bucket)
+            try:
+                await self._local_bucket(bucket)
+            except BaseException:
+                spooled.discard()  # publish_replica, which consumes it, is not reached
+                raise
             await replicas.publish_replica(self.local, bucket, key, spooled, info, tags)
         except (errors.S3Error, OSError) as exc:
             log.warning("not cached: %s/%s: %s", bucket, key, exc)
+            await self._drop_local(bucket, key)
+            return
+        if self._overtaken(bucket, key, since):  # written while this one was being published
             await self._drop_local(bucket, key)
             return
         self._confirm(bucket, key, info.etag)
@@ -273,7 +314,7 @@ class CacheBackend(Backend):
             if await self._confirmed(bucket, key, local):
                 self.evictor.touch(bucket, key)
                 return local
-            await self._drop_local(bucket, key)
+            await self.drop_stale(bucket, key)  # a copy goes; a file another program put here stays
         info = await self.upstream.head_object(bucket, key)
         return replace(info, parts=await self._parts(bucket, key, info))
 
@@ -291,7 +332,10 @@ class CacheBackend(Backend):
             # caches serve stale on error. Writes still fail, so nothing diverges.
             log.warning("cache: upstream unavailable, serving the local copy of %s/%s", bucket, key)
             return True
-        if local.etag != info.etag or local.size != info.size:
+        # Same bytes with new metadata (a copy onto itself on the upstream) keep their ETag: only
+        # Last-Modified tells. A replica keeps the upstream's time as nanoseconds (within a
+        # microsecond of the float it was given).
+        if local.etag != info.etag or local.size != info.size or abs(local.last_modified - info.last_modified) > 1e-5:
             return False
         self._confirm(bucket, key, info.etag)
         return True
@@ -311,7 +355,12 @@ class CacheBackend(Backend):
                 self.evictor.touch(bucket, key)
                 return reader
             reader.close()
-            await self._drop_local(bucket, key)
+            # A file another program put here (not a copy) may be the only one of its data: it
+            # stays, and no fill may replace it; the upstream's object is only passed through.
+            kept_foreign = not await self.drop_stale(bucket, key)
+        else:
+            kept_foreign = False
+        since = self.write_mark()
         remote = await self.upstream.open_object(bucket, key)
         try:
             # partNumber GETs need the part sizes, which an S3 GET does not tell.
@@ -319,11 +368,15 @@ class CacheBackend(Backend):
         except BaseException:
             remote.close()
             raise
-        if (bucket, key) in self._filling:
-            return remote  # a fill is already on its way
-        return FillingReader(self, bucket, key, remote)
+        if kept_foreign or (bucket, key) in self._filling:
+            return remote  # a fill is already on its way, or must not be made
+        return FillingReader(self, bucket, key, remote, since)
 
-    async def publish_fill(self, bucket: str, key: str, info: ObjectInfo, fill: asyncio.Task[replicas.Spool]) -> None:
+    async def publish_fill(
+        self, bucket: str, key: str, info: ObjectInfo, fill: asyncio.Task[replicas.Spool], since: int
+    ) -> None:
+        """Keep a fill's bytes as the replica if they are the object ``info`` describes; ``since``:
+        the write_mark() taken before its upstream GET."""
         try:
             spooled = await fill
         except Exception as exc:  # noqa: BLE001 - the client was served; the replica is optional
@@ -344,16 +397,19 @@ class CacheBackend(Backend):
         except BaseException:
             spooled.discard()
             raise
-        await self._keep(bucket, key, spooled, replace(info, parts=parts), tags)
+        await self._keep(bucket, key, spooled, replace(info, parts=parts), tags, since)
 
     async def _parts(self, bucket: str, key: str, info: ObjectInfo) -> list[PartInfo] | None:
         """Part sizes of a multipart object, so partNumber GETs can be answered here."""
         if "-" not in info.etag or info.parts:
             return info.parts
-        object_parts: Callable[[str, str], object] | None = getattr(self.upstream, "object_parts", None)
+        object_parts: Callable[[str, str, str], object] | None = getattr(self.upstream, "object_parts", None)
         if object_parts is not None:
-            found = await object_parts(bucket, key)  # type: ignore[misc]
-            return found if isinstance(found, list) else None
+            found = await object_parts(bucket, key, info.etag)  # type: ignore[misc]
+            # Asked after the GET or HEAD: parts that do not add up are of another version.
+            if isinstance(found, list) and sum(part.size for part in found) == info.size:
+                return found
+            return None
         return info.parts
 
     def fill_later(self, bucket: str, key: str) -> None:
@@ -364,15 +420,19 @@ class CacheBackend(Backend):
             task.add_done_callback(lambda _: self._filling.pop((bucket, key), None))
 
     async def _fill(self, bucket: str, key: str) -> None:
+        since = self.write_mark()
         try:
             with await self.upstream.open_object(bucket, key) as remote:
                 fill = asyncio.ensure_future(replicas.spool(self.local, StreamBody(remote)))
-                await self.publish_fill(bucket, key, remote.info, fill)
+                await self.publish_fill(bucket, key, remote.info, fill, since)
         except errors.S3Error as exc:
             log.info("background fill of %s/%s: %s", bucket, key, exc.code)
 
     async def delete_object(self, bucket: str, key: str) -> None:
-        await self.upstream.delete_object(bucket, key)
+        try:
+            await self.upstream.delete_object(bucket, key)
+        finally:
+            self._wrote(bucket, key)
         await self._drop_local(bucket, key)
 
     async def copy_object(
@@ -385,9 +445,12 @@ class CacheBackend(Backend):
         src_precondition: Precondition | None = None,
         precondition: Precondition | None = None,
     ) -> ObjectInfo:
-        info = await self.upstream.copy_object(
-            src_bucket, src_key, dst_bucket, dst_key, meta, src_precondition, precondition
-        )
+        try:
+            info = await self.upstream.copy_object(
+                src_bucket, src_key, dst_bucket, dst_key, meta, src_precondition, precondition
+            )
+        finally:
+            self._wrote(dst_bucket, dst_key)
         await self._drop_local(dst_bucket, dst_key)  # the next read fetches the copy
         return info
 
@@ -400,7 +463,11 @@ class CacheBackend(Backend):
         precondition: Precondition | None = None,
         client_token: str | None = None,
     ) -> ObjectInfo:
-        info = await self.upstream.rename_object(bucket, src_key, dst_key, src_precondition, precondition, client_token)
+        try:
+            info = await self.upstream.rename_object(bucket, src_key, dst_key, src_precondition, precondition, client_token)
+        finally:
+            self._wrote(bucket, src_key)
+            self._wrote(bucket, dst_key)
         await self._drop_local(bucket, src_key)
         await self._drop_local(bucket, dst_key)
         return info
@@ -415,7 +482,22 @@ class CacheBackend(Backend):
         return await self.upstream.get_object_tagging(bucket, key)
 
     async def put_object_tagging(self, bucket: str, key: str, tags: dict[str, str]) -> None:
-        await self.upstream.put_object_tagging(bucket, key, tags)
+        try:
+            await self.upstream.put_object_tagging(bucket, key, tags)
+        finally:
+            self._wrote(bucket, key)
+        await self._retag_local(bucket, key, tags)
+
+    async def delete_object_tagging(self, bucket: str, key: str) -> None:
+        # The upstream's own DeleteObjectTagging, not a PutObjectTagging of no tags: some S3s
+        # (moto) fail that with a 500.
+        try:
+            await self.upstream.delete_object_tagging(bucket, key)
+        finally:
+            self._wrote(bucket, key)
+        await self._retag_local(bucket, key, {})
+
+    async def _retag_local(self, bucket: str, key: str, tags: dict[str, str]) -> None:
         try:
             # The replica answers GET's x-amz-tagging-count.
             await self.local.put_object_tagging(bucket, key, tags)
@@ -423,9 +505,6 @@ class CacheBackend(Backend):
             pass
         except errors.S3Error:
             await self._drop_local(bucket, key)
-
-    async def delete_object_tagging(self, bucket: str, key: str) -> None:
-        await self.put_object_tagging(bucket, key, {})
 
     # -- bucket configuration: this server's own (the request's head_bucket made the folder) --
     async def get_bucket_config(self, bucket: str, name: str) -> bytes | None:
@@ -476,7 +555,10 @@ class CacheBackend(Backend):
         precondition: Precondition | None = None,
         checksums: dict[str, str] | None = None,
     ) -> ObjectInfo:
-        info = await self.upstream.complete_multipart_upload(bucket, key, upload_id, parts, precondition, checksums)
+        try:
+            info = await self.upstream.complete_multipart_upload(bucket, key, upload_id, parts, precondition, checksums)
+        finally:
+            self._wrote(bucket, key)
         await self._drop_local(bucket, key)
         return info
 

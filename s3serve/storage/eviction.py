@@ -9,7 +9,9 @@ is kept: eviction must never be the loss of the only copy.
 
 Recency is what this process saw (reads and writes); what it has not seen since it started ranks
 by its Last-Modified. Rounds run every ``interval`` seconds, and at once when writes took the
-estimated total over the limit.
+estimated total over the limit, including writes made while a round ran here or in another
+worker process (which a round's scan may have missed). While the upstream cannot be reached a
+round stops at its first check: nothing can be removed then, and one log line says so.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ log = logging.getLogger("s3serve.cache")
 LOW_WATER = 0.9
 ACCESS_ENTRIES = 1 << 18
 PAGE = 1000
+# How soon a round skipped because another worker held the lock is tried again, when this
+# process's writes took it over the limit (the other round's scan may predate them).
+LOCK_RETRY = 0.2
 
 
 @dataclass
@@ -54,7 +59,10 @@ class Evictor:
         self.interval = interval
         self.estimate = 0  # bytes held, as of the last round plus what was written since
         self.evicted = 0  # replicas removed since start (for logs and tests)
+        self._added_since_scan = 0  # bytes written since the running round listed the disk
         self._access: OrderedDict[tuple[str, str], float] = OrderedDict()
+        # Files found not to be copies, warned about once each (rounds run every interval).
+        self._kept: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -79,20 +87,28 @@ class Evictor:
     def added(self, bucket: str, key: str, size: int) -> None:
         self.touch(bucket, key)
         self.estimate += size
-        if self.max_bytes is not None and self.estimate > self.max_bytes:
+        self._added_since_scan += size
+        if self._over():
             self._wake.set()
+
+    def _over(self) -> bool:
+        return self.max_bytes is not None and self.estimate > self.max_bytes
 
     async def _run(self) -> None:
         while True:
+            # Cleared before the round, not after: a write that lands while it runs (and that
+            # its scan may have missed) must wake the next one, not wait for the interval.
+            self._wake.clear()
+            wait = self.interval
             try:
-                await self.round()
+                if not await self.round() and self._over():
+                    wait = min(wait, LOCK_RETRY)  # another worker's round; ours once it is done
             except asyncio.CancelledError:
                 raise
             except Exception:  # keep going: the next round may find the disk or upstream back
                 log.exception("cache eviction round failed")
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                await asyncio.wait_for(self._wake.wait(), wait)
 
     async def replicas(self) -> list[Replica]:
         local = self.cache.local
@@ -113,9 +129,10 @@ class Evictor:
                 marker = page.next_marker
         return found
 
-    async def round(self) -> None:
+    async def round(self) -> bool:
         """One pass: measure, and remove the least recently used replicas while over the limit.
-        Worker processes sharing ROOT take turns: a round another one is running is skipped."""
+        Worker processes sharing ROOT take turns: a round another one is running is skipped
+        (False)."""
         assert self.max_bytes is not None
         path = os.path.join(self.cache.local.meta.hidden, "eviction.lock")
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -123,43 +140,73 @@ class Evictor:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                return
+                return False
             await self._round(self.max_bytes)
+            return True
         finally:
             os.close(fd)
 
     async def _round(self, max_bytes: int) -> None:
+        self._added_since_scan = 0
         held = await self.replicas()
         total = sum(r.size for r in held)
-        self.estimate = total
+        # What was written while this round ran counts too (perhaps twice, if the scan saw it:
+        # that costs at most one more round, where missing it let the cache outgrow its limit).
+        self.estimate = total + self._added_since_scan
         if total <= max_bytes:
             return
         target = int(max_bytes * LOW_WATER)
-        for replica in sorted(held, key=lambda r: r.last_used):
-            if total <= target:
-                break
-            if await self._evict(replica):
-                self._access.pop((replica.bucket, replica.key), None)
-                total -= replica.size
-                self.evicted += 1
-        self.estimate = total
-        log.info("cache: %d bytes held after eviction (limit %d)", total, max_bytes)
+        try:
+            for replica in sorted(held, key=lambda r: r.last_used):
+                if total <= target:
+                    break
+                if await self._evict(replica):
+                    self._access.pop((replica.bucket, replica.key), None)
+                    total -= replica.size
+                    self.evicted += 1
+        except errors.ServiceUnavailable:
+            # The upstream cannot be reached (remote_http logged why): every other check would
+            # fail alike, and nothing may be removed unconfirmed. The next round tries again.
+            log.warning("cache: eviction paused, the upstream cannot confirm copies: %d bytes held (limit %d)", total, max_bytes)
+        else:
+            log.info("cache: %d bytes held after eviction (limit %d)", total, max_bytes)
+        self.estimate = total + self._added_since_scan
 
     async def _evict(self, replica: Replica) -> bool:
-        """Remove ``replica`` if that loses nothing; whether it is gone."""
+        """Remove ``replica`` if that loses nothing; whether it is gone. ServiceUnavailable when
+        the upstream cannot be asked."""
         try:
             info: ObjectInfo | None = await self.cache.upstream.head_object(replica.bucket, replica.key)
         except (errors.NoSuchKey, errors.NoSuchBucket):
             info = None
+        except errors.ServiceUnavailable:
+            raise
         except errors.S3Error:
-            return False  # the upstream cannot tell now: keep it for a later round
+            return False  # refused for this object (a policy, say): keep it, go on with the others
         # A copy the cache made can go (the upstream has it, a newer version, or deleted it behind
         # this server's back); a file another program put here only when the upstream holds the
         # same bytes.
         if (info is None or info.etag != replica.etag) and not await replicas.is_replica(
             self.cache.local, replica.bucket, replica.key
         ):
-            log.warning("cache: keeping %s/%s: not a copy of what the upstream holds", replica.bucket, replica.key)
+            if await self._unchanged(replica):  # not one replaced or removed since the scan
+                self._keep_warning(replica)
             return False
         await self.cache.drop_replica(replica.bucket, replica.key, replica.etag)
         return True
+
+    async def _unchanged(self, replica: Replica) -> bool:
+        try:
+            return (await self.cache.local.head_object(replica.bucket, replica.key)).etag == replica.etag
+        except errors.S3Error:
+            return False
+
+    def _keep_warning(self, replica: Replica) -> None:
+        """Say once (per file and ETag) that a file is kept: a round every interval would repeat it."""
+        seen = (replica.bucket, replica.key, replica.etag)
+        if seen in self._kept:
+            return
+        self._kept[seen] = None
+        if len(self._kept) > ACCESS_ENTRIES:
+            self._kept.popitem(last=False)
+        log.warning("cache: keeping %s/%s: not a copy of what the upstream holds", replica.bucket, replica.key)

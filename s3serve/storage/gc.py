@@ -29,8 +29,10 @@ log = logging.getLogger("s3serve.multipart")
 # A lockable temp file younger than this may be one whose writer has created it but not yet
 # taken its flock (a few microseconds): leave it for the next round.
 TEMP_GRACE = 1.0
-# Temp files under .s3serve/tmp/ that their writers flock for their whole life.
-LOCKED_TEMP_PREFIXES = ("put-", "copy-", "mpu-", "link-")
+# Temp files under .s3serve/tmp/ that their writers flock for their whole life. "spool-": the
+# upstream cache's uploads and fills (storage/replicas.py), as large as objects: without it a
+# crashed cache's spools waited an hour for the next GC round instead of going at start-up.
+LOCKED_TEMP_PREFIXES = ("put-", "copy-", "mpu-", "link-", "spool-")
 # Other temp files there (metadata records, probes) are tiny and short-lived but unlocked.
 UNLOCKED_TEMP_AGE = 3600.0
 

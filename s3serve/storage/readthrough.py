@@ -37,8 +37,9 @@ class _QueueBody:
 class FillingReader(ObjectReader):
     """An object read from the upstream while it becomes a local replica."""
 
-    def __init__(self, cache: CacheBackend, bucket: str, key: str, remote: ObjectReader) -> None:
+    def __init__(self, cache: CacheBackend, bucket: str, key: str, remote: ObjectReader, since: int) -> None:
         self.info = remote.info
+        self._since = since  # the cache's write_mark() before the upstream GET
         self._cache = cache
         self._bucket = bucket
         self._key = key
@@ -58,13 +59,16 @@ class FillingReader(ObjectReader):
             return
         body = _QueueBody()
         self._fill = asyncio.ensure_future(replicas.spool(self._cache.local, body))
+        # A writer that failed (a full disk) while the client left is never awaited: take its
+        # exception here, or asyncio logs it as never retrieved.
+        self._fill.add_done_callback(lambda task: task.cancelled() or task.exception())
         async for chunk in self._remote.iter_range(0, length):
             await self._feed(body, chunk)
             yield chunk
         await self._feed(body, None)
         self._fed = True
         # The client has its bytes; the replica is checked and published without holding it up.
-        self._cache.spawn(self._cache.publish_fill(self._bucket, self._key, self.info, self._fill))
+        self._cache.spawn(self._cache.publish_fill(self._bucket, self._key, self.info, self._fill, self._since))
 
     async def _feed(self, body: _QueueBody, chunk: bytes | None) -> None:
         """Hand a chunk to the replica's writer, unless it has stopped (a full disk, say): the
@@ -74,8 +78,10 @@ class FillingReader(ObjectReader):
         if fill.done():
             return
         put = asyncio.ensure_future(body.queue.put(chunk))
-        await asyncio.wait((put, fill), return_when=asyncio.FIRST_COMPLETED)
-        put.cancel()
+        try:
+            await asyncio.wait((put, fill), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            put.cancel()
 
     def close(self) -> None:
         self._remote.close()

@@ -10,11 +10,13 @@ itself; conditional writes carry their If-* headers, so the upstream checks them
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
 import ssl
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from urllib.parse import quote, urlencode
 
@@ -46,6 +48,10 @@ SOURCE_PREFIXES = ("x-amz-copy-source-", "x-amz-rename-source-")
 # Configurations S3 answers with a default until they are deleted (handlers/bucket_config.py keeps
 # that deletion as an empty document): the upstream's "not found" for them is that deleted state.
 TOMBSTONE_CONFIGS = frozenset({"ownershipControls", "publicAccessBlock"})
+# HEAD ?partNumber=N requests in flight at once, where part sizes must be asked one by one, and
+# how many part sizes so found are remembered (an ETag's parts never change).
+PART_HEADS = 16
+REMEMBERED_PARTS = 100_000
 
 
 def _http_date(value: str | None) -> float:
@@ -144,6 +150,8 @@ class RemoteBackend(Backend):
         self.endpoint = self._http.endpoint
         self.region = region
         self._rename_support: bool | None = None  # learnt at the first rename
+        self._head_parts: OrderedDict[tuple[str, str, str], list[PartInfo]] = OrderedDict()
+        self._head_parts_held = 0
 
     def __repr__(self) -> str:  # never the secret
         return f"RemoteBackend({self.endpoint!r}, region={self.region!r})"
@@ -234,10 +242,12 @@ class RemoteBackend(Backend):
         response = await self._http.send("GET", bucket, key, headers={"x-amz-checksum-mode": "ENABLED"})
         return RemoteReader(self._http, bucket, key, info_from_headers(key, response.headers), response)
 
-    async def object_parts(self, bucket: str, key: str) -> list[PartInfo] | None:
+    async def object_parts(self, bucket: str, key: str, etag: str | None = None) -> list[PartInfo] | None:
         """The parts of a multipart object (number, size, checksums; no ETags), from
-        GetObjectAttributes; None for an object not made by multipart, or an upstream that does
-        not list them (any error)."""
+        GetObjectAttributes, or where that lists none (S3 for an object uploaded without
+        checksums; moto always) from HEAD ?partNumber=N; None for an object not made by
+        multipart, or parts the upstream does not tell (any error). ``etag``: the object's, whose
+        "-N" the parts must match."""
         parts: list[PartInfo] = []
         marker: int | None = 0
         try:
@@ -248,13 +258,47 @@ class RemoteBackend(Backend):
                 _, body = await self._http.read("GET", bucket, key, [("attributes", None)], headers)
                 page = rx.object_parts(body)
                 if page is None:
-                    return None
+                    return None if parts else await self._parts_by_head(bucket, key, etag)
                 parts.extend(page[0])
                 # A marker that does not advance would page forever.
                 marker = page[1] if page[1] is not None and page[1] > (marker or 0) else None
         except errors.S3Error as exc:
             log.debug("upstream S3 %s: no parts of %s/%s: %s %s", self.endpoint, bucket, key, exc.code, exc.message)
             return None
+        return parts
+
+    async def _parts_by_head(self, bucket: str, key: str, etag: str | None) -> list[PartInfo] | None:
+        """Part sizes from HEAD ?partNumber=N (each answers its part's Content-Length and the
+        object's x-amz-mp-parts-count); S3Error when one fails. Not pinned with If-Match: moto
+        holds that against the part's ETag. The caller checks that the sizes add up."""
+        seen = self._head_parts.get((bucket, key, etag)) if etag else None
+        if seen is not None:
+            return seen
+        limit = asyncio.Semaphore(PART_HEADS)
+
+        async def head(number: int) -> tuple[int, int]:
+            async with limit:
+                headers, _ = await self._http.read("HEAD", bucket, key, [("partNumber", str(number))])
+            return int(headers.get("Content-Length") or -1), int(headers.get("x-amz-mp-parts-count") or 0)
+
+        first, count = await head(1)
+        if count < 1 or (etag is not None and not etag.endswith(f"-{count}")):
+            return None  # not a multipart object, or not the version asked about
+        rest = await asyncio.gather(*(head(number) for number in range(2, count + 1)), return_exceptions=True)
+        sizes = [first]
+        for answer in rest:
+            if isinstance(answer, BaseException):
+                raise answer
+            sizes.append(answer[0])
+        if min(sizes) < 0:
+            return None
+        parts = [PartInfo(number, size, "") for number, size in enumerate(sizes, 1)]
+        if etag and (bucket, key, etag) not in self._head_parts:
+            # One HEAD per part is dear: asked again for each read of an object not yet copied.
+            self._head_parts[(bucket, key, etag)] = parts
+            self._head_parts_held += len(parts)
+            while self._head_parts_held > REMEMBERED_PARTS and len(self._head_parts) > 1:
+                self._head_parts_held -= len(self._head_parts.popitem(last=False)[1])
         return parts
 
     async def delete_object(self, bucket: str, key: str) -> None:

@@ -120,6 +120,7 @@ class Upstream:
         self._session: aiohttp.ClientSession | None = None
         self._key: tuple[str, bytes] | None = None  # (date, signing key) for self.region
         self._warned_auth = False
+        self._warned_tls = False
 
     def __repr__(self) -> str:  # never the secret
         return f"Upstream({self.endpoint!r}, region={self.region!r})"
@@ -218,6 +219,10 @@ class Upstream:
             data = _chunks(body.body) if isinstance(body, Stream) else body
             try:
                 response = await session.request(method, url, headers=sent, data=data, allow_redirects=False)
+            except aiohttp.ClientConnectorCertificateError as exc:
+                # Trying again cannot help, and "could not be reached" would send the operator
+                # looking at the network instead of at --upstream-ca.
+                raise self._untrusted(exc) from None
             except aiohttp.ClientConnectorError as exc:  # nothing was sent: always safe to retry
                 if last:
                     raise self.unavailable(f"{method} {path}: {exc}") from None
@@ -306,6 +311,20 @@ class Upstream:
                 message,
             )
         return errors.AccessDenied(f"The upstream S3 refused s3serve's credentials ({code}).")
+
+    def _untrusted(self, exc: aiohttp.ClientConnectorCertificateError) -> errors.S3Error:
+        if not self._warned_tls:
+            self._warned_tls = True
+            cause = exc.certificate_error
+            log.warning(
+                "upstream S3 %s: its TLS certificate is not trusted (%s): give its CA bundle with "
+                "--upstream-ca, or --upstream-no-verify",
+                self.endpoint,
+                getattr(cause, "verify_message", None) or cause,
+            )
+        return errors.ServiceUnavailable(
+            "s3serve does not trust the TLS certificate of its upstream S3 (see the server's log)."
+        )
 
     def unavailable(self, cause: str) -> errors.S3Error:
         log.warning("upstream S3 %s: %s", self.endpoint, cause)

@@ -64,6 +64,13 @@ async def publish_replica(
         record = replica_record(info, tags)
         if kp.is_folder:
             spooled.discard()
+            if info.size or spooled.size:
+                # S3 lets "dir/" hold bytes; here it is a folder, which cannot: an empty folder
+                # recorded with the upstream's size would be served as that many missing bytes.
+                raise errors.InvalidArgument(
+                    "A key ending in '/' is a folder on this server's filesystem and cannot have content.",
+                    resource=key,
+                )
             return await disk._publish(bucket, kp, None, record, None)
     except BaseException:
         spooled.discard()

@@ -4,8 +4,10 @@ settings and the aws cli; every object is checked on both servers and on the cac
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
+import socket
 import subprocess
 import time
 import uuid
@@ -14,7 +16,11 @@ from pathlib import Path
 
 import pytest
 from boto3.s3.transfer import TransferConfig
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
+from s3serve.sigv4 import EMPTY_SHA256
 from tests.conftest import ACCESS_KEY, SECRET_KEY, Server, start_server, stop_server
 
 UP_ACCESS, UP_SECRET = "upstream-access", "upstream-secret"
@@ -194,6 +200,57 @@ def test_the_cache_answers_503_when_the_upstream_is_gone_and_serves_its_copies(t
     assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
 
 
+def test_a_gzip_encoded_upload_is_stored_as_sent(cache: Server, upstream: Server, bucket: str) -> None:
+    # Content-Encoding: gzip describes the object (a pre-compressed file for browsers), not the
+    # transfer: the bytes are stored and served as they came, on both servers.
+    s3, direct = cache.client(), upstream.client()
+    packed = gzip.compress(b"<p>compressed page</p>" * 100)
+    put = s3.put_object(Bucket=bucket, Key="page.html", Body=packed, ContentEncoding="gzip", ContentType="text/html")  # type: ignore[attr-defined]
+    assert put["ETag"] == f'"{hashlib.md5(packed).hexdigest()}"'
+    for client in (s3, direct, s3):  # the replica, the upstream, the replica once more
+        got = client.get_object(Bucket=bucket, Key="page.html")  # type: ignore[attr-defined]
+        assert got["ContentEncoding"] == "gzip"
+        assert got["Body"].read() == packed
+
+
+def test_an_upstream_lost_mid_download_ends_the_download_short(tmp_path: Path) -> None:
+    """The status line and Content-Length went out before the upstream broke off: the client must
+    see the connection close short of the length (as S3 does it), never an error document
+    written into the body, nor a connection left open until its read timeout."""
+    up_root, cache_root = tmp_path / "up", tmp_path / "cache"
+    up_root.mkdir()
+    cache_root.mkdir()
+    up = start_server(up_root, "--no-fsync", access_key=UP_ACCESS, secret_key=UP_SECRET)
+    srv = start_cache(cache_root, up)
+    try:
+        data = os.urandom(32 * 1024 * 1024)  # far more than the socket buffers between them
+        srv.client().create_bucket(Bucket="bkt")  # type: ignore[attr-defined]
+        up.client().put_object(Bucket="bkt", Key="big", Body=data)  # type: ignore[attr-defined]
+        request = AWSRequest(method="GET", url=f"{srv.endpoint}/bkt/big", headers={"x-amz-content-sha256": EMPTY_SHA256})
+        S3SigV4Auth(Credentials(srv.access_key, srv.secret_key), "s3", "us-east-1").add_auth(request)
+        host, port = srv.endpoint.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            lines = ["GET /bkt/big HTTP/1.1", f"Host: {host}:{port}", *(f"{k}: {v}" for k, v in request.headers.items())]
+            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            received = sock.recv(64 * 1024)
+            assert up.process is not None
+            up.process.kill()
+            up.process.wait()
+            while chunk := sock.recv(1024 * 1024):  # a timeout here: the connection was left open
+                received += chunk
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and f"Content-Length: {len(data)}".encode() in head
+        assert len(body) < len(data) and body == data[: len(body)]
+        until(lambda: not list((cache_root / ".s3serve" / "tmp").iterdir()))  # the tee's spool, removed
+        assert not (cache_root / "bkt" / "big").exists()
+    finally:
+        stop_server(srv)
+        stop_server(up)
+    assert srv.log_path is not None
+    logged = srv.log_path.read_text()
+    assert "Traceback" not in logged and " ERROR " not in logged
+
+
 def test_a_root_holding_other_data_is_refused(tmp_path: Path, upstream: Server) -> None:
     root = tmp_path / "data"
     (root / "photos").mkdir(parents=True)
@@ -244,3 +301,53 @@ def test_in_front_of_moto(moto_cache: Server, moto: Server, tmp_path: Path) -> N
         s3.get_object(Bucket=name, Key="k/one")  # type: ignore[attr-defined]
     s3.delete_bucket(Bucket=name)  # type: ignore[attr-defined]
     assert name not in [b["Name"] for b in direct.list_buckets()["Buckets"]]  # type: ignore[attr-defined]
+
+
+def test_a_folder_key_with_bytes_on_the_upstream_is_served_and_not_kept(moto_cache: Server, moto: Server) -> None:
+    # S3 lets "dir/" hold bytes; here such a key is a folder, which cannot: the object is served
+    # from the upstream every time, never kept as an empty folder claiming the upstream's size.
+    s3, direct = moto_cache.client(read_timeout=5, retries={"max_attempts": 1}), moto.client()
+    name = f"moto-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)  # type: ignore[attr-defined]
+    direct.put_object(Bucket=name, Key="written/", Body=b"bytes on the upstream")  # type: ignore[attr-defined]
+    s3.put_object(Bucket=name, Key="through/", Body=b"bytes through the cache")  # type: ignore[attr-defined]
+    for _ in range(2):  # a miss, then what the first read left behind
+        assert s3.get_object(Bucket=name, Key="written/")["Body"].read() == b"bytes on the upstream"  # type: ignore[attr-defined]
+        assert s3.get_object(Bucket=name, Key="through/")["Body"].read() == b"bytes through the cache"  # type: ignore[attr-defined]
+        assert s3.head_object(Bucket=name, Key="through/")["ContentLength"] == len(b"bytes through the cache")  # type: ignore[attr-defined]
+    assert moto_cache.root is not None
+    assert not (moto_cache.root / name / "written").exists() and not (moto_cache.root / name / "through").exists()
+
+
+def test_delete_object_tagging_through_the_cache(moto_cache: Server, moto: Server) -> None:
+    s3, direct = moto_cache.client(retries={"max_attempts": 1}), moto.client()
+    name = f"moto-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)  # type: ignore[attr-defined]
+    s3.put_object(Bucket=name, Key="k", Body=b"x", Tagging="a=1&b=2")  # type: ignore[attr-defined]
+    assert s3.get_object(Bucket=name, Key="k")["TagCount"] == 2  # type: ignore[attr-defined]
+    s3.delete_object_tagging(Bucket=name, Key="k")  # type: ignore[attr-defined]
+    assert direct.get_object_tagging(Bucket=name, Key="k")["TagSet"] == []  # type: ignore[attr-defined]
+    assert "TagCount" not in s3.get_object(Bucket=name, Key="k")  # type: ignore[attr-defined]
+
+
+def test_part_number_reads_of_an_upstream_that_lists_no_parts(moto_cache: Server, moto: Server) -> None:
+    # moto's GetObjectAttributes lists no parts, nor does S3's for an object uploaded without
+    # checksums: the part sizes come from HEAD ?partNumber=N.
+    s3, direct = moto_cache.client(), moto.client()
+    name = f"moto-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)  # type: ignore[attr-defined]
+    sizes = [5 * 1024 * 1024 + 1, 5 * 1024 * 1024 + 7, 1000]
+    parts = [os.urandom(size) for size in sizes]
+    upload = direct.create_multipart_upload(Bucket=name, Key="mp")["UploadId"]  # type: ignore[attr-defined]
+    done = [
+        {"PartNumber": n, "ETag": direct.upload_part(Bucket=name, Key="mp", UploadId=upload, PartNumber=n, Body=body)["ETag"]}  # type: ignore[attr-defined]
+        for n, body in enumerate(parts, 1)
+    ]
+    direct.complete_multipart_upload(Bucket=name, Key="mp", UploadId=upload, MultipartUpload={"Parts": done})  # type: ignore[attr-defined]
+    for _ in range(2):  # a miss, then the replica
+        for n, body in enumerate(parts, 1):
+            got = s3.get_object(Bucket=name, Key="mp", PartNumber=n)  # type: ignore[attr-defined]
+            assert got["PartsCount"] == 3 and got["ContentLength"] == len(body)
+            assert got["Body"].read() == body
+        assert moto_cache.root is not None
+        until(lambda: (moto_cache.root / name / "mp").exists())  # type: ignore[operator]

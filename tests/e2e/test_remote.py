@@ -484,12 +484,15 @@ async def test_moto_quirks(moto_upstream: Server, make_body: Any) -> None:
         info = await remote.rename_object(bucket, "from", "to")
         assert (info.size, await read_all(remote, bucket, "to")) == (6, b"moving")
         assert [o.key for o in (await remote.list_objects(bucket, "", "", "", 100)).objects] == ["to"]
-        # GetObjectAttributes without ObjectParts: no part sizes from moto.
+        # GetObjectAttributes without ObjectParts: the part sizes come from HEAD ?partNumber=N.
         upload = await remote.create_multipart_upload(bucket, "mp", WriteMeta(), "owner")
         part = await remote.upload_part(bucket, "mp", upload.upload_id, 1, make_body(b"only part"))
         await remote.complete_multipart_upload(bucket, "mp", upload.upload_id, [part])
-        assert (await remote.head_object(bucket, "mp")).etag.endswith("-1")
-        assert await remote.object_parts(bucket, "mp") is None
+        etag = (await remote.head_object(bucket, "mp")).etag
+        assert etag.endswith("-1")
+        listed = await remote.object_parts(bucket, "mp", etag)
+        assert listed is not None and [(p.number, p.size) for p in listed] == [(1, 9)]
+        assert await remote.object_parts(bucket, "mp", "0123-2") is None  # another version's
         # x-amz-copy-source-if-match is not checked by moto (If-None-Match is).
         changed = HeaderPrecondition(lambda current: None, {"x-amz-copy-source-if-match": '"0123"'})
         copied = await remote.copy_object(bucket, "to", bucket, "copied", None, src_precondition=changed)
