@@ -282,6 +282,7 @@ def default_backend(config: Config) -> Backend:
         config.upstream_region or config.region,
         ssl_context=context,
         verify=config.upstream_verify,
+        session_token=config.upstream_session_token,
     )
     return CacheBackend(
         disk,

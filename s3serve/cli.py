@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--upstream", default=_env("UPSTREAM"), help="URL of the upstream S3 endpoint, e.g. https://s3.eu-west-1.amazonaws.com [S3SERVE_UPSTREAM]")
     cache.add_argument("--upstream-access-key", default=_env("UPSTREAM_ACCESS_KEY"), help="access key for the upstream [S3SERVE_UPSTREAM_ACCESS_KEY]")
     cache.add_argument("--upstream-secret-key", default=_env("UPSTREAM_SECRET_KEY"), help="secret key for the upstream [S3SERVE_UPSTREAM_SECRET_KEY]")
+    cache.add_argument("--upstream-session-token", default=_env("UPSTREAM_SESSION_TOKEN"), help="session token of temporary upstream credentials (AWS STS) [S3SERVE_UPSTREAM_SESSION_TOKEN]")
     cache.add_argument("--upstream-region", default=_env("UPSTREAM_REGION"), help="region to sign upstream requests for (default: --region) [S3SERVE_UPSTREAM_REGION]")
     cache.add_argument("--upstream-ca", default=_env("UPSTREAM_CA"), help="PEM bundle to verify the upstream's certificate with [S3SERVE_UPSTREAM_CA]")
     cache.add_argument("--upstream-no-verify", action="store_true", default=_env_flag("UPSTREAM_NO_VERIFY"), help="do not verify the upstream's certificate [S3SERVE_UPSTREAM_NO_VERIFY]")
@@ -191,6 +192,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         upstream=upstream,
         upstream_access_key=args.upstream_access_key or "",
         upstream_secret_key=args.upstream_secret_key or "",
+        upstream_session_token=args.upstream_session_token or None,
         upstream_region=args.upstream_region,
         upstream_verify=not args.upstream_no_verify,
         upstream_ca=_upstream_ca(args.upstream_ca, args.upstream_no_verify) if args.upstream_ca else None,

@@ -56,6 +56,7 @@ class Config:
     upstream: str | None = None
     upstream_access_key: str = ""
     upstream_secret_key: str = ""
+    upstream_session_token: str | None = None  # with temporary credentials (AWS STS)
     upstream_region: str | None = None  # None: ``region``
     upstream_verify: bool = True
     upstream_ca: Path | None = None

@@ -135,8 +135,10 @@ class RemoteBackend(Backend):
         verify: bool = True,
         max_connections: int = 64,
         timeout: float = 60.0,
+        session_token: str | None = None,
     ) -> None:
-        """``endpoint`` is scheme://host[:port] (ValueError otherwise)."""
+        """``endpoint`` is scheme://host[:port] (ValueError otherwise); ``session_token`` goes with
+        temporary credentials (AWS STS)."""
         self._http = Upstream(
             endpoint,
             access_key,
@@ -146,6 +148,7 @@ class RemoteBackend(Backend):
             verify=verify,
             max_connections=max_connections,
             timeout=timeout,
+            session_token=session_token,
         )
         self.endpoint = self._http.endpoint
         self.region = region

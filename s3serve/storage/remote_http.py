@@ -97,6 +97,7 @@ class Upstream:
         verify: bool = True,
         max_connections: int = 64,
         timeout: float = 60.0,
+        session_token: str | None = None,
     ) -> None:
         url = URL(endpoint)
         if (
@@ -112,6 +113,7 @@ class Upstream:
         self._host = url.host_port_subcomponent or ""
         self.access_key = access_key
         self._secret_key = secret_key
+        self._session_token = session_token
         self.region = region
         self._ssl_context = ssl_context
         self._verify = verify
@@ -166,6 +168,8 @@ class Upstream:
         signed = {name.lower(): value for name, value in (headers or {}).items()}
         signed["host"] = self._host
         signed["x-amz-date"] = amz_date
+        if self._session_token:
+            signed["x-amz-security-token"] = self._session_token  # signed, as AWS requires
         if body is None:
             payload_hash = sigv4.EMPTY_SHA256
         elif isinstance(body, bytes):

@@ -517,3 +517,39 @@ async def test_bucket_in_another_region(tmp_path: Path) -> None:
                 await remote.create_bucket("eu-bucket", "me", "eu-west-1")
     finally:
         stop_server(server)
+
+
+async def test_temporary_credentials_send_their_session_token_signed() -> None:
+    """AWS refuses temporary (STS) credentials without X-Amz-Security-Token, and the token must be
+    among the signed headers. A loopback endpoint records what arrives and checks the signature
+    with s3serve's own SigV4 verifier."""
+    from aiohttp import web
+
+    from s3serve.config import User
+    from s3serve.sigv4 import RequestView, authenticate
+
+    seen: list[tuple[dict[str, str], bool]] = []
+    user = User("ASIATEMPORARY", "temporary-secret")
+
+    async def answer(request: web.Request) -> web.Response:
+        path, _, raw_query = request.raw_path.partition("?")
+        view = RequestView(request.method, path, [], raw_query, request.headers)
+        verified = authenticate(view, lambda key: user if key == user.access_key else None) is not None
+        seen.append(({name.lower(): value for name, value in request.headers.items()}, verified))
+        return web.Response(headers={"x-amz-bucket-region": "us-east-1"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async for remote in _backend(Server(f"http://127.0.0.1:{port}", user.access_key, user.secret_key, None), session_token="the-token"):
+            await remote.head_bucket("bucket")
+    finally:
+        await runner.cleanup()
+    (headers, verified), = seen
+    assert headers["x-amz-security-token"] == "the-token"
+    assert "x-amz-security-token" in headers["authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+    assert verified

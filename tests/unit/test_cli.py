@@ -146,8 +146,10 @@ def test_upstream_cache_options(tmp_path: Path) -> None:
     config = _config(
         ["serve", str(tmp_path), "--upstream", "https://minio.test:9000/", "--upstream-access-key", "uk",
          "--upstream-secret-key", "us", "--upstream-region", "eu-west-1", "--upstream-ca", str(ca),
-         "--cache-size", "2TiB", "--cache-revalidate", "30s", "--cache-evict-interval", "2m"]
+         "--cache-size", "2TiB", "--cache-revalidate", "30s", "--cache-evict-interval", "2m",
+         "--upstream-session-token", "tok"]
     )
+    assert config.upstream_session_token == "tok"
     assert (config.upstream, config.upstream_access_key, config.upstream_secret_key) == ("https://minio.test:9000", "uk", "us")
     assert (config.upstream_region, config.upstream_ca, config.upstream_verify) == ("eu-west-1", ca, True)
     assert (config.cache_size, config.cache_revalidate, config.cache_evict_interval) == (2 * 1024**4, 30.0, 120.0)
@@ -158,12 +160,13 @@ def test_upstream_cache_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     for name, value in {
         "ROOT": str(tmp_path), "UPSTREAM": "http://[::1]:9100", "UPSTREAM_ACCESS_KEY": "env-uk",
         "UPSTREAM_SECRET_KEY": "env-us", "UPSTREAM_REGION": "ap-south-1", "UPSTREAM_NO_VERIFY": "1",
+        "UPSTREAM_SESSION_TOKEN": "env-token",
         "CACHE_SIZE": "50GiB", "CACHE_REVALIDATE": "1h", "CACHE_EVICT_INTERVAL": "10s",
     }.items():
         monkeypatch.setenv(f"S3SERVE_{name}", value)
     config = _config(["serve"])
     assert (config.upstream, config.upstream_access_key, config.upstream_secret_key) == ("http://[::1]:9100", "env-uk", "env-us")
-    assert (config.upstream_region, config.upstream_verify) == ("ap-south-1", False)
+    assert (config.upstream_region, config.upstream_verify, config.upstream_session_token) == ("ap-south-1", False, "env-token")
     assert (config.cache_size, config.cache_revalidate, config.cache_evict_interval) == (50 * 1024**3, 3600.0, 10.0)
     ca = tmp_path / "ca.pem"
     ca.write_text(_a_certificate(tmp_path))
