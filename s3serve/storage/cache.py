@@ -59,6 +59,9 @@ log = logging.getLogger("s3serve.cache")
 FRESH_ENTRIES = 65536
 
 Key = tuple[str, str]
+# At most this many HEAD ?partNumber=N (one parallel round) before answering a miss: more would
+# hold up every read of an object with many parts for the rare partNumber GET.
+QUICK_PART_HEADS = 16
 
 
 def claim_root(root: Path, upstream: str) -> None:
@@ -316,7 +319,7 @@ class CacheBackend(Backend):
                 return local
             await self.drop_stale(bucket, key)  # a copy goes; a file another program put here stays
         info = await self.upstream.head_object(bucket, key)
-        return replace(info, parts=await self._parts(bucket, key, info))
+        return replace(info, parts=await self._parts(bucket, key, info, QUICK_PART_HEADS))
 
     async def _confirmed(self, bucket: str, key: str, local: ObjectInfo) -> bool:
         """Whether the replica ``local`` is what the upstream holds now (asking it if need be)."""
@@ -364,7 +367,7 @@ class CacheBackend(Backend):
         remote = await self.upstream.open_object(bucket, key)
         try:
             # partNumber GETs need the part sizes, which an S3 GET does not tell.
-            remote.info = replace(remote.info, parts=await self._parts(bucket, key, remote.info))
+            remote.info = replace(remote.info, parts=await self._parts(bucket, key, remote.info, QUICK_PART_HEADS))
         except BaseException:
             remote.close()
             raise
@@ -399,13 +402,17 @@ class CacheBackend(Backend):
             raise
         await self._keep(bucket, key, spooled, replace(info, parts=parts), tags, since)
 
-    async def _parts(self, bucket: str, key: str, info: ObjectInfo) -> list[PartInfo] | None:
-        """Part sizes of a multipart object, so partNumber GETs can be answered here."""
+    async def _parts(
+        self, bucket: str, key: str, info: ObjectInfo, max_heads: int | None = None
+    ) -> list[PartInfo] | None:
+        """Part sizes of a multipart object, so partNumber GETs can be answered here. An upstream
+        that does not list them is asked part by part; ``max_heads`` bounds that on the way to a
+        client (the replica's fill, in the background, asks for all)."""
         if "-" not in info.etag or info.parts:
             return info.parts
-        object_parts: Callable[[str, str, str], object] | None = getattr(self.upstream, "object_parts", None)
+        object_parts: Callable[[str, str, str, int | None], object] | None = getattr(self.upstream, "object_parts", None)
         if object_parts is not None:
-            found = await object_parts(bucket, key, info.etag)  # type: ignore[misc]
+            found = await object_parts(bucket, key, info.etag, max_heads)  # type: ignore[misc]
             # Asked after the GET or HEAD: parts that do not add up are of another version.
             if isinstance(found, list) and sum(part.size for part in found) == info.size:
                 return found

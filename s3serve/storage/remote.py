@@ -245,12 +245,14 @@ class RemoteBackend(Backend):
         response = await self._http.send("GET", bucket, key, headers={"x-amz-checksum-mode": "ENABLED"})
         return RemoteReader(self._http, bucket, key, info_from_headers(key, response.headers), response)
 
-    async def object_parts(self, bucket: str, key: str, etag: str | None = None) -> list[PartInfo] | None:
+    async def object_parts(
+        self, bucket: str, key: str, etag: str | None = None, max_heads: int | None = None
+    ) -> list[PartInfo] | None:
         """The parts of a multipart object (number, size, checksums; no ETags), from
         GetObjectAttributes, or where that lists none (S3 for an object uploaded without
         checksums; moto always) from HEAD ?partNumber=N; None for an object not made by
         multipart, or parts the upstream does not tell (any error). ``etag``: the object's, whose
-        "-N" the parts must match."""
+        "-N" the parts must match; ``max_heads``: None rather than more HEADs than that."""
         parts: list[PartInfo] = []
         marker: int | None = 0
         try:
@@ -261,7 +263,7 @@ class RemoteBackend(Backend):
                 _, body = await self._http.read("GET", bucket, key, [("attributes", None)], headers)
                 page = rx.object_parts(body)
                 if page is None:
-                    return None if parts else await self._parts_by_head(bucket, key, etag)
+                    return None if parts else await self._parts_by_head(bucket, key, etag, max_heads)
                 parts.extend(page[0])
                 # A marker that does not advance would page forever.
                 marker = page[1] if page[1] is not None and page[1] > (marker or 0) else None
@@ -270,13 +272,18 @@ class RemoteBackend(Backend):
             return None
         return parts
 
-    async def _parts_by_head(self, bucket: str, key: str, etag: str | None) -> list[PartInfo] | None:
+    async def _parts_by_head(
+        self, bucket: str, key: str, etag: str | None, max_heads: int | None = None
+    ) -> list[PartInfo] | None:
         """Part sizes from HEAD ?partNumber=N (each answers its part's Content-Length and the
         object's x-amz-mp-parts-count); S3Error when one fails. Not pinned with If-Match: moto
         holds that against the part's ETag. The caller checks that the sizes add up."""
         seen = self._head_parts.get((bucket, key, etag)) if etag else None
         if seen is not None:
             return seen
+        count_of_etag = etag.rpartition("-")[2] if etag else ""
+        if max_heads is not None and count_of_etag.isdigit() and int(count_of_etag) > max_heads:
+            return None
         limit = asyncio.Semaphore(PART_HEADS)
 
         async def head(number: int) -> tuple[int, int]:
