@@ -42,13 +42,11 @@ from .base import (
     ObjectInfo,
     ObjectReader,
     PartInfo,
-    PartsPage,
     Precondition,
     T,
-    UploadInfo,
-    UploadListPage,
     WriteMeta,
 )
+from .cacheparts import CacheMultipart, PartStore
 from .disk import DiskBackend
 from .eviction import Evictor
 from .readthrough import FillingReader, StreamBody
@@ -97,7 +95,7 @@ def _is_md5(etag: str) -> bool:
     return len(etag) == 32 and "-" not in etag
 
 
-class CacheBackend(Backend):
+class CacheBackend(CacheMultipart, Backend):
     def __init__(
         self,
         local: DiskBackend,
@@ -111,6 +109,7 @@ class CacheBackend(Backend):
         self.upstream = upstream
         self.revalidate_after = revalidate_after
         self.evictor = Evictor(self, max_bytes, evict_interval)
+        self.parts = PartStore(local.meta.hidden)
         self._fresh: OrderedDict[Key, tuple[str, float]] = OrderedDict()
         self._filling: dict[Key, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -125,6 +124,7 @@ class CacheBackend(Backend):
         await self.local.start()
         await self.upstream.start()
         await self.evictor.start()
+        await self.sweep_parts()
 
     async def stop(self) -> None:
         await self.evictor.stop()
@@ -525,61 +525,3 @@ class CacheBackend(Backend):
 
     async def cached_bucket_config(self, bucket: str, name: str, parse: Callable[[bytes], T]) -> T | None:
         return await self.local.cached_bucket_config(bucket, name, parse)
-
-    # -- multipart: staged by the upstream; each part is verified here before it goes ---------
-    async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta, owner: str) -> UploadInfo:
-        return await self.upstream.create_multipart_upload(bucket, key, meta, owner)
-
-    async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> PartInfo:
-        spooled = await replicas.spool(self.local, body)
-        try:
-            part = await self.upstream.upload_part(bucket, key, upload_id, number, spooled.body())
-        finally:
-            spooled.discard()
-        return replace(part, checksums=dict(spooled.checksums) or part.checksums)
-
-    async def upload_part_copy(
-        self,
-        bucket: str,
-        key: str,
-        upload_id: str,
-        number: int,
-        src_bucket: str,
-        src_key: str,
-        src_range: tuple[int, int] | None,
-        src_precondition: Precondition | None = None,
-    ) -> PartInfo:
-        return await self.upstream.upload_part_copy(
-            bucket, key, upload_id, number, src_bucket, src_key, src_range, src_precondition
-        )
-
-    async def complete_multipart_upload(
-        self,
-        bucket: str,
-        key: str,
-        upload_id: str,
-        parts: list[PartInfo],
-        precondition: Precondition | None = None,
-        checksums: dict[str, str] | None = None,
-    ) -> ObjectInfo:
-        try:
-            info = await self.upstream.complete_multipart_upload(bucket, key, upload_id, parts, precondition, checksums)
-        finally:
-            self._wrote(bucket, key)
-        await self._drop_local(bucket, key)
-        return info
-
-    async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        await self.upstream.abort_multipart_upload(bucket, key, upload_id)
-
-    async def list_multipart_uploads(
-        self, bucket: str, prefix: str, delimiter: str, key_marker: str, upload_id_marker: str, max_uploads: int
-    ) -> UploadListPage:
-        return await self.upstream.list_multipart_uploads(
-            bucket, prefix, delimiter, key_marker, upload_id_marker, max_uploads
-        )
-
-    async def list_parts(
-        self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
-    ) -> PartsPage:
-        return await self.upstream.list_parts(bucket, key, upload_id, part_number_marker, max_parts)

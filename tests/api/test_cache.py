@@ -172,27 +172,63 @@ async def test_delete_copy_tagging_and_listing_go_to_the_upstream(cached: Cached
     assert not (there / "a").exists() and not (here / "a").exists()
 
 
-async def test_multipart_upload_through_the_cache(cached: Cached) -> None:
-    send, _, _, there = cached
-    created = await (await send("POST", "/bkt/mp?uploads")).read()
+async def _upload(send: Send, key: str, parts: list[bytes], copy_from: str | None = None) -> tuple[str, bytes]:
+    """A multipart upload through the cache (part 2 copied from ``copy_from`` when given):
+    (upload id, Complete's answer)."""
+    created = await (await send("POST", f"/bkt/{key}?uploads")).read()
     upload_id = created.split(b"<UploadId>")[1].split(b"</UploadId>")[0].decode()
-    parts = [os.urandom(100_000), os.urandom(1234)]
     etags = []
     for number, data in enumerate(parts, 1):
-        up = await send("PUT", f"/bkt/mp?partNumber={number}&uploadId={upload_id}", data)
+        if copy_from and number == 2:
+            up = await send("PUT", f"/bkt/{key}?partNumber={number}&uploadId={upload_id}", headers={"x-amz-copy-source": copy_from})
+            assert up.status == 200, await up.read()
+            etags.append((await up.read()).split(b"<ETag>")[1].split(b"</ETag>")[0].decode())
+            continue
+        up = await send("PUT", f"/bkt/{key}?partNumber={number}&uploadId={upload_id}", data)
         assert up.status == 200, await up.read()
         etags.append(up.headers["ETag"])
-    listed = await (await send("GET", f"/bkt/mp?uploadId={upload_id}")).read()
-    assert listed.count(b"<Part>") == 2
+    listed = await (await send("GET", f"/bkt/{key}?uploadId={upload_id}")).read()
+    assert listed.count(b"<Part>") == len(parts)
     complete = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>" for n, e in enumerate(etags, 1))
-    done = await send("POST", f"/bkt/mp?uploadId={upload_id}", f"<CompleteMultipartUpload>{complete}</CompleteMultipartUpload>".encode())
+    done = await send("POST", f"/bkt/{key}?uploadId={upload_id}", f"<CompleteMultipartUpload>{complete}</CompleteMultipartUpload>".encode())
     assert done.status == 200, await done.read()
+    return upload_id, await done.read()
+
+
+async def test_multipart_upload_through_the_cache_is_kept_as_a_replica(cached: Cached) -> None:
+    send, _, here, there = cached
+    parts = [os.urandom(100_000), os.urandom(1234)]
+    # Part 1 uploaded twice: the second one counts, here as on the upstream.
+    created = await (await send("POST", "/bkt/mp?uploads")).read()
+    first_id = created.split(b"<UploadId>")[1].split(b"</UploadId>")[0].decode()
+    assert (await send("PUT", f"/bkt/mp?partNumber=1&uploadId={first_id}", b"x" * 100_000)).status == 200
+    assert (await send("DELETE", f"/bkt/mp?uploadId={first_id}")).status == 204
+    _, answer = await _upload(send, "mp", parts)
     assert (there / "mp").read_bytes() == b"".join(parts)
+    # The parts received became the replica, without reading the object back.
+    await until(lambda: (here / "mp").exists())
+    assert (here / "mp").read_bytes() == b"".join(parts)
+    await until(lambda: not any((here.parent / ".s3serve" / "cache-parts").iterdir()))
     get = await send("GET", "/bkt/mp")
     assert await get.read() == b"".join(parts)
+    assert get.headers["ETag"].encode() in answer
     second = await send("GET", "/bkt/mp?partNumber=2")
     assert second.status == 206
+    assert second.headers["x-amz-mp-parts-count"] == "2"
     assert await second.read() == parts[1]
+
+
+async def test_a_multipart_upload_with_a_copied_part_is_read_through_later(cached: Cached) -> None:
+    send, cache, here, there = cached
+    source = os.urandom(100_000)
+    assert (await send("PUT", "/bkt/source", source)).status == 200
+    parts = [os.urandom(100_000), source]
+    await _upload(send, "joined", parts, copy_from="/bkt/source")
+    assert (there / "joined").read_bytes() == b"".join(parts)
+    await until(lambda: not cache._tasks)
+    assert not (here / "joined").exists()  # part 2 was never here
+    assert not any((here.parent / ".s3serve" / "cache-parts").iterdir())
+    assert await (await send("GET", "/bkt/joined")).read() == b"".join(parts)
 
 
 async def test_eviction_keeps_the_cache_under_its_limit_least_recently_used_first(make_cached) -> None:  # type: ignore[no-untyped-def]

@@ -111,6 +111,9 @@ def test_multipart_listing_and_delete_through_the_cache(cache: Server, upstream:
     source.write_bytes(os.urandom(12 * 1024 * 1024 + 1))
     config = TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
     s3.upload_file(str(source), bucket, "big", Config=config)  # type: ignore[attr-defined]
+    assert cache.root is not None
+    until(lambda: (cache.root / bucket / "big").exists())  # the parts it received, joined
+    assert (cache.root / bucket / "big").read_bytes() == source.read_bytes()
     head = s3.head_object(Bucket=bucket, Key="big")  # type: ignore[attr-defined]
     assert head["ETag"].endswith('-3"')
     assert head["ETag"] == direct.head_object(Bucket=bucket, Key="big")["ETag"]  # type: ignore[attr-defined]

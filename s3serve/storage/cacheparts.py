@@ -1,0 +1,251 @@
+"""The verified parts of multipart uploads going through the upstream cache, kept on the local disk
+until CompleteMultipartUpload: the object it makes then becomes a replica from them, as a single
+PUT's does, instead of being read back from the upstream on its first GET.
+
+``ROOT/.s3serve/cache-parts/<hash of the upload id>/<part number>-<md5>``: every worker process
+serving ROOT sees the parts the others received. A part uploaded again replaces the one of its
+number; what Complete does not name is dropped with the folder. Uploads neither completed nor
+aborted are swept after the multipart expiry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import time
+from collections.abc import Coroutine
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from .. import errors
+from . import replicas
+from .base import (
+    Backend,
+    Body,
+    ObjectInfo,
+    PartInfo,
+    PartsPage,
+    Precondition,
+    UploadInfo,
+    UploadListPage,
+    WriteMeta,
+)
+from .gc import create_locked
+from .spool import Spool
+
+if TYPE_CHECKING:
+    from .disk import DiskBackend
+
+log = logging.getLogger("s3serve.cache")
+
+COPY_PIECE = 64 << 20
+SWEEP_EVERY = 3600.0
+
+
+class PartStore:
+    def __init__(self, hidden: str) -> None:
+        self.root = os.path.join(hidden, "cache-parts")
+
+    def _folder(self, upload_id: str) -> str:
+        # Upload ids are the upstream's: any length, any characters.
+        return os.path.join(self.root, hashlib.sha256(upload_id.encode()).hexdigest()[:40])
+
+    def keep(self, upload_id: str, number: int, spooled: Spool) -> None:
+        """Move a part the upstream acknowledged here (consumes the spool)."""
+        folder = self._folder(upload_id)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            for name in os.listdir(folder):
+                if name.split("-", 1)[0] == str(number):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(folder, name))
+            os.rename(spooled.path, os.path.join(folder, f"{number}-{spooled.md5.hex()}"))
+        except BaseException:
+            spooled.discard()
+            raise
+        spooled.release()
+
+    def assemble(self, upload_id: str, parts: list[PartInfo], temp_path: str) -> tuple[Spool, list[PartInfo]] | None:
+        """The parts Complete named, in its order, joined into a new temp file (with their sizes),
+        or None when one of them is not here (copied by UploadPartCopy on the upstream, say)."""
+        folder = self._folder(upload_id)
+        sources = []
+        for part in parts:
+            path = os.path.join(folder, f"{part.number}-{part.etag.strip(chr(34)).lower()}")
+            if not os.path.isfile(path):
+                return None
+            sources.append((part.number, path))
+        lock_fd = create_locked(temp_path)
+        spooled = Spool(temp_path, lock_fd, 0, b"")
+        sizes = []
+        try:
+            for number, path in sources:
+                with open(path, "rb") as src:
+                    size = os.fstat(src.fileno()).st_size
+                    _copy(src.fileno(), lock_fd, size)
+                sizes.append(PartInfo(number, size, path.rsplit("-", 1)[1]))
+        except BaseException:
+            spooled.discard()
+            raise
+        spooled.size = sum(part.size for part in sizes)
+        return spooled, sizes
+
+    def drop(self, upload_id: str) -> None:
+        shutil.rmtree(self._folder(upload_id), ignore_errors=True)
+
+    def sweep(self, max_age: float) -> None:
+        """Remove the parts of uploads nobody touched for ``max_age`` seconds."""
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return
+        limit = time.time() - max_age
+        for name in names:
+            path = os.path.join(self.root, name)
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(path).st_mtime < limit:
+                    shutil.rmtree(path, ignore_errors=True)
+
+
+def _copy(src: int, dst: int, size: int) -> None:
+    """Append ``size`` bytes of ``src`` to ``dst``, in the kernel where it can."""
+    done = 0
+    try:
+        while done < size:
+            copied = os.copy_file_range(src, dst, min(COPY_PIECE, size - done))
+            if copied <= 0:
+                break
+            done += copied
+    except OSError:
+        pass  # no copy_file_range here (or across these files): plain reads and writes
+    os.lseek(src, done, os.SEEK_SET)
+    while done < size:
+        piece = memoryview(os.read(src, min(COPY_PIECE, size - done)))
+        if not piece:
+            raise OSError(f"part file shorter than {size} bytes")
+        done += len(piece)
+        while piece:
+            piece = piece[os.write(dst, piece) :]
+
+
+class CacheMultipart:
+    """CacheBackend's multipart operations: staged by the upstream; each part verified here first,
+    and kept (PartStore) so that the completed object becomes a replica."""
+
+    local: DiskBackend
+    upstream: Backend
+    parts: PartStore
+
+    if TYPE_CHECKING:
+
+        def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]: ...
+        def _wrote(self, bucket: str, key: str) -> int: ...
+        async def _drop_local(self, bucket: str, key: str) -> None: ...
+        async def _keep(
+            self, bucket: str, key: str, spooled: Spool, info: ObjectInfo, tags: dict[str, str], since: int
+        ) -> None: ...
+
+    _swept = 0.0
+
+    async def sweep_parts(self) -> None:
+        """Drop the kept parts of uploads abandoned for longer than the multipart expiry (at start,
+        then at most hourly, on the next CreateMultipartUpload)."""
+        self._swept = time.monotonic()
+        await asyncio.to_thread(self.parts.sweep, self.local.staging.collector.expiry)
+
+    async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta, owner: str) -> UploadInfo:
+        if time.monotonic() - self._swept > SWEEP_EVERY:
+            await self.sweep_parts()
+        return await self.upstream.create_multipart_upload(bucket, key, meta, owner)
+
+    async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> PartInfo:
+        spooled = await replicas.spool(self.local, body)
+        try:
+            part = await self.upstream.upload_part(bucket, key, upload_id, number, spooled.body())
+        except BaseException:
+            spooled.discard()
+            raise
+        checksums = dict(spooled.checksums)
+        try:
+            await asyncio.to_thread(self.parts.keep, upload_id, number, spooled)
+        except OSError as exc:
+            log.warning("part %d of %s/%s not kept here: %s", number, bucket, key, exc)
+        return replace(part, checksums=checksums or part.checksums)
+
+    async def upload_part_copy(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        src_bucket: str,
+        src_key: str,
+        src_range: tuple[int, int] | None,
+        src_precondition: Precondition | None = None,
+    ) -> PartInfo:
+        return await self.upstream.upload_part_copy(
+            bucket, key, upload_id, number, src_bucket, src_key, src_range, src_precondition
+        )
+
+    async def complete_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[PartInfo],
+        precondition: Precondition | None = None,
+        checksums: dict[str, str] | None = None,
+    ) -> ObjectInfo:
+        try:
+            info = await self.upstream.complete_multipart_upload(bucket, key, upload_id, parts, precondition, checksums)
+        finally:
+            since = self._wrote(bucket, key)
+        await self._drop_local(bucket, key)
+        # Joining the parts copies the whole object: after the answer, not before it.
+        self.spawn(self._keep_completed(bucket, key, upload_id, parts, info, since))
+        return info
+
+    async def _keep_completed(
+        self, bucket: str, key: str, upload_id: str, parts: list[PartInfo], info: ObjectInfo, since: int
+    ) -> None:
+        try:
+            joined = await asyncio.to_thread(self.parts.assemble, upload_id, parts, self.local.writer.temp_name("spool"))
+        except OSError as exc:
+            log.warning("not cached: %s/%s: %s", bucket, key, exc)
+            joined = None
+        finally:
+            await asyncio.to_thread(self.parts.drop, upload_id)
+        if joined is None:
+            return  # a part is not here (UploadPartCopy): the first read fetches the object
+        spooled, sizes = joined
+        if spooled.size != info.size:
+            spooled.discard()
+            return
+        try:
+            tags = await self.upstream.get_object_tagging(bucket, key)  # given at Create, maybe
+        except errors.S3Error:
+            tags = {}
+        except BaseException:
+            spooled.discard()
+            raise
+        await self._keep(bucket, key, spooled, replace(info, parts=sizes, tag_count=len(tags)), tags, since)
+
+    async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        await self.upstream.abort_multipart_upload(bucket, key, upload_id)
+        await asyncio.to_thread(self.parts.drop, upload_id)
+
+    async def list_multipart_uploads(
+        self, bucket: str, prefix: str, delimiter: str, key_marker: str, upload_id_marker: str, max_uploads: int
+    ) -> UploadListPage:
+        return await self.upstream.list_multipart_uploads(
+            bucket, prefix, delimiter, key_marker, upload_id_marker, max_uploads
+        )
+
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
+    ) -> PartsPage:
+        return await self.upstream.list_parts(bucket, key, upload_id, part_number_marker, max_parts)
