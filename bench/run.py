@@ -36,6 +36,9 @@ CAPS = {
     "aiohttp": {"small", "wrk", "large_put"},
     # The durability cost on the scenarios where it shows; the rest would only lengthen the run.
     "s3serve-nofsync": {"small", "wrk"},
+    # The upstream cache: write-through and read-through cost on small and large objects.
+    "s3serve-cache": {"small", "wrk", "large_put", "large_get"},
+    "s3serve-cache-30s": {"small", "wrk"},
 }
 
 

@@ -276,6 +276,13 @@ def _s3serve_nofsync(root: Path, port: int, workdir: Path, workers: int | None) 
     return _s3serve(root, port, workdir, workers) + ["--no-fsync"]
 
 
+def _s3serve_cache(revalidate: str) -> Callable[[Path, int, Path, int | None], list[str]]:
+    def command(root: Path, port: int, workdir: Path, workers: int | None) -> list[str]:
+        return [str(PROJECT_PYTHON), str(BENCH / "cache_pair.py"), str(root), str(port), revalidate]
+
+    return command
+
+
 def _moto(root: Path, port: int, workdir: Path, workers: int | None) -> list[str]:
     return [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)]
 
@@ -339,6 +346,10 @@ def all_specs() -> dict[str, ServerSpec]:
                    requires=[PROJECT_PYTHON], workers=True),
         ServerSpec("s3serve-nofsync", "variant", "s3serve with --no-fsync, small objects only", _s3serve_nofsync,
                    direct_disk=True, requires=[PROJECT_PYTHON]),
+        ServerSpec("s3serve-cache", "variant", "s3serve --upstream (a second s3serve, measured with it), every read revalidated",
+                   _s3serve_cache("0"), requires=[PROJECT_PYTHON]),
+        ServerSpec("s3serve-cache-30s", "variant", "the same with --cache-revalidate 30s, small objects only",
+                   _s3serve_cache("30s"), requires=[PROJECT_PYTHON]),
         ServerSpec("moto", "peer", "moto_server (moto[server], Python/Werkzeug, in memory)", _moto,
                    requires=[MOTO_SERVER]),
         ServerSpec("s3rver", "peer", "s3rver (Node.js, on disk)", _s3rver, access_key="S3RVER",
