@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 from collections.abc import AsyncIterator
@@ -27,6 +28,8 @@ from .common import (
     write_precondition,
     xml_response,
 )
+
+log = logging.getLogger("s3serve")
 
 MAX_PUT_SIZE = 5 * 1024**3
 # Bodies up to this size are read and written in one go; larger ones go out with sendfile.
@@ -153,7 +156,7 @@ async def _get(ctx: Context, *, head: bool) -> web.StreamResponse:
         headers = object_headers(info, ctx, checksums=status == 200, part_count=parts)
         if status == 206:
             headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{info.size}"
-        if info.tag_count and not head:
+        if info.tag_count:  # on HEAD too: S3's HeadObject answers it (HeadObjectOutput.TagCount)
             headers["x-amz-tagging-count"] = str(info.tag_count)
         fd = reader.fileno()
         if not head and fd is not None and length <= SMALL_BODY:
@@ -180,9 +183,9 @@ async def _get(ctx: Context, *, head: bool) -> web.StreamResponse:
                 ctx.request.transport.abort()
         except errors.S3Error:
             # The body broke off after the status line and Content-Length went out (the upstream
-            # S3 of a cache failing mid-way, logged where it failed): no error can follow, and one
-            # written now would be read as part of the body on a connection left open. End the
-            # connection short of the length instead, as S3 does.
+            # S3 of a cache failing mid-way, a file cut short; logged where it failed): no error
+            # can follow, and one written now would be read as part of the body on a connection
+            # left open. End the connection short of the length instead, as S3 does.
             response.force_close()
             if ctx.request.transport is not None:
                 ctx.request.transport.abort()
@@ -194,13 +197,22 @@ async def _send(ctx: Context, response: web.StreamResponse, reader: ObjectReader
     transport = ctx.request.transport
     if transport is None:
         raise ConnectionResetError("Connection lost")
+    sent = 0
     if fd is not None:
         # The kernel copies file -> socket; over TLS asyncio falls back to reads in a thread.
         with open(fd, "rb", closefd=False) as file:
-            await asyncio.get_running_loop().sendfile(transport, file, offset, length)
-        return
-    async for chunk in reader.iter_range(offset, length):
-        await response.write(chunk)
+            sent = await asyncio.get_running_loop().sendfile(transport, file, offset, length)
+    else:
+        async for chunk in reader.iter_range(offset, length):
+            sent += len(chunk)
+            await response.write(chunk)
+    if sent < length:
+        # The file was cut short by another program while it was sent (sendfile stops at its
+        # end without an error): the Content-Length cannot be met, so the caller ends the
+        # connection rather than leave the client waiting for bytes that never come.
+        log.warning("GET %s/%s: the file ended %d bytes early (changed by another program?)",
+                    ctx.bucket, ctx.key, length - sent)
+        raise errors.InternalError()
 
 
 async def delete_object(ctx: Context) -> web.StreamResponse:
