@@ -173,6 +173,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise SystemExit(f"s3serve serve: --workers must be a number, not {args.workers!r}")
     if args.upstream and not (args.upstream_access_key and args.upstream_secret_key):
         raise SystemExit("s3serve serve: --upstream needs --upstream-access-key and --upstream-secret-key")
+    for option, value in (("--upstream-access-key", args.upstream_access_key), ("--upstream-session-token", args.upstream_session_token)):
+        # They travel as header values: a CR, LF or other control character would fail every request.
+        if value and not value.isprintable():
+            raise SystemExit(f"s3serve serve: {option} holds a control character (a stray newline?)")
     upstream = _upstream_endpoint(args.upstream) if args.upstream else None
     return Config(
         root=Path(args.root),

@@ -113,6 +113,7 @@ class CacheBackend(CacheMultipart, Backend):
         self._fresh: OrderedDict[Key, tuple[str, float]] = OrderedDict()
         self._filling: dict[Key, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeps: asyncio.Task[None] | None = None  # of the kept multipart parts (cacheparts.py)
         # Writes through this cache, numbered (see _wrote): a copy fetched before a key's latest
         # write must not be published over what that write left, nor after a delete.
         self._writes = 0
@@ -125,9 +126,14 @@ class CacheBackend(CacheMultipart, Backend):
         await self.upstream.start()
         await self.evictor.start()
         await self.sweep_parts()
+        self._sweeps = asyncio.create_task(self.sweep_parts_every_gc_interval())
 
     async def stop(self) -> None:
         await self.evictor.stop()
+        if self._sweeps is not None:
+            self._sweeps.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeps
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

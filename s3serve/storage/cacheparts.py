@@ -34,6 +34,7 @@ from .base import (
     UploadListPage,
     WriteMeta,
 )
+from .completion import multipart_etag
 from .gc import create_locked
 from .spool import Spool
 
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("s3serve.cache")
 
 COPY_PIECE = 64 << 20
-SWEEP_EVERY = 3600.0
 
 
 class PartStore:
@@ -148,18 +148,27 @@ class CacheMultipart:
         async def _keep(
             self, bucket: str, key: str, spooled: Spool, info: ObjectInfo, tags: dict[str, str], since: int
         ) -> None: ...
-
-    _swept = 0.0
+        async def _parts(
+            self, bucket: str, key: str, info: ObjectInfo, max_heads: int | None = None
+        ) -> list[PartInfo] | None: ...
 
     async def sweep_parts(self) -> None:
-        """Drop the kept parts of uploads abandoned for longer than the multipart expiry (at start,
-        then at most hourly, on the next CreateMultipartUpload)."""
-        self._swept = time.monotonic()
+        """Drop the kept parts of uploads abandoned for longer than the multipart expiry."""
         await asyncio.to_thread(self.parts.sweep, self.local.staging.collector.expiry)
 
+    async def sweep_parts_every_gc_interval(self) -> None:
+        """Sweep as the multipart GC collects (after the one at start): on its own schedule, not
+        on the next CreateMultipartUpload, which may never come, while the parts of an upload
+        abandoned (or completed just before a crash) hold as many bytes as its object."""
+        collector = self.local.staging.collector
+        while True:
+            await asyncio.sleep(collector.interval)
+            try:
+                await self.sweep_parts()
+            except Exception:  # one bad round must not end the sweeps
+                log.exception("sweep of kept multipart parts failed; trying again in %ss", collector.interval)
+
     async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta, owner: str) -> UploadInfo:
-        if time.monotonic() - self._swept > SWEEP_EVERY:
-            await self.sweep_parts()
         return await self.upstream.create_multipart_upload(bucket, key, meta, owner)
 
     async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> PartInfo:
@@ -222,17 +231,26 @@ class CacheMultipart:
         if joined is None:
             return  # a part is not here (UploadPartCopy): the first read fetches the object
         spooled, sizes = joined
-        if spooled.size != info.size:
+        # ``info`` is the upstream's description of the key after Complete (RemoteBackend asks
+        # for it with a HEAD): another client's write landing in between would lend its ETag to
+        # these bytes, and the replica would be confirmed as current while other bytes are served.
+        # The ETag of a multipart object is made from its parts' MD5s: these parts must make it.
+        if spooled.size != info.size or multipart_etag([part.etag for part in sizes]) != info.etag.lower():
             spooled.discard()
             return
         try:
             tags = await self.upstream.get_object_tagging(bucket, key)  # given at Create, maybe
+            # The parts as the upstream lists them, with their checksums (GetObjectAttributes
+            # shows them), when it tells them in one answer; their sizes joined here otherwise.
+            listed = await self._parts(bucket, key, info, 0)
         except errors.S3Error:
-            tags = {}
+            tags, listed = {}, None
         except BaseException:
             spooled.discard()
             raise
-        await self._keep(bucket, key, spooled, replace(info, parts=sizes, tag_count=len(tags)), tags, since)
+        if listed is None or [(p.number, p.size) for p in listed] != [(p.number, p.size) for p in sizes]:
+            listed = sizes
+        await self._keep(bucket, key, spooled, replace(info, parts=listed, tag_count=len(tags)), tags, since)
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         await self.upstream.abort_multipart_upload(bucket, key, upload_id)

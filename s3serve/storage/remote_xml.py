@@ -82,7 +82,7 @@ def _truthy(value: Any) -> bool:
     return text(value).strip().lower() == "true"
 
 
-def _checksums(doc: dict[str, Any]) -> dict[str, str]:
+def checksums_in(doc: dict[str, Any]) -> dict[str, str]:
     return {alg: text(doc[f"Checksum{alg}"]) for alg in CHECKSUM_ALGORITHMS if doc.get(f"Checksum{alg}")}
 
 
@@ -143,7 +143,7 @@ def upload_id(body: bytes) -> str:
 def copy_result(body: bytes, root: str) -> tuple[str, float, dict[str, str]]:
     """CopyObjectResult / CopyPartResult: (etag, last modified, checksums)."""
     doc = parse(body, root)
-    return unquote_etag(text(doc.get("ETag"))), iso_epoch(text(doc.get("LastModified"))), _checksums(doc)
+    return unquote_etag(text(doc.get("ETag"))), iso_epoch(text(doc.get("LastModified"))), checksums_in(doc)
 
 
 def tagging(body: bytes) -> dict[str, str]:
@@ -187,7 +187,7 @@ def _part(item: dict[str, Any]) -> PartInfo:
         size=int(text(item.get("Size")) or 0),
         etag=unquote_etag(text(item.get("ETag"))),
         last_modified=iso_epoch(text(item.get("LastModified"))),
-        checksums=_checksums(item),
+        checksums=checksums_in(item),
     )
 
 

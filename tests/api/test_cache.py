@@ -12,11 +12,12 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from s3serve.handlers.common import http_date
-from s3serve.storage.base import WriteMeta
+from s3serve.storage.base import ObjectInfo, PartInfo, Precondition, WriteMeta
 from s3serve.storage.cache import CacheBackend, claim_root
 from s3serve.storage.disk import DiskBackend
 from s3serve.storage.remote import RemoteBackend
@@ -29,11 +30,13 @@ Cached = tuple[Send, CacheBackend, Path, Path]
 
 @pytest.fixture
 def make_cached(make_sender, tmp_path: Path) -> Callable[..., Awaitable[Cached]]:  # type: ignore[no-untyped-def]
-    async def make(**options: object) -> Cached:
+    async def make(
+        *, upstream_type: type[DiskBackend] = DiskBackend, local_options: dict[str, Any] | None = None, **options: object
+    ) -> Cached:
         local_root, upstream_root = tmp_path / "cache", tmp_path / "upstream"
-        local = DiskBackend(local_root, default_owner=USER.user_id, fsync=False)
+        local = DiskBackend(local_root, default_owner=USER.user_id, fsync=False, **(local_options or {}))
         # Small parts: aiohttp's test client warns about bodies over 1 MiB given as bytes.
-        upstream = DiskBackend(upstream_root, default_owner=USER.user_id, fsync=False, min_part_size=100_000)
+        upstream = upstream_type(upstream_root, default_owner=USER.user_id, fsync=False, min_part_size=100_000)
         cache = CacheBackend(local, upstream, **options)  # type: ignore[arg-type]
         send = await make_sender(cache)
         response = await send("PUT", "/bkt")
@@ -229,6 +232,48 @@ async def test_a_multipart_upload_with_a_copied_part_is_read_through_later(cache
     assert not (here / "joined").exists()  # part 2 was never here
     assert not any((here.parent / ".s3serve" / "cache-parts").iterdir())
     assert await (await send("GET", "/bkt/joined")).read() == b"".join(parts)
+
+
+class _OverwrittenAfterComplete(DiskBackend):
+    """An upstream where another client's PUT of as many bytes lands right after a Complete,
+    before the HEAD with which RemoteBackend asks for the completed object's description."""
+
+    async def complete_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[PartInfo],
+        precondition: Precondition | None = None,
+        checksums: dict[str, str] | None = None,
+    ) -> ObjectInfo:
+        done = await super().complete_multipart_upload(bucket, key, upload_id, parts, precondition, checksums)
+        other = self.root.parent / "other-body"
+        other.write_bytes(b"o" * done.size)
+        body = FileBody(str(other), done.size, hashlib.md5(other.read_bytes()).digest(), {})
+        await self.put_object(bucket, key, body, WriteMeta())
+        return await self.head_object(bucket, key)
+
+
+async def test_a_complete_overtaken_before_its_description_is_not_kept(make_cached) -> None:  # type: ignore[no-untyped-def]
+    send, cache, _, there = await make_cached(upstream_type=_OverwrittenAfterComplete)
+    parts = [os.urandom(100_000), os.urandom(1234)]
+    await _upload(send, "mp", parts)
+    await until(lambda: not cache._tasks)
+    # The parts joined here are not the object the upstream described (and still holds).
+    assert (there / "mp").read_bytes() == b"o" * 101_234
+    assert await (await send("GET", "/bkt/mp")).read() == b"o" * 101_234
+
+
+async def test_parts_of_an_abandoned_upload_are_swept_after_the_multipart_expiry(make_cached) -> None:  # type: ignore[no-untyped-def]
+    send, _, here, _ = await make_cached(local_options={"multipart_expiry": 0.3, "gc_interval": 0.1})
+    created = await (await send("POST", "/bkt/left?uploads")).read()
+    upload_id = created.split(b"<UploadId>")[1].split(b"</UploadId>")[0].decode()
+    assert (await send("PUT", f"/bkt/left?partNumber=1&uploadId={upload_id}", os.urandom(1000))).status == 200
+    kept = here.parent / ".s3serve" / "cache-parts"
+    assert any(kept.iterdir())
+    # Nothing else happens (no CreateMultipartUpload): the sweep runs on its own, as the GC does.
+    await until(lambda: not any(kept.iterdir()), timeout=3)
 
 
 async def test_eviction_keeps_the_cache_under_its_limit_least_recently_used_first(make_cached) -> None:  # type: ignore[no-untyped-def]

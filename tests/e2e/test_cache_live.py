@@ -88,6 +88,14 @@ def test_boto3_put_and_get_through_the_cache(cache: Server, upstream: Server, bu
     assert got["Metadata"] == {"colour": "red"}
 
 
+def test_head_through_the_cache_answers_the_tag_count(cache: Server, upstream: Server, bucket: str) -> None:
+    s3, direct = cache.client(), upstream.client()
+    s3.put_object(Bucket=bucket, Key="kept", Body=b"x", Tagging="a=1&b=2")  # type: ignore[attr-defined]
+    direct.put_object(Bucket=bucket, Key="missed", Body=b"y", Tagging="c=3")  # type: ignore[attr-defined]
+    assert s3.head_object(Bucket=bucket, Key="kept")["TagCount"] == 2  # type: ignore[attr-defined]
+    assert s3.head_object(Bucket=bucket, Key="missed")["TagCount"] == 1  # type: ignore[attr-defined]
+
+
 def test_objects_written_on_the_upstream_are_read_through_and_kept(cache: Server, upstream: Server, bucket: str) -> None:
     s3, direct = cache.client(), upstream.client()
     data = os.urandom(2 * 1024 * 1024 + 3)
@@ -114,6 +122,12 @@ def test_multipart_listing_and_delete_through_the_cache(cache: Server, upstream:
     assert cache.root is not None
     until(lambda: (cache.root / bucket / "big").exists())  # the parts it received, joined
     assert (cache.root / bucket / "big").read_bytes() == source.read_bytes()
+    # The joined replica describes its parts (with boto3's per-part CRC32s) as the upstream does.
+    attributes = ["ETag", "Checksum", "ObjectParts", "ObjectSize"]
+    here = s3.get_object_attributes(Bucket=bucket, Key="big", ObjectAttributes=attributes)  # type: ignore[attr-defined]
+    there = direct.get_object_attributes(Bucket=bucket, Key="big", ObjectAttributes=attributes)  # type: ignore[attr-defined]
+    assert here["ObjectParts"]["Parts"][0]["ChecksumCRC32"]
+    assert {**here, "ResponseMetadata": None} == {**there, "ResponseMetadata": None}
     head = s3.head_object(Bucket=bucket, Key="big")  # type: ignore[attr-defined]
     assert head["ETag"].endswith('-3"')
     assert head["ETag"] == direct.head_object(Bucket=bucket, Key="big")["ETag"]  # type: ignore[attr-defined]

@@ -559,3 +559,25 @@ async def test_temporary_credentials_send_their_session_token_signed() -> None:
     assert headers["x-amz-security-token"] == "the-token"
     assert "x-amz-security-token" in headers["authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
     assert verified
+
+
+async def test_complete_answers_its_own_etag_when_another_write_lands_before_the_head(
+    s3serve_upstream: Server, local_bucket: str, make_body: Any
+) -> None:
+    """The ObjectInfo of a Complete comes partly from a HEAD after it: when another client's PUT
+    of the key lands in between, the answer still carries this upload's ETag, not the PUT's."""
+
+    class Overtaken(RemoteBackend):
+        async def head_object(self, bucket: str, key: str) -> ObjectInfo:
+            await self.put_object(bucket, key, make_body(b"another client's object"), WriteMeta())
+            return await super().head_object(bucket, key)
+
+    remote = Overtaken(s3serve_upstream.endpoint, s3serve_upstream.access_key, s3serve_upstream.secret_key)
+    await remote.start()
+    try:
+        upload = await remote.create_multipart_upload(local_bucket, "raced", WriteMeta(), "owner")
+        part = await remote.upload_part(local_bucket, "raced", upload.upload_id, 1, make_body(b"the upload"))
+        info = await remote.complete_multipart_upload(local_bucket, "raced", upload.upload_id, [part])
+    finally:
+        await remote.stop()
+    assert info.etag == hashlib.md5(bytes.fromhex(part.etag)).hexdigest() + "-1"

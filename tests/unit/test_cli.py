@@ -191,6 +191,8 @@ def _a_certificate(tmp_path: Path) -> str:
         (["--upstream", "http://h:port"], {}, "--upstream"),
         (["--upstream", "ftp://h"], {}, "--upstream"),
         (["--cache-size", "abc"], {}, "--cache-size"),
+        (["--upstream-session-token", "token\n"], {}, "--upstream-session-token"),
+        ([], {"S3SERVE_UPSTREAM_SESSION_TOKEN": "tok\r\nen"}, "--upstream-session-token"),
         (["--cache-size=-5"], {}, "--cache-size"),
         (["--cache-revalidate=-1s"], {}, "--cache-revalidate"),
         (["--cache-evict-interval", "xyz"], {}, "--cache-evict-interval"),
