@@ -214,6 +214,10 @@ class CacheBackend(CacheMultipart, Backend):
         return result
 
     async def _local_bucket(self, name: str, region: str = "us-east-1", owner: str | None = None) -> BucketInfo:
+        """The bucket's folder here, made when missing (every replica published asks: a stat,
+        not a CreateBucket under its lock, when it is there)."""
+        with contextlib.suppress(errors.NoSuchBucket):
+            return await self.local.head_bucket(name)
         with contextlib.suppress(errors.BucketAlreadyOwnedByYou, errors.BucketAlreadyExists):
             await self.local.create_bucket(name, owner or self.local.default_owner, region)
         return await self.local.head_bucket(name)
