@@ -239,15 +239,22 @@ class CacheMultipart:
             spooled.discard()
             return
         try:
+            # Described again: the answer to Complete carries this upload's ETag even when another
+            # write overtook it, with the metadata of whatever the key held then.
+            current = await self.upstream.head_object(bucket, key)
             tags = await self.upstream.get_object_tagging(bucket, key)  # given at Create, maybe
             # The parts as the upstream lists them, with their checksums (GetObjectAttributes
             # shows them), when it tells them in one answer; their sizes joined here otherwise.
             listed = await self._parts(bucket, key, info, 0)
         except errors.S3Error:
-            tags, listed = {}, None
+            current, tags, listed = None, {}, None
         except BaseException:
             spooled.discard()
             raise
+        if current is None or (current.etag, current.size) != (info.etag, info.size):
+            spooled.discard()
+            return
+        info = current
         if listed is None or [(p.number, p.size) for p in listed] != [(p.number, p.size) for p in sizes]:
             listed = sizes
         await self._keep(bucket, key, spooled, replace(info, parts=listed, tag_count=len(tags)), tags, since)
