@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ADDRESS ?= 127.0.0.1:9000
 
-.PHONY: run test lint conformance bench bench-quick clean
+.PHONY: run test test-cache lint conformance bench bench-quick clean
 
 # An editable install is not byte-compiled by pip, and PYTHONDONTWRITEBYTECODE=1 (set in some
 # environments) would make every start compile s3serve again (~60 ms): compile it here and in `run`.
@@ -25,6 +25,11 @@ test: $(VENV)/.installed
 	$(PY) -m ruff check s3serve tests
 	$(PY) -m mypy s3serve
 	$(PY) -m pytest -q
+
+# The end-to-end suite again, through s3serve as an upstream cache in front of another s3serve.
+test-cache: $(VENV)/.installed
+	bash tools/ensure-awscli.sh
+	$(PY) tools/e2e_through_cache.py
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check s3serve tests
