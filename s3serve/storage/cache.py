@@ -240,21 +240,15 @@ class CacheBackend(CacheMultipart, Backend):
     async def delete_bucket(self, name: str) -> None:
         await self.upstream.delete_bucket(name)
         # The upstream had nothing left, so every replica here is of an object gone there.
-        marker, kept = "", 0
-        while True:
-            try:
-                page = await self.local.list_objects(name, "", "", marker, 1000)
-            except errors.NoSuchBucket:
-                return
-            for info in page.objects:
-                if not await self.drop_stale(name, info.key):
-                    kept += 1
-            if not page.is_truncated or not page.next_marker:
-                break
-            marker = page.next_marker
+        kept = 0
+        async for info in replicas.objects_of(self.local, name):
+            if not await self.drop_stale(name, info.key):
+                kept += 1
         try:
             await self.local.delete_bucket(name)
-        except (errors.BucketNotEmpty, errors.NoSuchBucket):
+        except errors.NoSuchBucket:
+            pass  # never had a folder here
+        except errors.BucketNotEmpty:
             log.warning("cache: folder %s kept: it holds %d file(s) that are not copies", name, kept)
 
     # -- objects ------------------------------------------------------------------------------

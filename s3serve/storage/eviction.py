@@ -114,19 +114,10 @@ class Evictor:
         local = self.cache.local
         found = []
         for bucket in await local.list_buckets():
-            marker = ""
-            while True:
-                try:
-                    page = await local.list_objects(bucket.name, "", "", marker, PAGE)
-                except errors.NoSuchBucket:
-                    break
-                for info in page.objects:
-                    if not info.is_folder:
-                        used = self._access.get((bucket.name, info.key), info.last_modified)
-                        found.append(Replica(bucket.name, info.key, info.size, info.etag, used))
-                if not page.is_truncated or not page.next_marker:
-                    break
-                marker = page.next_marker
+            async for info in replicas.objects_of(local, bucket.name, PAGE):
+                if not info.is_folder:
+                    used = self._access.get((bucket.name, info.key), info.last_modified)
+                    found.append(Replica(bucket.name, info.key, info.size, info.etag, used))
         return found
 
     async def round(self) -> bool:

@@ -4,6 +4,7 @@ with the upstream's ETag, time and metadata rather than ones of its own."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from .. import errors
@@ -90,3 +91,18 @@ async def is_replica(disk: DiskBackend, bucket: str, key: str) -> bool:
     except errors.S3Error:
         return False
     return found.record.modified_ns is not None
+
+
+async def objects_of(disk: DiskBackend, bucket: str, page_size: int = 1000) -> AsyncIterator[ObjectInfo]:
+    """Every object in the local bucket, page by page (nothing once the bucket is gone)."""
+    marker = ""
+    while True:
+        try:
+            page = await disk.list_objects(bucket, "", "", marker, page_size)
+        except errors.NoSuchBucket:
+            return
+        for info in page.objects:
+            yield info
+        if not page.is_truncated or not page.next_marker:
+            return
+        marker = page.next_marker
