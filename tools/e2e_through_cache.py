@@ -19,7 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import ACCESS_KEY, SECRET_KEY, start_server, stop_server  # noqa: E402
+from tests.conftest import start_server, stop_server  # noqa: E402
+from tests.e2e.conftest import UP_ACCESS, UP_SECRET, start_cache  # noqa: E402
 
 OWN_SERVERS = ("tests/e2e/test_cache_live.py", "tests/e2e/test_cache_ops.py", "tests/e2e/test_remote.py")
 
@@ -29,13 +30,9 @@ def main() -> int:
         up_root, cache_root = Path(tmp) / "upstream" / "root", Path(tmp) / "cache" / "root"
         up_root.mkdir(parents=True)
         cache_root.mkdir(parents=True)
-        upstream = start_server(up_root, "--no-fsync", access_key="upstream-key", secret_key="upstream-secret")
+        upstream = start_server(up_root, "--no-fsync", access_key=UP_ACCESS, secret_key=UP_SECRET)
         try:
-            cache = start_server(
-                cache_root, "--no-fsync", "--upstream", upstream.endpoint,
-                "--upstream-access-key", upstream.access_key, "--upstream-secret-key", upstream.secret_key,
-                access_key=ACCESS_KEY, secret_key=SECRET_KEY,
-            )  # fmt: skip
+            cache = start_cache(cache_root, upstream)
             try:
                 env = {**os.environ, "S3SERVE_TEST_ENDPOINT": cache.endpoint}
                 deselect = [arg for path in OWN_SERVERS for arg in ("--deselect", path)]

@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Server, free_port, stop_server, wait_ready
+from tests.conftest import Server, free_port, start_server, stop_server, wait_ready
+
+# Credentials of the s3serve that the upstream cache tests put behind a cache.
+UP_ACCESS, UP_SECRET = "upstream-access", "upstream-secret"
 
 AWS = "/usr/bin/aws"  # Debian's aws cli v2, installed by tools/ensure-awscli.sh
 
@@ -60,3 +64,33 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         raise RuntimeError(f"{exc}\n{log_path.read_text()}") from None
     yield server
     stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A plain s3serve, with credentials of its own, for an upstream cache to sit in front of."""
+    root = tmp_path_factory.mktemp("upstream") / "root"
+    root.mkdir()
+    srv = start_server(root, "--no-fsync", access_key=UP_ACCESS, secret_key=UP_SECRET)
+    yield srv
+    stop_server(srv)
+
+
+def start_cache(root: Path, upstream: Server, *extra: str) -> Server:
+    """s3serve --upstream on ``root``, with the tests' default credentials for its clients."""
+    return start_server(
+        root,
+        "--no-fsync",
+        "--upstream", upstream.endpoint,
+        "--upstream-access-key", upstream.access_key,
+        "--upstream-secret-key", upstream.secret_key,
+        *extra,
+    )  # fmt: skip
+
+
+def until(check: Callable[[], object], timeout: float = 10.0) -> None:
+    """Background work of a live server (a replica published after the answer) shows within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)

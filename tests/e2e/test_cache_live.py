@@ -9,7 +9,6 @@ import hashlib
 import os
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,28 +21,7 @@ from botocore.credentials import Credentials
 
 from s3serve.sigv4 import EMPTY_SHA256
 from tests.conftest import ACCESS_KEY, SECRET_KEY, Server, start_server, stop_server
-
-UP_ACCESS, UP_SECRET = "upstream-access", "upstream-secret"
-
-
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("upstream") / "root"
-    root.mkdir()
-    srv = start_server(root, "--no-fsync", access_key=UP_ACCESS, secret_key=UP_SECRET)
-    yield srv
-    stop_server(srv)
-
-
-def start_cache(root: Path, upstream: Server, *extra: str) -> Server:
-    return start_server(
-        root,
-        "--no-fsync",
-        "--upstream", upstream.endpoint,
-        "--upstream-access-key", upstream.access_key,
-        "--upstream-secret-key", upstream.secret_key,
-        *extra,
-    )
+from tests.e2e.conftest import UP_ACCESS, UP_SECRET, start_cache, until
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +38,6 @@ def bucket(cache: Server) -> str:
     name = f"cache-{uuid.uuid4().hex[:12]}"
     cache.client().create_bucket(Bucket=name)  # type: ignore[attr-defined]
     return name
-
-
-def until(check: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_boto3_put_and_get_through_the_cache(cache: Server, upstream: Server, bucket: str) -> None:

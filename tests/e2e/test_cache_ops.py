@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,16 +17,7 @@ from botocore.credentials import Credentials
 
 from s3serve.sigv4 import EMPTY_SHA256
 from tests.conftest import FixedPayloadAuth, Server, start_server, stop_server
-from tests.e2e.test_cache_live import UP_ACCESS, UP_SECRET, start_cache, until
-
-
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("ops-upstream") / "root"
-    root.mkdir()
-    srv = start_server(root, "--no-fsync", access_key=UP_ACCESS, secret_key=UP_SECRET)
-    yield srv
-    stop_server(srv)
+from tests.e2e.conftest import UP_ACCESS, UP_SECRET, start_cache, until
 
 
 def held(root: Path) -> int:
