@@ -7,9 +7,10 @@ remote.RemoteBackend, or any Backend: tests use a second local directory).
 - **Write-through.** An upload is spooled and verified here first, then sent to the upstream;
   only when the upstream acknowledged it does it become the local replica, and only then does
   the client get its answer. A failed upstream write leaves nothing behind.
-- **Read-through.** A GET of an object without a current replica streams it from the upstream to
-  the client and into a new replica at once (a ranged GET fetches the whole object in the
-  background). A replica is current when the upstream confirmed its ETag within
+- **Read-through** (readthrough.py). A GET of an object without a current replica fetches the
+  whole object into a new replica, and its client, and every other reader of that version
+  meanwhile, reads from the growing file: one upstream GET per cold object, whatever ranges its
+  readers ask for. A replica is current when the upstream confirmed its ETag within
   ``revalidate_after`` seconds; by default every read asks (one HEAD), so a change made directly
   on the upstream is never missed.
 - **Eviction** (eviction.py) keeps the replicas under a size limit, least recently used first,
@@ -27,7 +28,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ from .base import (
 from .cacheparts import CacheMultipart, PartStore
 from .disk import DiskBackend
 from .eviction import Evictor
-from .readthrough import FillingReader, StreamBody
+from .readthrough import Fill, StreamBody
 
 log = logging.getLogger("s3serve.cache")
 
@@ -91,6 +92,17 @@ def claim_root(root: Path, upstream: str) -> None:
     tmp.replace(marker)
 
 
+def _same_version(ours: ObjectInfo, upstream: ObjectInfo) -> bool:
+    # Same bytes with new metadata (a copy onto itself on the upstream) keep their ETag: only
+    # Last-Modified tells. A replica keeps the upstream's time as nanoseconds (within a
+    # microsecond of the float it was given).
+    return (
+        ours.etag == upstream.etag
+        and ours.size == upstream.size
+        and abs(ours.last_modified - upstream.last_modified) <= 1e-5
+    )
+
+
 def _is_md5(etag: str) -> bool:
     return len(etag) == 32 and "-" not in etag
 
@@ -111,7 +123,7 @@ class CacheBackend(CacheMultipart, Backend):
         self.evictor = Evictor(self, max_bytes, evict_interval)
         self.parts = PartStore(local.meta.hidden)
         self._fresh: OrderedDict[Key, tuple[str, float]] = OrderedDict()
-        self._filling: dict[Key, asyncio.Task[None]] = {}
+        self._fills: dict[Key, Fill] = {}  # the objects being fetched into replicas
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeps: asyncio.Task[None] | None = None  # of the kept multipart parts (cacheparts.py)
         # Writes through this cache, numbered (see _wrote): a copy fetched before a key's latest
@@ -168,6 +180,8 @@ class CacheBackend(CacheMultipart, Backend):
         """Record a write of ``key`` (called once the upstream answered, or failed: it may have
         taken it); returns its number."""
         self._writes += 1
+        # Readers from now on must not join a fetch of what the key held before this write.
+        self._fills.pop((bucket, key), None)
         written = self._written
         written[(bucket, key)] = self._writes
         written.move_to_end((bucket, key))
@@ -339,10 +353,7 @@ class CacheBackend(CacheMultipart, Backend):
             # caches serve stale on error. Writes still fail, so nothing diverges.
             log.warning("cache: upstream unavailable, serving the local copy of %s/%s", bucket, key)
             return True
-        # Same bytes with new metadata (a copy onto itself on the upstream) keep their ETag: only
-        # Last-Modified tells. A replica keeps the upstream's time as nanoseconds (within a
-        # microsecond of the float it was given).
-        if local.etag != info.etag or local.size != info.size or abs(local.last_modified - info.last_modified) > 1e-5:
+        if not _same_version(local, info):
             return False
         self._confirm(bucket, key, info.etag)
         return True
@@ -367,17 +378,89 @@ class CacheBackend(CacheMultipart, Backend):
             kept_foreign = not await self.drop_stale(bucket, key)
         else:
             kept_foreign = False
+        fill = None if kept_foreign else self._fills.get((bucket, key))
+        if fill is not None:
+            info = await self._join(bucket, key, fill, in_flight=not fill.answered.done())
+            if info is not None:
+                return fill.reader(info, self._direct(bucket, key, info.etag))
+        return await self._fetch(bucket, key, fill=not kept_foreign)
+
+    async def _fetch(self, bucket: str, key: str, *, fill: bool) -> ObjectReader:
+        """GET the object from the upstream: as a fetch into a replica that the caller reads
+        from, or (``fill`` false: a replica must not be made) as the upstream's reader itself."""
         since = self.write_mark()
-        remote = await self.upstream.open_object(bucket, key)
+        new = Fill() if fill else None
+        if new is not None:
+            self._fills[(bucket, key)] = new  # readers arriving during the GET wait for its answer
         try:
-            # partNumber GETs need the part sizes, which an S3 GET does not tell.
-            remote.info = replace(remote.info, parts=await self._parts(bucket, key, remote.info, QUICK_PART_HEADS))
-        except BaseException:
-            remote.close()
+            remote = await self.upstream.open_object(bucket, key)
+            try:
+                # partNumber GETs need the part sizes, which an S3 GET does not tell.
+                remote.info = replace(remote.info, parts=await self._parts(bucket, key, remote.info, QUICK_PART_HEADS))
+            except BaseException:
+                remote.close()
+                raise
+        except BaseException as exc:
+            if new is not None:
+                self._end_fill(bucket, key, new)
+                # Readers waiting on this GET fetch for themselves (never cancelled with it).
+                new.answered.set_exception(exc if isinstance(exc, Exception) else errors.ServiceUnavailable())
             raise
-        if kept_foreign or (bucket, key) in self._filling:
-            return remote  # a fill is already on its way, or must not be made
-        return FillingReader(self, bucket, key, remote, since)
+        if new is None:
+            return remote
+        self._confirm(bucket, key, remote.info.etag)
+        new.answered.set_result(remote.info)
+        reader = new.reader(remote.info, self._direct(bucket, key, remote.info.etag))
+        task = self.spawn(self._run_fill(bucket, key, new, remote, since))
+        task.add_done_callback(lambda _: self._end_fill(bucket, key, new))
+        return reader
+
+    async def _join(self, bucket: str, key: str, fill: Fill, *, in_flight: bool) -> ObjectInfo | None:
+        """The object a running fetch brings, if it is what a read arriving now must see: always
+        when its GET was still unanswered (requests for one object at once are collapsed into
+        one, as HTTP caches do), else when the upstream confirms it (or confirmed it within the
+        revalidation window). None: fetch anew."""
+        try:
+            info = await asyncio.shield(fill.answered)
+        except Exception:  # noqa: BLE001 - that GET's client got its error; this read asks again
+            return None
+        if fill.finished or (bucket, key) not in self._fills:
+            return None
+        if in_flight or self._is_fresh(bucket, key, info.etag):
+            return info
+        current = await self.upstream.head_object(bucket, key)
+        if not _same_version(info, current) or fill.finished:
+            return None
+        self._confirm(bucket, key, info.etag)
+        return info
+
+    def _direct(self, bucket: str, key: str, etag: str) -> Callable[[int, int], AsyncIterator[bytes]]:
+        """Ranges of the version ``etag`` straight from the upstream, for readers a fetch cannot serve."""
+
+        async def read(offset: int, length: int) -> AsyncIterator[bytes]:
+            read_range = getattr(self.upstream, "read_range", None)
+            if read_range is not None:
+                async for chunk in read_range(bucket, key, etag, offset, length):
+                    yield chunk
+                return
+            with await self.upstream.open_object(bucket, key) as reader:
+                if reader.info.etag != etag:
+                    raise errors.PreconditionFailed("The object changed upstream while it was being read.")
+                async for chunk in reader.iter_range(offset, length):
+                    yield chunk
+
+        return read
+
+    async def _run_fill(self, bucket: str, key: str, fill: Fill, remote: ObjectReader, since: int) -> None:
+        with remote:
+            spooling = asyncio.ensure_future(replicas.spool(self.local, StreamBody(remote), fill))
+            spooling.add_done_callback(lambda _: fill.end())
+            await self.publish_fill(bucket, key, remote.info, spooling, since)
+
+    def _end_fill(self, bucket: str, key: str, fill: Fill) -> None:
+        if self._fills.get((bucket, key)) is fill:
+            del self._fills[(bucket, key)]
+        fill.finish()
 
     async def publish_fill(
         self, bucket: str, key: str, info: ObjectInfo, fill: asyncio.Task[replicas.Spool], since: int
@@ -422,22 +505,6 @@ class CacheBackend(CacheMultipart, Backend):
                 return found
             return None
         return info.parts
-
-    def fill_later(self, bucket: str, key: str) -> None:
-        """Fetch the whole object into a replica in the background (once at a time per key)."""
-        if (bucket, key) not in self._filling:
-            task = self.spawn(self._fill(bucket, key))
-            self._filling[(bucket, key)] = task
-            task.add_done_callback(lambda _: self._filling.pop((bucket, key), None))
-
-    async def _fill(self, bucket: str, key: str) -> None:
-        since = self.write_mark()
-        try:
-            with await self.upstream.open_object(bucket, key) as remote:
-                fill = asyncio.ensure_future(replicas.spool(self.local, StreamBody(remote)))
-                await self.publish_fill(bucket, key, remote.info, fill, since)
-        except errors.S3Error as exc:
-            log.info("background fill of %s/%s: %s", bucket, key, exc.code)
 
     async def delete_object(self, bucket: str, key: str) -> None:
         try:

@@ -1,92 +1,126 @@
-"""Read-through: an upstream object streamed to the client and into a new local replica at once
-(a tee), and the upstream's bytes as a Body for a replica fetched in the background."""
+"""Read-through: an upstream object fetched once into a new local replica, while every reader of
+that version is served from the growing file: the client whose miss started the fetch, and any
+that arrive while it runs. Several clients of a cold object, or one client's parallel ranged GETs
+of it (boto3 and the aws cli download large objects so), then cost the upstream one GET instead
+of one each plus the fetch of the replica."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+import os
+import time
+from collections.abc import AsyncIterator, Callable
 
-from . import replicas
-from .base import ObjectReader
+from .base import ObjectInfo, ObjectReader
 
-if TYPE_CHECKING:
-    from .cache import CacheBackend
+# A reader whose range starts further ahead of the fetch than this asks the upstream for its
+# range itself rather than wait for the fetch to get there.
+TAIL_AHEAD = 64 << 20
+# The growing file is read in pieces of this size, on the event loop: its bytes were just written,
+# so they come from the page cache, and a thread hop would cost more than the copy.
+READ_PIECE = 256 * 1024
 
-# Chunks in flight between the upstream stream and the replica being written.
-TEE_DEPTH = 4
+# The upstream's bytes [offset, offset + length) of the version being read, fetched directly.
+RangeSource = Callable[[int, int], AsyncIterator[bytes]]
 
 
-class _QueueBody:
-    """The replica's side of a tee: the chunks the client is being sent, in order; None ends."""
-
-    digests_wanted: frozenset[str] = frozenset()
-    declared_checksum: str | None = None
+class Fill:
+    """One upstream GET on its way into a spool file that becomes the replica (replicas.Watcher)."""
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(TEE_DEPTH)
+        self.sent = time.monotonic()  # taken before the GET went out
+        # The object the GET answered (parts included), or the GET's error.
+        self.answered: asyncio.Future[ObjectInfo] = asyncio.get_running_loop().create_future()
+        self.answered.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved
+        self.written = 0  # bytes of the spool file that readers may read
+        self.ended = False  # no more bytes will come (the whole object, or a failure)
+        self.finished = False  # the fetch's task is over: the file is published or gone
+        self._fd = -1
+        self._readers = 0
+        self._changed: asyncio.Future[None] | None = None
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        while (chunk := await self.queue.get()) is not None:
-            yield chunk
+    # -- the spool's side -----------------------------------------------------------------------
+    def opened(self, path: str) -> None:
+        # A descriptor of its own (no flock): readers keep reading after the spool is renamed into
+        # place as the replica, or removed.
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
-    def finish(self, digests: dict[str, bytes]) -> dict[str, str]:
-        return {}
+    def wrote(self, size: int) -> None:
+        self.written = size
+        self._wake()
+
+    def end(self) -> None:
+        self.ended = True
+        self._wake()
+
+    def finish(self) -> None:
+        self.finished = True
+        self.end()
+        self._close_if_unused()
+
+    # -- the readers' side ----------------------------------------------------------------------
+    def reader(self, info: ObjectInfo, direct: RangeSource) -> TailReader:
+        self._readers += 1
+        return TailReader(self, info, direct)
+
+    def leave(self) -> None:
+        self._readers -= 1
+        self._close_if_unused()
+
+    async def reach(self, offset: int) -> bool:
+        """Wait until the byte at ``offset`` is in the file; False if it never will be."""
+        while self.written <= offset and not self.ended:
+            if self._changed is None:
+                self._changed = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._changed)
+        return self.written > offset and self._fd >= 0
+
+    def read(self, offset: int, end: int) -> bytes:
+        return os.pread(self._fd, min(READ_PIECE, min(end, self.written) - offset), offset)
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, None
+        if changed is not None and not changed.done():
+            changed.set_result(None)
+
+    def _close_if_unused(self) -> None:
+        if self.finished and not self._readers and self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
-class FillingReader(ObjectReader):
-    """An object read from the upstream while it becomes a local replica."""
+class TailReader(ObjectReader):
+    """A reader of an object while its Fill runs: the bytes come from the growing spool file, and
+    from the upstream directly where the fetch is far behind the range or stopped short."""
 
-    def __init__(self, cache: CacheBackend, bucket: str, key: str, remote: ObjectReader, since: int) -> None:
-        self.info = remote.info
-        self._since = since  # the cache's write_mark() before the upstream GET
-        self._cache = cache
-        self._bucket = bucket
-        self._key = key
-        self._remote = remote
-        self._fill: asyncio.Task[replicas.Spool] | None = None
-        self._fed = False  # the whole object went to the replica's writer
+    def __init__(self, fill: Fill, info: ObjectInfo, direct: RangeSource) -> None:
+        self.info = info
+        self._fill = fill
+        self._direct = direct
+        self._attached = True
 
     def fileno(self) -> int | None:
         return None
 
     async def iter_range(self, offset: int, length: int) -> AsyncIterator[bytes]:
-        if offset or length != self.info.size or self._fill is not None:
-            # Part of it: the client gets that part, the replica comes in the background.
-            self._cache.fill_later(self._bucket, self._key)
-            async for chunk in self._remote.iter_range(offset, length):
+        fill, position, end = self._fill, offset, offset + length
+        if offset - fill.written <= TAIL_AHEAD:
+            while position < end and await fill.reach(position):
+                piece = fill.read(position, end)
+                if not piece:
+                    break
+                position += len(piece)
+                yield piece
+        if position < end:
+            # The fetch failed (a full disk, the upstream gone) or is far behind: the rest of
+            # this version from the upstream (a GET pinned to its ETag).
+            async for chunk in self._direct(position, end - position):
                 yield chunk
-            return
-        body = _QueueBody()
-        self._fill = asyncio.ensure_future(replicas.spool(self._cache.local, body))
-        # A writer that failed (a full disk) while the client left is never awaited: take its
-        # exception here, or asyncio logs it as never retrieved.
-        self._fill.add_done_callback(lambda task: task.cancelled() or task.exception())
-        async for chunk in self._remote.iter_range(0, length):
-            await self._feed(body, chunk)
-            yield chunk
-        await self._feed(body, None)
-        self._fed = True
-        # The client has its bytes; the replica is checked and published without holding it up.
-        self._cache.spawn(self._cache.publish_fill(self._bucket, self._key, self.info, self._fill, self._since))
-
-    async def _feed(self, body: _QueueBody, chunk: bytes | None) -> None:
-        """Hand a chunk to the replica's writer, unless it has stopped (a full disk, say): the
-        client's download never waits on a writer that will not take it."""
-        fill = self._fill
-        assert fill is not None
-        if fill.done():
-            return
-        put = asyncio.ensure_future(body.queue.put(chunk))
-        try:
-            await asyncio.wait((put, fill), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            put.cancel()
 
     def close(self) -> None:
-        self._remote.close()
-        if self._fill is not None and not self._fed:
-            self._fill.cancel()  # the client left mid-way: spool() removes its temp file
+        if self._attached:
+            self._attached = False
+            self._fill.leave()
 
 
 class StreamBody:
@@ -103,3 +137,4 @@ class StreamBody:
 
     def finish(self, digests: dict[str, bytes]) -> dict[str, str]:
         return {}
+

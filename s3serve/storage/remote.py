@@ -17,7 +17,7 @@ import ssl
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from urllib.parse import quote, urlencode
 
@@ -245,6 +245,13 @@ class RemoteBackend(Backend):
     async def open_object(self, bucket: str, key: str) -> RemoteReader:
         response = await self._http.send("GET", bucket, key, headers={"x-amz-checksum-mode": "ENABLED"})
         return RemoteReader(self._http, bucket, key, info_from_headers(key, response.headers), response)
+
+    async def read_range(self, bucket: str, key: str, etag: str, offset: int, length: int) -> AsyncIterator[bytes]:
+        """Bytes [offset, offset + length) of the version of ``key`` whose ETag is ``etag`` (a
+        ranged GET pinned to it), without a GET of the whole object first."""
+        with RemoteReader(self._http, bucket, key, ObjectInfo(key, -1, etag, 0.0), None) as reader:
+            async for chunk in reader.iter_range(offset, length):
+                yield chunk
 
     async def object_parts(
         self, bucket: str, key: str, etag: str | None = None, max_heads: int | None = None

@@ -353,14 +353,14 @@ class RemoteReader(ObjectReader):
     replaced in between fails instead of being stitched from two versions."""
 
     def __init__(
-        self, upstream: Upstream, bucket: str, key: str, info: ObjectInfo, response: aiohttp.ClientResponse
+        self, upstream: Upstream, bucket: str, key: str, info: ObjectInfo, response: aiohttp.ClientResponse | None
     ) -> None:
         self.info = info
         self._upstream = upstream
         self._bucket = bucket
         self._key = key
-        self._first: aiohttp.ClientResponse | None = response
-        self._open: set[aiohttp.ClientResponse] = {response}
+        self._first = response  # None: every range is a GET of its own
+        self._open: set[aiohttp.ClientResponse] = {response} if response is not None else set()
 
     def fileno(self) -> int | None:
         return None

@@ -3,9 +3,11 @@ and a sender that signs each request with botocore's SigV4 signer."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import ClientResponse
@@ -16,6 +18,8 @@ from botocore.credentials import Credentials
 from s3serve.app import create_app
 from s3serve.config import Config, User
 from s3serve.storage.base import Backend
+from s3serve.storage.cache import CacheBackend
+from s3serve.storage.disk import DiskBackend
 from tests.conftest import FixedPayloadAuth
 
 ACCESS, SECRET = "api-key", "api-secret"
@@ -45,3 +49,37 @@ def make_sender(aiohttp_client, tmp_path: Path) -> Callable[[Backend | None], Aw
         return signed_sender(await aiohttp_client(create_app(config, backend)))
 
     return make
+
+
+Cached = tuple[Send, CacheBackend, Path, Path]
+
+
+@pytest.fixture
+def make_cached(make_sender, tmp_path: Path) -> Callable[..., Awaitable[Cached]]:  # type: ignore[no-untyped-def]
+    async def make(
+        *, upstream_type: type[DiskBackend] = DiskBackend, local_options: dict[str, Any] | None = None, **options: object
+    ) -> Cached:
+        local_root, upstream_root = tmp_path / "cache", tmp_path / "upstream"
+        local = DiskBackend(local_root, default_owner=USER.user_id, fsync=False, **(local_options or {}))
+        # Small parts: aiohttp's test client warns about bodies over 1 MiB given as bytes.
+        upstream = upstream_type(upstream_root, default_owner=USER.user_id, fsync=False, min_part_size=100_000)
+        cache = CacheBackend(local, upstream, **options)  # type: ignore[arg-type]
+        send = await make_sender(cache)
+        response = await send("PUT", "/bkt")
+        assert response.status == 200, await response.read()
+        return send, cache, local_root / "bkt", upstream_root / "bkt"
+
+    return make
+
+
+@pytest.fixture
+async def cached(make_cached) -> Cached:  # type: ignore[no-untyped-def]
+    return await make_cached()  # type: ignore[no-any-return]
+
+
+async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Background work (a replica published after the answer) shows up within ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)

@@ -339,3 +339,31 @@ def test_part_number_reads_of_an_upstream_that_lists_no_parts(moto_cache: Server
             assert got["Body"].read() == body
         assert moto_cache.root is not None
         until(lambda: (moto_cache.root / name / "mp").exists())  # type: ignore[operator]
+
+
+def test_a_parallel_download_of_a_cold_object_costs_the_upstream_one_get(tmp_path: Path) -> None:
+    # boto3's download_file fetches a large object as parallel ranged GETs; through the cache
+    # they are all served from one fetch of the whole object.
+    up_root, cache_root = tmp_path / "up", tmp_path / "cache"
+    up_root.mkdir()
+    cache_root.mkdir()
+    upstream = start_server(up_root, "--no-fsync", "--access-log", access_key=UP_ACCESS, secret_key=UP_SECRET)
+    try:
+        data = os.urandom(24 * 1024 * 1024)
+        upstream.client().create_bucket(Bucket="cold")  # type: ignore[attr-defined]
+        upstream.client().put_object(Bucket="cold", Key="big", Body=data)  # type: ignore[attr-defined]
+        cache = start_cache(cache_root, upstream)
+        try:
+            config = TransferConfig(multipart_threshold=1024 * 1024, multipart_chunksize=1024 * 1024, max_concurrency=8)
+            target = tmp_path / "big"
+            cache.client().download_file("cold", "big", str(target), Config=config)  # type: ignore[attr-defined]
+            assert hashlib.md5(target.read_bytes()).digest() == hashlib.md5(data).digest()
+            until(lambda: (cache_root / "cold" / "big").exists())
+            assert (cache_root / "cold" / "big").read_bytes() == data
+        finally:
+            stop_server(cache)
+    finally:
+        stop_server(upstream)
+    gets = [line for line in upstream.log_path.read_text().splitlines() if '"GET /cold/big HTTP' in line]
+    assert len(gets) == 1 and '" 200 ' in gets[0], gets
+    assert "Traceback" not in cache.log_path.read_text()

@@ -1,0 +1,169 @@
+"""Read-through fetches shared by their readers (readthrough.py): the cache in front of a second
+local directory whose GETs are counted and paced like a remote link's, so readers arrive while a
+fetch runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from s3serve import errors
+from s3serve.storage import readthrough
+from s3serve.storage.base import ObjectReader
+from s3serve.storage.disk import DiskBackend
+from tests.api.conftest import Send, until
+
+PIECE = 64 * 1024
+SIZE = 4 * 1024 * 1024
+
+
+class PacedUpstream(DiskBackend):
+    """A local upstream whose GETs are counted and send 64 KiB every 2 ms (32 MB/s); with
+    ``fail_after`` set, the next GET's body stops after that many bytes and breaks off, as a
+    dropped upstream connection does, once ``break_off`` is set."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gets: list[str] = []
+        self.fail_after: int | None = None
+        self.break_off = asyncio.Event()
+
+    async def open_object(self, bucket: str, key: str) -> ObjectReader:
+        reader = await super().open_object(bucket, key)
+        self.gets.append(key)
+        fail_after, self.fail_after = self.fail_after, None
+        return _Paced(reader, fail_after, self.break_off)
+
+
+class _Paced(ObjectReader):
+    def __init__(self, inner: ObjectReader, fail_after: int | None, break_off: asyncio.Event) -> None:
+        self.info = inner.info
+        self._inner = inner
+        self._fail_after = fail_after
+        self._break_off = break_off
+
+    def fileno(self) -> int | None:
+        return None
+
+    async def iter_range(self, offset: int, length: int) -> AsyncIterator[bytes]:
+        sent = 0
+        async for chunk in self._inner.iter_range(offset, length):
+            for start in range(0, len(chunk), PIECE):
+                if self._fail_after is not None and sent >= self._fail_after:
+                    await self._break_off.wait()
+                    raise errors.ServiceUnavailable("The upstream connection was lost.")
+                await asyncio.sleep(0.002)
+                piece = chunk[start : start + PIECE]
+                sent += len(piece)
+                yield piece
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+async def _get(send: Send, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    response = await send("GET", path, headers=headers)
+    return response.status, await response.read()
+
+
+def _temp_files(here: Path) -> list[str]:
+    return [p.name for p in (here.parent / ".s3serve" / "tmp").iterdir()]
+
+
+async def test_concurrent_misses_of_one_object_cost_the_upstream_one_get(make_cached) -> None:  # type: ignore[no-untyped-def]
+    send, cache, here, there = await make_cached(upstream_type=PacedUpstream)
+    data = os.urandom(SIZE)
+    (there / "cold").write_bytes(data)
+    first = asyncio.ensure_future(_get(send, "/bkt/cold"))
+    await asyncio.sleep(0.05)  # the others arrive while its fetch runs
+    answers = await asyncio.gather(first, *(_get(send, "/bkt/cold") for _ in range(5)))
+    assert answers == [(200, data)] * 6
+    assert cache.upstream.gets == ["cold"]
+    await until(lambda: (here / "cold").exists())
+    assert (here / "cold").read_bytes() == data
+    assert (await _get(send, "/bkt/cold")) == (200, data)
+    assert cache.upstream.gets == ["cold"]  # the replica answers from now on
+
+
+async def test_parallel_ranged_misses_are_served_from_one_fetch(make_cached) -> None:  # type: ignore[no-untyped-def]
+    # boto3 and the aws cli download a large object as parallel ranged GETs.
+    send, cache, here, there = await make_cached(upstream_type=PacedUpstream)
+    data = os.urandom(SIZE)
+    (there / "cold").write_bytes(data)
+    step = SIZE // 8
+    answers = await asyncio.gather(
+        *(_get(send, "/bkt/cold", {"Range": f"bytes={n * step}-{(n + 1) * step - 1}"}) for n in range(8))
+    )
+    assert answers == [(206, data[n * step : (n + 1) * step]) for n in range(8)]
+    assert cache.upstream.gets == ["cold"]
+    await until(lambda: (here / "cold").exists())
+    assert (here / "cold").read_bytes() == data
+
+
+async def test_a_range_far_ahead_of_the_fetch_is_read_from_the_upstream(make_cached, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(readthrough, "TAIL_AHEAD", 256 * 1024)
+    send, cache, here, there = await make_cached(upstream_type=PacedUpstream)
+    data = os.urandom(SIZE)
+    (there / "cold").write_bytes(data)
+    status, body = await _get(send, "/bkt/cold", {"Range": "bytes=3145728-3211263"})
+    assert (status, body) == (206, data[3145728:3211264])
+    # Its own GET for the range, besides the fetch of the whole object, which goes on.
+    assert cache.upstream.gets == ["cold", "cold"]
+    await until(lambda: (here / "cold").exists())
+    assert (here / "cold").read_bytes() == data
+
+
+async def test_readers_of_a_fetch_that_breaks_off_get_the_rest_from_the_upstream(make_cached) -> None:  # type: ignore[no-untyped-def]
+    send, cache, here, there = await make_cached(upstream_type=PacedUpstream)
+    data = os.urandom(SIZE)
+    (there / "cold").write_bytes(data)
+    cache.upstream.fail_after = SIZE // 4
+    first = asyncio.ensure_future(_get(send, "/bkt/cold"))
+    await until(lambda: ("bkt", "cold") in cache._fills)
+    fill = cache._fills[("bkt", "cold")]
+    others = [_get(send, "/bkt/cold"), _get(send, "/bkt/cold", {"Range": f"bytes={SIZE // 2}-"})]
+    answers = asyncio.gather(first, *others)
+    await until(lambda: fill._readers == 3)
+    cache.upstream.break_off.set()
+    assert await answers == [(200, data), (200, data), (206, data[SIZE // 2 :])]
+    assert cache.upstream.gets == ["cold"] * 4  # the fetch, then one GET each for the rest
+    while cache._tasks:
+        await asyncio.gather(*cache._tasks)
+    assert not (here / "cold").exists()  # a broken fetch is not kept
+    assert _temp_files(here) == []
+
+
+async def test_a_write_during_a_fetch_is_what_later_readers_get(make_cached) -> None:  # type: ignore[no-untyped-def]
+    # Trusting confirmed copies for a minute must not let a reader join the fetch of what the key
+    # held before a write through this cache.
+    send, cache, here, there = await make_cached(upstream_type=PacedUpstream, revalidate_after=60.0)
+    old = os.urandom(SIZE)
+    (there / "k").write_bytes(old)
+    reading = await send("GET", "/bkt/k")
+    start = await reading.content.readexactly(PIECE)
+    assert (await send("PUT", "/bkt/k", b"new")).status == 200
+    assert (await _get(send, "/bkt/k")) == (200, b"new")
+    assert start + await reading.read() == old
+    while cache._tasks:
+        await asyncio.gather(*cache._tasks)
+    assert (here / "k").read_bytes() == b"new"
+
+
+async def test_a_fetch_goes_on_when_its_client_leaves(make_cached) -> None:  # type: ignore[no-untyped-def]
+    send, cache, here, there = await make_cached(upstream_type=PacedUpstream)
+    data = os.urandom(SIZE)
+    (there / "cold").write_bytes(data)
+    reading = await send("GET", "/bkt/cold")
+    assert await reading.content.readexactly(PIECE) == data[:PIECE]
+    reading.close()
+    await until(lambda: (here / "cold").exists())
+    assert (here / "cold").read_bytes() == data
+    while cache._tasks:
+        await asyncio.gather(*cache._tasks)
+    assert _temp_files(here) == []
+    assert cache._fills == {}
