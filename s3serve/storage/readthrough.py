@@ -2,16 +2,28 @@
 that version is served from the growing file: the client whose miss started the fetch, and any
 that arrive while it runs. Several clients of a cold object, or one client's parallel ranged GETs
 of it (boto3 and the aws cli download large objects so), then cost the upstream one GET instead
-of one each plus the fetch of the replica."""
+of one each plus the fetch of the replica. CacheReads is the cache's read side built on it."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
-from .base import ObjectInfo, ObjectReader
+from .. import errors
+from . import replicas
+from .base import Backend, ObjectInfo, ObjectReader, PartInfo
+from .spool import Spool
+
+if TYPE_CHECKING:
+    from .disk import DiskBackend
+    from .eviction import Evictor
+
+log = logging.getLogger("s3serve.cache")
 
 # A reader whose range starts further ahead of the fetch than this asks the upstream for its
 # range itself rather than wait for the fetch to get there.
@@ -19,6 +31,10 @@ TAIL_AHEAD = 64 << 20
 # The growing file is read in pieces of this size, on the event loop: its bytes were just written,
 # so they come from the page cache, and a thread hop would cost more than the copy.
 READ_PIECE = 256 * 1024
+
+# At most this many HEAD ?partNumber=N (one parallel round) before answering a miss: more would
+# hold up every read of an object with many parts for the rare partNumber GET.
+QUICK_PART_HEADS = 16
 
 # The upstream's bytes [offset, offset + length) of the version being read, fetched directly.
 RangeSource = Callable[[int, int], AsyncIterator[bytes]]
@@ -123,6 +139,209 @@ class TailReader(ObjectReader):
             self._fill.leave()
 
 
+class CacheReads:
+    """CacheBackend's reads: a replica when the upstream confirms it, else a fetch (Fill)."""
+
+    local: DiskBackend
+    upstream: Backend
+    evictor: Evictor
+    _fills: dict[tuple[str, str], Fill]
+
+    if TYPE_CHECKING:
+
+        def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]: ...
+        def _confirm(self, bucket: str, key: str, etag: str) -> None: ...
+        def _is_fresh(self, bucket: str, key: str, etag: str) -> bool: ...
+        def write_mark(self) -> int: ...
+        async def drop_stale(self, bucket: str, key: str) -> bool: ...
+        async def _keep(
+            self, bucket: str, key: str, spooled: Spool, info: ObjectInfo, tags: dict[str, str], since: int
+        ) -> None: ...
+
+    async def _local_info(self, bucket: str, key: str) -> ObjectInfo | None:
+        try:
+            return await self.local.head_object(bucket, key)
+        except errors.S3Error:
+            return None  # no replica, or a key this disk cannot hold: the upstream answers
+
+    async def head_object(self, bucket: str, key: str) -> ObjectInfo:
+        local = await self._local_info(bucket, key)
+        if local is not None:
+            if await self._confirmed(bucket, key, local):
+                self.evictor.touch(bucket, key)
+                return local
+            await self.drop_stale(bucket, key)  # a copy goes; a file another program put here stays
+        info = await self.upstream.head_object(bucket, key)
+        return replace(info, parts=await self._parts(bucket, key, info, QUICK_PART_HEADS))
+
+    async def _confirmed(self, bucket: str, key: str, local: ObjectInfo) -> bool:
+        """Whether the replica ``local`` is what the upstream holds now (asking it if need be)."""
+        if self._is_fresh(bucket, key, local.etag):
+            return True
+        try:
+            info = await self.upstream.head_object(bucket, key)
+        except errors.NoSuchKey:
+            await self.drop_stale(bucket, key)
+            raise
+        except errors.ServiceUnavailable:
+            # An upstream outage: the copy confirmed last is the best answer there is, as HTTP
+            # caches serve stale on error. Writes still fail, so nothing diverges.
+            log.warning("cache: upstream unavailable, serving the local copy of %s/%s", bucket, key)
+            return True
+        if not _same_version(local, info):
+            return False
+        self._confirm(bucket, key, info.etag)
+        return True
+
+    async def open_object(self, bucket: str, key: str) -> ObjectReader:
+        try:
+            reader: ObjectReader | None = await self.local.open_object(bucket, key)
+        except errors.S3Error:
+            reader = None  # no replica, or a key this disk cannot hold
+        if reader is not None:
+            try:
+                current = await self._confirmed(bucket, key, reader.info)
+            except BaseException:
+                reader.close()
+                raise
+            if current:
+                self.evictor.touch(bucket, key)
+                return reader
+            reader.close()
+            # A file another program put here (not a copy) may be the only one of its data: it
+            # stays, and no fill may replace it; the upstream's object is only passed through.
+            kept_foreign = not await self.drop_stale(bucket, key)
+        else:
+            kept_foreign = False
+        fill = None if kept_foreign else self._fills.get((bucket, key))
+        if fill is not None:
+            info = await self._join(bucket, key, fill, in_flight=not fill.answered.done())
+            if info is not None:
+                return fill.reader(info, self._direct(bucket, key, info.etag))
+        return await self._fetch(bucket, key, fill=not kept_foreign)
+
+    async def _fetch(self, bucket: str, key: str, *, fill: bool) -> ObjectReader:
+        """GET the object from the upstream: as a fetch into a replica that the caller reads
+        from, or (``fill`` false: a replica must not be made) as the upstream's reader itself."""
+        since = self.write_mark()
+        new = Fill() if fill else None
+        if new is not None:
+            self._fills[(bucket, key)] = new  # readers arriving during the GET wait for its answer
+        try:
+            remote = await self.upstream.open_object(bucket, key)
+            try:
+                # partNumber GETs need the part sizes, which an S3 GET does not tell.
+                remote.info = replace(remote.info, parts=await self._parts(bucket, key, remote.info, QUICK_PART_HEADS))
+            except BaseException:
+                remote.close()
+                raise
+        except BaseException as exc:
+            if new is not None:
+                self._end_fill(bucket, key, new)
+                # Readers waiting on this GET fetch for themselves (never cancelled with it).
+                new.answered.set_exception(exc if isinstance(exc, Exception) else errors.ServiceUnavailable())
+            raise
+        if new is None:
+            return remote
+        self._confirm(bucket, key, remote.info.etag)
+        new.answered.set_result(remote.info)
+        reader = new.reader(remote.info, self._direct(bucket, key, remote.info.etag))
+        task = self.spawn(self._run_fill(bucket, key, new, remote, since))
+        task.add_done_callback(lambda _: self._end_fill(bucket, key, new))
+        return reader
+
+    async def _join(self, bucket: str, key: str, fill: Fill, *, in_flight: bool) -> ObjectInfo | None:
+        """The object a running fetch brings, if it is what a read arriving now must see: always
+        when its GET was still unanswered (requests for one object at once are collapsed into
+        one, as HTTP caches do), else when the upstream confirms it (or confirmed it within the
+        revalidation window). None: fetch anew."""
+        try:
+            info = await asyncio.shield(fill.answered)
+        except Exception:  # noqa: BLE001 - that GET's client got its error; this read asks again
+            return None
+        if fill.finished or (bucket, key) not in self._fills:
+            return None
+        if in_flight or self._is_fresh(bucket, key, info.etag):
+            return info
+        current = await self.upstream.head_object(bucket, key)
+        if not _same_version(info, current) or fill.finished:
+            return None
+        self._confirm(bucket, key, info.etag)
+        return info
+
+    def _direct(self, bucket: str, key: str, etag: str) -> RangeSource:
+        """Ranges of the version ``etag`` straight from the upstream, for readers a fetch cannot serve."""
+
+        async def read(offset: int, length: int) -> AsyncIterator[bytes]:
+            read_range = getattr(self.upstream, "read_range", None)
+            if read_range is not None:
+                async for chunk in read_range(bucket, key, etag, offset, length):
+                    yield chunk
+                return
+            with await self.upstream.open_object(bucket, key) as reader:
+                if reader.info.etag != etag:
+                    raise errors.PreconditionFailed("The object changed upstream while it was being read.")
+                async for chunk in reader.iter_range(offset, length):
+                    yield chunk
+
+        return read
+
+    async def _run_fill(self, bucket: str, key: str, fill: Fill, remote: ObjectReader, since: int) -> None:
+        with remote:
+            spooling = asyncio.ensure_future(replicas.spool(self.local, StreamBody(remote), fill))
+            spooling.add_done_callback(lambda _: fill.end())
+            await self.publish_fill(bucket, key, remote.info, spooling, since)
+
+    def _end_fill(self, bucket: str, key: str, fill: Fill) -> None:
+        if self._fills.get((bucket, key)) is fill:
+            del self._fills[(bucket, key)]
+        fill.finish()
+
+    async def publish_fill(
+        self, bucket: str, key: str, info: ObjectInfo, fill: asyncio.Task[replicas.Spool], since: int
+    ) -> None:
+        """Keep a fill's bytes as the replica if they are the object ``info`` describes; ``since``:
+        the write_mark() taken before its upstream GET."""
+        try:
+            spooled = await fill
+        except Exception as exc:  # noqa: BLE001 - the client was served; the replica is optional
+            log.warning("not cached: %s/%s: %s", bucket, key, exc)
+            return
+        if spooled.size != info.size or (_is_md5(info.etag) and spooled.etag != info.etag):
+            # Not what the upstream described (changed mid-way, or an ETag that is not an MD5,
+            # as with SSE-KMS): serve it, keep nothing.
+            spooled.discard()
+            return
+        try:
+            tags = await self.upstream.get_object_tagging(bucket, key) if info.tag_count else {}
+            parts = await self._parts(bucket, key, info)
+        except errors.S3Error as exc:
+            spooled.discard()
+            log.warning("not cached: %s/%s: %s", bucket, key, exc.code)
+            return
+        except BaseException:
+            spooled.discard()
+            raise
+        await self._keep(bucket, key, spooled, replace(info, parts=parts), tags, since)
+
+    async def _parts(
+        self, bucket: str, key: str, info: ObjectInfo, max_heads: int | None = None
+    ) -> list[PartInfo] | None:
+        """Part sizes of a multipart object, so partNumber GETs can be answered here. An upstream
+        that does not list them is asked part by part; ``max_heads`` bounds that on the way to a
+        client (the replica's fill, in the background, asks for all)."""
+        if "-" not in info.etag or info.parts:
+            return info.parts
+        object_parts: Callable[[str, str, str, int | None], object] | None = getattr(self.upstream, "object_parts", None)
+        if object_parts is not None:
+            found = await object_parts(bucket, key, info.etag, max_heads)  # type: ignore[misc]
+            # Asked after the GET or HEAD: parts that do not add up are of another version.
+            if isinstance(found, list) and sum(part.size for part in found) == info.size:
+                return found
+            return None
+        return info.parts
+
+
 class StreamBody:
     """An upstream object's bytes as a Body for the replica's spool."""
 
@@ -138,3 +357,17 @@ class StreamBody:
     def finish(self, digests: dict[str, bytes]) -> dict[str, str]:
         return {}
 
+
+def _same_version(ours: ObjectInfo, upstream: ObjectInfo) -> bool:
+    # Same bytes with new metadata (a copy onto itself on the upstream) keep their ETag: only
+    # Last-Modified tells. A replica keeps the upstream's time as nanoseconds (within a
+    # microsecond of the float it was given).
+    return (
+        ours.etag == upstream.etag
+        and ours.size == upstream.size
+        and abs(ours.last_modified - upstream.last_modified) <= 1e-5
+    )
+
+
+def _is_md5(etag: str) -> bool:
+    return len(etag) == 32 and "-" not in etag
