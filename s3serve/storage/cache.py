@@ -48,7 +48,8 @@ from .base import (
 from .cacheparts import CacheMultipart, PartStore
 from .disk import DiskBackend
 from .eviction import Evictor
-from .readthrough import CacheReads, Fill
+from .fills import Fill
+from .readthrough import CacheReads
 
 log = logging.getLogger("s3serve.cache")
 

@@ -5,7 +5,7 @@ with the upstream's ETag, time and metadata rather than ones of its own."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from .. import errors
 from ..checksums import MultiHasher
@@ -21,26 +21,14 @@ if TYPE_CHECKING:
     from .disk import DiskBackend
 
 
-class Watcher(Protocol):
-    """Who reads a spool file while it is written (readthrough.Fill)."""
-
-    def opened(self, path: str) -> None: ...
-
-    def wrote(self, size: int) -> None: ...
-
-
-async def spool(disk: DiskBackend, body: Body, watcher: Watcher | None = None) -> Spool:
-    """Write ``body`` to a temp file while hashing it; ``body.finish`` has passed when this returns.
-    ``watcher`` learns the file's path first, then how many bytes it holds as it grows."""
+async def spool(disk: DiskBackend, body: Body) -> Spool:
+    """Write ``body`` to a temp file while hashing it; ``body.finish`` has passed when this returns."""
     path = disk.writer.temp_name("spool")
     lock_fd = create_locked(path)
     try:
-        if watcher is not None:
-            watcher.opened(path)
         hasher = MultiHasher(["md5", *sorted(body.digests_wanted)])
         with disk_errors(), open(lock_fd, "wb", closefd=False) as f:
-            progress = watcher.wrote if watcher is not None else None
-            size = await write_body(f, body, hasher, writeback=disk.fsync, progress=progress)
+            size = await write_body(f, body, hasher, writeback=disk.fsync)
         digests = hasher.digests()
         checksums = body.finish(digests)
     except BaseException:

@@ -92,14 +92,7 @@ def _write_all(fd: int, pieces: list[bytes]) -> int:
     return total
 
 
-async def write_body(
-    f: BinaryIO,
-    body: Body,
-    hasher: MultiHasher,
-    *,
-    writeback: bool = False,
-    progress: Callable[[int], None] | None = None,
-) -> int:
+async def write_body(f: BinaryIO, body: Body, hasher: MultiHasher, *, writeback: bool = False) -> int:
     """Write every chunk of ``body`` to ``f`` (a file on disk, from its current position) and feed
     it to ``hasher``; returns the byte count.
 
@@ -108,9 +101,7 @@ async def write_body(
     reads the next one, so hashing overlaps the network where a second core exists. At most one
     batch is in the thread at a time, which keeps the order and keeps memory to two batches. A
     body smaller than THREAD_CHUNK is written inline. ``writeback``: the caller fsyncs the file
-    afterwards, so start its writeback as it grows (see WRITEBACK_BYTES). ``progress`` is told,
-    on the event loop, how many bytes are in the file each time a batch has been written (readers
-    of the growing file wait on it)."""
+    afterwards, so start its writeback as it grows (see WRITEBACK_BYTES)."""
     f.flush()  # anything the caller wrote through f goes first; from here on the fd is written
     sink = _Sink(f.fileno(), hasher, writeback)
     loop = asyncio.get_running_loop()
@@ -129,8 +120,6 @@ async def write_body(
                 continue
             if pending is not None:
                 await asyncio.shield(pending)
-                if progress is not None:
-                    progress(sink.written)
             pending = loop.run_in_executor(None, sink, batch)
             size += batch_bytes
             batch, batch_bytes = [], 0
@@ -144,8 +133,6 @@ async def write_body(
             size += batch_bytes
         if pending is not None:
             await asyncio.shield(pending)
-        if progress is not None:
-            progress(sink.written)
     finally:
         if pending is not None and not pending.done():
             # The body failed (or we were cancelled) while a batch is in the thread: let it finish

@@ -1,6 +1,6 @@
-"""Read-through fetches shared by their readers (readthrough.py): the cache in front of a second
-local directory whose GETs are counted and paced like a remote link's, so readers arrive while a
-fetch runs."""
+"""Read-through fetches shared by their readers (fills.py): the cache in front of a second local
+directory whose GETs are counted and paced like a remote link's, so readers arrive while a fetch
+runs. Objects here span several segments (SEGMENT is lowered to 512 KiB)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from s3serve import errors
-from s3serve.storage import readthrough
+from s3serve.storage import fills
 from s3serve.storage.base import ObjectReader
 from s3serve.storage.disk import DiskBackend
 from tests.api.conftest import Send, until
@@ -30,6 +30,8 @@ class PacedUpstream(DiskBackend):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.gets: list[str] = []
+        self.sent = 0  # body bytes, all GETs together
+        self.ranges: list[int] = []  # where each GET's body started
         self.fail_after: int | None = None
         self.break_off = asyncio.Event()
 
@@ -37,29 +39,31 @@ class PacedUpstream(DiskBackend):
         reader = await super().open_object(bucket, key)
         self.gets.append(key)
         fail_after, self.fail_after = self.fail_after, None
-        return _Paced(reader, fail_after, self.break_off)
+        return _Paced(reader, fail_after, self)
 
 
 class _Paced(ObjectReader):
-    def __init__(self, inner: ObjectReader, fail_after: int | None, break_off: asyncio.Event) -> None:
+    def __init__(self, inner: ObjectReader, fail_after: int | None, upstream: PacedUpstream) -> None:
         self.info = inner.info
         self._inner = inner
         self._fail_after = fail_after
-        self._break_off = break_off
+        self._upstream = upstream
 
     def fileno(self) -> int | None:
         return None
 
     async def iter_range(self, offset: int, length: int) -> AsyncIterator[bytes]:
+        self._upstream.ranges.append(offset)
         sent = 0
         async for chunk in self._inner.iter_range(offset, length):
             for start in range(0, len(chunk), PIECE):
                 if self._fail_after is not None and sent >= self._fail_after:
-                    await self._break_off.wait()
+                    await self._upstream.break_off.wait()
                     raise errors.ServiceUnavailable("The upstream connection was lost.")
                 await asyncio.sleep(0.002)
                 piece = chunk[start : start + PIECE]
                 sent += len(piece)
+                self._upstream.sent += len(piece)
                 yield piece
 
     def close(self) -> None:
@@ -75,7 +79,12 @@ def _temp_files(here: Path) -> list[str]:
     return [p.name for p in (here.parent / ".s3serve" / "tmp").iterdir()]
 
 
-async def test_concurrent_misses_of_one_object_cost_the_upstream_one_get(make_cached) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture(autouse=True)
+def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fills, "SEGMENT", 512 * 1024)
+
+
+async def test_concurrent_misses_of_one_object_fetch_it_once(make_cached) -> None:  # type: ignore[no-untyped-def]
     send, cache, here, there = await make_cached(upstream_type=PacedUpstream)
     data = os.urandom(SIZE)
     (there / "cold").write_bytes(data)
@@ -83,11 +92,12 @@ async def test_concurrent_misses_of_one_object_cost_the_upstream_one_get(make_ca
     await asyncio.sleep(0.05)  # the others arrive while its fetch runs
     answers = await asyncio.gather(first, *(_get(send, "/bkt/cold") for _ in range(5)))
     assert answers == [(200, data)] * 6
-    assert cache.upstream.gets == ["cold"]
+    assert cache.upstream.sent == SIZE  # every byte once
     await until(lambda: (here / "cold").exists())
     assert (here / "cold").read_bytes() == data
+    gets = len(cache.upstream.gets)
     assert (await _get(send, "/bkt/cold")) == (200, data)
-    assert cache.upstream.gets == ["cold"]  # the replica answers from now on
+    assert len(cache.upstream.gets) == gets  # the replica answers from now on
 
 
 async def test_parallel_ranged_misses_are_served_from_one_fetch(make_cached) -> None:  # type: ignore[no-untyped-def]
@@ -95,30 +105,32 @@ async def test_parallel_ranged_misses_are_served_from_one_fetch(make_cached) -> 
     send, cache, here, there = await make_cached(upstream_type=PacedUpstream)
     data = os.urandom(SIZE)
     (there / "cold").write_bytes(data)
-    step = SIZE // 8
-    answers = await asyncio.gather(
-        *(_get(send, "/bkt/cold", {"Range": f"bytes={n * step}-{(n + 1) * step - 1}"}) for n in range(8))
-    )
-    assert answers == [(206, data[n * step : (n + 1) * step]) for n in range(8)]
-    assert cache.upstream.gets == ["cold"]
+    step = 300_000  # not aligned with the segments
+    spans = [(n * step, min((n + 1) * step, SIZE)) for n in range(-(-SIZE // step))]
+    answers = await asyncio.gather(*(_get(send, "/bkt/cold", {"Range": f"bytes={a}-{b - 1}"}) for a, b in spans))
+    assert answers == [(206, data[a:b]) for a, b in spans]
+    assert cache.upstream.sent == SIZE
+    assert cache.upstream.gets[0] == "cold" and cache.upstream.ranges[0] == 0  # the first GET: the whole object
     await until(lambda: (here / "cold").exists())
     assert (here / "cold").read_bytes() == data
 
 
-async def test_a_range_far_ahead_of_the_fetch_is_read_from_the_upstream(make_cached, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(readthrough, "TAIL_AHEAD", 256 * 1024)
+async def test_segments_readers_wait_for_are_fetched_first(make_cached, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(fills, "FETCHERS", 2)
     send, cache, here, there = await make_cached(upstream_type=PacedUpstream)
     data = os.urandom(SIZE)
     (there / "cold").write_bytes(data)
-    status, body = await _get(send, "/bkt/cold", {"Range": "bytes=3145728-3211263"})
-    assert (status, body) == (206, data[3145728:3211264])
-    # Its own GET for the range, besides the fetch of the whole object, which goes on.
-    assert cache.upstream.gets == ["cold", "cold"]
+    last = SIZE - fills.SEGMENT
+    assert (await _get(send, "/bkt/cold", {"Range": f"bytes={last}-"})) == (206, data[last:])
+    # The first GET brings segment 0; of the two that follow, one is the segment asked for.
+    assert last in cache.upstream.ranges[1:3]
     await until(lambda: (here / "cold").exists())
     assert (here / "cold").read_bytes() == data
+    assert cache.upstream.sent == SIZE
 
 
-async def test_readers_of_a_fetch_that_breaks_off_get_the_rest_from_the_upstream(make_cached) -> None:  # type: ignore[no-untyped-def]
+async def test_readers_of_a_fetch_that_breaks_off_get_the_rest_from_the_upstream(make_cached, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(fills, "FETCHERS", 1)  # the first GET brings every segment, and breaks off
     send, cache, here, there = await make_cached(upstream_type=PacedUpstream)
     data = os.urandom(SIZE)
     (there / "cold").write_bytes(data)
@@ -132,6 +144,7 @@ async def test_readers_of_a_fetch_that_breaks_off_get_the_rest_from_the_upstream
     cache.upstream.break_off.set()
     assert await answers == [(200, data), (200, data), (206, data[SIZE // 2 :])]
     assert cache.upstream.gets == ["cold"] * 4  # the fetch, then one GET each for the rest
+    assert sorted(cache.upstream.ranges[1:]) == [SIZE // 4, SIZE // 4, SIZE // 2]
     while cache._tasks:
         await asyncio.gather(*cache._tasks)
     assert not (here / "cold").exists()  # a broken fetch is not kept
