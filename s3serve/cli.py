@@ -82,6 +82,11 @@ def _parse(option: str, parse: Callable[[str], T], text: str, *, positive: bool 
     return value
 
 
+def _or(value: str | None, default: str) -> str:
+    # Not ``value or default``: an empty value given is refused, not taken for the default.
+    return default if value is None else value
+
+
 def _upstream_endpoint(text: str) -> str:
     """scheme://host[:port] of --upstream, as the upstream client will use it."""
     from yarl import URL
@@ -147,10 +152,53 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--upstream-ca", default=_env("UPSTREAM_CA"), help="PEM bundle to verify the upstream's certificate with [S3SERVE_UPSTREAM_CA]")
     cache.add_argument("--upstream-no-verify", action="store_true", default=_env_flag("UPSTREAM_NO_VERIFY"), help="do not verify the upstream's certificate [S3SERVE_UPSTREAM_NO_VERIFY]")
     cache.add_argument("--cache-size", default=_env("CACHE_SIZE"), help="keep at most this many bytes of copies, e.g. 20GiB (default: no limit) [S3SERVE_CACHE_SIZE]")
-    cache.add_argument("--cache-revalidate", default=_env("CACHE_REVALIDATE", "0"), help="serve a copy without asking the upstream for this long after it last confirmed it (default 0: ask on every read) [S3SERVE_CACHE_REVALIDATE]")
-    cache.add_argument("--cache-evict-interval", default=_env("CACHE_EVICT_INTERVAL", "1m"), help="how often to check the cache's size [S3SERVE_CACHE_EVICT_INTERVAL] (default 1m)")
+    cache.add_argument("--cache-revalidate", default=_env("CACHE_REVALIDATE"), help="serve a copy without asking the upstream for this long after it last confirmed it (default 0: ask on every read) [S3SERVE_CACHE_REVALIDATE]")
+    cache.add_argument("--cache-evict-interval", default=_env("CACHE_EVICT_INTERVAL"), help="how often to check the cache's size [S3SERVE_CACHE_EVICT_INTERVAL] (default 1m)")
     serve.add_argument("--access-log", action="store_true", default=_env_flag("ACCESS_LOG"), help="log every request [S3SERVE_ACCESS_LOG]")
     return parser
+
+
+# The options that only mean something to the upstream cache: (option, args attribute, variable).
+_CACHE_OPTIONS = (
+    ("--upstream-access-key", "upstream_access_key", "UPSTREAM_ACCESS_KEY"),
+    ("--upstream-secret-key", "upstream_secret_key", "UPSTREAM_SECRET_KEY"),
+    ("--upstream-session-token", "upstream_session_token", "UPSTREAM_SESSION_TOKEN"),
+    ("--upstream-region", "upstream_region", "UPSTREAM_REGION"),
+    ("--upstream-ca", "upstream_ca", "UPSTREAM_CA"),
+    ("--upstream-no-verify", "upstream_no_verify", "UPSTREAM_NO_VERIFY"),
+    ("--cache-size", "cache_size", "CACHE_SIZE"),
+    ("--cache-revalidate", "cache_revalidate", "CACHE_REVALIDATE"),
+    ("--cache-evict-interval", "cache_evict_interval", "CACHE_EVICT_INTERVAL"),
+)
+
+
+def _without_upstream(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` of a plain server (no --upstream), with the cache options dropped.
+
+    One given on the command line is a mistake the user can fix right away (a mistyped or
+    forgotten --upstream would otherwise leave a plain server running where a cache was meant):
+    refused. One that only comes from an S3SERVE_* variable may be left in an environment shared
+    with a cache, or switched off by unsetting S3SERVE_UPSTREAM alone: a warning, and the server
+    starts (nor is its value checked, since nothing uses it)."""
+    given: list[str] = []
+    inherited: list[str] = []
+    for option, attribute, variable in _CACHE_OPTIONS:
+        value = getattr(args, attribute)
+        if not value:
+            continue
+        # A value equal to the variable's may have been typed as well; the variable alone explains it.
+        from_env = _env_flag(variable) if isinstance(value, bool) else value == _env(variable)
+        (inherited if from_env else given).append(f"S3SERVE_{variable}" if from_env else option)
+    if given:
+        one = len(given) == 1
+        raise SystemExit(
+            f"s3serve serve: {', '.join(given)} only {'applies' if one else 'apply'} to the upstream cache: "
+            f"add --upstream URL, or leave {'it' if one else 'them'} out"
+        )
+    if inherited:
+        log.warning("%s set without S3SERVE_UPSTREAM or --upstream: ignored (no upstream cache)", ", ".join(inherited))
+    cleared = {attribute: False if attribute == "upstream_no_verify" else None for _, attribute, _ in _CACHE_OPTIONS}
+    return argparse.Namespace(**{**vars(args), **cleared})
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -171,6 +219,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise SystemExit("s3serve serve: --tls-cert and --tls-key go together")
     if not str(args.workers).strip().isdigit():
         raise SystemExit(f"s3serve serve: --workers must be a number, not {args.workers!r}")
+    if not args.upstream:
+        args = _without_upstream(args)
     if args.upstream and not (args.upstream_access_key and args.upstream_secret_key):
         raise SystemExit("s3serve serve: --upstream needs --upstream-access-key and --upstream-secret-key")
     for option, value in (("--upstream-access-key", args.upstream_access_key), ("--upstream-session-token", args.upstream_session_token)):
@@ -201,8 +251,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         upstream_verify=not args.upstream_no_verify,
         upstream_ca=_upstream_ca(args.upstream_ca, args.upstream_no_verify) if args.upstream_ca else None,
         cache_size=_parse("--cache-size", _size, args.cache_size) if args.cache_size else None,
-        cache_revalidate=_parse("--cache-revalidate", _duration, args.cache_revalidate),
-        cache_evict_interval=_parse("--cache-evict-interval", _duration, args.cache_evict_interval, positive=True),
+        cache_revalidate=_parse("--cache-revalidate", _duration, _or(args.cache_revalidate, "0")),
+        cache_evict_interval=_parse("--cache-evict-interval", _duration, _or(args.cache_evict_interval, "1m"), positive=True),
     )
 
 

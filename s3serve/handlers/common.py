@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
 import email.utils
 import functools
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -197,16 +199,42 @@ async def answer_in_time(ctx: Context, work: Awaitable[T], answer: Callable[[T],
     return response
 
 
+INT32_MAX = 2**31 - 1
+# What S3's integer parameters take (Java's Integer.parseInt): a sign, then ASCII digits only, so
+# " 5", "5.0" and "1_000" are not integers, while any number of leading zeros is.
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+
+
+def _int32(raw: str) -> int | None:
+    """``raw`` as an int32, or None where S3 answers "not an integer or within integer range"."""
+    if not _INT_RE.fullmatch(raw):
+        return None
+    negative = raw[0] == "-"
+    # Zeros off first: int() refuses more than 4300 digits, and S3 takes "0000…05" as 5.
+    digits = raw.lstrip("+-").lstrip("0") or "0"
+    if len(digits) > 10:
+        return None
+    value = -int(digits) if negative else int(digits)
+    return value if -INT32_MAX - 1 <= value <= INT32_MAX else None
+
+
 def int_param(query: Mapping[str, str], name: str, default: int, low: int, high: int | None = None) -> int:
+    """An integer parameter as S3 reads it: absent or empty is ``default``; not an int32 (a word,
+    2147483648) and below ``low`` are refused apart, naming the argument; above ``high`` is served
+    at ``high``, as S3 caps a page size."""
     raw = query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise errors.InvalidArgument(f"Provided {name} not an integer or within integer range") from None
+    value = _int32(raw)
+    if value is None:
+        raise errors.InvalidArgument(
+            f"Provided {name} not an integer or within integer range", ArgumentName=name, ArgumentValue=raw
+        )
     if value < low:
-        raise errors.InvalidArgument(f"Argument {name} must be an integer between {low} and 2147483647")
+        # S3 names the value as it read it: "-01" comes back as "-1".
+        raise errors.InvalidArgument(
+            f"Argument {name} must be an integer between {low} and {INT32_MAX}", ArgumentName=name, ArgumentValue=str(value)
+        )
     return min(value, high) if high is not None else value
 
 
@@ -380,18 +408,26 @@ def etag_matches(header: str, etag: str) -> bool:
 
 
 def _parse_date(value: str | None) -> float | None:
+    """An If-(Un)Modified-Since date, or None for one S3 ignores: a date it cannot parse, and a
+    date later than now, which RFC 9110 §13.1.3 calls invalid (S3 answers 200 for a future
+    If-Modified-Since, not 304)."""
     if not value:
         return None
     try:
-        return email.utils.parsedate_to_datetime(value).timestamp()
+        parsed = email.utils.parsedate_to_datetime(value)
+        if parsed.tzinfo is None:
+            # asctime dates and "-0000" carry no zone; HTTP dates are GMT, not the server's zone.
+            parsed = parsed.replace(tzinfo=datetime.UTC)
+        when = parsed.timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
-        return None  # S3 ignores a date it cannot parse
+        return None
+    return when if when <= time.time() else None
 
 
 def check_read_conditions(headers: Mapping[str, str], info: ObjectInfo, prefix: str = "") -> None:
     """If-Match / If-Unmodified-Since -> 412, If-None-Match / If-Modified-Since -> 304 (RFC 7232
     order, as S3 applies it). ``prefix`` is 'x-amz-copy-source-' for copy sources, where S3
-    answers 412 for all four."""
+    answers 412 for all four. A date header S3 ignores (see ``_parse_date``) counts as absent."""
     modified = int(info.last_modified)
     if_match = headers.get(prefix + "if-match")
     if if_match is not None:

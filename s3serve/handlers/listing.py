@@ -4,29 +4,65 @@ from __future__ import annotations
 
 import base64
 import binascii
+import zlib
 
 from aiohttp import web
 
 from .. import errors, s3xml
-from .common import Context, int_param, url_encoding, xml_response
+from .common import INT32_MAX, Context, int_param, url_encoding, xml_response
 
 MAX_KEYS = 1000
 
+# Parameters of one listing that the other refuses rather than ignores (S3's messages, the
+# continuation token checked before start-after): a client asking list-type=3 for a V2 page
+# learns it got V1 instead of paging forever from the first key.
+_V2_ONLY = (
+    ("continuation-token", "continuation-token only supported in REST.GET.BUCKET with list-type=2"),
+    ("start-after", "startAfter only supported in REST.GET.BUCKET with list-type=2"),
+)
+_V1_ONLY = (("marker", "Marker unsupported with REST.GET.BUCKET in list-type=2"),)
+
+
+def _token_check(marker: bytes) -> bytes:
+    return zlib.crc32(b"s3serve-list:" + marker).to_bytes(4, "big")
+
 
 def encode_token(marker: str) -> str:
-    return base64.urlsafe_b64encode(marker.encode("utf-8", "surrogateescape")).decode()
+    """A continuation token: the marker to resume after, with a check that tells our tokens
+    from garbage (S3's tokens are opaque, and it refuses one it did not issue)."""
+    raw = marker.encode("utf-8", "surrogateescape")
+    return base64.urlsafe_b64encode(_token_check(raw) + raw).decode()
+
+
+def bad_token() -> errors.S3Error:
+    # S3 names the argument but does not echo the token.
+    return errors.InvalidArgument("The continuation token provided is incorrect", ArgumentName="continuation-token")
 
 
 def decode_token(token: str) -> str:
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode("utf-8")
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+        data = base64.b64decode(token.encode(), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):  # UnicodeEncodeError is a ValueError too
+        raise bad_token() from None
+    check, raw = data[:4], data[4:]
+    if len(data) < 4 or check != _token_check(raw):
+        raise bad_token()
+    # surrogateescape both ways: a key from a file name that is not UTF-8 pages on like any other.
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _max_keys(raw: int) -> int:
+    if raw < 0:
+        # The range is judged after the bucket, encoding-type and token; S3 spells the name
+        # in camel case here and names the value as it read it.
         raise errors.InvalidArgument(
-            "The continuation token provided is incorrect", ArgumentName="continuation-token", ArgumentValue=token
-        ) from None
+            f"Argument maxKeys must be an integer between 0 and {INT32_MAX}", ArgumentName="maxKeys", ArgumentValue=str(raw)
+        )
+    return min(raw, MAX_KEYS)
 
 
 async def list_objects(ctx: Context) -> web.StreamResponse:
+    # Any list-type but 2 (absent, 1, 3, abc) is V1, as S3 answers them.
     return await _list(ctx, v2=False)
 
 
@@ -36,18 +72,21 @@ async def list_objects_v2(ctx: Context) -> web.StreamResponse:
 
 async def _list(ctx: Context, *, v2: bool) -> web.StreamResponse:
     q = ctx.query
-    url = url_encoding(ctx.query)
+    # S3's order of refusals: an unreadable max-keys, the other listing's parameters, then
+    # encoding-type, the continuation token and a negative max-keys.
+    requested = int_param(q, "max-keys", MAX_KEYS, -INT32_MAX - 1)
+    for name, message in _V1_ONLY if v2 else _V2_ONLY:
+        if name in q:
+            raise errors.InvalidArgument(message, ArgumentName=name)
+    url = url_encoding(q)
     prefix = q.get("prefix", "")
     delimiter = q.get("delimiter", "")
-    max_keys = int_param(q, "max-keys", MAX_KEYS, 0, MAX_KEYS)
     token = q.get("continuation-token") if v2 else None
-    if token is not None and token == "":
-        raise errors.InvalidArgument(
-            "The continuation token provided is incorrect", ArgumentName="continuation-token", ArgumentValue=""
-        )
     start_after = q.get("start-after", "") if v2 else ""
     marker = q.get("marker", "") if not v2 else ""
+    # An empty token is as wrong as a garbled one.
     resume = decode_token(token) if token is not None else (start_after if v2 else marker)
+    max_keys = _max_keys(requested)
     page = await ctx.backend.list_objects(ctx.bucket, prefix, delimiter, resume, max_keys)
     show_owner = not v2 or q.get("fetch-owner", "").lower() == "true"
     bucket_info = await ctx.backend.head_bucket(ctx.bucket) if show_owner else None
@@ -76,10 +115,14 @@ async def _list(ctx: Context, *, v2: bool) -> web.StreamResponse:
 
 async def list_object_versions(ctx: Context) -> web.StreamResponse:
     q = ctx.query
-    url = url_encoding(ctx.query)
     prefix = q.get("prefix", "")
     delimiter = q.get("delimiter", "")
-    max_keys = int_param(q, "max-keys", MAX_KEYS, 0, MAX_KEYS)
+    requested = int_param(q, "max-keys", MAX_KEYS, -INT32_MAX - 1)
+    url = url_encoding(q)
+    if requested < 0:
+        # ListObjectVersions words it its own way, with no ArgumentValue.
+        raise errors.InvalidArgument("max-keys cannot be negative", ArgumentName="max-keys")
+    max_keys = min(requested, MAX_KEYS)
     key_marker = q.get("key-marker", "")
     page = await ctx.backend.list_objects(ctx.bucket, prefix, delimiter, key_marker, max_keys)
     bucket = await ctx.backend.head_bucket(ctx.bucket)

@@ -213,8 +213,10 @@ def test_conditional_get(s3, bucket: str) -> None:
         s3.get_object(Bucket=bucket, Key="c", IfNoneMatch=etag)
     assert _error(exc)[1] == 304
     with pytest.raises(ClientError) as exc:
-        s3.get_object(Bucket=bucket, Key="c", IfModifiedSince=later)
+        s3.get_object(Bucket=bucket, Key="c", IfModifiedSince=modified)
     assert _error(exc)[1] == 304
+    # A date in the future is invalid (RFC 9110 §13.1.3): ignored, as S3 ignores it.
+    assert s3.get_object(Bucket=bucket, Key="c", IfModifiedSince=later)["Body"].read() == b"v1"
     assert s3.get_object(Bucket=bucket, Key="c", IfModifiedSince=earlier)["Body"].read() == b"v1"
     with pytest.raises(ClientError) as exc:
         s3.get_object(Bucket=bucket, Key="c", IfUnmodifiedSince=earlier)
@@ -222,7 +224,7 @@ def test_conditional_get(s3, bucket: str) -> None:
     # S3's precedence: If-Match true wins over If-Unmodified-Since false.
     assert s3.get_object(Bucket=bucket, Key="c", IfMatch=etag, IfUnmodifiedSince=earlier)["Body"].read() == b"v1"
     # If-None-Match false (etag differs) wins over If-Modified-Since.
-    assert s3.get_object(Bucket=bucket, Key="c", IfNoneMatch='"x"', IfModifiedSince=later)["Body"].read() == b"v1"
+    assert s3.get_object(Bucket=bucket, Key="c", IfNoneMatch='"x"', IfModifiedSince=modified)["Body"].read() == b"v1"
     with pytest.raises(ClientError) as exc:
         s3.head_object(Bucket=bucket, Key="c", IfMatch='"0000"')
     assert _error(exc)[1] == 412
@@ -334,10 +336,12 @@ def test_copy_conditions_and_errors(s3, bucket: str) -> None:
     put = s3.put_object(Bucket=bucket, Key="s", Body=b"x")
     src = {"Bucket": bucket, "Key": "s"}
     s3.copy_object(Bucket=bucket, Key="d1", CopySource=src, CopySourceIfMatch=put["ETag"])
+    # Not modified since its own Last-Modified (a date in the future would be ignored).
+    modified = s3.head_object(Bucket=bucket, Key="s")["LastModified"]
     for kwargs in (
         {"CopySourceIfMatch": '"nope"'},
         {"CopySourceIfNoneMatch": put["ETag"]},
-        {"CopySourceIfModifiedSince": datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)},
+        {"CopySourceIfModifiedSince": modified},
         {"CopySourceIfUnmodifiedSince": datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)},
     ):
         with pytest.raises(ClientError) as exc:

@@ -242,3 +242,88 @@ def test_the_banner_shows_the_port_bound_and_never_the_upstream_secret(tmp_path:
     endpoint = next(line for line in banner if "Endpoint:" in line)
     assert not endpoint.rstrip().endswith(":0"), banner
     assert secret not in "".join(banner), banner
+
+
+CACHE_ONLY = [
+    ["--upstream-access-key", "uk"],
+    ["--upstream-secret-key", "us"],
+    ["--upstream-session-token", "tok"],
+    ["--upstream-region", "eu-west-1"],
+    ["--upstream-ca", "/etc/ssl/ca.pem"],
+    ["--upstream-no-verify"],
+    ["--cache-size", "50GiB"],
+    ["--cache-revalidate", "30s"],
+    ["--cache-evict-interval", "1m"],
+]
+
+
+@pytest.mark.parametrize("option", CACHE_ONLY, ids=lambda option: option[0])
+def test_a_cache_option_without_upstream_is_refused_in_one_line(option: list[str], tmp_path: Path) -> None:
+    # A forgotten or mistyped --upstream would otherwise start a plain server where a cache was meant.
+    with pytest.raises(SystemExit) as refused:
+        _config(["serve", str(tmp_path), *option])
+    message = str(refused.value.code)
+    assert message.startswith("s3serve serve: ") and "\n" not in message, message
+    assert option[0] in message and "--upstream URL" in message, message
+    assert "tok" not in message.replace("token", "")  # the value (a credential, maybe) is not echoed
+
+
+def test_every_cache_option_given_without_upstream_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as refused:
+        _config(["serve", str(tmp_path), "--cache-size", "1GiB", "--upstream-region", "x"])
+    message = str(refused.value.code)
+    assert "--cache-size" in message and "--upstream-region" in message and "them out" in message, message
+
+
+def test_cache_variables_without_upstream_are_ignored_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Variables may be left in an environment shared with a cache, or the cache switched off by
+    unsetting S3SERVE_UPSTREAM alone: the plain server starts, and says what it ignores, without
+    checking values that nothing uses (a bad one would otherwise stop it)."""
+    env = {
+        "S3SERVE_UPSTREAM_ACCESS_KEY": "uk", "S3SERVE_UPSTREAM_SECRET_KEY": "us",
+        "S3SERVE_UPSTREAM_SESSION_TOKEN": "tok\nen", "S3SERVE_UPSTREAM_REGION": "eu-west-1",
+        "S3SERVE_UPSTREAM_CA": "/nonexistent/ca.pem", "S3SERVE_UPSTREAM_NO_VERIFY": "1",
+        "S3SERVE_CACHE_SIZE": "lots", "S3SERVE_CACHE_REVALIDATE": "-5", "S3SERVE_CACHE_EVICT_INTERVAL": "0",
+    }  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with caplog.at_level("WARNING", logger="s3serve"):
+        config = _config(["serve", str(tmp_path)])
+    assert config.upstream is None and config.cache_size is None and config.upstream_ca is None
+    assert (config.cache_revalidate, config.cache_evict_interval, config.upstream_verify) == (0.0, 60.0, True)
+    assert (config.upstream_access_key, config.upstream_session_token, config.upstream_region) == ("", None, None)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert all(name in warning for name in env) and "ignored" in warning and "\n" not in warning, warning
+    assert "tok" not in warning.replace("TOKEN", "")  # names, never values
+
+
+def test_a_cache_option_typed_beside_its_variable_is_still_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("S3SERVE_CACHE_SIZE", "1GiB")
+    with pytest.raises(SystemExit) as refused:
+        _config(["serve", str(tmp_path), "--cache-size", "2GiB"])
+    assert "--cache-size" in str(refused.value.code)
+
+
+def test_no_warning_and_the_cache_defaults_without_any_cache_setting(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="s3serve"):
+        config = _config(["serve", str(tmp_path)])
+    assert not caplog.records
+    assert (config.cache_revalidate, config.cache_evict_interval) == (0.0, 60.0)
+    with_upstream = _config(["serve", str(tmp_path), *UPSTREAM])
+    assert (with_upstream.cache_revalidate, with_upstream.cache_evict_interval) == (0.0, 60.0)
+
+
+def test_the_command_exits_with_the_one_line_and_no_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "s3serve", "serve", str(tmp_path / "root"), "--address", "127.0.0.1:0", "--cache-size", "1GiB"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1 and not done.stdout, done
+    assert done.stderr.startswith("s3serve serve: --cache-size only applies to the upstream cache"), done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "root").exists()  # refused before anything was made
