@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from . import errors, s3xml
 from .config import Config
@@ -198,9 +199,24 @@ def _authenticate(request: web.Request) -> AuthResult:
     return result
 
 
+def _check_header_encoding(request: web.BaseRequest) -> None:
+    """Refuse header values that are not UTF-8 on the wire. aiohttp keeps their bytes as lone
+    surrogates, which no later step can encode: the signature's canonical request, the error
+    document naming a value, the stored metadata would each fail with a 500."""
+    for name, value in request.raw_headers:
+        if not value.isascii():
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise errors.InvalidArgument(
+                    "Header values must be valid UTF-8.", ArgumentName=name.decode("latin-1")
+                ) from None
+
+
 def _route(request: web.Request) -> Route:
     state = _state(request)
     if state.route is None:
+        _check_header_encoding(request)
         state.raw_path, _, state.raw_query = request.raw_path.partition("?")
         state.query_pairs, state.query = parse_query(state.raw_query)
         state.route = resolve(
@@ -234,6 +250,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         # A browser sends no credentials with a preflight: the bucket's CORS rules answer it.
         return await preflight(request, request.app[BACKEND], route)
     auth = None if route.operation in _FORM_AUTH else _authenticate(request)
+    if auth is not None and auth.version == 2 and auth.presigned:
+        request = _with_query_metadata(request, _state(request).query_pairs)
     config = request.app[CONFIG]
     backend = request.app[BACKEND]
     if auth is not None and route.bucket is not None and route.operation not in _NO_BUCKET_CHECK:
@@ -253,6 +271,23 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         error_body=functools.partial(error_body, request),
     )
     return await handler(ctx)
+
+
+def _with_query_metadata(request: web.Request, query: list[tuple[str, str]]) -> web.Request:
+    """A SigV2 presigned URL carries the x-amz-meta-* headers it signs in its query string
+    (botocore's HmacV1QueryAuth moves them there, so the URL works without them); S3 stores them
+    as the object's metadata. A header sent as well wins, as it is the one the signature covered."""
+    hoisted = [
+        (name, value)
+        for name, value in query
+        if name.lower().startswith("x-amz-meta-") and name not in request.headers
+    ]
+    if not hoisted:
+        return request
+    headers = CIMultiDict(request.headers)
+    headers.extend(hoisted)
+    # clone() re-encodes every header as UTF-8: _check_header_encoding made sure they all are.
+    return request.clone(headers=headers)
 
 
 def default_backend(config: Config) -> Backend:

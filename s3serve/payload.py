@@ -75,10 +75,29 @@ def _incomplete(message: str | None = None) -> errors.S3Error:
     return errors.IncompleteBody(message)
 
 
+# A longer run of digits is only ever over a limit; int() refuses more than 4300 of them.
+_MAX_DIGITS = 30
+
+
+def ascii_int(text: str) -> int | None:
+    """A non-negative decimal integer written in ASCII digits (surrounding blanks allowed), else None.
+
+    Request text must not reach int() unchecked: str.isdigit takes '²', which int() then refuses
+    (a 500), int() takes other scripts' digits ('٣' is 3) and '1_0', which S3 does not read as
+    numbers, and it refuses over 4300 digits. A number too long for int() reads as 10**30, above
+    every limit it is compared with."""
+    text = text.strip()
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    digits = text.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _MAX_DIGITS else 10**_MAX_DIGITS
+
+
 def _parse_int(name: str, value: str) -> int:
-    if not value.strip().isdigit():
+    number = ascii_int(value)
+    if number is None:
         raise errors.InvalidArgument(f"Invalid {name} header value", ArgumentName=name, ArgumentValue=value)
-    return int(value.strip())
+    return number
 
 
 def decode_content_md5(value: str) -> bytes:

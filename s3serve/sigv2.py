@@ -53,6 +53,7 @@ BOTOCORE_SUBRESOURCES = frozenset(
 )  # fmt: skip
 
 _PRESIGN_PARAMS = ("AWSAccessKeyId", "Expires", "Signature")
+_FAR_FUTURE = 10**12
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -214,8 +215,12 @@ def verify_presigned(req: RequestView, params: dict[str, str], lookup: Lookup, n
     # A '+' in the base64 signature that the client left unencoded arrives as a space.
     provided = params["Signature"].replace(" ", "+")
     expires_text = params["Expires"]
-    if not expires_text.isdigit():
+    # ASCII digits only: str.isdigit also takes '²', which int() refuses.
+    if not (expires_text.isascii() and expires_text.isdigit()):
         raise errors.AccessDenied(f"Invalid date (should be seconds since epoch): {expires_text}")
+    # Longer is past any clock (and int() refuses over 4300 digits): never expired.
+    digits = expires_text.lstrip("0") or "0"
+    expires = int(digits) if len(digits) <= 12 else _FAR_FUTURE
     user = lookup_user(lookup, access_key)
     headers = req.headers
     lowered = {k.lower(): v for k, v in req.query}
@@ -233,10 +238,10 @@ def verify_presigned(req: RequestView, params: dict[str, str], lookup: Lookup, n
         _header(headers, "Content-Type") or lowered.get("content-type", ""),
         amz,
     )
-    if now > int(expires_text):
+    if now > expires:
         raise errors.AccessDenied(
             "Request has expired",
-            Expires=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(expires_text))),
+            Expires=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
             ServerTime=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
         )
     return AuthResult(

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from .. import errors, s3xml
 from ..checksums import ALGORITHM_DIGEST
-from ..payload import make_body
+from ..payload import ascii_int, make_body
 from ..storage.base import ObjectInfo, PartInfo
 from .common import (
     Context,
@@ -28,7 +28,7 @@ from .objects import check_source_bucket, parse_copy_source
 MAX_PART_NUMBER = 10000
 MAX_PART_SIZE = 5 * 1024**3
 MAX_LISTED = 1000
-_COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
+_COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)", re.ASCII)
 
 
 def _upload_id(ctx: Context) -> str:
@@ -42,13 +42,14 @@ def _part_number(ctx: Context) -> int:
     raw = ctx.query.get("partNumber")
     if raw is None:
         raise errors.InvalidArgument("partNumber is required to upload a part.", ArgumentName="partNumber")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PART_NUMBER:
+    number = ascii_int(raw)
+    if number is None or not 1 <= number <= MAX_PART_NUMBER:
         raise errors.InvalidArgument(
             "Part number must be an integer between 1 and 10000, inclusive",
             ArgumentName="partNumber",
             ArgumentValue=raw,
         )
-    return int(raw)
+    return number
 
 
 async def create_multipart_upload(ctx: Context) -> web.StreamResponse:
@@ -65,7 +66,8 @@ async def create_multipart_upload(ctx: Context) -> web.StreamResponse:
 async def upload_part(ctx: Context) -> web.StreamResponse:
     upload_id, number = _upload_id(ctx), _part_number(ctx)
     length = ctx.headers.get("x-amz-decoded-content-length") or ctx.headers.get("Content-Length")
-    if length is not None and length.isdigit() and int(length) > MAX_PART_SIZE:
+    size = ascii_int(length) if length is not None else None
+    if size is not None and size > MAX_PART_SIZE:
         raise errors.EntityTooLarge(ProposedSize=length, MaxSizeAllowed=MAX_PART_SIZE)
     body = make_body(ctx.request.content, ctx.headers, ctx.auth)
     part = await ctx.backend.upload_part(ctx.bucket, ctx.key, upload_id, number, body)
@@ -76,14 +78,15 @@ def _copy_range(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
     m = _COPY_RANGE.fullmatch(value.strip())
-    if not m or int(m.group(1)) > int(m.group(2)):
+    first, last = (ascii_int(m.group(1)), ascii_int(m.group(2))) if m else (None, None)
+    if first is None or last is None or first > last:
         raise errors.InvalidArgument(
             "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last "
             "are the zero-based offsets of the first and last bytes to copy",
             ArgumentName="x-amz-copy-source-range",
             ArgumentValue=value,
         )
-    return int(m.group(1)), int(m.group(2))
+    return first, last
 
 
 async def upload_part_copy(ctx: Context) -> web.StreamResponse:
@@ -108,9 +111,9 @@ def _listed_parts(body: bytes) -> list[PartInfo]:
     parts = []
     for item in s3xml.parse_complete(body):
         raw = item.get("PartNumber", "")
-        if not raw.strip().isdigit():
+        number = ascii_int(raw)
+        if number is None:
             raise errors.MalformedXML()
-        number = int(raw)
         if not 1 <= number <= MAX_PART_NUMBER:
             raise errors.InvalidArgument(
                 "Part number must be an integer between 1 and 10000, inclusive",

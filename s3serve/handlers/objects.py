@@ -12,7 +12,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from .. import errors, s3xml
-from ..payload import make_body
+from ..payload import ascii_int, make_body
 from ..storage.base import ObjectInfo, ObjectReader, Precondition, WriteMeta
 from .common import (
     Context,
@@ -36,12 +36,14 @@ MAX_PUT_SIZE = 5 * 1024**3
 SMALL_BODY = 64 * 1024
 MAX_PARTS = 10000
 
-_RANGE_RE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*")
+# ASCII digits only: \d alone also takes other scripts' digits.
+_RANGE_RE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", re.ASCII)
 
 
 async def put_object(ctx: Context) -> web.StreamResponse:
     length = ctx.headers.get("x-amz-decoded-content-length") or ctx.request.headers.get("Content-Length")
-    if length is not None and length.isdigit() and int(length) > MAX_PUT_SIZE:
+    size = ascii_int(length) if length is not None else None
+    if size is not None and size > MAX_PUT_SIZE:
         raise errors.EntityTooLarge(ProposedSize=length, MaxSizeAllowed=MAX_PUT_SIZE)
     meta = write_meta(ctx.headers)
     precondition = write_precondition(ctx.headers)
@@ -59,14 +61,14 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
     if not first and not last:
         return None
     if not first:
-        suffix = int(last)
+        suffix = _number(last)
         if suffix == 0:
             raise errors.InvalidRange(RangeRequested=value, ActualObjectSize=size)
         if size == 0:
             return None  # S3 answers the whole (empty) object: there is no last byte to name
         return max(0, size - suffix), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
+    start = _number(first)
+    end = _number(last) if last else size - 1
     if last and end < start:
         return None
     if start >= size:
@@ -74,12 +76,15 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
     return start, min(end, size - 1)
 
 
+def _number(digits: str) -> int:
+    number = ascii_int(digits)
+    assert number is not None  # the caller's pattern matched ASCII digits
+    return number
+
+
 def _part_range(info: ObjectInfo, raw: str) -> tuple[int, int, int | None]:
     """partNumber=N -> (offset, length, parts count) of that part."""
-    try:
-        number = int(raw)
-    except ValueError:
-        number = 0
+    number = ascii_int(raw) or 0
     if not 1 <= number <= MAX_PARTS:
         raise errors.InvalidArgument(
             "Part number must be an integer between 1 and 10000, inclusive",
