@@ -329,7 +329,12 @@ def serve(config: Config, access_log: bool = False) -> None:
     elif config.tls_self_signed:
         from .tls import self_signed, server_context
 
-        cert, key = self_signed(config.root / ".s3serve" / "tls", ["localhost", "127.0.0.1", "::1", config.host])
+        hosts = ["localhost", "127.0.0.1", "::1", config.host]
+        if config.domain:
+            # Virtual-host clients ask for <bucket>.DOMAIN. (OpenSSL matches a wildcard only with
+            # two labels after it: *.s3.localhost works, *.localhost does not.)
+            hosts += [config.domain, f"*.{config.domain}"]
+        cert, key = self_signed(config.root / ".s3serve" / "tls", hosts)
         ssl_context, ca = server_context(cert, key), cert
     scheme = "https" if ssl_context else "http"
 

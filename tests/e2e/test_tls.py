@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import socket
 import zlib
+from pathlib import Path
 
 import boto3
 import pytest
@@ -77,3 +79,37 @@ def test_certificate_is_reused_across_restarts(tls_server) -> None:  # type: ign
         assert _client(again).list_buckets()["ResponseMetadata"]["HTTPStatusCode"] == 200
     finally:
         stop_server(again)
+
+
+def test_virtual_host_style_over_https_with_the_self_signed_certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The client resolves the domain and its buckets' names to the loopback address, as a
+    # hosts file or *.localhost resolution would; the certificate must cover <bucket>.DOMAIN.
+    resolve = socket.getaddrinfo
+
+    def loopback(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return resolve("127.0.0.1" if str(host).endswith("s3.test") else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", loopback)
+    root = tmp_path / "root"
+    root.mkdir()
+    srv = start_server(root, "--tls-self-signed", "--no-fsync", "--domain", "s3.test")
+    try:
+        port = srv.endpoint.rsplit(":", 1)[1]
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=f"https://s3.test:{port}",
+            aws_access_key_id=srv.access_key,
+            aws_secret_access_key=srv.secret_key,
+            region_name="us-east-1",
+            verify=str(root / ".s3serve" / "tls" / "cert.pem"),
+            config=Config(s3={"addressing_style": "virtual"}),
+        )
+        sent: list[str] = []
+        s3.meta.events.register("before-send.s3.*", lambda request, **kw: sent.append(request.url))
+        s3.create_bucket(Bucket="photos")
+        s3.put_object(Bucket="photos", Key="k", Body=b"over https, by host name")
+        assert s3.get_object(Bucket="photos", Key="k")["Body"].read() == b"over https, by host name"
+        assert sent[-1].startswith(f"https://photos.s3.test:{port}/")
+        assert (root / "photos" / "k").read_bytes() == b"over https, by host name"
+    finally:
+        stop_server(srv)
