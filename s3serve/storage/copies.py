@@ -17,6 +17,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 import time
 import uuid
 from typing import TYPE_CHECKING
@@ -163,45 +164,89 @@ async def _copy_by_link(
             raise errors.NoSuchKey(resource=src_key, Key=src_key)
         if src_precondition is not None:
             src_precondition(src.info)
-        xattrs = disk.meta.use_xattrs
-        shared = xattrs and is_shared(spath)
-        st = os.stat(spath)
-        if src.real != spath or (xattrs and st.st_nlink > 1 and not shared):
-            return None  # a symlink now, or hard links another program made
+        if src.real != spath:
+            return None  # a symlink now
         if precondition is not None:
             current = await disk._lookup(dst_bucket, dkp, dpath, held=held)
             precondition(current.info if current else None)
-        record = src.record.copied(meta)
-        record.blob = None
-        record.modified_ns = time.time_ns()  # a new object to S3, on the source's inode
-        tmp: str | None = os.path.join(disk._tmp_dir, f"link-{uuid.uuid4().hex}")
-        assert tmp is not None
-        try:
-            os.link(spath, tmp)
-        except OSError as e:
-            if e.errno in (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.ENOTSUP):
+        # The source by a checked descriptor of its folder, and as the inode its record is for:
+        # when another program swapped a folder on the way (for a symlink leading out of ROOT) or
+        # the file itself since the lookup, the caller copies the bytes the lookup opened instead.
+        with keys.folder_of(disk._real_root, spath) as folder_fd:
+            if folder_fd is None:
                 return None
-            raise
-        try:
-            if xattrs and not shared:
-                # The source's record becomes per key before the inode's record goes away.
-                disk.meta.write_sidecar(src_bucket, src_key, src.record)
-                os.setxattr(spath, XATTR, SHARED)
-                if src.record.blob:
-                    disk.meta.drop_blob(src.record.blob)
-            disk.meta.write_sidecar(dst_bucket, dkp.key, record)
-            old = disk._existing_record(dst_bucket, dkp, dpath)
-            folders = keys.place(disk._real_root, ddir, dkp, dpath, tmp)
-            # Left for the finally below: when the destination already was a name of this inode
-            # (a copy onto itself, or again onto an earlier linked copy), rename() did nothing
-            # and the temp link is still there.
-            if old is not None and old.blob:
-                disk.meta.drop_blob(old.blob)
-        finally:
-            _unlink_quietly(tmp)
+            try:
+                src_fd = os.open(
+                    os.path.basename(spath), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder_fd
+                )
+            except OSError:
+                return None
+            try:
+                linked = _link(disk, src_bucket, src_key, src.record, dst_bucket, ddir, dkp, dpath, meta, folder_fd, src_fd)
+            finally:
+                os.close(src_fd)
+    if linked is None:
+        return None
+    record, folders = linked
     if disk.fsync:
         await asyncio.to_thread(disk.sync_folders, folders)
     return record.to_info(dkp.key)
+
+
+def _link(
+    disk: DiskBackend,
+    src_bucket: str,
+    src_key: str,
+    src_record: Record,
+    dst_bucket: str,
+    ddir: str,
+    dkp: keys.KeyPath,
+    dpath: str,
+    meta: WriteMeta | None,
+    folder_fd: int,
+    src_fd: int,
+) -> tuple[Record, list[str]] | None:
+    """_copy_by_link's work on the open source ``src_fd`` (a name in ``folder_fd``): the copy's
+    record and the folders to fsync, or None when a link is not possible."""
+    st = os.fstat(src_fd)
+    xattrs = disk.meta.use_xattrs
+    shared = xattrs and is_shared(src_fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_ino != src_record.inode:
+        return None  # replaced by another program since the lookup
+    if xattrs and st.st_nlink > 1 and not shared:
+        return None  # hard links another program made
+    record = src_record.copied(meta)
+    record.blob = None
+    record.modified_ns = time.time_ns()  # a new object to S3, on the source's inode
+    tmp = os.path.join(disk._tmp_dir, f"link-{uuid.uuid4().hex}")
+    name = keys.parse_key(src_key).segments[-1]
+    try:
+        os.link(name, tmp, src_dir_fd=folder_fd, follow_symlinks=False)
+    except OSError as e:
+        # ENOENT: removed since it was opened (the byte copy reads the file the lookup opened).
+        if e.errno in (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.ENOTSUP, errno.ENOENT):
+            return None
+        raise
+    try:
+        if os.lstat(tmp).st_ino != st.st_ino:
+            return None  # swapped by another program between the open and the link
+        if xattrs and not shared:
+            # The source's record becomes per key before the inode's record goes away.
+            disk.meta.write_sidecar(src_bucket, src_key, src_record)
+            os.setxattr(src_fd, XATTR, SHARED)
+            if src_record.blob:
+                disk.meta.drop_blob(src_record.blob)
+        disk.meta.write_sidecar(dst_bucket, dkp.key, record)
+        old = disk._existing_record(dst_bucket, dkp, dpath)
+        folders = keys.place(disk._real_root, ddir, dkp, dpath, tmp)
+        # Left for the finally below: when the destination already was a name of this inode
+        # (a copy onto itself, or again onto an earlier linked copy), rename() did nothing
+        # and the temp link is still there.
+        if old is not None and old.blob:
+            disk.meta.drop_blob(old.blob)
+    finally:
+        _unlink_quietly(tmp)
+    return record, folders
 
 
 async def rename_object(
@@ -242,10 +287,15 @@ async def rename_object(
                 await asyncio.to_thread(disk.sync_folders, folders)
             return record.to_info(dst_key)
         old = disk._existing_record(bucket, dkp, dpath)
-        try:
-            folders = keys.place(disk._real_root, bdir, dkp, dpath, spath)
-        except FileNotFoundError:
-            raise errors.NoSuchKey(resource=src_key, Key=src_key) from None
+        # The source by a checked descriptor of its folder: a folder on the way swapped for a
+        # symlink leading out of ROOT since the lookup cannot bring a file from out there in.
+        with keys.folder_of(disk._real_root, spath) as src_fd:
+            try:
+                if src_fd is None:
+                    raise FileNotFoundError(spath)
+                folders = keys.place(disk._real_root, bdir, dkp, dpath, os.path.basename(spath), src_fd)
+            except FileNotFoundError:
+                raise errors.NoSuchKey(resource=src_key, Key=src_key) from None
         disk.meta.move_sidecar(bucket, src_key, dst_key)
         if old is not None and old.blob and old.blob != src.record.blob:
             disk.meta.drop_blob(old.blob)

@@ -333,8 +333,9 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
     def sync_folders(self, folders: list[str]) -> None:
         """fsync folders whose entries changed (keys.place's answer), sharing concurrent fsyncs."""
         for folder in folders:
-            # Gone means a later delete emptied and pruned it: nothing of ours left to keep.
-            with contextlib.suppress(FileNotFoundError):
+            # Gone means a later delete emptied and pruned it: nothing of ours left to keep; not a
+            # folder any more (a later put made a file of that name): the same.
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 self.writer.dirs.sync(folder)
 
     def sync_removal(self, bdir: str, folder: str) -> None:
@@ -345,7 +346,8 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
             try:
                 self.writer.dirs.sync(folder)
                 return
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
+                # Pruned, and perhaps a file of that name put there since: its parent lost the entry.
                 if not folder.startswith(bdir + os.sep):
                     return  # the bucket itself went away meanwhile
                 folder = os.path.dirname(folder)

@@ -28,17 +28,23 @@ def make_folder(disk: DiskBackend, bucket: str, bdir: str, kp: KeyPath, path: st
         if made is None:
             continue
         created += [folder for folder in made if folder not in created]
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue  # pruned by a concurrent delete
-        except (NotADirectoryError, OSError) as e:
-            if e.errno in (errno.ENOTDIR, errno.ELOOP):
-                # "a/" where the object "a" is a file (or a symlink we will not follow).
-                raise errors.ObjectParentIsFile(resource=kp.key) from None
-            raise
+        # In a checked descriptor of the parent: never a folder made (and a record written) out
+        # of ROOT through a folder on the way that another program swapped for a symlink.
+        with keys.folder_of(disk._real_root, path) as parent_fd:
+            if parent_fd is None:
+                continue  # pruned by a concurrent delete, or changed: ensure_parents looks again
+            name = os.path.basename(path)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, dir_fd=parent_fd)
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+            except FileNotFoundError:
+                continue  # pruned by a concurrent delete
+            except (NotADirectoryError, OSError) as e:
+                if e.errno in (errno.ENOTDIR, errno.ELOOP):
+                    # "a/" where the object "a" is a file (or a symlink we will not follow).
+                    raise errors.ObjectParentIsFile(resource=kp.key) from None
+                raise
         try:
             record.folder = True
             record.stamp(os.fstat(fd))
@@ -48,6 +54,15 @@ def make_folder(disk: DiskBackend, bucket: str, bdir: str, kp: KeyPath, path: st
             os.close(fd)
         return [path, *keys.changed_folders(path, created)]
     raise errors.OperationAborted(resource=kp.key)
+
+
+def _rmdir(disk: DiskBackend, path: str) -> None:
+    """rmdir through a checked descriptor of the parent, so it never removes a folder out of ROOT."""
+    with keys.folder_of(disk._real_root, path) as parent_fd:
+        if parent_fd is None:
+            raise FileNotFoundError(errno.ENOENT, "the folder is gone or leads out of ROOT", path)
+        os.rmdir(os.path.basename(path), dir_fd=parent_fd)
+
 
 def prune(
 disk: DiskBackend, bucket: str, bdir: str, directory: str, held: frozenset[int], patience: float = 0.0
@@ -73,7 +88,7 @@ disk: DiskBackend, bucket: str, bdir: str, directory: str, held: frozenset[int],
             st = os.lstat(directory)
             if not stat.S_ISDIR(st.st_mode) or disk.meta.load(directory, bucket, key, st) is not None:
                 return
-            os.rmdir(directory)
+            _rmdir(disk, directory)
         except OSError:
             return  # not empty (or gone): the usual way this loop ends
         finally:
@@ -90,5 +105,5 @@ disk: DiskBackend, bucket: str, bdir: str, kp: KeyPath, real: str, record: Recor
     disk.meta.forget(bucket, kp.key, record)
     path = keys.object_path(bdir, kp)
     with contextlib.suppress(OSError):
-        os.rmdir(path)  # only when empty: keys below it stay
+        _rmdir(disk, path)  # only when empty: keys below it stay
     prune(disk, bucket, bdir, os.path.dirname(path), held)

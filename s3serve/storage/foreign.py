@@ -80,9 +80,11 @@ def adopt(disk: DiskBackend, fd: int, bucket: str, key: str, path: str, held: fr
 
 
 def _adopt_path(disk: DiskBackend, bucket: str, key: str, path: str) -> ObjectInfo | None:
-    fd = keys.open_regular(path)
+    # Checked after opening: the walk saw this path inside ROOT, but a folder on the way may have
+    # been swapped for a symlink leading out since (and adopt writes a record to what it opens).
+    fd = keys.open_inside(disk._real_root, path)
     if fd is None:
-        return None  # gone, or no longer a regular file
+        return None  # gone, no longer a regular file, or no longer inside ROOT
     try:
         # adopt takes a record that matches the open file before it hashes anything.
         return adopt(disk, fd, bucket, key, path, frozenset()).to_info(key)

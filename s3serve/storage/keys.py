@@ -15,7 +15,7 @@ import ipaddress
 import os
 import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .. import errors
@@ -175,6 +175,52 @@ def _resolve_plain(
         os.close(fd)
 
 
+def realpath(path: str) -> str | None:
+    """os.path.realpath, or None when the path changed while it was being resolved (realpath
+    raises EINVAL or ENOENT when a symlink it saw is replaced before it reads it)."""
+    try:
+        return os.path.realpath(path)
+    except OSError:
+        return None
+
+
+def _fd_inside(real_root: str, fd: int, path: str) -> bool:
+    """Whether what ``fd`` has open lies in ROOT's buckets, by the kernel's own name for it (no
+    race with another program swapping a folder on the way for a symlink); by ``path`` where
+    there is no /proc."""
+    try:
+        real = os.readlink(_PROC_FD + str(fd)) if _HAS_PROC_FD else os.path.realpath(path)
+    except OSError:
+        return False
+    return is_inside(real_root, real)
+
+
+def open_folder(real_root: str, folder: str) -> int | None:
+    """A descriptor of ``folder`` (symlinks followed) for ``*at`` calls, or None when it is not a
+    folder inside ROOT's buckets at the moment it is opened. Entries removed, renamed or created
+    through it stay inside ROOT whatever another program does to the path meanwhile (a folder on
+    the way replaced by a symlink that leads out)."""
+    try:
+        fd = os.open(folder, (_O_PATH or os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if not _fd_inside(real_root, fd, folder):
+        os.close(fd)
+        return None
+    return fd
+
+
+@contextlib.contextmanager
+def folder_of(real_root: str, path: str) -> Iterator[int | None]:
+    """``open_folder`` of the folder holding ``path``, closed on exit."""
+    fd = open_folder(real_root, os.path.dirname(path))
+    try:
+        yield fd
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 def open_file(real_root: str, path: str) -> tuple[str, int, os.stat_result] | None:
     """Real path, read-only fd and stat of the regular file at ``path``; None when absent, not a
     regular file (a folder, FIFO or device is never opened for reading), or reached through a
@@ -187,7 +233,7 @@ def open_file(real_root: str, path: str) -> tuple[str, int, os.stat_result] | No
     found = _resolve_slow(real_root, path)
     if found is None or not stat.S_ISREG(found[1].st_mode):
         return None
-    fd = open_regular(found[0])
+    fd = open_inside(real_root, found[0])
     return None if fd is None else (found[0], fd, os.fstat(fd))
 
 
@@ -202,8 +248,8 @@ def resolve(real_root: str, path: str) -> tuple[str, os.stat_result] | None:
 
 
 def _resolve_slow(real_root: str, path: str) -> tuple[str, os.stat_result] | None:
-    real = os.path.realpath(path)
-    if real != path and not is_inside(real_root, real):
+    real = realpath(path)
+    if real is None or (real != path and not is_inside(real_root, real)):
         return None
     try:
         return real, os.stat(real)
@@ -230,11 +276,16 @@ def ensure_parents(real_root: str, bdir: str, kp: KeyPath) -> list[str] | None:
             return None
         except NotADirectoryError:
             raise errors.ObjectParentIsFile(resource=kp.key) from None
-        st = os.lstat(current)
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            return None  # removed by another program since the mkdir: look again
         if stat.S_ISDIR(st.st_mode):
             continue
         if stat.S_ISLNK(st.st_mode):
-            real = os.path.realpath(current)
+            real = realpath(current)
+            if real is None:
+                return None  # replaced while it was being resolved
             if not is_inside(real_root, real):
                 raise _outside(kp.key, "leads through")
             if os.path.isdir(real):
@@ -249,40 +300,53 @@ def changed_folders(path: str, created: list[str]) -> list[str]:
     return [os.path.dirname(path), *(os.path.dirname(folder) for folder in reversed(created))]
 
 
-def check_destination(real_root: str, path: str, kp: KeyPath) -> None:
-    """Refuse to put a file where a folder is, or through a symlink that leaves ROOT."""
+def check_destination(real_root: str, path: str, kp: KeyPath) -> bool:
+    """Refuse to put a file where a folder is, or through a symlink that leaves ROOT. False when
+    the entry changed while it was being looked at (look again)."""
     try:
         st = os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
-        return
+        return True
     if stat.S_ISLNK(st.st_mode):
-        real = os.path.realpath(path)
+        real = realpath(path)
+        if real is None:
+            return False
         if not is_inside(real_root, real):
             raise _outside(kp.key, "names")
         # A link inside ROOT is replaced by the rename, never written through.
         if not os.path.isdir(real):
-            return
+            return True
     elif not stat.S_ISDIR(st.st_mode):
-        return
+        return True
     raise errors.ExistingObjectIsDirectory(resource=kp.key)
 
 
-def place(real_root: str, bdir: str, kp: KeyPath, path: str, src: str) -> list[str]:
-    """rename ``src`` to ``path`` (the file of ``kp``), creating parents; the caller holds the
-    key lock. Raises FileNotFoundError when ``src`` is gone. Returns the folders to fsync for a
-    durable rename (``changed_folders``)."""
+def place(real_root: str, bdir: str, kp: KeyPath, path: str, src: str, src_dir_fd: int | None = None) -> list[str]:
+    """rename ``src`` (relative to ``src_dir_fd`` when given) to ``path`` (the file of ``kp``),
+    creating parents; the caller holds the key lock. Raises FileNotFoundError when ``src`` is
+    gone. Returns the folders to fsync for a durable rename (``changed_folders``).
+
+    The rename goes into a descriptor of the destination folder, checked to lie inside ROOT
+    after it was opened: a folder on the way that another program swaps for a symlink leading
+    out between the checks and the rename cannot take the file out of ROOT."""
     created: list[str] = []
     for _ in range(PLACE_ATTEMPTS):
         made = ensure_parents(real_root, bdir, kp)
         if made is None:
             continue
         created += [folder for folder in made if folder not in created]
-        check_destination(real_root, path, kp)
+        if not check_destination(real_root, path, kp):
+            continue
         try:
-            os.rename(src, path)
+            with folder_of(real_root, path) as folder_fd:
+                if folder_fd is None:
+                    continue  # gone or changed since ensure_parents: it looks again
+                os.rename(src, os.path.basename(path), src_dir_fd=src_dir_fd, dst_dir_fd=folder_fd)
             return changed_folders(path, created)
         except FileNotFoundError:
-            if not os.path.lexists(src):
+            try:
+                os.lstat(src, dir_fd=src_dir_fd)
+            except FileNotFoundError:
                 raise
             # A delete pruned our fresh parent folder before the rename: make it again.
         except IsADirectoryError:
@@ -304,6 +368,16 @@ def open_regular(path: str) -> int | None:
     except OSError:
         return None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def open_inside(real_root: str, path: str) -> int | None:
+    """``open_regular``, and None too when the file it opened is not inside ROOT's buckets (a
+    folder on the way was swapped for a symlink leading out after the path was checked)."""
+    fd = open_regular(path)
+    if fd is not None and not _fd_inside(real_root, fd, path):
         os.close(fd)
         return None
     return fd

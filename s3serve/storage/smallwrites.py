@@ -343,10 +343,15 @@ class Writer:
                 return False
             if not stat.S_ISREG(st.st_mode):
                 return False  # a folder (not an object) or something that is not a file
-            try:
-                os.unlink(path)
-            except (FileNotFoundError, NotADirectoryError):
-                return False
+            # Through a checked descriptor of its folder: a folder on the way swapped for a symlink
+            # leading out of ROOT since the resolve cannot make this remove a file out there.
+            with keys.folder_of(disk._real_root, path) as folder_fd:
+                if folder_fd is None:
+                    return False
+                try:
+                    os.unlink(os.path.basename(path), dir_fd=folder_fd)
+                except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                    return False
             # Unlinking a symlink removes a name, not the target's metadata.
             disk.meta.forget(bucket, kp.key, record if real == path else None)
             prune(disk, bucket, bdir, os.path.dirname(path), held, patience=0.05)

@@ -43,7 +43,7 @@ from ..checksums import ALGORITHM_DIGEST, DEFAULT_CHECKSUM, MultiHasher, b64
 from . import assembly, completion, keys
 from .assembly import copy_range, disk_errors, hash_range
 from .base import Body, ObjectInfo, PartInfo, PartsPage, Precondition, UploadInfo, UploadListPage, WriteMeta
-from .gc import UPLOAD_ID, Collector, create_locked, read_json, try_flock
+from .gc import UPLOAD_ID, UPLOAD_TEMP_PREFIX, Collector, create_locked, read_json, try_flock
 from .listing import page_uploads
 from .streams import write_body
 
@@ -90,6 +90,40 @@ def _write_json(directory: str, name: str, doc: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _prepare_json(directory: str, doc: dict[str, Any]) -> tuple[str, int]:
+    """A part record written and fsynced to a flocked temp file in ``directory`` (worker thread),
+    for ``os.replace`` under the upload's lock; FileNotFoundError when the folder was claimed."""
+    tmp = os.path.join(directory, f"{UPLOAD_TEMP_PREFIX}{secrets.token_hex(8)}.json")
+    fd = create_locked(tmp)  # flocked: the GC leaves it alone however long the fsync takes
+    try:
+        data = json.dumps(doc, separators=(",", ":")).encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp, fd
+
+
+def _sync_upload(directory: str, top: str) -> None:
+    """fsync a new upload's record and the folders up to ``top`` (the staging folder) whose
+    entries changed (worker thread); an upload claimed meanwhile was consumed, nothing to keep."""
+    with contextlib.suppress(FileNotFoundError):
+        fd = os.open(os.path.join(directory, "upload.json"), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        folder = directory
+        while folder.startswith(top + os.sep) or folder == top:
+            keys.fsync_dir(folder)
+            folder = os.path.dirname(folder)
 
 
 def _part_info(doc: dict[str, Any]) -> PartInfo:
@@ -194,6 +228,9 @@ class Staging:
             directory = self.upload_dir(bucket, upload_id)
             os.makedirs(directory)
             _write_json(directory, "upload.json", doc)
+        if self.disk.fsync:
+            # An upload whose creation was answered must not be forgotten by a crash.
+            await asyncio.to_thread(_sync_upload, directory, self.dir)
         return UploadInfo(upload_id, key, initiated, owner, meta)
 
     async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> PartInfo:
@@ -260,7 +297,7 @@ class Staging:
             if algorithm is not None:
                 names.append(ALGORITHM_DIGEST[algorithm])
             length = last - first + 1 if size else 0
-            assert found.fd is not None
+            # found.fd is None for a folder marker ("key/"): an empty object, copied as one.
             target = self._part_target(directory, upload_id, number, length <= assembly.SLOT)
             try:
                 offset = target.claim.offset if target.claim is not None else 0
@@ -276,9 +313,10 @@ class Staging:
 
     @staticmethod
     def _copy_and_hash(
-        src: int, offset: int, dst: int, dst_offset: int, length: int, names: list[str]
+        src: int | None, offset: int, dst: int, dst_offset: int, length: int, names: list[str]
     ) -> dict[str, bytes]:
-        copy_range(src, offset, dst, dst_offset, length)
+        if src is not None:
+            copy_range(src, offset, dst, dst_offset, length)
         return hash_range(dst, names, dst_offset, length)
 
     def _part_target(self, directory: str, upload_id: str, number: int, in_place: bool = True) -> _Target:
@@ -328,18 +366,41 @@ class Staging:
         doc = {"n": number, "s": size, "e": part.etag, "t": part.last_modified, "c": shown, "x": every}
         doc.update({"f": data_name} if target.claim is None else {"a": target.claim.offset})
         json_name = f"{number:05d}.json"
-        # Under the upload's lock, so a Complete/Abort claim comes wholly before or after this.
-        async with self.disk.locks.hold(self.slot(upload_id)):
-            old = read_json(os.path.join(directory, json_name))
-            try:
-                if tmp is not None and data_name is not None:
-                    os.rename(tmp, os.path.join(directory, data_name))
-                _write_json(directory, json_name, doc)
-            except FileNotFoundError:
-                raise errors.NoSuchUpload(UploadId=upload_id) from None
-            if old is not None and isinstance(old.get("f"), str) and old["f"] != data_name:
+        durable = self.disk.fsync
+        prepared: tuple[str, int] | None = None
+        try:
+            if durable:
+                # The record's bytes on disk before its name, so an answered part cannot come
+                # back empty after a crash; written in a thread, renamed under the lock.
+                try:
+                    prepared = await asyncio.to_thread(_prepare_json, directory, doc)
+                except FileNotFoundError:
+                    raise errors.NoSuchUpload(UploadId=upload_id) from None
+            # Under the upload's lock, so a Complete/Abort claim comes wholly before or after this.
+            async with self.disk.locks.hold(self.slot(upload_id)):
+                old = read_json(os.path.join(directory, json_name))
+                try:
+                    if tmp is not None and data_name is not None:
+                        os.rename(tmp, os.path.join(directory, data_name))
+                    if prepared is not None:
+                        os.replace(prepared[0], os.path.join(directory, json_name))
+                    else:
+                        _write_json(directory, json_name, doc)
+                except FileNotFoundError:
+                    raise errors.NoSuchUpload(UploadId=upload_id) from None
+                if old is not None and isinstance(old.get("f"), str) and old["f"] != data_name:
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(directory, os.path.basename(old["f"])))
+        finally:
+            if prepared is not None:
+                os.close(prepared[1])
                 with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(directory, os.path.basename(old["f"])))
+                    os.unlink(prepared[0])  # still there only when it was not renamed into place
+        if durable:
+            # The part's names (record, data file); a folder claimed meanwhile by a Complete or
+            # Abort consumed the part, so there is nothing left to keep.
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(keys.fsync_dir, directory)
         return part
 
     @contextlib.asynccontextmanager

@@ -120,3 +120,32 @@ async def test_sidecar_records_and_bucket_records_are_fsynced(tmp_path: Path, sy
 def test_changed_folders() -> None:
     assert keys.changed_folders("/r/b/a/c/f", []) == ["/r/b/a/c"]
     assert keys.changed_folders("/r/b/a/c/f", ["/r/b/a", "/r/b/a/c"]) == ["/r/b/a/c", "/r/b/a", "/r/b"]
+
+
+async def test_multipart_records_are_fsynced(tmp_path: Path, synced: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An answered CreateMultipartUpload or UploadPart survives a crash: the upload's record and
+    each part's record are fsynced (the record's bytes before its name), then their folders."""
+    files: list[str] = []
+    real_fsync = os.fsync
+
+    def recording(fd: int) -> None:
+        real_fsync(fd)
+        files.append(os.readlink(f"/proc/self/fd/{fd}"))
+
+    monkeypatch.setattr(os, "fsync", recording)
+    be, _ = await _backend(tmp_path / "root")
+    try:
+        synced.clear()
+        upload = await be.create_multipart_upload("bkt", "k", WriteMeta(), "owner-1")
+        folder = os.path.realpath(be.staging.upload_dir("bkt", upload.upload_id))
+        assert f"{folder}/upload.json" in files
+        assert {folder, os.path.dirname(folder), os.path.realpath(be.staging.dir)} <= set(synced)
+        synced.clear()
+        files.clear()
+        await be.upload_part("bkt", "k", upload.upload_id, 1, Body(b"part"))
+        # The part record's bytes under its temp name, before the rename that names it.
+        assert any(os.path.basename(f).startswith("tmp-") and f.endswith(".json") for f in files)
+        assert folder in synced
+        assert sorted(n for n in os.listdir(folder) if n.endswith(".json")) == ["00001.json", "upload.json"]
+    finally:
+        await be.stop()

@@ -1,0 +1,225 @@
+"""Another program (or another request) changing ROOT while a request is at work: a folder on the
+way swapped for a symlink leading out of ROOT, a pruned folder replaced by a file, a symlink
+replaced while it is resolved. Each race is staged at the exact moment by wrapping the step
+before it. The answer is an S3 error or success, never a 500, and nothing out of ROOT is
+removed, moved in, or written."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from s3serve import errors
+from s3serve.storage import copies, keys, smallwrites
+from s3serve.storage.base import WriteMeta
+from s3serve.storage.disk import DiskBackend
+from s3serve.storage.metadata import EMPTY_MD5
+
+from .test_small_writes import OWNER, Body
+
+
+@pytest.fixture
+async def be(tmp_path: Path) -> AsyncIterator[DiskBackend]:
+    backend = DiskBackend(tmp_path / "root", OWNER, fsync=True)
+    await backend.start()
+    await backend.create_bucket("bkt", OWNER, "us-east-1")
+    yield backend
+    await backend.stop()
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder out of ROOT holding a file named like the keys below."""
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    (folder / "f").write_bytes(b"SECRET")
+    return folder
+
+
+def bucket_dir(be: DiskBackend) -> Path:
+    return Path(be._real_root) / "bkt"
+
+
+def swap_for_link(folder: Path, target: Path) -> None:
+    """What another program does: the folder goes away and a symlink leading out takes its name."""
+    folder.rename(folder.with_name(folder.name + "-moved"))
+    folder.symlink_to(target)
+
+
+# -- a pruned folder replaced by a file -------------------------------------------------------------
+
+
+async def test_rename_whose_pruned_source_folder_became_a_file_succeeds(
+    be: DiskBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await be.put_object("bkt", "a/b/c", Body(b"data"), WriteMeta())
+    real_prune = copies.prune
+
+    def prune_then_put_a_file(disk: DiskBackend, bucket: str, bdir: str, *args: Any, **kwargs: Any) -> None:
+        real_prune(disk, bucket, bdir, *args, **kwargs)
+        Path(bdir, "a").write_bytes(b"a file now")  # a PUT of "a" right after the prune
+
+    monkeypatch.setattr(copies, "prune", prune_then_put_a_file)
+    info = await be.rename_object("bkt", "a/b/c", "x")  # was a 500: fsync of the folder "a/b"
+    assert info.key == "x"
+    assert (bucket_dir(be) / "x").read_bytes() == b"data"
+
+
+async def test_delete_whose_pruned_folder_became_a_file_succeeds(be: DiskBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    await be.put_object("bkt", "a/b/c", Body(b"data"), WriteMeta())
+    real_prune = smallwrites.prune
+
+    def prune_then_put_a_file(disk: DiskBackend, bucket: str, bdir: str, *args: Any, **kwargs: Any) -> None:
+        real_prune(disk, bucket, bdir, *args, **kwargs)
+        Path(bdir, "a").write_bytes(b"a file now")
+
+    monkeypatch.setattr(smallwrites, "prune", prune_then_put_a_file)
+    await be.delete_object("bkt", "a/b/c")
+    assert (bucket_dir(be) / "a").read_bytes() == b"a file now"
+
+
+async def test_fsync_of_a_folder_that_became_a_file_is_skipped(be: DiskBackend) -> None:
+    (bucket_dir(be) / "f").write_bytes(b"x")
+    be.sync_folders([str(bucket_dir(be) / "f"), str(bucket_dir(be) / "f" / "below")])
+    be.sync_removal(str(bucket_dir(be)), str(bucket_dir(be) / "f" / "below"))
+
+
+# -- a folder on the way swapped for a symlink leading out ------------------------------------------
+
+
+async def test_delete_never_removes_a_file_out_of_root(
+    be: DiskBackend, outside: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await be.put_object("bkt", "d/f", Body(b"mine"), WriteMeta())
+    real_resolve = be._resolve
+
+    def resolve_then_swap(path: str) -> Any:
+        found = real_resolve(path)
+        swap_for_link(bucket_dir(be) / "d", outside)
+        return found
+
+    monkeypatch.setattr(be, "_resolve", resolve_then_swap)
+    await be.delete_object("bkt", "d/f")
+    assert (outside / "f").read_bytes() == b"SECRET"
+
+
+async def test_rename_never_moves_a_file_in_from_out_of_root(
+    be: DiskBackend, outside: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await be.put_object("bkt", "d/f", Body(b"mine"), WriteMeta())
+    real_existing = be._existing_record
+
+    def look_then_swap(*args: Any) -> Any:
+        record = real_existing(*args)
+        swap_for_link(bucket_dir(be) / "d", outside)
+        return record
+
+    monkeypatch.setattr(be, "_existing_record", look_then_swap)
+    with pytest.raises(errors.NoSuchKey):
+        await be.rename_object("bkt", "d/f", "moved")
+    assert (outside / "f").read_bytes() == b"SECRET"
+    assert not (bucket_dir(be) / "moved").exists()
+
+
+@pytest.mark.parametrize("size", [5, 300_000])  # the one-hop small path and the streaming path
+async def test_put_never_lands_out_of_root(
+    be: DiskBackend, outside: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    await be.put_object("bkt", "d/other", Body(b"1"), WriteMeta())
+    real_check = keys.check_destination
+
+    def check_then_swap(real_root: str, path: str, kp: keys.KeyPath) -> bool:
+        ok = real_check(real_root, path, kp)
+        if not os.path.islink(bucket_dir(be) / "d"):
+            swap_for_link(bucket_dir(be) / "d", outside)
+        return ok
+
+    monkeypatch.setattr(keys, "check_destination", check_then_swap)
+    with pytest.raises(errors.AccessDenied):
+        await be.put_object("bkt", "d/f", Body(b"x" * size), WriteMeta())
+    assert (outside / "f").read_bytes() == b"SECRET"
+    assert sorted(p.name for p in outside.iterdir()) == ["f"]
+
+
+async def test_folder_marker_is_never_made_out_of_root(
+    be: DiskBackend, outside: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await be.put_object("bkt", "d/other", Body(b"1"), WriteMeta())
+    real_parents = keys.ensure_parents
+
+    def parents_then_swap(real_root: str, bdir: str, kp: keys.KeyPath) -> list[str] | None:
+        made = real_parents(real_root, bdir, kp)
+        if not os.path.islink(bucket_dir(be) / "d"):
+            swap_for_link(bucket_dir(be) / "d", outside)
+        return made
+
+    monkeypatch.setattr(keys, "ensure_parents", parents_then_swap)
+    with pytest.raises(errors.AccessDenied):
+        await be.put_object("bkt", "d/marker/", Body(b""), WriteMeta())
+    assert sorted(p.name for p in outside.iterdir()) == ["f"]
+
+
+async def test_copy_by_link_never_links_a_file_from_out_of_root(
+    be: DiskBackend, outside: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = os.urandom(copies.LINK_MIN_SIZE)
+    await be.put_object("bkt", "d/f", Body(body), WriteMeta())
+    real_lookup = be._lookup
+
+    async def lookup_then_swap(bucket: str, kp: keys.KeyPath, path: str, **kwargs: Any) -> Any:
+        found = await real_lookup(bucket, kp, path, **kwargs)
+        if kwargs.get("held") and kp.key == "d/f" and not os.path.islink(bucket_dir(be) / "d"):
+            swap_for_link(bucket_dir(be) / "d", outside)  # between the lookup and the link
+        return found
+
+    monkeypatch.setattr(be, "_lookup", lookup_then_swap)
+    monkeypatch.setattr(copies, "_linkable", lambda *args: True)  # these test bodies carry no checksums
+    await be.copy_object("bkt", "d/f", "bkt", "copy", None)
+    assert (bucket_dir(be) / "copy").read_bytes() == body  # the bytes the lookup opened
+    assert (outside / "f").read_bytes() == b"SECRET"
+    assert os.stat(outside / "f").st_nlink == 1
+
+
+def test_open_inside_refuses_a_file_out_of_root(tmp_path: Path, outside: Path) -> None:
+    root = tmp_path / "r"
+    (root / "bkt").mkdir(parents=True)
+    (root / "bkt" / "d").symlink_to(outside)
+    (root / "bkt" / "own").write_bytes(b"mine")
+    assert keys.open_inside(str(root), str(root / "bkt" / "d" / "f")) is None
+    fd = keys.open_inside(str(root), str(root / "bkt" / "own"))
+    assert fd is not None
+    os.close(fd)
+
+
+# -- a symlink replaced while it is resolved --------------------------------------------------------
+
+
+def test_a_path_changing_under_realpath_is_looked_at_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "r"
+    (root / "bkt" / "real").mkdir(parents=True)
+    (root / "bkt" / "link").symlink_to(root / "bkt" / "real")
+
+    def changing(path: str) -> str:
+        raise OSError(22, "Invalid argument", path)  # readlink of what is no longer a symlink
+
+    monkeypatch.setattr(os.path, "realpath", changing)
+    kp = keys.parse_key("link/k")
+    assert keys.ensure_parents(str(root), str(root / "bkt"), kp) is None
+    assert keys.resolve(str(root), str(root / "bkt" / "link" / "k")) is None
+    assert keys.check_destination(str(root), str(root / "bkt" / "link"), keys.parse_key("link")) is False
+
+
+# -- UploadPartCopy of a folder marker -------------------------------------------------------------
+
+
+async def test_upload_part_copy_of_a_folder_marker_is_an_empty_part(be: DiskBackend) -> None:
+    await be.put_object("bkt", "folder/", Body(b""), WriteMeta())
+    upload = await be.create_multipart_upload("bkt", "dst", WriteMeta(), OWNER)
+    part = await be.upload_part_copy("bkt", "dst", upload.upload_id, 1, "bkt", "folder/", None, None)  # was a 500
+    assert (part.size, part.etag) == (0, EMPTY_MD5)
+    info = await be.complete_multipart_upload("bkt", "dst", upload.upload_id, [part])
+    assert info.size == 0
