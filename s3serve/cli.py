@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import math
@@ -349,9 +350,11 @@ def serve(config: Config, access_log: bool = False) -> None:
     # connections put a median 75-81 % of them (often all) on one worker, against 55 % with
     # SO_REUSEPORT (bench/RESULTS.md, optimisation log). Keep-alive connections stay where they land.
     children: list[int] = []
+    parent = os.getpid()
     for _ in range(config.workers - 1):
         pid = os.fork()
         if pid == 0:
+            _end_with(parent)
             children.clear()
             sock.close()
             sock = listen_socket(config.host, port, reuse_port=True)
@@ -367,6 +370,21 @@ def serve(config: Config, access_log: bool = False) -> None:
             except (ProcessLookupError, ChildProcessError):
                 pass
 
+
+def _end_with(parent: int) -> None:
+    """In a forked worker: be stopped (SIGTERM, a graceful shutdown) when the first process dies,
+    however it dies. Killed with SIGKILL it cannot stop its workers itself, and a worker left
+    serving the port would answer for a server its user believes stopped."""
+    if sys.platform.startswith("linux"):
+        import ctypes  # only with --workers
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the prctl took effect
+        os._exit(0)
+
+
+_PR_SET_PDEATHSIG = 1
 
 # How long a shutdown waits for requests in flight (an upload finishing) before cancelling them.
 SHUTDOWN_GRACE = 30.0

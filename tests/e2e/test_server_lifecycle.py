@@ -265,6 +265,28 @@ def test_workers_each_listen_and_share_the_connections(tmp_path) -> None:  # typ
     assert [child for child in children if Path(f"/proc/{child}").exists()] == []
 
 
+def test_workers_stop_when_the_first_process_is_killed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "root"
+    root.mkdir()
+    srv = start_server(root, "--workers", "2")
+    try:
+        assert srv.process is not None
+        children = Path(f"/proc/{srv.process.pid}/task/{srv.process.pid}/children").read_text().split()
+        assert len(children) == 1
+        srv.process.kill()  # SIGKILL: it cannot stop its workers itself
+        srv.process.wait()
+        deadline = time.monotonic() + 15
+        while Path(f"/proc/{children[0]}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Gone, or a zombie waiting for init to reap it: no longer serving the port either way.
+        status = Path(f"/proc/{children[0]}/status")
+        assert not status.exists() or "zombie" in status.read_text()
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", urlsplit(srv.endpoint).port or 0), timeout=2).close()
+    finally:
+        stop_server(srv)
+
+
 def test_a_taken_port_fails_the_command_before_any_worker_starts(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
