@@ -45,6 +45,9 @@ IncompleteBody = _error(
     "IncompleteBody", 400, "You did not provide the number of bytes specified by the Content-Length HTTP header."
 )
 InvalidArgument = _error("InvalidArgument", 400, "Invalid Argument")
+InvalidRedirectLocation = _error(
+    "InvalidRedirectLocation", 400, "The website redirect location must have a prefix of 'http://' or 'https://' or '/'."
+)
 InvalidBucketName = _error("InvalidBucketName", 400, "The specified bucket is not valid.")
 InvalidDigest = _error("InvalidDigest", 400, "The Content-MD5 you specified is not valid.")
 # PostObject (browser form uploads). The last message is S3's wording, spelling included.

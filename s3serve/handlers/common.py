@@ -25,7 +25,15 @@ from ..config import Config, User
 from ..payload import make_body, stored_content_encoding
 from ..routing import Route
 from ..sigv4 import AuthResult
-from ..storage.base import STORED_HEADERS, Backend, HeaderPrecondition, ObjectInfo, Precondition, WriteMeta
+from ..storage.base import (
+    STORED_HEADERS,
+    WEBSITE_REDIRECT,
+    Backend,
+    HeaderPrecondition,
+    ObjectInfo,
+    Precondition,
+    WriteMeta,
+)
 
 log = logging.getLogger("s3serve")
 T = TypeVar("T")
@@ -260,6 +268,16 @@ def check_version_id(query: Mapping[str, str]) -> None:
 # -- metadata ------------------------------------------------------------------------------------
 
 
+MAX_REDIRECT_LOCATION = 2048
+
+
+def check_redirect_location(value: str) -> None:
+    if not value.startswith(("/", "http://", "https://")):
+        raise errors.InvalidRedirectLocation()
+    if len(value) > MAX_REDIRECT_LOCATION:
+        raise errors.InvalidRedirectLocation("The length of website redirect location cannot exceed 2,048 characters.")
+
+
 def write_meta(headers: Mapping[str, str], *, with_tags: bool = True) -> WriteMeta:
     stored: dict[str, str] = {}
     for name in STORED_HEADERS:
@@ -271,6 +289,8 @@ def write_meta(headers: Mapping[str, str], *, with_tags: bool = True) -> WriteMe
             if encoding is None:
                 continue
             value = encoding
+        elif name == WEBSITE_REDIRECT:
+            check_redirect_location(value)
         stored[name] = value
     user_meta: dict[str, str] = {}
     size = 0

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from .. import errors, s3xml
 from ..payload import ascii_int, make_body
-from ..storage.base import ObjectInfo, ObjectReader, Precondition, WriteMeta
+from ..storage.base import WEBSITE_REDIRECT, ObjectInfo, ObjectReader, Precondition, WriteMeta
 from .common import (
     Context,
     answer_in_time,
@@ -282,7 +282,10 @@ async def copy_object(ctx: Context) -> web.StreamResponse:
     metadata_directive = _directive(ctx, "x-amz-metadata-directive")
     tagging_directive = _directive(ctx, "x-amz-tagging-directive")
     same = (src_bucket, src_key) == (ctx.bucket, ctx.key)
-    if same and metadata_directive == "COPY" and "x-amz-storage-class" not in ctx.headers and tagging_directive == "COPY":
+    # S3 never copies the website redirect location: the copy has the one the request gives.
+    redirect = ctx.headers.get(WEBSITE_REDIRECT)
+    changes = "x-amz-storage-class" in ctx.headers or redirect is not None
+    if same and metadata_directive == "COPY" and not changes and tagging_directive == "COPY":
         raise errors.InvalidRequest(
             "This copy request is illegal because it is trying to copy an object to itself without changing "
             "the object's metadata, storage class, website redirect location or encryption attributes."
@@ -290,12 +293,13 @@ async def copy_object(ctx: Context) -> web.StreamResponse:
     meta: WriteMeta | None = None
     if metadata_directive == "REPLACE":
         meta = write_meta(ctx.headers, with_tags=tagging_directive == "REPLACE")
-    elif tagging_directive == "REPLACE" or "x-amz-storage-class" in ctx.headers:
-        # Keep the source's metadata but change tags or storage class.
+    elif tagging_directive == "REPLACE" or changes:
+        # Keep the source's metadata but change tags, storage class or redirect location.
         src = await ctx.backend.head_object(src_bucket, src_key)
         given = write_meta(ctx.headers, with_tags=tagging_directive == "REPLACE")
+        headers = {name: value for name, value in src.headers.items() if name != WEBSITE_REDIRECT}
         meta = WriteMeta(
-            headers=dict(src.headers),
+            headers=headers | ({WEBSITE_REDIRECT: redirect} if redirect is not None else {}),
             user_meta=dict(src.user_meta),
             tags=given.tags,
             storage_class=given.storage_class if "x-amz-storage-class" in ctx.headers else src.storage_class,

@@ -27,7 +27,10 @@ STORED_HEADERS = (
     "content-language",
     "cache-control",
     "expires",
+    # Where S3's website endpoint redirects a GET of the object; stored and answered as given.
+    "x-amz-website-redirect-location",
 )
+WEBSITE_REDIRECT = "x-amz-website-redirect-location"
 
 
 @dataclass

@@ -31,7 +31,7 @@ from typing import Any
 
 from ..checksums import MultiHasher
 from . import packed
-from .base import STORED_HEADERS, BucketInfo, ObjectInfo, PartInfo, WriteMeta
+from .base import STORED_HEADERS, WEBSITE_REDIRECT, BucketInfo, ObjectInfo, PartInfo, WriteMeta
 from .keys import fsync_dir
 
 XATTR = "user.s3serve"
@@ -119,7 +119,9 @@ class Record:
         assert record is not None
         record.modified_ns = None  # the copy is written now, whatever the source's time
         record.upload_id = None
-        if meta is not None:
+        if meta is None:
+            record.headers.pop(WEBSITE_REDIRECT, None)  # S3 never copies it
+        else:
             record.headers = _stored_headers(meta)
             record.user_meta = dict(meta.user_meta)
             record.storage_class = meta.storage_class

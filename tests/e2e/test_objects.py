@@ -332,6 +332,37 @@ def test_copy_object(s3, bucket: str) -> None:
     assert s3.get_object(Bucket=bucket, Key="dst")["Body"].read() == body
 
 
+def test_website_redirect_location(s3, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="page.html", Body=b"old page", WebsiteRedirectLocation="/new.html")
+    assert s3.head_object(Bucket=bucket, Key="page.html")["WebsiteRedirectLocation"] == "/new.html"
+    got = s3.get_object(Bucket=bucket, Key="page.html")
+    assert got["WebsiteRedirectLocation"] == "/new.html" and got["Body"].read() == b"old page"
+    for bad in ("new.html", "ftp://example.test/", "/" + "x" * 2048):
+        with pytest.raises(ClientError) as exc:
+            s3.put_object(Bucket=bucket, Key="bad", Body=b"x", WebsiteRedirectLocation=bad)
+        assert _error(exc) == ("InvalidRedirectLocation", 400)
+    # S3 never copies it, whatever the metadata directive; a copy has the one its request gives.
+    src = {"Bucket": bucket, "Key": "page.html"}
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource=src)
+    assert "WebsiteRedirectLocation" not in s3.head_object(Bucket=bucket, Key="copy")
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource=src, MetadataDirective="REPLACE", ContentType="text/html")
+    assert "WebsiteRedirectLocation" not in s3.head_object(Bucket=bucket, Key="copy")
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource=src, WebsiteRedirectLocation="https://example.test/")
+    head = s3.head_object(Bucket=bucket, Key="copy")
+    assert head["WebsiteRedirectLocation"] == "https://example.test/" and head["ContentType"] == "binary/octet-stream"
+    # A new redirect location is a change: a copy onto itself with it is allowed.
+    s3.copy_object(Bucket=bucket, Key="page.html", CopySource=src, WebsiteRedirectLocation="/newer.html")
+    assert s3.head_object(Bucket=bucket, Key="page.html")["WebsiteRedirectLocation"] == "/newer.html"
+    # Multipart uploads keep it for the object they make.
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp", WebsiteRedirectLocation="/elsewhere")
+    part = s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload["UploadId"], PartNumber=1, Body=b"part")
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="mp", UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )  # fmt: skip
+    assert s3.head_object(Bucket=bucket, Key="mp")["WebsiteRedirectLocation"] == "/elsewhere"
+
+
 def test_copy_conditions_and_errors(s3, bucket: str) -> None:
     put = s3.put_object(Bucket=bucket, Key="s", Body=b"x")
     src = {"Bucket": bucket, "Key": "s"}
