@@ -310,14 +310,21 @@ def default_backend(config: Config) -> Backend:
     from .storage.remote import RemoteBackend
 
     context = ssl.create_default_context(cafile=str(config.upstream_ca)) if config.upstream_ca else None
+    credentials, region = None, config.upstream_region
+    if config.upstream_profile:
+        from .storage.credentials import from_profile
+
+        credentials, profile_region = from_profile(config.upstream_profile)  # checked by the CLI already
+        region = region or profile_region
     upstream = RemoteBackend(
         config.upstream,
         config.upstream_access_key,
         config.upstream_secret_key,
-        config.upstream_region or config.region,
+        region or config.region,
         ssl_context=context,
         verify=config.upstream_verify,
         session_token=config.upstream_session_token,
+        credentials=credentials,
     )
     return CacheBackend(
         disk,

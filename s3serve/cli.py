@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--upstream-access-key", default=_env("UPSTREAM_ACCESS_KEY"), help="access key for the upstream [S3SERVE_UPSTREAM_ACCESS_KEY]")
     cache.add_argument("--upstream-secret-key", default=_env("UPSTREAM_SECRET_KEY"), help="secret key for the upstream [S3SERVE_UPSTREAM_SECRET_KEY]")
     cache.add_argument("--upstream-session-token", default=_env("UPSTREAM_SESSION_TOKEN"), help="session token of temporary upstream credentials (AWS STS) [S3SERVE_UPSTREAM_SESSION_TOKEN]")
+    cache.add_argument("--upstream-profile", default=_env("UPSTREAM_PROFILE"), help="take the upstream's credentials (and region) from this AWS profile, renewed as they expire; needs botocore [S3SERVE_UPSTREAM_PROFILE]")
     cache.add_argument("--upstream-region", default=_env("UPSTREAM_REGION"), help="region to sign upstream requests for (default: --region) [S3SERVE_UPSTREAM_REGION]")
     cache.add_argument("--upstream-ca", default=_env("UPSTREAM_CA"), help="PEM bundle to verify the upstream's certificate with [S3SERVE_UPSTREAM_CA]")
     cache.add_argument("--upstream-no-verify", action="store_true", default=_env_flag("UPSTREAM_NO_VERIFY"), help="do not verify the upstream's certificate [S3SERVE_UPSTREAM_NO_VERIFY]")
@@ -164,6 +165,7 @@ _CACHE_OPTIONS = (
     ("--upstream-access-key", "upstream_access_key", "UPSTREAM_ACCESS_KEY"),
     ("--upstream-secret-key", "upstream_secret_key", "UPSTREAM_SECRET_KEY"),
     ("--upstream-session-token", "upstream_session_token", "UPSTREAM_SESSION_TOKEN"),
+    ("--upstream-profile", "upstream_profile", "UPSTREAM_PROFILE"),
     ("--upstream-region", "upstream_region", "UPSTREAM_REGION"),
     ("--upstream-ca", "upstream_ca", "UPSTREAM_CA"),
     ("--upstream-no-verify", "upstream_no_verify", "UPSTREAM_NO_VERIFY"),
@@ -202,6 +204,23 @@ def _without_upstream(args: argparse.Namespace) -> argparse.Namespace:
     return argparse.Namespace(**{**vars(args), **cleared})
 
 
+def _check_upstream_credentials(args: argparse.Namespace) -> None:
+    keys = args.upstream_access_key or args.upstream_secret_key or args.upstream_session_token
+    if args.upstream_profile:
+        if keys:
+            raise SystemExit("s3serve serve: --upstream-profile or the upstream's keys, not both")
+        from .storage.credentials import from_profile
+
+        try:
+            from_profile(args.upstream_profile)  # at once, not in every worker's first request
+        except ValueError as exc:
+            raise SystemExit(f"s3serve serve: {exc}") from None
+    elif not (args.upstream_access_key and args.upstream_secret_key):
+        raise SystemExit(
+            "s3serve serve: --upstream needs --upstream-access-key and --upstream-secret-key, or --upstream-profile"
+        )
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     if not args.root:
         raise SystemExit("s3serve serve: ROOT is required (or set S3SERVE_ROOT)")
@@ -222,8 +241,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise SystemExit(f"s3serve serve: --workers must be a number, not {args.workers!r}")
     if not args.upstream:
         args = _without_upstream(args)
-    if args.upstream and not (args.upstream_access_key and args.upstream_secret_key):
-        raise SystemExit("s3serve serve: --upstream needs --upstream-access-key and --upstream-secret-key")
+    if args.upstream:
+        _check_upstream_credentials(args)
     for option, value in (("--upstream-access-key", args.upstream_access_key), ("--upstream-session-token", args.upstream_session_token)):
         # They travel as header values: a CR, LF or other control character would fail every request.
         if value and not value.isprintable():
@@ -248,6 +267,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         upstream_access_key=args.upstream_access_key or "",
         upstream_secret_key=args.upstream_secret_key or "",
         upstream_session_token=args.upstream_session_token or None,
+        upstream_profile=args.upstream_profile or None,
         upstream_region=args.upstream_region,
         upstream_verify=not args.upstream_no_verify,
         upstream_ca=_upstream_ca(args.upstream_ca, args.upstream_no_verify) if args.upstream_ca else None,

@@ -57,6 +57,7 @@ class Config:
     upstream_access_key: str = ""
     upstream_secret_key: str = ""
     upstream_session_token: str | None = None  # with temporary credentials (AWS STS)
+    upstream_profile: str | None = None  # an AWS profile's credentials instead of the three above
     upstream_region: str | None = None  # None: ``region``
     upstream_verify: bool = True
     upstream_ca: Path | None = None

@@ -39,6 +39,7 @@ from .base import (
     UploadListPage,
     WriteMeta,
 )
+from .credentials import Source
 from .remote_http import RemoteReader, Upstream, stream_of
 
 log = logging.getLogger("s3serve")
@@ -137,9 +138,10 @@ class RemoteBackend(Backend):
         max_connections: int = 64,
         timeout: float = 60.0,
         session_token: str | None = None,
+        credentials: Source | None = None,
     ) -> None:
         """``endpoint`` is scheme://host[:port] (ValueError otherwise); ``session_token`` goes with
-        temporary credentials (AWS STS)."""
+        temporary credentials (AWS STS); ``credentials`` (an AWS profile's) replaces all three."""
         self._http = Upstream(
             endpoint,
             access_key,
@@ -150,6 +152,7 @@ class RemoteBackend(Backend):
             max_connections=max_connections,
             timeout=timeout,
             session_token=session_token,
+            credentials=credentials,
         )
         self.endpoint = self._http.endpoint
         self.region = region

@@ -30,6 +30,7 @@ from yarl import URL
 from .. import errors, sigv4
 from . import remote_xml as rx
 from .base import Body, ObjectInfo, ObjectReader
+from .credentials import FixedKeys, Keys, Source
 from .spool import FileBody
 
 log = logging.getLogger("s3serve")
@@ -98,7 +99,10 @@ class Upstream:
         max_connections: int = 64,
         timeout: float = 60.0,
         session_token: str | None = None,
+        credentials: Source | None = None,
     ) -> None:
+        """``credentials``: where the keys come from (an AWS profile, renewed); without it the
+        fixed ``access_key``, ``secret_key`` and ``session_token``."""
         url = URL(endpoint)
         if (
             url.scheme not in ("http", "https")
@@ -111,16 +115,14 @@ class Upstream:
             raise ValueError(f"upstream endpoint must be scheme://host[:port], not {endpoint!r}")
         self.endpoint = f"{url.scheme}://{url.host_port_subcomponent}"
         self._host = url.host_port_subcomponent or ""
-        self.access_key = access_key
-        self._secret_key = secret_key
-        self._session_token = session_token
+        self._credentials = credentials or FixedKeys(Keys(access_key, secret_key, session_token))
         self.region = region
         self._ssl_context = ssl_context
         self._verify = verify
         self._max_connections = max_connections
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
-        self._key: tuple[str, bytes] | None = None  # (date, signing key) for self.region
+        self._key: tuple[str, str, bytes] | None = None  # (secret, date, signing key) for self.region
         self._warned_auth = False
         self._warned_tls = False
 
@@ -149,10 +151,10 @@ class Upstream:
             await session.close()
 
     # -- transport ----------------------------------------------------------------------------
-    def _signing_key(self, date: str) -> bytes:
-        if self._key is None or self._key[0] != date:
-            self._key = (date, sigv4.signing_key(self._secret_key, date, self.region))
-        return self._key[1]
+    def _signing_key(self, secret: str, date: str) -> bytes:
+        if self._key is None or self._key[:2] != (secret, date):
+            self._key = (secret, date, sigv4.signing_key(secret, date, self.region))
+        return self._key[2]
 
     @staticmethod
     def path(bucket: str, key: str = "") -> str:
@@ -162,14 +164,20 @@ class Upstream:
         return "/" + quote(bucket, safe="") + ("/" + quote(key, safe="/") if key else "")
 
     def _sign(
-        self, method: str, path: str, query: Query, headers: Mapping[str, str] | None, body: bytes | Stream | None
+        self,
+        keys: Keys,
+        method: str,
+        path: str,
+        query: Query,
+        headers: Mapping[str, str] | None,
+        body: bytes | Stream | None,
     ) -> dict[str, str]:
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         signed = {name.lower(): value for name, value in (headers or {}).items()}
         signed["host"] = self._host
         signed["x-amz-date"] = amz_date
-        if self._session_token:
-            signed["x-amz-security-token"] = self._session_token  # signed, as AWS requires
+        if keys.token:
+            signed["x-amz-security-token"] = keys.token  # signed, as AWS requires
         if body is None:
             payload_hash = sigv4.EMPTY_SHA256
         elif isinstance(body, bytes):
@@ -181,8 +189,8 @@ class Upstream:
                 signed["content-md5"] = body.content_md5
         signed["x-amz-content-sha256"] = payload_hash
         pairs = [(name, value or "") for name, value in query]
-        key = self._signing_key(amz_date[:8])
-        auth = sigv4.authorization(self.access_key, key, amz_date, self.region, (method, path, pairs), signed, payload_hash)
+        key = self._signing_key(keys.secret_key, amz_date[:8])
+        auth = sigv4.authorization(keys.access_key, key, amz_date, self.region, (method, path, pairs), signed, payload_hash)
         sent = dict(signed, authorization=auth)
         if isinstance(body, Stream):
             # Declared, so aiohttp sends the stream with a length instead of chunked.
@@ -219,7 +227,8 @@ class Upstream:
             idempotent = method in ("GET", "HEAD", "DELETE") or (method == "PUT" and resendable and not conditional)
         for attempt in range(len(RETRY_DELAYS) + 1):
             last = attempt == len(RETRY_DELAYS)
-            sent = self._sign(method, path, query, headers, body)
+            # Asked each time: temporary keys are renewed before they expire.
+            sent = self._sign(await self._credentials.keys(), method, path, query, headers, body)
             data = _chunks(body.body) if isinstance(body, Stream) else body
             try:
                 response = await session.request(method, url, headers=sent, data=data, allow_redirects=False)

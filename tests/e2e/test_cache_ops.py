@@ -4,9 +4,12 @@ bad configuration."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +17,7 @@ from pathlib import Path
 import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 
 from s3serve.sigv4 import EMPTY_SHA256
 from tests.conftest import FixedPayloadAuth, Server, start_server, stop_server
@@ -221,3 +225,70 @@ def test_after_a_crash_the_next_start_removes_what_uploads_and_fills_left(tmp_pa
         assert srv.client().get_object(Bucket="crash", Key="remote")["Body"].read() == data  # type: ignore[attr-defined]
     finally:
         stop_server(srv)
+
+
+def test_upstream_credentials_from_an_aws_profile_are_renewed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Temporary credentials from a profile's credential_process (as SSO, assume-role or an
+    # instance role give them): the cache must sign with the renewed keys once they change.
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps({"users": [
+        {"access_key": "KEY-ONE", "secret_key": "secret-one"},
+        {"access_key": "KEY-TWO", "secret_key": "secret-two"},
+    ]}))  # fmt: skip
+    up_root = tmp_path / "up"
+    up_root.mkdir()
+    upstream = start_server(up_root, "--no-fsync", "--credentials", str(users))
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"a": "KEY-ONE", "s": "secret-one"}))
+    process = tmp_path / "creds.py"
+    process.write_text(
+        "import datetime, json, sys\n"
+        "keys = json.load(open(sys.argv[1]))\n"
+        # Due for renewal at once (botocore renews within 15 minutes of the expiry).
+        "expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=11)\n"
+        "print(json.dumps({'Version': 1, 'AccessKeyId': keys['a'], 'SecretAccessKey': keys['s'],"
+        " 'Expiration': expires.isoformat()}))\n"
+    )
+    config = tmp_path / "aws-config"
+    config.write_text(f"[profile up]\ncredential_process = {sys.executable} {process} {keys}\nregion = eu-west-3\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    cache_root = tmp_path / "cache"
+    cache_root.mkdir()
+    try:
+        cache = start_server(cache_root, "--no-fsync", "--upstream", upstream.endpoint, "--upstream-profile", "up")
+        try:
+            s3 = cache.client()
+            s3.create_bucket(Bucket="first-keys")
+            s3.put_object(Bucket="first-keys", Key="k", Body=b"signed with the first keys")
+            keys.write_text(json.dumps({"a": "KEY-TWO", "s": "secret-two"}))
+            # The upstream now sees the second user, who does not own the first bucket.
+            with pytest.raises(ClientError) as exc:
+                s3.put_object(Bucket="first-keys", Key="k", Body=b"again")
+            assert exc.value.response["Error"]["Code"] == "AccessDenied"
+            s3.create_bucket(Bucket="second-keys")
+            s3.put_object(Bucket="second-keys", Key="k", Body=b"signed with the second keys")
+        finally:
+            stop_server(cache)
+        assert "Traceback" not in cache.log_path.read_text()
+        as_second = Server(upstream.endpoint, "KEY-TWO", "secret-two", None).client()
+        assert [b["Name"] for b in as_second.list_buckets()["Buckets"]] == ["second-keys"]  # type: ignore[attr-defined]
+    finally:
+        stop_server(upstream)
+    assert (up_root / "first-keys" / "k").read_bytes() == b"signed with the first keys"
+
+
+def test_an_upstream_profile_without_credentials_is_refused_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "aws-config"
+    config.write_text("[profile empty]\nregion = eu-west-3\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    # No instance or container credentials on this machine either: nowhere to ask.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for profile, words in (("empty", "no credentials found"), ("missing", "could not be found")):
+        done = subprocess.run(
+            [sys.executable, "-m", "s3serve", "serve", str(tmp_path / "root"), "--address", "127.0.0.1:0",
+             "--upstream", "http://127.0.0.1:1", "--upstream-profile", profile],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode != 0 and words in done.stderr and "Traceback" not in done.stderr, done.stderr

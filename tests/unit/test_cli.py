@@ -156,6 +156,22 @@ def test_upstream_cache_options(tmp_path: Path) -> None:
     assert _config(["serve", str(tmp_path), *UPSTREAM, "--cache-size", "1.5GB"]).cache_size == 3 * 1024**3 // 2
 
 
+def test_upstream_profile_instead_of_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config_file = tmp_path / "aws-config"
+    config_file.write_text("[profile up]\naws_access_key_id = pk\naws_secret_access_key = ps\nregion = eu-west-3\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config_file))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    base = ["serve", str(tmp_path), "--upstream", "https://s3.test"]
+    config = _config([*base, "--upstream-profile", "up"])
+    assert (config.upstream_profile, config.upstream_access_key, config.upstream_secret_key) == ("up", "", "")
+    with pytest.raises(SystemExit) as both:
+        _config([*base, "--upstream-profile", "up", "--upstream-access-key", "k", "--upstream-secret-key", "s"])
+    assert "not both" in str(both.value.code)
+    with pytest.raises(SystemExit) as neither:
+        _config(base)
+    assert "--upstream-profile" in str(neither.value.code)
+
+
 def test_upstream_cache_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {
         "ROOT": str(tmp_path), "UPSTREAM": "http://[::1]:9100", "UPSTREAM_ACCESS_KEY": "env-uk",
