@@ -38,16 +38,39 @@ def _iso_second(seconds: int) -> str:
 
 
 def _esc(text: str) -> str:
-    # Most keys have nothing to escape: skip escape()'s three replace passes for them.
+    """Text of an element of a response. Most keys have nothing to escape: skip escape()'s
+    passes for them (isprintable() is one C scan, False for every control character)."""
+    if not text.isprintable():
+        return escape(text).translate(_CONTROL_REFS)
     if "&" in text or "<" in text or ">" in text:
         return escape(text)
     return text
 
 
+def _esc_plain(text: str) -> str:
+    # ETags and storage classes (hex, a few names; an upstream's as it sent them) hold no
+    # control characters: the hot path of a listing page skips _esc's scan for them.
+    if "&" in text or "<" in text or ">" in text:
+        return escape(text)
+    return text
+
+
+# A raw CR in XML text reaches the parser's caller as LF (end-of-line normalisation): a key
+# holding one would be listed as another key. &#13; survives parsing, in responses and in the
+# request bodies sent upstream alike.
+_CR_REF = {0x0D: "&#13;"}
+# The other control characters a key may hold (S3 accepts all but NUL) are not XML 1.0
+# characters at all. S3 writes them in responses as character references (&#x1;), which strict
+# parsers refuse as they would the raw byte; clients that need them ask for encoding-type=url.
+# TAB and LF pass through unchanged.
+_CONTROL_REFS = {c: f"&#x{c:X};" for c in range(0x20) if c not in (0x09, 0x0A)} | _CR_REF
+
+
 def escape(text: str) -> str:
     from xml.sax.saxutils import escape as sax_escape
 
-    return sax_escape(text)
+    escaped = sax_escape(text)
+    return escaped.translate(_CR_REF) if "\r" in escaped else escaped
 
 
 def _t(tag: str, value: object) -> str:
@@ -114,7 +137,7 @@ def _enc(value: str, url: bool) -> str:
 
 def _contents(obj: ObjectInfo, url: bool, owner: tuple[str, str] | None) -> str:
     # One f-string per entry: a 1000-key page renders in a few ms.
-    etag = _esc(f'"{obj.etag}"')
+    etag = _esc_plain(f'"{obj.etag}"')
     out = (
         f"<Contents><Key>{_esc(_enc(obj.key, url))}</Key>"
         f"<LastModified>{iso8601(obj.last_modified)}</LastModified>"
@@ -122,7 +145,7 @@ def _contents(obj: ObjectInfo, url: bool, owner: tuple[str, str] | None) -> str:
     )
     if owner:
         out += _owner(*owner)
-    out += f"<StorageClass>{_esc(obj.storage_class)}</StorageClass>"
+    out += f"<StorageClass>{_esc_plain(obj.storage_class)}</StorageClass>"
     if obj.checksums:
         out += "".join(f"<ChecksumAlgorithm>{_esc(alg)}</ChecksumAlgorithm>" for alg in sorted(obj.checksums))
         if obj.checksum_type:
@@ -185,13 +208,14 @@ def list_versions(
     is_truncated: bool,
     next_key_marker: str | None,
     owner: tuple[str, str],
+    version_id_marker: str = "",
 ) -> bytes:
     """An unversioned bucket lists each object once, as its 'null' version."""
     parts = [
         _t("Name", bucket),
         _t("Prefix", _enc(prefix, url)),
         _t("KeyMarker", _enc(key_marker, url)),
-        _t("VersionIdMarker", ""),
+        _t("VersionIdMarker", version_id_marker),
     ]
     if next_key_marker is not None:
         parts.append(_t("NextKeyMarker", _enc(next_key_marker, url)))
@@ -405,8 +429,10 @@ def acl(user_id: str, display_name: str) -> bytes:
 # -- request bodies ------------------------------------------------------------------------------
 
 
-def parse(body: bytes, root: str) -> dict[str, Any]:
-    """Parse an XML request body whose document element must be ``root`` (namespace ignored)."""
+def parse(body: bytes, root: str, *, strip_whitespace: bool = True) -> dict[str, Any]:
+    """Parse an XML request body whose document element must be ``root`` (namespace ignored).
+    ``strip_whitespace=False`` keeps text exactly as sent (object keys), and leaves the
+    indentation between elements under '#text'."""
     if not body.strip():
         raise errors.MalformedXML()
     from xml.parsers.expat import ExpatError
@@ -414,7 +440,7 @@ def parse(body: bytes, root: str) -> dict[str, Any]:
     import xmltodict
 
     try:
-        doc = xmltodict.parse(body, process_namespaces=False, disable_entities=True)
+        doc = xmltodict.parse(body, process_namespaces=False, disable_entities=True, strip_whitespace=strip_whitespace)
     except (ExpatError, ValueError) as exc:
         raise errors.MalformedXML() from exc
     if not isinstance(doc, dict) or len(doc) != 1:
@@ -477,14 +503,19 @@ def render_document(root: str, content: dict[str, Any]) -> bytes:
 
 
 def parse_delete(body: bytes) -> tuple[list[tuple[str, str | None]], bool]:
-    doc = parse(body, "Delete")
+    # Whitespace kept: "a " and " a" are keys of their own, and stripping them deleted "a".
+    doc = parse(body, "Delete", strip_whitespace=False)
     quiet = text(doc.get("Quiet")).strip().lower() == "true"
     keys: list[tuple[str, str | None]] = []
     for item in as_list(doc.get("Object")):
         if not isinstance(item, dict) or "Key" not in item:
             raise errors.MalformedXML()
+        key = item["Key"]
+        # A Key with elements inside is no key: its text alone would name another object.
+        if isinstance(key, list) or (isinstance(key, dict) and any(k[0] not in "@#" for k in key)):
+            raise errors.MalformedXML()
         version = item.get("VersionId")
-        keys.append((text(item["Key"]), text(version) if version is not None else None))
+        keys.append((text(key), text(version).strip() if version is not None else None))
     if not keys or len(keys) > 1000:
         raise errors.MalformedXML()
     return keys, quiet

@@ -118,12 +118,14 @@ async def list_object_versions(ctx: Context) -> web.StreamResponse:
     prefix = q.get("prefix", "")
     delimiter = q.get("delimiter", "")
     requested = int_param(q, "max-keys", MAX_KEYS, -INT32_MAX - 1)
+    key_marker = q.get("key-marker", "")
+    version_marker = q.get("version-id-marker")
+    _check_version_marker(key_marker, version_marker)
     url = url_encoding(q)
     if requested < 0:
         # ListObjectVersions words it its own way, with no ArgumentValue.
         raise errors.InvalidArgument("max-keys cannot be negative", ArgumentName="max-keys")
     max_keys = min(requested, MAX_KEYS)
-    key_marker = q.get("key-marker", "")
     page = await ctx.backend.list_objects(ctx.bucket, prefix, delimiter, key_marker, max_keys)
     bucket = await ctx.backend.head_bucket(ctx.bucket)
     body = s3xml.list_versions(
@@ -131,6 +133,7 @@ async def list_object_versions(ctx: Context) -> web.StreamResponse:
         prefix=prefix,
         delimiter=delimiter,
         key_marker=key_marker,
+        version_id_marker=version_marker or "",
         max_keys=max_keys,
         url=url,
         objects=page.objects,
@@ -140,3 +143,27 @@ async def list_object_versions(ctx: Context) -> web.StreamResponse:
         owner=(bucket.owner, ctx.display_name(bucket.owner)),
     )
     return xml_response(body)
+
+
+def _check_version_marker(key_marker: str, version_marker: str | None) -> None:
+    """S3's refusals of a version-id-marker, in its order. Every object here is its 'null'
+    version, the only id a marker can name; resuming after (key, null) is resuming after key."""
+    if version_marker is None or not (key_marker or version_marker):
+        # Both sent empty, as a first page from a client that always sends both: nothing to
+        # resume from (S3 was measured refusing a marker without a key, not this shape).
+        return
+    if not key_marker:
+        raise errors.InvalidArgument(
+            "A version-id marker cannot be specified without a key marker.",
+            ArgumentName="version-id-marker",
+            ArgumentValue=version_marker,
+        )
+    if not version_marker:
+        raise errors.InvalidArgument(
+            "A version-id marker cannot be empty.", ArgumentName="version-id-marker", ArgumentValue=""
+        )
+    if version_marker != "null":
+        # Case matters: S3 refuses "NULL" too.
+        raise errors.InvalidArgument(
+            "Invalid version id specified", ArgumentName="version-id-marker", ArgumentValue=version_marker
+        )
