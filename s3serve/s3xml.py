@@ -502,11 +502,12 @@ def render_document(root: str, content: dict[str, Any]) -> bytes:
     return (HEADER + xmltodict.unparse(tree, full_document=False)).encode()
 
 
-def parse_delete(body: bytes) -> tuple[list[tuple[str, str | None]], bool]:
+def parse_delete(body: bytes) -> tuple[list[tuple[str, str | None, str | None]], bool]:
+    """(key, VersionId, ETag) of each Object, and Quiet. An ETag makes its delete conditional."""
     # Whitespace kept: "a " and " a" are keys of their own, and stripping them deleted "a".
     doc = parse(body, "Delete", strip_whitespace=False)
     quiet = text(doc.get("Quiet")).strip().lower() == "true"
-    keys: list[tuple[str, str | None]] = []
+    keys: list[tuple[str, str | None, str | None]] = []
     for item in as_list(doc.get("Object")):
         if not isinstance(item, dict) or "Key" not in item:
             raise errors.MalformedXML()
@@ -514,8 +515,12 @@ def parse_delete(body: bytes) -> tuple[list[tuple[str, str | None]], bool]:
         # A Key with elements inside is no key: its text alone would name another object.
         if isinstance(key, list) or (isinstance(key, dict) and any(k[0] not in "@#" for k in key)):
             raise errors.MalformedXML()
-        version = item.get("VersionId")
-        keys.append((text(key), text(version).strip() if version is not None else None))
+        version, etag = item.get("VersionId"), item.get("ETag")
+        keys.append((
+            text(key),
+            text(version).strip() if version is not None else None,
+            text(etag).strip() if etag is not None else None,
+        ))  # fmt: skip
     if not keys or len(keys) > 1000:
         raise errors.MalformedXML()
     return keys, quiet

@@ -13,13 +13,21 @@ from aiohttp import web
 
 from .. import errors, s3xml
 from ..payload import ascii_int, make_body
-from ..storage.base import WEBSITE_REDIRECT, ObjectInfo, ObjectReader, Precondition, WriteMeta
+from ..storage.base import (
+    WEBSITE_REDIRECT,
+    HeaderPrecondition,
+    ObjectInfo,
+    ObjectReader,
+    Precondition,
+    WriteMeta,
+)
 from .common import (
     Context,
     answer_in_time,
     check_read_conditions,
     check_version_id,
     checksum_headers,
+    etag_matches,
     http_date,
     object_headers,
     read_precondition,
@@ -222,19 +230,33 @@ async def _send(ctx: Context, response: web.StreamResponse, reader: ObjectReader
 
 async def delete_object(ctx: Context) -> web.StreamResponse:
     check_version_id(ctx.query)
-    await ctx.backend.delete_object(ctx.bucket, ctx.key)
+    if_match = ctx.headers.get("If-Match")
+    await ctx.backend.delete_object(ctx.bucket, ctx.key, delete_precondition(if_match) if if_match is not None else None)
     return web.Response(status=204)
+
+
+def delete_precondition(if_match: str) -> HeaderPrecondition:
+    """S3's conditional delete: If-Match (an ETag, or * for "exists") on DeleteObject, or an
+    Object's ETag in DeleteObjects. An absent object fails it with NoSuchKey."""
+
+    def check(current: ObjectInfo | None) -> None:
+        if current is None:
+            raise errors.NoSuchKey()
+        if not etag_matches(if_match, current.etag):
+            raise errors.PreconditionFailed(Condition="If-Match")
+
+    return HeaderPrecondition(check, {"If-Match": if_match})
 
 
 async def delete_objects(ctx: Context) -> web.StreamResponse:
     keys, quiet = s3xml.parse_delete(await ctx.read_xml_body())
     deleted: list[str] = []
     failed: list[tuple[str, str, str]] = []
-    for key, version in keys:
+    for key, version, etag in keys:
         try:
             if version is not None and version != "null":
                 raise errors.NoSuchVersion("The specified version does not exist.")
-            await ctx.backend.delete_object(ctx.bucket, key)
+            await ctx.backend.delete_object(ctx.bucket, key, delete_precondition(etag) if etag is not None else None)
         except errors.S3Error as exc:
             failed.append((key, exc.code, exc.message))
         else:

@@ -225,8 +225,10 @@ class Backend(abc.ABC):
     async def open_object(self, bucket: str, key: str) -> ObjectReader: ...
 
     @abc.abstractmethod
-    async def delete_object(self, bucket: str, key: str) -> None:
-        """No error when the key does not exist (S3 answers 204 either way)."""
+    async def delete_object(self, bucket: str, key: str, precondition: Precondition | None = None) -> None:
+        """No error when the key does not exist (S3 answers 204 either way), unless a
+        ``precondition`` (If-Match) is given: it is checked against the object under the key's
+        lock, as S3's conditional deletes are, and an absent object is then NoSuchKey."""
 
     @abc.abstractmethod
     async def copy_object(

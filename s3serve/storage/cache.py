@@ -304,9 +304,9 @@ class CacheBackend(CacheReads, CacheMultipart, Backend):
         self._confirm(bucket, key, info.etag)
         self.evictor.added(bucket, key, info.size)
 
-    async def delete_object(self, bucket: str, key: str) -> None:
+    async def delete_object(self, bucket: str, key: str, precondition: Precondition | None = None) -> None:
         try:
-            await self.upstream.delete_object(bucket, key)
+            await self.upstream.delete_object(bucket, key, precondition)
         finally:
             self._wrote(bucket, key)
         await self._drop_local(bucket, key)

@@ -395,9 +395,13 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
         found = await self._find(bucket, key, keep_fd=True)
         return DiskReader(found.fd, found.info)
 
-    async def delete_object(self, bucket: str, key: str) -> None:
+    async def delete_object(self, bucket: str, key: str, precondition: Precondition | None = None) -> None:
         bdir, kp, path = self._locate(bucket, key)
-        await self.writer.delete(bucket, bdir, kp, path)
+        if precondition is not None:
+            # A file another program put here gets its record (its ETag) first; the check itself
+            # runs again under the key's lock, on what is then there.
+            await self._lookup(bucket, kp, path)
+        await self.writer.delete(bucket, bdir, kp, path, precondition)
 
     async def copy_object(
         self,

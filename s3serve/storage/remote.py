@@ -322,11 +322,13 @@ class RemoteBackend(Backend):
                 self._head_parts_held -= len(self._head_parts.popitem(last=False)[1])
         return parts
 
-    async def delete_object(self, bucket: str, key: str) -> None:
+    async def delete_object(self, bucket: str, key: str, precondition: Precondition | None = None) -> None:
+        headers = await self._write_condition(bucket, key, precondition)
         try:
-            await self._http.read("DELETE", bucket, key)
+            await self._http.read("DELETE", bucket, key, headers=headers, idempotent=not headers)
         except errors.NoSuchKey:
-            pass
+            if precondition is not None:
+                raise  # If-Match on an absent object
 
     async def copy_object(
         self,

@@ -30,9 +30,10 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import errors
 from ..checksums import MultiHasher
 from . import keys
-from .base import Body, ObjectInfo, WriteMeta
+from .base import Body, ObjectInfo, Precondition, WriteMeta
 from .folders import drop_marker, prune
 from .gc import create_locked
 from .keys import KeyPath
@@ -317,15 +318,20 @@ class Writer:
         return create_locked(name), False
 
     # -- DeleteObject -------------------------------------------------------------------------
-    async def delete(self, bucket: str, bdir: str, kp: KeyPath, path: str) -> None:
-        await self.pool().run(self._delete, bucket, bdir, kp, path)
+    async def delete(
+        self, bucket: str, bdir: str, kp: KeyPath, path: str, precondition: Precondition | None = None
+    ) -> None:
+        await self.pool().run(self._delete, bucket, bdir, kp, path, precondition)
 
-    def _delete(self, bucket: str, bdir: str, kp: KeyPath, path: str) -> None:
-        if self._unlink(bucket, bdir, kp, path) and self.disk.fsync:
+    def _delete(self, bucket: str, bdir: str, kp: KeyPath, path: str, precondition: Precondition | None) -> None:
+        if self._unlink(bucket, bdir, kp, path, precondition) and self.disk.fsync:
             self.disk.sync_removal(bdir, os.path.dirname(path))
 
-    def _unlink(self, bucket: str, bdir: str, kp: KeyPath, path: str) -> bool:
-        """Remove the object at ``path`` under its key lock; whether a name was removed."""
+    def _unlink(
+        self, bucket: str, bdir: str, kp: KeyPath, path: str, precondition: Precondition | None = None
+    ) -> bool:
+        """Remove the object at ``path`` under its key lock, if it meets ``precondition``; whether
+        a name was removed."""
         disk = self.disk
         slot = disk.locks.slot(bucket, kp.key)
         held = frozenset({slot})
@@ -333,9 +339,13 @@ class Writer:
         try:
             found = disk._resolve(path)
             if found is None:
+                if precondition is not None:
+                    precondition(None)
                 return False
             real, st = found
             record = disk.meta.load(real, bucket, kp.key, st)
+            if precondition is not None:
+                _check_delete(precondition, kp, st, record)
             if kp.is_folder:
                 if record is not None and record.folder:
                     drop_marker(disk, bucket, bdir, kp, real, record, held)
@@ -358,3 +368,18 @@ class Writer:
             return True
         finally:
             os.close(lock)
+
+
+def _check_delete(precondition: Precondition, kp: KeyPath, st: os.stat_result, record: Record | None) -> None:
+    """A conditional delete's check, under the key's lock, of what the key holds now."""
+    if kp.is_folder:
+        current = record.to_info(kp.key) if record is not None and record.folder else None
+    elif not stat.S_ISREG(st.st_mode):
+        current = None  # a folder of other keys, not an object
+    elif record is None:
+        # A file another program put here after the lookup gave the key a record: no ETag to
+        # hold the condition against yet. S3 answers a delete racing a write with 409.
+        raise errors.ConditionalRequestConflict(resource=kp.key)
+    else:
+        current = record.to_info(kp.key)
+    precondition(current)

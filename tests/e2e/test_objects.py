@@ -297,6 +297,37 @@ def test_delete_objects(s3, bucket: str) -> None:
     assert bad["Errors"][0]["Key"] == "a/../b"
 
 
+def test_conditional_deletes(s3, bucket: str) -> None:
+    etag = s3.put_object(Bucket=bucket, Key="cd", Body=b"v1")["ETag"]
+    with pytest.raises(ClientError) as exc:
+        s3.delete_object(Bucket=bucket, Key="cd", IfMatch='"00000000000000000000000000000000"')
+    assert _error(exc) == ("PreconditionFailed", 412)
+    assert s3.get_object(Bucket=bucket, Key="cd")["Body"].read() == b"v1"  # still there
+    assert s3.delete_object(Bucket=bucket, Key="cd", IfMatch=etag)["ResponseMetadata"]["HTTPStatusCode"] == 204
+    with pytest.raises(ClientError) as exc:
+        s3.head_object(Bucket=bucket, Key="cd")
+    # If-Match on an absent object: NoSuchKey, where an unconditional delete answers 204.
+    with pytest.raises(ClientError) as exc:
+        s3.delete_object(Bucket=bucket, Key="cd", IfMatch=etag)
+    assert _error(exc) == ("NoSuchKey", 404)
+    s3.put_object(Bucket=bucket, Key="cd", Body=b"v2")
+    s3.delete_object(Bucket=bucket, Key="cd", IfMatch="*")  # "if it exists"
+    with pytest.raises(ClientError) as exc:
+        s3.delete_object(Bucket=bucket, Key="cd", IfMatch="*")
+    assert _error(exc) == ("NoSuchKey", 404)
+    # DeleteObjects: an Object's ETag makes its delete conditional.
+    kept = s3.put_object(Bucket=bucket, Key="keep", Body=b"k")["ETag"]
+    gone = s3.put_object(Bucket=bucket, Key="gone", Body=b"g")["ETag"]
+    answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": [
+        {"Key": "keep", "ETag": '"00000000000000000000000000000000"'},
+        {"Key": "gone", "ETag": gone},
+        {"Key": "absent", "ETag": kept},
+    ]})  # fmt: skip
+    assert [d["Key"] for d in answer["Deleted"]] == ["gone"]
+    assert sorted((e["Key"], e["Code"]) for e in answer["Errors"]) == [("absent", "NoSuchKey"), ("keep", "PreconditionFailed")]
+    assert s3.get_object(Bucket=bucket, Key="keep")["Body"].read() == b"k"
+
+
 def test_delete_objects_malformed(server, bucket: str) -> None:
     s3 = server.client()
     with pytest.raises(ClientError) as exc:

@@ -61,9 +61,9 @@ def test_parse_delete() -> None:
         b'<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Quiet>true</Quiet>'
         b"<Object><Key>a</Key></Object><Object><Key>b &amp; c</Key><VersionId>null</VersionId></Object></Delete>"
     )
-    assert keys == [("a", None), ("b & c", "null")] and quiet is True
+    assert keys == [("a", None, None), ("b & c", "null", None)] and quiet is True
     single, quiet = s3xml.parse_delete(b"<Delete><Object><Key>only</Key></Object></Delete>")
-    assert single == [("only", None)] and quiet is False
+    assert single == [("only", None, None)] and quiet is False
 
 
 @pytest.mark.parametrize(
