@@ -86,3 +86,13 @@ def combine_crc(algorithm: str, first: bytes, second: bytes, second_length: int)
     fn = {"crc32": crt.combine_crc32, "crc32c": crt.combine_crc32c, "crc64nvme": crt.combine_crc64nvme}[digest]
     value = fn(int.from_bytes(first, "big"), int.from_bytes(second, "big"), second_length)
     return int(value).to_bytes(width, "big")
+
+
+def valid_checksum(algorithm: str, value: str) -> bool:
+    """Whether ``value`` is the canonical base64 of a digest of ``algorithm``'s length. S3 refuses
+    a value that decodes only leniently (non-zero padding bits) as invalid, not as a mismatch."""
+    try:
+        digest = base64.b64decode(value, validate=True)
+    except ValueError:  # binascii.Error is a ValueError
+        return False
+    return len(digest) == DIGEST_LENGTH[ALGORITHM_DIGEST[algorithm]] and b64(digest) == value

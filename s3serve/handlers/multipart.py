@@ -8,7 +8,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from .. import errors, s3xml
-from ..checksums import ALGORITHM_DIGEST
+from ..checksums import ALGORITHM_DIGEST, valid_checksum
 from ..payload import ascii_int, make_body
 from ..storage.base import ObjectInfo, PartInfo
 from .common import (
@@ -126,6 +126,14 @@ def _listed_parts(body: bytes) -> list[PartInfo]:
             for name, value in item.items()
             if name.startswith("Checksum") and name[len("Checksum") :] in ALGORITHM_DIGEST
         }
+        if len(checksums) > 1 or not all(valid_checksum(alg, value) for alg, value in checksums.items()):
+            # S3's answer to a part checksum that is not one digest of its algorithm's size: it
+            # never gets as far as comparing it with the stored part.
+            raise errors.InvalidArgument(
+                "Invalid Base64 or multiple checksums present in request",
+                ArgumentName="Checksum",
+                ArgumentValue="".join(f"{alg}:{value};" for alg, value in checksums.items()),
+            )
         parts.append(PartInfo(number, 0, etag, 0.0, checksums))
     for before, after in zip(parts, parts[1:], strict=False):
         if after.number <= before.number:
@@ -133,15 +141,29 @@ def _listed_parts(body: bytes) -> list[PartInfo]:
     return parts
 
 
+def _object_checksums(ctx: Context) -> dict[str, str]:
+    """The whole-object checksums a Complete names, each a digest of its algorithm, with the
+    part count of a composite one ("<base64>-<n>") or without; InvalidRequest otherwise, as S3
+    answers a malformed value before it compares anything."""
+    given: dict[str, str] = {}
+    for name, raw in ctx.headers.items():
+        lower = name.lower()
+        algorithm = lower[len("x-amz-checksum-") :].upper()
+        if not lower.startswith("x-amz-checksum-") or algorithm not in ALGORITHM_DIGEST:
+            continue
+        value = raw.strip()
+        digest, dash, count = value.partition("-")
+        if not valid_checksum(algorithm, digest) or (dash and not (count.isascii() and count.isdigit())):
+            raise errors.InvalidRequest(f"Value for {lower} header is invalid.")
+        given[algorithm] = value
+    return given
+
+
 async def complete_multipart_upload(ctx: Context) -> web.StreamResponse:
     upload_id = _upload_id(ctx)
     precondition = write_precondition(ctx.headers)
     parts = _listed_parts(await ctx.read_xml_body(object_checksums=True))
-    given = {
-        name[len("x-amz-checksum-") :].upper(): value
-        for name, value in ((k.lower(), v) for k, v in ctx.headers.items())
-        if name.startswith("x-amz-checksum-") and name[len("x-amz-checksum-") :].upper() in ALGORITHM_DIGEST
-    }
+    given = _object_checksums(ctx)
     work = ctx.backend.complete_multipart_upload(ctx.bucket, ctx.key, upload_id, parts, precondition, given)
     location = f"{ctx.request.scheme}://{ctx.request.host}/{quote(ctx.bucket)}/{quote(ctx.key)}"
 

@@ -143,17 +143,24 @@ def _plan(disk: DiskBackend, directory: str, upload: UploadInfo, parts: list[Par
     """Check the client's part list against the stored parts; the object's record and where
     the bytes to concatenate are."""
     docs: list[dict[str, Any]] = []
+    meta = upload.meta
+    # The object's checksum of a composite upload is made of the parts' checksums, so S3 wants
+    # the client to name each one it relies on.
+    composite = meta.checksum_algorithm if meta.checksum_type == "COMPOSITE" else None
     for wanted in parts:
+        if composite is not None and composite not in wanted.checksums:
+            raise errors.InvalidRequest(
+                f"The upload was created using a {composite.lower()} checksum. The complete request must include "
+                f"the checksum for each part. It was missing for part {wanted.number} in the request."
+            )
         doc = read_json(os.path.join(directory, f"{wanted.number:05d}.json"))
         if doc is None or doc.get("e") != wanted.etag:
             raise errors.InvalidPart(PartNumber=wanted.number, ETag=wanted.etag, UploadId=upload.upload_id)
         stored = dict(doc.get("x", {}))
         for alg, claimed in wanted.checksums.items():
             if stored.get(alg) != claimed:
-                raise errors.InvalidPart(
-                    f"The {alg} checksum you specified for part {wanted.number} did not match the uploaded part.",
-                    PartNumber=wanted.number,
-                )
+                # S3 names no checksum here: the same InvalidPart as for a wrong ETag.
+                raise errors.InvalidPart(PartNumber=wanted.number, ETag=wanted.etag, UploadId=upload.upload_id)
         docs.append(doc)
     # Sizes only once every listed part is known to exist, as S3 orders its checks.
     for doc in docs[:-1]:
@@ -162,7 +169,6 @@ def _plan(disk: DiskBackend, directory: str, upload: UploadInfo, parts: list[Par
                 ProposedSize=int(doc["s"]), MinSizeAllowed=disk.min_part_size, PartNumber=int(doc["n"])
             )
     n = len(docs)
-    meta = upload.meta
     algorithm = meta.checksum_algorithm or DEFAULT_CHECKSUM
     kind = meta.checksum_type or "FULL_OBJECT"
     raw = [base64.b64decode(str(d["x"][algorithm])) for d in docs]
@@ -213,7 +219,8 @@ def multipart_etag(part_etags: list[str]) -> str:
 
 def _check_object_checksums(computed: dict[str, str], given: dict[str, str]) -> None:
     """The whole-object checksum a client sends with CompleteMultipartUpload must match what the
-    parts add up to (composite values compare without their '-N' part count)."""
+    parts add up to. A composite value may leave out its '-N' part count; when it has one, the
+    count is part of what must match."""
     for algorithm, value in given.items():
         mine = computed.get(algorithm)
         if mine is None:
@@ -221,5 +228,5 @@ def _check_object_checksums(computed: dict[str, str], given: dict[str, str]) -> 
                 f"The upload was created using the {next(iter(computed), 'CRC64NVME').lower()} checksum algorithm, "
                 f"but the Complete request specified {algorithm.lower()}."
             )
-        if mine.split("-")[0] != value.split("-")[0]:
-            raise errors.BadDigest(f"The {algorithm} you specified did not match the calculated checksum.")
+        if value not in (mine, mine.split("-")[0]):
+            raise errors.BadDigest(f"The {algorithm.lower()} you specified did not match the calculated checksum.")

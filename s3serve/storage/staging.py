@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("s3serve.multipart")
 
 MAX_PART_NUMBER = 10000
+MAX_PART_SIZE = 5 * 1024**3
 # Uploads of one bucket whose records ListMultipartUploads keeps in memory (~1 KiB each).
 _LISTED_MAX = 20000
 _PART_JSON = re.compile(r"(\d{5})\.json")
@@ -238,11 +239,13 @@ class Staging:
         directory = self.upload_dir(bucket, upload_id)
         upload = self.load_upload(directory, upload_id, key)
         algorithm = upload.meta.checksum_algorithm
-        if algorithm is not None and body.declared_checksum not in (None, algorithm):
-            # What S3 answers; the part's checksum could never take part in the object's.
+        declared = body.declared_checksum
+        # What S3 answers: the part's checksum could never take part in the object's, and the
+        # parts of a composite upload must each come with theirs.
+        if algorithm is not None and declared != algorithm and (declared is not None or upload.meta.checksum_type == "COMPOSITE"):
             raise errors.InvalidRequest(
                 f"Checksum Type mismatch occurred, expected checksum Type: {algorithm.lower()}, "
-                f"actual checksum Type: {str(body.declared_checksum).lower()}"
+                f"actual checksum Type: {declared.lower() if declared is not None else 'null'}"
             )
         names = ["md5", ALGORITHM_DIGEST[DEFAULT_CHECKSUM], *sorted(body.digests_wanted)]
         if algorithm is not None:
@@ -291,6 +294,11 @@ class Staging:
                 raise errors.InvalidArgument(
                     f"Range specified is not valid for source object of size: {size}",
                     ArgumentName="x-amz-copy-source-range",
+                )
+            if last - first + 1 > MAX_PART_SIZE:
+                # A part is 5 GiB at most, whatever it is made from.
+                raise errors.InvalidRequest(
+                    f"The specified copy source is larger than the maximum allowable size for a copy source: {MAX_PART_SIZE}"
                 )
             algorithm = upload.meta.checksum_algorithm
             names = ["md5", ALGORITHM_DIGEST[DEFAULT_CHECKSUM]]

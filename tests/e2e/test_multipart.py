@@ -280,9 +280,14 @@ def test_retried_complete_gets_the_same_answer(s3, bucket: str) -> None:  # type
     retry with the same success while the object is still the one that upload made."""
     data = [os.urandom(PART), b"tail"]
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key="again", ChecksumAlgorithm="SHA256")["UploadId"]
-    parts = [
-        {"PartNumber": n, "ETag": s3.upload_part(Bucket=bucket, Key="again", UploadId=upload_id, PartNumber=n, Body=body, ChecksumAlgorithm="SHA256")["ETag"]}
+    # A composite upload's Complete names every part's checksum, as S3 requires.
+    answers = [
+        s3.upload_part(Bucket=bucket, Key="again", UploadId=upload_id, PartNumber=n, Body=body, ChecksumAlgorithm="SHA256")
         for n, body in enumerate(data, 1)
+    ]
+    parts = [
+        {"PartNumber": n, "ETag": answer["ETag"], "ChecksumSHA256": answer["ChecksumSHA256"]}
+        for n, answer in enumerate(answers, 1)
     ]
     first = s3.complete_multipart_upload(Bucket=bucket, Key="again", UploadId=upload_id, MultipartUpload={"Parts": parts})
     again = s3.complete_multipart_upload(

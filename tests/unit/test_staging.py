@@ -278,7 +278,12 @@ def md5_etag(parts: list[bytes]) -> str:
 
 async def upload_parts(be: DiskBackend, key: str, parts: dict[int, bytes], meta: WriteMeta | None = None) -> tuple[str, dict[int, PartInfo]]:
     upload = await be.create_multipart_upload("bkt", key, meta or WriteMeta(), OWNER)
-    infos = {n: await be.upload_part("bkt", key, upload.upload_id, n, Body(data)) for n, data in parts.items()}
+    infos = {}
+    for n, data in parts.items():
+        body = Body(data)
+        # As a client's part of an upload with an algorithm carries its checksum (S3 requires it).
+        body.declared_checksum = upload.meta.checksum_algorithm
+        infos[n] = await be.upload_part("bkt", key, upload.upload_id, n, body)
     return upload.upload_id, infos
 
 
