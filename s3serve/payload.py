@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from typing import Protocol
 
 from s3serve import errors
-from s3serve.checksums import ALGORITHM_DIGEST, DEFAULT_CHECKSUM, DIGEST_LENGTH, b64
+from s3serve.checksums import ALGORITHM_DIGEST, DEFAULT_CHECKSUM, b64, valid_checksum
 from s3serve.sigv4 import EMPTY_SHA256, AuthResult
 
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
@@ -111,12 +111,9 @@ def decode_content_md5(value: str) -> bytes:
 
 
 def _check_checksum_value(algorithm: str, value: str, where: str) -> str:
-    """A base64 digest of the right length for the algorithm, else S3's InvalidRequest."""
-    try:
-        digest = base64.b64decode(value.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        digest = b""
-    if len(digest) != DIGEST_LENGTH[ALGORITHM_DIGEST[algorithm]]:
+    """The canonical base64 of a digest of the algorithm's length, else S3's InvalidRequest (a
+    value that decodes only leniently, with non-zero padding bits, is invalid, not a mismatch)."""
+    if not valid_checksum(algorithm, value.strip()):
         raise errors.InvalidRequest(f"Value for {where} is invalid.")
     return value.strip()
 

@@ -18,6 +18,7 @@ from ..storage.base import (
     HeaderPrecondition,
     ObjectInfo,
     ObjectReader,
+    PartInfo,
     Precondition,
     WriteMeta,
 )
@@ -90,8 +91,8 @@ def _number(digits: str) -> int:
     return number
 
 
-def _part_range(info: ObjectInfo, raw: str) -> tuple[int, int, int | None]:
-    """partNumber=N -> (offset, length, parts count) of that part."""
+def _part_range(info: ObjectInfo, raw: str) -> tuple[int, int, int | None, PartInfo | None]:
+    """partNumber=N -> (offset, length, parts count, part) of that part."""
     number = ascii_int(raw) or 0
     if not 1 <= number <= MAX_PARTS:
         raise errors.InvalidArgument(
@@ -102,14 +103,25 @@ def _part_range(info: ObjectInfo, raw: str) -> tuple[int, int, int | None]:
     if not info.parts:
         if number != 1:
             raise errors.InvalidPartNumber(PartNumberRequested=number, ActualPartCount=1)
-        return 0, info.size, None
+        return 0, info.size, None, None
     # Parts keep the numbers they were uploaded with (1, 3, 5 stays 1, 3, 5).
     offset = 0
     for part in info.parts:
         if part.number == number:
-            return offset, part.size, len(info.parts)
+            return offset, part.size, len(info.parts), part
         offset += part.size
     raise errors.InvalidPartNumber(PartNumberRequested=number, ActualPartCount=len(info.parts))
+
+
+def _checksums_of(info: ObjectInfo, offset: int, length: int, part: PartInfo | None) -> tuple[dict[str, str], str | None]:
+    """The checksums that describe the bytes answered, as S3 sends them: a part of a composite
+    object has its own; the object's describe it whole, and so only a range or part that covers
+    all of it (a FULL_OBJECT checksum says nothing of one part of several)."""
+    if part is not None and info.checksum_type == "COMPOSITE" and part.checksums:
+        return part.checksums, "COMPOSITE"
+    if offset == 0 and length == info.size:
+        return info.checksums, info.checksum_type
+    return {}, None
 
 
 class _Described(ObjectReader):
@@ -156,17 +168,18 @@ async def _get(ctx: Context, *, head: bool) -> web.StreamResponse:
         except errors.NotModified as exc:
             exc.headers.update({"ETag": f'"{info.etag}"', "Last-Modified": http_date(info.last_modified)})
             raise
-        offset, length, status, parts = 0, info.size, 200, None
+        offset, length, status, parts, part = 0, info.size, 200, None, None
         if part_number is not None:
-            offset, length, parts = _part_range(info, part_number)
+            offset, length, parts, part = _part_range(info, part_number)
             # An empty object has no byte range to name: S3 answers 200 without Content-Range.
             status = 206 if info.size else 200
         elif range_header is not None:
             span = parse_range(range_header, info.size)
             if span is not None:
                 offset, length, status = span[0], span[1] - span[0] + 1, 206
-        # A checksum describes the whole object, so a part or a range goes without it.
-        headers = object_headers(info, ctx, checksums=status == 200, part_count=parts)
+        headers = object_headers(info, ctx, checksums=False, part_count=parts)
+        if ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+            headers.update(checksum_headers(*_checksums_of(info, offset, length, part)))
         if status == 206:
             headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{info.size}"
         if info.tag_count:  # on HEAD too: S3's HeadObject answers it (HeadObjectOutput.TagCount)

@@ -12,7 +12,7 @@ import zlib
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import Server
+from tests.conftest import Server, signed
 
 MIB = 1024 * 1024
 PART = 5 * MIB  # the session server's --min-part-size
@@ -202,3 +202,37 @@ def test_upload_part_copy_refuses_more_than_5_gib(s3, server: Server, bucket: st
     assert part["CopyPartResult"]["ETag"] == f'"{hashlib.md5(bytes(MIB + 1)).hexdigest()}"'
     s3.abort_multipart_upload(Bucket=bucket, Key="copy", UploadId=upload_id)
     os.unlink(server.root / bucket / "huge")
+
+
+def test_checksums_of_parts_and_ranges_as_s3_answers_them(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    first, second = os.urandom(PART), os.urandom(1000)
+    upload_id, listed = _start(s3, bucket, "comp", [first, second], "CRC32")
+    s3.complete_multipart_upload(Bucket=bucket, Key="comp", UploadId=upload_id, MultipartUpload={"Parts": listed})
+    # A part of a composite object has a checksum of its own.
+    for number, data in ((1, first), (2, second)):
+        for read in (s3.get_object, s3.head_object):
+            got = read(Bucket=bucket, Key="comp", PartNumber=number, ChecksumMode="ENABLED")
+            assert got["ChecksumCRC32"] == b64(crc32(data)) and got["ChecksumType"] == "COMPOSITE"
+    # A range of the whole object is described by the object's checksum; a part of it by none.
+    whole = s3.head_object(Bucket=bucket, Key="comp", ChecksumMode="ENABLED")["ChecksumCRC32"]
+    assert whole.endswith("-2")
+    size = len(first) + len(second)
+    assert s3.get_object(Bucket=bucket, Key="comp", Range=f"bytes=0-{size - 1}", ChecksumMode="ENABLED")["ChecksumCRC32"] == whole
+    assert "ChecksumCRC32" not in s3.get_object(Bucket=bucket, Key="comp", Range="bytes=0-9", ChecksumMode="ENABLED")
+    # A FULL_OBJECT checksum says nothing of one part of several.
+    upload_id, listed = _start(s3, bucket, "full", [first, second], "CRC32", "FULL_OBJECT")
+    s3.complete_multipart_upload(Bucket=bucket, Key="full", UploadId=upload_id, MultipartUpload={"Parts": listed})
+    part = s3.get_object(Bucket=bucket, Key="full", PartNumber=1, ChecksumMode="ENABLED")
+    assert "ChecksumCRC32" not in part and part["Body"].read() == first
+    assert s3.head_object(Bucket=bucket, Key="full", ChecksumMode="ENABLED")["ChecksumCRC32"] == b64(crc32(first + second))
+    # A single PUT read as part 1 is the whole object, checksum and all.
+    s3.put_object(Bucket=bucket, Key="single", Body=b"one part", ChecksumAlgorithm="CRC32")
+    one = s3.get_object(Bucket=bucket, Key="single", PartNumber=1, ChecksumMode="ENABLED")
+    assert one["ChecksumCRC32"] == b64(crc32(b"one part"))
+
+
+def test_a_non_canonical_checksum_header_is_invalid_not_a_mismatch(server: Server, bucket: str) -> None:
+    value = non_canonical(b64(crc32(b"data")))
+    answer = signed(server, "PUT", f"/{bucket}/nc", body=b"data", headers={"x-amz-checksum-crc32": value})
+    assert answer.status == 400 and b"<Code>InvalidRequest</Code>" in answer.data, answer.data
+    assert b"Value for x-amz-checksum-crc32 header is invalid." in answer.data
