@@ -277,13 +277,22 @@ class CacheBackend(CacheReads, CacheMultipart, Backend):
         return info
 
     async def _keep(
-        self, bucket: str, key: str, spooled: replicas.Spool, info: ObjectInfo, tags: dict[str, str], since: int
+        self,
+        bucket: str,
+        key: str,
+        spooled: replicas.Spool,
+        info: ObjectInfo,
+        tags: dict[str, str],
+        since: int,
+        *,
+        fill: bool = False,
     ) -> None:
-        """Make what the upstream acknowledged the replica; when that fails here, the old replica
-        must not stay, or it would be served as current. Not when the key was written through
-        this cache after write ``since``: a fill that began before a PUT or DELETE, or a PUT
-        overtaken by another, would put back an older version (served as current for the
-        revalidation window)."""
+        """Make what the upstream acknowledged (or, ``fill``, what a read fetched) the replica;
+        when that fails here, the old replica must not stay, or it would be served as current.
+        Not when the key was written after write ``since``, through this process or (seen on
+        the disk) another: a fill that began before a PUT or DELETE, or a PUT overtaken by
+        another, would put back an older version (served as current for the revalidation
+        window)."""
         if self._overtaken(bucket, key, since):
             spooled.discard()
             return
@@ -293,7 +302,10 @@ class CacheBackend(CacheReads, CacheMultipart, Backend):
             except BaseException:
                 spooled.discard()  # publish_replica, which consumes it, is not reached
                 raise
-            await replicas.publish_replica(self.local, bucket, key, spooled, info, tags)
+            superseded = replicas.not_superseded(info, optional=fill)
+            await replicas.publish_replica(self.local, bucket, key, spooled, info, tags, superseded)
+        except replicas.Superseded:
+            return  # a newer copy is there, put by another worker process: it stays
         except (errors.S3Error, OSError) as exc:
             log.warning("not cached: %s/%s: %s", bucket, key, exc)
             await self._drop_local(bucket, key)

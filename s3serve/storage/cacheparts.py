@@ -146,7 +146,15 @@ class CacheMultipart:
         def _wrote(self, bucket: str, key: str) -> int: ...
         async def _drop_local(self, bucket: str, key: str) -> None: ...
         async def _keep(
-            self, bucket: str, key: str, spooled: Spool, info: ObjectInfo, tags: dict[str, str], since: int
+            self,
+            bucket: str,
+            key: str,
+            spooled: Spool,
+            info: ObjectInfo,
+            tags: dict[str, str],
+            since: int,
+            *,
+            fill: bool = False,
         ) -> None: ...
         async def _parts(
             self, bucket: str, key: str, info: ObjectInfo, max_heads: int | None = None

@@ -42,7 +42,15 @@ class CacheReads:
         def write_mark(self) -> int: ...
         async def drop_stale(self, bucket: str, key: str) -> bool: ...
         async def _keep(
-            self, bucket: str, key: str, spooled: Spool, info: ObjectInfo, tags: dict[str, str], since: int
+            self,
+            bucket: str,
+            key: str,
+            spooled: Spool,
+            info: ObjectInfo,
+            tags: dict[str, str],
+            since: int,
+            *,
+            fill: bool = False,
         ) -> None: ...
 
     async def _local_info(self, bucket: str, key: str) -> ObjectInfo | None:
@@ -211,7 +219,7 @@ class CacheReads:
         except BaseException:
             spooled.discard()
             raise
-        await self._keep(bucket, key, spooled, replace(info, parts=parts), tags, since)
+        await self._keep(bucket, key, spooled, replace(info, parts=parts), tags, since, fill=True)
 
     async def _parts(
         self, bucket: str, key: str, info: ObjectInfo, max_heads: int | None = None
@@ -232,13 +240,16 @@ class CacheReads:
 
 
 def _same_version(ours: ObjectInfo, upstream: ObjectInfo) -> bool:
-    # Same bytes with new metadata (a copy onto itself on the upstream) keep their ETag: only
-    # Last-Modified tells. A replica keeps the upstream's time as nanoseconds (within a
-    # microsecond of the float it was given).
+    # Same bytes with new metadata (a copy onto itself on the upstream) keep their ETag, and
+    # within the same second their Last-Modified too: the metadata itself must match. A replica
+    # keeps the upstream's time as nanoseconds (within a microsecond of the float it was given).
     return (
         ours.etag == upstream.etag
         and ours.size == upstream.size
         and abs(ours.last_modified - upstream.last_modified) <= 1e-5
+        and ours.headers == upstream.headers
+        and ours.user_meta == upstream.user_meta
+        and ours.storage_class == upstream.storage_class
     )
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from .. import errors
 from ..checksums import MultiHasher
 from . import keys
-from .base import STORED_HEADERS, Body, ObjectInfo
+from .base import STORED_HEADERS, Body, ObjectInfo, Precondition
 from .gc import create_locked
 from .metadata import Record
 from .spool import Spool
@@ -55,8 +55,34 @@ def replica_record(info: ObjectInfo, tags: dict[str, str]) -> Record:
     )
 
 
+class Superseded(Exception):
+    """The local copy at the key is a newer version than the one being published."""
+
+
+def not_superseded(info: ObjectInfo, *, optional: bool) -> Precondition:
+    """Checked under the key's lock against the local object: a copy of an older version than
+    the one there must not replace it. Every process serving ROOT sees it, unlike a process's
+    own record of its writes. Upstream times have a second's grain: on a tie with other bytes an
+    ``optional`` copy (a read's) gives way, a write's own copy does not."""
+
+    def check(current: ObjectInfo | None) -> None:
+        if current is None or current.etag == info.etag:
+            return
+        ahead = current.last_modified - info.last_modified
+        if ahead > 1e-3 or (optional and ahead >= -1e-3):
+            raise Superseded()
+
+    return check
+
+
 async def publish_replica(
-    disk: DiskBackend, bucket: str, key: str, spooled: Spool, info: ObjectInfo, tags: dict[str, str]
+    disk: DiskBackend,
+    bucket: str,
+    key: str,
+    spooled: Spool,
+    info: ObjectInfo,
+    tags: dict[str, str],
+    precondition: Precondition | None = None,
 ) -> ObjectInfo:
     """Make ``spooled`` the local object at ``key``, described by the upstream's ``info``.
     The spool is consumed (renamed into place or removed), whatever happens."""
@@ -72,12 +98,12 @@ async def publish_replica(
                     "A key ending in '/' is a folder on this server's filesystem and cannot have content.",
                     resource=key,
                 )
-            return await disk._publish(bucket, kp, None, record, None)
+            return await disk._publish(bucket, kp, None, record, precondition)
     except BaseException:
         spooled.discard()
         raise
     try:
-        return await disk._publish(bucket, kp, spooled.path, record, None)  # consumes the file
+        return await disk._publish(bucket, kp, spooled.path, record, precondition)  # consumes the file
     finally:
         spooled.release()
 

@@ -15,8 +15,9 @@ import pytest
 from s3serve import errors
 from s3serve.storage import fills
 from s3serve.storage.base import ObjectReader
+from s3serve.storage.cache import CacheBackend
 from s3serve.storage.disk import DiskBackend
-from tests.api.conftest import Send, until
+from tests.api.conftest import USER, Send, until
 
 PIECE = 64 * 1024
 SIZE = 4 * 1024 * 1024
@@ -180,3 +181,25 @@ async def test_a_fetch_goes_on_when_its_client_leaves(make_cached) -> None:  # t
         await asyncio.gather(*cache._tasks)
     assert _temp_files(here) == []
     assert cache._fills == {}
+
+
+async def test_a_fill_never_replaces_what_another_worker_wrote_since(make_cached, make_sender) -> None:  # type: ignore[no-untyped-def]
+    # Two worker processes share ROOT; each knows only its own writes. Worker A's fill of the
+    # old version ends after worker B's PUT of a new one: the copy on disk, not A's memory, tells.
+    send_a, cache_a, here, there = await make_cached(upstream_type=PacedUpstream, revalidate_after=60.0)
+    cache_b = CacheBackend(
+        DiskBackend(here.parent, default_owner=USER.user_id, fsync=False), cache_a.upstream, revalidate_after=60.0
+    )
+    send_b = await make_sender(cache_b)
+    old = os.urandom(SIZE)
+    (there / "k").write_bytes(old)
+    reading = await send_a("GET", "/bkt/k")
+    start = await reading.content.readexactly(PIECE)
+    assert (await send_b("PUT", "/bkt/k", b"new")).status == 200
+    assert (here / "k").read_bytes() == b"new"
+    assert start + await reading.read() == old  # A's reader gets the version it started on
+    while cache_a._tasks:
+        await asyncio.gather(*cache_a._tasks)
+    assert (here / "k").read_bytes() == b"new"  # A's fill did not put the old version back
+    assert (await _get(send_a, "/bkt/k")) == (200, b"new")
+    assert _temp_files(here) == []
