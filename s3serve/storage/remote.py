@@ -242,7 +242,7 @@ class RemoteBackend(Backend):
         )
 
     async def head_object(self, bucket: str, key: str) -> ObjectInfo:
-        headers, _ = await self._http.read("HEAD", bucket, key, headers={"x-amz-checksum-mode": "ENABLED"})
+        headers, _ = await self._http.read("HEAD", bucket, key, headers={"x-amz-checksum-mode": "ENABLED"}, quick=True)
         return info_from_headers(key, headers)
 
     async def open_object(self, bucket: str, key: str) -> RemoteReader:

@@ -37,6 +37,10 @@ log = logging.getLogger("s3serve")
 
 READ_CHUNK = 512 * 1024
 RETRY_DELAYS = (0.1, 0.4)
+# A request without a body to wait for (HEAD) that the upstream has not answered in this long
+# finds it unavailable: a copy is then served stale well before a client's own timeout (boto3's
+# is 60 s), where the transfer timeout, three times over, kept every read waiting three minutes.
+QUICK_TIMEOUT = 10.0
 MAX_ERROR_BODY = 64 * 1024
 # An upstream's refusal of s3serve's credentials, signature or clock, rather than of the request.
 AUTH_CODES = frozenset(
@@ -82,6 +86,11 @@ def stream_of(body: Body) -> Stream:
 async def _chunks(body: Body) -> AsyncIterator[bytes]:
     async for chunk in body:
         yield chunk
+
+
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    # No total: a large GET streams for as long as it takes; a stalled one does not.
+    return aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
 
 
 class Upstream:
@@ -140,8 +149,7 @@ class Upstream:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=tls),
             auto_decompress=False,
-            # No total: a large GET streams for as long as it takes; a stalled one does not.
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeout, sock_read=self._timeout),
+            timeout=_timeout(self._timeout),
             skip_auto_headers=SKIP_HEADERS,
         )
 
@@ -208,9 +216,11 @@ class Upstream:
         *,
         missing: type[errors.S3Error] = errors.NoSuchKey,
         idempotent: bool | None = None,
+        quick: bool = False,
     ) -> aiohttp.ClientResponse:
         """The upstream's 2xx response, which the caller reads and releases; the S3Error of any
-        other answer. ``missing`` is the error of a 404 without a body (HEAD)."""
+        other answer. ``missing`` is the error of a 404 without a body (HEAD). ``quick``: a
+        small answer, waited for QUICK_TIMEOUT at most, and not again after a timeout."""
         session = self._session
         if session is None:
             raise errors.InternalError("The upstream S3 client was used before start().")
@@ -225,13 +235,16 @@ class Upstream:
             resendable = not isinstance(body, Stream) or body.reusable
             # A conditional write repeated after a lost answer would fail its own condition.
             idempotent = method in ("GET", "HEAD", "DELETE") or (method == "PUT" and resendable and not conditional)
+        timeout = _timeout(QUICK_TIMEOUT if quick else self._timeout)
         for attempt in range(len(RETRY_DELAYS) + 1):
             last = attempt == len(RETRY_DELAYS)
             # Asked each time: temporary keys are renewed before they expire.
             sent = self._sign(await self._credentials.keys(), method, path, query, headers, body)
             data = _chunks(body.body) if isinstance(body, Stream) else body
             try:
-                response = await session.request(method, url, headers=sent, data=data, allow_redirects=False)
+                response = await session.request(
+                    method, url, headers=sent, data=data, allow_redirects=False, timeout=timeout
+                )
             except aiohttp.ClientConnectorCertificateError as exc:
                 # Trying again cannot help, and "could not be reached" would send the operator
                 # looking at the network instead of at --upstream-ca.
@@ -240,7 +253,7 @@ class Upstream:
                 if last:
                     raise self.unavailable(f"{method} {path}: {exc}") from None
             except (TimeoutError, aiohttp.ClientError) as exc:
-                if last or not idempotent:
+                if last or not idempotent or (quick and isinstance(exc, TimeoutError)):
                     raise self.unavailable(f"{method} {path}: {type(exc).__name__} {exc}") from None
             else:
                 if response.status < 300:
@@ -264,10 +277,13 @@ class Upstream:
         missing: type[errors.S3Error] = errors.NoSuchKey,
         idempotent: bool | None = None,
         error_in_body: bool = False,
+        quick: bool = False,
     ) -> tuple[Headers, bytes]:
         """``send`` and the whole (small) answer. ``error_in_body``: CopyObject, UploadPartCopy
         and CompleteMultipartUpload may answer 200 and an <Error> later in the body."""
-        response = await self.send(method, bucket, key, query, headers, body, missing=missing, idempotent=idempotent)
+        response = await self.send(
+            method, bucket, key, query, headers, body, missing=missing, idempotent=idempotent, quick=quick
+        )
         try:
             data = await response.read()
         except (TimeoutError, aiohttp.ClientError) as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import signal
 import socket
 import subprocess
 import uuid
@@ -20,6 +21,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from s3serve.sigv4 import EMPTY_SHA256
+from s3serve.storage.remote_http import QUICK_TIMEOUT
 from tests.conftest import ACCESS_KEY, SECRET_KEY, Server, start_server, stop_server
 from tests.e2e.conftest import UP_ACCESS, UP_SECRET, start_cache, until
 
@@ -183,6 +185,30 @@ def test_the_cache_answers_503_when_the_upstream_is_gone_and_serves_its_copies(t
         assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
         assert not (cache_root / "bkt" / "new").exists()
     finally:
+        stop_server(srv)
+        stop_server(up)
+    assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
+
+
+def test_a_hung_upstream_leaves_copies_served_within_the_quick_timeout(tmp_path: Path) -> None:
+    # An upstream that accepts connections and never answers (stopped, or a black hole): reads
+    # of copies must not wait for the transfer timeout three times over, or clients time out
+    # first and stale-on-error never helps.
+    up_root, cache_root = tmp_path / "up", tmp_path / "cache"
+    up_root.mkdir()
+    cache_root.mkdir()
+    up = start_server(up_root, "--no-fsync", access_key=UP_ACCESS, secret_key=UP_SECRET)
+    srv = start_cache(cache_root, up)
+    assert up.process is not None
+    try:
+        # A client that gives up long before the upstream's transfer timeout (60 s), as many do.
+        s3 = srv.client(retries={"max_attempts": 1}, read_timeout=QUICK_TIMEOUT + 10)
+        s3.create_bucket(Bucket="bkt")  # type: ignore[attr-defined]
+        s3.put_object(Bucket="bkt", Key="kept", Body=b"cached bytes")  # type: ignore[attr-defined]
+        up.process.send_signal(signal.SIGSTOP)
+        assert s3.get_object(Bucket="bkt", Key="kept")["Body"].read() == b"cached bytes"  # type: ignore[attr-defined]
+    finally:
+        up.process.send_signal(signal.SIGCONT)
         stop_server(srv)
         stop_server(up)
     assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
@@ -368,3 +394,26 @@ def test_a_parallel_download_of_a_cold_object_fetches_it_once(tmp_path: Path) ->
     whole = [line for line in gets if '" 200 ' in line]
     assert len(gets) <= 3 and len(whole) == 1 and all('" 206 ' in line for line in gets if line not in whole), gets
     assert "Traceback" not in cache.log_path.read_text()
+
+
+def test_a_metadata_change_on_the_upstream_within_the_second_is_seen(cache: Server, upstream: Server, bucket: str) -> None:
+    # Same bytes (same ETag) and, within the same second, the same Last-Modified: only the
+    # metadata the confirming HEAD carries tells the copy is stale.
+    s3, up = cache.client(), upstream.client()
+    for attempt in range(10):
+        key = f"meta-{attempt}"
+        s3.put_object(Bucket=bucket, Key=key, Body=b"same bytes", ContentType="text/plain", Metadata={"v": "1"})
+        assert s3.get_object(Bucket=bucket, Key=key)["Metadata"] == {"v": "1"}  # the copy, confirmed
+        before = up.head_object(Bucket=bucket, Key=key)["LastModified"]  # type: ignore[attr-defined]
+        up.copy_object(  # type: ignore[attr-defined]
+            Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
+            MetadataDirective="REPLACE", ContentType="image/png", Metadata={"v": "2"},
+        )  # fmt: skip
+        if up.head_object(Bucket=bucket, Key=key)["LastModified"] == before:  # type: ignore[attr-defined]
+            break  # the case in question: within one second
+    else:
+        pytest.fail("no change landed within the same second in 10 attempts")
+    got = s3.get_object(Bucket=bucket, Key=key)
+    assert (got["ContentType"], got["Metadata"]) == ("image/png", {"v": "2"})
+    head = s3.head_object(Bucket=bucket, Key=key)
+    assert (head["ContentType"], head["Metadata"]) == ("image/png", {"v": "2"})
