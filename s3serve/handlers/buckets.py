@@ -47,7 +47,7 @@ async def create_bucket(ctx: Context) -> web.StreamResponse:
 
 
 async def head_bucket(ctx: Context) -> web.StreamResponse:
-    info = await ctx.backend.head_bucket(ctx.bucket)
+    info = await ctx.backend.confirm_bucket(ctx.bucket)
     return web.Response(status=200, headers={"x-amz-bucket-region": info.region})
 
 
@@ -57,7 +57,7 @@ async def delete_bucket(ctx: Context) -> web.StreamResponse:
 
 
 async def get_bucket_location(ctx: Context) -> web.StreamResponse:
-    info = await ctx.backend.head_bucket(ctx.bucket)
+    info = await ctx.backend.confirm_bucket(ctx.bucket)
     return xml_response(s3xml.location(info.region))
 
 

@@ -208,6 +208,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def head_bucket(self, name: str) -> BucketInfo: ...
 
+    async def confirm_bucket(self, name: str) -> BucketInfo:
+        """head_bucket for a client asking whether the bucket exists (HeadBucket,
+        GetBucketLocation), where a backend with a truth elsewhere asks it."""
+        return await self.head_bucket(name)
+
     @abc.abstractmethod
     async def delete_bucket(self, name: str) -> None:
         """Raises BucketNotEmpty when objects (or uploads in progress) remain."""

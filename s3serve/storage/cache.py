@@ -224,6 +224,19 @@ class CacheBackend(CacheReads, CacheMultipart, Backend):
             info = await self.upstream.head_bucket(name)
             return await self._local_bucket(name, info.region)
 
+    async def confirm_bucket(self, name: str) -> BucketInfo:
+        """The upstream's answer, not the folder here: a bucket deleted on the upstream leaves
+        its folder (and copies) behind until now, and "HeadBucket, create when missing" must
+        see it gone. While the upstream cannot be reached, the folder here answers."""
+        try:
+            await self.upstream.head_bucket(name)
+        except errors.NoSuchBucket:
+            await self._forget_bucket(name)
+            raise
+        except errors.ServiceUnavailable:
+            pass
+        return await self.head_bucket(name)
+
     async def create_bucket(self, name: str, owner: str, region: str) -> BucketInfo:
         try:
             await self.upstream.create_bucket(name, owner, region)
@@ -234,7 +247,11 @@ class CacheBackend(CacheReads, CacheMultipart, Backend):
 
     async def delete_bucket(self, name: str) -> None:
         await self.upstream.delete_bucket(name)
-        # The upstream had nothing left, so every replica here is of an object gone there.
+        await self._forget_bucket(name)
+
+    async def _forget_bucket(self, name: str) -> None:
+        """The upstream has no bucket ``name`` (any more): every replica here is of an object
+        gone there, and the folder goes unless it holds files that are not copies."""
         kept = 0
         async for info in replicas.objects_of(self.local, name):
             if not await self.drop_stale(name, info.key):

@@ -210,7 +210,7 @@ class RemoteBackend(Backend):
         return BucketInfo(name, time.time(), owner, region or self.region)
 
     async def head_bucket(self, name: str) -> BucketInfo:
-        headers, _ = await self._http.read("HEAD", name, missing=errors.NoSuchBucket)
+        headers, _ = await self._http.read("HEAD", name, missing=errors.NoSuchBucket, quick=True)
         return BucketInfo(name, 0.0, "", headers.get("x-amz-bucket-region") or self.region)
 
     async def delete_bucket(self, name: str) -> None:

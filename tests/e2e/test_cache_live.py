@@ -19,6 +19,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 
 from s3serve.sigv4 import EMPTY_SHA256
 from s3serve.storage.remote_http import QUICK_TIMEOUT
@@ -212,6 +213,25 @@ def test_a_hung_upstream_leaves_copies_served_within_the_quick_timeout(tmp_path:
         stop_server(srv)
         stop_server(up)
     assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
+
+
+def test_a_bucket_deleted_on_the_upstream_is_gone_for_head_bucket(cache: Server, upstream: Server) -> None:
+    # "HeadBucket, create it when missing" must work after the bucket went away behind the cache.
+    s3, up = cache.client(), upstream.client()
+    name = f"gone-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=name)  # type: ignore[attr-defined]
+    s3.put_object(Bucket=name, Key="k", Body=b"copy here")  # type: ignore[attr-defined]
+    assert s3.get_object(Bucket=name, Key="k")["Body"].read() == b"copy here"  # type: ignore[attr-defined]
+    up.delete_object(Bucket=name, Key="k")  # type: ignore[attr-defined]
+    up.delete_bucket(Bucket=name)  # type: ignore[attr-defined]
+    for ask in (s3.head_bucket, s3.get_bucket_location):  # type: ignore[attr-defined]
+        with pytest.raises(ClientError) as exc:
+            ask(Bucket=name)
+        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert cache.root is not None and not (cache.root / name).exists()  # its copies went too
+    s3.create_bucket(Bucket=name)  # type: ignore[attr-defined]
+    s3.put_object(Bucket=name, Key="k", Body=b"again")  # type: ignore[attr-defined]
+    assert up.get_object(Bucket=name, Key="k")["Body"].read() == b"again"  # type: ignore[attr-defined]
 
 
 def test_a_gzip_encoded_upload_is_stored_as_sent(cache: Server, upstream: Server, bucket: str) -> None:
