@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("s3serve.cache")
 
+# Replicas confirmed with the upstream (one HEAD each) at once in an eviction round.
+EVICT_BATCH = 16
 LOW_WATER = 0.9
 ACCESS_ENTRIES = 1 << 18
 PAGE = 1000
@@ -147,14 +149,32 @@ class Evictor:
         if total <= max_bytes:
             return
         target = int(max_bytes * LOW_WATER)
+        candidates = iter(sorted(held, key=lambda r: r.last_used))
+        size = 1  # one first: an unreachable upstream stops the round after one try
         try:
-            for replica in sorted(held, key=lambda r: r.last_used):
-                if total <= target:
+            while total > target:
+                # The next least recently used, as many as bring the total to the target (up to
+                # ``size``, doubling to EVICT_BATCH), confirmed with the upstream at once: one
+                # HEAD after another let fills outrun the round under load.
+                batch: list[Replica] = []
+                need = total - target
+                for replica in candidates:
+                    batch.append(replica)
+                    need -= replica.size
+                    if need <= 0 or len(batch) == size:
+                        break
+                size = min(size * 2, EVICT_BATCH)
+                if not batch:
                     break
-                if await self._evict(replica):
-                    self._access.pop((replica.bucket, replica.key), None)
-                    total -= replica.size
-                    self.evicted += 1
+                results = await asyncio.gather(*(self._evict(r) for r in batch), return_exceptions=True)
+                for replica, result in zip(batch, results, strict=True):
+                    if result is True:
+                        self._access.pop((replica.bucket, replica.key), None)
+                        total -= replica.size
+                        self.evicted += 1
+                for result in results:
+                    if isinstance(result, BaseException):
+                        raise result
         except errors.ServiceUnavailable:
             # The upstream cannot be reached (remote_http logged why): every other check would
             # fail alike, and nothing may be removed unconfirmed. The next round tries again.
