@@ -49,7 +49,6 @@ from .cacheparts import CacheMultipart, PartStore
 from .disk import DiskBackend
 from .eviction import Evictor
 from .fills import Fill
-from .readthrough import CacheReads
 
 log = logging.getLogger("s3serve.cache")
 
@@ -88,7 +87,7 @@ def claim_root(root: Path, upstream: str) -> None:
     tmp.replace(marker)
 
 
-class CacheBackend(CacheReads, CacheMultipart, Backend):
+class CacheBackend(CacheMultipart, Backend):
     def __init__(
         self,
         local: DiskBackend,

@@ -17,14 +17,12 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Coroutine
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .. import errors
 from . import replicas
 from .base import (
-    Backend,
     Body,
     ObjectInfo,
     PartInfo,
@@ -36,10 +34,11 @@ from .base import (
 )
 from .completion import multipart_etag
 from .gc import create_locked
+from .readthrough import CacheReads
 from .spool import Spool
 
 if TYPE_CHECKING:
-    from .disk import DiskBackend
+    pass
 
 log = logging.getLogger("s3serve.cache")
 
@@ -132,33 +131,16 @@ def _copy(src: int, dst: int, size: int) -> None:
             piece = piece[os.write(dst, piece) :]
 
 
-class CacheMultipart:
+class CacheMultipart(CacheReads):
     """CacheBackend's multipart operations: staged by the upstream; each part verified here first,
-    and kept (PartStore) so that the completed object becomes a replica."""
+    and kept (PartStore) so that the completed object becomes a replica, as reads keep theirs."""
 
-    local: DiskBackend
-    upstream: Backend
     parts: PartStore
 
     if TYPE_CHECKING:
 
-        def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]: ...
         def _wrote(self, bucket: str, key: str) -> int: ...
         async def _drop_local(self, bucket: str, key: str) -> None: ...
-        async def _keep(
-            self,
-            bucket: str,
-            key: str,
-            spooled: Spool,
-            info: ObjectInfo,
-            tags: dict[str, str],
-            since: int,
-            *,
-            fill: bool = False,
-        ) -> None: ...
-        async def _parts(
-            self, bucket: str, key: str, info: ObjectInfo, max_heads: int | None = None
-        ) -> list[PartInfo] | None: ...
 
     async def sweep_parts(self) -> None:
         """Drop the kept parts of uploads abandoned for longer than the multipart expiry."""
