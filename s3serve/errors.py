@@ -232,9 +232,10 @@ def not_implemented(operation: str) -> S3Error:
 _BY_CODE: dict[str, type[S3Error]] = {}
 
 
-def from_code(code: str, status: int, message: str | None = None) -> S3Error:
-    """The error another S3 answered with (an upstream's ``<Code>``): its class here when there is
-    one, else a plain S3Error carrying that code and status."""
+def from_code(code: str, status: int, message: str | None = None, extra: dict[str, str] | None = None) -> S3Error:
+    """The error another S3 answered with (an upstream's ``<Code>``, and the elements it named the
+    fault with): its class here when there is one, else a plain S3Error carrying that code and
+    status."""
     if not _BY_CODE:
         for value in list(globals().values()):
             if isinstance(value, type) and issubclass(value, S3Error) and value is not S3Error:
@@ -243,4 +244,4 @@ def from_code(code: str, status: int, message: str | None = None) -> S3Error:
     if cls is None:
         # Not remembered: an upstream could otherwise grow the table without bound.
         cls = _error(code, status, message or code)
-    return cls(message or None)
+    return cls(message or None, **(extra or {}))

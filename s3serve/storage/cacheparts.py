@@ -35,7 +35,7 @@ from .base import (
 from .completion import multipart_etag
 from .gc import create_locked
 from .readthrough import CacheReads
-from .spool import Spool
+from .spool import FileBody, Spool
 
 if TYPE_CHECKING:
     pass
@@ -163,8 +163,14 @@ class CacheMultipart(CacheReads):
 
     async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> PartInfo:
         spooled = await replicas.spool(self.local, body)
+        # Only the checksum the client sent goes on: one computed here by default (CRC64NVME)
+        # would name an algorithm the upload may not have been created with, and the upstream
+        # judges a part without one as S3 does (a composite upload requires it).
+        sent = FileBody(spooled.path, spooled.size, spooled.md5, {
+            algorithm: value for algorithm, value in spooled.checksums.items() if algorithm == body.declared_checksum
+        })  # fmt: skip
         try:
-            part = await self.upstream.upload_part(bucket, key, upload_id, number, spooled.body())
+            part = await self.upstream.upload_part(bucket, key, upload_id, number, sent)
         except BaseException:
             spooled.discard()
             raise

@@ -309,15 +309,17 @@ class Upstream:
             response.release()
         return self._error(response.status, rx.error_of(body), missing)
 
-    def _error(self, status: int, found: tuple[str, str] | None, missing: type[errors.S3Error]) -> errors.S3Error:
-        code, message = found if found is not None else ("", "")
+    def _error(
+        self, status: int, found: tuple[str, str, dict[str, str]] | None, missing: type[errors.S3Error]
+    ) -> errors.S3Error:
+        code, message, extra = found if found is not None else ("", "", {})
         # A 403 whose code names a fault of the request itself (InvalidObjectState) is the client's.
         if code in AUTH_CODES or (status == 403 and not (code and hasattr(errors, code))):
             return self._refused(code or str(status), message)
         if (300 <= status < 400 and status != 304) or (status >= 500 and status != 501):
             return self.unavailable(f"answered {status} {code}: {message}".rstrip(": "))
         if code:
-            return errors.from_code(code, status, message or None)
+            return errors.from_code(code, status, message or None, extra)
         by_status: dict[int, type[errors.S3Error]] = {
             404: missing,
             412: errors.PreconditionFailed,

@@ -43,8 +43,17 @@ def parse(body: bytes, root: str) -> dict[str, Any]:
     return {k.split(":")[-1]: v for k, v in content.items() if not k.startswith("@")}
 
 
-def error_of(body: bytes) -> tuple[str, str] | None:
-    """(Code, Message) of an ``<Error>`` document, None for anything else."""
+# Elements of an upstream's <Error> not passed on: this server's own answer has its own
+# request ids and resource, and an upstream's signature material must never reach a client.
+_NOT_PASSED_ON = frozenset({
+    "Code", "Message", "RequestId", "HostId", "Resource", "StringToSign", "StringToSignBytes",
+    "CanonicalRequest", "CanonicalRequestBytes", "SignatureProvided", "AWSAccessKeyId",
+})  # fmt: skip
+
+
+def error_of(body: bytes) -> tuple[str, str, dict[str, str]] | None:
+    """(Code, Message, the other elements S3 names a fault with: PartNumber, ArgumentName, ...)
+    of an ``<Error>`` document, None for anything else."""
     head = body.lstrip()[:512]
     if b"<Error" not in head:
         return None
@@ -52,7 +61,12 @@ def error_of(body: bytes) -> tuple[str, str] | None:
         doc = s3xml.parse(body, "Error")
     except errors.S3Error:
         return None
-    return text(doc.get("Code")), text(doc.get("Message"))
+    extra = {
+        name: value
+        for name, value in doc.items()
+        if name not in _NOT_PASSED_ON and not name.startswith(("@", "#")) and isinstance(value, str)
+    }
+    return text(doc.get("Code")), text(doc.get("Message")), extra
 
 
 def text(value: Any) -> str:
