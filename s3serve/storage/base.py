@@ -332,9 +332,11 @@ class Backend(abc.ABC):
         parts: list[PartInfo],
         precondition: Precondition | None = None,
         checksums: dict[str, str] | None = None,
+        checksum_type: str | None = None,
     ) -> ObjectInfo:
         """``parts`` as the client listed them (number, etag, checksums to check); ``checksums``
-        the whole object's checksum the client sent (x-amz-checksum-*), checked before publishing."""
+        the whole object's checksum the client sent (x-amz-checksum-*) and ``checksum_type`` the
+        x-amz-checksum-type it named, both checked against the upload before publishing."""
 
     @abc.abstractmethod
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None: ...

@@ -204,9 +204,12 @@ class CacheMultipart(CacheReads):
         parts: list[PartInfo],
         precondition: Precondition | None = None,
         checksums: dict[str, str] | None = None,
+        checksum_type: str | None = None,
     ) -> ObjectInfo:
         try:
-            info = await self.upstream.complete_multipart_upload(bucket, key, upload_id, parts, precondition, checksums)
+            info = await self.upstream.complete_multipart_upload(
+                bucket, key, upload_id, parts, precondition, checksums, checksum_type
+            )
         finally:
             since = self._wrote(bucket, key)
         await self._drop_local(bucket, key)

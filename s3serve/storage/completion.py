@@ -37,6 +37,7 @@ async def complete(
     parts: list[PartInfo],
     precondition: Precondition | None,
     checksums: dict[str, str] | None = None,
+    checksum_type: str | None = None,
 ) -> ObjectInfo:
     _, kp, path = staging.disk._locate(bucket, key)
     if not parts:
@@ -47,7 +48,7 @@ async def complete(
     delay = 0.005
     while True:
         try:
-            return await _complete(staging, bucket, kp, upload_id, parts, precondition, checksums)
+            return await _complete(staging, bucket, kp, upload_id, parts, precondition, checksums, checksum_type)
         except errors.NoSuchUpload:
             # S3 answers a retried Complete (the first one's answer lost to a timeout or a
             # dropped connection) with the same success. One still running is waited for:
@@ -69,6 +70,7 @@ async def _complete(
     parts: list[PartInfo],
     precondition: Precondition | None,
     checksums: dict[str, str] | None,
+    checksum_type: str | None,
 ) -> ObjectInfo:
     key = kp.key
     directory = staging.upload_dir(bucket, upload_id)
@@ -77,6 +79,12 @@ async def _complete(
         try:
             upload = staging.load_upload(claimed, upload_id, key)
             record, sources = _plan(staging.disk, claimed, upload, parts)
+            if checksum_type is not None and checksum_type != record.checksum_type:
+                # S3's answer when Complete names another type than the upload was created with.
+                raise errors.BadDigest(
+                    f"The upload was created using the {str(record.checksum_type).lower()} checksum type, "
+                    f"but the Complete request specified {checksum_type.lower()}."
+                )
             _check_object_checksums(record.checksums, checksums or {})
             # No copy when the parts are in place and fill whole blocks; a copy otherwise.
             with disk_errors():

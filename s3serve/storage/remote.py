@@ -535,8 +535,11 @@ class RemoteBackend(Backend):
         parts: list[PartInfo],
         precondition: Precondition | None = None,
         checksums: dict[str, str] | None = None,
+        checksum_type: str | None = None,
     ) -> ObjectInfo:
         headers = {"content-type": "application/xml", **_checksum_headers(checksums or {})}
+        if checksum_type is not None:
+            headers["x-amz-checksum-type"] = checksum_type
         headers.update(await self._write_condition(bucket, key, precondition))
         _, body = await self._http.read(
             "POST", bucket, key, [("uploadId", upload_id)], headers, rx.complete(parts),

@@ -526,8 +526,9 @@ class MultipartMixin:
         parts: list[PartInfo],
         precondition: Precondition | None = None,
         checksums: dict[str, str] | None = None,
+        checksum_type: str | None = None,
     ) -> ObjectInfo:
-        return await completion.complete(self.staging, bucket, key, upload_id, parts, precondition, checksums)
+        return await completion.complete(self.staging, bucket, key, upload_id, parts, precondition, checksums, checksum_type)
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         await self.staging.abort(bucket, key, upload_id)

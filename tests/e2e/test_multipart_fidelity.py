@@ -236,3 +236,34 @@ def test_a_non_canonical_checksum_header_is_invalid_not_a_mismatch(server: Serve
     answer = signed(server, "PUT", f"/{bucket}/nc", body=b"data", headers={"x-amz-checksum-crc32": value})
     assert answer.status == 400 and b"<Code>InvalidRequest</Code>" in answer.data, answer.data
     assert b"Value for x-amz-checksum-crc32 header is invalid." in answer.data
+
+
+def test_complete_checks_the_checksum_type_of_the_upload(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    parts = [os.urandom(PART), b"tail"]
+    upload_id, listed = _start(s3, bucket, "t", parts, "CRC32", "FULL_OBJECT")
+
+    def refused(key: str = "t", **extra: str) -> dict[str, str]:
+        with pytest.raises(ClientError) as exc:
+            s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": listed}, **extra)
+        return error(exc)
+
+    assert refused(ChecksumType="COMPOSITE")["Code"] == "BadDigest"
+    assert refused(ChecksumType="WHOLE")["Code"] == "InvalidRequest"
+    # The refusals left the upload completable, and the matching type completes it.
+    done = s3.complete_multipart_upload(
+        Bucket=bucket, Key="t", UploadId=upload_id, MultipartUpload={"Parts": listed}, ChecksumType="FULL_OBJECT"
+    )
+    assert done["ChecksumCRC32"] == b64(crc32(b"".join(parts)))
+    assert s3.get_object(Bucket=bucket, Key="t")["Body"].read() == b"".join(parts)
+
+    # A composite upload refuses FULL_OBJECT; an upload created without an algorithm is FULL_OBJECT.
+    upload_id, listed = _start(s3, bucket, "c", parts, "SHA256")
+    assert refused("c", ChecksumType="FULL_OBJECT")["Code"] == "BadDigest"
+    plain = s3.create_multipart_upload(Bucket=bucket, Key="d")["UploadId"]
+    etags = [s3.upload_part(Bucket=bucket, Key="d", UploadId=plain, PartNumber=n, Body=p)["ETag"] for n, p in enumerate(parts, 1)]
+    with pytest.raises(ClientError) as exc:
+        s3.complete_multipart_upload(
+            Bucket=bucket, Key="d", UploadId=plain, ChecksumType="COMPOSITE",
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]},
+        )  # fmt: skip
+    assert error(exc)["Code"] == "BadDigest"
