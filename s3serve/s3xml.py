@@ -448,7 +448,7 @@ def parse(body: bytes, root: str, *, strip_whitespace: bool = True) -> dict[str,
     name, content = next(iter(doc.items()))
     if name.split(":")[-1] != root:
         raise errors.MalformedXML()
-    if content is None:
+    if content is None or (isinstance(content, str) and not content.strip()):
         return {}
     if not isinstance(content, dict):
         raise errors.MalformedXML()
@@ -527,7 +527,8 @@ def parse_delete(body: bytes) -> tuple[list[tuple[str, str | None, str | None]],
 
 
 def parse_tagging(body: bytes) -> dict[str, str]:
-    doc = parse(body, "Tagging")
+    # Whitespace kept: " v" and "v" are different tag values, as they are through x-amz-tagging.
+    doc = parse(body, "Tagging", strip_whitespace=False)
     tagset = doc.get("TagSet")
     if tagset is not None and not isinstance(tagset, dict):
         if text(tagset).strip():

@@ -436,6 +436,10 @@ def test_tagging(s3, bucket: str) -> None:
     assert s3.get_object(Bucket=bucket, Key="t")["TagCount"] == 2
     s3.put_object_tagging(Bucket=bucket, Key="t", Tagging={"TagSet": [{"Key": "z", "Value": "9"}]})
     assert s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"] == [{"Key": "z", "Value": "9"}]
+    # Spaces around a tag's key and value are part of them, through the XML as through the header.
+    s3.put_object_tagging(Bucket=bucket, Key="t", Tagging={"TagSet": [{"Key": " k ", "Value": " v"}, {"Key": "k", "Value": "v"}]})
+    tags = s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"]
+    assert sorted((t["Key"], t["Value"]) for t in tags) == [(" k ", " v"), ("k", "v")]
     s3.delete_object_tagging(Bucket=bucket, Key="t")
     assert s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"] == []
     with pytest.raises(ClientError) as exc:

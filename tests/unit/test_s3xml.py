@@ -90,6 +90,10 @@ def test_parse_tagging() -> None:
     )
     assert tags == {"a": "1", "b": ""}
     assert s3xml.parse_tagging(b"<Tagging><TagSet/></Tagging>") == {}
+    # Text is kept as sent: " a" is another tag than "a"; indentation between elements is no text.
+    indented = b"<Tagging>\n <TagSet>\n  <Tag>\n   <Key> a </Key>\n   <Value>x </Value>\n  </Tag>\n </TagSet>\n</Tagging>"
+    assert s3xml.parse_tagging(indented) == {" a ": "x "}
+    assert s3xml.parse_tagging(b"<Tagging>\n</Tagging>") == {}
     with pytest.raises(errors.S3Error) as info:
         s3xml.parse_tagging(b"<Tagging><TagSet><Tag><Key>a</Key></Tag><Tag><Key>a</Key></Tag></TagSet></Tagging>")
     assert info.value.code == "InvalidTag"
