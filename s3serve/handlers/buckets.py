@@ -29,7 +29,12 @@ async def list_buckets(ctx: Context) -> web.StreamResponse:
 
 async def create_bucket(ctx: Context) -> web.StreamResponse:
     constraint = s3xml.parse_create_bucket(await ctx.read_xml_body())
-    region = constraint or "us-east-1"
+    # No constraint: the bucket is in the region this server answers for, which HeadBucket and
+    # GetBucketLocation then report (a cache passes it upstream as the constraint). A regional
+    # AWS endpoint refuses such a request ("The unspecified location constraint is incompatible
+    # ..."), but s3serve takes requests signed for any region, and minio-go (restic) sends no
+    # constraint unless it is told the region.
+    region = constraint or ctx.config.region
     if constraint == "us-east-1":
         # S3 refuses an explicit us-east-1 constraint; the default region is implied by none.
         raise errors.InvalidLocationConstraint("The specified location-constraint is not valid", LocationConstraint=constraint)

@@ -1,0 +1,76 @@
+"""The region of a bucket created without a LocationConstraint, plainly and through a cache: what
+restic (minio-go) and pyarrow's S3FileSystem of conformance/ showed, pinned down with plain
+requests so that the tests need neither client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from tests.conftest import Server, signed, start_server, stop_server
+from tests.e2e.conftest import start_cache
+
+
+def _client(server: Server, region: str) -> object:
+    return boto3.client(
+        "s3", endpoint_url=server.endpoint, aws_access_key_id=server.access_key, aws_secret_access_key=server.secret_key,
+        region_name=region, config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )  # fmt: skip
+
+
+def _regions(server: Server, bucket: str) -> tuple[str | None, str | None]:
+    """(HeadBucket's x-amz-bucket-region, GetBucketLocation's LocationConstraint)."""
+    s3 = _client(server, "us-east-1")
+    head = s3.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPHeaders"].get("x-amz-bucket-region")  # type: ignore[attr-defined]
+    return head, s3.get_bucket_location(Bucket=bucket)["LocationConstraint"]  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def eu_server(tmp_path: Path) -> Iterator[Server]:
+    root = tmp_path / "root"
+    root.mkdir()
+    srv = start_server(root, "--no-fsync", "--region", "eu-west-1")
+    yield srv
+    stop_server(srv)
+
+
+def test_bucket_created_without_constraint_is_in_the_servers_region(eu_server: Server) -> None:
+    """restic (minio-go) not told the region creates its bucket as PUT /bucket with no body,
+    signed for us-east-1. s3serve --region eu-west-1 recorded such a bucket in us-east-1, a region
+    it does not answer for: HeadBucket said x-amz-bucket-region: us-east-1 and GetBucketLocation
+    an empty (us-east-1) constraint, against the README's "--region is what GetBucketLocation and
+    HeadBucket report", and a client that follows x-amz-bucket-region (pyarrow's from_uri) then
+    signed for us-east-1."""
+    r = signed(eu_server, "PUT", "/restic-bucket")
+    assert r.status == 200, r.data
+    assert _regions(eu_server, "restic-bucket") == ("eu-west-1", "eu-west-1")
+    # With an explicit constraint, that constraint, as before.
+    _client(eu_server, "eu-west-1").create_bucket(  # type: ignore[attr-defined]
+        Bucket="explicit-bucket", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    assert _regions(eu_server, "explicit-bucket") == ("eu-west-1", "eu-west-1")
+
+
+def test_cache_in_another_region_creates_the_bucket_upstream_in_its_region(tmp_path: Path) -> None:
+    """A cache with --region eu-west-1 passed an unconstrained CreateBucket on as one without a
+    LocationConstraint: the upstream put the bucket in us-east-1, and the cache (which asks the
+    upstream) reported that region for a bucket made through it."""
+    up_root, cache_root = tmp_path / "up", tmp_path / "cache"
+    up_root.mkdir()
+    cache_root.mkdir()
+    upstream = start_server(up_root, "--no-fsync", access_key="up-access", secret_key="up-secret")
+    try:
+        cache = start_cache(cache_root, upstream, "--region", "eu-west-1")
+        try:
+            r = signed(cache, "PUT", "/cached-bucket")
+            assert r.status == 200, r.data
+            assert _regions(upstream, "cached-bucket") == ("eu-west-1", "eu-west-1")
+            assert _regions(cache, "cached-bucket") == ("eu-west-1", "eu-west-1")
+        finally:
+            stop_server(cache)
+    finally:
+        stop_server(upstream)
