@@ -35,7 +35,8 @@ lint: $(VENV)/.installed
 	$(PY) -m ruff check s3serve tests
 	$(PY) -m mypy s3serve
 
-# Real third-party clients (aws cli v2, boto3, s3fs-fuse, rclone, s3cmd, fsspec, minio-py, JS SDK v3)
+# Real third-party clients (aws cli v2, boto3, s3fs-fuse, rclone, s3cmd, fsspec, minio-py, JS SDK v3,
+# pyarrow, restic)
 # running users' workflows against s3serve; installs the clients it needs (Debian, PyPI, npm).
 # The second pass runs them against s3serve as an upstream cache in front of another s3serve.
 conformance: $(VENV)/.installed

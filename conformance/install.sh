@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the conformance suite's clients, skipping whatever is already there:
-#   Debian: awscli (v2), s3fs (s3fs-fuse), rclone, s3cmd, curl, node/npm
-#   PyPI into the project venv: the "conformance" extra of pyproject.toml (boto3, s3fs, minio)
+#   Debian: awscli (v2), s3fs (s3fs-fuse), rclone, s3cmd, restic, curl, node/npm
+#   PyPI into the project venv: the "conformance" extra of pyproject.toml (boto3, s3fs, minio, pyarrow)
 #   npm into conformance/clients/js/node_modules from the committed package-lock.json
 set -euo pipefail
 
@@ -17,6 +17,7 @@ command -v s3fs >/dev/null || need+=(s3fs)
 command -v fusermount >/dev/null || command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v rclone >/dev/null || need+=(rclone)
 command -v s3cmd >/dev/null || need+=(s3cmd)
+command -v restic >/dev/null || need+=(restic)
 command -v curl >/dev/null || need+=(curl)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
@@ -34,7 +35,7 @@ if [ ! -x "$PY" ]; then
     echo "install.sh: no project venv at $PY (make creates it)" >&2
     exit 1
 fi
-if ! "$PY" -c "import boto3, s3fs, minio" 2>/dev/null; then
+if ! "$PY" -c "import boto3, s3fs, minio, pyarrow.fs" 2>/dev/null; then
     # The requirement list lives in pyproject.toml only (the "conformance" extra).
     mapfile -t reqs < <("$PY" - "$REPO/pyproject.toml" <<'EOF'
 import sys, tomllib
@@ -55,4 +56,4 @@ if [ ! -d "$JS/node_modules/@aws-sdk/client-s3" ] || [ ! -d "$JS/node_modules/@a
     (cd "$JS" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-echo "install.sh: clients ready ($(/usr/bin/aws --version 2>&1 | cut -d' ' -f1), $(rclone version | head -1), $(s3cmd --version), $(s3fs --version 2>&1 | head -1 | cut -d' ' -f1-7))"
+echo "install.sh: clients ready ($(/usr/bin/aws --version 2>&1 | cut -d' ' -f1), $(rclone version | head -1), $(s3cmd --version), $(s3fs --version 2>&1 | head -1 | cut -d' ' -f1-7), $(restic version | cut -d' ' -f1-2), pyarrow $("$PY" -c 'import pyarrow; print(pyarrow.__version__)'))"
