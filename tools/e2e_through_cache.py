@@ -4,8 +4,8 @@ Starts an s3serve as the upstream and a second one as its cache (`--upstream`), 
 ports with fresh temporary roots, and points tests/e2e at the cache (S3SERVE_TEST_ENDPOINT, as for
 any other S3). Every expectation the suite has of s3serve must then hold through a cache as well.
 The tests that inspect the server's own folder or log skip themselves for an external endpoint;
-the cache's own test modules, which start servers of their own, are left out. Fails when a test
-fails or when either server logged an error or a traceback.
+the cache's own test modules (test_cache_*), which start servers of their own, are left out.
+Fails when a test fails or when either server logged an error or a traceback.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ sys.path.insert(0, str(REPO))
 from tests.conftest import start_server, stop_server  # noqa: E402
 from tests.e2e.conftest import UP_ACCESS, UP_SECRET, start_cache  # noqa: E402
 
-OWN_SERVERS = ("tests/e2e/test_cache_live.py", "tests/e2e/test_cache_ops.py", "tests/e2e/test_remote.py")
+# The cache's own test modules (tests/e2e/test_cache_*.py) and the upstream client's.
+OWN_SERVERS = (*sorted(str(p.relative_to(REPO)) for p in (REPO / "tests" / "e2e").glob("test_cache_*.py")), "tests/e2e/test_remote.py")
 
 
 def main() -> int:

@@ -6,15 +6,18 @@ remote.RemoteBackend, or any Backend: tests use a second local directory).
   metadata, so a GET answered here is the GET the upstream would give.
 - **Write-through.** An upload is spooled and verified here first, then sent to the upstream;
   only when the upstream acknowledged it does it become the local replica, and only then does
-  the client get its answer. A failed upstream write leaves nothing behind.
+  the client get its answer. A failed upstream write leaves nothing behind; one that may have
+  succeeded all the same (its answer lost, a 5xx) takes the old replica with it, which would
+  otherwise be served as current.
 - **Read-through** (readthrough.py). A GET of an object without a current replica fetches the
   whole object into a new replica, and its client, and every other reader of that version
   meanwhile, reads from the growing file: one upstream GET per cold object, whatever ranges its
   readers ask for. A replica is current when the upstream confirmed its ETag within
   ``revalidate_after`` seconds; by default every read asks (one HEAD), so a change made directly
   on the upstream is never missed.
-- **Eviction** (eviction.py) keeps the replicas under a size limit, least recently used first,
-  and removes only copies the upstream holds identically.
+- **Eviction** (eviction.py) keeps the replicas under a size limit, least recently used first:
+  a replica is published only into room reserved for it. Files another program put into ROOT
+  are neither counted nor removed.
 
 Bucket configuration (CORS, policy, ...) is this server's own: it is enforced here, so it is
 kept here.
@@ -28,7 +31,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -54,6 +57,9 @@ log = logging.getLogger("s3serve.cache")
 
 # How many confirmations of replicas (key -> ETag, time) are remembered per process.
 FRESH_ENTRIES = 65536
+# How many keys that could not be kept are remembered, so that each is logged once: a key this
+# disk cannot hold ("a/b" under a file "a") fails alike on every read.
+UNKEPT_ENTRIES = 4096
 
 Key = tuple[str, str]
 
@@ -111,6 +117,7 @@ class CacheBackend(CacheMultipart, Backend):
         self._writes = 0
         self._written: OrderedDict[Key, int] = OrderedDict()
         self._forgotten = 0  # the newest number dropped from _written
+        self._unkept: OrderedDict[Key, None] = OrderedDict()  # logged as not kept (not_kept)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -172,6 +179,43 @@ class CacheBackend(CacheMultipart, Backend):
     def _overtaken(self, bucket: str, key: str, since: int) -> bool:
         """Whether ``key`` was written through this cache after write number ``since``."""
         return self._written.get((bucket, key), self._forgotten) > since
+
+    def not_kept(self, bucket: str, key: str, reason: object) -> None:
+        """Log that the copy of ``key`` could not be kept: once per key (until one is kept), not on
+        every read of a key that fails alike each time."""
+        unkept = self._unkept
+        if (bucket, key) in unkept:
+            unkept.move_to_end((bucket, key))
+            log.debug("not cached: %s/%s: %s", bucket, key, reason)
+            return
+        unkept[(bucket, key)] = None
+        while len(unkept) > UNKEPT_ENTRIES:
+            unkept.popitem(last=False)
+        log.warning("not cached: %s/%s: %s (said once for this key)", bucket, key, reason)
+
+    def unkeepable(self, bucket: str, key: str) -> bool:
+        """Whether the last copy of ``key`` could not be kept (see not_kept)."""
+        return (bucket, key) in self._unkept
+
+    async def _write(self, bucket: str, keys: Sequence[str], write: Awaitable[T]) -> tuple[T, int]:
+        """Await the upstream write ``write`` of ``keys`` and record it (_wrote) whatever comes of
+        it; its result, and the write's number. A failure that leaves unsaid whether the upstream
+        made the write (a lost answer, a 5xx, this request cancelled mid-way) takes the copies of
+        ``keys`` here with it before it is raised: one of the version before, confirmed within
+        the revalidation window, would be served as current. A refusal (4xx, or 501: not done
+        there) changed nothing."""
+        try:
+            result = await write
+        except BaseException as exc:
+            for key in keys:
+                self._wrote(bucket, key)
+            if not (isinstance(exc, errors.S3Error) and (exc.status < 500 or exc.status == 501)):
+                for key in keys:
+                    # A file another program put here stays (drop_stale), but is asked about anew.
+                    self._fresh.pop((bucket, key), None)
+                    await asyncio.shield(self.drop_stale(bucket, key))
+            raise
+        return result, max(self._wrote(bucket, key) for key in keys)
 
     async def drop_stale(self, bucket: str, key: str) -> bool:
         """The upstream no longer has ``key``: remove the copy here, unless it is not a copy but
@@ -268,12 +312,12 @@ class CacheBackend(CacheMultipart, Backend):
     ) -> ObjectInfo:
         spooled = await replicas.spool(self.local, body)
         try:
-            info = await self.upstream.put_object(bucket, key, spooled.body(), meta, precondition)
+            info, since = await self._write(
+                bucket, [key], self.upstream.put_object(bucket, key, spooled.body(), meta, precondition)
+            )
         except BaseException:
             spooled.discard()
             raise
-        finally:
-            since = self._wrote(bucket, key)
         info = replace(info, size=spooled.size, checksums=dict(spooled.checksums))
         try:
             # What the upstream stored: its Last-Modified (a PUT's answer has none) and the
@@ -302,17 +346,33 @@ class CacheBackend(CacheMultipart, Backend):
         since: int,
         *,
         fill: bool = False,
+        patient: bool = False,
     ) -> None:
         """Make what the upstream acknowledged (or, ``fill``, what a read fetched) the replica;
         when that fails here, the old replica must not stay, or it would be served as current.
         Not when the key was written after write ``since``, through this process or (seen on
         the disk) another: a fill that began before a PUT or DELETE, or a PUT overtaken by
         another, would put back an older version (served as current for the revalidation
-        window)."""
+        window). Only into room the size limit leaves (Evictor.admit; ``patient``: worth
+        waiting for, as a fill's or a completed upload's, whose clients are not waiting)."""
         if self._overtaken(bucket, key, since):
             spooled.discard()
             return
+        if not await self.evictor.admit(info.size, patient=patient):
+            spooled.discard()
+            log.debug("not cached: %s/%s: no room under the cache's size", bucket, key)
+            if not fill and not self._overtaken(bucket, key, since):
+                await self._drop_local(bucket, key)  # the version this write replaced
+            return
+        # Counted as held unless it is known not to be: a publish cancelled after its rename left
+        # the file in place, and an estimate short of the disk would let the cache outgrow its
+        # limit (one too high only costs a round, which counts the disk again).
+        kept = True
         try:
+            if self._overtaken(bucket, key, since):  # written while it waited for room
+                kept = False
+                spooled.discard()
+                return
             try:
                 await self._local_bucket(bucket)
             except BaseException:
@@ -321,22 +381,23 @@ class CacheBackend(CacheMultipart, Backend):
             superseded = replicas.not_superseded(info, optional=fill)
             await replicas.publish_replica(self.local, bucket, key, spooled, info, tags, superseded)
         except replicas.Superseded:
+            kept = False
             return  # a newer copy is there, put by another worker process: it stays
         except (errors.S3Error, OSError) as exc:
-            log.warning("not cached: %s/%s: %s", bucket, key, exc)
+            kept = False
+            self.not_kept(bucket, key, exc)
             await self._drop_local(bucket, key)
             return
+        finally:
+            self.evictor.settle(bucket, key, info.size, kept=kept)
+        self._unkept.pop((bucket, key), None)
         if self._overtaken(bucket, key, since):  # written while this one was being published
             await self._drop_local(bucket, key)
             return
         self._confirm(bucket, key, info.etag)
-        self.evictor.added(bucket, key, info.size)
 
     async def delete_object(self, bucket: str, key: str, precondition: Precondition | None = None) -> None:
-        try:
-            await self.upstream.delete_object(bucket, key, precondition)
-        finally:
-            self._wrote(bucket, key)
+        await self._write(bucket, [key], self.upstream.delete_object(bucket, key, precondition))
         await self._drop_local(bucket, key)
 
     async def copy_object(
@@ -349,12 +410,11 @@ class CacheBackend(CacheMultipart, Backend):
         src_precondition: Precondition | None = None,
         precondition: Precondition | None = None,
     ) -> ObjectInfo:
-        try:
-            info = await self.upstream.copy_object(
-                src_bucket, src_key, dst_bucket, dst_key, meta, src_precondition, precondition
-            )
-        finally:
-            self._wrote(dst_bucket, dst_key)
+        info, _ = await self._write(
+            dst_bucket,
+            [dst_key],
+            self.upstream.copy_object(src_bucket, src_key, dst_bucket, dst_key, meta, src_precondition, precondition),
+        )
         await self._drop_local(dst_bucket, dst_key)  # the next read fetches the copy
         return info
 
@@ -367,11 +427,11 @@ class CacheBackend(CacheMultipart, Backend):
         precondition: Precondition | None = None,
         client_token: str | None = None,
     ) -> ObjectInfo:
-        try:
-            info = await self.upstream.rename_object(bucket, src_key, dst_key, src_precondition, precondition, client_token)
-        finally:
-            self._wrote(bucket, src_key)
-            self._wrote(bucket, dst_key)
+        info, _ = await self._write(
+            bucket,
+            [src_key, dst_key],
+            self.upstream.rename_object(bucket, src_key, dst_key, src_precondition, precondition, client_token),
+        )
         await self._drop_local(bucket, src_key)
         await self._drop_local(bucket, dst_key)
         return info
@@ -386,19 +446,13 @@ class CacheBackend(CacheMultipart, Backend):
         return await self.upstream.get_object_tagging(bucket, key)
 
     async def put_object_tagging(self, bucket: str, key: str, tags: dict[str, str]) -> None:
-        try:
-            await self.upstream.put_object_tagging(bucket, key, tags)
-        finally:
-            self._wrote(bucket, key)
+        await self._write(bucket, [key], self.upstream.put_object_tagging(bucket, key, tags))
         await self._retag_local(bucket, key, tags)
 
     async def delete_object_tagging(self, bucket: str, key: str) -> None:
         # The upstream's own DeleteObjectTagging, not a PutObjectTagging of no tags: some S3s
         # (moto) fail that with a 500.
-        try:
-            await self.upstream.delete_object_tagging(bucket, key)
-        finally:
-            self._wrote(bucket, key)
+        await self._write(bucket, [key], self.upstream.delete_object_tagging(bucket, key))
         await self._retag_local(bucket, key, {})
 
     async def _retag_local(self, bucket: str, key: str, tags: dict[str, str]) -> None:

@@ -17,8 +17,9 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Awaitable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from .. import errors
 from . import replicas
@@ -37,10 +38,9 @@ from .gc import create_locked
 from .readthrough import CacheReads
 from .spool import FileBody, Spool
 
-if TYPE_CHECKING:
-    pass
-
 log = logging.getLogger("s3serve.cache")
+
+R = TypeVar("R")
 
 COPY_PIECE = 64 << 20
 
@@ -139,7 +139,7 @@ class CacheMultipart(CacheReads):
 
     if TYPE_CHECKING:
 
-        def _wrote(self, bucket: str, key: str) -> int: ...
+        async def _write(self, bucket: str, keys: Sequence[str], write: Awaitable[R]) -> tuple[R, int]: ...
         async def _drop_local(self, bucket: str, key: str) -> None: ...
 
     async def sweep_parts(self) -> None:
@@ -206,12 +206,11 @@ class CacheMultipart(CacheReads):
         checksums: dict[str, str] | None = None,
         checksum_type: str | None = None,
     ) -> ObjectInfo:
-        try:
-            info = await self.upstream.complete_multipart_upload(
-                bucket, key, upload_id, parts, precondition, checksums, checksum_type
-            )
-        finally:
-            since = self._wrote(bucket, key)
+        info, since = await self._write(
+            bucket,
+            [key],
+            self.upstream.complete_multipart_upload(bucket, key, upload_id, parts, precondition, checksums, checksum_type),
+        )
         await self._drop_local(bucket, key)
         # Joining the parts copies the whole object: after the answer, not before it.
         self.spawn(self._keep_completed(bucket, key, upload_id, parts, info, since))
@@ -223,7 +222,7 @@ class CacheMultipart(CacheReads):
         try:
             joined = await asyncio.to_thread(self.parts.assemble, upload_id, parts, self.local.writer.temp_name("spool"))
         except OSError as exc:
-            log.warning("not cached: %s/%s: %s", bucket, key, exc)
+            self.not_kept(bucket, key, exc)
             joined = None
         finally:
             await asyncio.to_thread(self.parts.drop, upload_id)
@@ -256,7 +255,9 @@ class CacheMultipart(CacheReads):
         info = current
         if listed is None or [(p.number, p.size) for p in listed] != [(p.number, p.size) for p in sizes]:
             listed = sizes
-        await self._keep(bucket, key, spooled, replace(info, parts=listed, tag_count=len(tags)), tags, since)
+        await self._keep(
+            bucket, key, spooled, replace(info, parts=listed, tag_count=len(tags)), tags, since, patient=True
+        )
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         await self.upstream.abort_multipart_upload(bucket, key, upload_id)

@@ -2,16 +2,32 @@
 
 A round walks the replicas (the local backend's own listing, so it sees what is on disk, across
 every worker process), and when they hold more than the limit removes the least recently used
-until they hold LOW_WATER of it. Before removing one it asks the upstream: a copy is removed only
-when the upstream holds that object with the same ETag (or a newer one). A file the upstream does
-not have (dropped into ROOT by another program, or an object deleted behind this server's back)
-is kept: eviction must never be the loss of the only copy.
+until they hold LOW_WATER of it. Before removing one it asks the upstream (a round stops when it
+cannot be reached: the copies are then the only way to serve the objects).
+
+Only copies the cache made count and go. A file another program put into ROOT is neither counted
+against the limit nor removed, even when the upstream holds the same bytes: it is not the
+cache's to remove, and counting it would have a few large ones evict every copy on every round.
+
+Rounds alone cannot hold the limit under load: fills finish faster than a round confirms and
+removes copies, and a cache of 20 MiB read by 16 clients held 80 MiB of copies. So a copy is
+published only into room reserved for it beforehand (admit/settle): the bytes of the replicas
+never exceed the limit, as this process counts them (what the last round found, plus what was
+published and reserved since). A copy that finds no room wakes a round that makes room for it;
+a fill or a completed multipart upload (no client waits for their copy) waits for that round,
+briefly, a PUT does not; what still finds no room is not kept (the upstream has it: the next
+read fetches it). Beyond the replicas, the disk holds the temp files of fills
+and uploads on their way, each at most its object's size, and of fills waiting for room, at
+most the limit's size in all (see admit). With several worker processes sharing ROOT each
+counts what it published since the last round's scan; what the others published meanwhile the
+next round finds.
 
 Recency is what this process saw (reads and writes); what it has not seen since it started ranks
 by its Last-Modified. Rounds run every ``interval`` seconds, and at once when writes took the
-estimated total over the limit, including writes made while a round ran here or in another
-worker process (which a round's scan may have missed). While the upstream cannot be reached a
-round stops at its first check: nothing can be removed then, and one log line says so.
+estimated total over the limit or a copy found no room, including writes made while a round ran
+here or in another worker process (which a round's scan may have missed). While the upstream
+cannot be reached a round stops at its first check: nothing can be removed then, and one log
+line says so.
 """
 
 from __future__ import annotations
@@ -43,6 +59,9 @@ PAGE = 1000
 # How soon a round skipped because another worker held the lock is tried again, when this
 # process's writes took it over the limit (the other round's scan may predate them).
 LOCK_RETRY = 0.2
+# How long a fill that found no room waits, at most, for the round it woke: a round takes a scan
+# and a few batches of HEADs. Its temp file stays on the disk meanwhile, so not for long.
+ADMIT_WAIT = 2.0
 
 
 @dataclass
@@ -59,12 +78,18 @@ class Evictor:
         self.cache = cache
         self.max_bytes = max_bytes
         self.interval = interval
-        self.estimate = 0  # bytes held, as of the last round plus what was written since
+        self.estimate = 0  # bytes held, as of the last round plus what was published since
+        self.pending = 0  # bytes admitted and not yet published or given up (settle)
         self.evicted = 0  # replicas removed since start (for logs and tests)
-        self._added_since_scan = 0  # bytes written since the running round listed the disk
+        self.refused = 0  # copies not kept for want of room (for logs and tests)
+        self._added_since_scan = 0  # bytes published since the running round listed the disk
+        self._wanted = 0  # bytes refused room since the last round: the next one makes room
+        self._waiting: list[asyncio.Future[None]] = []  # admissions waiting for that round
+        self._measured = asyncio.Event()  # a round's scan has counted what is on the disk
         self._access: OrderedDict[tuple[str, str], float] = OrderedDict()
-        # Files found not to be copies, warned about once each (rounds run every interval).
-        self._kept: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        # Which files are copies the cache made, by (bucket, key) -> (ETag, time, size) when
+        # last looked at: a round asks the disk only about files it has not seen as they are.
+        self._kinds: OrderedDict[tuple[str, str], tuple[tuple[str, float, int], bool]] = OrderedDict()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -78,6 +103,8 @@ class Evictor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        self._release(self._waiting)
+        self._waiting = []
 
     def touch(self, bucket: str, key: str) -> None:
         access = self._access
@@ -86,7 +113,52 @@ class Evictor:
         if len(access) > ACCESS_ENTRIES:
             access.popitem(last=False)
 
-    def added(self, bucket: str, key: str, size: int) -> None:
+    async def admit(self, size: int, *, patient: bool) -> bool:
+        """Reserve room for a new replica of ``size`` bytes before it is published; False: do not
+        keep it (its bytes were served, or are on the upstream). Every True is followed by one
+        ``settle``. ``patient``: wait (ADMIT_WAIT at most) for a round to make room."""
+        if self.max_bytes is None:
+            self.pending += size
+            return True
+        if not self._measured.is_set() and self._task is not None:
+            # Moments after start: the first round is counting what earlier runs left here.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(ADMIT_WAIT):
+                    await self._measured.wait()
+        if self._fits(size):
+            self.pending += size
+            return True
+        if size <= self.max_bytes:
+            # The next round makes room for it, from the least recently used: refused, it is kept
+            # next time, as an LRU cache keeps what was read last. A round makes room for half
+            # the cache at most (see _round), or a burst of cold reads would flush it all; so
+            # only what it will make room for waits for it: the temp files waiting for room
+            # hold half the limit at most (for the next round, as much for the running one).
+            self._wanted += size
+            self._wake.set()
+            if patient and self._task is not None and self._wanted <= self.max_bytes // 2:
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiting.append(waiter)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(ADMIT_WAIT):
+                        await waiter
+                if self._fits(size):
+                    self.pending += size
+                    return True
+        self.refused += 1
+        return False
+
+    def _fits(self, size: int) -> bool:
+        assert self.max_bytes is not None
+        if not size:
+            return True  # a folder marker or an empty object: no bytes to hold
+        return self._measured.is_set() and self.estimate + self.pending + size <= self.max_bytes
+
+    def settle(self, bucket: str, key: str, size: int, *, kept: bool) -> None:
+        """The replica ``admit`` made room for was published (``kept``), or was not after all."""
+        self.pending -= size
+        if not kept:
+            return
         self.touch(bucket, key)
         self.estimate += size
         self._added_since_scan += size
@@ -94,33 +166,73 @@ class Evictor:
             self._wake.set()
 
     def _over(self) -> bool:
-        return self.max_bytes is not None and self.estimate > self.max_bytes
+        return self.max_bytes is not None and (self.estimate > self.max_bytes or self._wanted > 0)
+
+    @staticmethod
+    def _release(waiting: list[asyncio.Future[None]]) -> None:
+        for waiter in waiting:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _run(self) -> None:
         while True:
             # Cleared before the round, not after: a write that lands while it runs (and that
             # its scan may have missed) must wake the next one, not wait for the interval.
             self._wake.clear()
+            # Admissions waiting now are what this round makes room for (it takes _wanted with
+            # no await in between); those arriving while it runs wait for the next.
+            waiting, self._waiting = self._waiting, []
             wait = self.interval
+            ran = True
             try:
-                if not await self.round() and self._over():
-                    wait = min(wait, LOCK_RETRY)  # another worker's round; ours once it is done
+                ran = await self.round()
+                # Another worker's round; ours once it is done, when there is something to do or
+                # nothing was counted yet (no copy is kept here until a round has counted).
+                if not ran and (self._over() or not self._measured.is_set()):
+                    wait = min(wait, LOCK_RETRY)
             except asyncio.CancelledError:
+                self._release(waiting)
                 raise
             except Exception:  # keep going: the next round may find the disk or upstream back
                 log.exception("cache eviction round failed")
+            if ran:
+                self._release(waiting)
+            else:
+                self._waiting[:0] = waiting
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns, dropping the cancel,
+            # when what it waits for is done as it is cancelled; with wakes as frequent as under
+            # load, stop() then waited for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     async def replicas(self) -> list[Replica]:
+        """The copies the cache made, as the disk holds them now (files of other programs left out)."""
         local = self.cache.local
         found = []
         for bucket in await local.list_buckets():
             async for info in replicas.objects_of(local, bucket.name, PAGE):
-                if not info.is_folder:
+                if not info.is_folder and await self._is_copy(bucket.name, info):
                     used = self._access.get((bucket.name, info.key), info.last_modified)
                     found.append(Replica(bucket.name, info.key, info.size, info.etag, used))
         return found
+
+    async def _is_copy(self, bucket: str, info: ObjectInfo) -> bool:
+        """Whether the listed file is a replica; a file that is not is said once (per version)."""
+        seen = (info.etag, info.last_modified, info.size)
+        known = self._kinds.get((bucket, info.key))
+        if known is not None and known[0] == seen:
+            return known[1]
+        copy = await replicas.is_replica(self.cache.local, bucket, info.key)
+        self._kinds[(bucket, info.key)] = (seen, copy)
+        self._kinds.move_to_end((bucket, info.key))
+        if len(self._kinds) > ACCESS_ENTRIES:
+            self._kinds.popitem(last=False)
+        if not copy:
+            log.warning(
+                "cache: keeping %s/%s: not a copy the cache made (nor counted against --cache-size)", bucket, info.key
+            )
+        return copy
 
     async def round(self) -> bool:
         """One pass: measure, and remove the least recently used replicas while over the limit.
@@ -140,15 +252,19 @@ class Evictor:
             os.close(fd)
 
     async def _round(self, max_bytes: int) -> None:
+        wanted, self._wanted = self._wanted, 0
         self._added_since_scan = 0
         held = await self.replicas()
         total = sum(r.size for r in held)
         # What was written while this round ran counts too (perhaps twice, if the scan saw it:
         # that costs at most one more round, where missing it let the cache outgrow its limit).
         self.estimate = total + self._added_since_scan
-        if total <= max_bytes:
+        self._measured.set()
+        # Room for what is admitted and on its way, and for what found none since the last round.
+        room = self.pending + self._added_since_scan + min(wanted, max_bytes // 2)
+        if total + room <= max_bytes:
             return
-        target = int(max_bytes * LOW_WATER)
+        target = max(0, min(int(max_bytes * LOW_WATER), max_bytes - room))
         candidates = iter(sorted(held, key=lambda r: r.last_used))
         size = 1  # one first: an unreachable upstream stops the round after one try
         try:
@@ -186,38 +302,19 @@ class Evictor:
     async def _evict(self, replica: Replica) -> bool:
         """Remove ``replica`` if that loses nothing; whether it is gone. ServiceUnavailable when
         the upstream cannot be asked."""
+        # Asked though a copy goes whatever the answer: while the upstream cannot be reached, the
+        # copies are the only way to serve their objects (readthrough serves them on error).
         try:
-            info: ObjectInfo | None = await self.cache.upstream.head_object(replica.bucket, replica.key)
+            await self.cache.upstream.head_object(replica.bucket, replica.key)
         except (errors.NoSuchKey, errors.NoSuchBucket):
-            info = None
+            pass
         except errors.ServiceUnavailable:
             raise
         except errors.S3Error:
             return False  # refused for this object (a policy, say): keep it, go on with the others
         # A copy the cache made can go (the upstream has it, a newer version, or deleted it behind
-        # this server's back); a file another program put here only when the upstream holds the
-        # same bytes.
-        if (info is None or info.etag != replica.etag) and not await replicas.is_replica(
-            self.cache.local, replica.bucket, replica.key
-        ):
-            if await self._unchanged(replica):  # not one replaced or removed since the scan
-                self._keep_warning(replica)
+        # this server's back); a file another program put over it since the scan stays.
+        if not await replicas.is_replica(self.cache.local, replica.bucket, replica.key):
             return False
         await self.cache.drop_replica(replica.bucket, replica.key, replica.etag)
         return True
-
-    async def _unchanged(self, replica: Replica) -> bool:
-        try:
-            return (await self.cache.local.head_object(replica.bucket, replica.key)).etag == replica.etag
-        except errors.S3Error:
-            return False
-
-    def _keep_warning(self, replica: Replica) -> None:
-        """Say once (per file and ETag) that a file is kept: a round every interval would repeat it."""
-        seen = (replica.bucket, replica.key, replica.etag)
-        if seen in self._kept:
-            return
-        self._kept[seen] = None
-        if len(self._kept) > ACCESS_ENTRIES:
-            self._kept.popitem(last=False)
-        log.warning("cache: keeping %s/%s: not a copy of what the upstream holds", replica.bucket, replica.key)

@@ -1,6 +1,8 @@
 """The upstream cache's read side (CacheReads): a local replica where the upstream confirms it is
 current, else a fetch (fills.Fill) that the read and every other read of that version meanwhile
-are served from. Concurrent misses of one key are collapsed into one fetch."""
+are served from. Concurrent misses of one key are collapsed into one fetch. A HEAD fetches
+nothing, but for an object with no bytes (an empty object, a folder marker), which a GET of
+nothing keeps."""
 
 from __future__ import annotations
 
@@ -40,6 +42,8 @@ class CacheReads:
         def _confirm(self, bucket: str, key: str, etag: str) -> None: ...
         def _is_fresh(self, bucket: str, key: str, etag: str) -> bool: ...
         def write_mark(self) -> int: ...
+        def not_kept(self, bucket: str, key: str, reason: object) -> None: ...
+        def unkeepable(self, bucket: str, key: str) -> bool: ...
         async def drop_stale(self, bucket: str, key: str) -> bool: ...
         async def _keep(
             self,
@@ -51,6 +55,7 @@ class CacheReads:
             since: int,
             *,
             fill: bool = False,
+            patient: bool = False,
         ) -> None: ...
 
     async def _local_info(self, bucket: str, key: str) -> ObjectInfo | None:
@@ -61,18 +66,37 @@ class CacheReads:
 
     async def head_object(self, bucket: str, key: str) -> ObjectInfo:
         local = await self._local_info(bucket, key)
+        kept_foreign = False
         if local is not None:
-            if await self._confirmed(bucket, key, local):
+            confirmed = await self._confirmed(bucket, key, local)
+            if confirmed is not None:
                 self.evictor.touch(bucket, key)
-                return local
-            await self.drop_stale(bucket, key)  # a copy goes; a file another program put here stays
+                return confirmed
+            # A copy goes; a file another program put here stays, and no fetch may replace it.
+            kept_foreign = not await self.drop_stale(bucket, key)
         info = await self.upstream.head_object(bucket, key)
+        if not info.size and not kept_foreign and (bucket, key) not in self._fills and not self.unkeepable(bucket, key):
+            # Clients that walk folders HEAD "dir/" and empty objects over and over and never GET
+            # them: kept, they are answered here (within the revalidation window, or while the
+            # upstream is away). A GET, not this HEAD's answer, makes the copy: S3s that predate
+            # HeadObject's TagCount tell the tag count only on GET.
+            self.spawn(self._keep_empty(bucket, key))
         return replace(info, parts=await self._parts(bucket, key, info, QUICK_PART_HEADS))
 
-    async def _confirmed(self, bucket: str, key: str, local: ObjectInfo) -> bool:
-        """Whether the replica ``local`` is what the upstream holds now (asking it if need be)."""
+    async def _keep_empty(self, bucket: str, key: str) -> None:
+        try:
+            # Written in between, the object may have bytes now: they are fetched and kept as a
+            # GET's would be (what this costs, once, a GET would have cost).
+            reader = await self._fetch(bucket, key, fill=True)
+        except errors.S3Error:
+            return  # gone meanwhile, or the upstream is away: the next HEAD tries again
+        reader.close()  # the fetch goes on without its reader, and is kept
+
+    async def _confirmed(self, bucket: str, key: str, local: ObjectInfo) -> ObjectInfo | None:
+        """The replica ``local`` as it is to be answered, if it is what the upstream holds now
+        (asking it if need be); None if it is not."""
         if self._is_fresh(bucket, key, local.etag):
-            return True
+            return local
         try:
             info = await self.upstream.head_object(bucket, key)
         except errors.NoSuchKey:
@@ -82,11 +106,30 @@ class CacheReads:
             # An upstream outage: the copy confirmed last is the best answer there is, as HTTP
             # caches serve stale on error. Writes still fail, so nothing diverges.
             log.warning("cache: upstream unavailable, serving the local copy of %s/%s", bucket, key)
-            return True
+            return local
         if not _same_version(local, info):
-            return False
+            return None
+        if info.tag_count != local.tag_count and (info.tag_count or getattr(self.upstream, "head_tag_counts", True)):
+            # Tags changed on the upstream (they change neither ETag nor time): the copy answers
+            # x-amz-tagging-count. No header on HEAD means no tags only from an upstream known
+            # to send it (RemoteBackend.head_tag_counts): older S3s answer it on GET alone.
+            retagged = await self._retagged(bucket, key, local)
+            if retagged is None:
+                return None
+            local = retagged
         self._confirm(bucket, key, info.etag)
-        return True
+        return local
+
+    async def _retagged(self, bucket: str, key: str, local: ObjectInfo) -> ObjectInfo | None:
+        """The replica with the upstream's tags now (None when they cannot be had or kept)."""
+        try:
+            tags = await self.upstream.get_object_tagging(bucket, key)
+            await self.local.put_object_tagging(bucket, key, tags)
+        except errors.ServiceUnavailable:
+            return local  # gone away since its HEAD: served as in any outage (above)
+        except errors.S3Error:
+            return None
+        return replace(local, tag_count=len(tags))
 
     async def open_object(self, bucket: str, key: str) -> ObjectReader:
         try:
@@ -99,8 +142,9 @@ class CacheReads:
             except BaseException:
                 reader.close()
                 raise
-            if current:
+            if current is not None:
                 self.evictor.touch(bucket, key)
+                reader.info = current
                 return reader
             reader.close()
             # A file another program put here (not a copy) may be the only one of its data: it
@@ -202,7 +246,7 @@ class CacheReads:
         try:
             spooled = await fill
         except Exception as exc:  # noqa: BLE001 - the client was served; the replica is optional
-            log.warning("not cached: %s/%s: %s", bucket, key, exc)
+            self.not_kept(bucket, key, exc)
             return
         if spooled.size != info.size or (_is_md5(info.etag) and spooled.etag != info.etag):
             # Not what the upstream described (changed mid-way, or an ETag that is not an MD5,
@@ -214,12 +258,12 @@ class CacheReads:
             parts = await self._parts(bucket, key, info)
         except errors.S3Error as exc:
             spooled.discard()
-            log.warning("not cached: %s/%s: %s", bucket, key, exc.code)
+            self.not_kept(bucket, key, exc.code)
             return
         except BaseException:
             spooled.discard()
             raise
-        await self._keep(bucket, key, spooled, replace(info, parts=parts), tags, since, fill=True)
+        await self._keep(bucket, key, spooled, replace(info, parts=parts), tags, since, fill=True, patient=True)
 
     async def _parts(
         self, bucket: str, key: str, info: ObjectInfo, max_heads: int | None = None

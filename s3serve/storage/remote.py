@@ -157,6 +157,10 @@ class RemoteBackend(Backend):
         self.endpoint = self._http.endpoint
         self.region = region
         self._rename_support: bool | None = None  # learnt at the first rename
+        # Whether this upstream's HEAD answers tell the tag count (x-amz-tagging-count, sent only
+        # when there are tags): learnt at the first that does. S3's HeadObject has TagCount;
+        # older S3s answer it on GET alone, and their HEAD without it says nothing of the tags.
+        self.head_tag_counts = False
         self._head_parts: OrderedDict[tuple[str, str, str], list[PartInfo]] = OrderedDict()
         self._head_parts_held = 0
 
@@ -243,6 +247,8 @@ class RemoteBackend(Backend):
 
     async def head_object(self, bucket: str, key: str) -> ObjectInfo:
         headers, _ = await self._http.read("HEAD", bucket, key, headers={"x-amz-checksum-mode": "ENABLED"}, quick=True)
+        if "x-amz-tagging-count" in headers:
+            self.head_tag_counts = True
         return info_from_headers(key, headers)
 
     async def open_object(self, bucket: str, key: str) -> RemoteReader:

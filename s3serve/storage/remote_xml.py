@@ -24,19 +24,20 @@ from .base import (
 )
 
 
-def parse(body: bytes, root: str) -> dict[str, Any]:
+def parse(body: bytes, root: str, *, strip_whitespace: bool = True) -> dict[str, Any]:
     """The content of the answer S3 names ``root``, whatever the upstream named it: clients never
-    check the name, and moto answers ListParts with a ListPartsResponse."""
+    check the name, and moto answers ListParts with a ListPartsResponse. ``strip_whitespace``
+    False keeps text as sent (and the indentation between elements under '#text')."""
     from xml.parsers.expat import ExpatError
 
     import xmltodict
 
     try:
-        doc = xmltodict.parse(body, process_namespaces=False, disable_entities=True)
+        doc = xmltodict.parse(body, process_namespaces=False, disable_entities=True, strip_whitespace=strip_whitespace)
     except (ExpatError, ValueError):
         doc = None
     content = next(iter(doc.values()), None) if isinstance(doc, dict) and len(doc) == 1 else False
-    if content is None:
+    if content is None or (isinstance(content, str) and not content.strip()):
         return {}
     if not isinstance(content, dict):
         raise errors.ServiceUnavailable(f"The upstream S3 answered with a document that is not a {root}.")
@@ -161,7 +162,8 @@ def copy_result(body: bytes, root: str) -> tuple[str, float, dict[str, str]]:
 
 
 def tagging(body: bytes) -> dict[str, str]:
-    doc = parse(body, "Tagging")
+    # Whitespace kept: " v" and "v" are different tag values (s3xml.parse_tagging).
+    doc = parse(body, "Tagging", strip_whitespace=False)
     tagset = doc.get("TagSet")
     tags = items(tagset, "Tag") if isinstance(tagset, dict) else []
     return {text(tag.get("Key")): text(tag.get("Value")) for tag in tags}

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from s3serve.handlers.common import http_date
+from s3serve.storage import cache as cache_module
 from s3serve.storage.base import ObjectInfo, PartInfo, Precondition, WriteMeta
 from s3serve.storage.cache import claim_root
 from s3serve.storage.disk import DiskBackend
@@ -211,8 +212,11 @@ class _OverwrittenAfterComplete(DiskBackend):
         parts: list[PartInfo],
         precondition: Precondition | None = None,
         checksums: dict[str, str] | None = None,
+        checksum_type: str | None = None,
     ) -> ObjectInfo:
-        done = await super().complete_multipart_upload(bucket, key, upload_id, parts, precondition, checksums)
+        done = await super().complete_multipart_upload(
+            bucket, key, upload_id, parts, precondition, checksums, checksum_type
+        )
         other = self.root.parent / "other-body"
         other.write_bytes(b"o" * done.size)
         body = FileBody(str(other), done.size, hashlib.md5(other.read_bytes()).digest(), {})
@@ -418,3 +422,26 @@ async def test_a_copy_that_cannot_be_kept_leaves_no_temp_file(cached: Cached, tm
     await cache.put_object("other", "k", FileBody(str(source), 7, hashlib.md5(b"payload").digest(), {}), WriteMeta())
     assert (there.parent / "other" / "k").read_bytes() == b"payload"
     assert not list((here.parent / ".s3serve" / "tmp").iterdir())
+
+
+async def test_keys_not_kept_are_logged_once_and_remembered_up_to_a_cap(
+    cached: Cached, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, cache, _, _ = cached
+    monkeypatch.setattr(cache_module, "UNKEPT_ENTRIES", 2)
+    with caplog.at_level(logging.WARNING, logger="s3serve.cache"):
+        for key in ("a", "a", "b", "c", "a"):
+            cache.not_kept("bkt", key, "no room for it")
+    # "a" is said once, forgotten when "b" and "c" came after it, and so said again.
+    assert caplog.text.count("not cached: bkt/a") == 2, caplog.text
+    assert sorted(key for _, key in cache._unkept) == ["a", "c"]
+
+
+async def test_a_head_of_an_empty_object_never_replaces_another_programs_file(cached: Cached) -> None:
+    send, _, here, there = cached
+    (there / "empty").write_bytes(b"")
+    (here / "empty").write_bytes(b"another program's bytes")
+    head = await send("HEAD", "/bkt/empty")
+    assert head.status == 200 and head.headers["Content-Length"] == "0"
+    await asyncio.sleep(0.2)  # no copy made in the background either
+    assert (here / "empty").read_bytes() == b"another program's bytes"
