@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
 from collections.abc import AsyncIterator
+from typing import BinaryIO
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -43,6 +45,14 @@ log = logging.getLogger("s3serve")
 MAX_PUT_SIZE = 5 * 1024**3
 # Bodies up to this size are read and written in one go; larger ones go out with sendfile.
 SMALL_BODY = 64 * 1024
+# The last bytes of a sendfile body go out only after a check that no other program wrote to the
+# file meanwhile: until the last byte is out, the client can still be told (by a connection ended
+# short of Content-Length) that what it got is not the object. One page: what the kernel reads
+# after the check is what such a check cannot cover.
+HELD_BACK = 4096
+# A small object that another program keeps changing while it is read is looked up again this
+# many times, then answered with a 503 to retry later.
+READ_ATTEMPTS = 3
 MAX_PARTS = 10000
 
 # ASCII digits only: \d alone also takes other scripts' digits.
@@ -149,12 +159,32 @@ async def head_object(ctx: Context) -> web.StreamResponse:
     return await _get(ctx, head=True)
 
 
+def _changed(reader: ObjectReader) -> bool:
+    """Whether another program wrote to the file being read since it was looked up (only a
+    local file can change under a reader; see DiskReader.changed)."""
+    check = getattr(reader, "changed", None)
+    return check is not None and bool(check())
+
+
 async def _get(ctx: Context, *, head: bool) -> web.StreamResponse:
     check_version_id(ctx.query)
     part_number = ctx.query.get("partNumber")
     range_header = ctx.headers.get("Range")
     if part_number is not None and range_header is not None:
         raise errors.InvalidRequest("Cannot specify both Range header and partNumber query parameter")
+    for _ in range(READ_ATTEMPTS):
+        response = await _answer(ctx, head, part_number, range_header)
+        if response is not None:
+            return response
+    log.warning("GET %s/%s: changed by another program on every read; answered 503", ctx.bucket, ctx.key)
+    raise errors.SlowDown("The object is being changed on the server's disk; please retry.")
+
+
+async def _answer(
+    ctx: Context, head: bool, part_number: str | None, range_header: str | None
+) -> web.StreamResponse | None:
+    """The answer to a GET or HEAD; None when a small body read did not match its description
+    (another program wrote to the file meanwhile): the caller looks it up again."""
     reader: ObjectReader
     if head:
         # HEAD never needs the bytes: an upstream cache answers it with a HEAD of its own, not a GET.
@@ -188,7 +218,10 @@ async def _get(ctx: Context, *, head: bool) -> web.StreamResponse:
         if not head and fd is not None and length <= SMALL_BODY:
             # One pread and one write beat sendfile's extra syscalls and event-loop round trips
             # for small bodies (measured in bench/RESULTS.md).
-            return web.Response(status=status, headers=headers, body=os.pread(fd, length, offset))
+            body = os.pread(fd, length, offset)
+            if len(body) != length or _changed(reader):
+                return None  # cut short or rewritten since the lookup: its ETag is not these bytes
+            return web.Response(status=status, headers=headers, body=body)
         if head:
             # A plain Response keeps an explicit Content-Length on HEAD and sends no body: cheaper
             # than a StreamResponse's prepare + write_eof round.
@@ -218,6 +251,24 @@ async def _get(ctx: Context, *, head: bool) -> web.StreamResponse:
         return response
 
 
+async def _sendfile(transport: asyncio.WriteTransport, file: BinaryIO, offset: int, count: int) -> int:
+    """sendfile of ``count`` bytes from ``offset``; fewer only when the file ends first.
+
+    What the socket takes at once goes straight in: loop.sendfile costs event-loop round trips
+    even when nothing has to wait (it sets its result from a later writability callback), and a
+    body split in two around the check of _send would pay them twice. Only on a plain socket
+    with nothing buffered in the transport (bytes must not overtake it), never over TLS, which
+    must encrypt them. The rest goes through loop.sendfile, which waits for the socket."""
+    sent = 0
+    sock = transport.get_extra_info("socket")
+    if sock is not None and transport.get_extra_info("sslcontext") is None and not transport.get_write_buffer_size():
+        with contextlib.suppress(OSError):  # full (EAGAIN), or else: loop.sendfile does it or reports it
+            sent = os.sendfile(sock.fileno(), file.fileno(), offset, count)
+    if sent < count:
+        sent += await asyncio.get_running_loop().sendfile(transport, file, offset + sent, count - sent)
+    return sent
+
+
 async def _send(ctx: Context, response: web.StreamResponse, reader: ObjectReader, offset: int, length: int) -> None:
     fd = reader.fileno()
     transport = ctx.request.transport
@@ -226,8 +277,18 @@ async def _send(ctx: Context, response: web.StreamResponse, reader: ObjectReader
     sent = 0
     if fd is not None:
         # The kernel copies file -> socket; over TLS asyncio falls back to reads in a thread.
+        held = min(HELD_BACK, length - 1)
         with open(fd, "rb", closefd=False) as file:
-            sent = await asyncio.get_running_loop().sendfile(transport, file, offset, length)
+            sent = await _sendfile(transport, file, offset, length - held)
+            if sent == length - held:
+                if _changed(reader):
+                    # Written to in place by another program while it was sent: what went out
+                    # may mix two versions under one ETag. Ending short of Content-Length is
+                    # the only way left to tell the client the body is not whole.
+                    log.warning("GET %s/%s: the file was rewritten by another program while it was "
+                                "sent; connection ended", ctx.bucket, ctx.key)
+                    raise errors.InternalError()
+                sent += await _sendfile(transport, file, offset + sent, held)
     else:
         async for chunk in reader.iter_range(offset, length):
             sent += len(chunk)

@@ -26,10 +26,11 @@ from .. import errors
 from ..checksums import ALGORITHM_DIGEST, MultiHasher, b64
 from . import keys, metadata
 from .base import ObjectInfo, Precondition, WriteMeta
+from .faults import refusals
 from .folders import drop_marker, make_folder, prune
 from .gc import create_locked
 from .metadata import XATTR, Record
-from .staging import copy_range, disk_errors
+from .staging import copy_range
 
 if TYPE_CHECKING:
     from .disk import DiskBackend, _Found
@@ -108,7 +109,7 @@ async def copy_object(
                     return info
             tmp = os.path.join(disk._tmp_dir, f"copy-{uuid.uuid4().hex}")
             lock_fd = create_locked(tmp)  # held until published: the GC leaves it alone
-            with disk_errors():
+            with refusals(dst_key):
                 copied = await asyncio.to_thread(_clone_into, found.fd, lock_fd, record.size)
             if copied != record.size:
                 raise errors.InternalError("The source object changed while it was being copied; please retry.")
@@ -161,7 +162,7 @@ async def _copy_by_link(
     async with disk.locks.hold(*held):
         src = await disk._lookup(src_bucket, skp, spath, held=held)
         if src is None:
-            raise errors.NoSuchKey(resource=src_key, Key=src_key)
+            raise disk._absent(src_key, spath)
         if src_precondition is not None:
             src_precondition(src.info)
         if src.real != spath:
@@ -270,7 +271,7 @@ async def rename_object(
     async with disk.locks.hold(*held):
         src = await disk._lookup(bucket, skp, spath, held=held)
         if src is None:
-            raise errors.NoSuchKey(resource=src_key, Key=src_key)
+            raise disk._absent(src_key, spath)
         if src_precondition is not None:
             src_precondition(src.info)
         dst = await disk._lookup(bucket, dkp, dpath, held=held) if precondition is not None else None

@@ -35,12 +35,13 @@ from .base import (
     WriteMeta,
 )
 from .bucketconfig import BucketConfigMixin, BucketConfigStore
+from .faults import as_s3_errors, refusals
 from .folders import make_folder
 from .gc import create_locked
 from .keys import KeyPath
 from .metadata import EMPTY_MD5, BucketRegistry, KeyLocks, MetaStore, Record
 from .smallwrites import Writer
-from .staging import MultipartMixin, Staging, disk_errors
+from .staging import MultipartMixin, Staging
 from .streams import THREAD_CHUNK, write_body
 from .tokens import RenameTokens
 
@@ -62,15 +63,28 @@ class _Found:
     record: Record
     real: str  # resolved path of the file or folder-marker directory
     fd: int | None = None  # only with keep_fd, only for files
+    st: os.stat_result | None = None  # the file's, as the record was matched against it
 
 
 class DiskReader(ObjectReader):
-    def __init__(self, fd: int | None, info: ObjectInfo) -> None:
+    def __init__(self, fd: int | None, info: ObjectInfo, st: os.stat_result | None = None) -> None:
         self._fd = fd
         self.info = info
+        self._st = st
 
     def fileno(self) -> int | None:
         return self._fd
+
+    def changed(self) -> bool:
+        """Whether another program wrote to (or truncated) the open file since its record was
+        matched: the bytes read from it may then belong to neither version, whatever the ETag
+        says. A rename over the file does not count: the open file is still the old one, whole.
+        The mtime moves with every write (ctime would also move with a tag change, which is not
+        a change of the bytes)."""
+        if self._fd is None or self._st is None:
+            return False
+        now = os.fstat(self._fd)
+        return now.st_size != self._st.st_size or now.st_mtime_ns != self._st.st_mtime_ns
 
     async def iter_range(self, offset: int, length: int) -> AsyncIterator[bytes]:
         fd = self._fd
@@ -170,8 +184,17 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
         _, kp, path = self._locate(bucket, key)
         found = await self._lookup(bucket, kp, path, keep_fd=keep_fd, held=held)
         if found is None:
-            raise errors.NoSuchKey(resource=key, Key=key)
+            raise self._absent(key, path)
         return found
+
+    def _absent(self, key: str, path: str) -> errors.S3Error:
+        """The error for a key a lookup did not find: AccessDenied when it is there but out of
+        the server's reach (keys.denied), else NoSuchKey."""
+        if keys.denied(self._real_root, path):
+            return errors.AccessDenied(
+                "The server's filesystem does not let it reach this key (permission denied).", resource=key
+            )
+        return errors.NoSuchKey(resource=key, Key=key)
 
     # -- metadata lookups ---------------------------------------------------------------------
     async def _lookup(
@@ -204,7 +227,7 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
             os.close(fd)
             raise
         if keep_fd:
-            return _Found(record.to_info(kp.key), record, real, fd)
+            return _Found(record.to_info(kp.key), record, real, fd, st)
         os.close(fd)
         return _Found(record.to_info(kp.key), record, real)
 
@@ -214,6 +237,7 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
         return self.meta.load(found[0], bucket, kp.key, found[1]) if found else None
 
     # -- buckets ------------------------------------------------------------------------------
+    @as_s3_errors
     async def list_buckets(self) -> list[BucketInfo]:
         return await asyncio.to_thread(self._list_buckets)
 
@@ -241,10 +265,12 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
 
         return is_marker
 
+    @as_s3_errors
     async def head_bucket(self, name: str) -> BucketInfo:
         _, st = self._bucket_stat(name)
         return self.registry.info(name, st.st_mtime, self.default_owner)
 
+    @as_s3_errors
     async def create_bucket(self, name: str, owner: str, region: str) -> BucketInfo:
         keys.validate_bucket_name(name)
         async with self.locks.hold(self.locks.slot(name, "")):
@@ -264,6 +290,7 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
                 raise
         return BucketInfo(name=name, created=created, owner=owner, region=region)
 
+    @as_s3_errors
     async def delete_bucket(self, name: str) -> None:
         path = self._bucket_dir(name)
         async with self.locks.hold(self.locks.slot(name, "")):
@@ -296,18 +323,25 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
         """Atomically make a finished temp file (None: a folder marker) the object at ``kp``.
 
         The temp file must be closed and complete; it is consumed: renamed into place, or removed
-        on any failure (including cancellation). ``precondition`` runs under the key lock.
+        on any failure (including cancellation). ``precondition`` runs under the key lock. A
+        full disk or a folder the server may not write is an S3 error (faults.py), for every
+        caller (CompleteMultipartUpload commits through here too).
         """
+        with refusals(kp.key):
+            return await self._commit(bucket, kp, tmp, record, precondition)
+
+    async def _commit(
+        self, bucket: str, kp: KeyPath, tmp: str | None, record: Record, precondition: Precondition | None
+    ) -> ObjectInfo:
         try:
             bdir = self._bucket_dir(bucket)
             path = keys.object_path(bdir, kp)
             attached = False
             if tmp is not None:
-                with disk_errors():
-                    if self.fsync or record.size >= THREAD_CHUNK:
-                        attached = await asyncio.to_thread(self._seal, tmp, record)
-                    else:
-                        attached = self._seal(tmp, record)
+                if self.fsync or record.size >= THREAD_CHUNK:
+                    attached = await asyncio.to_thread(self._seal, tmp, record)
+                else:
+                    attached = self._seal(tmp, record)
             slot = self.locks.slot(bucket, kp.key)
             async with self.locks.hold(slot):
                 old = self._existing_record(bucket, kp, path)
@@ -353,6 +387,7 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
                 folder = os.path.dirname(folder)
 
     # -- objects ------------------------------------------------------------------------------
+    @as_s3_errors
     async def put_object(
         self, bucket: str, key: str, body: Body, meta: WriteMeta, precondition: Precondition | None = None
     ) -> ObjectInfo:
@@ -377,7 +412,7 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
         lock_fd = create_locked(tmp)
         try:
             try:
-                with disk_errors(), open(lock_fd, "wb", closefd=False) as f:
+                with open(lock_fd, "wb", closefd=False) as f:
                     size = await write_body(f, body, hasher, writeback=self.fsync)
                 digests = hasher.digests()
                 record = Record.for_write(meta, digests["md5"].hex(), size, body.finish(digests))
@@ -388,13 +423,16 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
         finally:
             os.close(lock_fd)
 
+    @as_s3_errors
     async def head_object(self, bucket: str, key: str) -> ObjectInfo:
         return (await self._find(bucket, key)).info
 
+    @as_s3_errors
     async def open_object(self, bucket: str, key: str) -> ObjectReader:
         found = await self._find(bucket, key, keep_fd=True)
-        return DiskReader(found.fd, found.info)
+        return DiskReader(found.fd, found.info, found.st)
 
+    @as_s3_errors
     async def delete_object(self, bucket: str, key: str, precondition: Precondition | None = None) -> None:
         bdir, kp, path = self._locate(bucket, key)
         if precondition is not None:
@@ -403,6 +441,7 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
             await self._lookup(bucket, kp, path)
         await self.writer.delete(bucket, bdir, kp, path, precondition)
 
+    @as_s3_errors
     async def copy_object(
         self,
         src_bucket: str,
@@ -417,6 +456,7 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
             self, src_bucket, src_key, dst_bucket, dst_key, meta, src_precondition, precondition
         )
 
+    @as_s3_errors
     async def rename_object(
         self,
         bucket: str,
@@ -438,6 +478,7 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
             await asyncio.to_thread(self.rename_tokens.remember, client_token, bucket, src_key, dst_key)
         return info
 
+    @as_s3_errors
     async def list_objects(
         self, bucket: str, prefix: str, delimiter: str, start_after: str, max_keys: int
     ) -> ListPage:
@@ -500,9 +541,11 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
         return _FOREIGN
 
     # -- tagging ------------------------------------------------------------------------------
+    @as_s3_errors
     async def get_object_tagging(self, bucket: str, key: str) -> dict[str, str]:
         return dict((await self._find(bucket, key)).record.tags)
 
+    @as_s3_errors
     async def put_object_tagging(self, bucket: str, key: str, tags: dict[str, str]) -> None:
         self._locate(bucket, key)
         slot = self.locks.slot(bucket, key)
@@ -520,5 +563,6 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
                 if found.fd is not None:
                     os.close(found.fd)
 
+    @as_s3_errors
     async def delete_object_tagging(self, bucket: str, key: str) -> None:
         await self.put_object_tagging(bucket, key, {})

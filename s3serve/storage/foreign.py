@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from . import keys, metadata
+from . import copies, keys, metadata
 from .base import ObjectInfo
 from .metadata import Record
 
@@ -45,8 +46,7 @@ def adopt(disk: DiskBackend, fd: int, bucket: str, key: str, path: str, held: fr
     if record is not None:
         return record
     if before.st_size > HASHED_FOREIGN_MAX:
-        identity = f"{before.st_dev}:{before.st_ino}:{before.st_size}:{before.st_mtime_ns}"
-        etag, size = hashlib.md5(identity.encode()).hexdigest() + "-1", before.st_size
+        etag, size = identity_etag(before), before.st_size
     else:
         md5 = hashlib.md5()
         size = 0
@@ -63,14 +63,23 @@ def adopt(disk: DiskBackend, fd: int, bucket: str, key: str, path: str, held: fr
     ) or size != after.st_size:
         return record  # still being written by its owner: do not cache a torn hash
     slot = disk.locks.slot(bucket, key)
-    lock = None if slot in held else disk.locks.try_lock(slot)
+    try:
+        lock = None if slot in held else disk.locks.try_lock(slot)
+    except OSError:
+        return record  # no inode left for the slot's lock file: a read must not fail for a cache
     if lock is None and slot not in held:
         return record  # a writer holds the key: the cache can wait for the next reader
     try:
         # A sidecar is found by key: only cache it while the key still names this file.
         current = os.stat(path)
         if current.st_ino == after.st_ino and current.st_dev == after.st_dev:
-            disk.meta.store(fd, bucket, key, record)
+            if copies.is_shared(fd):
+                # Reached through a symlink to a linked copy (copies._link): the inode's xattr is
+                # the marker that sends every key of it to its own sidecar; replacing it would
+                # take their metadata away.
+                disk.meta.write_sidecar(bucket, key, record)
+            else:
+                disk.meta.store(fd, bucket, key, record)
     except OSError:
         pass  # caching is an optimisation; a read-only place only costs a re-hash next time
     finally:
@@ -79,17 +88,40 @@ def adopt(disk: DiskBackend, fd: int, bucket: str, key: str, path: str, held: fr
     return record
 
 
+def identity_etag(st: os.stat_result) -> str:
+    """An ETag of multipart shape from a file's identity, without reading a byte of it."""
+    identity = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+    return hashlib.md5(identity.encode()).hexdigest() + "-1"
+
+
 def _adopt_path(disk: DiskBackend, bucket: str, key: str, path: str) -> ObjectInfo | None:
-    # Checked after opening: the walk saw this path inside ROOT, but a folder on the way may have
-    # been swapped for a symlink leading out since (and adopt writes a record to what it opens).
-    fd = keys.open_inside(disk._real_root, path)
-    if fd is None:
-        return None  # gone, no longer a regular file, or no longer inside ROOT
+    # Opened as GET opens it: a symlink that stays inside ROOT is followed (the walk listed it, and
+    # GET serves it), and what was opened is checked to lie inside ROOT: a folder on the way may
+    # have been swapped for a symlink leading out since the walk (adopt writes a record to it).
+    opened = keys.open_file(disk._real_root, path)
+    if opened is None:
+        return _unreadable(disk, key, path)
+    _, fd, _ = opened
     try:
         # adopt takes a record that matches the open file before it hashes anything.
         return adopt(disk, fd, bucket, key, path, frozenset()).to_info(key)
     finally:
         os.close(fd)
+
+
+def _unreadable(disk: DiskBackend, key: str, path: str) -> ObjectInfo | None:
+    """A listed file the server may not read is still listed (GET answers 403 for it): left out,
+    it would look deleted to a sync tool, which then deletes its own copy. None when it is gone,
+    not a regular file or not inside ROOT (what the walk saw changed since)."""
+    if not keys.denied(disk._real_root, path):
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return ObjectInfo(key=key, size=st.st_size, etag=identity_etag(st), last_modified=st.st_mtime)
 
 
 def adopt_paths(disk: DiskBackend, bucket: str, found: list[tuple[str, str]]) -> list[ObjectInfo | None]:

@@ -257,6 +257,38 @@ def _resolve_slow(real_root: str, path: str) -> tuple[str, os.stat_result] | Non
         return None
 
 
+def denied(real_root: str, path: str) -> bool:
+    """Whether a key that a lookup found absent is there but out of the server's reach: a folder
+    on the way it may not search, or a regular file it may not read. Asked only on that miss
+    path, to answer 403 AccessDenied instead of a NoSuchKey that would tell a client (or a sync
+    tool about to delete its copy) that the object is gone. Nothing is read, and what lies
+    outside ROOT's buckets (through a symlink) never turns the answer into 403."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False  # the usual miss, in one syscall (clients ask for absent keys a lot)
+    except OSError:
+        pass
+    real = realpath(path)
+    if real is None or not is_inside(real_root, real):
+        return False
+    try:
+        st = os.stat(real)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    try:
+        os.close(os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC))
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return False  # readable now: it changed since the lookup, which answers as what it found
+
+
 def ensure_parents(real_root: str, bdir: str, kp: KeyPath) -> list[str] | None:
     """Create the folders above ``kp``: the folders it created (a durable write must fsync their
     entries in their parents too), or None when a concurrent prune removed one mid-way."""

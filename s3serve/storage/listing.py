@@ -120,8 +120,15 @@ def _classify(entry: os.DirEntry[str], parent_real: str, root: str) -> tuple[boo
     return None  # fifo, socket, device
 
 
-def _scan(path: str, real: str, root: str, name_prefix: str = "") -> list[_Child]:
-    """The listable entries of one directory, in key order. Unreadable or vanished -> empty."""
+def _denied() -> errors.S3Error:
+    return errors.AccessDenied("The server's filesystem does not allow it to read the folder this listing starts in.")
+
+
+def _scan(path: str, real: str, root: str, name_prefix: str = "", strict: bool = False) -> list[_Child]:
+    """The listable entries of one directory, in key order. Unreadable or vanished -> empty; with
+    ``strict`` (the folder the listing starts in) unreadable is AccessDenied: an empty page would
+    tell a client, or a sync tool about to delete its copies, that nothing is there. Folders
+    met further down are skipped instead, so one of them cannot fail a whole bucket's listing."""
     children: list[_Child] = []
     try:
         with _scandir(path) as it:
@@ -139,6 +146,10 @@ def _scan(path: str, real: str, root: str, name_prefix: str = "") -> list[_Child
                     continue
                 is_dir, child_real = kind
                 children.append(_Child(name + "/" if is_dir else name, entry.path, is_dir, child_real))
+    except PermissionError:
+        if strict:
+            raise _denied() from None
+        return []
     except OSError:
         return []
     children.sort(key=lambda c: c.sort_key)
@@ -184,9 +195,11 @@ class _Walker:
         # Real paths of the directories on the current path from the bucket down (loop guard).
         self.ancestors = ancestors
 
-    def start(self, path: str, rel: str, real: str, name_prefix: str) -> Iterator[Entry | str]:
+    def start(
+        self, path: str, rel: str, real: str, name_prefix: str, strict: bool = False
+    ) -> Iterator[Entry | str]:
         """Walk the directory ``path`` (key prefix ``rel``), only entries starting with
-        ``name_prefix`` at its top level."""
+        ``name_prefix`` at its top level; ``strict``: see _scan."""
         bound = self.bound
         if bound is not None:
             decision = _decide(bound, rel) if rel else _DESCEND
@@ -198,7 +211,7 @@ class _Walker:
         # listing only when the prefix is exactly this directory ("a/b/"), so it never rolls up.
         if rel and rel.startswith(self.prefix) and bound is None and self._marker(path):
             yield Entry(rel, path, True)
-        children = _scan(path, real, self.root, name_prefix)
+        children = _scan(path, real, self.root, name_prefix, strict)
         self._push(_Frame(path, rel, real, children, 0, bound))
         yield from self._run()
 
@@ -372,6 +385,8 @@ def _descend(bucket_dir: str, bucket_real: str, dir_part: str, root: str) -> tup
                 st = os.stat(real)
             else:
                 real = os.path.join(real, comp)
+        except PermissionError:
+            raise _denied() from None
         except (OSError, ValueError):
             return None
         if not stat.S_ISDIR(st.st_mode) or real in ancestors:
@@ -418,7 +433,7 @@ def list_page(
         return RawPage([], [], False, None)
     path, real, ancestors = start
     walker = _Walker(root, prefix, delimiter, bound, is_folder_marker, ancestors)
-    items = walker.start(path, dir_part, real, name_prefix)
+    items = walker.start(path, dir_part, real, name_prefix, strict=True)
 
     entries: list[Entry] = []
     prefixes: list[str] = []

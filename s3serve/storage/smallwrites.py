@@ -339,6 +339,9 @@ class Writer:
         try:
             found = disk._resolve(path)
             if found is None:
+                missing = None if kp.is_folder else disk._absent(kp.key, path)
+                if isinstance(missing, errors.AccessDenied):
+                    raise missing  # there but out of reach: a 204 would say it is gone while it stays
                 if precondition is not None:
                     precondition(None)
                 return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import zlib
@@ -691,3 +692,32 @@ async def test_foreign_bucket_folders(be: DiskBackend, root: Path) -> None:
     for hidden in (".s3serve", ".hidden"):
         with pytest.raises(errors.NoSuchBucket):
             await be.head_bucket(hidden)
+
+
+@pytest.mark.parametrize(
+    ("errno_", "code", "status"),
+    [
+        (errno.ENOSPC, "XMinioStorageFull", 507),  # no blocks, or no inodes
+        (errno.EDQUOT, "XMinioStorageFull", 507),
+        (errno.EACCES, "AccessDenied", 403),
+        (errno.EPERM, "AccessDenied", 403),
+        (errno.EROFS, "AccessDenied", 403),
+        (errno.ENAMETOOLONG, "KeyTooLongError", 400),  # ROOT + key past PATH_MAX
+        (errno.EFBIG, "EntityTooLarge", 400),
+        (errno.EMFILE, "SlowDown", 503),
+    ],
+)
+def test_filesystem_refusals_are_s3_errors(errno_: int, code: str, status: int) -> None:
+    from s3serve.storage.faults import translate
+
+    mapped = translate(OSError(errno_, os.strerror(errno_), "/root/bkt/key"), "key")
+    assert mapped is not None and (mapped.code, mapped.status, mapped.resource) == (code, status, "key")
+
+
+def test_real_faults_and_lost_connections_stay_what_they_are() -> None:
+    from s3serve.storage.faults import translate
+
+    # EIO is a fault of the server's disk (logged with its traceback as an InternalError); a
+    # client gone mid-body must stay a ConnectionError for the handlers that look for one.
+    for exc in (OSError(errno.EIO, "I/O error"), ConnectionResetError(errno.ECONNRESET, "reset"), BrokenPipeError()):
+        assert translate(exc) is None
