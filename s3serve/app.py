@@ -74,7 +74,7 @@ def _new_id_prefix() -> None:
 os.register_at_fork(after_in_child=_new_id_prefix)
 
 
-def _next_request_id() -> str:
+def next_request_id() -> str:
     return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFF:08X}"
 
 
@@ -83,7 +83,7 @@ class RequestState:
     """What s3serve learns about a request, kept on it between the expect handler, the error
     rendering and dispatch (each step runs once)."""
 
-    request_id: str = field(default_factory=_next_request_id)
+    request_id: str = field(default_factory=next_request_id)
     raw_path: str = ""
     raw_query: str = ""
     query_pairs: list[tuple[str, str]] = field(default_factory=list)
@@ -110,8 +110,16 @@ def error_response(request: web.BaseRequest, exc: errors.S3Error) -> web.Respons
     headers = dict(exc.headers)
     if exc.status == 304 or request.method == "HEAD":
         # HEAD errors carry no body; 304 never has one.
-        return web.Response(status=exc.status, headers=headers)
-    return web.Response(status=exc.status, body=error_body(request, exc), content_type="application/xml", headers=headers)
+        response = web.Response(status=exc.status, headers=headers)
+    else:
+        response = web.Response(
+            status=exc.status, body=error_body(request, exc), content_type="application/xml", headers=headers
+        )
+    if headers.get("Connection") == "close":
+        # The request's body has no end the server can find (payload.closing): aiohttp would read
+        # the bytes after it as the next request.
+        response.force_close()
+    return response
 
 
 def error_body(request: web.BaseRequest, exc: errors.S3Error) -> bytes:
@@ -226,8 +234,13 @@ def _route(request: web.Request) -> Route:
 
 
 async def _expect_handler(request: web.Request) -> web.StreamResponse | None:
-    """Expect: 100-continue: refuse a bad signature before the client sends the body."""
+    """Expect: 100-continue: refuse a bad signature before the client sends the body. Any other
+    expectation cannot be met: 417, as HTTP has it (RFC 9110 10.1.1), before anything else is
+    judged. HTTP/1.0 has no expectations: the header is ignored there, as RFC 9110 asks."""
+    http11 = request.version >= (1, 1)
     try:
+        if http11 and request.headers.get("EXPECT", "").lower() != "100-continue":
+            raise errors.ExpectationFailed()
         if _route(request).operation not in _FORM_AUTH:
             _authenticate(request)
     except errors.S3Error as exc:
@@ -235,12 +248,11 @@ async def _expect_handler(request: web.Request) -> web.StreamResponse | None:
         # The body was never read, so the connection cannot be reused.
         response.force_close()
         return response
-    expect = request.headers.get("EXPECT", "").lower()
-    if request.version < (1, 1):
-        return None
-    if expect != "100-continue":
-        return error_response(request, errors.InvalidRequest("Unsupported Expect header value."))
-    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    if http11:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        # As aiohttp's own expect handler does: the interim answer is not part of the response,
+        # whose size the access log reports.
+        request.writer.output_size = 0
     return None
 
 

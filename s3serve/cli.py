@@ -423,9 +423,11 @@ async def _serve(config: Config, sock: socket.socket, ssl_context: ssl.SSLContex
     the connections close. aiohttp's own shutdown stops reading request bodies at once, which
     would turn every upload in flight into a discarded one."""
     from .app import INFLIGHT, create_app
+    from .framing import S3AppRunner
 
     app = create_app(config)
-    runner = web.AppRunner(
+    # S3's answers (not aiohttp's text/plain) to requests aiohttp cannot parse: framing.py.
+    runner = S3AppRunner(
         app,
         handle_signals=False,
         access_log=logging.getLogger("aiohttp.access") if access_log else None,

@@ -113,6 +113,16 @@ MalformedACLError = _error(
     "The XML you provided was not well-formed or did not validate against our published schema",
 )
 MissingSecurityHeader = _error("MissingSecurityHeader", 400, "Your request was missing a required header")
+# HTTP framing (framing.py, payload.py): S3's words for a request line and headers over its limit,
+# and for anything after an aws-chunked body's final chunk that is not a well-formed trailer.
+RequestHeaderSectionTooLarge = _error(
+    "RequestHeaderSectionTooLarge", 400, "Your request header section exceeds the maximum allowed size."
+)
+MalformedTrailerError = _error(
+    "MalformedTrailerError",
+    400,
+    "The request contained trailing data that was not well-formed or did not conform to our published schema.",
+)
 
 # 403
 AccessDenied = _error("AccessDenied", 403, "Access Denied")
@@ -173,7 +183,7 @@ ReplicationConfigurationNotFoundError = _error(
     "ReplicationConfigurationNotFoundError", 404, "The replication configuration was not found"
 )
 
-# 405 / 409 / 411 / 412 / 416
+# 405 / 409 / 411 / 412 / 416 / 417
 MethodNotAllowed = _error("MethodNotAllowed", 405, "The specified method is not allowed against this resource.")
 BucketAlreadyExists = _error(
     "BucketAlreadyExists",
@@ -204,6 +214,9 @@ MissingContentLength = _error("MissingContentLength", 411, "You must provide the
 PreconditionFailed = _error("PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold")
 InvalidPartNumber = _error("InvalidPartNumber", 416, "The requested partnumber is not satisfiable")
 InvalidRange = _error("InvalidRange", 416, "The requested range is not satisfiable")
+ExpectationFailed = _error(
+    "ExpectationFailed", 417, "The Expect header you provided is not supported: the only expectation is 100-continue."
+)
 
 # 500 / 501 / 503
 InternalError = _error("InternalError", 500, "We encountered an internal error. Please try again.")

@@ -52,6 +52,9 @@ MIN_SIGNED_CHUNK = 8192
 _MAX_LINE = 4096
 _CHECKSUM_PREFIX = "x-amz-checksum-"
 _ENDED_EARLY = "The request body ended before the aws-chunked framing said it would."
+# S3 answers any broken aws-chunked framing with IncompleteBody and these words; ours add which rule
+# the body broke.
+_TERMINATED = "The request body terminated unexpectedly"
 
 
 class ByteStream(Protocol):
@@ -73,6 +76,18 @@ ReadChunk = Callable[[], Awaitable[tuple[bytes, bool]]]
 
 def _incomplete(message: str | None = None) -> errors.S3Error:
     return errors.IncompleteBody(message)
+
+
+def _malformed(rule: str) -> errors.S3Error:
+    return errors.IncompleteBody(f"{_TERMINATED}: {rule}")
+
+
+def closing(error: errors.S3Error) -> errors.S3Error:
+    """``error``, answered with the connection closed after it (app.error_response): for a body
+    whose end the server cannot find (no length given, a Transfer-Encoding S3 does not take, a
+    framing the parser gave up on), after which no byte can be read as the next request."""
+    error.headers["Connection"] = "close"
+    return error
 
 
 # A longer run of digits is only ever over a limit; int() refuses more than 4300 of them.
@@ -156,7 +171,8 @@ def make_body(stream: ByteStream, headers: Mapping[str, str], auth: AuthResult |
     """Validate the body-related headers up front (before any byte is read) and wrap the stream.
 
     Raises InvalidDigest (malformed Content-MD5), MissingContentLength, InvalidArgument (unknown
-    x-amz-content-sha256), InvalidRequest (checksum header problems), NotImplemented (SigV4a)."""
+    x-amz-content-sha256), InvalidRequest (checksum header problems), NotImplemented (SigV4a, or
+    a Transfer-Encoding body that is not aws-chunked)."""
     content_sha256 = auth.content_sha256 if auth is not None else headers.get("x-amz-content-sha256")
     if content_sha256 is not None and content_sha256.upper() in _ECDSA:
         raise errors.NotImplementedOp("SigV4a (ECDSA) signed payloads are not implemented by s3serve.")
@@ -183,14 +199,25 @@ def make_body(stream: ByteStream, headers: Mapping[str, str], auth: AuthResult |
     content_length = (
         _parse_int("Content-Length", content_length_header) if content_length_header is not None else None
     )
+    if content_length is None and "Transfer-Encoding" not in headers:
+        # Without either, HTTP ends the request with its headers: a body sent anyway would be read
+        # as the next request.
+        raise closing(errors.MissingContentLength())
     if chunked:
         decoded_header = headers.get("x-amz-decoded-content-length")
         if decoded_header is None:
             raise errors.MissingContentLength()
         decoded_length = _parse_int("x-amz-decoded-content-length", decoded_header)
+    elif content_length is None:
+        # S3 takes Transfer-Encoding only around an aws-chunked body, whose
+        # x-amz-decoded-content-length gives the size up front; a plain body sent chunked gets
+        # this 501 naming the header (aws-sdk-js-v3#4979, knox#43).
+        raise closing(
+            errors.NotImplementedOp(
+                "A header you provided implies functionality that is not implemented", Header="Transfer-Encoding"
+            )
+        )
     else:
-        if content_length is None:
-            raise errors.MissingContentLength()
         decoded_length = content_length
 
     # Additional checksums: at most one x-amz-checksum-<alg> header, or one named trailer.
@@ -330,7 +357,7 @@ class RequestBody:
         try:
             line = await self._stream.readline()
         except ValueError as exc:  # StreamReader: "Line is too long"
-            raise errors.InvalidRequest("Malformed aws-chunked body: line too long.") from exc
+            raise _malformed("an aws-chunked line is too long.") from exc
         except Exception as exc:
             if isinstance(exc, errors.S3Error):
                 raise
@@ -338,10 +365,10 @@ class RequestBody:
         if not line:
             return None
         if len(line) > _MAX_LINE:
-            raise errors.InvalidRequest("Malformed aws-chunked body: line too long.")
+            raise _malformed("an aws-chunked line is too long.")
         if not line.endswith(b"\r\n"):
             if line.endswith(b"\n"):
-                raise errors.InvalidRequest("Malformed aws-chunked body: lines must end with CRLF.")
+                raise _malformed("aws-chunked lines must end with CRLF.")
             raise _incomplete(_ENDED_EARLY)
         return line[:-2]
 
@@ -393,22 +420,24 @@ class RequestBody:
             if after is None:
                 raise _incomplete(_ENDED_EARLY)
             if after != b"":
-                raise errors.InvalidRequest(
-                    "Malformed aws-chunked body: chunk data must be followed by CRLF."
-                )
+                raise _malformed("aws-chunked chunk data must be followed by CRLF.")
             last_size = size
         await self._read_trailer(previous)
         if decoded != expected:
             raise _incomplete(
                 f"x-amz-decoded-content-length is {expected} but the aws-chunked body held {decoded} bytes."
             )
+        # The empty line after the trailer ends the body; whatever follows it within the request's
+        # length (a second final chunk, a stray line) is data S3 refuses rather than drops.
+        if await self._read(1):
+            raise errors.MalformedTrailerError()
         self._completed = True
 
     def _parse_chunk_header(self, line: bytes) -> tuple[int, str | None]:
         size_part, _, extensions = line.partition(b";")
         size_part = size_part.strip()
         if not _CHUNK_SIZE.match(size_part):
-            raise errors.InvalidRequest("Malformed aws-chunked body: invalid chunk size.")
+            raise _malformed("invalid aws-chunked chunk size.")
         signature: str | None = None
         for ext in extensions.split(b";"):
             name, _, value = ext.partition(b"=")
@@ -443,7 +472,7 @@ class RequestBody:
                 break
             name, sep, value = line.decode("utf-8", "replace").partition(":")
             if not sep:
-                raise errors.InvalidRequest("Malformed aws-chunked body: invalid trailer line.")
+                raise errors.MalformedTrailerError()
             name, value = name.strip().lower(), value.strip()
             if name == "x-amz-trailer-signature":
                 trailer_signature = value
@@ -454,16 +483,11 @@ class RequestBody:
                 continue  # a trailer S3 does not define: ignored, as unknown headers are
             algorithm = algorithm_from_name(name)
             if algorithm is None or algorithm != self._trailer_algorithm:
-                raise errors.InvalidRequest(
-                    f"The trailer {name} was not declared in the x-amz-trailer header."
-                )
+                raise errors.MalformedTrailerError()  # not the one x-amz-trailer named
             self._checksum_value = _check_checksum_value(algorithm, value, f"{name} trailer")
             self.trailers[name] = value
         if self._trailer_algorithm is not None and self._checksum_value is None:
-            raise errors.InvalidRequest(
-                f"The x-amz-trailer header named x-amz-checksum-{self._trailer_algorithm.lower()} "
-                "but the body ended without that trailer."
-            )
+            raise errors.MalformedTrailerError()  # x-amz-trailer named one; the body ended without it
         if self._signed_trailer:
             auth = self._auth
             assert auth is not None and auth.signing_key is not None and previous is not None

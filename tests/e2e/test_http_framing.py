@@ -1,0 +1,528 @@
+"""Bad or unusual HTTP framing, on raw sockets against a live server: every answer is S3's XML
+error with S3's code and status, promptly, and no partial or wrong object is ever stored.
+
+What S3 answers, and where that is written down:
+- a request it cannot parse (duplicate Host, invalid Content-Length, garbage): 400 BadRequest "An
+  error occurred when parsing the HTTP request." (openstack swift3's functional tests, versitygw's
+  "deformed message" test run against S3, ExAws on a duplicate Host);
+- a request line and headers over its limit: 400 RequestHeaderSectionTooLarge (versitygw#2180);
+- a body without Content-Length: 411 MissingContentLength; a plain body sent with
+  Transfer-Encoding: 501 NotImplemented naming the header (aws-sdk-js-v3#4979, knox#43);
+- data after an aws-chunked body's end: 400 MalformedTrailerError (aws-sdk-net#4012);
+- an expectation other than 100-continue: 417 (RFC 9110 10.1.1).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import socket
+import time
+import zlib
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import pytest
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+
+from s3serve.sigv4 import EMPTY_SHA256, sign, signing_key
+from tests.conftest import REGION, FixedPayloadAuth, Server
+
+UNSIGNED = {"x-amz-content-sha256": "UNSIGNED-PAYLOAD"}
+PARSE_ERROR = "An error occurred when parsing the HTTP request."
+# How long a prompt answer may take on a loaded machine; a hang is caught by the socket timeout.
+PROMPT = 5.0
+# Silence long enough to say no further answer is coming, where the connection stays open.
+QUIET = 1.5
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    code: str | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        m = re.search(rb"<Code>(.*?)</Code>", self.body)
+        self.code = m.group(1).decode() if m else None
+
+
+def _address(server: Server) -> tuple[str, int]:
+    parts = urlsplit(server.endpoint)
+    if parts.scheme != "http":
+        pytest.skip("raw-socket framing tests need a plain-HTTP endpoint")
+    assert parts.hostname is not None and parts.port is not None
+    return parts.hostname, parts.port
+
+
+def _head(
+    server: Server,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    *,
+    version: str = "1.1",
+    secret: str | None = None,
+) -> bytes:
+    """A SigV4-signed request line and headers, exactly as given (no length added)."""
+    all_headers = {**UNSIGNED, **(headers or {})}
+    request = AWSRequest(method=method, url=server.endpoint + path, headers=all_headers)
+    FixedPayloadAuth(Credentials(server.access_key, secret or server.secret_key), "s3", REGION).add_auth(request)
+    lines = [f"{method} {path} HTTP/{version}", f"Host: {urlsplit(server.endpoint).netloc}"]
+    lines += [f"{name}: {value}" for name, value in request.headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _parse(data: bytes, head: bool = False) -> list[Answer]:
+    answers = []
+    while data:
+        top, sep, data = data.partition(b"\r\n\r\n")
+        assert sep, f"an unfinished answer: {top[:300]!r}"
+        status_line, *lines = top.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        status = int(status_line.split()[1])
+        length = 0 if head or status < 200 else int(headers.get("content-length", "0"))
+        answers.append(Answer(status, headers, data[:length]))
+        data = data[length:]
+    return answers
+
+
+def _read(sock: socket.socket) -> tuple[bytes, bool]:
+    """Everything the server sends until it closes (True) or goes quiet for the timeout (False)."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except TimeoutError:
+        return data, False
+    except ConnectionResetError:
+        pass
+    return data, True
+
+
+def _exchange(
+    server: Server, *parts: bytes, shut: bool = False, head: bool = False, timeout: float = PROMPT
+) -> tuple[list[Answer], bool]:
+    """Send ``parts`` (each its own write, a moment apart), half-close if ``shut``, and read the
+    answers until the server closes the connection (the bool) or ``timeout`` passes in silence."""
+    with socket.create_connection(_address(server), timeout=timeout) as sock:
+        for index, part in enumerate(parts):
+            if index:
+                time.sleep(0.2)
+            sock.sendall(part)
+        if shut:
+            sock.shutdown(socket.SHUT_WR)
+        data, closed = _read(sock)
+    return _parse(data, head), closed
+
+
+def _assert_s3_error(answer: Answer, status: int, code: str) -> None:
+    assert (answer.status, answer.code) == (status, code), (answer.status, answer.headers, answer.body[:500])
+    assert answer.headers.get("content-type") == "application/xml", answer.headers
+    assert answer.headers.get("server") == "s3serve", answer.headers
+    request_id = answer.headers.get("x-amz-request-id")
+    assert request_id and f"<RequestId>{request_id}</RequestId>".encode() in answer.body, answer.body
+    assert answer.headers.get("x-amz-id-2"), answer.headers
+
+
+def _missing(s3, bucket: str, key: str) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        return exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    return False
+
+
+def _content(s3, bucket: str, key: str) -> bytes:  # type: ignore[no-untyped-def]
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[no-any-return]
+
+
+def _no_temp_files(server: Server) -> None:
+    """Nothing a refused upload streamed is left in the staging area (polled: the server notices
+    a closed connection a moment later)."""
+    if server.root is None:
+        return
+    tmp_dir = server.root / ".s3serve" / "tmp"
+    deadline = time.monotonic() + 10
+    while tmp_dir.exists() and list(tmp_dir.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not tmp_dir.exists() or list(tmp_dir.iterdir()) == []
+
+
+# -- 1. requests aiohttp refuses before any handler runs ----------------------------------------
+
+HOST = b"Host: 127.0.0.1\r\n"
+UNPARSABLE = {
+    "garbage-request-line": (b"GARBAGE\r\n\r\n", "BadRequest"),
+    "invalid-method": (b"G@T / HTTP/1.1\r\n" + HOST + b"\r\n", "BadRequest"),
+    "bad-version": (b"GET / HTTP/9.x\r\n" + HOST + b"\r\n", "BadRequest"),
+    "bare-lf": (b"GET / HTTP/1.1\n" + HOST + b"\n", "BadRequest"),
+    "space-in-header-name": (b"GET / HTTP/1.1\r\n" + HOST + b"Bad Header: x\r\n\r\n", "BadRequest"),
+    "control-byte-in-value": (b"GET / HTTP/1.1\r\n" + HOST + b"X-A: a\x01b\r\n\r\n", "BadRequest"),
+    "no-host": (b"GET / HTTP/1.1\r\n\r\n", "BadRequest"),
+    "duplicate-host": (b"GET / HTTP/1.1\r\n" + HOST + HOST + b"\r\n", "BadRequest"),
+    "invalid-content-length": (b"PUT /b/k HTTP/1.1\r\n" + HOST + b"Content-Length: abc\r\n\r\n", "BadRequest"),
+    "negative-content-length": (b"PUT /b/k HTTP/1.1\r\n" + HOST + b"Content-Length: -1\r\n\r\n", "BadRequest"),
+    "duplicate-content-length": (
+        b"PUT /b/k HTTP/1.1\r\n" + HOST + b"Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        "BadRequest",
+    ),
+    "content-length-and-chunked": (
+        b"PUT /b/k HTTP/1.1\r\n" + HOST + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        "BadRequest",
+    ),
+    "unknown-transfer-coding": (b"PUT /b/k HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: gzip\r\n\r\n", "BadRequest"),
+    "bad-chunk-size": (
+        b"PUT /b/k HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        "BadRequest",
+    ),
+    "long-request-line": (b"GET /b/" + b"a" * 9000 + b" HTTP/1.1\r\n" + HOST + b"\r\n", "RequestHeaderSectionTooLarge"),
+    "long-header": (b"GET / HTTP/1.1\r\n" + HOST + b"X-A: " + b"a" * 9000 + b"\r\n\r\n", "RequestHeaderSectionTooLarge"),
+    "too-many-headers": (
+        b"GET / HTTP/1.1\r\n" + HOST + b"".join(b"X-H%d: v\r\n" % i for i in range(200)) + b"\r\n",
+        "RequestHeaderSectionTooLarge",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(UNPARSABLE))
+def test_requests_aiohttp_cannot_parse_get_s3_errors(server: Server, name: str) -> None:
+    request, code = UNPARSABLE[name]
+    answers, closed = _exchange(server, request)
+    assert len(answers) == 1, answers
+    _assert_s3_error(answers[0], 400, code)
+    if code == "BadRequest":
+        assert f"<Message>{PARSE_ERROR}</Message>".encode() in answers[0].body
+    # None of aiohttp's own words (which echo the request's bytes back) reach the client.
+    assert b"aiohttp" not in answers[0].body and b"Traceback" not in answers[0].body
+    assert closed, "the connection stays open after an unparsable request"
+
+
+def test_an_unparsable_put_stores_nothing(server: Server, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    s3.put_object(Bucket=bucket, Key="kept", Body=b"old")
+    for framing in (
+        b"Content-Length: 3\r\nContent-Length: 4\r\n\r\nnew!",
+        b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nnew\r\n0\r\n\r\n",
+    ):
+        head = _head(server, "PUT", f"/{bucket}/kept")[:-2] + framing
+        answers, _ = _exchange(server, head)
+        _assert_s3_error(answers[0], 400, "BadRequest")
+    assert _content(s3, bucket, "kept") == b"old"
+
+
+# -- 2. bodies without a length ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", ["headers-only", "with-body", "with-body-then-half-close", "body-later"])
+def test_http10_put_without_content_length_gets_411(server: Server, s3, bucket: str, shape: str) -> None:  # type: ignore[no-untyped-def]
+    """HTTP/1.0 has no chunked coding: a PUT body without Content-Length cannot be delimited."""
+    head = _head(server, "PUT", f"/{bucket}/http10", version="1.0")
+    parts = {
+        "headers-only": (head,),
+        "with-body": (head + b"hello",),
+        "with-body-then-half-close": (head + b"hello",),
+        "body-later": (head, b"hello"),
+    }[shape]
+    started = time.monotonic()
+    answers, closed = _exchange(server, *parts, shut=shape.endswith("half-close"))
+    assert time.monotonic() - started < PROMPT
+    assert len(answers) == 1, answers
+    _assert_s3_error(answers[0], 411, "MissingContentLength")
+    assert closed
+    assert _missing(s3, bucket, "http10")
+
+
+@pytest.mark.parametrize("operation", ["PutObject", "UploadPart", "DeleteObjects"])
+def test_http11_body_without_length_gets_411_and_a_closed_connection(server: Server, s3, bucket: str, operation: str) -> None:  # type: ignore[no-untyped-def]
+    """Without Content-Length or Transfer-Encoding an HTTP/1.1 request ends with its headers:
+    the body its client sends after the 411 must not be read as a next request."""
+    s3.put_object(Bucket=bucket, Key="kept", Body=b"old")
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="parted")["UploadId"]
+    method, path = {
+        "PutObject": ("PUT", f"/{bucket}/kept"),
+        "UploadPart": ("PUT", f"/{bucket}/parted?partNumber=1&uploadId={upload_id}"),
+        "DeleteObjects": ("POST", f"/{bucket}?delete"),
+    }[operation]
+    smuggled = f"DELETE /{bucket}/kept HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    with socket.create_connection(_address(server), timeout=PROMPT) as sock:
+        sock.sendall(_head(server, method, path))
+        answers = _parse(sock.recv(65536))
+        assert len(answers) == 1, answers
+        _assert_s3_error(answers[0], 411, "MissingContentLength")
+        assert answers[0].headers.get("connection") == "close"
+        try:
+            sock.sendall(smuggled)
+        except OSError:
+            pass  # already closed: as good
+        rest, closed = _read(sock)
+    assert rest == b"" and closed, rest
+    assert _content(s3, bucket, "kept") == b"old"
+    assert s3.list_parts(Bucket=bucket, Key="parted", UploadId=upload_id).get("Parts", []) == []
+
+
+@pytest.mark.parametrize("decoded", [None, "5"], ids=["no-decoded-length", "with-decoded-length"])
+def test_plain_body_with_transfer_encoding_gets_501(server: Server, s3, bucket: str, decoded: str | None) -> None:  # type: ignore[no-untyped-def]
+    """S3 takes Transfer-Encoding only around an aws-chunked body: a plain body sent chunked is
+    refused naming the header, and the connection closed (as S3's 501 does)."""
+    s3.put_object(Bucket=bucket, Key="te", Body=b"old")
+    headers = {"Transfer-Encoding": "chunked"}
+    if decoded is not None:
+        headers["x-amz-decoded-content-length"] = decoded
+    answers, closed = _exchange(server, _head(server, "PUT", f"/{bucket}/te", headers) + b"5\r\nhello\r\n0\r\n\r\n")
+    assert len(answers) == 1, answers
+    _assert_s3_error(answers[0], 501, "NotImplemented")
+    assert b"<Header>Transfer-Encoding</Header>" in answers[0].body
+    assert closed
+    assert _content(s3, bucket, "te") == b"old"
+
+
+def _aws_chunked(data: bytes, *tail: bytes) -> tuple[bytes, dict[str, str]]:
+    """An unsigned aws-chunked body with a CRC32 trailer (as botocore sends it), and its headers."""
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    body = f"{len(data):x}\r\n".encode() + data + f"\r\n0\r\nx-amz-checksum-crc32:{crc}\r\n\r\n".encode()
+    body += b"".join(tail)
+    headers = {
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "Content-Encoding": "aws-chunked",
+        "x-amz-decoded-content-length": str(len(data)),
+        "x-amz-trailer": "x-amz-checksum-crc32",
+    }
+    return body, headers
+
+
+def test_aws_chunked_over_transfer_encoding(server: Server, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """What the AWS documentation allows: aws-chunked inside HTTP chunks, sized by
+    x-amz-decoded-content-length. Without that header: 411, as for a missing Content-Length."""
+    body, headers = _aws_chunked(b"0123456789")
+    http_chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    headers.update({"Transfer-Encoding": "chunked", "Connection": "close"})
+    answers, _ = _exchange(server, _head(server, "PUT", f"/{bucket}/te-aws", headers) + http_chunked)
+    assert answers[0].status == 200, answers[0].body
+    assert _content(s3, bucket, "te-aws") == b"0123456789"
+    del headers["x-amz-decoded-content-length"]
+    answers, _ = _exchange(server, _head(server, "PUT", f"/{bucket}/te-aws2", headers) + http_chunked)
+    _assert_s3_error(answers[0], 411, "MissingContentLength")
+    assert _missing(s3, bucket, "te-aws2")
+
+
+def test_aws_chunked_without_http_framing_gets_411(server: Server, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """aws-chunked needs Content-Length or Transfer-Encoding around it like any body (the AWS
+    documentation asks for one): without either, its bytes must not be read as a request."""
+    s3.put_object(Bucket=bucket, Key="kept", Body=b"old")
+    body, headers = _aws_chunked(b"new")
+    smuggled = f"DELETE /{bucket}/kept HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    with socket.create_connection(_address(server), timeout=PROMPT) as sock:
+        sock.sendall(_head(server, "PUT", f"/{bucket}/kept", headers))
+        answers = _parse(sock.recv(65536))
+        assert len(answers) == 1, answers
+        _assert_s3_error(answers[0], 411, "MissingContentLength")
+        try:
+            sock.sendall(body + smuggled)
+        except OSError:
+            pass  # already closed: as good
+        rest, closed = _read(sock)
+    assert rest == b"" and closed, rest
+    assert _content(s3, bucket, "kept") == b"old"
+
+
+# -- 3. bytes after the end of an aws-chunked body ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b"0\r\n\r\n", b"\r\n", b"junk", b"0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n"],
+    ids=["second-final-chunk", "blank-line", "junk", "second-trailer"],
+)
+def test_bytes_after_the_final_aws_chunk_are_refused(server: Server, s3, bucket: str, tail: bytes) -> None:  # type: ignore[no-untyped-def]
+    s3.put_object(Bucket=bucket, Key="trailing", Body=b"old")
+    body, headers = _aws_chunked(b"new content", tail)
+    headers["Content-Length"] = str(len(body))
+    put = _head(server, "PUT", f"/{bucket}/trailing", headers) + body
+    # The extra bytes are inside Content-Length: after the refusal they are drained, not read as
+    # a request, and the connection serves the next one.
+    get = _head(server, "GET", f"/{bucket}/trailing", {"Connection": "close"})
+    answers, _ = _exchange(server, put + get)
+    _assert_s3_error(answers[0], 400, "MalformedTrailerError")
+    assert [(a.status, a.body) for a in answers[1:]] == [(200, b"old")], answers
+    assert _content(s3, bucket, "trailing") == b"old"
+
+
+def _signed_streaming(server: Server, path: str, chunks: list[bytes], tail: bytes) -> bytes:
+    """A STREAMING-AWS4-HMAC-SHA256-PAYLOAD request whose signed chunks are followed by ``tail``
+    (counted in its Content-Length)."""
+    decoded = sum(map(len, chunks))
+    headers = {
+        "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+        "Content-Encoding": "aws-chunked",
+        "x-amz-decoded-content-length": str(decoded),
+    }
+    request = AWSRequest(method="PUT", url=server.endpoint + path, headers=headers)
+    FixedPayloadAuth(Credentials(server.access_key, server.secret_key), "s3", REGION).add_auth(request)
+    amz_date = request.headers["X-Amz-Date"]
+    scope = f"{amz_date[:8]}/{REGION}/s3/aws4_request"
+    key = signing_key(server.secret_key, amz_date[:8], REGION)
+    previous = request.headers["Authorization"].rsplit("Signature=", 1)[1]
+    body = b""
+    for chunk in [*chunks, b""]:
+        sts = "\n".join(
+            ["AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope, previous, EMPTY_SHA256, hashlib.sha256(chunk).hexdigest()]
+        )
+        previous = sign(key, sts)
+        body += f"{len(chunk):x};chunk-signature={previous}\r\n".encode() + chunk + b"\r\n"
+    body += tail
+    netloc = urlsplit(server.endpoint).netloc
+    lines = [f"PUT {path} HTTP/1.1", f"Host: {netloc}", f"Content-Length: {len(body)}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in request.headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def test_bytes_after_a_signed_final_chunk_are_refused(server: Server, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    s3.put_object(Bucket=bucket, Key="signed", Body=b"old")
+    chunks = [b"s" * 9000, b"tail"]
+    answers, _ = _exchange(server, _signed_streaming(server, f"/{bucket}/signed", chunks, b""))
+    assert answers[0].status == 200, answers[0].body  # the request without the tail is good
+    assert _content(s3, bucket, "signed") == b"".join(chunks)
+    s3.put_object(Bucket=bucket, Key="signed", Body=b"old")
+    tail = b"0;chunk-signature=" + b"0" * 64 + b"\r\n\r\n"
+    answers, _ = _exchange(server, _signed_streaming(server, f"/{bucket}/signed", chunks, tail))
+    _assert_s3_error(answers[0], 400, "MalformedTrailerError")
+    assert _content(s3, bucket, "signed") == b"old"
+
+
+# -- 4. Expect ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["fancy", "100-continue, fancy", "200-ok"])
+def test_unknown_expectation_gets_417_before_the_body(server: Server, s3, bucket: str, value: str) -> None:  # type: ignore[no-untyped-def]
+    head = _head(server, "PUT", f"/{bucket}/expect", {"Content-Length": "5", "Expect": value})
+    # The body is never sent: the answer comes without it (and aiohttp drains a body sent anyway
+    # before it closes the connection, which the answer says it will).
+    answers, _ = _exchange(server, head, timeout=QUIET)
+    assert len(answers) == 1, answers
+    _assert_s3_error(answers[0], 417, "ExpectationFailed")
+    assert answers[0].headers.get("connection") == "close"
+    assert _missing(s3, bucket, "expect")
+    # Even with a bad signature, the expectation is judged first; HEAD answers without a body.
+    head = _head(server, "PUT", f"/{bucket}/expect", {"Content-Length": "5", "Expect": value}, secret="wrong")
+    answers, _ = _exchange(server, head, timeout=QUIET)
+    assert [(a.status, a.code) for a in answers] == [(417, "ExpectationFailed")], answers
+    answers, _ = _exchange(server, _head(server, "HEAD", f"/{bucket}/expect", {"Expect": value}), head=True, timeout=QUIET)
+    assert [(a.status, a.body) for a in answers] == [(417, b"")], answers
+
+
+def test_http10_ignores_expectations(server: Server, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    head = _head(server, "PUT", f"/{bucket}/old-http", {"Content-Length": "5", "Expect": "fancy"}, version="1.0")
+    answers, _ = _exchange(server, head + b"hello")
+    assert [a.status for a in answers] == [200], answers
+    assert _content(s3, bucket, "old-http") == b"hello"
+
+
+@pytest.mark.parametrize("value", ["100-continue", "100-Continue"])
+def test_100_continue(server: Server, s3, bucket: str, value: str) -> None:  # type: ignore[no-untyped-def]
+    """A good request gets 100 Continue, then its answer; a bad signature gets its 403 at once,
+    without the body, and the connection (whose body was never read) closes."""
+    with socket.create_connection(_address(server), timeout=PROMPT) as sock:
+        sock.sendall(_head(server, "PUT", f"/{bucket}/continued", {"Content-Length": "5", "Expect": value}))
+        assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"hello")
+        answer = _parse(sock.recv(65536))[0]
+    assert answer.status == 200, answer.body
+    assert _content(s3, bucket, "continued") == b"hello"
+    head = _head(server, "PUT", f"/{bucket}/refused", {"Content-Length": "1048576", "Expect": value}, secret="wrong")
+    answers, _ = _exchange(server, head, timeout=QUIET)
+    assert len(answers) == 1, answers
+    _assert_s3_error(answers[0], 403, "SignatureDoesNotMatch")
+    assert answers[0].headers.get("connection") == "close"
+    assert _missing(s3, bucket, "refused")
+
+
+# -- 5. adjacent edges -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("writes", ["one-write", "headers-first"])
+def test_short_body_then_half_close_is_answered_and_keeps_the_old_object(server: Server, s3, bucket: str, writes: str) -> None:  # type: ignore[no-untyped-def]
+    """Content-Length promised more than came, then the client stopped sending: S3's
+    IncompleteBody, and the object as it was. (In one write, the end of input reaches the server
+    before the request's handler has started; headers first, while it reads the body.)"""
+    s3.put_object(Bucket=bucket, Key="short", Body=b"old")
+    head = _head(server, "PUT", f"/{bucket}/short", {"Content-Length": "100000"})
+    parts = (head + b"x" * 5000,) if writes == "one-write" else (head, b"x" * 5000)
+    answers, closed = _exchange(server, *parts, shut=True)
+    assert len(answers) == 1, answers
+    _assert_s3_error(answers[0], 400, "IncompleteBody")
+    assert closed
+    assert _content(s3, bucket, "short") == b"old"
+    _no_temp_files(server)
+
+
+def test_short_body_then_close_keeps_the_old_object(server: Server, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    s3.put_object(Bucket=bucket, Key="cut", Body=b"old")
+    with socket.create_connection(_address(server), timeout=PROMPT) as sock:
+        sock.sendall(_head(server, "PUT", f"/{bucket}/cut", {"Content-Length": "100000"}) + b"x" * 5000)
+        time.sleep(0.2)
+    _no_temp_files(server)
+    assert _content(s3, bucket, "cut") == b"old"
+
+
+def test_half_closed_clients_get_their_answers(server: Server, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """A client that half-closes after its request (printf ... | nc) is still reading."""
+    s3.put_object(Bucket=bucket, Key="read", Body=b"content")
+    for version in ("1.0", "1.1"):
+        answers, closed = _exchange(server, _head(server, "GET", f"/{bucket}/read", version=version), shut=True)
+        assert [(a.status, a.body) for a in answers] == [(200, b"content")], answers
+        assert closed
+        head = _head(server, "PUT", f"/{bucket}/written{version}", {"Content-Length": "3"}, version=version)
+        answers, _ = _exchange(server, head + b"new", shut=True)
+        assert [a.status for a in answers] == [200], answers
+        assert _content(s3, bucket, f"written{version}") == b"new"
+
+
+def test_broken_chunked_framing_mid_body_is_answered_at_once(server: Server, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """The HTTP chunking around an aws-chunked body breaks after its first chunk: the parser gives
+    up, and the request waiting for the rest of its body is answered instead of waiting forever."""
+    s3.put_object(Bucket=bucket, Key="mid", Body=b"old")
+    body, headers = _aws_chunked(b"0123456789")
+    headers["Transfer-Encoding"] = "chunked"
+    first = f"{len(body[:8]):x}\r\n".encode() + body[:8] + b"\r\n"
+    started = time.monotonic()
+    answers, closed = _exchange(server, _head(server, "PUT", f"/{bucket}/mid", headers) + first, b"zz\r\nxx\r\n")
+    assert time.monotonic() - started < PROMPT
+    assert len(answers) == 1, answers
+    _assert_s3_error(answers[0], 400, "BadRequest")
+    assert answers[0].headers.get("connection") == "close"
+    assert closed
+    assert _content(s3, bucket, "mid") == b"old"
+    _no_temp_files(server)
+
+
+def test_pipelined_request_after_an_early_error(server: Server, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """An answer given before the body was read (no such bucket) leaves the body to be drained,
+    never parsed: the request pipelined after it is answered, and a body that looks like a
+    request is not."""
+    s3.put_object(Bucket=bucket, Key="next", Body=b"next")
+    smuggled = f"DELETE /{bucket}/next HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    early = _head(server, "PUT", "/no-such-bucket-here/k", {"Content-Length": str(len(smuggled))}) + smuggled
+    answers, _ = _exchange(server, early + _head(server, "GET", f"/{bucket}/next", {"Connection": "close"}))
+    assert [(a.status, a.code) for a in answers] == [(404, "NoSuchBucket"), (200, None)], answers
+    assert answers[1].body == b"next"
+    assert _content(s3, bucket, "next") == b"next"
+
+
+def test_many_headers_within_the_limit_are_served(server: Server, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    s3.put_object(Bucket=bucket, Key="many", Body=b"many")
+    extra = {f"X-Extra-{i}": "v" for i in range(100)}
+    answers, _ = _exchange(server, _head(server, "GET", f"/{bucket}/many", {**extra, "Connection": "close"}))
+    assert [(a.status, a.body) for a in answers] == [(200, b"many")], answers
+
+
+def test_head_errors_have_no_body(server: Server, bucket: str) -> None:
+    answers, _ = _exchange(server, _head(server, "HEAD", f"/{bucket}/absent", {"Connection": "close"}), head=True)
+    assert (answers[0].status, answers[0].body) == (404, b"")
+    assert answers[0].headers.get("content-length") in (None, "0")
