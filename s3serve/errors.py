@@ -218,7 +218,7 @@ ExpectationFailed = _error(
     "ExpectationFailed", 417, "The Expect header you provided is not supported: the only expectation is 100-continue."
 )
 
-# 500 / 501 / 503
+# 500 / 501 / 503 / 507
 InternalError = _error("InternalError", 500, "We encountered an internal error. Please try again.")
 NotImplementedOp = _error(
     "NotImplementedOp", 501, "A header you provided implies functionality that is not implemented.", code="NotImplemented"
@@ -228,6 +228,15 @@ SlowDown = _error("SlowDown", 503, "Please reduce your request rate.")
 # client's request may well be fine, so it is told to retry, as S3 tells it on its own outages.
 ServiceUnavailable = _error(
     "ServiceUnavailable", 503, "The upstream S3 could not be reached or answered an error. Please try again."
+)
+# The disk under ROOT is full (storage/faults.py). AWS has no such error; MinIO's code and 507
+# (Insufficient Storage), which SDKs do not retry: resending a large body to a full disk only
+# fills the network.
+StorageFull = _error(
+    "StorageFull",
+    507,
+    "The server's disk is full; nothing was stored. Delete objects or free space to proceed.",
+    code="XMinioStorageFull",
 )
 
 

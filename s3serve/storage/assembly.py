@@ -25,10 +25,9 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
-import errno
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +35,7 @@ from .. import errors
 from ..checksums import MultiHasher
 from . import gc, keys
 from .base import Body, ObjectInfo, Precondition
+from .faults import refusals
 from .gc import read_json, try_flock
 from .metadata import Record
 
@@ -58,17 +58,9 @@ _COPY_PIECE = 1024 * 1024
 _libc: ctypes.CDLL | None = None
 
 
-@contextlib.contextmanager
-def disk_errors() -> Iterator[None]:
-    """A full disk is not the client's fault, but it deserves a clearer answer than a traceback."""
-    try:
-        yield
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise errors.InternalError("The server's disk is full; the object was not stored.") from e
-        if e.errno == errno.EFBIG:
-            raise errors.EntityTooLarge() from e
-        raise
+def disk_errors() -> contextlib.AbstractContextManager[None]:
+    """A full disk (and the filesystem's other refusals) as the S3 error faults.py names for it."""
+    return refusals()
 
 
 def copy_range(src: int, src_offset: int, dst: int, dst_offset: int, length: int) -> None:

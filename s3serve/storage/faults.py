@@ -28,12 +28,6 @@ from .. import errors
 log = logging.getLogger("s3serve")
 
 
-class StorageFull(errors.S3Error):
-    error_code = "XMinioStorageFull"
-    status = 507
-    message = "The server's disk is full; nothing was stored. Delete objects or free space to proceed."
-
-
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 _DENIED = {errno.EACCES, errno.EPERM}
 
@@ -44,7 +38,7 @@ def translate(exc: OSError, key: str | None = None) -> errors.S3Error | None:
     if code in _FULL:
         # The operator has to act: said once per refusal, without a traceback.
         log.warning("disk full under ROOT (%s): %s", errno.errorcode.get(code or 0, code), exc.filename)
-        return StorageFull(resource=key)
+        return errors.StorageFull(resource=key)
     if code in _DENIED:
         log.warning("permission denied under ROOT: %s", exc.filename)
         return errors.AccessDenied(

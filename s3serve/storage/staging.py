@@ -43,6 +43,7 @@ from ..checksums import ALGORITHM_DIGEST, DEFAULT_CHECKSUM, MultiHasher, b64
 from . import assembly, completion, keys
 from .assembly import copy_range, disk_errors, hash_range
 from .base import Body, ObjectInfo, PartInfo, PartsPage, Precondition, UploadInfo, UploadListPage, WriteMeta
+from .faults import as_s3_errors
 from .gc import UPLOAD_ID, UPLOAD_TEMP_PREFIX, Collector, create_locked, read_json, try_flock
 from .listing import page_uploads
 from .streams import write_body
@@ -228,7 +229,12 @@ class Staging:
             self.disk._bucket_dir(bucket)
             directory = self.upload_dir(bucket, upload_id)
             os.makedirs(directory)
-            _write_json(directory, "upload.json", doc)
+            try:
+                _write_json(directory, "upload.json", doc)
+            except BaseException:
+                # A full disk: no upload was made, so no folder of one may stay.
+                shutil.rmtree(directory, ignore_errors=True)
+                raise
         if self.disk.fsync:
             # An upload whose creation was answered must not be forgotten by a crash.
             await asyncio.to_thread(_sync_upload, directory, self.dir)
@@ -493,16 +499,20 @@ class Staging:
 
 
 class MultipartMixin:
-    """The Backend's multipart operations, for a backend that keeps a ``Staging``."""
+    """The Backend's multipart operations, for a backend that keeps a ``Staging``; filesystem
+    refusals (a full disk, a folder the server may not write) as S3 errors (faults.py)."""
 
     staging: Staging
 
+    @as_s3_errors
     async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta, owner: str) -> UploadInfo:
         return await self.staging.create(bucket, key, meta, owner)
 
+    @as_s3_errors
     async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> PartInfo:
         return await self.staging.upload_part(bucket, key, upload_id, number, body)
 
+    @as_s3_errors
     async def upload_part_copy(
         self,
         bucket: str,
@@ -518,6 +528,7 @@ class MultipartMixin:
             bucket, key, upload_id, number, src_bucket, src_key, src_range, src_precondition
         )
 
+    @as_s3_errors
     async def complete_multipart_upload(
         self,
         bucket: str,
@@ -530,14 +541,17 @@ class MultipartMixin:
     ) -> ObjectInfo:
         return await completion.complete(self.staging, bucket, key, upload_id, parts, precondition, checksums, checksum_type)
 
+    @as_s3_errors
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         await self.staging.abort(bucket, key, upload_id)
 
+    @as_s3_errors
     async def list_multipart_uploads(
         self, bucket: str, prefix: str, delimiter: str, key_marker: str, upload_id_marker: str, max_uploads: int
     ) -> UploadListPage:
         return await self.staging.list_uploads(bucket, prefix, delimiter, key_marker, upload_id_marker, max_uploads)
 
+    @as_s3_errors
     async def list_parts(
         self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
     ) -> PartsPage:

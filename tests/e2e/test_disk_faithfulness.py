@@ -313,6 +313,38 @@ def test_a_full_disk_refuses_writes_with_507_and_keeps_what_was_there(tmp_path: 
 
 
 @needs_root
+def test_multipart_uploads_on_a_full_disk_are_refused_with_507_and_stay_usable(tmp_path: Path) -> None:
+    with _tmpfs(tmp_path / "full", "size=8m,nr_inodes=4096") as root:
+        srv = start_server(root, "--no-fsync", "--min-part-size", "64KiB")
+        try:
+            s3 = srv.client()
+            s3.create_bucket(Bucket="full")  # type: ignore[attr-defined]
+            upload = s3.create_multipart_upload(Bucket="full", Key="mp")["UploadId"]  # type: ignore[attr-defined]
+            first = os.urandom(100_000)
+            etag1 = s3.upload_part(Bucket="full", Key="mp", UploadId=upload, PartNumber=1, Body=first)["ETag"]  # type: ignore[attr-defined]
+            _fill(root)
+            with pytest.raises(ClientError) as exc:
+                s3.create_multipart_upload(Bucket="full", Key="other")  # type: ignore[attr-defined]
+            assert _error(exc) == ("XMinioStorageFull", 507)
+            with pytest.raises(ClientError) as exc:
+                s3.upload_part(Bucket="full", Key="mp", UploadId=upload, PartNumber=2, Body=os.urandom(1 << 20))  # type: ignore[attr-defined]
+            assert _error(exc) == ("XMinioStorageFull", 507)
+            # The refused Create left no upload behind; the other one is as it was, and completes
+            # once there is room.
+            listed = s3.list_multipart_uploads(Bucket="full").get("Uploads", [])  # type: ignore[attr-defined]
+            assert [(u["Key"], u["UploadId"]) for u in listed] == [("mp", upload)]
+            _free(root)
+            second = os.urandom(50_000)
+            etag2 = s3.upload_part(Bucket="full", Key="mp", UploadId=upload, PartNumber=2, Body=second)["ETag"]  # type: ignore[attr-defined]
+            parts = [{"PartNumber": 1, "ETag": etag1}, {"PartNumber": 2, "ETag": etag2}]
+            s3.complete_multipart_upload(Bucket="full", Key="mp", UploadId=upload, MultipartUpload={"Parts": parts})  # type: ignore[attr-defined]
+            assert s3.get_object(Bucket="full", Key="mp")["Body"].read() == first + second  # type: ignore[attr-defined]
+        finally:
+            stop_server(srv)
+        _assert_no_server_errors(srv)
+
+
+@needs_root
 def test_running_out_of_inodes_refuses_writes_with_507(tmp_path: Path) -> None:
     with _tmpfs(tmp_path / "inodes", "size=64m,nr_inodes=200") as root:
         srv = start_server(root, "--no-fsync")
