@@ -66,7 +66,7 @@ def boto3_client(server: TestClient) -> Any:
 
 
 async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    # boto3 blocks; the server runs on this event loop.
+    # boto3 blocks, its response bodies too; the server runs on this event loop.
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
@@ -86,7 +86,7 @@ async def test_boto3_completes_through_the_keepalive(server: TestClient) -> None
     assert done["ChecksumType"] == "FULL_OBJECT"
     assert (done["Bucket"], done["Key"]) == ("bkt", "big")
     got = await in_thread(s3.get_object, Bucket="bkt", Key="big")
-    assert got["Body"].read() == data
+    assert await in_thread(got["Body"].read) == data
 
 
 async def test_the_wire_holds_200_then_spaces_then_the_result(server: TestClient) -> None:
@@ -148,7 +148,7 @@ async def test_an_error_after_the_200_is_in_the_body_and_boto3_raises_it(server:
     # The failed Complete gave the upload back: the right part list still completes it.
     right = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
     await in_thread(s3.complete_multipart_upload, Bucket="bkt", Key="k", UploadId=upload["UploadId"], MultipartUpload=right)
-    assert (await in_thread(s3.get_object, Bucket="bkt", Key="k"))["Body"].read() == b"x"
+    assert await in_thread(lambda: s3.get_object(Bucket="bkt", Key="k")["Body"].read()) == b"x"
 
 
 async def test_copies_answer_through_the_keepalive(server: TestClient) -> None:
@@ -159,7 +159,7 @@ async def test_copies_answer_through_the_keepalive(server: TestClient) -> None:
     copied = await in_thread(s3.copy_object, Bucket="bkt", Key="dst", CopySource={"Bucket": "bkt", "Key": "src"})
     assert copied["CopyObjectResult"]["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
     got = await in_thread(s3.get_object, Bucket="bkt", Key="dst")
-    assert got["Body"].read() == data and got["ContentType"] == "text/x-src"
+    assert await in_thread(got["Body"].read) == data and got["ContentType"] == "text/x-src"
     upload = await in_thread(s3.create_multipart_upload, Bucket="bkt", Key="joined")
     part = await in_thread(
         s3.upload_part_copy, Bucket="bkt", Key="joined", UploadId=upload["UploadId"], PartNumber=1,
@@ -168,7 +168,7 @@ async def test_copies_answer_through_the_keepalive(server: TestClient) -> None:
     assert part["CopyPartResult"]["ETag"] == f'"{hashlib.md5(data[1000:100000]).hexdigest()}"'
     parts = {"Parts": [{"PartNumber": 1, "ETag": part["CopyPartResult"]["ETag"]}]}
     await in_thread(s3.complete_multipart_upload, Bucket="bkt", Key="joined", UploadId=upload["UploadId"], MultipartUpload=parts)
-    assert (await in_thread(s3.get_object, Bucket="bkt", Key="joined"))["Body"].read() == data[1000:100000]
+    assert await in_thread(lambda: s3.get_object(Bucket="bkt", Key="joined")["Body"].read()) == data[1000:100000]
     # A failed condition found by the copy itself, after the 200 began: boto3 raises S3's code.
     with pytest.raises(ClientError) as exc:
         await in_thread(
