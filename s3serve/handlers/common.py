@@ -172,7 +172,10 @@ async def answer_in_time(ctx: Context, work: Awaitable[T], answer: Callable[[T],
     task = asyncio.ensure_future(work)
     task.add_done_callback(lambda done: done.cancelled() or done.exception())
     try:
-        result = await asyncio.wait_for(asyncio.shield(task), ctx.config.keepalive_after)
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can return the result and drop a
+        # cancellation that arrives as the work finishes.
+        async with asyncio.timeout(ctx.config.keepalive_after):
+            result = await asyncio.shield(task)
     except TimeoutError:
         pass
     else:
