@@ -23,6 +23,7 @@ SUBRESOURCES = (
     "uploadId",
     "renameObject",
     "tagging",
+    "annotation",
     "acl",
     "attributes",
     "restore",
@@ -54,6 +55,11 @@ SUBRESOURCES = (
     "intelligent-tiering",
     "session",
     "metadataTable",
+    "metadataConfiguration",
+    "metadataAnnotationTable",
+    "metadataInventoryTable",
+    "metadataJournalTable",
+    "abac",
 )
 
 _BUCKET_CONFIG = {
@@ -107,11 +113,12 @@ _BUCKET_CONFIG = {
         "PutBucketIntelligentTieringConfiguration",
         "DeleteBucketIntelligentTieringConfiguration",
     ),
-    "metadataTable": (
-        "GetBucketMetadataTableConfiguration",
-        "CreateBucketMetadataTableConfiguration",
-        "DeleteBucketMetadataTableConfiguration",
-    ),
+    "metadataTable": ("GetBucketMetadataTableConfiguration", None, "DeleteBucketMetadataTableConfiguration"),
+    "metadataConfiguration": ("GetBucketMetadataConfiguration", None, "DeleteBucketMetadataConfiguration"),
+    "metadataAnnotationTable": (None, "UpdateBucketMetadataAnnotationTableConfiguration", None),
+    "metadataInventoryTable": (None, "UpdateBucketMetadataInventoryTableConfiguration", None),
+    "metadataJournalTable": (None, "UpdateBucketMetadataJournalTableConfiguration", None),
+    "abac": ("GetBucketAbac", "PutBucketAbac", None),
 }
 
 
@@ -128,6 +135,9 @@ def _build_table() -> dict[tuple[str, str, str], str]:
         ("OPTIONS", BUCKET, ""): "OptionsObject",
         ("OPTIONS", OBJECT, ""): "OptionsObject",
         ("POST", BUCKET, "delete"): "DeleteObjects",
+        # S3 Metadata creates its configurations with POST.
+        ("POST", BUCKET, "metadataTable"): "CreateBucketMetadataTableConfiguration",
+        ("POST", BUCKET, "metadataConfiguration"): "CreateBucketMetadataConfiguration",
         ("GET", BUCKET, "location"): "GetBucketLocation",
         ("GET", BUCKET, "uploads"): "ListMultipartUploads",
         ("GET", BUCKET, "versions"): "ListObjectVersions",
@@ -149,6 +159,12 @@ def _build_table() -> dict[tuple[str, str, str], str]:
         ("GET", OBJECT, "torrent"): "GetObjectTorrent",
         ("POST", OBJECT, "restore"): "RestoreObject",
         ("POST", OBJECT, "select"): "SelectObjectContent",
+        # Newer object sub-resources: without their rows they would fall back to PutObject
+        # (overwriting the object with the request's document) and DeleteObject.
+        ("PUT", OBJECT, "encryption"): "UpdateObjectEncryption",
+        ("GET", OBJECT, "annotation"): "GetObjectAnnotation",
+        ("PUT", OBJECT, "annotation"): "PutObjectAnnotation",
+        ("DELETE", OBJECT, "annotation"): "DeleteObjectAnnotation",
         ("PUT", OBJECT, "renameObject"): "RenameObject",
         ("POST", OBJECT, "uploads"): "CreateMultipartUpload",
         ("PUT", OBJECT, "uploadId"): "UploadPart",
@@ -173,7 +189,9 @@ LIST_WITHOUT_ID = {
     "GetBucketIntelligentTieringConfiguration": "ListBucketIntelligentTieringConfigurations",
 }
 # Operations that resolve() tells from a table row's by a query parameter or a header.
-DERIVED = frozenset({"ListObjectsV2", "CopyObject", "UploadPartCopy", *LIST_WITHOUT_ID.values()})
+DERIVED = frozenset(
+    {"ListObjectsV2", "CopyObject", "UploadPartCopy", "ListObjectAnnotations", *LIST_WITHOUT_ID.values()}
+)
 
 
 @dataclass(frozen=True)
@@ -253,6 +271,8 @@ def resolve(
         operation = "ListObjectsV2"
     elif operation in LIST_WITHOUT_ID and "id" not in query:
         operation = LIST_WITHOUT_ID[operation]
+    elif operation == "GetObjectAnnotation" and "annotationName" not in query:
+        operation = "ListObjectAnnotations"
     elif "x-amz-copy-source" in headers:
         if operation == "PutObject":
             operation = "CopyObject"

@@ -13,11 +13,14 @@ MAX_BUCKETS = 10000
 
 async def list_buckets(ctx: Context) -> web.StreamResponse:
     prefix = ctx.query.get("prefix")
+    region = ctx.query.get("bucket-region")
     token = ctx.query.get("continuation-token")
     max_buckets = int_param(ctx.query, "max-buckets", MAX_BUCKETS, 1, MAX_BUCKETS)
     buckets = [b for b in await ctx.backend.list_buckets() if b.owner == ctx.user.user_id]
     if prefix:
         buckets = [b for b in buckets if b.name.startswith(prefix)]
+    if region:
+        buckets = [b for b in buckets if b.region == region]
     if token:
         # The continuation token is the last bucket name of the previous page.
         buckets = [b for b in buckets if b.name > token]
@@ -53,7 +56,8 @@ async def create_bucket(ctx: Context) -> web.StreamResponse:
 
 async def head_bucket(ctx: Context) -> web.StreamResponse:
     info = await ctx.backend.confirm_bucket(ctx.bucket)
-    return web.Response(status=200, headers={"x-amz-bucket-region": info.region})
+    # S3 answers whether the name was an access point alias; a bucket here is never reached by one.
+    return web.Response(status=200, headers={"x-amz-bucket-region": info.region, "x-amz-access-point-alias": "false"})
 
 
 async def delete_bucket(ctx: Context) -> web.StreamResponse:

@@ -38,6 +38,13 @@ CASES = [
     ("PUT", "/photos/cat.jpg", "tagging", {}, ("PutObjectTagging", "photos", "cat.jpg")),
     ("DELETE", "/photos/cat.jpg", "tagging", {}, ("DeleteObjectTagging", "photos", "cat.jpg")),
     ("GET", "/photos/cat.jpg", "acl", {}, ("GetObjectAcl", "photos", "cat.jpg")),
+    # Newer sub-resources: named, not taken for the plain operation of their method.
+    ("PUT", "/photos/cat.jpg", "encryption", {}, ("UpdateObjectEncryption", "photos", "cat.jpg")),
+    ("DELETE", "/photos/cat.jpg", "annotation&annotationName=a", {}, ("DeleteObjectAnnotation", "photos", "cat.jpg")),
+    ("GET", "/photos/cat.jpg", "annotation", {}, ("ListObjectAnnotations", "photos", "cat.jpg")),
+    ("DELETE", "/photos", "metadataConfiguration", {}, ("DeleteBucketMetadataConfiguration", "photos", None)),
+    ("POST", "/photos", "metadataTable", {}, ("CreateBucketMetadataTableConfiguration", "photos", None)),
+    ("GET", "/photos", "abac", {}, ("GetBucketAbac", "photos", None)),
     ("GET", "/photos/cat.jpg", "attributes", {}, ("GetObjectAttributes", "photos", "cat.jpg")),
     ("POST", "/photos/big.iso", "uploads", {}, ("CreateMultipartUpload", "photos", "big.iso")),
     ("PUT", "/photos/big.iso", "partNumber=1&uploadId=abc", {}, ("UploadPart", "photos", "big.iso")),
