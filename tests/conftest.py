@@ -27,6 +27,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 
 ACCESS_KEY = "test-access-key"
 SECRET_KEY = "test-secret-key"
@@ -43,6 +44,15 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict[str, ob
     """A raw HTTP request (for shapes boto3 will not send), TLS unverified for the self-signed server."""
     pool = urllib3.PoolManager(cert_reqs="CERT_NONE")
     return pool.request(method, url, body=body, headers=headers, redirect=False, retries=False)  # type: ignore[arg-type]
+
+
+def object_absent(s3, bucket: str, key: str) -> bool:  # type: ignore[no-untyped-def]
+    """Whether HEAD answers 404 for ``key`` (an upload that must have stored nothing)."""
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        return bool(exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404)
+    return False
 
 
 class FixedPayloadAuth(S3SigV4Auth):

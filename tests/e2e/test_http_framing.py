@@ -26,10 +26,9 @@ from urllib.parse import urlsplit
 import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from botocore.exceptions import ClientError
 
 from s3serve.sigv4 import EMPTY_SHA256, sign, signing_key
-from tests.conftest import REGION, FixedPayloadAuth, Server
+from tests.conftest import REGION, FixedPayloadAuth, Server, object_absent
 
 UNSIGNED = {"x-amz-content-sha256": "UNSIGNED-PAYLOAD"}
 PARSE_ERROR = "An error occurred when parsing the HTTP request."
@@ -132,14 +131,6 @@ def _assert_s3_error(answer: Answer, status: int, code: str) -> None:
     assert answer.headers.get("x-amz-id-2"), answer.headers
 
 
-def _missing(s3, bucket: str, key: str) -> bool:  # type: ignore[no-untyped-def]
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        return exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404
-    return False
-
-
 def _content(s3, bucket: str, key: str) -> bytes:  # type: ignore[no-untyped-def]
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[no-any-return]
 
@@ -236,7 +227,7 @@ def test_http10_put_without_content_length_gets_411(server: Server, s3, bucket: 
     assert len(answers) == 1, answers
     _assert_s3_error(answers[0], 411, "MissingContentLength")
     assert closed
-    assert _missing(s3, bucket, "http10")
+    assert object_absent(s3, bucket, "http10")
 
 
 @pytest.mark.parametrize("operation", ["PutObject", "UploadPart", "DeleteObjects"])
@@ -309,7 +300,7 @@ def test_aws_chunked_over_transfer_encoding(server: Server, s3, bucket: str) -> 
     del headers["x-amz-decoded-content-length"]
     answers, _ = _exchange(server, _head(server, "PUT", f"/{bucket}/te-aws2", headers) + http_chunked)
     _assert_s3_error(answers[0], 411, "MissingContentLength")
-    assert _missing(s3, bucket, "te-aws2")
+    assert object_absent(s3, bucket, "te-aws2")
 
 
 def test_aws_chunked_without_http_framing_gets_411(server: Server, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
@@ -408,7 +399,7 @@ def test_unknown_expectation_gets_417_before_the_body(server: Server, s3, bucket
     assert len(answers) == 1, answers
     _assert_s3_error(answers[0], 417, "ExpectationFailed")
     assert answers[0].headers.get("connection") == "close"
-    assert _missing(s3, bucket, "expect")
+    assert object_absent(s3, bucket, "expect")
     # Even with a bad signature, the expectation is judged first; HEAD answers without a body.
     head = _head(server, "PUT", f"/{bucket}/expect", {"Content-Length": "5", "Expect": value}, secret="wrong")
     answers, _ = _exchange(server, head, timeout=QUIET)
@@ -440,7 +431,7 @@ def test_100_continue(server: Server, s3, bucket: str, value: str) -> None:  # t
     assert len(answers) == 1, answers
     _assert_s3_error(answers[0], 403, "SignatureDoesNotMatch")
     assert answers[0].headers.get("connection") == "close"
-    assert _missing(s3, bucket, "refused")
+    assert object_absent(s3, bucket, "refused")
 
 
 # -- 5. adjacent edges -------------------------------------------------------------------------

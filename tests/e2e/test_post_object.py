@@ -23,10 +23,9 @@ import aiohttp
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
 from multidict import CIMultiDict
 
-from tests.conftest import REGION, Server
+from tests.conftest import REGION, Server, object_absent
 
 Pairs = list[tuple[str, str]]
 
@@ -108,14 +107,6 @@ def presigned(server: Server, bucket: str, key: str, **kwargs: object) -> tuple[
 
 def read(s3, bucket: str, key: str) -> bytes:  # type: ignore[no-untyped-def]
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-
-
-def absent(s3, bucket: str, key: str) -> bool:  # type: ignore[no-untyped-def]
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        return exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404
-    return False
 
 
 # -- answers -------------------------------------------------------------------------------------
@@ -238,7 +229,7 @@ def test_tagging_field(server: Server, s3, bucket: str) -> None:
     url, fields = presigned(server, bucket, "badtags", Fields={"tagging": bad}, Conditions=[{"tagging": bad}])
     r = post(url, fields)
     assert (r.status, r.code) == (400, "MalformedXML")
-    assert absent(s3, bucket, "badtags")
+    assert object_absent(s3, bucket, "badtags")
 
 
 def test_checksum_field(server: Server, s3, bucket: str) -> None:
@@ -256,7 +247,7 @@ def test_checksum_field(server: Server, s3, bucket: str) -> None:
     )
     r = post(url, fields, data)
     assert (r.status, r.code) == (400, "BadDigest")
-    assert absent(s3, bucket, "sum2")
+    assert object_absent(s3, bucket, "sum2")
 
 
 def test_fields_after_the_file_are_ignored(server: Server, s3, bucket: str) -> None:
@@ -276,7 +267,7 @@ def test_field_names_are_case_insensitive(server: Server, s3, bucket: str) -> No
     renamed = {name.upper() if name != "key" else "Key": value for name, value in fields.items()}
     r = post(url, renamed)
     assert r.status == 204, r.body
-    assert absent(s3, bucket, "cased") is False
+    assert object_absent(s3, bucket, "cased") is False
 
 
 # -- the policy ----------------------------------------------------------------------------------
@@ -291,7 +282,7 @@ def test_starts_with(server: Server, s3, bucket: str) -> None:
         Conditions=[["starts-with", "$Content-Type", "image/"]],
     )
     assert post(url, fields, filename="ok.png").status == 204
-    assert not absent(s3, bucket, "user/ok.png")
+    assert not object_absent(s3, bucket, "user/ok.png")
     r = post(url, {**fields, "key": "other/x.png"})
     assert (r.status, r.code) == (403, "AccessDenied")
     assert r.message == 'Invalid according to Policy: Policy Condition failed: ["starts-with", "$key", "user/"]'
@@ -299,7 +290,7 @@ def test_starts_with(server: Server, s3, bucket: str) -> None:
     r = post(url, {**fields, "Content-Type": "image/png,text/plain"}, filename="no.png")
     assert (r.status, r.code) == (403, "AccessDenied")
     assert "$Content-Type" in r.message
-    assert absent(s3, bucket, "other/x.png") and absent(s3, bucket, "user/no.png")
+    assert object_absent(s3, bucket, "other/x.png") and object_absent(s3, bucket, "user/no.png")
 
 
 def test_eq_condition_failure(server: Server, s3, bucket: str) -> None:
@@ -307,7 +298,7 @@ def test_eq_condition_failure(server: Server, s3, bucket: str) -> None:
     r = post(url, {**fields, "key": "eq2"})
     assert (r.status, r.code) == (403, "AccessDenied")
     assert r.message == 'Invalid according to Policy: Policy Condition failed: ["eq", "$key", "eq"]'
-    assert absent(s3, bucket, "eq2")
+    assert object_absent(s3, bucket, "eq2")
 
 
 def test_extra_field_is_refused(server: Server, s3, bucket: str) -> None:
@@ -315,7 +306,7 @@ def test_extra_field_is_refused(server: Server, s3, bucket: str) -> None:
     r = post(url, {**fields, "x-amz-meta-sneaky": "1"})
     assert (r.status, r.code) == (403, "AccessDenied")
     assert r.message == "Invalid according to Policy: Extra input fields: x-amz-meta-sneaky"
-    assert absent(s3, bucket, "extra")
+    assert object_absent(s3, bucket, "extra")
     # Fields a page marks as ignorable need no condition.
     assert post(url, {**fields, "x-ignore-tracking": "1"}).status == 204
 
@@ -325,7 +316,7 @@ def test_expired_policy(server: Server, s3, bucket: str) -> None:
     r = post(url, fields)
     assert (r.status, r.code) == (403, "AccessDenied")
     assert r.message == "Invalid according to Policy: Policy expired."
-    assert absent(s3, bucket, "late-policy")
+    assert object_absent(s3, bucket, "late-policy")
 
 
 def test_wrong_signature(server: Server, s3, bucket: str) -> None:
@@ -345,7 +336,7 @@ def test_wrong_signature(server: Server, s3, bucket: str) -> None:
     r = post(url, fields)
     assert (r.status, r.code) == (400, "InvalidArgument")
     assert "'X-Amz-Signature'" in r.message
-    assert absent(s3, bucket, "forged") and absent(s3, bucket, "anything")
+    assert object_absent(s3, bucket, "forged") and object_absent(s3, bucket, "anything")
 
 
 def test_unknown_access_key(server: Server, s3, bucket: str) -> None:
@@ -360,7 +351,7 @@ def test_unknown_access_key(server: Server, s3, bucket: str) -> None:
     form = stranger.generate_presigned_post(bucket, "stranger")
     r = post(form["url"], form["fields"])
     assert (r.status, r.code) == (403, "InvalidAccessKeyId")
-    assert absent(s3, bucket, "stranger")
+    assert object_absent(s3, bucket, "stranger")
 
 
 def test_anonymous_form_is_refused(server: Server, s3, bucket: str) -> None:
@@ -369,7 +360,7 @@ def test_anonymous_form_is_refused(server: Server, s3, bucket: str) -> None:
     url, fields = presigned(server, bucket, "unsigned")
     r = post(url, {"key": "unsigned", "policy": fields["policy"]})
     assert (r.status, r.code) == (403, "AccessDenied")
-    assert absent(s3, bucket, "anon") and absent(s3, bucket, "unsigned")
+    assert object_absent(s3, bucket, "anon") and object_absent(s3, bucket, "unsigned")
 
 
 def test_malformed_requests(server: Server, bucket: str) -> None:
@@ -401,19 +392,19 @@ def test_content_length_range(server: Server, s3, bucket: str, tmp_path: Path) -
     r = post(url, fields, b"x" * 101)
     assert (r.status, r.code) == (400, "EntityTooLarge")
     assert b"<MaxSizeAllowed>100</MaxSizeAllowed>" in r.body
-    assert absent(s3, bucket, "too-large")
+    assert object_absent(s3, bucket, "too-large")
     # Far over the limit: refused while it streams (curl, as aiohttp's client leaves a socket
     # behind when the answer comes before it has sent its body), nothing left behind.
     upload = tmp_path / "big.bin"
     upload.write_bytes(os.urandom(8 * 1024 * 1024))
     assert curl_post(url, fields, upload, tmp_path / "out") == 400
     assert b"<Code>EntityTooLarge</Code>" in (tmp_path / "out").read_bytes()
-    assert absent(s3, bucket, "too-large")
+    assert object_absent(s3, bucket, "too-large")
     url, fields = form("too-small")
     r = post(url, fields, b"x" * 9)
     assert (r.status, r.code) == (400, "EntityTooSmall")
     assert b"<ProposedSize>9</ProposedSize>" in r.body and b"<MinSizeAllowed>10</MinSizeAllowed>" in r.body
-    assert absent(s3, bucket, "too-small")
+    assert object_absent(s3, bucket, "too-small")
     if server.root is not None:
         # Nothing left in the staging area either.
         assert not [p for p in (server.root / ".s3serve").rglob("put-*")]
@@ -480,7 +471,7 @@ def test_policy_for_another_bucket(server: Server, s3, bucket: str) -> None:
         r = post(f"{server.endpoint}/{bucket}", fields)
         assert (r.status, r.code) == (403, "AccessDenied")
         assert '["eq", "$bucket", ' in r.message
-        assert absent(s3, bucket, "moved")
+        assert object_absent(s3, bucket, "moved")
     finally:
         s3.delete_bucket(Bucket=other)
 

@@ -10,10 +10,9 @@ from urllib.parse import quote
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
 
 from s3serve import sigv2
-from tests.conftest import REGION, http, signed
+from tests.conftest import REGION, http, object_absent, signed
 
 # '²' passes str.isdigit but int() refuses it; '٣' (Arabic-Indic three) and '1_0' int() reads as
 # 3 and 10, which S3 does not; over 4300 digits int() refuses.
@@ -30,14 +29,6 @@ def _upload(s3, bucket: str, key: str) -> str:  # type: ignore[no-untyped-def]
     return str(s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"])
 
 
-def _missing(s3, bucket: str, key: str) -> bool:  # type: ignore[no-untyped-def]
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        return exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404
-    return False
-
-
 @pytest.mark.parametrize("value", [*NOT_NUMBERS, LONG], ids=["superscript", "arabic", "underscore", "long"])
 def test_decoded_content_length_must_be_ascii_digits(server, s3, bucket: str, value: str) -> None:
     headers = {"Content-Encoding": "aws-chunked", "x-amz-decoded-content-length": value}
@@ -47,7 +38,7 @@ def test_decoded_content_length_must_be_ascii_digits(server, s3, bucket: str, va
         server, "PUT", f"/{bucket}/decoded", body, headers, payload_hash="STREAMING-UNSIGNED-PAYLOAD-TRAILER"
     )
     assert (r.status, _code(r.data)) == (400, *expected), r.data
-    assert _missing(s3, bucket, "decoded")
+    assert object_absent(s3, bucket, "decoded")
     upload_id = _upload(s3, bucket, "decoded-part")
     r = signed(
         server,
@@ -80,7 +71,7 @@ def test_part_numbers_must_be_ascii_digits(server, s3, bucket: str, value: str) 
     r = signed(server, "POST", f"/{bucket}/numbered?uploadId={upload_id}", complete)
     # Not a number at all is malformed XML; a number out of range is S3's InvalidArgument.
     assert (r.status, _code(r.data)) == (400, "InvalidArgument" if value == LONG else "MalformedXML"), r.data
-    assert _missing(s3, bucket, "numbered")
+    assert object_absent(s3, bucket, "numbered")
 
 
 def test_ranges_with_numbers_too_long_for_int(server, s3, bucket: str) -> None:
@@ -172,7 +163,7 @@ def test_header_values_that_are_not_utf8_are_refused(server, s3, bucket: str) ->
     # Content-Type is not signed, so only the value's encoding is wrong (it went to storage).
     r = http("PUT", url, body=b"x", headers={**good, "Content-Type": b"text/caf\xe9"})
     assert (r.status, _code(r.data)) == (400, "InvalidArgument"), r.data
-    assert _missing(s3, bucket, "latin")
+    assert object_absent(s3, bucket, "latin")
     for authorization in (
         good["Authorization"].encode().replace(b"Signature=", b"Signature=\xff"),
         good["Authorization"]
@@ -182,7 +173,7 @@ def test_header_values_that_are_not_utf8_are_refused(server, s3, bucket: str) ->
     ):
         r = http("PUT", url, body=b"x", headers={**good, "Authorization": authorization})
         assert (r.status, _code(r.data)) == (400, "InvalidArgument"), r.data
-    assert _missing(s3, bucket, "latin")
+    assert object_absent(s3, bucket, "latin")
     # UTF-8 stays welcome.
     r = http("PUT", url, body=b"x", headers={**good, "Content-Type": "text/café".encode()})
     assert r.status == 200, r.data
