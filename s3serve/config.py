@@ -51,6 +51,10 @@ class Config:
     # for boto3 and the aws cli).
     keepalive_after: float = 1.0
     keepalive_every: float = 5.0
+    # A request body from which nothing arrives for this long is answered 400 RequestTimeout and
+    # its connection closed, as S3 does after about 20 s: a stalled client would otherwise hold
+    # its handler, its temp file and its connection for good (framing.py).
+    body_timeout: float = 20.0
     # Upstream cache mode: ROOT keeps copies of the objects of this S3 endpoint, which every write
     # goes through to and every miss is read from (storage/cache.py).
     upstream: str | None = None

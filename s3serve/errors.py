@@ -88,7 +88,10 @@ MetadataTooLarge = _error(
     "MetadataTooLarge", 400, "Your metadata headers exceed the maximum allowed metadata size."
 )
 RequestTimeout = _error(
-    "RequestTimeout", 400, "Your socket connection to the server was not read from or written to within the timeout period."
+    "RequestTimeout",
+    400,
+    "Your socket connection to the server was not read from or written to within the timeout period. "
+    "Idle connections will be closed.",
 )
 UnexpectedContent = _error("UnexpectedContent", 400, "This request does not support content.")
 XAmzContentSHA256Mismatch = _error(

@@ -6,17 +6,24 @@ Transfer-Encoding, bad chunked framing) before any route runs, with a text/plain
 ``RequestHandler.handle_error``. It has no hook for that answer (aio-libs/aiohttp#3287, #9882), so
 ``S3RequestHandler`` overrides the method and ``S3AppRunner`` makes connections of that class.
 
-The same class covers two ways a connection could otherwise go silent:
+The same class covers three ways a connection could otherwise go silent:
 
 - the parser gives up in the middle of a request body (a broken chunk-size line): aiohttp queues
   the error behind the request, whose handler then waits for the rest of a body that never comes;
 - the client half-closes after sending (``shutdown(SHUT_WR)``, ``printf ... | nc``): asyncio closes
-  the connection at once by default, and the client gets no answer at all.
+  the connection at once by default, and the client gets no answer at all;
+- the client stops sending in the middle of a body and keeps the connection open: its handler,
+  temp file and connection would wait forever. S3 answers 400 RequestTimeout after about 20 s of
+  silence; ``S3Server`` looks at its connections every few seconds for a body that has heard
+  nothing for ``Config.body_timeout`` (one timestamp per socket read, no timer per request).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import logging
+import time
 from typing import Any
 
 from aiohttp import web
@@ -25,8 +32,10 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import _ErrInfo
 
 from . import errors, s3xml
-from .app import SERVER_NAME, next_request_id
+from .app import CONFIG, SERVER_NAME, next_request_id
 from .payload import closing
+
+log = logging.getLogger("s3serve")
 
 # S3's words for a request it cannot parse (its answer to a duplicate Host header, an invalid
 # Content-Length, or bytes past a body's end that do not make a request).
@@ -70,7 +79,11 @@ def refusal(error: errors.S3Error) -> web.Response:
 class S3RequestHandler(web.RequestHandler):
     """aiohttp's connection protocol, answering framing errors as S3 does (see the module doc)."""
 
-    __slots__ = ()
+    __slots__ = ("heard",)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.heard = time.monotonic()  # when the client last sent something
+        super().connection_made(transport)
 
     def handle_error(
         self,
@@ -88,6 +101,7 @@ class S3RequestHandler(web.RequestHandler):
         return refusal(errors.InternalError())
 
     def data_received(self, data: bytes) -> None:
+        self.heard = time.monotonic()
         super().data_received(data)
         # A failed parse appends an error record to the queue. Checked here, on every read, because
         # nothing else learns of it while a handler waits for the body the parser gave up on.
@@ -125,6 +139,15 @@ class S3RequestHandler(web.RequestHandler):
         self._fail_unfinished_bodies(closing(errors.IncompleteBody()))
         self.close()  # after the answer in progress
 
+    def stalled(self, now: float, timeout: float) -> bool:
+        """Whether a body being received has heard nothing for ``timeout`` seconds while this side
+        was ready to read it (not while reading is paused because the handler has not caught
+        up: then the silence is ours); if so, it fails with RequestTimeout, answered and closed."""
+        transport = self.transport
+        if now - self.heard < timeout or transport is None or not transport.is_reading():
+            return False
+        return self._fail_unfinished_bodies(closing(errors.RequestTimeout()))
+
     def _idle(self) -> bool:
         """The loop waits for a next request: it clears the waiter while it handles one, and a
         parsed request completes it."""
@@ -152,11 +175,34 @@ class S3RequestHandler(web.RequestHandler):
 
 
 class S3Server(web.Server):
-    """aiohttp's Server (the protocol factory), making S3RequestHandler connections."""
+    """aiohttp's Server (the protocol factory), making S3RequestHandler connections, and watching
+    them for stalled request bodies while there are any."""
+
+    body_timeout: float = 20.0
+    _watch: asyncio.TimerHandle | None = None
 
     def __call__(self) -> web.RequestHandler:
         kwargs: dict[str, Any] = self._kwargs
         return S3RequestHandler(self, loop=self._loop, **kwargs)
+
+    def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        if self._watch is None:
+            self._watch = self._loop.call_later(self._every(), self._look)
+
+    def _every(self) -> float:
+        # A stall is answered within a quarter of the timeout of its start, and no look is needed
+        # more often than once a second.
+        return max(1.0, self.body_timeout / 4)
+
+    def _look(self) -> None:
+        self._watch = None
+        now = time.monotonic()
+        for handler in self.connections:
+            if isinstance(handler, S3RequestHandler) and handler.stalled(now, self.body_timeout):
+                log.info("a request body sent nothing for %.0f s: answered RequestTimeout", self.body_timeout)
+        if self.connections:
+            self._watch = self._loop.call_later(self._every(), self._look)
 
 
 class S3AppRunner(web.AppRunner):
@@ -170,4 +216,6 @@ class S3AppRunner(web.AppRunner):
         # only the protocol factory differs, so the instance changes class rather than being
         # rebuilt from the application's private parts.
         server.__class__ = S3Server
+        assert isinstance(server, S3Server)
+        server.body_timeout = self.app[CONFIG].body_timeout
         return server

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 import socket
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -28,7 +30,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from s3serve.sigv4 import EMPTY_SHA256, sign, signing_key
-from tests.conftest import REGION, FixedPayloadAuth, Server, object_absent
+from tests.conftest import REGION, FixedPayloadAuth, Server, object_absent, start_server, stop_server
 
 UNSIGNED = {"x-amz-content-sha256": "UNSIGNED-PAYLOAD"}
 PARSE_ERROR = "An error occurred when parsing the HTTP request."
@@ -517,3 +519,56 @@ def test_head_errors_have_no_body(server: Server, bucket: str) -> None:
     answers, _ = _exchange(server, _head(server, "HEAD", f"/{bucket}/absent", {"Connection": "close"}), head=True)
     assert (answers[0].status, answers[0].body) == (404, b"")
     assert answers[0].headers.get("content-length") in (None, "0")
+
+
+@pytest.fixture(scope="module")
+def impatient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of its own whose request bodies may stall for 1 s (S3: about 20 s)."""
+    if os.environ.get("S3SERVE_TEST_ENDPOINT"):
+        pytest.skip("starts a server with --body-timeout of its own")
+    root = tmp_path_factory.mktemp("impatient") / "root"
+    root.mkdir()
+    srv = start_server(root, "--no-fsync", "--body-timeout", "1s")
+    srv.client().create_bucket(Bucket="slow")  # type: ignore[attr-defined]
+    yield srv
+    stop_server(srv)
+
+
+def test_a_stalled_body_gets_request_timeout_and_a_closed_connection(impatient: Server) -> None:
+    s3 = impatient.client()
+    s3.put_object(Bucket="slow", Key="stall", Body=b"old")  # type: ignore[attr-defined]
+    started = time.monotonic()
+    with socket.create_connection(_address(impatient), timeout=10) as sock:
+        sock.sendall(_head(impatient, "PUT", "/slow/stall", {"Content-Length": "100000"}) + b"x" * 5000)
+        data, closed = _read(sock)  # the client sends nothing more, and keeps the connection
+    waited = time.monotonic() - started
+    answers = _parse(data)
+    assert len(answers) == 1, answers
+    _assert_s3_error(answers[0], 400, "RequestTimeout")
+    assert closed and waited < 9, waited
+    assert _content(s3, "slow", "stall") == b"old"
+    _no_temp_files(impatient)
+
+
+def test_a_slow_but_steady_body_is_not_timed_out(impatient: Server) -> None:
+    # Bytes every 0.4 s for about 3 s: never 1 s of silence, so the upload goes through.
+    body = b"".join(bytes([65 + i]) * 1000 for i in range(8))
+    with socket.create_connection(_address(impatient), timeout=10) as sock:
+        sock.sendall(_head(impatient, "PUT", "/slow/steady", {"Content-Length": str(len(body))}))
+        for i in range(0, len(body), 1000):
+            time.sleep(0.4)
+            sock.sendall(body[i : i + 1000])
+        answers = _parse(sock.recv(65536))
+    assert [a.status for a in answers] == [200], answers
+    assert _content(impatient.client(), "slow", "steady") == body
+
+
+def test_an_idle_keepalive_connection_is_no_stalled_body(impatient: Server) -> None:
+    # Between requests nothing is being received: a quiet keep-alive connection is left alone.
+    with socket.create_connection(_address(impatient), timeout=10) as sock:
+        sock.sendall(_head(impatient, "PUT", "/slow/first", {"Content-Length": "2"}) + b"ok")
+        assert [a.status for a in _parse(sock.recv(65536))] == [200]
+        time.sleep(2.5)
+        sock.sendall(_head(impatient, "GET", "/slow/first"))
+        answers = _parse(sock.recv(65536))
+    assert [(a.status, a.body) for a in answers] == [(200, b"ok")]
