@@ -12,8 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import Server
-from tests.e2e.test_post_object import absent
+from tests.conftest import Server, object_absent
 
 BOUNDARY = b"----s3serveMalformedForm"
 
@@ -89,11 +88,11 @@ def test_file_without_closing_boundary_is_not_stored(server: Server, s3, bucket:
     body = whole[: whole.index(data) + 3000]
     status, answer = send(server, bucket, body)
     assert (status, code(answer)) == (400, "MalformedPOSTRequest"), answer
-    assert absent(s3, bucket, "cut")
+    assert object_absent(s3, bucket, "cut")
     # The file ends where the body does, but the closing boundary is missing.
     status, answer = send(server, bucket, whole[: -len(b"--" + BOUNDARY + b"--\r\n")])
     assert (status, code(answer)) == (400, "MalformedPOSTRequest"), answer
-    assert absent(s3, bucket, "cut")
+    assert object_absent(s3, bucket, "cut")
     assert not tracebacks_since(server, log_offset)
 
 
@@ -109,7 +108,7 @@ def test_client_going_away_mid_file_leaves_nothing(server: Server, s3, bucket: s
     while temp_files(server) - before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert temp_files(server) - before == set()
-    assert absent(s3, bucket, "gone")
+    assert object_absent(s3, bucket, "gone")
     time.sleep(0.2)
     assert not tracebacks_since(server, log_offset)
 
@@ -144,7 +143,7 @@ def test_fields_that_cannot_be_headers_are_refused(
     fields = presigned(server, bucket, "hdr", Fields={name: value}, Conditions=[["starts-with", f"${name}", ""]])
     status, answer = send(server, bucket, form_body(fields, b"x"))
     assert (status, code(answer)) == (400, "InvalidArgument"), answer
-    assert absent(s3, bucket, "hdr")
+    assert object_absent(s3, bucket, "hdr")
     assert not tracebacks_since(server, log_offset)
 
 
