@@ -26,6 +26,8 @@ from ..payload import make_body, stored_content_encoding
 from ..routing import Route
 from ..sigv4 import AuthResult
 from ..storage.base import (
+    SSE_HEADER,
+    SSE_S3,
     STORED_HEADERS,
     WEBSITE_REDIRECT,
     Backend,
@@ -384,7 +386,12 @@ def object_headers(info: ObjectInfo, ctx: Context, *, checksums: bool, part_coun
         "Last-Modified": http_date(info.last_modified),
         "Accept-Ranges": "bytes",
         "Content-Type": info.headers.get("content-type") or "binary/octet-stream",
+        # Every object is encrypted with SSE-S3 at least, as in S3 since January 2023; in the
+        # literal, the common case costs no dict growth.
+        SSE_HEADER: "AES256",
     }
+    if info.encryption is not SSE_S3:
+        headers.update(info.encryption.headers())
     for name in STORED_HEADERS[1:]:
         if name in info.headers:
             headers[name.title()] = info.headers[name]

@@ -10,7 +10,7 @@ from aiohttp import web
 from .. import errors, s3xml
 from ..checksums import ALGORITHM_DIGEST, valid_checksum
 from ..payload import ascii_int, make_body
-from ..storage.base import ObjectInfo, PartInfo
+from ..storage.base import SSE_S3, ObjectInfo, PartInfo
 from .common import (
     Context,
     XmlAnswer,
@@ -23,6 +23,7 @@ from .common import (
     write_precondition,
     xml_response,
 )
+from .encryption import COPY_SOURCE_CUSTOMER_HEADERS, check_customer_keys, write_encryption
 from .objects import check_source_bucket, parse_copy_source
 
 MAX_PART_NUMBER = 10000
@@ -54,8 +55,9 @@ def _part_number(ctx: Context) -> int:
 
 async def create_multipart_upload(ctx: Context) -> web.StreamResponse:
     meta = write_meta(ctx.headers)
+    meta.encryption = await write_encryption(ctx)
     upload = await ctx.backend.create_multipart_upload(ctx.bucket, ctx.key, meta, ctx.user.user_id)
-    headers = {}
+    headers = (upload.meta.encryption or SSE_S3).headers()
     if upload.meta.checksum_algorithm:
         headers["x-amz-checksum-algorithm"] = upload.meta.checksum_algorithm
     if upload.meta.checksum_type:
@@ -69,9 +71,11 @@ async def upload_part(ctx: Context) -> web.StreamResponse:
     size = ascii_int(length) if length is not None else None
     if size is not None and size > MAX_PART_SIZE:
         raise errors.EntityTooLarge(ProposedSize=length, MaxSizeAllowed=MAX_PART_SIZE)
+    check_customer_keys(ctx)
     body = make_body(ctx.request.content, ctx.headers, ctx.auth)
     part = await ctx.backend.upload_part(ctx.bucket, ctx.key, upload_id, number, body)
-    return web.Response(status=200, headers={"ETag": f'"{part.etag}"', **checksum_headers(part.checksums)})
+    headers = {"ETag": f'"{part.etag}"', **checksum_headers(part.checksums), **part.encryption.headers()}
+    return web.Response(status=200, headers=headers)
 
 
 def _copy_range(value: str | None) -> tuple[int, int] | None:
@@ -93,6 +97,8 @@ async def upload_part_copy(ctx: Context) -> web.StreamResponse:
     upload_id, number = _upload_id(ctx), _part_number(ctx)
     src_bucket, src_key = parse_copy_source(ctx.headers["x-amz-copy-source"])
     src_range = _copy_range(ctx.headers.get("x-amz-copy-source-range"))
+    check_customer_keys(ctx)
+    check_customer_keys(ctx, COPY_SOURCE_CUSTOMER_HEADERS)
     await check_source_bucket(ctx, src_bucket)
     work = ctx.backend.upload_part_copy(
         ctx.bucket,
@@ -104,7 +110,7 @@ async def upload_part_copy(ctx: Context) -> web.StreamResponse:
         src_range,
         src_precondition=read_precondition(ctx.headers, "x-amz-copy-source-"),
     )
-    return await answer_in_time(ctx, work, lambda part: (s3xml.copy_part_result(part), {}))
+    return await answer_in_time(ctx, work, lambda part: (s3xml.copy_part_result(part), part.encryption.headers()))
 
 
 def _listed_parts(body: bytes) -> list[PartInfo]:
@@ -172,7 +178,7 @@ async def complete_multipart_upload(ctx: Context) -> web.StreamResponse:
 
     def answer(info: ObjectInfo) -> XmlAnswer:
         body = s3xml.complete_multipart(location, ctx.bucket, ctx.key, info)
-        return body, checksum_headers(info.checksums, info.checksum_type)
+        return body, {**checksum_headers(info.checksums, info.checksum_type), **info.encryption.headers()}
 
     return await answer_in_time(ctx, work, answer)
 

@@ -16,6 +16,7 @@ from aiohttp import web
 from .. import errors, s3xml
 from ..payload import ascii_int, make_body
 from ..storage.base import (
+    SSE_HEADER,
     WEBSITE_REDIRECT,
     HeaderPrecondition,
     ObjectInfo,
@@ -39,6 +40,7 @@ from .common import (
     write_precondition,
     xml_response,
 )
+from .encryption import COPY_SOURCE_CUSTOMER_HEADERS, check_customer_keys, write_encryption
 
 log = logging.getLogger("s3serve")
 
@@ -65,10 +67,12 @@ async def put_object(ctx: Context) -> web.StreamResponse:
     if size is not None and size > MAX_PUT_SIZE:
         raise errors.EntityTooLarge(ProposedSize=length, MaxSizeAllowed=MAX_PUT_SIZE)
     meta = write_meta(ctx.headers)
+    meta.encryption = await write_encryption(ctx)
     precondition = write_precondition(ctx.headers)
     body = make_body(ctx.request.content, ctx.headers, ctx.auth)
     info = await ctx.backend.put_object(ctx.bucket, ctx.key, body, meta, precondition)
-    return web.Response(status=200, headers={"ETag": f'"{info.etag}"', **checksum_headers(info.checksums, info.checksum_type)})
+    headers = {"ETag": f'"{info.etag}"', **checksum_headers(info.checksums, info.checksum_type), **info.encryption.headers()}
+    return web.Response(status=200, headers=headers)
 
 
 def parse_range(value: str, size: int) -> tuple[int, int] | None:
@@ -380,7 +384,9 @@ async def copy_object(ctx: Context) -> web.StreamResponse:
     same = (src_bucket, src_key) == (ctx.bucket, ctx.key)
     # S3 never copies the website redirect location: the copy has the one the request gives.
     redirect = ctx.headers.get(WEBSITE_REDIRECT)
-    changes = "x-amz-storage-class" in ctx.headers or redirect is not None
+    check_customer_keys(ctx, COPY_SOURCE_CUSTOMER_HEADERS)
+    encryption = await write_encryption(ctx)
+    changes = "x-amz-storage-class" in ctx.headers or redirect is not None or SSE_HEADER in ctx.headers
     if same and metadata_directive == "COPY" and not changes and tagging_directive == "COPY":
         raise errors.InvalidRequest(
             "This copy request is illegal because it is trying to copy an object to itself without changing "
@@ -389,7 +395,9 @@ async def copy_object(ctx: Context) -> web.StreamResponse:
     meta: WriteMeta | None = None
     if metadata_directive == "REPLACE":
         meta = write_meta(ctx.headers, with_tags=tagging_directive == "REPLACE")
-    elif tagging_directive == "REPLACE" or changes:
+    elif tagging_directive == "REPLACE" or changes or encryption is not None:
+        # An encryption other than S3's default is the copy's own (never the source's): it
+        # needs a WriteMeta to travel in.
         # Keep the source's metadata but change tags, storage class or redirect location.
         src = await ctx.backend.head_object(src_bucket, src_key)
         given = write_meta(ctx.headers, with_tags=tagging_directive == "REPLACE")
@@ -400,6 +408,8 @@ async def copy_object(ctx: Context) -> web.StreamResponse:
             tags=given.tags,
             storage_class=given.storage_class if "x-amz-storage-class" in ctx.headers else src.storage_class,
         )
+    if meta is not None:
+        meta.encryption = encryption
     if meta is not None and tagging_directive == "COPY" and meta.tags is None:
         meta.tags = await ctx.backend.get_object_tagging(src_bucket, src_key)
     work = ctx.backend.copy_object(
@@ -412,7 +422,12 @@ async def copy_object(ctx: Context) -> web.StreamResponse:
         precondition=write_precondition(ctx.headers),
     )
     return await answer_in_time(
-        ctx, work, lambda info: (s3xml.copy_object_result(info), checksum_headers(info.checksums, info.checksum_type))
+        ctx,
+        work,
+        lambda info: (
+            s3xml.copy_object_result(info),
+            {**checksum_headers(info.checksums, info.checksum_type), **info.encryption.headers()},
+        ),
     )
 
 

@@ -29,6 +29,7 @@ from ..postpolicy import Fields, SizeRange
 from ..storage.base import ObjectInfo, WriteMeta
 from .acl import OBJECT_CANNED
 from .common import Context, checksum_headers, validate_tags, write_meta, xml_response
+from .encryption import write_encryption
 from .objects import MAX_PUT_SIZE
 
 # "The form data and boundaries (excluding the contents of the file) cannot exceed 20KB": S3
@@ -73,6 +74,7 @@ async def post_object(ctx: Context) -> web.StreamResponse:
     if not key:
         raise postpolicy.missing_field("key")  # "${filename}" of a file chosen without a name
     meta = _write_meta(fields)
+    meta.encryption = await write_encryption(ctx, fields.values)
     body = _file_body(part, fields, meta, sizes)
     info = await ctx.backend.put_object(ctx.bucket, key, body, meta)
     return _answer(ctx, fields, key, info)
@@ -323,7 +325,7 @@ def _redirect_url(target: str, bucket: str, key: str, etag: str) -> str | None:
 def _answer(ctx: Context, fields: Fields, key: str, info: ObjectInfo) -> web.StreamResponse:
     etag = f'"{info.etag}"'
     location = _object_url(ctx, key)
-    headers = {"ETag": etag, "Location": location, **checksum_headers(info.checksums, info.checksum_type)}
+    headers = {"ETag": etag, "Location": location, **checksum_headers(info.checksums, info.checksum_type), **info.encryption.headers()}
     target = fields.get("success_action_redirect") or fields.get("redirect")
     redirect = _redirect_url(target, ctx.bucket, key, etag) if target else None
     if redirect is not None:

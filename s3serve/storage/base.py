@@ -8,9 +8,9 @@ knows about HTTP; nothing here exposes a filesystem path to the caller.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..errors import S3Error
 
@@ -33,6 +33,66 @@ STORED_HEADERS = (
 WEBSITE_REDIRECT = "x-amz-website-redirect-location"
 
 
+SSE_HEADER = "x-amz-server-side-encryption"
+SSE_KMS_KEY_HEADER = "x-amz-server-side-encryption-aws-kms-key-id"
+SSE_BUCKET_KEY_HEADER = "x-amz-server-side-encryption-bucket-key-enabled"
+
+
+@dataclass(frozen=True, slots=True)
+class Encryption:
+    """The server-side encryption an object (or upload) was written with, as S3 reports it.
+
+    s3serve encrypts nothing itself: this is what the client (or the bucket's default) asked
+    for, kept and answered so that clients checking it see S3's answers."""
+
+    algorithm: str = "AES256"  # AES256, aws:kms or aws:kms:dsse
+    kms_key_id: str | None = None
+    bucket_key: bool = False
+
+    def headers(self) -> dict[str, str]:
+        """The x-amz-server-side-encryption* headers of an answer, or of a request upstream."""
+        if self is SSE_S3:
+            return dict(_SSE_S3_HEADERS)
+        headers = {SSE_HEADER: self.algorithm}
+        if self.kms_key_id is not None:
+            headers[SSE_KMS_KEY_HEADER] = self.kms_key_id
+        if self.bucket_key:
+            headers[SSE_BUCKET_KEY_HEADER] = "true"
+        return headers
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> Encryption:
+        """What an S3 answer (an upstream's) says; S3's default when it says nothing."""
+        algorithm = headers.get(SSE_HEADER)
+        if not algorithm:
+            return SSE_S3
+        return cls.of(algorithm, headers.get(SSE_KMS_KEY_HEADER), (headers.get(SSE_BUCKET_KEY_HEADER) or "").lower() == "true")
+
+    def to_doc(self) -> list[Any]:
+        """Its form in a JSON metadata record (written only when it is not SSE_S3)."""
+        return [self.algorithm, self.kms_key_id, self.bucket_key]
+
+    @classmethod
+    def from_doc(cls, doc: Any) -> Encryption:
+        """``to_doc``'s inverse; SSE_S3 for a record without one (older records, foreign files)."""
+        if doc is None:
+            return SSE_S3
+        algorithm, kms_key_id, bucket_key = doc
+        return cls.of(str(algorithm), str(kms_key_id) if kms_key_id is not None else None, bool(bucket_key))
+
+    @classmethod
+    def of(cls, algorithm: str, kms_key_id: str | None = None, bucket_key: bool = False) -> Encryption:
+        """One shared value for the common case, so that ``is SSE_S3`` tells it apart cheaply."""
+        if algorithm == "AES256" and kms_key_id is None and not bucket_key:
+            return SSE_S3
+        return cls(algorithm, kms_key_id, bucket_key)
+
+
+# Every object's encryption unless it was written with another (S3's default since January 2023).
+SSE_S3 = Encryption()
+_SSE_S3_HEADERS = {SSE_HEADER: "AES256"}
+
+
 @dataclass
 class BucketInfo:
     name: str
@@ -48,6 +108,8 @@ class PartInfo:
     etag: str  # hex MD5, unquoted
     last_modified: float = 0.0
     checksums: dict[str, str] = field(default_factory=dict)  # algorithm -> base64
+    # The upload's, for the UploadPart / UploadPartCopy answers; not stored with the part.
+    encryption: Encryption = SSE_S3
 
 
 @dataclass
@@ -66,6 +128,7 @@ class ObjectInfo:
     parts: list[PartInfo] | None = None  # for objects made by CompleteMultipartUpload
     tag_count: int = 0
     is_folder: bool = False  # a "key/" folder marker
+    encryption: Encryption = SSE_S3
 
     @property
     def content_type(self) -> str | None:
@@ -82,6 +145,9 @@ class WriteMeta:
     storage_class: str = "STANDARD"
     checksum_algorithm: str | None = None  # requested additional checksum, e.g. "CRC32"
     checksum_type: str | None = None  # multipart only: FULL_OBJECT / COMPOSITE
+    # What the request named, or the bucket's stored default; None: neither, which is S3's
+    # default (SSE-S3), and which a cache leaves to its upstream's bucket default.
+    encryption: Encryption | None = None
 
 
 # Called with the destination's current ObjectInfo (or None when absent) while the backend holds

@@ -31,7 +31,16 @@ from typing import Any
 
 from ..checksums import MultiHasher
 from . import packed
-from .base import STORED_HEADERS, WEBSITE_REDIRECT, BucketInfo, ObjectInfo, PartInfo, WriteMeta
+from .base import (
+    SSE_S3,
+    STORED_HEADERS,
+    WEBSITE_REDIRECT,
+    BucketInfo,
+    Encryption,
+    ObjectInfo,
+    PartInfo,
+    WriteMeta,
+)
 from .keys import fsync_dir
 
 XATTR = "user.s3serve"
@@ -96,6 +105,7 @@ class Record:
     # The multipart upload that wrote this object: a retried CompleteMultipartUpload of that
     # upload (its answer lost, say) gets the same success again, as S3 gives it.
     upload_id: str | None = None
+    encryption: Encryption = SSE_S3  # SSE_S3 is left out of the record: no bytes for the default
     # Overflow blob this record was stored in (not serialized): lets a delete remove it.
     blob: str | None = None
 
@@ -110,6 +120,7 @@ class Record:
             checksum_type=meta.checksum_type or ("FULL_OBJECT" if checksums else None),
             storage_class=meta.storage_class,
             tags=dict(meta.tags or {}),
+            encryption=meta.encryption or SSE_S3,
         )
 
     def copied(self, meta: WriteMeta | None) -> Record:
@@ -119,6 +130,7 @@ class Record:
         assert record is not None
         record.modified_ns = None  # the copy is written now, whatever the source's time
         record.upload_id = None
+        record.encryption = (meta and meta.encryption) or SSE_S3  # the request's or bucket's, never the source's
         if meta is None:
             record.headers.pop(WEBSITE_REDIRECT, None)  # S3 never copies it
         else:
@@ -176,6 +188,7 @@ class Record:
             else None,
             tag_count=len(self.tags),
             is_folder=self.folder,
+            encryption=self.encryption,
         )
 
     def to_json(self) -> bytes:
@@ -204,6 +217,8 @@ class Record:
             doc["modified_ns"] = self.modified_ns
         if self.upload_id is not None:
             doc["upload_id"] = self.upload_id
+        if self.encryption is not SSE_S3:
+            doc["sse"] = self.encryption.to_doc()
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     @classmethod
@@ -239,6 +254,7 @@ class Record:
                 folder=bool(doc.get("folder", False)),
                 modified_ns=int(doc["modified_ns"]) if doc.get("modified_ns") is not None else None,
                 upload_id=str(doc["upload_id"]) if doc.get("upload_id") is not None else None,
+                encryption=Encryption.from_doc(doc.get("sse")),
             )
         except (ValueError, TypeError, KeyError, AttributeError):
             return None

@@ -23,6 +23,7 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from ..checksums import ALGORITHM_DIGEST, DIGEST_LENGTH
+from .base import SSE_S3
 
 if TYPE_CHECKING:
     from .metadata import Record
@@ -57,6 +58,8 @@ def pack(record: Record, default_content_type: str) -> bytes | None:
     """The packed form of ``record``, or None when it has more than the format holds."""
     if record.user_meta or record.tags or record.parts is not None or record.storage_class != "STANDARD":
         return None
+    if record.encryption is not SSE_S3:
+        return None  # SSE-KMS and the like are rare: JSON
     if record.modified_ns is not None or record.upload_id is not None or len(record.checksums) > 1 or record.size < 0 or record.inode < 0:
         return None
     if not -(2**63) <= record.mtime_ns < 2**63:

@@ -294,6 +294,7 @@ def _same_version(ours: ObjectInfo, upstream: ObjectInfo) -> bool:
         and ours.headers == upstream.headers
         and ours.user_meta == upstream.user_meta
         and ours.storage_class == upstream.storage_class
+        and ours.encryption == upstream.encryption
     )
 
 

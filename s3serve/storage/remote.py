@@ -29,6 +29,7 @@ from .base import (
     Backend,
     Body,
     BucketInfo,
+    Encryption,
     HeaderPrecondition,
     ListPage,
     ObjectInfo,
@@ -96,6 +97,7 @@ def info_from_headers(key: str, headers: Mapping[str, str]) -> ObjectInfo:
         storage_class=headers.get("x-amz-storage-class") or "STANDARD",
         tag_count=int(headers.get("x-amz-tagging-count") or 0),
         is_folder=key.endswith("/"),
+        encryption=Encryption.from_headers(headers),
     )
 
 
@@ -106,6 +108,8 @@ def _meta_headers(meta: WriteMeta, tags: bool = True) -> dict[str, str]:
         headers["x-amz-tagging"] = urlencode(meta.tags, quote_via=quote)
     if meta.storage_class and meta.storage_class != "STANDARD":
         headers["x-amz-storage-class"] = meta.storage_class
+    if meta.encryption is not None:  # else the upstream bucket's own default applies
+        headers.update(meta.encryption.headers())
     return headers
 
 
@@ -243,6 +247,7 @@ class RemoteBackend(Backend):
             storage_class=meta.storage_class,
             tag_count=len(meta.tags or {}),
             is_folder=key.endswith("/"),
+            encryption=Encryption.from_headers(answer),
         )
 
     async def head_object(self, bucket: str, key: str) -> ObjectInfo:
@@ -494,7 +499,9 @@ class RemoteBackend(Backend):
             headers["x-amz-checksum-algorithm"] = meta.checksum_algorithm
         if meta.checksum_type:
             headers["x-amz-checksum-type"] = meta.checksum_type
-        _, body = await self._http.read("POST", bucket, key, [("uploads", None)], headers, missing=errors.NoSuchBucket)
+        answer, body = await self._http.read("POST", bucket, key, [("uploads", None)], headers, missing=errors.NoSuchBucket)
+        # The upstream's encryption of the upload, which its parts and object report.
+        meta = replace(meta, encryption=Encryption.from_headers(answer))
         return UploadInfo(rx.upload_id(body), key, time.time(), owner, meta)
 
     async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> PartInfo:
@@ -505,7 +512,8 @@ class RemoteBackend(Backend):
         )
         checksums = body.finish({})
         etag = rx.unquote_etag(answer.get("ETag"))
-        return PartInfo(number, stream.size, etag, _http_date(answer.get("Date")) or time.time(), checksums)
+        modified = _http_date(answer.get("Date")) or time.time()
+        return PartInfo(number, stream.size, etag, modified, checksums, Encryption.from_headers(answer))
 
     async def upload_part_copy(
         self,
@@ -528,10 +536,10 @@ class RemoteBackend(Backend):
             headers["x-amz-copy-source-range"] = f"bytes={src_range[0]}-{src_range[1]}"
         headers.update(await self._source_condition(src_bucket, src_key, src_precondition, "x-amz-copy-source-", current))
         query = [("partNumber", str(number)), ("uploadId", upload_id)]
-        _, body = await self._http.read("PUT", bucket, key, query, headers, missing=errors.NoSuchUpload, error_in_body=True)
+        answer, body = await self._http.read("PUT", bucket, key, query, headers, missing=errors.NoSuchUpload, error_in_body=True)
         etag, modified, checksums = rx.copy_result(body, "CopyPartResult")
         size = src_range[1] - src_range[0] + 1 if src_range is not None else current.size if current else 0
-        return PartInfo(number, size, etag, modified or time.time(), checksums)
+        return PartInfo(number, size, etag, modified or time.time(), checksums, Encryption.from_headers(answer))
 
     async def complete_multipart_upload(
         self,

@@ -52,6 +52,7 @@ def replica_record(info: ObjectInfo, tags: dict[str, str]) -> Record:
         # The upstream's time, not the rename's: listings (from the upstream) and GETs (from
         # here) must agree, or sync tools copy the object again.
         modified_ns=int(info.last_modified * 1e9),
+        encryption=info.encryption,
     )
 
 

@@ -42,7 +42,18 @@ from .. import errors
 from ..checksums import ALGORITHM_DIGEST, DEFAULT_CHECKSUM, MultiHasher, b64
 from . import assembly, completion, keys
 from .assembly import copy_range, disk_errors, hash_range
-from .base import Body, ObjectInfo, PartInfo, PartsPage, Precondition, UploadInfo, UploadListPage, WriteMeta
+from .base import (
+    SSE_S3,
+    Body,
+    Encryption,
+    ObjectInfo,
+    PartInfo,
+    PartsPage,
+    Precondition,
+    UploadInfo,
+    UploadListPage,
+    WriteMeta,
+)
 from .faults import as_s3_errors
 from .gc import UPLOAD_ID, UPLOAD_TEMP_PREFIX, Collector, create_locked, read_json, try_flock
 from .listing import page_uploads
@@ -134,7 +145,10 @@ def _part_info(doc: dict[str, Any]) -> PartInfo:
 
 def _upload_meta(doc: dict[str, Any]) -> WriteMeta:
     fields = {f.name for f in dataclasses.fields(WriteMeta)}
-    return WriteMeta(**{k: v for k, v in dict(doc.get("meta", {})).items() if k in fields})
+    meta = WriteMeta(**{k: v for k, v in dict(doc.get("meta", {})).items() if k in fields})
+    if isinstance(meta.encryption, dict):  # asdict's form of it in upload.json
+        meta.encryption = Encryption.of(**meta.encryption)
+    return meta
 
 
 
@@ -272,7 +286,8 @@ class Staging:
                 raise
             digests = hasher.digests()
             given = body.finish(digests)
-            return await self._commit_part(directory, upload_id, number, target, size, digests, given, algorithm)
+            part = await self._commit_part(directory, upload_id, number, target, size, digests, given, algorithm)
+            return dataclasses.replace(part, encryption=upload.meta.encryption or SSE_S3)
         finally:
             target.close(keep)
 
@@ -318,7 +333,8 @@ class Staging:
                 with disk_errors():
                     digests = await asyncio.to_thread(self._copy_and_hash, found.fd, first, target.fd, offset, length, names)
                 given = {algorithm: b64(digests[ALGORITHM_DIGEST[algorithm]])} if algorithm else {}
-                return await self._commit_part(directory, upload_id, number, target, length, digests, given, algorithm)
+                part = await self._commit_part(directory, upload_id, number, target, length, digests, given, algorithm)
+                return dataclasses.replace(part, encryption=upload.meta.encryption or SSE_S3)
             finally:
                 target.close(False)
         finally:
