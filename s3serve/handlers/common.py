@@ -314,9 +314,7 @@ def write_meta(headers: Mapping[str, str], *, with_tags: bool = True) -> WriteMe
     algorithm = (headers.get("x-amz-checksum-algorithm") or headers.get("x-amz-sdk-checksum-algorithm") or "").upper()
     if algorithm and algorithm not in ALGORITHM_DIGEST:
         raise errors.InvalidRequest("Checksum algorithm provided is unsupported. Please try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]")
-    checksum_type = (headers.get("x-amz-checksum-type") or "").upper() or None
-    if checksum_type and checksum_type not in ("COMPOSITE", "FULL_OBJECT"):
-        raise errors.InvalidRequest("Value for x-amz-checksum-type header is invalid.")
+    checksum_type = checksum_type_of(headers)
     tags = parse_tagging_header(headers.get("x-amz-tagging")) if with_tags else None
     return WriteMeta(
         headers=stored,
@@ -329,6 +327,14 @@ def write_meta(headers: Mapping[str, str], *, with_tags: bool = True) -> WriteMe
 
 
 TAG_KEY_MAX, TAG_VALUE_MAX, MAX_TAGS = 128, 256, 10
+
+
+def checksum_type_of(headers: Mapping[str, str]) -> str | None:
+    """x-amz-checksum-type (CreateMultipartUpload's, and CompleteMultipartUpload's to check it)."""
+    checksum_type = (headers.get("x-amz-checksum-type") or "").upper() or None
+    if checksum_type not in (None, "COMPOSITE", "FULL_OBJECT"):
+        raise errors.InvalidRequest("Value for x-amz-checksum-type header is invalid.")
+    return checksum_type
 
 
 def validate_tags(tags: dict[str, str], max_tags: int = MAX_TAGS) -> dict[str, str]:

@@ -16,6 +16,7 @@ from .common import (
     XmlAnswer,
     answer_in_time,
     checksum_headers,
+    checksum_type_of,
     int_param,
     read_precondition,
     url_encoding,
@@ -170,10 +171,9 @@ async def complete_multipart_upload(ctx: Context) -> web.StreamResponse:
     precondition = write_precondition(ctx.headers)
     parts = _listed_parts(await ctx.read_xml_body(object_checksums=True))
     given = _object_checksums(ctx)
-    checksum_type = (ctx.headers.get("x-amz-checksum-type") or "").upper() or None
-    if checksum_type not in (None, "COMPOSITE", "FULL_OBJECT"):
-        raise errors.InvalidRequest("Value for x-amz-checksum-type header is invalid.")
-    work = ctx.backend.complete_multipart_upload(ctx.bucket, ctx.key, upload_id, parts, precondition, given, checksum_type)
+    work = ctx.backend.complete_multipart_upload(
+        ctx.bucket, ctx.key, upload_id, parts, precondition, given, checksum_type_of(ctx.headers)
+    )
     location = f"{ctx.request.scheme}://{ctx.request.host}/{quote(ctx.bucket)}/{quote(ctx.key)}"
 
     def answer(info: ObjectInfo) -> XmlAnswer:
