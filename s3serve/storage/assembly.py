@@ -35,7 +35,6 @@ from .. import errors
 from ..checksums import MultiHasher
 from . import gc, keys
 from .base import Body, ObjectInfo, Precondition
-from .faults import refusals
 from .gc import read_json, try_flock
 from .metadata import Record
 
@@ -56,11 +55,6 @@ FALLOC_FL_INSERT_RANGE = 0x20
 _COPY_PIECE = 1024 * 1024
 
 _libc: ctypes.CDLL | None = None
-
-
-def disk_errors() -> contextlib.AbstractContextManager[None]:
-    """A full disk (and the filesystem's other refusals) as the S3 error faults.py names for it."""
-    return refusals()
 
 
 def copy_range(src: int, src_offset: int, dst: int, dst_offset: int, length: int) -> None:

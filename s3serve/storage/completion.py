@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 from .. import errors
 from ..checksums import ALGORITHM_DIGEST, DEFAULT_CHECKSUM, MultiHasher, b64, combine_crc
 from . import assembly, keys
-from .assembly import copy_range, disk_errors
+from .assembly import copy_range
 from .base import ObjectInfo, PartInfo, Precondition, UploadInfo
+from .faults import refusals
 from .gc import any_flocked, create_locked, read_json
 from .metadata import Record
 
@@ -87,7 +88,7 @@ async def _complete(
                 )
             _check_object_checksums(record.checksums, checksums or {})
             # No copy when the parts are in place and fill whole blocks; a copy otherwise.
-            with disk_errors():
+            with refusals():
                 in_place = await assembly.publish_in_place(staging.disk, bucket, kp, claimed, sources, record, precondition)
             info = in_place or await _publish_copy(staging.disk, bucket, kp, sources, record, precondition)
             published = True
@@ -140,7 +141,7 @@ async def _publish_copy(
     tmp = os.path.join(disk._tmp_dir, f"mpu-{secrets.token_hex(16)}")
     fd = create_locked(tmp)
     try:
-        with disk_errors():
+        with refusals():
             await asyncio.to_thread(_assemble, fd, sources, record.size)
         return await disk._publish(bucket, kp, tmp, record, precondition)
     finally:

@@ -85,12 +85,7 @@ def as_s3_errors(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Corouti
 
     @functools.wraps(fn)
     async def operation(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
+        with refusals():
             return await fn(*args, **kwargs)
-        except OSError as exc:
-            mapped = translate(exc)
-            if mapped is None:
-                raise
-            raise mapped from exc
 
     return operation

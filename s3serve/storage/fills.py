@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from .assembly import disk_errors
 from .base import ObjectInfo, ObjectReader
+from .faults import refusals
 from .gc import create_locked
 from .spool import Spool
 
@@ -69,7 +69,7 @@ class Fill:
         path = disk.writer.temp_name("spool")
         lock_fd = create_locked(path)
         try:
-            with disk_errors():
+            with refusals():
                 self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
                 os.ftruncate(lock_fd, size)
                 if count:

@@ -11,10 +11,10 @@ from .. import errors
 from ..checksums import MultiHasher
 from . import keys
 from .base import STORED_HEADERS, Body, ObjectInfo, Precondition
+from .faults import refusals
 from .gc import create_locked
 from .metadata import Record
 from .spool import Spool
-from .staging import disk_errors
 from .streams import write_body
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ async def spool(disk: DiskBackend, body: Body) -> Spool:
     lock_fd = create_locked(path)
     try:
         hasher = MultiHasher(["md5", *sorted(body.digests_wanted)])
-        with disk_errors(), open(lock_fd, "wb", closefd=False) as f:
+        with refusals(), open(lock_fd, "wb", closefd=False) as f:
             size = await write_body(f, body, hasher, writeback=disk.fsync)
         digests = hasher.digests()
         checksums = body.finish(digests)

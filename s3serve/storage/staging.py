@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from .. import errors
 from ..checksums import ALGORITHM_DIGEST, DEFAULT_CHECKSUM, MultiHasher, b64
 from . import assembly, completion, keys
-from .assembly import copy_range, disk_errors, hash_range
+from .assembly import copy_range, hash_range
 from .base import (
     SSE_S3,
     Body,
@@ -54,7 +54,7 @@ from .base import (
     UploadListPage,
     WriteMeta,
 )
-from .faults import as_s3_errors
+from .faults import as_s3_errors, refusals
 from .gc import UPLOAD_ID, UPLOAD_TEMP_PREFIX, Collector, create_locked, read_json, try_flock
 from .listing import page_uploads
 from .streams import write_body
@@ -275,7 +275,7 @@ class Staging:
         keep = False
         try:
             try:
-                with disk_errors(), open(target.fd, "wb", closefd=False) as f:
+                with refusals(), open(target.fd, "wb", closefd=False) as f:
                     if target.claim is not None:
                         f.seek(target.claim.offset)
                         body = assembly.BoundedBody(body, assembly.SLOT)
@@ -330,7 +330,7 @@ class Staging:
             target = self._part_target(directory, upload_id, number, length <= assembly.SLOT)
             try:
                 offset = target.claim.offset if target.claim is not None else 0
-                with disk_errors():
+                with refusals():
                     digests = await asyncio.to_thread(self._copy_and_hash, found.fd, first, target.fd, offset, length, names)
                 given = {algorithm: b64(digests[ALGORITHM_DIGEST[algorithm]])} if algorithm else {}
                 part = await self._commit_part(directory, upload_id, number, target, length, digests, given, algorithm)
