@@ -40,7 +40,12 @@ from .common import (
     write_precondition,
     xml_response,
 )
-from .encryption import COPY_SOURCE_CUSTOMER_HEADERS, check_customer_keys, write_encryption
+from .encryption import (
+    COPY_SOURCE_CUSTOMER_HEADERS,
+    check_customer_keys,
+    check_read_headers,
+    write_encryption,
+)
 
 log = logging.getLogger("s3serve")
 
@@ -171,6 +176,7 @@ def _changed(reader: ObjectReader) -> bool:
 
 
 async def _get(ctx: Context, *, head: bool) -> web.StreamResponse:
+    check_read_headers(ctx)
     check_version_id(ctx.query)
     part_number = ctx.query.get("partNumber")
     range_header = ctx.headers.get("Range")

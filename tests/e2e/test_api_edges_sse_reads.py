@@ -1,0 +1,123 @@
+"""Encryption headers on GetObject and HeadObject, as S3 answers them: an object's encryption is
+chosen when it is written, so S3 refuses x-amz-server-side-encryption (and the other headers
+only a write takes) on a read with 400 InvalidArgument; SSE-C keys on a read get s3serve's SSE-C
+answer, as on a write (400 over http as S3 answers, 501 NotImplemented over https)."""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import Server, signed, start_server, stop_server
+
+SSE = "x-amz-server-side-encryption"
+KEY_ARN = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+INSECURE_SSE_C = "Requests specifying Server Side Encryption with Customer provided keys must be made over a secure connection."
+
+
+def _error(body: bytes) -> dict[str, str]:
+    root = ET.fromstring(body)
+    assert root.tag == "Error", body
+    return {child.tag: child.text or "" for child in root}
+
+
+def _refused(error: dict[str, str]) -> tuple[str, str, str, str]:
+    return error["Code"], error["Message"], error.get("ArgumentName", ""), error.get("ArgumentValue", "")
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        (SSE, "AES256"),
+        (SSE, "aws:kms"),
+        (SSE, ""),
+        (f"{SSE}-aws-kms-key-id", KEY_ARN),
+        (f"{SSE}-context", "eyJhIjoiYiJ9"),
+        (f"{SSE}-bucket-key-enabled", "true"),
+    ],
+)
+def test_write_only_encryption_header_on_get_and_head_is_refused(server: Server, s3, bucket: str, header: str, value: str) -> None:
+    s3.put_object(Bucket=bucket, Key="k", Body=b"data")
+    got = signed(server, "GET", f"/{bucket}/k", headers={header: value})
+    assert got.status == 400, got.data
+    assert _refused(_error(got.data)) == ("InvalidArgument", f"{header} header is not supported for this operation.", header, value)
+    head = signed(server, "HEAD", f"/{bucket}/k", headers={header: value})
+    assert (head.status, head.data) == (400, b"")
+    # Without it, the same reads answer the object.
+    assert signed(server, "GET", f"/{bucket}/k").data == b"data"
+    assert signed(server, "HEAD", f"/{bucket}/k").status == 200
+
+
+def test_sse_header_on_read_of_a_kms_object_is_refused(server: Server, s3, bucket: str) -> None:
+    # S3's documented case: the object is SSE-KMS, and the read names its very encryption.
+    s3.put_object(Bucket=bucket, Key="kms", Body=b"x", ServerSideEncryption="aws:kms", SSEKMSKeyId=KEY_ARN)
+    got = signed(server, "GET", f"/{bucket}/kms", headers={SSE: "aws:kms", f"{SSE}-aws-kms-key-id": KEY_ARN})
+    assert got.status == 400, got.data
+    assert _refused(_error(got.data)) == ("InvalidArgument", f"{SSE} header is not supported for this operation.", SSE, "aws:kms")
+    # Ranges and parts take the same refusal.
+    got = signed(server, "GET", f"/{bucket}/kms?partNumber=1", headers={SSE: "AES256"})
+    assert (got.status, _error(got.data)["Code"]) == (400, "InvalidArgument")
+    got = signed(server, "GET", f"/{bucket}/kms", headers={SSE: "AES256", "Range": "bytes=0-0"})
+    assert (got.status, _error(got.data)["Code"]) == (400, "InvalidArgument")
+
+
+def test_customer_keys_on_get_and_head_over_http_are_refused(server: Server, s3, bucket: str) -> None:
+    if not server.endpoint.startswith("http://"):
+        pytest.skip("the endpoint is https")
+    s3.put_object(Bucket=bucket, Key="k", Body=b"data")
+    key = os.urandom(32)
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key="k", SSECustomerAlgorithm="AES256", SSECustomerKey=key)
+    error = exc.value.response["Error"]
+    assert (exc.value.response["ResponseMetadata"]["HTTPStatusCode"], error["Code"], error["Message"]) == (
+        400, "InvalidRequest", INSECURE_SSE_C,
+    )  # fmt: skip
+    with pytest.raises(ClientError) as exc:
+        s3.head_object(Bucket=bucket, Key="k", SSECustomerAlgorithm="AES256", SSECustomerKey=key)
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    # Any one of the three headers is enough, raw.
+    got = signed(server, "GET", f"/{bucket}/k", headers={f"{SSE}-customer-algorithm": "AES256"})
+    assert got.status == 400, got.data
+    assert (_error(got.data)["Code"], _error(got.data)["Message"]) == ("InvalidRequest", INSECURE_SSE_C)
+    head = signed(server, "HEAD", f"/{bucket}/k", headers={f"{SSE}-customer-key-md5": "AAAA"})
+    assert (head.status, head.data) == (400, b"")
+
+
+def test_customer_keys_on_get_and_head_over_https_are_not_implemented(server: Server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    if server.root is None:
+        pytest.skip("starts a server of its own")
+    root = tmp_path / "root"
+    root.mkdir()
+    srv = start_server(root, "--tls-self-signed", "--no-fsync")
+    try:
+        s3 = boto3.client(
+            "s3", endpoint_url=srv.endpoint, aws_access_key_id=srv.access_key, aws_secret_access_key=srv.secret_key,
+            region_name="us-east-1", verify=str(root / ".s3serve" / "tls" / "cert.pem"),
+        )  # fmt: skip
+        s3.create_bucket(Bucket="sse-c-reads")
+        s3.put_object(Bucket="sse-c-reads", Key="k", Body=b"data")
+        key = os.urandom(32)
+        with pytest.raises(ClientError) as exc:
+            s3.get_object(Bucket="sse-c-reads", Key="k", SSECustomerAlgorithm="AES256", SSECustomerKey=key)
+        assert (exc.value.response["ResponseMetadata"]["HTTPStatusCode"], exc.value.response["Error"]["Code"]) == (
+            501, "NotImplemented",
+        )  # fmt: skip
+        with pytest.raises(ClientError) as exc:
+            s3.head_object(Bucket="sse-c-reads", Key="k", SSECustomerAlgorithm="AES256", SSECustomerKey=key)
+        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
+        assert s3.get_object(Bucket="sse-c-reads", Key="k")["Body"].read() == b"data"
+        # x-amz-server-side-encryption is refused over https too (added to a boto3 request, which
+        # has no parameter for it on GetObject).
+        s3.meta.events.register("before-sign.s3.GetObject", lambda request, **_: request.headers.__setitem__(SSE, "AES256"))
+        with pytest.raises(ClientError) as exc:
+            s3.get_object(Bucket="sse-c-reads", Key="k")
+        error = exc.value.response["Error"]
+        assert (exc.value.response["ResponseMetadata"]["HTTPStatusCode"], error["Code"], error["ArgumentName"]) == (
+            400, "InvalidArgument", SSE,
+        )  # fmt: skip
+    finally:
+        stop_server(srv)
