@@ -7,6 +7,7 @@ from aiohttp import web
 
 from .. import errors, s3xml
 from .common import Context, int_param, xml_response
+from .listing import BUCKETS, decode_token, encode_token
 
 MAX_BUCKETS = 10000
 
@@ -22,10 +23,12 @@ async def list_buckets(ctx: Context) -> web.StreamResponse:
     if region:
         buckets = [b for b in buckets if b.region == region]
     if token:
-        # The continuation token is the last bucket name of the previous page.
-        buckets = [b for b in buckets if b.name > token]
+        # The token is opaque, as S3's: the last bucket name of the previous page with a check,
+        # so a token s3serve did not issue is refused rather than read as a name to resume after.
+        after = decode_token(token, BUCKETS)
+        buckets = [b for b in buckets if b.name > after]
     page = buckets[:max_buckets]
-    next_token = page[-1].name if len(buckets) > max_buckets else None
+    next_token = encode_token(page[-1].name, BUCKETS) if len(buckets) > max_buckets else None
     body = s3xml.list_buckets(page, ctx.user.user_id, ctx.user.display_name, next_token, prefix)
     return xml_response(body)
 

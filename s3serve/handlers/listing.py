@@ -23,15 +23,20 @@ _V2_ONLY = (
 _V1_ONLY = (("marker", "Marker unsupported with REST.GET.BUCKET in list-type=2"),)
 
 
-def _token_check(marker: bytes) -> bytes:
-    return zlib.crc32(b"s3serve-list:" + marker).to_bytes(4, "big")
+# What a token resumes: a listing's token is no ListBuckets token, nor the other way round.
+OBJECTS = b"s3serve-list:"
+BUCKETS = b"s3serve-buckets:"
 
 
-def encode_token(marker: str) -> str:
+def _token_check(marker: bytes, kind: bytes) -> bytes:
+    return zlib.crc32(kind + marker).to_bytes(4, "big")
+
+
+def encode_token(marker: str, kind: bytes = OBJECTS) -> str:
     """A continuation token: the marker to resume after, with a check that tells our tokens
     from garbage (S3's tokens are opaque, and it refuses one it did not issue)."""
     raw = marker.encode("utf-8", "surrogateescape")
-    return base64.urlsafe_b64encode(_token_check(raw) + raw).decode()
+    return base64.urlsafe_b64encode(_token_check(raw, kind) + raw).decode()
 
 
 def bad_token() -> errors.S3Error:
@@ -39,13 +44,13 @@ def bad_token() -> errors.S3Error:
     return errors.InvalidArgument("The continuation token provided is incorrect", ArgumentName="continuation-token")
 
 
-def decode_token(token: str) -> str:
+def decode_token(token: str, kind: bytes = OBJECTS) -> str:
     try:
         data = base64.b64decode(token.encode(), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):  # UnicodeEncodeError is a ValueError too
         raise bad_token() from None
     check, raw = data[:4], data[4:]
-    if len(data) < 4 or check != _token_check(raw):
+    if len(data) < 4 or check != _token_check(raw, kind):
         raise bad_token()
     # surrogateescape both ways: a key from a file name that is not UTF-8 pages on like any other.
     return raw.decode("utf-8", "surrogateescape")
