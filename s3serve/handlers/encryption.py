@@ -24,8 +24,8 @@ CUSTOMER_HEADERS = (
     "x-amz-server-side-encryption-customer-key-md5",
 )
 COPY_SOURCE_CUSTOMER_HEADERS = tuple(name.replace("x-amz-", "x-amz-copy-source-", 1) for name in CUSTOMER_HEADERS)
-# What only a write chooses (PutObject, CopyObject, CreateMultipartUpload, PostObject): S3
-# refuses each on a read, since an object's encryption cannot change when it is read.
+# What only an object's creation chooses (PutObject, CopyObject, CreateMultipartUpload,
+# PostObject): S3 refuses each on other requests (refuse_write_only).
 WRITE_ONLY_HEADERS = (SSE_HEADER, SSE_KMS_KEY_HEADER, "x-amz-server-side-encryption-context", SSE_BUCKET_KEY_HEADER)
 _KMS_REQUIRED = "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms"
 
@@ -45,16 +45,23 @@ def check_customer_keys(ctx: Context, names: tuple[str, ...] = CUSTOMER_HEADERS,
     )
 
 
-def check_read_headers(ctx: Context) -> None:
-    """GetObject / HeadObject: SSE-C keys as on every request (check_customer_keys: nothing here
-    is stored under a customer's key), and S3's 400 for a header that only a write may send."""
-    check_customer_keys(ctx)
+def refuse_write_only(ctx: Context) -> None:
+    """S3's 400 for an encryption header that only an object's creation takes (PutObject,
+    CopyObject, CreateMultipartUpload, PostObject) sent with any other request: reads, and the
+    parts and Complete of an upload, whose encryption its creation chose."""
     for name in WRITE_ONLY_HEADERS:
         value = ctx.headers.get(name)
         if value is not None:
             raise errors.InvalidArgument(
                 f"{name} header is not supported for this operation.", ArgumentName=name, ArgumentValue=value
             )
+
+
+def check_read_headers(ctx: Context) -> None:
+    """GetObject / HeadObject: SSE-C keys as on every request (check_customer_keys: nothing here
+    is stored under a customer's key), and no header only a write may send."""
+    check_customer_keys(ctx)
+    refuse_write_only(ctx)
 
 
 def _named(values: Mapping[str, str]) -> Encryption | None:

@@ -24,7 +24,7 @@ from .common import (
     write_precondition,
     xml_response,
 )
-from .encryption import COPY_SOURCE_CUSTOMER_HEADERS, check_customer_keys, write_encryption
+from .encryption import COPY_SOURCE_CUSTOMER_HEADERS, check_customer_keys, refuse_write_only, write_encryption
 from .objects import check_source_bucket, parse_copy_source
 
 MAX_PART_NUMBER = 10000
@@ -73,6 +73,7 @@ async def upload_part(ctx: Context) -> web.StreamResponse:
     if size is not None and size > MAX_PART_SIZE:
         raise errors.EntityTooLarge(ProposedSize=length, MaxSizeAllowed=MAX_PART_SIZE)
     check_customer_keys(ctx)
+    refuse_write_only(ctx)
     body = make_body(ctx.request.content, ctx.headers, ctx.auth)
     part = await ctx.backend.upload_part(ctx.bucket, ctx.key, upload_id, number, body)
     headers = {"ETag": f'"{part.etag}"', **checksum_headers(part.checksums), **part.encryption.headers()}
@@ -100,6 +101,7 @@ async def upload_part_copy(ctx: Context) -> web.StreamResponse:
     src_range = _copy_range(ctx.headers.get("x-amz-copy-source-range"))
     check_customer_keys(ctx)
     check_customer_keys(ctx, COPY_SOURCE_CUSTOMER_HEADERS)
+    refuse_write_only(ctx)
     await check_source_bucket(ctx, src_bucket)
     work = ctx.backend.upload_part_copy(
         ctx.bucket,
@@ -168,6 +170,8 @@ def _object_checksums(ctx: Context) -> dict[str, str]:
 
 async def complete_multipart_upload(ctx: Context) -> web.StreamResponse:
     upload_id = _upload_id(ctx)
+    check_customer_keys(ctx)
+    refuse_write_only(ctx)
     precondition = write_precondition(ctx.headers)
     parts = _listed_parts(await ctx.read_xml_body(object_checksums=True))
     given = _object_checksums(ctx)

@@ -1,6 +1,7 @@
-"""Encryption headers on GetObject and HeadObject, as S3 answers them: an object's encryption is
-chosen when it is written, so S3 refuses x-amz-server-side-encryption (and the other headers
-only a write takes) on a read with 400 InvalidArgument; SSE-C keys on a read get s3serve's SSE-C
+"""Encryption headers where S3 does not take them: an object's encryption is chosen when it is
+created (PutObject, CopyObject, CreateMultipartUpload), so S3 refuses x-amz-server-side-encryption
+(and the other headers only a creation takes) on a read, on UploadPart, UploadPartCopy and
+CompleteMultipartUpload with 400 InvalidArgument; SSE-C keys on a read get s3serve's SSE-C
 answer, as on a write (400 over http as S3 answers, 501 NotImplemented over https)."""
 
 from __future__ import annotations
@@ -121,3 +122,32 @@ def test_customer_keys_on_get_and_head_over_https_are_not_implemented(server: Se
         )  # fmt: skip
     finally:
         stop_server(srv)
+
+
+def test_encryption_headers_on_parts_and_complete_are_refused(server: Server, s3, bucket: str) -> None:
+    # As S3 answers SDKs that sent them there (aws-sdk-java#1876, fog-aws#589): the upload's
+    # encryption is the one CreateMultipartUpload named.
+    s3.put_object(Bucket=bucket, Key="src", Body=b"s" * 10)
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp", ServerSideEncryption="aws:kms", SSEKMSKeyId=KEY_ARN)
+    uid = upload["UploadId"]
+    refused = {SSE: "aws:kms", f"{SSE}-aws-kms-key-id": KEY_ARN, f"{SSE}-bucket-key-enabled": "true"}
+    for header, value in refused.items():
+        got = signed(server, "PUT", f"/{bucket}/mp?partNumber=1&uploadId={uid}", body=b"p" * 10, headers={header: value})
+        assert got.status == 400, got.data
+        assert _refused(_error(got.data)) == ("InvalidArgument", f"{header} header is not supported for this operation.", header, value)
+        got = signed(server, "PUT", f"/{bucket}/mp?partNumber=1&uploadId={uid}",
+                     headers={header: value, "x-amz-copy-source": f"/{bucket}/src"})  # fmt: skip
+        assert (got.status, _error(got.data)["Code"], _error(got.data)["ArgumentName"]) == (400, "InvalidArgument", header)
+    assert s3.list_parts(Bucket=bucket, Key="mp", UploadId=uid).get("Parts", []) == []
+    part = s3.upload_part(Bucket=bucket, Key="mp", UploadId=uid, PartNumber=1, Body=b"p" * 10)
+    done = f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{part['ETag']}</ETag></Part></CompleteMultipartUpload>"
+    got = signed(server, "POST", f"/{bucket}/mp?uploadId={uid}", body=done.encode(), headers={SSE: "aws:kms"})
+    assert got.status == 400, got.data
+    assert _refused(_error(got.data)) == ("InvalidArgument", f"{SSE} header is not supported for this operation.", SSE, "aws:kms")
+    # The upload is still there and completes without the header, with its own encryption.
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="mp", UploadId=uid, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
+    )
+    head = s3.head_object(Bucket=bucket, Key="mp")
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"], head["ContentLength"]) == ("aws:kms", KEY_ARN, 10)
+    assert s3.get_object(Bucket=bucket, Key="mp")["Body"].read() == b"p" * 10
