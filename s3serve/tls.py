@@ -16,12 +16,15 @@ def self_signed(directory: Path, hosts: list[str]) -> tuple[Path, Path]:
     """Create (or reuse) a certificate for ``hosts`` in ``directory``; returns (cert, key) paths.
 
     Reused while it still covers the same hosts, so clients that trust it keep trusting it
-    across restarts.
+    across restarts. It is an end-entity certificate (not a CA), which every TLS stack accepts as
+    its own trust anchor; rustls (Rust's object_store, so polars and delta-rs) refuses a CA
+    certificate as a server's (CaUsedAsEndEntity), so one made as a CA by an older s3serve is
+    replaced.
     """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     directory.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
@@ -35,7 +38,12 @@ def self_signed(directory: Path, hosts: list[str]) -> tuple[Path, Path]:
             }
         except x509.ExtensionNotFound:
             covered = set()
-        if set(names) <= covered and cert.not_valid_after_utc > datetime.datetime.now(datetime.UTC):
+        try:
+            is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        fresh = cert.not_valid_after_utc > datetime.datetime.now(datetime.UTC)
+        if set(names) <= covered and fresh and not is_ca:
             return cert_path, key_path
     key = ec.generate_private_key(ec.SECP256R1())
     alt: list[x509.GeneralName] = []
@@ -55,7 +63,17 @@ def self_signed(directory: Path, hosts: list[str]) -> tuple[Path, Path]:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=825))
         .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )  # fmt: skip
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     tmp_key = key_path.with_suffix(".tmp")

@@ -81,6 +81,62 @@ def test_certificate_is_reused_across_restarts(tls_server) -> None:  # type: ign
         stop_server(again)
 
 
+def _is_ca(pem: bytes) -> bool:
+    from cryptography import x509
+
+    return bool(x509.load_pem_x509_certificate(pem).extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+
+
+def test_certificate_is_a_server_certificate_not_a_ca(tls_server) -> None:  # type: ignore[no-untyped-def]
+    # rustls (Rust's object_store: polars, delta-rs) refuses a CA certificate as a server's own
+    # (CaUsedAsEndEntity), even when it is the very root the client was given.
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    assert tls_server.root is not None
+    cert = x509.load_pem_x509_certificate((tls_server.root / ".s3serve" / "tls" / "cert.pem").read_bytes())
+    assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert (usage.digital_signature, usage.key_cert_sign) == (True, False)
+    assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.SERVER_AUTH]
+
+
+def test_a_ca_certificate_left_by_an_older_server_is_replaced(tmp_path: Path) -> None:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    tls = tmp_path / "root" / ".s3serve" / "tls"
+    tls.mkdir(parents=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "s3serve self-signed")])
+    now = datetime.datetime.now(datetime.UTC)
+    old = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    (tls / "cert.pem").write_bytes(old.public_bytes(serialization.Encoding.PEM))
+    (tls / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    srv = start_server(tmp_path / "root", "--tls-self-signed", "--no-fsync")
+    try:
+        pem = (tls / "cert.pem").read_bytes()
+        assert pem != old.public_bytes(serialization.Encoding.PEM)
+        assert not _is_ca(pem)
+        assert _client(srv).list_buckets()["ResponseMetadata"]["HTTPStatusCode"] == 200
+    finally:
+        stop_server(srv)
+
+
 def test_virtual_host_style_over_https_with_the_self_signed_certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The client resolves the domain and its buckets' names to the loopback address, as a
     # hosts file or *.localhost resolution would; the certificate must cover <bucket>.DOMAIN.
