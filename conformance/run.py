@@ -46,6 +46,7 @@ CLIENTS: dict[str, list[str]] = {
     "js-sdk-v3": ["node", "--no-warnings", str(HERE / "clients" / "js" / "sdk_v3.mjs")],
     "pyarrow": [PY, "-m", "conformance.clients.pyarrow_s3"],
     "restic": [PY, "-m", "conformance.clients.restic"],
+    "object_store": [PY, "-m", "conformance.clients.object_store"],
 }
 CLIENT_TIMEOUT = 900.0
 
