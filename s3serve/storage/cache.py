@@ -221,22 +221,47 @@ class CacheBackend(CacheMultipart, Backend):
         """The upstream no longer has ``key``: remove the copy here, unless it is not a copy but
         a file another program put into ROOT, which may be the only one of its data."""
         self._fresh.pop((bucket, key), None)
-        if not await replicas.is_replica(self.local, bucket, key):
+        copy = replicas.replica_at(self.local, bucket, key)
+        if copy is None:
             return False
-        await self._drop_local(bucket, key)
+        await self._drop_local(bucket, key, copy)
         return True
 
-    async def _drop_local(self, bucket: str, key: str) -> None:
-        """Forget the replica at ``key`` (stale, or the upstream changed it): the next read fetches."""
+    async def _drop_local(self, bucket: str, key: str, only: ObjectInfo | None = None) -> bool:
+        """Forget the local object at ``key`` (stale, or the upstream changed it): the next read
+        fetches. ``only``: if it still is that replica. Whether a replica went; its bytes are
+        taken off the size limit's count (a file another program put there never was on it)."""
         self._fresh.pop((bucket, key), None)
-        with contextlib.suppress(errors.S3Error):
-            await self.local.delete_object(bucket, key)
+        copy = only if only is not None else replicas.replica_at(self.local, bucket, key)
+        removed: list[ObjectInfo | None] = []
 
-    async def drop_replica(self, bucket: str, key: str, etag: str) -> None:
-        """Evict the replica at ``key`` if it still is the one with ``etag``."""
-        local = await self._local_info(bucket, key)
-        if local is not None and local.etag == etag:
-            await self._drop_local(bucket, key)
+        def check(current: ObjectInfo | None) -> None:
+            # Under the key's lock: what goes is known exactly, whoever wrote it meanwhile.
+            if only is not None and (current is None or not replicas.same_file(current, only)):
+                raise errors.PreconditionFailed()  # written over since it was found: it stays
+            removed.append(current)
+
+        try:
+            await self.local.delete_object(bucket, key, None if copy is None else check)
+        except errors.ConditionalRequestConflict:
+            # A file another program put there this instant (no record yet): the key was
+            # written or deleted upstream, so it goes as before, not counted.
+            if only is None:
+                with contextlib.suppress(errors.S3Error):
+                    await self.local.delete_object(bucket, key)
+            return False
+        except errors.S3Error:
+            return False
+        gone = removed[0] if removed else None
+        if copy is None or gone is None or not replicas.same_file(gone, copy):
+            return False
+        self.evictor.credit(copy.size)
+        return True
+
+    async def drop_replica(self, bucket: str, key: str, etag: str) -> bool:
+        """Evict the replica at ``key`` if it still is the one with ``etag``; whether it went."""
+        copy = replicas.replica_at(self.local, bucket, key)
+        return copy is not None and copy.etag == etag and await self._drop_local(bucket, key, copy)
 
     # -- buckets ------------------------------------------------------------------------------
     async def list_buckets(self) -> list[BucketInfo]:
@@ -368,6 +393,7 @@ class CacheBackend(CacheMultipart, Backend):
         # the file in place, and an estimate short of the disk would let the cache outgrow its
         # limit (one too high only costs a round, which counts the disk again).
         kept = True
+        replaced = 0
         try:
             if self._overtaken(bucket, key, since):  # written while it waited for room
                 kept = False
@@ -379,7 +405,17 @@ class CacheBackend(CacheMultipart, Backend):
                 spooled.discard()  # publish_replica, which consumes it, is not reached
                 raise
             superseded = replicas.not_superseded(info, optional=fill)
-            await replicas.publish_replica(self.local, bucket, key, spooled, info, tags, superseded)
+            old = replicas.replica_at(self.local, bucket, key)
+
+            def check(current: ObjectInfo | None) -> None:
+                # Under the key's lock: the copy this one takes the place of gives its bytes
+                # back to the count (if it is the one found above: not another program's file).
+                nonlocal replaced
+                superseded(current)
+                if old is not None and current is not None and replicas.same_file(current, old):
+                    replaced = old.size
+
+            await replicas.publish_replica(self.local, bucket, key, spooled, info, tags, check)
         except replicas.Superseded:
             kept = False
             return  # a newer copy is there, put by another worker process: it stays
@@ -389,7 +425,7 @@ class CacheBackend(CacheMultipart, Backend):
             await self._drop_local(bucket, key)
             return
         finally:
-            self.evictor.settle(bucket, key, info.size, kept=kept)
+            self.evictor.settle(bucket, key, info.size, kept=kept, replaced=replaced)
         self._unkept.pop((bucket, key), None)
         if self._overtaken(bucket, key, since):  # written while this one was being published
             await self._drop_local(bucket, key)

@@ -2,32 +2,36 @@
 
 A round walks the replicas (the local backend's own listing, so it sees what is on disk, across
 every worker process), and when they hold more than the limit removes the least recently used
-until they hold LOW_WATER of it. Before removing one it asks the upstream (a round stops when it
-cannot be reached: the copies are then the only way to serve the objects).
+until they hold LOW_WATER of it. It asks the upstream once first (and again every REACH_CHECK
+seconds while it runs): while the upstream cannot be reached the copies are the only way to
+serve their objects (readthrough serves them on error), so none is removed and the round stops.
+Nothing more is asked per copy: a copy goes whatever the upstream says of its object (has it,
+has a newer version, deleted it behind this server's back), and every copy is of something the
+upstream acknowledged (a write becomes a replica only after the upstream took it), so a HEAD
+per copy only cost a request each and let fills outrun the round under load.
 
 Only copies the cache made count and go. A file another program put into ROOT is neither counted
 against the limit nor removed, even when the upstream holds the same bytes: it is not the
 cache's to remove, and counting it would have a few large ones evict every copy on every round.
 
-Rounds alone cannot hold the limit under load: fills finish faster than a round confirms and
-removes copies, and a cache of 20 MiB read by 16 clients held 80 MiB of copies. So a copy is
-published only into room reserved for it beforehand (admit/settle): the bytes of the replicas
-never exceed the limit, as this process counts them (what the last round found, plus what was
-published and reserved since). A copy that finds no room wakes a round that makes room for it;
-a fill or a completed multipart upload (no client waits for their copy) waits for that round,
-briefly, a PUT does not; what still finds no room is not kept (the upstream has it: the next
-read fetches it). Beyond the replicas, the disk holds the temp files of fills
-and uploads on their way, each at most its object's size, and of fills waiting for room, at
-most the limit's size in all (see admit). With several worker processes sharing ROOT each
-counts what it published since the last round's scan; what the others published meanwhile the
-next round finds.
+Rounds alone cannot hold the limit under load: fills finish faster than a round removes copies,
+and a cache of 20 MiB read by 16 clients held 80 MiB of copies. So a copy is published only into
+room reserved for it beforehand (admit/settle): the bytes of the replicas never exceed the limit
+as the Ledger counts them. The Ledger is one small file in the cache's state folder that every
+worker process serving ROOT updates under flock: what the last round found, plus what any
+process published since, minus what any removed or wrote over, and what each has reserved and
+not yet published. (Each process counting for itself let N workers hold N times the limit.)
+A copy that finds no room wakes a round that makes room for it; a fill or a completed multipart
+upload (no client waits for their copy) waits for that round, briefly, a PUT does not; what
+still finds no room is not kept (the upstream has it: the next read fetches it). Beyond the
+replicas, the disk holds the temp files of fills and uploads on their way, each at most its
+object's size, and of fills waiting for room, at most the limit's size in all (see admit).
 
 Recency is what this process saw (reads and writes); what it has not seen since it started ranks
-by its Last-Modified. Rounds run every ``interval`` seconds, and at once when writes took the
-estimated total over the limit or a copy found no room, including writes made while a round ran
-here or in another worker process (which a round's scan may have missed). While the upstream
-cannot be reached a round stops at its first check: nothing can be removed then, and one log
-line says so.
+by its Last-Modified. Rounds run every ``interval`` seconds, and at once when the count went over
+the limit or a copy found no room, including while a round ran here or in another worker process
+(which a round's scan may have missed). While the upstream cannot be reached a round stops at
+its first check, and one log line says so.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import math
 import os
 import time
 from collections import OrderedDict
@@ -45,24 +50,27 @@ from typing import TYPE_CHECKING
 from .. import errors
 from . import replicas
 from .base import ObjectInfo
+from .ledger import Ledger
 
 if TYPE_CHECKING:
     from .cache import CacheBackend
 
 log = logging.getLogger("s3serve.cache")
 
-# Replicas confirmed with the upstream (one HEAD each) at once in an eviction round.
-EVICT_BATCH = 16
 LOW_WATER = 0.9
 ACCESS_ENTRIES = 1 << 18
 PAGE = 1000
+# How long a round goes on removing copies after the upstream last answered it: an outage that
+# begins while it runs must not take every copy that could be served meanwhile.
+REACH_CHECK = 5.0
 # How soon a round skipped because another worker held the lock is tried again, when this
 # process's writes took it over the limit (the other round's scan may predate them).
 LOCK_RETRY = 0.2
-# How long a fill that found no room waits, at most, for the round it woke: a round takes a scan
-# and a few batches of HEADs. Its temp file stays on the disk meanwhile, so not for long.
+# How long a fill that found no room waits, at most, for the round it woke: a round takes a scan,
+# one HEAD and local removals. Its temp file stays on the disk meanwhile, so not for long.
 ADMIT_WAIT = 2.0
-
+# The Ledger's file, in ROOT/.s3serve/.
+LEDGER = "cache-ledger"
 
 @dataclass
 class Replica:
@@ -78,11 +86,9 @@ class Evictor:
         self.cache = cache
         self.max_bytes = max_bytes
         self.interval = interval
-        self.estimate = 0  # bytes held, as of the last round plus what was published since
-        self.pending = 0  # bytes admitted and not yet published or given up (settle)
+        self.ledger = Ledger(os.path.join(cache.local.meta.hidden, LEDGER))
         self.evicted = 0  # replicas removed since start (for logs and tests)
         self.refused = 0  # copies not kept for want of room (for logs and tests)
-        self._added_since_scan = 0  # bytes published since the running round listed the disk
         self._wanted = 0  # bytes refused room since the last round: the next one makes room
         self._waiting: list[asyncio.Future[None]] = []  # admissions waiting for that round
         self._measured = asyncio.Event()  # a round's scan has counted what is on the disk
@@ -92,6 +98,17 @@ class Evictor:
         self._kinds: OrderedDict[tuple[str, str], tuple[tuple[str, float, int], bool]] = OrderedDict()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False  # a copy published after stop() is not kept
+
+    @property
+    def estimate(self) -> int:
+        """Bytes the replicas hold, as every worker process counts them (the Ledger)."""
+        return self.ledger.totals()[0]
+
+    @property
+    def pending(self) -> int:
+        """Bytes admitted and not yet published or given up, in every worker process."""
+        return self.ledger.totals()[1]
 
     async def start(self) -> None:
         if self.max_bytes is not None:
@@ -105,6 +122,10 @@ class Evictor:
             self._task = None
         self._release(self._waiting)
         self._waiting = []
+        # Copies are kept no more: a request still under way as the server stops would
+        # otherwise count (or reserve) bytes in the shared count after its slot was given up.
+        self._stopped = True
+        self.ledger.close()
 
     def touch(self, bucket: str, key: str) -> None:
         access = self._access
@@ -118,15 +139,15 @@ class Evictor:
         keep it (its bytes were served, or are on the upstream). Every True is followed by one
         ``settle``. ``patient``: wait (ADMIT_WAIT at most) for a round to make room."""
         if self.max_bytes is None:
-            self.pending += size
             return True
+        if self._stopped:
+            return False
         if not self._measured.is_set() and self._task is not None:
             # Moments after start: the first round is counting what earlier runs left here.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(ADMIT_WAIT):
                     await self._measured.wait()
-        if self._fits(size):
-            self.pending += size
+        if self._reserve(size):
             return True
         if size <= self.max_bytes:
             # The next round makes room for it, from the least recently used: refused, it is kept
@@ -142,31 +163,39 @@ class Evictor:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(ADMIT_WAIT):
                         await waiter
-                if self._fits(size):
-                    self.pending += size
+                if self._reserve(size):
                     return True
         self.refused += 1
         return False
 
-    def _fits(self, size: int) -> bool:
+    def _reserve(self, size: int) -> bool:
         assert self.max_bytes is not None
         if not size:
             return True  # a folder marker or an empty object: no bytes to hold
-        return self._measured.is_set() and self.estimate + self.pending + size <= self.max_bytes
+        return self._measured.is_set() and not self._stopped and self.ledger.reserve(size, self.max_bytes)
 
-    def settle(self, bucket: str, key: str, size: int, *, kept: bool) -> None:
-        """The replica ``admit`` made room for was published (``kept``), or was not after all."""
-        self.pending -= size
+    def settle(self, bucket: str, key: str, size: int, *, kept: bool, replaced: int = 0) -> None:
+        """The replica ``admit`` made room for was published (``kept``; over a replica of
+        ``replaced`` bytes, which it takes off the count), or was not after all."""
+        over = False
+        if self.max_bytes is not None and not self._stopped and (size or replaced):
+            held = self.ledger.settle(size, kept=kept, replaced=replaced)
+            over = held > self.max_bytes
         if not kept:
             return
         self.touch(bucket, key)
-        self.estimate += size
-        self._added_since_scan += size
-        if self._over():
+        if over or self._wanted > 0:
             self._wake.set()
 
+    def credit(self, size: int) -> None:
+        """A replica of ``size`` bytes was removed (evicted, deleted, found stale)."""
+        if self.max_bytes is not None and not self._stopped and size:
+            self.ledger.credit(size)
+
     def _over(self) -> bool:
-        return self.max_bytes is not None and (self.estimate > self.max_bytes or self._wanted > 0)
+        if self.max_bytes is None:
+            return False
+        return self._wanted > 0 or self.ledger.totals()[0] > self.max_bytes
 
     @staticmethod
     def _release(waiting: list[asyncio.Future[None]]) -> None:
@@ -253,68 +282,43 @@ class Evictor:
 
     async def _round(self, max_bytes: int) -> None:
         wanted, self._wanted = self._wanted, 0
-        self._added_since_scan = 0
+        before = self.ledger.published()
         held = await self.replicas()
         total = sum(r.size for r in held)
-        # What was written while this round ran counts too (perhaps twice, if the scan saw it:
-        # that costs at most one more round, where missing it let the cache outgrow its limit).
-        self.estimate = total + self._added_since_scan
+        reserved, added = self.ledger.reset(total, before)
         self._measured.set()
-        # Room for what is admitted and on its way, and for what found none since the last round.
-        room = self.pending + self._added_since_scan + min(wanted, max_bytes // 2)
+        # Room for what is admitted and on its way (in every process), for what was published
+        # while the scan ran, and for what found none since the last round.
+        room = reserved + added + min(wanted, max_bytes // 2)
         if total + room <= max_bytes:
             return
         target = max(0, min(int(max_bytes * LOW_WATER), max_bytes - room))
-        candidates = iter(sorted(held, key=lambda r: r.last_used))
-        size = 1  # one first: an unreachable upstream stops the round after one try
+        answered = -math.inf  # when the upstream last answered this round
         try:
-            while total > target:
-                # The next least recently used, as many as bring the total to the target (up to
-                # ``size``, doubling to EVICT_BATCH), confirmed with the upstream at once: one
-                # HEAD after another let fills outrun the round under load.
-                batch: list[Replica] = []
-                need = total - target
-                for replica in candidates:
-                    batch.append(replica)
-                    need -= replica.size
-                    if need <= 0 or len(batch) == size:
-                        break
-                size = min(size * 2, EVICT_BATCH)
-                if not batch:
+            for replica in sorted(held, key=lambda r: r.last_used):
+                if total <= target:
                     break
-                results = await asyncio.gather(*(self._evict(r) for r in batch), return_exceptions=True)
-                for replica, result in zip(batch, results, strict=True):
-                    if result is True:
-                        self._access.pop((replica.bucket, replica.key), None)
-                        total -= replica.size
-                        self.evicted += 1
-                for result in results:
-                    if isinstance(result, BaseException):
-                        raise result
+                if time.monotonic() - answered > REACH_CHECK:
+                    await self._reach(replica)
+                    answered = time.monotonic()
+                # Only the copy the scan found: a file another program put over it since stays.
+                if await self.cache.drop_replica(replica.bucket, replica.key, replica.etag):
+                    self._access.pop((replica.bucket, replica.key), None)
+                    total -= replica.size
+                    self.evicted += 1
         except errors.ServiceUnavailable:
-            # The upstream cannot be reached (remote_http logged why): every other check would
-            # fail alike, and nothing may be removed unconfirmed. The next round tries again.
-            log.warning("cache: eviction paused, the upstream cannot confirm copies: %d bytes held (limit %d)", total, max_bytes)
+            # The upstream cannot be reached (remote_http logged why): while it cannot, the
+            # copies are the only way to serve their objects. The next round tries again.
+            log.warning("cache: eviction paused, the upstream cannot be reached: %d bytes held (limit %d)", total, max_bytes)
         else:
             log.info("cache: %d bytes held after eviction (limit %d)", total, max_bytes)
-        self.estimate = total + self._added_since_scan
 
-    async def _evict(self, replica: Replica) -> bool:
-        """Remove ``replica`` if that loses nothing; whether it is gone. ServiceUnavailable when
-        the upstream cannot be asked."""
-        # Asked though a copy goes whatever the answer: while the upstream cannot be reached, the
-        # copies are the only way to serve their objects (readthrough serves them on error).
+    async def _reach(self, replica: Replica) -> None:
+        """Whether the upstream answers (ServiceUnavailable when it does not); asked about a
+        candidate, though any answer will do: a copy goes whatever the upstream says of it."""
         try:
             await self.cache.upstream.head_object(replica.bucket, replica.key)
-        except (errors.NoSuchKey, errors.NoSuchBucket):
-            pass
         except errors.ServiceUnavailable:
             raise
         except errors.S3Error:
-            return False  # refused for this object (a policy, say): keep it, go on with the others
-        # A copy the cache made can go (the upstream has it, a newer version, or deleted it behind
-        # this server's back); a file another program put over it since the scan stays.
-        if not await replicas.is_replica(self.cache.local, replica.bucket, replica.key):
-            return False
-        await self.cache.drop_replica(replica.bucket, replica.key, replica.etag)
-        return True
+            pass  # no such key, refused, ...: an answer all the same

@@ -4,6 +4,7 @@ with the upstream's ETag, time and metadata rather than ones of its own."""
 
 from __future__ import annotations
 
+import stat
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -118,6 +119,31 @@ async def is_replica(disk: DiskBackend, bucket: str, key: str) -> bool:
     except errors.S3Error:
         return False
     return found.record.modified_ns is not None
+
+
+def replica_at(disk: DiskBackend, bucket: str, key: str) -> ObjectInfo | None:
+    """The replica at ``key`` as its record describes it; None when there is none (nothing, or
+    a file another program put there). Nothing is read or hashed: a stat and the record."""
+    try:
+        _, kp, path = disk._locate(bucket, key)
+    except errors.S3Error:
+        return None
+    found = disk._resolve(path)
+    if found is None:
+        return None
+    real, st = found
+    if not (stat.S_ISDIR(st.st_mode) if kp.is_folder else stat.S_ISREG(st.st_mode)):
+        return None
+    record = disk.meta.load(real, bucket, kp.key, st)
+    if record is None or record.modified_ns is None or record.folder != kp.is_folder:
+        return None
+    return record.to_info(kp.key)
+
+
+def same_file(a: ObjectInfo, b: ObjectInfo) -> bool:
+    """Whether two descriptions of the object at a key are of one version of it (a replica
+    written over since has another ETag or time: the upstream's)."""
+    return (a.etag, a.size, a.last_modified) == (b.etag, b.size, b.last_modified)
 
 
 async def objects_of(disk: DiskBackend, bucket: str, page_size: int = 1000) -> AsyncIterator[ObjectInfo]:

@@ -10,6 +10,8 @@ import fcntl
 import hashlib
 import logging
 import os
+import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -313,6 +315,54 @@ async def test_writes_made_while_another_worker_evicts_are_evicted_at_once(make_
     finally:
         os.close(lock)
     await until(lambda: _held(here) <= 250_000, timeout=3)
+
+
+async def test_an_eviction_round_asks_the_upstream_once_not_once_per_copy(
+    make_cached, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    # The upstream is asked only whether it can be reached (while it cannot, the copies are the
+    # only way to serve their objects): a copy goes whatever it says of its object, and every
+    # copy is of a write it acknowledged. One HEAD per copy cost a request each (billed, on S3)
+    # and let fills outrun the round.
+    send, cache, here, _ = await make_cached()
+    for i in range(12):
+        assert (await send("PUT", f"/bkt/k{i:02d}", os.urandom(10_000))).status == 200
+    asked: list[str] = []
+    head = cache.upstream.head_object
+
+    async def counted(bucket: str, key: str) -> ObjectInfo:
+        asked.append(key)
+        return await head(bucket, key)
+
+    monkeypatch.setattr(cache.upstream, "head_object", counted)
+    cache.evictor.max_bytes = 30_000
+    assert await cache.evictor.round()
+    assert _held(here) == 20_000  # down to LOW_WATER of the limit
+    assert cache.evictor.evicted == 10
+    assert len(asked) == 1, asked
+
+
+async def test_the_reservations_of_a_worker_that_died_are_given_back(make_cached) -> None:  # type: ignore[no-untyped-def]
+    # Worker processes share one count of the replicas' bytes (storage/ledger.py), with the room
+    # each reserved for copies on their way. One killed mid-fill must not hold its room forever.
+    send, cache, here, _ = await make_cached(max_bytes=250_000, evict_interval=3600)
+    await until(lambda: cache.evictor.estimate == 0 and not cache.evictor._wake.is_set())
+    worker = (
+        "import os, signal, sys\n"
+        "from s3serve.storage.ledger import Ledger\n"
+        "assert Ledger(sys.argv[1]).reserve(200_000, 250_000)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(cache_module.__file__).parents[2])}
+    died = await asyncio.create_subprocess_exec(sys.executable, "-c", worker, cache.evictor.ledger.path, env=env)
+    assert await died.wait() == -signal.SIGKILL
+    assert cache.evictor.pending == 200_000
+    assert (await send("PUT", "/bkt/k", os.urandom(100_000))).status == 200
+    assert not (here / "k").exists()  # no room: another worker reserved it, as far as anyone can tell
+    await until(lambda: cache.evictor.pending == 0)  # the round that PUT woke found the worker gone
+    data = os.urandom(100_000)
+    assert (await send("PUT", "/bkt/k", data)).status == 200
+    assert (here / "k").read_bytes() == data
 
 
 async def test_an_unreachable_upstream_stops_an_eviction_round_at_once(

@@ -144,8 +144,12 @@ def test_files_the_cache_did_not_make_neither_count_nor_are_evicted(tmp_path: Pa
             direct.put_object(Bucket="foreign", Key=key, Body=data)  # type: ignore[attr-defined]
         here = root / "foreign"
         mine = os.urandom(2 * MiB)
-        (here / "mine").write_bytes(mine)  # nowhere else: the only copy
-        (here / "same").write_bytes(same)  # the upstream's bytes, but a file its user put here
+        # Written beside ROOT and renamed in: a round (every 0.1 s) that saw a file half written
+        # and then whole would see two versions of it, and say twice that it keeps it.
+        for name, data in (("mine", mine), ("same", same)):
+            (tmp_path / name).write_bytes(data)
+            (tmp_path / name).rename(here / name)
+        # "mine": nowhere else, the only copy; "same": the upstream's bytes, but a file its user put here.
 
         first = ["k0", "k1", "k2"]
         for key in first:
@@ -172,3 +176,117 @@ def test_files_the_cache_did_not_make_neither_count_nor_are_evicted(tmp_path: Pa
     log = srv.log_path.read_text()
     assert "Traceback" not in log
     assert log.count("keeping foreign/mine") == 1, log
+
+
+def _processes(srv: Server) -> list[int]:
+    """The server's process and the worker processes it forked (--workers)."""
+    assert srv.process is not None
+    pid = srv.process.pid
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [pid, *map(int, f.read().split())]
+
+
+def _written(pid: int) -> int:
+    """Bytes the process wrote so far (files and sockets alike)."""
+    with open(f"/proc/{pid}/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("wchar:"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="tells the workers apart by /proc")
+def test_worker_processes_hold_the_cache_size_together(tmp_path: Path, upstream: Server) -> None:
+    # --workers 2 on one ROOT: each process counted only the copies it had published itself
+    # since the last scan, so between rounds the replicas of both reached twice --cache-size.
+    limit = 8 * MiB
+    root = tmp_path / "cache"
+    root.mkdir()
+    srv = start_cache(root, upstream, "--workers", "2", "--cache-size", str(limit), "--cache-evict-interval", "1m")
+    rnd = random.Random(11)
+    direct = upstream.client(max_pool_connections=16)
+    direct.create_bucket(Bucket="workers")  # type: ignore[attr-defined]
+    objects = {f"w{i:02d}": rnd.randbytes(rnd.randint(MiB // 2, 3 * MiB // 2)) for i in range(48)}
+    digests = {key: hashlib.md5(data).hexdigest() for key, data in objects.items()}
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda key: direct.put_object(Bucket="workers", Key=key, Body=objects[key]), objects))  # type: ignore[attr-defined]
+    objects.clear()
+    keys = sorted(digests)
+    workers = _processes(srv)
+    assert len(workers) == 2, workers
+    written = [_written(pid) for pid in workers]
+    # A client (so a connection) per reader: the kernel puts each on either worker (SO_REUSEPORT).
+    clients = [srv.client() for _ in range(16)]
+    sampler = DiskSampler(root)
+    wrong: list[str] = []
+
+    def reader(n: int) -> None:
+        for j in range(3):  # every object read once, all of them cold
+            key = keys[n + 16 * j]
+            body = clients[n].get_object(Bucket="workers", Key=key)["Body"].read()  # type: ignore[attr-defined]
+            if hashlib.md5(body).hexdigest() != digests[key]:
+                wrong.append(key)
+
+    sampler.start()
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(reader, range(16)))
+        time.sleep(0.5)  # the last fills are published (or not) after their readers were served
+    finally:
+        sampler.stop()
+        served = [_written(pid) - before for pid, before in zip(workers, written, strict=True)]
+        stop_server(srv)
+    print(f"peak replicas {sampler.peak / MiB:.1f} MiB, limit {limit / MiB:.0f} MiB ({sampler.samples} samples), "
+          f"written by the workers {[round(n / MiB) for n in served]} MiB")  # fmt: skip
+    assert not wrong
+    assert all(n > 4 * MiB for n in served), "both workers served cold reads (and filled copies)"
+    assert sampler.samples > 20
+    assert sampler.peak <= limit, f"replicas of both workers peaked at {sampler.peak / MiB:.1f} MiB"
+    assert sampler.peak > limit // 2, "the cache kept copies at all"
+    assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def test_copies_written_over_or_deleted_give_back_their_bytes(tmp_path: Path, upstream: Server) -> None:
+    # A PUT through the cache, or a fill after a change on the upstream, over a kept copy
+    # counted the new copy without taking off the old one (a DELETE through the cache too took
+    # nothing off): after a few of them a 1 MiB cache holding one 300 kB copy counted itself
+    # full, and the next PUT's copy was not kept, nor the version it replaced.
+    root = tmp_path / "cache"
+    root.mkdir()
+    srv = start_cache(root, upstream, "--cache-size", "1MiB", "--cache-evict-interval", "1h")
+    try:
+        s3, direct = srv.client(), upstream.client()
+        s3.create_bucket(Bucket="overwrite")  # type: ignore[attr-defined]
+        here = root / "overwrite"
+
+        def put(key: str, why: str) -> bytes:
+            data = os.urandom(300_000)
+            s3.put_object(Bucket="overwrite", Key=key, Body=data)  # type: ignore[attr-defined]
+            assert _read(here / key) == data, f"{why}: the PUT's copy was not kept"
+            return data
+
+        put("k", "the first PUT")
+        for _ in range(2):  # changed on the upstream, read through the cache: a fill over the copy
+            data = os.urandom(300_000)
+            direct.put_object(Bucket="overwrite", Key="k", Body=data)  # type: ignore[attr-defined]
+            assert s3.get_object(Bucket="overwrite", Key="k")["Body"].read() == data  # type: ignore[attr-defined]
+            until(lambda: _read(here / "k") == data, timeout=5)  # noqa: B023 - called at once
+        put("k", "a PUT after two fills over the copy")
+        for n in range(3):
+            put("k", f"PUT {n + 1} over the copy")
+        for n in range(4):
+            put("gone", f"PUT {n + 1} after as many DELETEs")
+            s3.delete_object(Bucket="overwrite", Key="gone")  # type: ignore[attr-defined]
+            assert not (here / "gone").exists()
+        kept = {key: put(key, "a PUT with room for it") for key in ("a", "b")}
+        assert _replica_bytes(here, ["k", "a", "b"]) == 900_000
+        time.sleep(0.3)
+        for key, data in kept.items():
+            assert _read(here / key) == data, f"{key}: evicted with the cache under its size"
+    finally:
+        stop_server(srv)
+    assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
