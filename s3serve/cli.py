@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--min-part-size", default=_env("MIN_PART_SIZE", "5MiB"), help="smallest multipart part but the last, for tests only lower it [S3SERVE_MIN_PART_SIZE] (default 5MiB)")
     serve.add_argument("--multipart-expiry", default=_env("MULTIPART_EXPIRY", "24h"), help="remove uploads idle this long [S3SERVE_MULTIPART_EXPIRY] (default 24h)")
     serve.add_argument("--gc-interval", default=_env("GC_INTERVAL", "1h"), help="how often to look for expired uploads [S3SERVE_GC_INTERVAL] (default 1h)")
-    serve.add_argument("--body-timeout", default=_env("BODY_TIMEOUT", "20s"), help="answer 400 RequestTimeout when a request body stalls this long [S3SERVE_BODY_TIMEOUT] (default 20s, as S3)")
+    serve.add_argument("--body-timeout", default=_env("BODY_TIMEOUT", "20s"), help="answer 400 RequestTimeout when a request body stalls this long, or its headers take this long [S3SERVE_BODY_TIMEOUT] (default 20s, as S3)")
     serve.add_argument("--no-fsync", action="store_true", default=_env_flag("NO_FSYNC"), help="do not fsync object data before publishing it [S3SERVE_NO_FSYNC]")
     serve.add_argument("--tls-cert", default=_env("TLS_CERT"), help="PEM certificate for https [S3SERVE_TLS_CERT]")
     serve.add_argument("--tls-key", default=_env("TLS_KEY"), help="PEM private key for https [S3SERVE_TLS_KEY]")

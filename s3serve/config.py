@@ -53,7 +53,8 @@ class Config:
     keepalive_every: float = 5.0
     # A request body from which nothing arrives for this long is answered 400 RequestTimeout and
     # its connection closed, as S3 does after about 20 s: a stalled client would otherwise hold
-    # its handler, its temp file and its connection for good (framing.py).
+    # its handler, its temp file and its connection for good (framing.py). So is a request whose
+    # header section is not whole this long after its first byte (slowloris).
     body_timeout: float = 20.0
     # Upstream cache mode: ROOT keeps copies of the objects of this S3 endpoint, which every write
     # goes through to and every miss is read from (storage/cache.py).

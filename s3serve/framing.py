@@ -6,7 +6,7 @@ Transfer-Encoding, bad chunked framing) before any route runs, with a text/plain
 ``RequestHandler.handle_error``. It has no hook for that answer (aio-libs/aiohttp#3287, #9882), so
 ``S3RequestHandler`` overrides the method and ``S3AppRunner`` makes connections of that class.
 
-The same class covers three ways a connection could otherwise go silent:
+The same class covers four ways a connection could otherwise go silent:
 
 - the parser gives up in the middle of a request body (a broken chunk-size line): aiohttp queues
   the error behind the request, whose handler then waits for the rest of a body that never comes;
@@ -15,7 +15,17 @@ The same class covers three ways a connection could otherwise go silent:
 - the client stops sending in the middle of a body and keeps the connection open: its handler,
   temp file and connection would wait forever. S3 answers 400 RequestTimeout after about 20 s of
   silence; ``S3Server`` looks at its connections every few seconds for a body that has heard
-  nothing for ``Config.body_timeout`` (one timestamp per socket read, no timer per request).
+  nothing for ``Config.body_timeout`` (one timestamp per socket read, no timer per request);
+- the client sends part of a request line or headers and stops (slowloris): aiohttp's keep-alive
+  timeout (an hour) is all that would end it. The header section of a request must be whole
+  within the same ``Config.body_timeout`` of its first byte, or RequestTimeout again. A connection
+  between requests with no byte of a next one is idle, not stalled: aiohttp's keep-alive applies.
+
+And one way a request could be lost: aiohttp's parser fails for a whole read, so the requests it
+read whole before the bytes that broke it (typically an HTTP/1.1 PUT without Content-Length, whose
+body came in the same packet as its headers and was taken for a next request) were dropped with
+it. They are parsed again and answered first (that PUT: 411 MissingContentLength, as when its body
+comes in a later packet), then the error.
 """
 
 from __future__ import annotations
@@ -27,8 +37,9 @@ import time
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http import HttpRequestParser, HttpVersion11, RawRequestMessage
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
-from aiohttp.streams import StreamReader
+from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import _ErrInfo
 
 from . import errors, s3xml
@@ -43,10 +54,25 @@ PARSE_ERROR = "An error occurred when parsing the HTTP request."
 # llhttp's reason (and aiohttp's Python parser's) for bytes after a request that said it was the
 # last: an HTTP/1.0 request, or one with "Connection: close".
 _DATA_AFTER_CLOSE = "Data after `Connection: close`"
+# The end of a header section (and of a chunked body); llhttp as aiohttp runs it takes no bare LF.
+_BLANK_LINE = b"\r\n\r\n"
+# Bytes of an unfinished header section kept, to parse again should the read that ends it fail
+# (_recover_requests). Far over any real one; a longer one is still timed, just not kept.
+_HEAD_KEPT = 64 * 1024
+
+
+class HeaderTimeout(HttpProcessingError):
+    """A request's header section not whole within ``Config.body_timeout`` of its first byte.
+    One of aiohttp's parse errors, so it is answered (and logged, cli's filter) like them."""
+
+    def __init__(self) -> None:
+        super().__init__(code=400, message="Request header section not complete within the timeout")
 
 
 def parse_error(exc: BaseException | None) -> errors.S3Error:
     """The S3 error for a request aiohttp's parser refused with ``exc``."""
+    if isinstance(exc, HeaderTimeout):
+        return errors.RequestTimeout()
     message = exc.message if isinstance(exc, HttpProcessingError) else ""
     if isinstance(exc, LineTooLong) or message.startswith("Too many headers"):
         # S3 counts the request line and the headers against one limit and names it so.
@@ -54,8 +80,8 @@ def parse_error(exc: BaseException | None) -> errors.S3Error:
     if message.startswith(_DATA_AFTER_CLOSE):
         # Bytes after a request that said it was the last are, in practice, the body of an
         # HTTP/1.0 PUT sent without Content-Length (HTTP/1.0 has no other way to send one), which
-        # ended with its headers. That request itself is lost with the error (the parser raises
-        # for the whole read), so this answer stands for it.
+        # ended with its headers. That request is parsed again and answered before this error
+        # (S3RequestHandler._recover_requests); where it cannot be, this answer stands for it.
         return errors.MissingContentLength()
     return errors.BadRequest(PARSE_ERROR)
 
@@ -79,10 +105,21 @@ def refusal(error: errors.S3Error) -> web.Response:
 class S3RequestHandler(web.RequestHandler):
     """aiohttp's connection protocol, answering framing errors as S3 does (see the module doc)."""
 
-    __slots__ = ("heard",)
+    __slots__ = ("heard", "_fed", "_fed_chunked", "_tail", "_head_began", "_head", "_untracked")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.heard = time.monotonic()  # when the client last sent something
+        # The body of the newest request the parser read (the only one it can still be feeding).
+        self._fed: StreamReader = EMPTY_PAYLOAD
+        self._fed_chunked = False
+        self._tail = b""  # the last (up to) 3 bytes received: a blank line may straddle two reads
+        # Where the parser is between requests (see _follow_head). _head_began: when the first
+        # byte of a header section not yet whole arrived (None: none is known to be pending).
+        # _head: that header section's bytes so far (b"": the parser is known to be between
+        # requests; None: not known, or over _HEAD_KEPT).
+        self._head_began: float | None = None
+        self._head: bytes | bytearray | None = b""
+        self._untracked = False
         super().connection_made(transport)
 
     def handle_error(
@@ -96,19 +133,188 @@ class S3RequestHandler(web.RequestHandler):
         # a line) and refuses to answer twice when an answer has begun; its text answer is dropped.
         super().handle_error(request, status, exc, message)
         if status == 400 and isinstance(exc, HttpProcessingError):
+            # The request stands for one aiohttp could not read: HTTP/1.0 as it knows no version.
+            # S3 answers in HTTP/1.1 (and, this answer closing, with "Connection: close").
+            request._version = HttpVersion11
             return refusal(parse_error(exc))
         # An exception that escaped the application (app.handle renders its own): a 500 all the same.
         return refusal(errors.InternalError())
 
     def data_received(self, data: bytes) -> None:
-        self.heard = time.monotonic()
+        now = self.heard = time.monotonic()
+        messages = self._messages
+        queued = len(messages)
+        # The body the parser feeds, if any: the newest request's. (Looked up in the queue too, as
+        # aiohttp queues the requests it parses again after a refused upgrade without a read.)
+        fed = messages[-1][1] if queued else self._fed
+        receiving = not fed.is_eof()
+        before = fed.total_bytes
         super().data_received(data)
+        if len(messages) == queued:
+            if receiving and data and not fed.is_eof():
+                # More of a body: the most common read of all, kept cheap.
+                self._tail = data[-3:] if len(data) >= 3 else (self._tail + data)[-3:]
+                return
+        else:
+            record = messages[-1][0]
+            if isinstance(record, _ErrInfo):
+                self._recover_requests(data, fed if receiving else None, before, record.exc)
+            else:
+                self._fed, self._fed_chunked = messages[-1][1], record.chunked
         # A failed parse appends an error record to the queue. Checked here, on every read, because
         # nothing else learns of it while a handler waits for the body the parser gave up on.
-        messages = self._messages
         if messages and type(messages[-1][0]) is _ErrInfo:
+            self._head_began = self._head = None
             self._parser_gave_up()
             self._loop.call_soon(self._parser_gave_up)  # see _fail_unfinished_bodies
+        elif self._upgraded or self._untracked:
+            # Bytes held for an upgrade (s3serve accepts none) are parsed again later, out of
+            # sight: header sections on this connection are not followed from then on.
+            self._untracked = True
+            self._head_began = self._head = None
+        elif not data:
+            # A parse of bytes held back while reading was paused: where it left the parser is
+            # not known, so nothing is timed until a read shows it again.
+            if len(messages) > queued or (receiving and fed.is_eof()):
+                self._head_began = self._head = None
+        elif len(data) >= 4 and data.endswith(_BLANK_LINE) and self._fed.is_eof():
+            # The next most common: a read that ends with a request (its header section, or a
+            # chunked body): the parser is between requests.
+            self._tail, self._head_began, self._head = data[-3:], None, b""
+        else:
+            new = [messages[i] for i in range(queued, len(messages))]
+            self._follow_head(data, now, new, fed if receiving else None, before)
+
+    def _follow_head(
+        self,
+        data: bytes,
+        now: float,
+        new: list[tuple[Any, StreamReader]],
+        fed: StreamReader | None,
+        before: int,
+    ) -> None:
+        """Where the read ``data`` left the parser: in a header section not yet whole (since when,
+        and its bytes when known, which ``stalled`` and ``_recover_requests`` use), between
+        requests, or in a body. ``new``: the requests it ended the header section of; ``fed``: the
+        body it continued, if any (then ``before``: what that body had read before)."""
+        tail, self._tail = self._tail, (data[-3:] if len(data) >= 3 else (self._tail + data)[-3:])
+        if not new and fed is None:
+            # Neither in a body nor ending a header section: all of it is a header section's.
+            if self._head_began is None:
+                if not data.strip(b"\r\n"):
+                    return  # blank lines before a request, which HTTP says to ignore
+                self._head_began = now
+                self._head = bytearray(data) if self._head is not None else None
+            elif self._head is not None:
+                if len(self._head) + len(data) <= _HEAD_KEPT:
+                    self._head += data  # a bytearray: in place
+                else:
+                    self._head = None
+            return
+        if (
+            not self._fed.is_eof()
+            or (data if len(data) >= 4 else tail + data).endswith(_BLANK_LINE)
+            or (not new and fed is not None and fed.total_bytes - before >= len(data))
+        ):
+            # In a body (whose own timeout applies), or a request ended the read: every header
+            # section ends with a blank line, and so does every chunked body; or the read was
+            # the rest of a body.
+            self._head_began, self._head = None, b""
+            return
+        # Rarer: a request ended within the read. (A blank line ending a header section begun
+        # in an earlier read may begin in that read.)
+        joined = tail + data if self._head_began is not None or len(data) < 4 else data
+        rest, exact = self._after_last_request(joined, len(joined) - len(data), new, fed, before)
+        if rest is not None and not rest.strip(b"\r\n"):
+            self._head_began, self._head = None, (b"" if exact else None)
+        else:
+            self._head_began, self._head = now, (bytearray(rest) if rest is not None and exact else None)
+
+    def _after_last_request(
+        self, joined: bytes, offset: int, new: list[tuple[Any, StreamReader]], fed: StreamReader | None, before: int
+    ) -> tuple[bytes | None, bool]:
+        """The bytes of a read after the end of the last request that ended in it (None: not
+        known), and whether they are exactly those. ``joined``: the read, after the ``offset``
+        bytes received before it (where a blank line ending a header section may begin)."""
+        # Walk the read: each header section ends at the first blank line after where it began,
+        # and a body of Content-Length bytes follows it (a chunked one has no length to skip).
+        pos: int | None
+        if fed is not None:
+            pos = None if self._fed_chunked else offset + fed.total_bytes - before
+        elif self._head_began is not None:
+            pos = 0  # its header section began in an earlier read: it may end in the straddle
+        else:
+            pos = offset if self._head is not None else None  # (None: where it began is not known)
+        for message, payload in new:
+            if pos is not None:
+                end = joined.find(_BLANK_LINE, pos)
+                pos = None if end < 0 or message.chunked else end + 4 + payload.total_bytes
+        if pos is not None:
+            return joined[pos:], True
+        chunked, body = (bool(new[-1][0].chunked), new[-1][1]) if new else (self._fed_chunked, self._fed)
+        if chunked or not body.total_bytes:
+            # The last request ended at the last blank line: the bytes after it are a header
+            # section's, which has none.
+            at = joined.rfind(_BLANK_LINE)
+            return (joined[at + 4 :], True) if at >= 0 else (None, False)
+        # Its body ends the read, right after a blank line, or something follows it.
+        size = body.total_bytes
+        return (b"", False) if joined[-size - 4 : -size] == _BLANK_LINE else (None, False)
+
+    def _recover_requests(self, data: bytes, fed: StreamReader | None, before: int, error: BaseException) -> None:
+        """The parser failed with ``error`` for the read ``data``: queue the requests it read
+        whole in that read before the failure (it drops them) ahead of the error record, to be
+        answered first. Only where the read's bytes are known from a request's start: after a
+        body of known length (``fed``, which had read ``before``), between requests, or in a
+        header section whose bytes were kept."""
+        if fed is not None:
+            if not fed.is_eof() or self._fed_chunked:
+                return  # the failure is in the body, or where the body ended is not known
+            data = data[fed.total_bytes - before :]
+        elif self._head is None:
+            return
+        elif self._head_began is not None:
+            data = bytes(self._head) + data
+        found = self._read_again(data, error)
+        messages = self._messages
+        at = len(messages) - 1
+        for message in found:
+            messages.insert(at, message)
+            at += 1
+        if found:
+            self._fed, self._fed_chunked = EMPTY_PAYLOAD, False
+
+    def _read_again(self, data: bytes, error: BaseException) -> list[tuple[RawRequestMessage, StreamReader]]:
+        """The requests at the start of ``data`` that end with their header section, read by a
+        parser like the connection's, up to one with a body, if reading the rest then fails with
+        ``error`` as the connection's parser did (else none: it cannot have read what this one
+        did: a guard, as the callers pass only bytes that begin where a request begins)."""
+        parser = HttpRequestParser(
+            self,
+            self._loop,
+            2**16,
+            max_line_size=self.max_line_size,
+            max_field_size=self.max_field_size,
+            max_headers=self.max_headers,
+            auto_decompress=False,
+        )
+        found: list[tuple[RawRequestMessage, StreamReader]] = []
+        pos = 0
+        try:
+            while (end := data.find(_BLANK_LINE, pos)) >= 0:
+                messages, _, _ = parser.feed_data(data[pos : end + 4])
+                pos = end + 4
+                if messages and (len(messages) > 1 or not messages[0][1].is_eof()):
+                    break  # a body: its end is not known here
+                found += messages
+            parser.feed_data(data[pos:])
+        except HttpProcessingError as exc:
+            # The same failure: its kind and reason (the bytes llhttp quotes after the reason
+            # depend on where reads split the line).
+            reason = str(getattr(error, "message", "")).partition("\n")[0]
+            if type(exc) is type(error) and exc.message.partition("\n")[0] == reason:
+                return found
+        return []
 
     def _parser_gave_up(self) -> None:
         if self._fail_unfinished_bodies(closing(errors.BadRequest(PARSE_ERROR))):
@@ -139,14 +345,30 @@ class S3RequestHandler(web.RequestHandler):
         self._fail_unfinished_bodies(closing(errors.IncompleteBody()))
         self.close()  # after the answer in progress
 
-    def stalled(self, now: float, timeout: float) -> bool:
-        """Whether a body being received has heard nothing for ``timeout`` seconds while this side
-        was ready to read it (not while reading is paused because the handler has not caught
-        up: then the silence is ours); if so, it fails with RequestTimeout, answered and closed."""
+    def stalled(self, now: float, timeout: float) -> str | None:
+        """What of a request has stalled, if anything, now answered RequestTimeout and closed:
+        - ``"header section"``: one began ``timeout`` seconds ago and is not whole, and the
+          connection has nothing else to answer first (it waits for that request);
+        - ``"body"``: one being received has heard nothing for ``timeout`` seconds while this
+          side was ready to read it (not while reading is paused because the handler has not
+          caught up: then the silence is ours)."""
         transport = self.transport
-        if now - self.heard < timeout or transport is None or not transport.is_reading():
-            return False
-        return self._fail_unfinished_bodies(closing(errors.RequestTimeout()))
+        if transport is None or not transport.is_reading():
+            return None
+        began = self._head_began
+        if began is not None and now - began >= timeout and self._idle():
+            # Answered as aiohttp answers a request it cannot parse, through its loop (which
+            # waits for a request: the record completes its wait).
+            error = HeaderTimeout()
+            self._messages.append((_ErrInfo(status=400, exc=error, message=error.message), EMPTY_PAYLOAD))
+            assert self._waiter is not None
+            self._waiter.set_result(None)
+            self._head_began = self._head = None
+            self.close()  # after that answer; nothing more is read
+            return "header section"
+        if now - self.heard >= timeout and self._fail_unfinished_bodies(closing(errors.RequestTimeout())):
+            return "body"
+        return None
 
     def _idle(self) -> bool:
         """The loop waits for a next request: it clears the waiter while it handles one, and a
@@ -176,7 +398,7 @@ class S3RequestHandler(web.RequestHandler):
 
 class S3Server(web.Server):
     """aiohttp's Server (the protocol factory), making S3RequestHandler connections, and watching
-    them for stalled request bodies while there are any."""
+    them for stalled requests (header sections and bodies) while there are any."""
 
     body_timeout: float = 20.0
     _watch: asyncio.TimerHandle | None = None
@@ -199,7 +421,10 @@ class S3Server(web.Server):
         self._watch = None
         now = time.monotonic()
         for handler in self.connections:
-            if isinstance(handler, S3RequestHandler) and handler.stalled(now, self.body_timeout):
+            if not isinstance(handler, S3RequestHandler):
+                continue
+            # (A header section's timeout is logged as aiohttp logs a request it cannot parse.)
+            if handler.stalled(now, self.body_timeout) == "body":
                 log.info("a request body sent nothing for %.0f s: answered RequestTimeout", self.body_timeout)
         if self.connections:
             self._watch = self._loop.call_later(self._every(), self._look)

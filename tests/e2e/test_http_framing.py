@@ -45,6 +45,7 @@ class Answer:
     status: int
     headers: dict[str, str]
     body: bytes = b""
+    protocol: str = "HTTP/1.1"  # the status line's
     code: str | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -88,9 +89,10 @@ def _parse(data: bytes, head: bool = False) -> list[Answer]:
         for line in lines:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-        status = int(status_line.split()[1])
+        protocol, status_text = status_line.split()[:2]
+        status = int(status_text)
         length = 0 if head or status < 200 else int(headers.get("content-length", "0"))
-        answers.append(Answer(status, headers, data[:length]))
+        answers.append(Answer(status, headers, data[:length], protocol))
         data = data[length:]
     return answers
 
@@ -195,6 +197,8 @@ def test_requests_aiohttp_cannot_parse_get_s3_errors(server: Server, name: str) 
         assert f"<Message>{PARSE_ERROR}</Message>".encode() in answers[0].body
     # None of aiohttp's own words (which echo the request's bytes back) reach the client.
     assert b"aiohttp" not in answers[0].body and b"Traceback" not in answers[0].body
+    # As S3 answers, in HTTP/1.1 (aiohttp's own answer says HTTP/1.0, knowing no request's version).
+    assert (answers[0].protocol, answers[0].headers.get("connection")) == ("HTTP/1.1", "close"), answers[0]
     assert closed, "the connection stays open after an unparsable request"
 
 
@@ -258,6 +262,54 @@ def test_http11_body_without_length_gets_411_and_a_closed_connection(server: Ser
     assert rest == b"" and closed, rest
     assert _content(s3, bucket, "kept") == b"old"
     assert s3.list_parts(Bucket=bucket, Key="parted", UploadId=upload_id).get("Parts", []) == []
+
+
+# Bodies a client sends without Content-Length or Transfer-Encoding, right behind the headers (in
+# the same write, so the server reads both at once): aiohttp's parser takes them for the next
+# request and fails for the whole read, dropping the request it read first (framing.py reads it
+# again to answer it).
+UNFRAMED_BODIES = {
+    "text": b"hello",
+    "binary": bytes(range(256)),
+    # Longer than a request line may be, with no line end in it.
+    "long": b"x" * 20000,
+    # Bytes that are a whole request: must not be served as one.
+    "a-request": b"DELETE /{bucket}/kept HTTP/1.1\r\nHost: x\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("body", list(UNFRAMED_BODIES))
+@pytest.mark.parametrize("writes", ["one-write", "headers-split"])
+@pytest.mark.parametrize("operation", ["PutObject", "UploadPart"])
+def test_http11_body_without_length_in_the_headers_write_gets_411(server: Server, s3, bucket: str, operation: str, writes: str, body: str) -> None:  # type: ignore[no-untyped-def]
+    """The same 411 MissingContentLength as when the body comes in a later write (the test
+    above), and the connection closed with nothing stored. (``headers-split``: the first half of
+    the headers comes first, the rest with the body.)"""
+    s3.put_object(Bucket=bucket, Key="kept", Body=b"old")
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="parted")["UploadId"]
+    path = {"PutObject": f"/{bucket}/kept", "UploadPart": f"/{bucket}/parted?partNumber=1&uploadId={upload_id}"}[operation]
+    head = _head(server, "PUT", path)
+    payload = UNFRAMED_BODIES[body].replace(b"{bucket}", bucket.encode())
+    parts = (head + payload,) if writes == "one-write" else (head[:60], head[60:] + payload)
+    answers, closed = _exchange(server, *parts)
+    assert len(answers) == 1, answers
+    _assert_s3_error(answers[0], 411, "MissingContentLength")
+    assert answers[0].headers.get("connection") == "close" and closed
+    assert _content(s3, bucket, "kept") == b"old"
+    assert s3.list_parts(Bucket=bucket, Key="parted", UploadId=upload_id).get("Parts", []) == []
+
+
+def test_requests_before_garbage_in_the_same_write_are_answered(server: Server, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """Requests read whole before the bytes that broke the parse are answered as they would be
+    had the garbage come in a later write (then the garbage gets its 400, and the connection
+    closes), not dropped with it."""
+    s3.put_object(Bucket=bucket, Key="obj", Body=b"content")
+    get = _head(server, "GET", f"/{bucket}/obj")
+    answers, closed = _exchange(server, get + get + b"GARBAGE\r\n\r\n")
+    assert [(a.status, a.body) for a in answers[:2]] == [(200, b"content")] * 2, answers
+    assert len(answers) == 3, answers
+    _assert_s3_error(answers[2], 400, "BadRequest")
+    assert closed
 
 
 @pytest.mark.parametrize("decoded", [None, "5"], ids=["no-decoded-length", "with-decoded-length"])
@@ -572,3 +624,149 @@ def test_an_idle_keepalive_connection_is_no_stalled_body(impatient: Server) -> N
         sock.sendall(_head(impatient, "GET", "/slow/first"))
         answers = _parse(sock.recv(65536))
     assert [(a.status, a.body) for a in answers] == [(200, b"ok")]
+
+
+# -- 6. header sections that stall (slowloris) -------------------------------------------------
+
+
+def _timed_out(sock: socket.socket, started: float) -> list[Answer]:
+    """The answers up to the server's RequestTimeout, which must come within a few seconds of
+    the 1 s timeout (``started``: when the stalled request began) and close the connection."""
+    data, closed = _read(sock)
+    waited = time.monotonic() - started
+    answers = _parse(data)
+    assert answers, "no answer to a stalled header section"
+    _assert_s3_error(answers[-1], 400, "RequestTimeout")
+    assert b"<Message>Your socket connection to the server was not read from or written to" in answers[-1].body
+    assert (answers[-1].protocol, answers[-1].headers.get("connection")) == ("HTTP/1.1", "close"), answers[-1]
+    assert closed, "the connection stays open after RequestTimeout"
+    assert 0.9 <= waited < 6, waited
+    return answers[:-1]
+
+
+STALLED_HEADS = ["request-line", "half-the-headers", "all-but-the-blank-line"]
+STALLED_HEADS += [f"{head}-{after}" for head in ("after", "in-the-write-of") for after in ("a-request", "a-body")]
+
+
+@pytest.mark.parametrize("shape", STALLED_HEADS)
+def test_a_stalled_header_section_gets_request_timeout_and_a_closed_connection(impatient: Server, shape: str) -> None:
+    """A request whose header section began to arrive and is not complete within the timeout is
+    answered as S3 answers a stalled request, and its connection closed (before, it was kept for
+    aiohttp's keep-alive timeout: an hour). Also when it follows a request on the connection,
+    alone or in the write that ended that request (its headers, or its body)."""
+    get = _head(impatient, "GET", "/slow/")
+    put = _head(impatient, "PUT", "/slow/stalled-head", {"Content-Length": "5"})
+    partial = {"request-line": get[:10], "half-the-headers": get[: len(get) // 2]}.get(shape, get[:-2])
+    writes = {
+        "after-a-request": (get, partial),
+        "in-the-write-of-a-request": (get + partial,),
+        "after-a-body": (put, b"hello", partial),
+        "in-the-write-of-a-body": (put, b"hello" + partial),
+    }.get(shape, (partial,))
+    with socket.create_connection(_address(impatient), timeout=10) as sock:
+        for index, part in enumerate(writes):
+            if index:
+                time.sleep(0.2)
+            sock.sendall(part)
+        served = _timed_out(sock, time.monotonic())
+    # The request before the stalled one, if any, was answered.
+    assert [a.status for a in served] == ([200] if "-a-" in shape else []), served
+
+
+def test_a_header_section_trickled_byte_by_byte_still_times_out(impatient: Server) -> None:
+    """Slowloris: a byte every 0.2 s never leaves the connection silent for the timeout, but
+    the header section must be whole within it."""
+    head = _head(impatient, "GET", "/slow/")
+    with socket.create_connection(_address(impatient), timeout=10) as sock:
+        sock.settimeout(0.2)
+        started = time.monotonic()
+        data = b""
+        for byte in head[:-2]:
+            try:
+                sock.sendall(bytes([byte]))
+                data += sock.recv(65536)
+                break  # answered (or closed: recv returned b"")
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+        assert time.monotonic() - started < 6
+        sock.settimeout(10)
+        rest, closed = _read(sock)
+    answers = _parse(data + rest)
+    assert len(answers) == 1, answers
+    _assert_s3_error(answers[0], 400, "RequestTimeout")
+    assert closed
+
+
+IDLE_AFTER = (
+    "nothing",
+    "a-get",
+    "two-gets-in-one-write",
+    "a-put-in-one-write",
+    "a-put-body-later",
+    "a-put-whose-body-ends-with-a-blank-line",
+    "a-put-and-a-stray-crlf",
+    "an-aws-chunked-put-in-http-chunks",
+    "headers-whose-blank-line-is-split",
+)
+
+
+def test_idle_keepalive_connections_are_left_alone(impatient: Server) -> None:
+    """A connection between requests, with no byte of a next one received, is no stalled
+    request, however long it stays quiet (aiohttp's keep-alive timeout applies, an hour): its
+    next request is served. One connection per way of having got there, all quiet at once."""
+    s3 = impatient.client()
+    s3.put_object(Bucket="slow", Key="idle", Body=b"idle")  # type: ignore[attr-defined]
+    get = _head(impatient, "GET", "/slow/idle")
+
+    def put(body: bytes, **headers: str) -> bytes:
+        return _head(impatient, "PUT", "/slow/idle-put", {"Content-Length": str(len(body)), **headers})
+
+    chunked_body, chunked_headers = _aws_chunked(b"0123456789")
+    chunked_headers["Transfer-Encoding"] = "chunked"
+    http_chunked = f"{len(chunked_body):x}\r\n".encode() + chunked_body + b"\r\n0\r\n\r\n"
+    writes: dict[str, tuple[bytes, ...]] = {
+        "nothing": (),
+        "a-get": (get,),
+        "two-gets-in-one-write": (get + get,),
+        "a-put-in-one-write": (put(b"hello") + b"hello",),
+        "a-put-body-later": (put(b"hello"), b"hello"),
+        "a-put-whose-body-ends-with-a-blank-line": (put(b"ab\r\n\r\n") + b"ab\r\n\r\n",),
+        # Some clients end a body with an extra CRLF, which HTTP says to ignore (RFC 9112 2.2).
+        "a-put-and-a-stray-crlf": (put(b"hello") + b"hello\r\n",),
+        "an-aws-chunked-put-in-http-chunks": (_head(impatient, "PUT", "/slow/idle-put", chunked_headers) + http_chunked,),
+        "headers-whose-blank-line-is-split": (get[:-1], get[-1:]),
+    }
+    assert set(writes) == set(IDLE_AFTER)
+    sockets: dict[str, socket.socket] = {}
+    try:
+        for before in IDLE_AFTER:
+            sock = sockets[before] = socket.create_connection(_address(impatient), timeout=10)
+            data = b""
+            for part in writes[before]:
+                sock.sendall(part)
+                time.sleep(0.2)
+            expected = 2 if before == "two-gets-in-one-write" else len(writes[before][:1])
+            while len(_parse_whole(data)) < expected:
+                chunk = sock.recv(65536)
+                assert chunk, f"{before}: closed after {data!r}"
+                data += chunk
+            assert all(a.status == 200 for a in _parse(data)), (before, data)
+        time.sleep(3)  # three times the timeout, and as many looks of the watchdog
+        for before, sock in sockets.items():
+            sock.sendall(get)
+            answers = _parse(sock.recv(65536))
+            assert [(a.status, a.body) for a in answers] == [(200, b"idle")], (before, answers)
+    finally:
+        for sock in sockets.values():
+            sock.close()
+
+
+def _parse_whole(data: bytes) -> list[Answer]:
+    """The answers in ``data`` that have fully arrived."""
+    try:
+        answers = _parse(data)
+    except AssertionError:
+        return []
+    return [a for a in answers if len(a.body) == int(a.headers.get("content-length", "0"))]
