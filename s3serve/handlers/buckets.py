@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from aiohttp import web
 
 from .. import errors, s3xml
@@ -33,8 +35,12 @@ async def list_buckets(ctx: Context) -> web.StreamResponse:
     return xml_response(body)
 
 
+# The payload hash of no body at all.
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
 async def create_bucket(ctx: Context) -> web.StreamResponse:
-    constraint = s3xml.parse_create_bucket(await ctx.read_xml_body())
+    constraint = s3xml.parse_create_bucket(await _create_bucket_body(ctx))
     # No constraint: the bucket is in the region this server answers for, which HeadBucket and
     # GetBucketLocation then report (a cache passes it upstream as the constraint). A regional
     # AWS endpoint refuses such a request ("The unspecified location constraint is incompatible
@@ -55,6 +61,18 @@ async def create_bucket(ctx: Context) -> web.StreamResponse:
         if ctx.config.region != "us-east-1":
             raise
     return web.Response(status=200, headers={"Location": f"/{ctx.bucket}"})
+
+
+async def _create_bucket_body(ctx: Context) -> bytes:
+    """CreateBucket's optional configuration. S3 creates a bucket from a request that has no
+    Content-Length at all (`curl -X PUT`, the AWS CRT's CreateBucket), where every other PUT gets
+    411: HTTP gives such a request no body. Unless its signature vouches for a non-empty one."""
+    headers = ctx.headers
+    if "Content-Length" in headers or "Transfer-Encoding" in headers:
+        return await ctx.read_xml_body()
+    if ctx.auth.content_sha256.lower() not in (_EMPTY_SHA256, "unsigned-payload"):
+        return await ctx.read_xml_body()  # a body was signed for, and is not there: 411
+    return b""
 
 
 async def head_bucket(ctx: Context) -> web.StreamResponse:
