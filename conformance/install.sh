@@ -2,7 +2,7 @@
 # Install the conformance suite's clients, skipping whatever is already there:
 #   Debian: awscli (v2), s3fs (s3fs-fuse), rclone, s3cmd, restic, curl, node/npm
 #   PyPI into the project venv: the "conformance" extra of pyproject.toml (boto3, s3fs, minio, pyarrow,
-#   obstore, polars)
+#   obstore, polars, awscrt)
 #   npm into conformance/clients/js/node_modules from the committed package-lock.json
 set -euo pipefail
 
@@ -36,7 +36,7 @@ if [ ! -x "$PY" ]; then
     echo "install.sh: no project venv at $PY (make creates it)" >&2
     exit 1
 fi
-if ! "$PY" -c "import boto3, s3fs, minio, pyarrow.fs, obstore, polars" 2>/dev/null; then
+if ! "$PY" -c "import boto3, s3fs, minio, pyarrow.fs, obstore, polars; from awscrt.s3 import S3ChecksumValidationMode" 2>/dev/null; then
     # The requirement list lives in pyproject.toml only (the "conformance" extra).
     mapfile -t reqs < <("$PY" - "$REPO/pyproject.toml" <<'EOF'
 import sys, tomllib

@@ -47,6 +47,8 @@ CLIENTS: dict[str, list[str]] = {
     "pyarrow": [PY, "-m", "conformance.clients.pyarrow_s3"],
     "restic": [PY, "-m", "conformance.clients.restic"],
     "object_store": [PY, "-m", "conformance.clients.object_store"],
+    "curl_sigv4": [PY, "-m", "conformance.clients.curl_sigv4"],
+    "aws_crt": [PY, "-m", "conformance.clients.aws_crt"],
 }
 CLIENT_TIMEOUT = 900.0
 
