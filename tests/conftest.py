@@ -7,6 +7,7 @@ expectation against it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import ssl
@@ -19,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -154,6 +156,22 @@ def stop_server(server: Server) -> None:
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait()
+
+
+@contextlib.contextmanager
+def https_server(root: Path, *args: str) -> Iterator[tuple[Server, Any]]:
+    """A server of its own over https (--tls-self-signed) on ``root``, and a boto3 client that
+    trusts its certificate."""
+    root.mkdir(exist_ok=True)
+    srv = start_server(root, "--tls-self-signed", "--no-fsync", *args)
+    try:
+        s3 = boto3.client(
+            "s3", endpoint_url=srv.endpoint, aws_access_key_id=srv.access_key, aws_secret_access_key=srv.secret_key,
+            region_name=REGION, verify=str(root / ".s3serve" / "tls" / "cert.pem"),
+        )  # fmt: skip
+        yield srv, s3
+    finally:
+        stop_server(srv)
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import Server, signed, start_server, stop_server
+from tests.conftest import Server, https_server, signed
 
 SSE = "x-amz-server-side-encryption"
 KEY_ARN = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -91,14 +90,7 @@ def test_customer_keys_on_get_and_head_over_http_are_refused(server: Server, s3,
 def test_customer_keys_on_get_and_head_over_https_are_not_implemented(server: Server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     if server.root is None:
         pytest.skip("starts a server of its own")
-    root = tmp_path / "root"
-    root.mkdir()
-    srv = start_server(root, "--tls-self-signed", "--no-fsync")
-    try:
-        s3 = boto3.client(
-            "s3", endpoint_url=srv.endpoint, aws_access_key_id=srv.access_key, aws_secret_access_key=srv.secret_key,
-            region_name="us-east-1", verify=str(root / ".s3serve" / "tls" / "cert.pem"),
-        )  # fmt: skip
+    with https_server(tmp_path / "root") as (_, s3):
         s3.create_bucket(Bucket="sse-c-reads")
         s3.put_object(Bucket="sse-c-reads", Key="k", Body=b"data")
         key = os.urandom(32)
@@ -120,8 +112,6 @@ def test_customer_keys_on_get_and_head_over_https_are_not_implemented(server: Se
         assert (exc.value.response["ResponseMetadata"]["HTTPStatusCode"], error["Code"], error["ArgumentName"]) == (
             400, "InvalidArgument", SSE,
         )  # fmt: skip
-    finally:
-        stop_server(srv)
 
 
 def test_encryption_headers_on_parts_and_complete_are_refused(server: Server, s3, bucket: str) -> None:

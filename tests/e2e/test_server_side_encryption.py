@@ -8,11 +8,10 @@ from __future__ import annotations
 import hashlib
 import os
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import Server, object_absent, start_server, stop_server
+from tests.conftest import Server, https_server, object_absent
 from tests.e2e.test_post_object import post, presigned
 
 SSE = "x-amz-server-side-encryption"
@@ -139,14 +138,7 @@ def test_customer_keys_over_http_are_refused(server: Server, s3, bucket: str) ->
 def test_customer_keys_over_https_are_not_implemented(server: Server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     if server.root is None:
         pytest.skip("starts a server of its own")
-    root = tmp_path / "root"
-    root.mkdir()
-    srv = start_server(root, "--tls-self-signed", "--no-fsync")
-    try:
-        s3 = boto3.client(
-            "s3", endpoint_url=srv.endpoint, aws_access_key_id=srv.access_key, aws_secret_access_key=srv.secret_key,
-            region_name="us-east-1", verify=str(root / ".s3serve" / "tls" / "cert.pem"),
-        )  # fmt: skip
+    with https_server(tmp_path / "root") as (_, s3):
         s3.create_bucket(Bucket="sse-c")
         key = os.urandom(32)
         with pytest.raises(ClientError) as exc:
@@ -155,8 +147,6 @@ def test_customer_keys_over_https_are_not_implemented(server: Server, tmp_path) 
         assert (status, code) == (501, "NotImplemented")
         assert object_absent(s3, "sse-c", "ssec")
         assert _sse(s3.put_object(Bucket="sse-c", Key="plain", Body=b"x")) == AES
-    finally:
-        stop_server(srv)
 
 
 def test_bucket_default_encryption_applies_to_writes(s3, bucket: str) -> None:
