@@ -96,7 +96,12 @@ async def _complete(
             # The marker stays only after a collapse that could not be undone: the parts are no
             # longer in their slots, so the upload cannot be given back.
             if published or os.path.exists(os.path.join(claimed, assembly.COLLAPSING)):
-                await asyncio.to_thread(shutil.rmtree, claimed, True)
+                # Out of the "complete" claim in one rename before the removal: a crash in the
+                # middle of the removal left a claim the GC took for a Complete that never got
+                # to publish, and gave back with its records and data half removed.
+                gone = f"{directory}.removing-{secrets.token_hex(6)}"
+                os.rename(claimed, gone)
+                await asyncio.to_thread(shutil.rmtree, gone, True)
             else:
                 # Nothing was published: the upload stays completable and abortable.
                 os.rename(claimed, directory)

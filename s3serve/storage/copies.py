@@ -237,9 +237,15 @@ def _link(
             os.setxattr(src_fd, XATTR, SHARED)
             if src_record.blob:
                 disk.meta.drop_blob(src_record.blob)
-        disk.meta.write_sidecar(dst_bucket, dkp.key, record)
         old = disk._existing_record(dst_bucket, dkp, dpath)
+        # The copy's record goes into the destination's sidecar before the rename. When the
+        # destination is a linked copy of another inode, its own record is that sidecar: kept
+        # beside the new one until the rename is done, or a crash in between took it away.
+        keep = old if xattrs and _other_linked_copy(dpath, st) else None
+        disk.meta.write_sidecar(dst_bucket, dkp.key, record, keep)
         folders = keys.place(disk._real_root, ddir, dkp, dpath, tmp)
+        if keep is not None:
+            disk.meta.write_sidecar(dst_bucket, dkp.key, record)
         # Left for the finally below: when the destination already was a name of this inode
         # (a copy onto itself, or again onto an earlier linked copy), rename() did nothing
         # and the temp link is still there.
@@ -248,6 +254,16 @@ def _link(
     finally:
         _unlink_quietly(tmp)
     return record, folders
+
+
+def _other_linked_copy(dpath: str, st: os.stat_result) -> bool:
+    """Whether ``dpath`` is a linked copy (a shared inode, its record a sidecar) of an inode other
+    than the source's (``st``); again onto a copy of the same inode, the rename changes nothing."""
+    try:
+        dst = os.stat(dpath)
+    except OSError:
+        return False
+    return (dst.st_dev, dst.st_ino) != (st.st_dev, st.st_ino) and is_shared(dpath)
 
 
 async def rename_object(
@@ -288,16 +304,39 @@ async def rename_object(
                 await asyncio.to_thread(disk.sync_folders, folders)
             return record.to_info(dst_key)
         old = disk._existing_record(bucket, dkp, dpath)
+        # A linked copy's record is its sidecar: the destination's is written before the rename,
+        # else a crash right after the rename left the renamed object without a record (ETag
+        # hashed again; type, tags and checksums gone), and the source's goes after. Over
+        # another linked copy, whose own record is the destination's sidecar, that one is kept
+        # beside it until the rename is done (see _link).
+        early = is_shared(src.real)
+        keep = None
+        if early:
+            with contextlib.suppress(OSError):
+                keep = old if _other_linked_copy(dpath, os.stat(src.real)) else None
+            disk.meta.write_sidecar(bucket, dst_key, src.record, keep)
         # The source by a checked descriptor of its folder: a folder on the way swapped for a
         # symlink leading out of ROOT since the lookup cannot bring a file from out there in.
         with keys.folder_of(disk._real_root, spath) as src_fd:
+            name = os.path.basename(spath)
             try:
                 if src_fd is None:
                     raise FileNotFoundError(spath)
-                folders = keys.place(disk._real_root, bdir, dkp, dpath, os.path.basename(spath), src_fd)
+                moved = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
+                folders = keys.place(disk._real_root, bdir, dkp, dpath, name, src_fd)
             except FileNotFoundError:
                 raise errors.NoSuchKey(resource=src_key, Key=src_key) from None
-        disk.meta.move_sidecar(bucket, src_key, dst_key)
+            # rename(2) between two names of one inode (onto a linked copy of the source) does
+            # nothing and leaves both: the source's name goes by hand.
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(name, dir_fd=src_fd, follow_symlinks=False).st_ino == moved.st_ino:
+                    os.unlink(name, dir_fd=src_fd)
+        if early:
+            if keep is not None:
+                disk.meta.write_sidecar(bucket, dst_key, src.record)
+            disk.meta.forget(bucket, src_key, None)
+        else:
+            disk.meta.move_sidecar(bucket, src_key, dst_key)
         if old is not None and old.blob and old.blob != src.record.blob:
             disk.meta.drop_blob(old.blob)
         prune(disk, bucket, bdir, os.path.dirname(spath), held)

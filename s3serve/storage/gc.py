@@ -197,6 +197,9 @@ class Collector:
         return freed
 
     def _collect_upload(self, bucket: str, upload_id: str, path: str, now: float, expire: bool) -> None:
+        if not os.path.lexists(os.path.join(path, "upload.json")):
+            self._collect_unborn(bucket, path)
+            return
         # The clock is the last part activity, read before removing a dead writer's temp file
         # (which touches the folder but is no activity).
         last = os.stat(path).st_mtime
@@ -225,6 +228,25 @@ class Collector:
         freed = _tree_size(claimed)
         shutil.rmtree(claimed, ignore_errors=True)
         log.info("multipart GC: removed upload %s of %s/%s idle %.0fs, %d bytes freed", upload_id, bucket, key, now - last, freed)
+
+    def _collect_unborn(self, bucket: str, path: str) -> None:
+        """An upload folder without upload.json: a CreateMultipartUpload that died between making
+        the folder and renaming its record into it. It answered nothing, so nothing refers to
+        the folder; but it was never listed nor expired, and made DeleteBucket refuse for ever.
+        Create does both steps under the bucket's lock: under that lock, the folder is garbage."""
+        locks = self.staging.disk.locks
+        lock = locks.try_lock(locks.slot(bucket, ""))
+        if lock is None:
+            return  # a Create or DeleteBucket in that bucket right now: the next round will see
+        try:
+            if os.path.lexists(os.path.join(path, "upload.json")):
+                return
+            claimed = f"{path}.gc-{secrets.token_hex(6)}"
+            os.rename(path, claimed)
+        finally:
+            os.close(lock)
+        shutil.rmtree(claimed, ignore_errors=True)
+        log.info("multipart GC: removed %s of bucket %s, left by an interrupted CreateMultipartUpload", os.path.basename(path), bucket)
 
     @staticmethod
     def _receiving(path: str) -> bool:

@@ -387,10 +387,22 @@ class MetaStore:
                 return record
         try:
             with open(self.sidecar_path(bucket, key), "rb") as f:
-                record = self.parse(f.read())
+                data = f.read()
         except OSError:
             return None
-        return record if record is not None and record.matches(st) else None
+        return next((r for r in self._sidecar_records(data) if r.matches(st)), None)
+
+    def _sidecar_records(self, data: bytes) -> list[Record]:
+        """A sidecar's record; or two (``write_sidecar``'s ``keep``), while a rename is under way."""
+        if data[:1] != b"[":
+            record = self.parse(data)
+            return [record] if record is not None else []
+        try:
+            docs = json.loads(data)
+        except ValueError:
+            return []
+        records = [Record.from_doc(doc) for doc in docs] if isinstance(docs, list) else []
+        return [record for record in records if record is not None]
 
     def peek(self, st: os.stat_result) -> Record | None:
         """The cached record of a file whose stat is ``st``, not copied (read-only use: listings),
@@ -437,8 +449,13 @@ class MetaStore:
         if old_blob and old_blob != record.blob:
             self.drop_blob(old_blob)
 
-    def write_sidecar(self, bucket: str, key: str, record: Record) -> None:
-        write_atomic(self.tmp_dir, self.sidecar_path(bucket, key), record.to_json(), self.durable)
+    def write_sidecar(self, bucket: str, key: str, record: Record, keep: Record | None = None) -> None:
+        """``keep``: the record the key has now, kept beside the new one, for a file that a rename
+        (a linked copy or RenameObject) is about to replace when its record is a sidecar too:
+        whichever file the key names when a crash comes finds its own record. Written again
+        without it once the rename is done."""
+        data = record.to_json() if keep is None else b"[" + record.to_json() + b"," + keep.to_json() + b"]"
+        write_atomic(self.tmp_dir, self.sidecar_path(bucket, key), data, self.durable)
 
     def forget(self, bucket: str, key: str, record: Record | None) -> None:
         """Remove what a deleted object left in the hidden folder (sidecar, overflow blob)."""
