@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ADDRESS ?= 127.0.0.1:9000
 
-.PHONY: run test test-cache lint conformance bench bench-quick clean
+.PHONY: run test test-cache lint conformance bench bench-quick crash-torture clean
 
 # An editable install is not byte-compiled by pip, and PYTHONDONTWRITEBYTECODE=1 (set in some
 # environments) would make every start compile s3serve again (~60 ms): compile it here and in `run`.
@@ -52,6 +52,13 @@ bench: $(VENV)/.installed
 bench-quick: $(VENV)/.installed
 	bash bench/install.sh
 	$(PY) -m bench.run --quick $(BENCH_ARGS)
+
+# Crash consistency: SIGKILL a real s3serve (sometimes --workers 2) in the middle of a random write
+# load, restart it on the same ROOT and check every key and upload (tools/crash_torture.py). Long
+# (~5-10 s a round); never part of `make test`. More: make crash-torture ROUNDS=1000 TORTURE_ARGS=--no-fsync
+ROUNDS ?= 300
+crash-torture: $(VENV)/.installed
+	$(PY) tools/crash_torture.py --rounds $(ROUNDS) $(TORTURE_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
