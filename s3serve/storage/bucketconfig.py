@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 
 from .. import errors
 from .keys import fsync_dir, is_bucket_folder_name
-from .metadata import KeyLocks, write_atomic
+from .locks import KeyLocks
+from .metadata import write_atomic
 
 log = logging.getLogger("s3serve")
 T = TypeVar("T")

@@ -39,7 +39,8 @@ from .faults import as_s3_errors, refusals
 from .folders import make_folder
 from .gc import create_locked
 from .keys import KeyPath
-from .metadata import EMPTY_MD5, BucketRegistry, KeyLocks, MetaStore, Record
+from .locks import KeyLocks
+from .metadata import EMPTY_MD5, BucketRegistry, MetaStore, Record
 from .smallwrites import Writer
 from .staging import MultipartMixin, Staging
 from .streams import THREAD_CHUNK, write_body

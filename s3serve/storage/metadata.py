@@ -1,4 +1,5 @@
-"""Hidden state under ``ROOT/.s3serve/``: object metadata records, the bucket registry, key locks.
+"""Hidden state under ``ROOT/.s3serve/``: object metadata records and the bucket registry (key
+locks: locks.py).
 
 Metadata lives beside the data, never inside it: a record in the ``user.s3serve`` xattr of the
 object's file (or folder-marker directory), packed (packed.py) or compact JSON, where the
@@ -6,16 +7,14 @@ filesystem has user xattrs, otherwise a JSON sidecar file under ``.s3serve/meta/
 record names the size, mtime_ns and inode it was computed for; when the file no longer matches,
 another program changed it and the record is ignored.
 
-Nothing here touches the event loop except ``KeyLocks.hold``; the rest is plain blocking I/O that
-callers run inline (cheap calls) or in a worker thread.
+Nothing here touches the event loop: this is plain blocking I/O that callers run inline (cheap
+calls) or in a worker thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import mimetypes
@@ -24,8 +23,6 @@ import shutil
 import stat
 import time
 import uuid
-import zlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -548,70 +545,3 @@ class BucketRegistry:
     def remove(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(name))
-
-
-class KeyLocks:
-    """Write locks that hold across processes sharing ROOT: ``flock`` on one of a fixed set of lock
-    files chosen by a hash of the name. Two names may share a file; that only serializes them.
-
-    Every acquisition opens its own descriptor, so flock also excludes other coroutines and threads
-    of this process. A contended lock is polled (non-blocking flock + short sleeps) instead of
-    blocking a worker thread: waiting threads could otherwise fill the executor that the holder
-    needs to finish its own work.
-    """
-
-    SLOTS = 256
-
-    def __init__(self, hidden: str) -> None:
-        self.dir = os.path.join(hidden, "locks")
-
-    def create_dir(self) -> None:
-        # The lock files themselves are made on first use (O_CREAT): making all of them up front
-        # cost a fresh ROOT ~20 ms of start-up.
-        os.makedirs(self.dir, exist_ok=True)
-
-    def _path(self, slot: int) -> str:
-        return os.path.join(self.dir, f"{slot:03d}.lock")
-
-    def slot(self, bucket: str, key: str) -> int:
-        return zlib.crc32(f"{bucket}/{key}".encode("utf-8", "surrogateescape")) % self.SLOTS
-
-    def try_lock(self, slot: int) -> int | None:
-        """A held lock's descriptor (close it to release), or None when someone holds it."""
-        fd = os.open(self._path(slot), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
-
-    def acquire(self, slot: int) -> int:
-        """Wait for the lock in this thread; only for threads that hold nothing while waiting and
-        await nothing while holding (the write pool), so a holder always finishes."""
-        fd = os.open(self._path(slot), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
-
-    @contextlib.asynccontextmanager
-    async def hold(self, *slots: int) -> AsyncIterator[None]:
-        fds: list[int] = []
-        try:
-            # One order for everyone, so two-key holders (rename) cannot deadlock.
-            for slot in sorted(set(slots)):
-                delay = 0.0005
-                while (fd := self.try_lock(slot)) is None:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 0.02)
-                fds.append(fd)
-            yield
-        finally:
-            for fd in reversed(fds):
-                os.close(fd)
