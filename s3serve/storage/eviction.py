@@ -252,7 +252,7 @@ class Evictor:
         known = self._kinds.get((bucket, info.key))
         if known is not None and known[0] == seen:
             return known[1]
-        copy = await replicas.is_replica(self.cache.local, bucket, info.key)
+        copy = replicas.replica_at(self.cache.local, bucket, info.key) is not None
         self._kinds[(bucket, info.key)] = (seen, copy)
         self._kinds.move_to_end((bucket, info.key))
         if len(self._kinds) > ACCESS_ENTRIES:

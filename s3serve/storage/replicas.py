@@ -110,20 +110,11 @@ async def publish_replica(
         spooled.release()
 
 
-async def is_replica(disk: DiskBackend, bucket: str, key: str) -> bool:
-    """Whether the object at ``key`` is a copy the cache made, as opposed to a file another
-    program put into ROOT (the only copy of its data). Replicas carry the upstream's time in
-    their record; in a cache's ROOT nothing else does (no local CopyObject runs there)."""
-    try:
-        found = await disk._find(bucket, key)
-    except errors.S3Error:
-        return False
-    return found.record.modified_ns is not None
-
-
 def replica_at(disk: DiskBackend, bucket: str, key: str) -> ObjectInfo | None:
     """The replica at ``key`` as its record describes it; None when there is none (nothing, or
-    a file another program put there). Nothing is read or hashed: a stat and the record."""
+    a file another program put into ROOT, the only copy of its data). Replicas carry the
+    upstream's time in their record; in a cache's ROOT nothing else does (no local CopyObject
+    runs there). Nothing is read or hashed: a stat and the record."""
     try:
         _, kp, path = disk._locate(bucket, key)
     except errors.S3Error:
