@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install the conformance suite's clients, skipping whatever is already there:
-#   Debian: awscli (v2), s3fs (s3fs-fuse), rclone, s3cmd, restic, curl, node/npm
+#   Debian: awscli (v2), s3fs (s3fs-fuse), rclone, s3cmd, restic, curl, node/npm, Go and the AWS SDK
+#   for Go v2 sources (golang-go, golang-github-aws-aws-sdk-go-v2-dev: clients/go_sdk_v2.py builds
+#   against them offline in GOPATH mode, as no Go module proxy is reachable)
 #   PyPI into the project venv: the "conformance" extra of pyproject.toml (boto3, s3fs, minio, pyarrow,
 #   obstore, polars, awscrt)
 #   npm into conformance/clients/js/node_modules from the committed package-lock.json
@@ -22,6 +24,8 @@ command -v restic >/dev/null || need+=(restic)
 command -v curl >/dev/null || need+=(curl)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+command -v go >/dev/null || need+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/aws/aws-sdk-go-v2/feature/s3/manager ] || need+=(golang-github-aws-aws-sdk-go-v2-dev)
 if ((${#need[@]})); then
     echo "install.sh: apt-get install ${need[*]}"
     SUDO=""
@@ -57,4 +61,4 @@ if [ ! -d "$JS/node_modules/@aws-sdk/client-s3" ] || [ ! -d "$JS/node_modules/@a
     (cd "$JS" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-echo "install.sh: clients ready ($(/usr/bin/aws --version 2>&1 | cut -d' ' -f1), $(rclone version | head -1), $(s3cmd --version), $(s3fs --version 2>&1 | head -1 | cut -d' ' -f1-7), $(restic version | cut -d' ' -f1-2), pyarrow $("$PY" -c 'import pyarrow; print(pyarrow.__version__)'))"
+echo "install.sh: clients ready ($(/usr/bin/aws --version 2>&1 | cut -d' ' -f1), $(rclone version | head -1), $(s3cmd --version), $(s3fs --version 2>&1 | head -1 | cut -d' ' -f1-7), $(restic version | cut -d' ' -f1-2), pyarrow $("$PY" -c 'import pyarrow; print(pyarrow.__version__)'), $(go version | cut -d' ' -f3))"

@@ -49,6 +49,7 @@ CLIENTS: dict[str, list[str]] = {
     "object_store": [PY, "-m", "conformance.clients.object_store"],
     "curl_sigv4": [PY, "-m", "conformance.clients.curl_sigv4"],
     "aws_crt": [PY, "-m", "conformance.clients.aws_crt"],
+    "go_sdk_v2": [PY, "-m", "conformance.clients.go_sdk_v2"],
 }
 CLIENT_TIMEOUT = 900.0
 
