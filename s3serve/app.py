@@ -313,6 +313,9 @@ def default_backend(config: Config) -> Backend:
         min_part_size=config.min_part_size,
         multipart_expiry=config.multipart_expiry,
         gc_interval=config.gc_interval,
+        # A testing aid, not an option: records in sidecar files, as on a filesystem without
+        # user xattrs, where the tests' filesystem has them (tests, tools/crash_torture.py).
+        use_xattrs=False if os.environ.get("S3SERVE_TEST_SIDECARS", "").lower() in ("1", "true", "yes") else None,
     )
     if not config.upstream:
         return disk

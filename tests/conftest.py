@@ -128,10 +128,15 @@ def wait_ready(endpoint: str, process: subprocess.Popen[bytes] | None, timeout: 
     raise RuntimeError(f"s3serve did not answer on {endpoint}")
 
 
-def start_server(root: Path, *extra: str, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY) -> Server:
+def start_server(
+    root: Path, *extra: str, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY, patch: str | None = None
+) -> Server:
+    """``patch``: Python code the server's process runs before it starts serving, which replaces
+    a step of the storage layer (to kill or slow the server at one exact moment of a request)."""
     port = free_port()
+    launch = ["-m", "s3serve"] if patch is None else ["-c", f"{patch}\nfrom s3serve.cli import main\nmain()\n"]
     cmd = [
-        sys.executable, "-m", "s3serve", "serve", str(root),
+        sys.executable, *launch, "serve", str(root),
         "--address", f"127.0.0.1:{port}",
         "--access-key", access_key, "--secret-key", secret_key,
         *extra,

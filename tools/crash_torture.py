@@ -3,6 +3,7 @@ it on the same ROOT and check that nothing acknowledged was lost and nothing tor
 
     python tools/crash_torture.py [--rounds 50] [--clients 4] [--workers-mix 0.3] [--seed N] ...
     make crash-torture                      # many rounds, fsync on, --workers 2 in some rounds
+    python tools/crash_torture.py --sidecar # records in sidecar files (no user xattrs) instead
 
 Each round starts several boto3 clients (default settings: CRC32 checksums on uploads; retries
 off, so a request is sent once) against a few buckets, doing a random mix of PutObject (0 B up to
@@ -281,10 +282,11 @@ def free_port() -> int:
 class Server:
     """s3serve in a process group of its own, so SIGKILL reaches every worker at once."""
 
-    def __init__(self, work: Path, root: Path, args: list[str]) -> None:
+    def __init__(self, work: Path, root: Path, args: list[str], env: dict[str, str] | None = None) -> None:
         self.work = work
         self.root = root
         self.args = args
+        self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
         self.endpoint = ""
         self.log: Path | None = None
@@ -304,6 +306,7 @@ class Server:
         # The s3serve next to this tool, and nothing of it written outside ROOT.
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
         env["TMPDIR"] = str(self.work / "tmpdir")
+        env.update(self.env)
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.work / "cwd", env=env, start_new_session=True
@@ -384,6 +387,7 @@ class Options:
     workers_mix: float = 0.3
     workers: tuple[int, ...] | None = None  # --workers of round n is workers[n % len], instead of the mix
     fsync: bool = True
+    sidecar: bool = False  # records in sidecar files, as where the filesystem has no user xattrs
     seed: int | None = None
     work: Path | None = None
     keep: bool = False
@@ -944,6 +948,17 @@ def check_leftovers(world: World, root: Path, left: set[Path], wait: float) -> N
         world.unlocked_seen |= unlocked
 
 
+def check_sidecar_mode(world: World, root: Path) -> None:
+    """In --sidecar runs, records are sidecar files and never an object's xattr."""
+    sidecars = sum(1 for _ in (root / ".s3serve" / "meta").rglob("*.json"))
+    world.count("sidecar records seen after a restart", sidecars)
+    for bucket in world.buckets:
+        for path in (root / bucket).rglob("*"):
+            with contextlib.suppress(OSError):
+                if "user.s3serve" in os.listxattr(path, follow_symlinks=False):
+                    world.violate(f"an xattr record in sidecar mode: {path.relative_to(root)}")
+
+
 def check_outside(world: World, work: Path) -> None:
     for name in ("cwd", "tmpdir"):
         extra = list((work / name).iterdir())
@@ -982,11 +997,12 @@ def run(opts: Options, log: Callable[[str], None] = print) -> Summary:
     for name in ("root", "cwd", "tmpdir", "logs"):
         (work / name).mkdir(parents=True, exist_ok=True)
     root = work / "root"
-    log(f"crash torture: seed {seed}, work folder {work}")
+    log(f"crash torture: seed {seed}, work folder {work}" + (", records in sidecar files" if opts.sidecar else ""))
     extra = ["--min-part-size", str(opts.part_size), "--gc-interval", "1s"]
     if not opts.fsync:
         extra.append("--no-fsync")
-    server = Server(work, root, extra)
+    # A testing aid of the server's (app.default_backend): sidecar mode on a filesystem with xattrs.
+    server = Server(work, root, extra, {"S3SERVE_TEST_SIDECARS": "1"} if opts.sidecar else None)
     world = World([f"torture-{c}" for c in "abcdefgh"[: opts.buckets]], opts.clients, seed)
     world.part_size = opts.part_size
     started = time.monotonic()
@@ -1031,6 +1047,8 @@ def run(opts: Options, log: Callable[[str], None] = print) -> Summary:
             check_leftovers(world, root, left, wait=TEMP_GRACE + 1.0 + 2.0)
             t3 = time.monotonic()
             check_outside(world, work)
+            if opts.sidecar:
+                check_sidecar_mode(world, root)
             for path in (killed_log, server.log):
                 for line in log_errors(path):
                     world.violate(f"server log {path.name if path else '?'}: {line}")
@@ -1130,6 +1148,7 @@ def parse_args(argv: Iterable[str] | None = None) -> Options:
     p.add_argument("--kill-max", type=float, default=3.0)
     p.add_argument("--workers-mix", type=float, default=0.3, help="share of rounds run with --workers 2")
     p.add_argument("--no-fsync", action="store_true", help="run the server with --no-fsync")
+    p.add_argument("--sidecar", action="store_true", help="records in sidecar files, as on a filesystem without user xattrs")
     p.add_argument("--seed", type=int)
     p.add_argument("--work", type=Path, help="work folder (default: a new temp folder, removed when all went well)")
     p.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -1138,7 +1157,7 @@ def parse_args(argv: Iterable[str] | None = None) -> Options:
     return Options(
         rounds=a.rounds, clients=a.clients, buckets=a.buckets, max_size=a.max_size, part_size=a.part_size,
         max_parts=a.max_parts, kill_min=a.kill_min, kill_max=a.kill_max, workers_mix=a.workers_mix,
-        fsync=not a.no_fsync, seed=a.seed, work=a.work, keep=a.keep, keep_going=a.keep_going,
+        fsync=not a.no_fsync, sidecar=a.sidecar, seed=a.seed, work=a.work, keep=a.keep, keep_going=a.keep_going,
     )
 
 

@@ -28,7 +28,7 @@ from . import keys, metadata
 from .base import ObjectInfo, Precondition, WriteMeta
 from .faults import refusals
 from .folders import drop_marker, make_folder, prune
-from .gc import create_locked
+from .gc import LINK_GUARD, create_locked
 from .metadata import XATTR, Record
 from .staging import copy_range
 
@@ -221,14 +221,18 @@ def _link(
     record.modified_ns = time.time_ns()  # a new object to S3, on the source's inode
     tmp = os.path.join(disk._tmp_dir, f"link-{uuid.uuid4().hex}")
     name = keys.parse_key(src_key).segments[-1]
+    # The temp link is not flocked, as other temp files are: that would be a flock on the
+    # source's inode, the object's. Its guard is, from before the link until after it is gone:
+    # the GC of another process sharing ROOT leaves the link alone while the guard is held.
+    guard = create_locked(tmp + LINK_GUARD)
     try:
-        os.link(name, tmp, src_dir_fd=folder_fd, follow_symlinks=False)
-    except OSError as e:
-        # ENOENT: removed since it was opened (the byte copy reads the file the lookup opened).
-        if e.errno in (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.ENOTSUP, errno.ENOENT):
-            return None
-        raise
-    try:
+        try:
+            os.link(name, tmp, src_dir_fd=folder_fd, follow_symlinks=False)
+        except OSError as e:
+            # ENOENT: removed since it was opened (the byte copy reads the file the lookup opened).
+            if e.errno in (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.ENOTSUP, errno.ENOENT):
+                return None
+            raise
         if os.lstat(tmp).st_ino != st.st_ino:
             return None  # swapped by another program between the open and the link
         if xattrs and not shared:
@@ -238,32 +242,34 @@ def _link(
             if src_record.blob:
                 disk.meta.drop_blob(src_record.blob)
         old = disk._existing_record(dst_bucket, dkp, dpath)
-        # The copy's record goes into the destination's sidecar before the rename. When the
-        # destination is a linked copy of another inode, its own record is that sidecar: kept
-        # beside the new one until the rename is done, or a crash in between took it away.
-        keep = old if xattrs and _other_linked_copy(dpath, st) else None
-        disk.meta.write_sidecar(dst_bucket, dkp.key, record, keep)
-        folders = keys.place(disk._real_root, ddir, dkp, dpath, tmp)
-        if keep is not None:
-            disk.meta.write_sidecar(dst_bucket, dkp.key, record)
+        # The copy's record goes into the destination's sidecar before the rename, beside the
+        # destination's own when that is the sidecar too (MetaStore.renaming).
+        keep = old if old is not None and _record_in_sidecar(disk, dpath) else None
+        with disk.meta.renaming(dst_bucket, dkp.key, record, keep):
+            folders = keys.place(disk._real_root, ddir, dkp, dpath, tmp)
         # Left for the finally below: when the destination already was a name of this inode
         # (a copy onto itself, or again onto an earlier linked copy), rename() did nothing
-        # and the temp link is still there.
+        # and the temp link is still there (both records in the sidecar match it then: the
+        # first, the copy's, is the one read).
         if old is not None and old.blob:
             disk.meta.drop_blob(old.blob)
     finally:
+        # The link before its guard: a link left without a guard is one whose copy is over.
         _unlink_quietly(tmp)
+        _unlink_quietly(tmp + LINK_GUARD)
+        os.close(guard)
     return record, folders
 
 
-def _other_linked_copy(dpath: str, st: os.stat_result) -> bool:
-    """Whether ``dpath`` is a linked copy (a shared inode, its record a sidecar) of an inode other
-    than the source's (``st``); again onto a copy of the same inode, the rename changes nothing."""
+def _record_in_sidecar(disk: DiskBackend, target: int | str) -> bool:
+    """Whether the record of the file ``target`` is its key's sidecar, not its inode's xattr: in
+    sidecar mode, for a linked copy (SHARED), for a file that takes no xattr."""
+    if not disk.meta.use_xattrs:
+        return True
     try:
-        dst = os.stat(dpath)
+        return os.getxattr(target, XATTR) == SHARED
     except OSError:
-        return False
-    return (dst.st_dev, dst.st_ino) != (st.st_dev, st.st_ino) and is_shared(dpath)
+        return True
 
 
 async def rename_object(
@@ -304,17 +310,14 @@ async def rename_object(
                 await asyncio.to_thread(disk.sync_folders, folders)
             return record.to_info(dst_key)
         old = disk._existing_record(bucket, dkp, dpath)
-        # A linked copy's record is its sidecar: the destination's is written before the rename,
-        # else a crash right after the rename left the renamed object without a record (ETag
-        # hashed again; type, tags and checksums gone), and the source's goes after. Over
-        # another linked copy, whose own record is the destination's sidecar, that one is kept
-        # beside it until the rename is done (see _link).
-        early = is_shared(src.real)
-        keep = None
-        if early:
-            with contextlib.suppress(OSError):
-                keep = old if _other_linked_copy(dpath, os.stat(src.real)) else None
-            disk.meta.write_sidecar(bucket, dst_key, src.record, keep)
+        # A record kept in a sidecar (sidecar mode, a linked copy) goes to the destination's
+        # sidecar before the rename (MetaStore.renaming), else a crash right after the rename
+        # left the renamed object without a record (ETag hashed again; type, tags and checksums
+        # gone), and the source's goes after. A record in the xattr moves with the file.
+        early = _record_in_sidecar(disk, src.real)
+        keep = old if early and old is not None and _record_in_sidecar(disk, dpath) else None
+        renaming: contextlib.AbstractContextManager[None]
+        renaming = disk.meta.renaming(bucket, dst_key, src.record, keep) if early else contextlib.nullcontext()
         # The source by a checked descriptor of its folder: a folder on the way swapped for a
         # symlink leading out of ROOT since the lookup cannot bring a file from out there in.
         with keys.folder_of(disk._real_root, spath) as src_fd:
@@ -323,7 +326,8 @@ async def rename_object(
                 if src_fd is None:
                     raise FileNotFoundError(spath)
                 moved = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
-                folders = keys.place(disk._real_root, bdir, dkp, dpath, name, src_fd)
+                with renaming:
+                    folders = keys.place(disk._real_root, bdir, dkp, dpath, name, src_fd)
             except FileNotFoundError:
                 raise errors.NoSuchKey(resource=src_key, Key=src_key) from None
             # rename(2) between two names of one inode (onto a linked copy of the source) does
@@ -332,8 +336,6 @@ async def rename_object(
                 if os.stat(name, dir_fd=src_fd, follow_symlinks=False).st_ino == moved.st_ino:
                     os.unlink(name, dir_fd=src_fd)
         if early:
-            if keep is not None:
-                disk.meta.write_sidecar(bucket, dst_key, src.record)
             disk.meta.forget(bucket, src_key, None)
         else:
             disk.meta.move_sidecar(bucket, src_key, dst_key)

@@ -352,10 +352,10 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
                 if tmp is None:
                     folders = make_folder(self, bucket, bdir, kp, path, record)
                 else:
-                    folders = keys.place(self._real_root, bdir, kp, path, tmp)
+                    # Without an xattr the record is the key's sidecar, written before the rename.
+                    with contextlib.nullcontext() if attached else self.meta.renaming(bucket, kp.key, record, old):
+                        folders = keys.place(self._real_root, bdir, kp, path, tmp)
                     tmp = None
-                    if not attached:
-                        self.meta.write_sidecar(bucket, kp.key, record)
             if old is not None and old.blob and old.blob != record.blob:
                 self.meta.drop_blob(old.blob)
         except BaseException:

@@ -1,7 +1,8 @@
 """The multipart garbage collector: idle uploads, claims whose process died, orphaned temp files.
 
 Runs in a worker thread, once at start-up (before serving: what a crash left is gone before any
-request) and then every ``gc_interval`` as an asyncio task. Safe when several processes share
+request), then every ``gc_interval`` as an asyncio task (and once just after TEMP_GRACE when the
+start-up round left temp files only for being too young). Safe when several processes share
 ROOT: every file a live writer is filling is flocked by it, every claimed upload is flocked by its
 claimant, and the GC removes only what it can lock itself (LOCK_NB).
 """
@@ -27,12 +28,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("s3serve.multipart")
 
 # A lockable temp file younger than this may be one whose writer has created it but not yet
-# taken its flock (a few microseconds): leave it for the next round.
+# taken its flock (a few microseconds): leave it for the next round. The start-up round, which
+# finds what a crashed process wrote just before a quick restart, has one more round run just
+# after that age (FOLLOW_UP_MARGIN past it) rather than a gc_interval later.
 TEMP_GRACE = 1.0
+FOLLOW_UP_MARGIN = 0.1
 # Temp files under .s3serve/tmp/ that their writers flock for their whole life. "spool-": the
 # upstream cache's uploads and fills (storage/replicas.py), as large as objects: without it a
 # crashed cache's spools waited an hour for the next GC round instead of going at start-up.
 LOCKED_TEMP_PREFIXES = ("put-", "copy-", "mpu-", "link-", "spool-")
+# A hard-link copy's temp "link-<id>" (copies._link) is another name of the source object's
+# inode: a flock on it would lock the object. Its writer flocks "link-<id>" + LINK_GUARD instead
+# (itself a "link-" temp file, collected as any other).
+LINK_GUARD = ".guard"
 # Other temp files there (metadata records, probes) are tiny and short-lived but unlocked.
 UNLOCKED_TEMP_AGE = 3600.0
 
@@ -76,6 +84,17 @@ def any_flocked(paths: list[str]) -> bool:
     return False
 
 
+def _open_holder(path: str, name: str) -> int | None:
+    """The file whose flock says a temp file's writer is alive, opened: the temp file itself, or
+    a hard-link copy's guard (None when that is gone: its copy is over)."""
+    if name.startswith("link-") and not name.endswith(LINK_GUARD):
+        try:
+            return os.open(path + LINK_GUARD, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+    return os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+
+
 def create_locked(path: str) -> int:
     """A new file, flocked for as long as the returned descriptor stays open: the GC never
     removes a file whose writer is alive."""
@@ -115,13 +134,23 @@ class Collector:
         self.expiry = expiry
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
+        # Of the round under way: how long each temp file that nobody holds but that was too
+        # young to remove has to go until it is old enough.
+        self._young: list[float] = []
 
     async def start(self) -> None:
+        soon = None
         try:
-            await asyncio.to_thread(self.collect, False)
+            soon = await asyncio.to_thread(self.collect, False)
         except Exception:  # serving matters more than tidying up
             log.exception("multipart GC at start-up failed")
-        self._task = asyncio.create_task(self._loop(), name="s3serve-multipart-gc")
+        if soon is not None and soon + FOLLOW_UP_MARGIN < self.interval:
+            # What a crashed process wrote just before a quick restart: gone in a second, not
+            # after a whole gc_interval (an hour by default) of holding its disk space.
+            log.info("multipart GC: temp files too young to remove at start-up; looking again in %.1fs", soon + FOLLOW_UP_MARGIN)
+        else:
+            soon = None
+        self._task = asyncio.create_task(self._loop(soon), name="s3serve-multipart-gc")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -130,18 +159,32 @@ class Collector:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _loop(self) -> None:
+    async def _loop(self, follow_up: float | None = None) -> None:
+        """Rounds every ``interval``; the first after ``follow_up`` seconds (and without expiring
+        uploads, as at start-up), when given."""
+        delay, expire = (self.interval, True) if follow_up is None else (follow_up + FOLLOW_UP_MARGIN, False)
         while True:
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(delay)
             try:
-                await asyncio.to_thread(self.collect, True)
+                await asyncio.to_thread(self.collect, expire)
             except Exception:  # one bad round (a disk error, a surprise) must not end the GC
                 log.exception("multipart GC round failed; trying again in %ss", self.interval)
+            delay, expire = self.interval, True
 
-    def collect(self, expire: bool) -> None:
+    def collect(self, expire: bool) -> float | None:
         """One GC round (worker thread): orphaned temp files and claims always, idle uploads when
-        ``expire``. Everything that a live writer or claimant holds is flocked, so it survives."""
+        ``expire``. Everything that a live writer or claimant holds is flocked, so it survives.
+        Returns how long until every temp file it left only for being too young is old enough
+        (None: there was none)."""
         now = time.time()
+        self._young = []
+        try:
+            self._collect(now, expire)
+        finally:
+            young, self._young = self._young, []
+        return max(young) if young else None
+
+    def _collect(self, now: float, expire: bool) -> None:
         self._collect_temp(self.staging.disk._tmp_dir, now)
         self.staging.disk.rename_tokens.prune(now)
         try:
@@ -184,16 +227,23 @@ class Collector:
                 st = entry.stat(follow_symlinks=False)
                 # ctime: a fresh hard link to an old file has an old mtime.
                 age = now - max(st.st_mtime, st.st_ctime)
-                if age < (TEMP_GRACE if locked_kind else UNLOCKED_TEMP_AGE):
+                young = age < (TEMP_GRACE if locked_kind else UNLOCKED_TEMP_AGE)
+                if young and not locked_kind:
                     continue
-                fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+                fd = _open_holder(entry.path, entry.name)
                 try:
-                    if try_flock(fd):
-                        os.unlink(entry.path)
-                        freed += st.st_size
-                        log.info("removed orphaned temp file %s (%d bytes)", entry.path, st.st_size)
+                    if fd is not None and not try_flock(fd):
+                        continue  # its writer is alive
+                    if young:
+                        # Nobody holds it, but its writer may be about to: when it is old enough.
+                        self._young.append(TEMP_GRACE - age)
+                        continue
+                    os.unlink(entry.path)
+                    freed += st.st_size
+                    log.info("removed orphaned temp file %s (%d bytes)", entry.path, st.st_size)
                 finally:
-                    os.close(fd)
+                    if fd is not None:
+                        os.close(fd)
         return freed
 
     def _collect_upload(self, bucket: str, upload_id: str, path: str, now: float, expire: bool) -> None:

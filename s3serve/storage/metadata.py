@@ -23,6 +23,7 @@ import shutil
 import stat
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -447,12 +448,34 @@ class MetaStore:
             self.drop_blob(old_blob)
 
     def write_sidecar(self, bucket: str, key: str, record: Record, keep: Record | None = None) -> None:
-        """``keep``: the record the key has now, kept beside the new one, for a file that a rename
-        (a linked copy or RenameObject) is about to replace when its record is a sidecar too:
-        whichever file the key names when a crash comes finds its own record. Written again
-        without it once the rename is done."""
+        """``keep``: the record the key has now, kept beside the new one (see ``renaming``)."""
         data = record.to_json() if keep is None else b"[" + record.to_json() + b"," + keep.to_json() + b"]"
         write_atomic(self.tmp_dir, self.sidecar_path(bucket, key), data, self.durable)
+
+    @contextlib.contextmanager
+    def renaming(self, bucket: str, key: str, record: Record, old: Record | None) -> Iterator[None]:
+        """Around the rename that puts at ``key`` a file whose record is to be the key's sidecar
+        (sidecar mode, a linked copy): the record is written first, beside ``old`` (the record of
+        the file the key names now, when that is a sidecar too), so a crash on either side of the
+        rename leaves the file the key then names with its own record: ``load`` takes the one that
+        matches the file's stat, which a rename keeps. Written after the rename, a crash in
+        between left the new object without one (content type, metadata, checksums, tags).
+
+        Not rewritten without ``old`` afterwards: that cost two more fsyncs per write (and one
+        not fsynced could leave an empty sidecar after a power cut), while the old record no
+        longer matches the file at the key (or, where the rename was onto another name of the
+        same inode, comes second), and the key's next write or delete replaces the sidecar. A
+        failed rename puts the sidecar back as it was."""
+        self.write_sidecar(bucket, key, record, old)
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(OSError):
+                if old is None:
+                    os.unlink(self.sidecar_path(bucket, key))
+                else:
+                    self.write_sidecar(bucket, key, old)
+            raise
 
     def forget(self, bucket: str, key: str, record: Record | None) -> None:
         """Remove what a deleted object left in the hidden folder (sidecar, overflow blob)."""

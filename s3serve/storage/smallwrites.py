@@ -264,10 +264,10 @@ class Writer:
                 lock = disk.locks.acquire(slot)
                 try:
                     old = disk._existing_record(bucket, kp, path)
-                    folders = keys.place(disk._real_root, bdir, kp, path, tmp)
+                    # Without an xattr the record is the key's sidecar, written before the rename.
+                    with contextlib.nullcontext() if attached else disk.meta.renaming(bucket, kp.key, record, old):
+                        folders = keys.place(disk._real_root, bdir, kp, path, tmp)
                     tmp = None
-                    if not attached:
-                        disk.meta.write_sidecar(bucket, kp.key, record)
                 finally:
                     os.close(lock)
             finally:

@@ -19,10 +19,12 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import BotoCoreError, ClientError
 
 import s3serve
 from tests.conftest import Server, start_server, stop_server
@@ -57,6 +59,21 @@ def test_crashes_lose_nothing_acknowledged_and_show_nothing_torn(tmp_path: Path)
     assert summary.counts.get("uploads completed after the last round", 0) + summary.counts.get(
         "uploads aborted after the last round", 0
     ) + summary.counts.get("complete", 0) > 0, report
+
+
+def test_crashes_in_sidecar_mode_lose_no_record(tmp_path: Path) -> None:
+    """The same, with every record in a sidecar file (as where the filesystem has no user xattrs):
+    a crash at any moment leaves each object with its own record."""
+    opts = Options(
+        rounds=2, clients=3, buckets=2, max_size=600 * KiB, part_size=256 * KiB, max_parts=3,
+        kill_min=0.3, kill_max=1.2, workers=(1, 2), sidecar=True, work=tmp_path / "torture",
+    )  # fmt: skip
+    lines: list[str] = []
+    summary = run(opts, log=lines.append)
+    report = "\n".join([*lines, summary.text()])
+    assert not summary.violations, report
+    assert summary.rounds == opts.rounds and summary.counts.get("put", 0) > 0, report
+    assert summary.counts.get("sidecar records seen after a restart", 0) > 0, report
 
 
 # -- deterministic crashes ------------------------------------------------------------------------
@@ -275,3 +292,164 @@ def test_rename_onto_a_linked_copy_of_itself_removes_the_source(root: Path, rest
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]] == ["dst"]
     assert s3.head_object(Bucket="bkt", Key="dst")["ContentType"] == "text/x-a"
     assert s3.get_object(Bucket="bkt", Key="dst")["Body"].read() == b"A" * 300_000
+
+
+# -- sidecar mode ---------------------------------------------------------------------------------
+# Where the filesystem has no user xattrs, every record is a sidecar file of its key
+# (S3SERVE_TEST_SIDECARS=1 forces that mode on this one). Here a real server is killed at one
+# step: a server whose process has a step of the storage layer replaced by a SIGKILL (dying_at),
+# asked over HTTP with boto3, then started again (plain) on the same ROOT.
+
+
+def dying_at(step: str) -> str:
+    """start_server's ``patch`` for a server that SIGKILLs itself at ``step`` of its next write."""
+    return textwrap.dedent(f'''
+        import os, signal
+        from s3serve.storage import keys, metadata
+
+        def die(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        place = keys.place
+
+        def dying(*args, **kwargs):
+            if {step!r} == "after-rename":
+                place(*args, **kwargs)
+            die()
+
+        if {step!r} in ("before-rename", "after-rename"):  # the rename that puts a file at a key
+            keys.place = dying
+        elif {step!r} == "forget":  # a DELETE: its file is gone, its sidecar not yet
+            metadata.MetaStore.forget = die
+        else:
+            raise SystemExit("unknown step {step}")
+    ''')
+
+
+def dies_on(server: Server, request: Callable[[Any], Any]) -> None:
+    """Send ``request`` once (no retries) to a patched server, which must die of it."""
+    s3 = server.client(retries={"total_max_attempts": 1}, read_timeout=30)
+    with pytest.raises((BotoCoreError, ClientError)):
+        request(s3)
+    assert server.process is not None
+    assert server.process.wait(timeout=30) == -signal.SIGKILL, server.log_path.read_text() if server.log_path else ""
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What a client sees of an object, metadata included."""
+
+    md5: str
+    etag: str
+    content_type: str
+    user_meta: dict[str, str]
+    tags: dict[str, str]
+    checksummed: bool
+
+
+def seen(s3: Any, key: str) -> Seen | None:
+    try:
+        head = s3.head_object(Bucket="bkt", Key=key, ChecksumMode="ENABLED")
+    except ClientError as exc:
+        assert exc.response["Error"]["Code"] == "404"
+        return None
+    body = s3.get_object(Bucket="bkt", Key=key)["Body"].read()
+    assert head["ContentLength"] == len(body)
+    tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket="bkt", Key=key)["TagSet"]}
+    checksummed = any(k.startswith("Checksum") and k != "ChecksumType" for k in head)
+    return Seen(hashlib.md5(body).hexdigest(), head["ETag"].strip('"'), head["ContentType"], head["Metadata"], tags, checksummed)
+
+
+OLD = b"O" * 2000
+NEW_META = ("text/x-new", {"v": "new"}, {"t": "new"}, True)
+OLD_META = ("text/x-old", {"v": "old"}, {"t": "old"}, True)
+
+
+def _setup_and_op(op: str, s3: Any, root: Path) -> tuple[Callable[[Any], Any], bytes, str]:
+    """Made with a plain server: the old object at "dst", and what ``op`` needs. Returns the
+    request that writes "dst", the bytes it writes and their ETag."""
+    s3.put_object(Bucket="bkt", Key="dst", Body=OLD, ContentType="text/x-old", Metadata={"v": "old"}, Tagging="t=old")
+    new = {"ContentType": "text/x-new", "Metadata": {"v": "new"}, "Tagging": "t=new"}
+    if op in ("put-small", "put-large"):
+        data = (b"N" * 1000) if op == "put-small" else (b"N" * 300_000)  # the one-hop and streaming paths
+        return (lambda c: c.put_object(Bucket="bkt", Key="dst", Body=data, **new)), data, hashlib.md5(data).hexdigest()
+    if op == "complete":
+        data = b"P" * 100_000
+        upload_id = s3.create_multipart_upload(Bucket="bkt", Key="dst", **new)["UploadId"]
+        etag = s3.upload_part(Bucket="bkt", Key="dst", UploadId=upload_id, PartNumber=1, Body=data)["ETag"]
+        parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+        md5s = hashlib.md5(bytes.fromhex(etag.strip('"'))).hexdigest() + "-1"
+        return (
+            lambda c: c.complete_multipart_upload(Bucket="bkt", Key="dst", UploadId=upload_id, MultipartUpload=parts)
+        ), data, md5s
+    if op in ("copy-bytes", "copy-link"):
+        # Under copies.LINK_MIN_SIZE the bytes are copied; over it the copy is a hard link.
+        data = (b"S" * 1000) if op == "copy-bytes" else (b"L" * 300_000)
+        s3.put_object(Bucket="bkt", Key="src", Body=data, ContentType="text/x-src")
+        copy = {**new, "MetadataDirective": "REPLACE", "TaggingDirective": "REPLACE"}
+        return (
+            lambda c: c.copy_object(Bucket="bkt", Key="dst", CopySource={"Bucket": "bkt", "Key": "src"}, **copy)
+        ), data, hashlib.md5(data).hexdigest()
+    assert op == "rename"
+    data = b"R" * 300_000
+    s3.put_object(Bucket="bkt", Key="src", Body=data, **new)
+    return (lambda c: c.rename_object(Bucket="bkt", Key="dst", RenameSource="bkt/src")), data, hashlib.md5(data).hexdigest()
+
+
+@pytest.mark.parametrize("when", ["before-rename", "after-rename"])
+@pytest.mark.parametrize("op", ["put-small", "put-large", "complete", "copy-bytes", "copy-link", "rename"])
+def test_sidecar_mode_write_killed_at_its_rename_keeps_every_record(
+    root: Path, restarted: Callable[[], Any], monkeypatch: pytest.MonkeyPatch, op: str, when: str
+) -> None:
+    """In sidecar mode PutObject, CompleteMultipartUpload, a byte copy and RenameObject renamed
+    the file into place and wrote its sidecar after: killed in between, the new object had no
+    record (content type, user metadata, tags and checksum gone, the ETag hashed again). A linked
+    copy wrote its record before the rename over the old one: killed before the rename, the
+    object still there had lost its own."""
+    monkeypatch.setenv("S3SERVE_TEST_SIDECARS", "1")
+    s3 = restarted()
+    s3.create_bucket(Bucket="bkt")
+    request, data, etag = _setup_and_op(op, s3, root)
+    source = seen(s3, "src")
+    assert "user.s3serve" not in os.listxattr(root / "bkt" / "dst")  # the mode at hand: no xattr record
+    dies_on(start_server(root, patch=dying_at(when)), request)
+    s3 = restarted()
+    got = seen(s3, "dst")
+    if when == "before-rename":  # not acknowledged, not renamed into place: the old object, whole
+        assert got == Seen(hashlib.md5(OLD).hexdigest(), hashlib.md5(OLD).hexdigest(), *OLD_META)
+        assert seen(s3, "src") == source
+        return
+    assert got == Seen(hashlib.md5(data).hexdigest(), etag, *NEW_META)
+    if op == "copy-link":
+        assert os.stat(root / "bkt" / "dst").st_ino == os.stat(root / "bkt" / "src").st_ino  # linked
+    if op == "rename":
+        assert seen(s3, "src") is None
+    elif source is not None:
+        assert seen(s3, "src") == source  # the source of a copy, untouched
+
+
+def test_sidecar_mode_delete_killed_before_its_sidecar_goes_leaves_nothing_to_match(
+    root: Path, restarted: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A DELETE removes the file, then its sidecar: killed in between, the sidecar stays behind.
+    Its record names the removed file's inode, size and mtime, so nothing later at the key takes
+    it for its own: a file another program puts there (of the same size) is hashed as any foreign
+    file, and a new object gets its own record."""
+    monkeypatch.setenv("S3SERVE_TEST_SIDECARS", "1")
+    s3 = restarted()
+    s3.create_bucket(Bucket="bkt")
+    s3.put_object(Bucket="bkt", Key="k", Body=OLD, ContentType="text/x-old", Metadata={"v": "old"}, Tagging="t=old")
+    dies_on(start_server(root, patch=dying_at("forget")), lambda c: c.delete_object(Bucket="bkt", Key="k"))
+    assert not (root / "bkt" / "k").exists()
+    sidecars = [p for p in (root / ".s3serve" / "meta" / "bkt").rglob("*.json")]
+    assert len(sidecars) == 1  # the stale one, the case at hand
+    s3 = restarted()
+    assert seen(s3, "k") is None
+    assert s3.list_objects_v2(Bucket="bkt")["KeyCount"] == 0
+    foreign = b"F" * len(OLD)
+    (root / "bkt" / "k").write_bytes(foreign)
+    md5 = hashlib.md5(foreign).hexdigest()
+    assert seen(s3, "k") == Seen(md5, md5, "binary/octet-stream", {}, {}, False)
+    s3.put_object(Bucket="bkt", Key="k", Body=b"Z" * len(OLD), ContentType="text/x-z")
+    md5 = hashlib.md5(b"Z" * len(OLD)).hexdigest()
+    assert seen(s3, "k") == Seen(md5, md5, "text/x-z", {}, {}, True)

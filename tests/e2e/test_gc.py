@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -182,3 +183,74 @@ def test_killed_server_leaves_nothing_visible_and_next_start_cleans(root: Path) 
         assert got["PartsCount"] == 2 and got["Body"].read() == b"2" * 100
     finally:
         stop_server(third)
+
+
+# A hard-link copy held up between its link and its rename (a slow fsync of its records, say) for
+# longer than the grace the GC gives a fresh temp file.
+SLOW_LINK = textwrap.dedent('''
+    import os, time
+    from s3serve.storage import gc, keys
+
+    place = keys.place
+
+    def slow(real_root, bdir, kp, path, src, src_dir_fd=None):
+        if os.path.basename(src).startswith("link-"):
+            time.sleep(gc.TEMP_GRACE + 1.0)
+        return place(real_root, bdir, kp, path, src, src_dir_fd)
+
+    keys.place = slow
+''')
+
+
+@pytest.mark.parametrize("mode", ["xattr", "sidecar"])
+def test_slow_linked_copy_survives_the_gc_of_another_process(root: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """CopyObject of a large object is a hard link: a temp name of the source's inode in the temp
+    folder, renamed to the destination. Unlike other temp files it was not flocked (that would
+    lock the source object's inode), so the GC of another process sharing ROOT (--workers N)
+    removed it once it was older than a second, and the slow copy answered 500."""
+    if mode == "sidecar":
+        monkeypatch.setenv("S3SERVE_TEST_SIDECARS", "1")
+    other = start_server(root, *FAST_GC)  # the other worker: a GC round every 0.2 s
+    slow = start_server(root, "--no-fsync", patch=SLOW_LINK)
+    try:
+        s3 = slow.client(retries={"total_max_attempts": 1})
+        s3.create_bucket(Bucket="links")
+        data = os.urandom(300_000)
+        s3.put_object(Bucket="links", Key="src", Body=data, ContentType="text/x-src", Tagging="t=src")
+        s3.copy_object(Bucket="links", Key="dst", CopySource={"Bucket": "links", "Key": "src"})
+        assert os.stat(root / "links" / "dst").st_ino == os.stat(root / "links" / "src").st_ino  # linked
+        got = other.client().get_object(Bucket="links", Key="dst")
+        assert got["Body"].read() == data and got["ContentType"] == "text/x-src"
+        # The link and its guard went with the copy; nothing of it was the GC's to remove.
+        assert not [p.name for p in (root / ".s3serve" / "tmp").iterdir() if p.name.startswith("link-")]
+        assert other.log_path is not None and "link-" not in other.log_path.read_text()
+    finally:
+        stop_server(slow)
+        stop_server(other)
+
+
+def test_temp_files_of_a_crash_just_before_a_quick_restart_go_within_seconds(root: Path) -> None:
+    """The start-up GC leaves temp files younger than a second alone (their writer may not have
+    taken its flock yet). What a server killed in the middle of a write left was that young when
+    it was started again at once, and waited for the next round: an hour later by default."""
+    first = start_server(root, "--no-fsync")
+    first.client().create_bucket(Bucket="quick")
+    sock = open_request(first, "PUT", "/quick/obj", 4 * 1024 * 1024, os.urandom(1500 * 1024))
+    tmp = root / ".s3serve" / "tmp"
+    try:
+        assert wait_for(lambda: any(p.name.startswith("put-") for p in tmp.iterdir()))
+        assert first.process is not None
+        first.process.kill()
+        first.process.wait()
+    finally:
+        sock.close()
+    left = [p for p in tmp.iterdir() if p.name.startswith("put-")]
+    assert left
+    second = start_server(root, "--no-fsync")  # at once, and with the default --gc-interval (1h)
+    try:
+        assert wait_for(lambda: not any(p.exists() for p in left), timeout=5.0), second.log_path
+        assert second.log_path is not None and "removed orphaned temp file" in second.log_path.read_text()
+        s3 = second.client()
+        assert s3.list_objects_v2(Bucket="quick")["KeyCount"] == 0
+    finally:
+        stop_server(second)

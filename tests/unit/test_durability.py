@@ -6,12 +6,14 @@ real fsync was called on (the call still happens) and check the set."""
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from s3serve import errors
 from s3serve.storage import keys, metadata
 from s3serve.storage.base import WriteMeta
 from s3serve.storage.disk import DiskBackend
@@ -147,5 +149,40 @@ async def test_multipart_records_are_fsynced(tmp_path: Path, synced: list[str], 
         assert any(os.path.basename(f).startswith("tmp-") and f.endswith(".json") for f in files)
         assert folder in synced
         assert sorted(n for n in os.listdir(folder) if n.endswith(".json")) == ["00001.json", "upload.json"]
+    finally:
+        await be.stop()
+
+
+@pytest.mark.parametrize("size", [3, 300_000])  # the one-hop small path and the streaming path
+async def test_sidecar_goes_in_before_the_rename_and_back_when_it_fails(
+    tmp_path: Path, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In sidecar mode a write's record is in the key's sidecar before the rename, beside the
+    record of the object it replaces (crash safety: the e2e tests kill a server there); a rename
+    that fails puts the sidecar back as it was: none for a new key, the old record alone."""
+    be, _ = await _backend(tmp_path / "root", use_xattrs=False)
+    try:
+        await be.put_object("bkt", "a", Body(b"o" * size), WriteMeta(headers={"content-type": "text/x-old"}))
+        with pytest.raises(errors.ObjectParentIsFile):
+            await be.put_object("bkt", "a/b", Body(b"n" * size), WriteMeta())
+        assert not os.path.exists(be.meta.sidecar_path("bkt", "a/b"))
+        seen: list[bytes] = []
+        place = keys.place
+
+        def failing(*args: object, **kwargs: object) -> list[str]:
+            with open(be.meta.sidecar_path("bkt", "a"), "rb") as f:
+                seen.append(f.read())
+            raise OSError(errno.EIO, "the disk says no")
+
+        monkeypatch.setattr(keys, "place", failing)
+        with pytest.raises(OSError):
+            await be.put_object("bkt", "a", Body(b"n" * size), WriteMeta(headers={"content-type": "text/x-new"}))
+        assert seen[0].startswith(b"[") and b"text/x-new" in seen[0] and b"text/x-old" in seen[0]
+        with open(be.meta.sidecar_path("bkt", "a"), "rb") as f:
+            assert f.read().startswith(b"{")  # the old record alone again
+        assert (await be.head_object("bkt", "a")).headers["content-type"] == "text/x-old"
+        monkeypatch.setattr(keys, "place", place)
+        await be.put_object("bkt", "a", Body(b"n" * size), WriteMeta(headers={"content-type": "text/x-new"}))
+        assert (await be.head_object("bkt", "a")).headers["content-type"] == "text/x-new"
     finally:
         await be.stop()

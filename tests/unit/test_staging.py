@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from s3serve import errors
-from s3serve.storage import assembly
+from s3serve.storage import assembly, gc
 from s3serve.storage.base import ObjectInfo, PartInfo, WriteMeta
 from s3serve.storage.disk import DiskBackend
 from s3serve.storage.gc import create_locked
@@ -205,6 +205,38 @@ async def test_gc_removes_idle_uploads_and_orphans_but_not_what_is_held(be: Disk
     await asyncio.to_thread(be.staging.collector.collect, True)
     assert list(staging_dir(be).iterdir()) == []
     assert not alive.exists()
+
+
+async def test_gc_tells_of_young_orphans_and_holds_link_temps_by_their_guard(be: DiskBackend) -> None:
+    """A round says how long until the temp files it left only for being too young (nobody holds
+    them) are old enough: the start-up round looks again then, not a gc_interval later. A hard-link
+    copy's temp is held through its guard, not by a flock on itself (the source object's inode)."""
+    tmp = Path(be._tmp_dir)
+    collect = be.staging.collector.collect
+    held = create_locked(str(tmp / "put-held"))
+    for name in ("link-live", "link-dead", "link-bare"):
+        # Stand-ins for objects: a link temp is another name of an object's inode.
+        (tmp / f"object-{name}").write_bytes(b"object")
+        os.link(tmp / f"object-{name}", tmp / name)
+    live_guard = create_locked(str(tmp / ("link-live" + gc.LINK_GUARD)))
+    (tmp / ("link-dead" + gc.LINK_GUARD)).write_bytes(b"")  # its copy died: nobody holds it
+    try:
+        soon = await asyncio.to_thread(collect, False)
+        assert soon is not None and 0.5 < soon <= gc.TEMP_GRACE  # link-dead, link-bare, the dead guard
+        (tmp / "put-orphan").write_bytes(b"x")
+        await asyncio.sleep(gc.TEMP_GRACE + 0.1)
+        assert await asyncio.to_thread(collect, False) is None
+        left = sorted(p.name for p in tmp.iterdir() if not p.name.startswith("object-"))
+        assert left == ["link-live", "link-live" + gc.LINK_GUARD, "put-held"]
+        # Young again, but held by their writers: nothing to look at again soon.
+        os.utime(tmp / "put-held")
+        assert await asyncio.to_thread(collect, False) is None
+    finally:
+        os.close(held)
+        os.close(live_guard)
+    await asyncio.sleep(gc.TEMP_GRACE + 0.1)
+    await asyncio.to_thread(collect, False)
+    assert not [p.name for p in tmp.iterdir() if not p.name.startswith("object-")]
 
 
 @pytest.fixture
