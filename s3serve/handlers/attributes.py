@@ -7,6 +7,7 @@ from aiohttp import web
 from .. import errors, s3xml
 from ..storage.base import ObjectInfo, PartInfo
 from .common import Context, check_read_conditions, check_version_id, http_date, int_param, xml_response
+from .encryption import check_object_key, read_key
 
 ATTRIBUTES = frozenset({"ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"})
 MAX_PARTS = 1000  # x-amz-max-parts' default and ceiling, as for ListParts
@@ -42,7 +43,9 @@ async def get_object_attributes(ctx: Context) -> web.StreamResponse:
     wanted = requested_attributes(ctx.request.headers.getall("x-amz-object-attributes", []))
     max_parts = int_param(ctx.headers, "x-amz-max-parts", MAX_PARTS, 0, MAX_PARTS)
     marker = int_param(ctx.headers, "x-amz-part-number-marker", 0, 0)
+    given = read_key(ctx)
     info = await ctx.backend.head_object(ctx.bucket, ctx.key)
+    check_object_key(info.encryption, given)
     try:
         # The operation's reference describes HeadObject's conditions for it, and MinIO checks them.
         check_read_conditions(ctx.headers, info)

@@ -19,6 +19,7 @@ from aiohttp import web
 from .. import cors, errors, s3xml
 from ..routing import Route
 from ..storage.base import Backend
+from . import encryption
 from .common import Context, validate_tags, xml_response
 
 Handler = Callable[[Context], Awaitable[web.StreamResponse]]
@@ -158,9 +159,13 @@ def _encryption(content: dict[str, Any], bucket: str) -> None:
     rules = s3xml.as_list(content.get("Rule"))
     _malformed_unless(len(rules) == 1 and isinstance(rules[0], dict))
     rule = rules[0]
-    _only(rule, "ApplyServerSideEncryptionByDefault", "BucketKeyEnabled")
+    _only(rule, "ApplyServerSideEncryptionByDefault", "BucketKeyEnabled", "BlockedEncryptionTypes")
     if "BucketKeyEnabled" in rule:
         _malformed_unless(_value(rule, "BucketKeyEnabled") in ("true", "false"))
+    blocked = rule.get("BlockedEncryptionTypes")
+    if blocked is not None:
+        _malformed_unless(blocked == "" or (isinstance(blocked, dict) and not set(blocked) - {"EncryptionType"}))
+        _malformed_unless(all(value in ("NONE", "SSE-C") for value in encryption.blocked_types(rule)))
     default = rule.get("ApplyServerSideEncryptionByDefault")
     if default is None:
         return
@@ -253,14 +258,16 @@ WEBSITE = Kind("website", "WebsiteConfiguration", errors.NoSuchWebsiteConfigurat
 LIFECYCLE = Kind(
     "lifecycle", "LifecycleConfiguration", errors.NoSuchLifecycleConfiguration, validate=_lifecycle, headers=_LIFECYCLE_HEADERS
 )
-# New buckets are encrypted with SSE-S3 by default (S3, since January 2023); a delete restores that.
+# New buckets are encrypted with SSE-S3 by default (S3, since January 2023) and block SSE-C
+# (S3, since April 2026); a delete restores that.
 ENCRYPTION = Kind(
     "encryption",
     "ServerSideEncryptionConfiguration",
     default=_default(
         "ServerSideEncryptionConfiguration",
         "<Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES256</SSEAlgorithm>"
-        "</ApplyServerSideEncryptionByDefault><BucketKeyEnabled>false</BucketKeyEnabled></Rule>",
+        "</ApplyServerSideEncryptionByDefault><BucketKeyEnabled>false</BucketKeyEnabled>"
+        "<BlockedEncryptionTypes><EncryptionType>SSE-C</EncryptionType></BlockedEncryptionTypes></Rule>",
     ),
     validate=_encryption,
 )
@@ -309,8 +316,22 @@ get_bucket_website, put_bucket_website, delete_bucket_website = _get(WEBSITE), _
 get_bucket_lifecycle_configuration = _get(LIFECYCLE)
 put_bucket_lifecycle_configuration = _put(LIFECYCLE)
 delete_bucket_lifecycle = _delete(LIFECYCLE)
-get_bucket_encryption, put_bucket_encryption = _get(ENCRYPTION), _put(ENCRYPTION)
+get_bucket_encryption = _get(ENCRYPTION)
 delete_bucket_encryption = _delete(ENCRYPTION)
+
+
+async def put_bucket_encryption(ctx: Context) -> web.StreamResponse:
+    """A configuration without BlockedEncryptionTypes (or with an empty one) keeps the bucket's
+    SSE-C block as it is, as S3 does: only NONE or SSE-C named there changes it."""
+    content = s3xml.parse_document(await ctx.read_xml_body(), ENCRYPTION.root)
+    _encryption(content, ctx.bucket)
+    rule = content["Rule"] if isinstance(content["Rule"], dict) else content["Rule"][0]
+    if not encryption.blocked_types(rule):
+        current = await ctx.backend.get_bucket_config(ctx.bucket, ENCRYPTION.name)
+        blocked = encryption.bucket_encryption(current or b"").blocks_customer_keys
+        rule["BlockedEncryptionTypes"] = {"EncryptionType": "SSE-C" if blocked else "NONE"}
+    await _store(ctx, ENCRYPTION, content)
+    return web.Response(status=200)
 get_bucket_ownership_controls, put_bucket_ownership_controls = _get(OWNERSHIP), _put(OWNERSHIP)
 delete_bucket_ownership_controls = _delete(OWNERSHIP)
 get_public_access_block, put_public_access_block = _get(PUBLIC_ACCESS_BLOCK), _put(PUBLIC_ACCESS_BLOCK)

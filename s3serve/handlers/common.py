@@ -397,6 +397,8 @@ def object_headers(info: ObjectInfo, ctx: Context, *, checksums: bool, part_coun
         SSE_HEADER: "AES256",
     }
     if info.encryption is not SSE_S3:
+        if info.encryption.is_customer:
+            del headers[SSE_HEADER]  # S3 answers an SSE-C object with its customer headers alone
         headers.update(info.encryption.headers())
     for name in STORED_HEADERS[1:]:
         if name in info.headers:

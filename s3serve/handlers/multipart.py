@@ -24,7 +24,15 @@ from .common import (
     write_precondition,
     xml_response,
 )
-from .encryption import COPY_SOURCE_CUSTOMER_HEADERS, check_customer_keys, refuse_write_only, write_encryption
+from .encryption import (
+    answered,
+    check_upload_key,
+    refuse_write_only,
+    source_key,
+    source_precondition,
+    write_encryption,
+    write_key,
+)
 from .objects import check_source_bucket, parse_copy_source
 
 MAX_PART_NUMBER = 10000
@@ -72,8 +80,9 @@ async def upload_part(ctx: Context) -> web.StreamResponse:
     size = ascii_int(length) if length is not None else None
     if size is not None and size > MAX_PART_SIZE:
         raise errors.EntityTooLarge(ProposedSize=length, MaxSizeAllowed=MAX_PART_SIZE)
-    check_customer_keys(ctx)
+    given = await write_key(ctx)
     refuse_write_only(ctx)
+    await check_upload_key(ctx, upload_id, given)
     body = make_body(ctx.request.content, ctx.headers, ctx.auth)
     part = await ctx.backend.upload_part(ctx.bucket, ctx.key, upload_id, number, body)
     headers = {"ETag": f'"{part.etag}"', **checksum_headers(part.checksums), **part.encryption.headers()}
@@ -99,10 +108,11 @@ async def upload_part_copy(ctx: Context) -> web.StreamResponse:
     upload_id, number = _upload_id(ctx), _part_number(ctx)
     src_bucket, src_key = parse_copy_source(ctx.headers["x-amz-copy-source"])
     src_range = _copy_range(ctx.headers.get("x-amz-copy-source-range"))
-    check_customer_keys(ctx)
-    check_customer_keys(ctx, COPY_SOURCE_CUSTOMER_HEADERS)
+    source = source_key(ctx)
+    given = await write_key(ctx)
     refuse_write_only(ctx)
     await check_source_bucket(ctx, src_bucket)
+    await check_upload_key(ctx, upload_id, given)
     work = ctx.backend.upload_part_copy(
         ctx.bucket,
         ctx.key,
@@ -111,7 +121,7 @@ async def upload_part_copy(ctx: Context) -> web.StreamResponse:
         src_bucket,
         src_key,
         src_range,
-        src_precondition=read_precondition(ctx.headers, "x-amz-copy-source-"),
+        src_precondition=source_precondition(read_precondition(ctx.headers, "x-amz-copy-source-"), source),
     )
     return await answer_in_time(ctx, work, lambda part: (s3xml.copy_part_result(part), part.encryption.headers()))
 
@@ -170,8 +180,9 @@ def _object_checksums(ctx: Context) -> dict[str, str]:
 
 async def complete_multipart_upload(ctx: Context) -> web.StreamResponse:
     upload_id = _upload_id(ctx)
-    check_customer_keys(ctx)
+    key = await write_key(ctx)
     refuse_write_only(ctx)
+    await check_upload_key(ctx, upload_id, key, complete=True)
     precondition = write_precondition(ctx.headers)
     parts = _listed_parts(await ctx.read_xml_body(object_checksums=True))
     given = _object_checksums(ctx)
@@ -182,7 +193,7 @@ async def complete_multipart_upload(ctx: Context) -> web.StreamResponse:
 
     def answer(info: ObjectInfo) -> XmlAnswer:
         body = s3xml.complete_multipart(location, ctx.bucket, ctx.key, info)
-        return body, {**checksum_headers(info.checksums, info.checksum_type), **info.encryption.headers()}
+        return body, {**checksum_headers(info.checksums, info.checksum_type), **answered(info.encryption)}
 
     return await answer_in_time(ctx, work, answer)
 

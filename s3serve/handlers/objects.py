@@ -25,6 +25,7 @@ from ..storage.base import (
     Precondition,
     WriteMeta,
 )
+from ..storage.ssec import CustomerKey
 from .common import (
     Context,
     answer_in_time,
@@ -41,9 +42,10 @@ from .common import (
     xml_response,
 )
 from .encryption import (
-    COPY_SOURCE_CUSTOMER_HEADERS,
-    check_customer_keys,
+    check_object_key,
     check_read_headers,
+    source_key,
+    source_precondition,
     write_encryption,
 )
 
@@ -176,14 +178,14 @@ def _changed(reader: ObjectReader) -> bool:
 
 
 async def _get(ctx: Context, *, head: bool) -> web.StreamResponse:
-    check_read_headers(ctx)
+    given = check_read_headers(ctx)
     check_version_id(ctx.query)
     part_number = ctx.query.get("partNumber")
     range_header = ctx.headers.get("Range")
     if part_number is not None and range_header is not None:
         raise errors.InvalidRequest("Cannot specify both Range header and partNumber query parameter")
     for _ in range(READ_ATTEMPTS):
-        response = await _answer(ctx, head, part_number, range_header)
+        response = await _answer(ctx, head, part_number, range_header, given)
         if response is not None:
             return response
     log.warning("GET %s/%s: changed by another program on every read; answered 503", ctx.bucket, ctx.key)
@@ -191,7 +193,7 @@ async def _get(ctx: Context, *, head: bool) -> web.StreamResponse:
 
 
 async def _answer(
-    ctx: Context, head: bool, part_number: str | None, range_header: str | None
+    ctx: Context, head: bool, part_number: str | None, range_header: str | None, given: CustomerKey | None
 ) -> web.StreamResponse | None:
     """The answer to a GET or HEAD; None when a small body read did not match its description
     (another program wrote to the file meanwhile): the caller looks it up again."""
@@ -203,6 +205,7 @@ async def _answer(
         reader = await ctx.backend.open_object(ctx.bucket, ctx.key)
     with reader:
         info = reader.info
+        check_object_key(info.encryption, given)  # before anything about the object is told
         try:
             check_read_conditions(ctx.headers, info)
         except errors.NotModified as exc:
@@ -390,9 +393,11 @@ async def copy_object(ctx: Context) -> web.StreamResponse:
     same = (src_bucket, src_key) == (ctx.bucket, ctx.key)
     # S3 never copies the website redirect location: the copy has the one the request gives.
     redirect = ctx.headers.get(WEBSITE_REDIRECT)
-    check_customer_keys(ctx, COPY_SOURCE_CUSTOMER_HEADERS)
-    encryption = await write_encryption(ctx)
+    source = source_key(ctx)
+    encryption = await write_encryption(ctx, action="CopyObject")
     changes = "x-amz-storage-class" in ctx.headers or redirect is not None or SSE_HEADER in ctx.headers
+    # An SSE-C key given for either side changes the encryption (a new key, or SSE-C no more).
+    changes = changes or source is not None or (encryption is not None and encryption.is_customer)
     if same and metadata_directive == "COPY" and not changes and tagging_directive == "COPY":
         raise errors.InvalidRequest(
             "This copy request is illegal because it is trying to copy an object to itself without changing "
@@ -424,7 +429,7 @@ async def copy_object(ctx: Context) -> web.StreamResponse:
         ctx.bucket,
         ctx.key,
         meta,
-        src_precondition=read_precondition(ctx.headers, "x-amz-copy-source-"),
+        src_precondition=source_precondition(read_precondition(ctx.headers, "x-amz-copy-source-"), source),
         precondition=write_precondition(ctx.headers),
     )
     return await answer_in_time(

@@ -36,6 +36,8 @@ WEBSITE_REDIRECT = "x-amz-website-redirect-location"
 SSE_HEADER = "x-amz-server-side-encryption"
 SSE_KMS_KEY_HEADER = "x-amz-server-side-encryption-aws-kms-key-id"
 SSE_BUCKET_KEY_HEADER = "x-amz-server-side-encryption-bucket-key-enabled"
+SSE_CUSTOMER_ALGORITHM_HEADER = "x-amz-server-side-encryption-customer-algorithm"
+SSE_CUSTOMER_KEY_MD5_HEADER = "x-amz-server-side-encryption-customer-key-md5"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +47,25 @@ class Encryption:
     s3serve encrypts nothing itself: this is what the client (or the bucket's default) asked
     for, kept and answered so that clients checking it see S3's answers."""
 
-    algorithm: str = "AES256"  # AES256, aws:kms or aws:kms:dsse
+    algorithm: str = "AES256"  # AES256, aws:kms or aws:kms:dsse; SSE-C's customer algorithm
     kms_key_id: str | None = None
     bucket_key: bool = False
+    # SSE-C (customer-provided key): the key's MD5 as S3 echoes it (base64), and a salted HMAC of
+    # the key that a later request's key is checked against (ssec.py); never the key itself. The
+    # check is no part of equality: the same object described by an upstream has none.
+    customer_key_md5: str | None = None
+    customer_key_check: str | None = field(default=None, compare=False)
+
+    @property
+    def is_customer(self) -> bool:
+        return self.customer_key_md5 is not None
 
     def headers(self) -> dict[str, str]:
         """The x-amz-server-side-encryption* headers of an answer, or of a request upstream."""
         if self is SSE_S3:
             return dict(_SSE_S3_HEADERS)
+        if self.customer_key_md5 is not None:
+            return {SSE_CUSTOMER_ALGORITHM_HEADER: self.algorithm, SSE_CUSTOMER_KEY_MD5_HEADER: self.customer_key_md5}
         headers = {SSE_HEADER: self.algorithm}
         if self.kms_key_id is not None:
             headers[SSE_KMS_KEY_HEADER] = self.kms_key_id
@@ -64,12 +77,17 @@ class Encryption:
     def from_headers(cls, headers: Mapping[str, str]) -> Encryption:
         """What an S3 answer (an upstream's) says; S3's default when it says nothing."""
         algorithm = headers.get(SSE_HEADER)
+        customer = headers.get(SSE_CUSTOMER_ALGORITHM_HEADER)
+        if customer and not algorithm:
+            return cls(customer, customer_key_md5=headers.get(SSE_CUSTOMER_KEY_MD5_HEADER) or "")
         if not algorithm:
             return SSE_S3
         return cls.of(algorithm, headers.get(SSE_KMS_KEY_HEADER), (headers.get(SSE_BUCKET_KEY_HEADER) or "").lower() == "true")
 
     def to_doc(self) -> list[Any]:
         """Its form in a JSON metadata record (written only when it is not SSE_S3)."""
+        if self.customer_key_md5 is not None:
+            return [self.algorithm, None, False, self.customer_key_md5, self.customer_key_check]
         return [self.algorithm, self.kms_key_id, self.bucket_key]
 
     @classmethod
@@ -77,15 +95,25 @@ class Encryption:
         """``to_doc``'s inverse; SSE_S3 for a record without one (older records, foreign files)."""
         if doc is None:
             return SSE_S3
-        algorithm, kms_key_id, bucket_key = doc
+        algorithm, kms_key_id, bucket_key, *customer = doc
+        if customer:  # SSE-C: [algorithm, None, False, key MD5, key check]
+            md5, check = customer
+            return cls(str(algorithm), None, False, str(md5), str(check) if check is not None else None)
         return cls.of(str(algorithm), str(kms_key_id) if kms_key_id is not None else None, bool(bucket_key))
 
     @classmethod
-    def of(cls, algorithm: str, kms_key_id: str | None = None, bucket_key: bool = False) -> Encryption:
+    def of(
+        cls,
+        algorithm: str,
+        kms_key_id: str | None = None,
+        bucket_key: bool = False,
+        customer_key_md5: str | None = None,
+        customer_key_check: str | None = None,
+    ) -> Encryption:
         """One shared value for the common case, so that ``is SSE_S3`` tells it apart cheaply."""
-        if algorithm == "AES256" and kms_key_id is None and not bucket_key:
+        if algorithm == "AES256" and kms_key_id is None and not bucket_key and customer_key_md5 is None:
             return SSE_S3
-        return cls(algorithm, kms_key_id, bucket_key)
+        return cls(algorithm, kms_key_id, bucket_key, customer_key_md5, customer_key_check)
 
 
 # Every object's encryption unless it was written with another (S3's default since January 2023).
@@ -254,6 +282,11 @@ class ObjectReader(abc.ABC):
 class Backend(abc.ABC):
     """Raises S3Error subclasses (NoSuchBucket, NoSuchKey, ...) for every failure a client can cause."""
 
+    # Whether a bucket's default encryption, its SSE-C block and the SSE-C keys of multipart
+    # parts are another S3's to apply (a cache's upstream, which is sent the keys): the handlers
+    # then apply none of them themselves.
+    upstream_encryption: bool = False
+
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         """Called on app start-up (after the event loop runs)."""
@@ -416,3 +449,8 @@ class Backend(abc.ABC):
     async def list_parts(
         self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
     ) -> PartsPage: ...
+
+    async def upload_info(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
+        """What an upload was created with (NoSuchUpload when there is none). A part checks its
+        upload's SSE-C key against it: backends with a cheaper lookup than ListParts override it."""
+        return (await self.list_parts(bucket, key, upload_id, 0, 0)).upload

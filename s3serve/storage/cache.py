@@ -93,7 +93,12 @@ def claim_root(root: Path, upstream: str) -> None:
     tmp.replace(marker)
 
 
+# The bucket configuration the upstream keeps and applies itself (see get_bucket_config).
+UPSTREAM_CONFIG = "encryption"
+
+
 class CacheBackend(CacheMultipart, Backend):
+    upstream_encryption = True
     def __init__(
         self,
         local: DiskBackend,
@@ -501,13 +506,23 @@ class CacheBackend(CacheMultipart, Backend):
             await self._drop_local(bucket, key)
 
     # -- bucket configuration: this server's own (the request's head_bucket made the folder) --
+    # except default encryption and its SSE-C block, which the upstream applies to every write
+    # that reaches it (upstream_encryption): asked of and told to the upstream.
     async def get_bucket_config(self, bucket: str, name: str) -> bytes | None:
+        if name == UPSTREAM_CONFIG:
+            return await self.upstream.get_bucket_config(bucket, name)
         return await self.local.get_bucket_config(bucket, name)
 
     async def put_bucket_config(self, bucket: str, name: str, document: bytes) -> None:
+        if name == UPSTREAM_CONFIG:
+            await self.upstream.put_bucket_config(bucket, name, document)
+            return
         await self.local.put_bucket_config(bucket, name, document)
 
     async def delete_bucket_config(self, bucket: str, name: str) -> None:
+        if name == UPSTREAM_CONFIG:
+            await self.upstream.delete_bucket_config(bucket, name)
+            return
         await self.local.delete_bucket_config(bucket, name)
 
     async def cached_bucket_config(self, bucket: str, name: str, parse: Callable[[bytes], T]) -> T | None:

@@ -11,21 +11,19 @@ itself; conditional writes carry their If-* headers, so the upstream checks them
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import ssl
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from urllib.parse import quote, urlencode
 
 from .. import errors, s3xml
 from . import remote_xml as rx
+from . import ssec
 from .base import (
-    CHECKSUM_ALGORITHMS,
-    STORED_HEADERS,
     Backend,
     Body,
     BucketInfo,
@@ -41,13 +39,17 @@ from .base import (
     WriteMeta,
 )
 from .credentials import Source
+from .remote_headers import (
+    checksum_headers,
+    condition_name,
+    http_date,
+    info_from_headers,
+    meta_headers,
+)
 from .remote_http import RemoteReader, Upstream, stream_of
 
 log = logging.getLogger("s3serve")
 
-META_PREFIX = "x-amz-meta-"
-CHECKSUM_PREFIX = "x-amz-checksum-"
-SOURCE_PREFIXES = ("x-amz-copy-source-", "x-amz-rename-source-")
 # Configurations S3 answers with a default until they are deleted (handlers/bucket_config.py keeps
 # that deletion as an empty document): the upstream's "not found" for them is that deleted state.
 TOMBSTONE_CONFIGS = frozenset({"ownershipControls", "publicAccessBlock"})
@@ -55,78 +57,6 @@ TOMBSTONE_CONFIGS = frozenset({"ownershipControls", "publicAccessBlock"})
 # how many part sizes so found are remembered (an ETag's parts never change).
 PART_HEADS = 16
 REMEMBERED_PARTS = 100_000
-
-
-def _http_date(value: str | None) -> float:
-    if not value:
-        return 0.0
-    try:
-        return email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return 0.0
-
-
-def _total_size(headers: Mapping[str, str]) -> int:
-    content_range = headers.get("Content-Range")
-    if content_range and "/" in content_range:
-        total = content_range.rsplit("/", 1)[1].strip()
-        if total.isdigit():
-            return int(total)
-    return int(headers.get("Content-Length") or 0)
-
-
-def info_from_headers(key: str, headers: Mapping[str, str]) -> ObjectInfo:
-    """An ObjectInfo from a HeadObject / GetObject answer."""
-    user_meta: dict[str, str] = {}
-    checksums: dict[str, str] = {}
-    for name, value in headers.items():
-        lower = name.lower()
-        if lower.startswith(META_PREFIX):
-            user_meta[lower[len(META_PREFIX) :]] = value
-        elif lower.startswith(CHECKSUM_PREFIX) and lower[len(CHECKSUM_PREFIX) :].upper() in CHECKSUM_ALGORITHMS:
-            checksums[lower[len(CHECKSUM_PREFIX) :].upper()] = value
-    return ObjectInfo(
-        key=key,
-        size=_total_size(headers),
-        etag=rx.unquote_etag(headers.get("ETag")),
-        last_modified=_http_date(headers.get("Last-Modified")),
-        headers={name: headers[name] for name in STORED_HEADERS if name in headers},
-        user_meta=user_meta,
-        checksums=checksums,
-        checksum_type=headers.get("x-amz-checksum-type"),
-        storage_class=headers.get("x-amz-storage-class") or "STANDARD",
-        tag_count=int(headers.get("x-amz-tagging-count") or 0),
-        is_folder=key.endswith("/"),
-        encryption=Encryption.from_headers(headers),
-    )
-
-
-def _meta_headers(meta: WriteMeta, tags: bool = True) -> dict[str, str]:
-    headers = {name.lower(): value for name, value in meta.headers.items()}
-    headers.update({META_PREFIX + name.lower(): value for name, value in meta.user_meta.items()})
-    if tags and meta.tags:
-        headers["x-amz-tagging"] = urlencode(meta.tags, quote_via=quote)
-    if meta.storage_class and meta.storage_class != "STANDARD":
-        headers["x-amz-storage-class"] = meta.storage_class
-    if meta.encryption is not None:  # else the upstream bucket's own default applies
-        headers.update(meta.encryption.headers())
-    return headers
-
-
-def _checksum_headers(checksums: Mapping[str, str], sdk: bool = False) -> dict[str, str]:
-    headers = {CHECKSUM_PREFIX + alg.lower(): value for alg, value in checksums.items()}
-    if sdk and len(checksums) == 1:
-        # As the SDKs send it with a body's checksum; moto stores the checksum only then.
-        headers["x-amz-sdk-checksum-algorithm"] = next(iter(checksums))
-    return headers
-
-
-def _condition_name(name: str) -> str:
-    lower = name.lower()
-    for prefix in SOURCE_PREFIXES:
-        if lower.startswith(prefix):
-            return lower[len(prefix) :]
-    return lower
 
 
 class RemoteBackend(Backend):
@@ -203,7 +133,7 @@ class RemoteBackend(Backend):
         if precondition is None:
             return {}
         if isinstance(precondition, HeaderPrecondition):
-            return {prefix + _condition_name(name): value for name, value in precondition.headers.items()}
+            return {prefix + condition_name(name): value for name, value in precondition.headers.items()}
         precondition(current or await self._current(bucket, key))
         return {}
 
@@ -229,8 +159,8 @@ class RemoteBackend(Backend):
         self, bucket: str, key: str, body: Body, meta: WriteMeta, precondition: Precondition | None = None
     ) -> ObjectInfo:
         stream = stream_of(body)
-        headers = _meta_headers(meta)
-        headers.update(_checksum_headers(stream.checksums, sdk=True))
+        headers = meta_headers(meta)
+        headers.update(checksum_headers(stream.checksums, sdk=True))
         headers.update(await self._write_condition(bucket, key, precondition))
         answer, _ = await self._http.read("PUT", bucket, key, headers=headers, body=stream, missing=errors.NoSuchBucket)
         checksums = body.finish({})
@@ -239,7 +169,7 @@ class RemoteBackend(Backend):
             size=stream.size,
             etag=rx.unquote_etag(answer.get("ETag")),
             # S3's PutObject answer has no Last-Modified; its Date is when the object was written.
-            last_modified=_http_date(answer.get("Date")) or time.time(),
+            last_modified=http_date(answer.get("Date")) or time.time(),
             headers=dict(meta.headers),
             user_meta=dict(meta.user_meta),
             checksums=checksums,
@@ -247,7 +177,7 @@ class RemoteBackend(Backend):
             storage_class=meta.storage_class,
             tag_count=len(meta.tags or {}),
             is_folder=key.endswith("/"),
-            encryption=Encryption.from_headers(answer),
+            encryption=ssec.described(Encryption.from_headers(answer)),
         )
 
     async def head_object(self, bucket: str, key: str) -> ObjectInfo:
@@ -353,7 +283,7 @@ class RemoteBackend(Backend):
     ) -> ObjectInfo:
         headers = {"x-amz-copy-source": self._source(src_bucket, src_key), "x-amz-metadata-directive": "COPY"}
         if meta is not None:
-            headers.update(_meta_headers(meta, tags=False))
+            headers.update(meta_headers(meta, tags=False))
             headers["x-amz-metadata-directive"] = "REPLACE"
             if meta.tags is not None:
                 headers["x-amz-tagging-directive"] = "REPLACE"
@@ -494,7 +424,7 @@ class RemoteBackend(Backend):
 
     # -- multipart ----------------------------------------------------------------------------
     async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta, owner: str) -> UploadInfo:
-        headers = _meta_headers(meta)
+        headers = meta_headers(meta)
         if meta.checksum_algorithm:
             headers["x-amz-checksum-algorithm"] = meta.checksum_algorithm
         if meta.checksum_type:
@@ -508,11 +438,11 @@ class RemoteBackend(Backend):
         stream = stream_of(body)
         query = [("partNumber", str(number)), ("uploadId", upload_id)]
         answer, _ = await self._http.read(
-            "PUT", bucket, key, query, _checksum_headers(stream.checksums, sdk=True), stream, missing=errors.NoSuchUpload
+            "PUT", bucket, key, query, checksum_headers(stream.checksums, sdk=True), stream, missing=errors.NoSuchUpload
         )
         checksums = body.finish({})
         etag = rx.unquote_etag(answer.get("ETag"))
-        modified = _http_date(answer.get("Date")) or time.time()
+        modified = http_date(answer.get("Date")) or time.time()
         return PartInfo(number, stream.size, etag, modified, checksums, Encryption.from_headers(answer))
 
     async def upload_part_copy(
@@ -551,7 +481,7 @@ class RemoteBackend(Backend):
         checksums: dict[str, str] | None = None,
         checksum_type: str | None = None,
     ) -> ObjectInfo:
-        headers = {"content-type": "application/xml", **_checksum_headers(checksums or {})}
+        headers = {"content-type": "application/xml", **checksum_headers(checksums or {})}
         if checksum_type is not None:
             headers["x-amz-checksum-type"] = checksum_type
         headers.update(await self._write_condition(bucket, key, precondition))
@@ -561,9 +491,15 @@ class RemoteBackend(Backend):
         )  # fmt: skip
         doc = rx.parse(body, "CompleteMultipartUploadResult")
         etag = rx.unquote_etag(rx.text(doc.get("ETag")))
-        # The rest (size, time, metadata) from a HEAD; but the answer is this upload's, not that
-        # of a write of the key that landed between the two.
-        info = await self.head_object(bucket, key)
+        # The rest (size, time, metadata) from a HEAD; but the answer is this upload's, not that of
+        # a write of the key that landed between the two.
+        try:
+            info = await self.head_object(bucket, key)
+        except errors.InvalidRequest:
+            # An SSE-C object completed without its key (S3 asks for it only with a checksum): its
+            # answer needs no more than the ETag, and the key's MD5 is unknown here.
+            sse_c, checksums = Encryption("AES256", customer_key_md5=""), rx.checksums_in(doc)
+            return ObjectInfo(key, 0, etag, time.time(), checksums=checksums, encryption=sse_c)
         if etag and etag != info.etag:
             return replace(info, etag=etag, checksums=rx.checksums_in(doc), parts=None)
         return info

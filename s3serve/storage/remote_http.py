@@ -29,6 +29,7 @@ from yarl import URL
 
 from .. import errors, sigv4
 from . import remote_xml as rx
+from . import ssec
 from .base import Body, ObjectInfo, ObjectReader
 from .credentials import FixedKeys, Keys, Source
 from .spool import FileBody
@@ -225,6 +226,10 @@ class Upstream:
         if session is None:
             raise errors.InternalError("The upstream S3 client was used before start().")
         path = self.path(bucket, key)
+        # The SSE-C keys of the request being served, for the operations that take them.
+        customer = ssec.upstream_headers(method, key, [name for name, _ in query], headers or {})
+        if customer:
+            headers = {**(headers or {}), **customer}
         raw_query = "&".join(
             quote(name, safe="") if value is None else f"{quote(name, safe='')}={quote(value, safe='')}"
             for name, value in query
@@ -258,6 +263,8 @@ class Upstream:
             else:
                 if response.status < 300:
                     return response
+                if response.status in (400, 403) and key and (customer or method == "HEAD"):
+                    raise await self._key_failure(response, method, bool(customer))
                 if response.status in (500, 503) and idempotent and not last:
                     response.release()
                 else:
@@ -308,6 +315,29 @@ class Upstream:
         finally:
             response.release()
         return self._error(response.status, rx.error_of(body), missing)
+
+    async def _key_failure(self, response: aiohttp.ClientResponse, method: str, sent_key: bool) -> errors.S3Error:
+        """An object request's 400 or 403 that S3's SSE-C checks explain: said as S3 says it, not
+        as a refusal of s3serve's credentials. A HEAD's answer has no body: a 400 to a HEAD sent
+        without a key is S3's answer for an SSE-C object, a 403 to one sent with a key its answer
+        for the wrong key, a 400 to one sent with a key its answer for a plain object."""
+        body = b""
+        try:
+            if method != "HEAD":
+                body = await response.content.read(MAX_ERROR_BODY)
+        except (TimeoutError, aiohttp.ClientError):
+            pass
+        finally:
+            response.release()
+        found = rx.error_of(body)
+        if found is not None:
+            code, message, extra = found
+            if code in AUTH_CODES and not sent_key:
+                return self._error(response.status, found, errors.NoSuchKey)
+            return errors.from_code(code, response.status, message or None, extra)
+        if response.status == 403:
+            return errors.AccessDenied(ssec.WRONG_KEY) if sent_key else self._error(403, None, errors.NoSuchKey)
+        return errors.InvalidRequest(ssec.NOT_APPLICABLE if sent_key else ssec.KEY_REQUIRED)
 
     def _error(
         self, status: int, found: tuple[str, str, dict[str, str]] | None, missing: type[errors.S3Error]

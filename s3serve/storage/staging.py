@@ -572,3 +572,10 @@ class MultipartMixin:
         self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
     ) -> PartsPage:
         return await self.staging.list_parts(bucket, key, upload_id, part_number_marker, max_parts)
+
+    @as_s3_errors
+    async def upload_info(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
+        # The upload's record alone: ListParts would read the folder, on every part of the upload.
+        staging = self.staging
+        staging.disk._locate(bucket, key)
+        return staging.load_upload(staging.upload_dir(bucket, upload_id), upload_id, key)

@@ -1,8 +1,8 @@
 """Encryption headers where S3 does not take them: an object's encryption is chosen when it is
 created (PutObject, CopyObject, CreateMultipartUpload), so S3 refuses x-amz-server-side-encryption
 (and the other headers only a creation takes) on a read, on UploadPart, UploadPartCopy and
-CompleteMultipartUpload with 400 InvalidArgument; SSE-C keys on a read get s3serve's SSE-C
-answer, as on a write (400 over http as S3 answers, 501 NotImplemented over https)."""
+CompleteMultipartUpload with 400 InvalidArgument; SSE-C keys on a read get S3's SSE-C answers
+(400 over http; over https, 400 for an object not written with a key)."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def test_customer_keys_on_get_and_head_over_http_are_refused(server: Server, s3,
     assert (head.status, head.data) == (400, b"")
 
 
-def test_customer_keys_on_get_and_head_over_https_are_not_implemented(server: Server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_customer_keys_on_get_and_head_of_a_plain_object_over_https(server: Server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     if server.root is None:
         pytest.skip("starts a server of its own")
     with https_server(tmp_path / "root") as (_, s3):
@@ -96,12 +96,13 @@ def test_customer_keys_on_get_and_head_over_https_are_not_implemented(server: Se
         key = os.urandom(32)
         with pytest.raises(ClientError) as exc:
             s3.get_object(Bucket="sse-c-reads", Key="k", SSECustomerAlgorithm="AES256", SSECustomerKey=key)
+        # S3's answer for a key given for an object that was not written with one.
         assert (exc.value.response["ResponseMetadata"]["HTTPStatusCode"], exc.value.response["Error"]["Code"]) == (
-            501, "NotImplemented",
+            400, "InvalidRequest",
         )  # fmt: skip
         with pytest.raises(ClientError) as exc:
             s3.head_object(Bucket="sse-c-reads", Key="k", SSECustomerAlgorithm="AES256", SSECustomerKey=key)
-        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
+        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
         assert s3.get_object(Bucket="sse-c-reads", Key="k")["Body"].read() == b"data"
         # x-amz-server-side-encryption is refused over https too (added to a boto3 request, which
         # has no parameter for it on GetObject).

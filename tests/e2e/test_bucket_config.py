@@ -54,7 +54,10 @@ def test_not_configured_errors(s3, bucket: str, operation: str, code: str) -> No
 
 def test_defaults_of_a_new_bucket(s3, bucket: str) -> None:
     encryption = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
-    assert encryption["Rules"] == [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": False}]
+    # SSE-S3, and SSE-C blocked (S3's new buckets since April 2026).
+    assert encryption["Rules"] == [
+        {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": False, "BlockedEncryptionTypes": {"EncryptionType": ["SSE-C"]}}
+    ]
     ownership = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]
     assert ownership == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
     block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
@@ -253,10 +256,12 @@ def test_lifecycle_round_trip(s3, bucket: str) -> None:
 def test_encryption_round_trip(s3, bucket: str) -> None:
     kms = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "alias/k"}, "BucketKeyEnabled": True}]}
     assert s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=kms)["ResponseMetadata"]["HTTPStatusCode"] == 200
-    assert s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"] == kms
+    # Without BlockedEncryptionTypes the bucket's SSE-C block stays as it was (blocked, as new).
+    blocked = {"BlockedEncryptionTypes": {"EncryptionType": ["SSE-C"]}}
+    assert s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"] == {"Rules": [{**kms["Rules"][0], **blocked}]}
     assert s3.delete_bucket_encryption(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 204
     default = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
-    assert default == [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": False}]
+    assert default == [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": False, **blocked}]
     wrong = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256", "KMSMasterKeyID": "k"}}]}
     code, status, error = _fails(s3.put_bucket_encryption, Bucket=bucket, ServerSideEncryptionConfiguration=wrong)
     assert (code, status, error["ArgumentName"]) == ("InvalidArgument", 400, "ApplyServerSideEncryptionByDefault")

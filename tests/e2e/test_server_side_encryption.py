@@ -1,7 +1,8 @@
 """Server-side encryption headers, as S3 answers them: every object reports the encryption it was
 written with (SSE-S3, AES256, by default since January 2023; SSE-KMS / DSSE-KMS when asked for,
 by the request or by the bucket's default encryption), and values S3 refuses are refused alike.
-Customer-provided keys (SSE-C) are refused: over http as S3 refuses them."""
+Customer-provided keys (SSE-C): refused over http as S3 refuses them, and over https on a bucket
+that blocks them, as every new bucket does (test_sse_customer_keys.py has the rest)."""
 
 from __future__ import annotations
 
@@ -135,7 +136,7 @@ def test_customer_keys_over_http_are_refused(server: Server, s3, bucket: str) ->
     assert object_absent(s3, bucket, "ssec")
 
 
-def test_customer_keys_over_https_are_not_implemented(server: Server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_customer_keys_over_https_are_blocked_on_a_new_bucket(server: Server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     if server.root is None:
         pytest.skip("starts a server of its own")
     with https_server(tmp_path / "root") as (_, s3):
@@ -144,7 +145,7 @@ def test_customer_keys_over_https_are_not_implemented(server: Server, tmp_path) 
         with pytest.raises(ClientError) as exc:
             s3.put_object(Bucket="sse-c", Key="ssec", Body=b"x", SSECustomerAlgorithm="AES256", SSECustomerKey=key)
         status, code, _ = _refused(exc)
-        assert (status, code) == (501, "NotImplemented")
+        assert (status, code) == (403, "AccessDenied")
         assert object_absent(s3, "sse-c", "ssec")
         assert _sse(s3.put_object(Bucket="sse-c", Key="plain", Body=b"x")) == AES
 
