@@ -31,6 +31,7 @@ from ..storage.base import (
 from ..storage.ssec import (
     COPY_SOURCE_CUSTOMER_PREFIX,
     CUSTOMER_PREFIX,
+    INSECURE,
     KEY_REQUIRED,
     NOT_APPLICABLE,
     REQUEST_KEYS,
@@ -53,7 +54,6 @@ _KMS_REQUIRED = "Server Side Encryption with AWS KMS managed key requires HTTP h
 # S3's answers to SSE-C requests, as its SSE-C user guide and API reference give them and as
 # recordings of S3's answers (LocalStack's, re-recorded against S3 in 2026) show them.
 _SSE_C = "Requests specifying Server Side Encryption with Customer provided keys must"
-INSECURE = f"{_SSE_C} be made over a secure connection."
 NEEDS_ALGORITHM = f"{_SSE_C} provide a valid encryption algorithm."
 NEEDS_KEY = f"{_SSE_C} provide an appropriate secret key."
 NEEDS_MD5 = f"{_SSE_C} provide the client calculated MD5 of the secret key."
@@ -169,16 +169,18 @@ def _remember(*, read: CustomerKey | None = None, write: CustomerKey | None = No
     REQUEST_KEYS.set(RequestKeys(read or current.read, write or current.write))
 
 
-async def _refuse_if_blocked(ctx: Context, action: str) -> None:
+async def _refuse_if_blocked(ctx: Context, action: str, key: str | None) -> None:
     if ctx.backend.upstream_encryption:
         return  # the upstream's bucket decides, and refuses alike
     if (await _bucket(ctx)).blocks_customer_keys:
         raise errors.AccessDenied(
-            _BLOCKED.format(user=ctx.user.display_name, action=action, bucket=ctx.bucket, key=ctx.key)
+            _BLOCKED.format(user=ctx.user.display_name, action=action, bucket=ctx.bucket, key=ctx.key if key is None else key)
         )
 
 
-async def write_key(ctx: Context, values: Mapping[str, str] | None = None, action: str = "PutObject") -> CustomerKey | None:
+async def write_key(
+    ctx: Context, values: Mapping[str, str] | None = None, action: str = "PutObject", key: str | None = None
+) -> CustomerKey | None:
     """The SSE-C key a write (or a part of one) gives for the object it writes; None when it
     gives none. Over http refused first (S3 rejects every SSE-C request over HTTP), then on a
     bucket that blocks SSE-C (403 before the key is looked at), then the headers themselves."""
@@ -186,7 +188,7 @@ async def write_key(ctx: Context, values: Mapping[str, str] | None = None, actio
     if not any(part is not None for part in _given(given, CUSTOMER_PREFIX)):
         return None
     _secure(ctx)
-    await _refuse_if_blocked(ctx, action)
+    await _refuse_if_blocked(ctx, action, key)
     sse = given.get(SSE_HEADER)
     if sse is not None:
         raise _invalid(WITH_SSE, sse)
@@ -317,13 +319,15 @@ def _named(values: Mapping[str, str]) -> Encryption | None:
     return Encryption(algorithm, key_id or None, bucket_key.lower() == "true" if bucket_key is not None else False)
 
 
-async def write_encryption(ctx: Context, values: Mapping[str, str] | None = None, action: str = "PutObject") -> Encryption | None:
+async def write_encryption(
+    ctx: Context, values: Mapping[str, str] | None = None, action: str = "PutObject", key: str | None = None
+) -> Encryption | None:
     """What a write (PutObject, CopyObject, CreateMultipartUpload, PostObject's form ``values``)
     stores: SSE-C with the key it gives, else the encryption it names, else the bucket's stored
     default; None when none of them, which is S3's default, SSE-S3 (and, through a cache,
     whatever the upstream bucket's default is)."""
     given = ctx.headers if values is None else values
-    customer = await write_key(ctx, values, action)
+    customer = await write_key(ctx, values, action, key)
     named = _named(given)
     if customer is not None:
         return Encryption.of(customer.algorithm, customer_key_md5=customer.md5, customer_key_check=key_check(customer.key))

@@ -229,6 +229,10 @@ class Upstream:
         # The SSE-C keys of the request being served, for the operations that take them.
         customer = ssec.upstream_headers(method, key, [name for name, _ in query], headers or {})
         if customer:
+            if not self.endpoint.startswith("https:"):
+                # A customer's key never crosses the network in the clear: S3 itself refuses
+                # SSE-C over http, but only after the key has been sent.
+                raise errors.InvalidRequest(ssec.INSECURE)
             headers = {**(headers or {}), **customer}
         raw_query = "&".join(
             quote(name, safe="") if value is None else f"{quote(name, safe='')}={quote(value, safe='')}"

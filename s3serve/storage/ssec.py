@@ -10,10 +10,11 @@ s3serve object (README): the key is enforced at the API, not on the disk.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 
@@ -28,6 +29,7 @@ KEY_REQUIRED = (
     "The correct parameters must be provided to retrieve the object."
 )
 NOT_APPLICABLE = "The encryption parameters are not applicable to this object."
+INSECURE = "Requests specifying Server Side Encryption with Customer provided keys must be made over a secure connection."
 CUSTOMER_PREFIX = "x-amz-server-side-encryption-customer-"
 COPY_SOURCE_CUSTOMER_PREFIX = "x-amz-copy-source-server-side-encryption-customer-"
 
@@ -76,8 +78,10 @@ class CustomerKey:
 
 @dataclass(frozen=True, slots=True)
 class RequestKeys:
-    """The customer keys of the request being served: ``read`` names the key of the object it
-    reads (a GET's or HEAD's; a copy's source), ``write`` that of the object it writes."""
+    """The customer keys of the request being served, one per role: ``read`` is the key of the
+    object it reads (a GET's or HEAD's; a copy's source), ``write`` that of the object it writes.
+    An upstream's GET and HEAD carry ``read``: a read of the object written goes in
+    reading_written()."""
 
     read: CustomerKey | None = None
     write: CustomerKey | None = None
@@ -86,6 +90,23 @@ class RequestKeys:
 # Set by the handlers for the request's task (and the tasks it starts, which copy it); read only
 # where a request to an upstream S3 is built. Nothing else keeps a key.
 REQUEST_KEYS: ContextVar[RequestKeys | None] = ContextVar("s3serve_request_keys", default=None)
+
+
+@contextlib.contextmanager
+def reading_written() -> Iterator[None]:
+    """Within the block, an upstream's GET and HEAD carry the key of the object the request
+    writes (none when it writes a plain one): a write's description of what it made (a HEAD after
+    a PutObject, CopyObject or Complete). A copy's source has a key of its own, maybe none, and
+    the destination would refuse it."""
+    keys = REQUEST_KEYS.get()
+    if keys is None:
+        yield
+        return
+    token = REQUEST_KEYS.set(RequestKeys(read=keys.write, write=keys.write))
+    try:
+        yield
+    finally:
+        REQUEST_KEYS.reset(token)
 
 # Requests to an upstream that carry the object's SSE-C key: the object operations that read or
 # write its bytes or describe it (sub-resources such as ?tagging or ?acl take none).

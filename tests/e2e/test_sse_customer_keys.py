@@ -9,6 +9,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import socket
+import socketserver
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -447,6 +450,24 @@ def test_post_object_fields(tls: tuple[Server, Any], s3c: Any, open_bucket: str)
         s3c.get_object(Bucket=open_bucket, Key="posted")
 
 
+@UNVERIFIED
+def test_post_object_fields_on_a_blocked_bucket(tls: tuple[Server, Any], s3c: Any) -> None:
+    """A new bucket blocks SSE-C for PostObject too: S3's 403 (it was a 500: a form's route
+    names no key, the form does)."""
+    srv, _ = tls
+    bucket = f"ssec-{uuid.uuid4().hex[:12]}"
+    s3c.create_bucket(Bucket=bucket)
+    key = os.urandom(32)
+    fields = {C_ALG: "AES256", C_KEY: base64.b64encode(key).decode(), "x-amz-server-side-encryption-customer-key-MD5": _md5(key)}
+    url, form = presigned(srv, bucket, "posted", Fields=fields, Conditions=[{k: v} for k, v in fields.items()])
+    body, content_type = urllib3.encode_multipart_formdata([*form.items(), ("file", ("upload.bin", b"posted"))])
+    answer = http("POST", url, body, {"Content-Type": content_type})
+    assert answer.status == 403, answer.data
+    assert b"<Code>AccessDenied</Code>" in answer.data
+    assert f'"arn:aws:s3:::{bucket}/posted"'.encode() in answer.data
+    assert object_absent(s3c, bucket, "posted")
+
+
 # -- through the upstream cache ----------------------------------------------------------------
 
 
@@ -530,3 +551,75 @@ def test_through_the_cache(cached: tuple[Any, Any]) -> None:
     assert s3.get_object(Bucket=name, Key="mp", **_ssec(key))["Body"].read() == b"part"
     with pytest.raises(ClientError):
         s3.get_object(Bucket=name, Key="mp")
+
+
+class _Relay(socketserver.ThreadingTCPServer):
+    """A loopback relay to ``target`` that keeps every byte sent through it."""
+
+    daemon_threads = True
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target, self.sent = target, bytearray()
+        relay = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                with socket.create_connection(relay.target) as up:
+                    back = threading.Thread(target=_pipe, args=(up, self.request, None), daemon=True)
+                    back.start()
+                    _pipe(self.request, up, relay.sent)
+                    back.join(5)
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def _pipe(src: socket.socket, dst: socket.socket, keep: bytearray | None) -> None:
+    try:
+        while data := src.recv(65536):
+            if keep is not None:
+                keep += data
+            dst.sendall(data)
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def test_cache_never_sends_a_customer_key_to_an_http_upstream(server: Server, tmp_path: Path) -> None:
+    """S3 refuses SSE-C over http, but only once the key has crossed the network: a cache whose
+    upstream is http:// refuses such a request itself, and the key never leaves it."""
+    if server.root is None:
+        pytest.skip("starts servers of its own")
+    up = start_server(tmp_path / "upstream", "--no-fsync", access_key="up-key", secret_key="up-secret")
+    relay = _Relay(("127.0.0.1", int(up.endpoint.rsplit(":", 1)[1])))
+    threading.Thread(target=relay.serve_forever, daemon=True).start()
+    try:
+        via = Server(f"http://127.0.0.1:{relay.server_address[1]}", up.access_key, up.secret_key, None)
+        cache_root = tmp_path / "cache"
+        cache_root.mkdir()
+        cache = start_cache(cache_root, via, "--tls-self-signed")
+        try:
+            s3 = boto3.client(
+                "s3", endpoint_url=cache.endpoint, aws_access_key_id=cache.access_key, aws_secret_access_key=cache.secret_key,
+                region_name=REGION, verify=str(cache_root / ".s3serve" / "tls" / "cert.pem"),
+            )  # fmt: skip
+            s3.create_bucket(Bucket="plain-up")
+            s3.put_object(Bucket="plain-up", Key="plain", Body=b"plain")
+            key = os.urandom(32)
+            for call in (
+                lambda: s3.put_object(Bucket="plain-up", Key="secret", Body=b"x", **_ssec(key)),
+                lambda: s3.get_object(Bucket="plain-up", Key="plain", **_ssec(key)),
+                lambda: s3.head_object(Bucket="plain-up", Key="plain", **_ssec(key)),
+            ):
+                with pytest.raises(ClientError) as exc:
+                    call()
+                assert _refused(exc)[0] == 400  # InvalidRequest; a HEAD's answer has no body to say so
+            assert b"plain-up" in relay.sent  # the relay did carry the cache's requests
+            sent = bytes(relay.sent).lower()
+            assert C_KEY.encode() not in sent and base64.b64encode(key) not in bytes(relay.sent)
+            assert object_absent(s3, "plain-up", "secret")
+        finally:
+            stop_server(cache)
+    finally:
+        relay.shutdown()
+        relay.server_close()
+        stop_server(up)
