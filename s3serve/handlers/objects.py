@@ -278,7 +278,14 @@ async def _sendfile(transport: asyncio.WriteTransport, file: BinaryIO, offset: i
         with contextlib.suppress(OSError):  # full (EAGAIN), or else: loop.sendfile does it or reports it
             sent = os.sendfile(sock.fileno(), file.fileno(), offset, count)
     if sent < count:
-        sent += await asyncio.get_running_loop().sendfile(transport, file, offset + sent, count - sent)
+        try:
+            sent += await asyncio.get_running_loop().sendfile(transport, file, offset + sent, count - sent)
+        except AttributeError:
+            # Over TLS, asyncio's sendfile fallback fails so when the connection is lost under it
+            # (the SSL transport has dropped its protocol): a client gone, not a server fault.
+            if transport.is_closing():
+                raise ConnectionResetError("Connection lost") from None
+            raise
     return sent
 
 

@@ -169,3 +169,29 @@ def test_virtual_host_style_over_https_with_the_self_signed_certificate(tmp_path
         assert (root / "photos" / "k").read_bytes() == b"over https, by host name"
     finally:
         stop_server(srv)
+
+
+def test_a_client_gone_mid_body_of_a_tls_get_leaves_no_traceback(tls_server) -> None:  # type: ignore[no-untyped-def]
+    """Over TLS a file's body goes through asyncio's sendfile fallback, which fails with an
+    AttributeError when the connection is lost under it (CPython's SSL transport drops its
+    protocol): that is a client gone, not an internal error to log with a traceback."""
+    import ssl
+    import time
+    from urllib.parse import urlsplit
+
+    s3 = _client(tls_server)
+    s3.create_bucket(Bucket="tls-drop")
+    s3.put_object(Bucket="tls-drop", Key="big", Body=os.urandom(32 * 1024 * 1024))
+    url = urlsplit(s3.generate_presigned_url("get_object", Params={"Bucket": "tls-drop", "Key": "big"}))
+    context = ssl.create_default_context(cafile=str(tls_server.root / ".s3serve" / "tls" / "cert.pem"))
+    before = tls_server.log_path.read_text()
+    for _ in range(3):
+        with socket.create_connection((url.hostname, url.port)) as raw:
+            with context.wrap_socket(raw, server_hostname=url.hostname) as tls:
+                tls.sendall(f"GET {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode())
+                assert tls.recv(65536).startswith(b"HTTP/1.1 200")
+                time.sleep(0.2)  # the server is mid-body, its socket buffers full
+    assert s3.head_object(Bucket="tls-drop", Key="big")["ContentLength"] == 32 * 1024 * 1024  # still serving
+    time.sleep(0.5)
+    added = tls_server.log_path.read_text()[len(before):]
+    assert "Traceback" not in added and "internal error" not in added, added
