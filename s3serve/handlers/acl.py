@@ -20,6 +20,7 @@ from aiohttp import web
 from .. import errors, s3xml
 from .bucket_config import OWNERSHIP
 from .common import Context, check_version_id
+from .encryption import described_without_key
 
 ENFORCED = "BucketOwnerEnforced"
 CANNED = frozenset(
@@ -69,7 +70,7 @@ async def put_bucket_acl(ctx: Context) -> web.StreamResponse:
 async def put_object_acl(ctx: Context) -> web.StreamResponse:
     check_version_id(ctx.query)
     body = await ctx.read_xml_body()
-    await ctx.backend.head_object(ctx.bucket, ctx.key)
+    await described_without_key(ctx)  # that it exists: an SSE-C object's ACL takes no key
     owner_only = requested_acl_is_owner_only(ctx.headers, body, ctx.user.user_id)
     await _accept_or_refuse(ctx, owner_only)
     return web.Response(status=200)

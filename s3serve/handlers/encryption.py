@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 from .. import errors, s3xml
@@ -164,22 +165,23 @@ def _parse(values: Mapping[str, str], prefix: str, *, write: bool) -> CustomerKe
 
 
 def _remember(*, read: CustomerKey | None = None, write: CustomerKey | None = None) -> None:
-    """Keep the request's keys for an upstream's requests (a cache's); nowhere else."""
+    """Keep the request's keys for an upstream's requests (a cache's); nowhere else. Each role
+    is set by its own headers alone (see ssec.RequestKeys)."""
     current = REQUEST_KEYS.get() or RequestKeys()
     REQUEST_KEYS.set(RequestKeys(read or current.read, write or current.write))
 
 
-async def _refuse_if_blocked(ctx: Context, action: str, key: str | None) -> None:
+async def _refuse_if_blocked(ctx: Context, action: str, object_key: str | None) -> None:
     if ctx.backend.upstream_encryption:
         return  # the upstream's bucket decides, and refuses alike
     if (await _bucket(ctx)).blocks_customer_keys:
         raise errors.AccessDenied(
-            _BLOCKED.format(user=ctx.user.display_name, action=action, bucket=ctx.bucket, key=ctx.key if key is None else key)
+            _BLOCKED.format(user=ctx.user.display_name, action=action, bucket=ctx.bucket, key=ctx.key if object_key is None else object_key)
         )
 
 
 async def write_key(
-    ctx: Context, values: Mapping[str, str] | None = None, action: str = "PutObject", key: str | None = None
+    ctx: Context, values: Mapping[str, str] | None = None, action: str = "PutObject", object_key: str | None = None
 ) -> CustomerKey | None:
     """The SSE-C key a write (or a part of one) gives for the object it writes; None when it
     gives none. Over http refused first (S3 rejects every SSE-C request over HTTP), then on a
@@ -188,12 +190,14 @@ async def write_key(
     if not any(part is not None for part in _given(given, CUSTOMER_PREFIX)):
         return None
     _secure(ctx)
-    await _refuse_if_blocked(ctx, action, key)
+    await _refuse_if_blocked(ctx, action, object_key)
     sse = given.get(SSE_HEADER)
     if sse is not None:
         raise _invalid(WITH_SSE, sse)
     key = _parse(given, CUSTOMER_PREFIX, write=True)
-    _remember(read=key, write=key)  # a write through a cache describes what it wrote, with it
+    # Not as the read key: a copy's source has its own (source_key), or none. A cache's HEAD of
+    # what it wrote takes this one (ssec.reading_written).
+    _remember(write=key)
     return key
 
 
@@ -243,6 +247,22 @@ def source_precondition(base: Precondition | None, given: CustomerKey | None) ->
             base(current)
 
     return HeaderPrecondition(check, dict(base.headers) if isinstance(base, HeaderPrecondition) else {})
+
+
+async def described_without_key(ctx: Context) -> ObjectInfo:
+    """The request's object, for an operation that takes no SSE-C key however the object is
+    encrypted (GetObjectAcl, PutObjectAcl, RestoreObject): NoSuchKey when it is not there. An
+    upstream (a cache's) refuses a HEAD of an SSE-C object without its key (KEY_REQUIRED), as
+    S3 does; its listing describes the object without one (size, ETag, storage class)."""
+    try:
+        return await ctx.backend.head_object(ctx.bucket, ctx.key)
+    except errors.InvalidRequest as exc:
+        if exc.message != KEY_REQUIRED:
+            raise
+    page = await ctx.backend.list_objects(ctx.bucket, ctx.key, "", "", 1)
+    if not page.objects or page.objects[0].key != ctx.key:
+        raise errors.NoSuchKey()  # deleted in between
+    return replace(page.objects[0], encryption=Encryption("AES256", customer_key_md5=""))
 
 
 async def check_upload_key(ctx: Context, upload_id: str, given: CustomerKey | None, *, complete: bool = False) -> None:
@@ -320,14 +340,14 @@ def _named(values: Mapping[str, str]) -> Encryption | None:
 
 
 async def write_encryption(
-    ctx: Context, values: Mapping[str, str] | None = None, action: str = "PutObject", key: str | None = None
+    ctx: Context, values: Mapping[str, str] | None = None, action: str = "PutObject", object_key: str | None = None
 ) -> Encryption | None:
     """What a write (PutObject, CopyObject, CreateMultipartUpload, PostObject's form ``values``)
     stores: SSE-C with the key it gives, else the encryption it names, else the bucket's stored
     default; None when none of them, which is S3's default, SSE-S3 (and, through a cache,
     whatever the upstream bucket's default is)."""
     given = ctx.headers if values is None else values
-    customer = await write_key(ctx, values, action, key)
+    customer = await write_key(ctx, values, action, object_key)
     named = _named(given)
     if customer is not None:
         return Encryption.of(customer.algorithm, customer_key_md5=customer.md5, customer_key_check=key_check(customer.key))

@@ -44,6 +44,7 @@ from .common import (
 from .encryption import (
     check_object_key,
     check_read_headers,
+    described_without_key,
     source_key,
     source_precondition,
     write_encryption,
@@ -506,5 +507,5 @@ async def delete_object_tagging(ctx: Context) -> web.StreamResponse:
 
 
 async def get_object_acl(ctx: Context) -> web.StreamResponse:
-    await ctx.backend.head_object(ctx.bucket, ctx.key)
+    await described_without_key(ctx)  # that it exists: an SSE-C object's ACL takes no key
     return xml_response(s3xml.acl(ctx.user.user_id, ctx.user.display_name))

@@ -75,7 +75,7 @@ async def post_object(ctx: Context) -> web.StreamResponse:
         raise postpolicy.missing_field("key")  # "${filename}" of a file chosen without a name
     meta = _write_meta(fields)
     # A form's route has no key: the form names it.
-    meta.encryption = await write_encryption(ctx, fields.values, key=key)
+    meta.encryption = await write_encryption(ctx, fields.values, object_key=key)
     body = _file_body(part, fields, meta, sizes)
     info = await ctx.backend.put_object(ctx.bucket, key, body, meta)
     return _answer(ctx, fields, key, info)

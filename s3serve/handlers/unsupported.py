@@ -21,6 +21,7 @@ from aiohttp import web
 
 from .. import errors, s3xml
 from .common import Context, check_version_id, xml_response
+from .encryption import described_without_key
 
 NO_OBJECT_LOCK = "Bucket is missing Object Lock Configuration"
 ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
@@ -60,7 +61,7 @@ async def put_object_legal_hold(ctx: Context) -> web.StreamResponse:
 async def restore_object(ctx: Context) -> web.StreamResponse:
     check_version_id(ctx.query)
     body = await ctx.read_xml_body()
-    info = await ctx.backend.head_object(ctx.bucket, ctx.key)
+    info = await described_without_key(ctx)  # its storage class, which takes no SSE-C key
     if body.strip():
         s3xml.parse(body, "RestoreRequest")
     if info.storage_class in ARCHIVE_CLASSES:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import errors
-from . import keys, replicas
+from . import keys, replicas, ssec
 from .base import (
     Backend,
     Body,
@@ -202,19 +202,24 @@ class CacheBackend(CacheMultipart, Backend):
         """Whether the last copy of ``key`` could not be kept (see not_kept)."""
         return (bucket, key) in self._unkept
 
-    async def _write(self, bucket: str, keys: Sequence[str], write: Awaitable[T]) -> tuple[T, int]:
+    async def _write(
+        self, bucket: str, keys: Sequence[str], write: Awaitable[T], *, then_read: bool = False
+    ) -> tuple[T, int]:
         """Await the upstream write ``write`` of ``keys`` and record it (_wrote) whatever comes of
         it; its result, and the write's number. A failure that leaves unsaid whether the upstream
         made the write (a lost answer, a 5xx, this request cancelled mid-way) takes the copies of
         ``keys`` here with it before it is raised: one of the version before, confirmed within
         the revalidation window, would be served as current. A refusal (4xx, or 501: not done
-        there) changed nothing."""
+        there) changed nothing, unless ``then_read``: a write that asks the upstream again once
+        it is made (a copy, a rename or a Complete describing what it made) may fail after it
+        was, so any failure takes the copies."""
         try:
             result = await write
         except BaseException as exc:
             for key in keys:
                 self._wrote(bucket, key)
-            if not (isinstance(exc, errors.S3Error) and (exc.status < 500 or exc.status == 501)):
+            refused = isinstance(exc, errors.S3Error) and (exc.status < 500 or exc.status == 501)
+            if then_read or not refused:
                 for key in keys:
                     # A file another program put here stays (drop_stale), but is asked about anew.
                     self._fresh.pop((bucket, key), None)
@@ -352,7 +357,8 @@ class CacheBackend(CacheMultipart, Backend):
         try:
             # What the upstream stored: its Last-Modified (a PUT's answer has none) and the
             # checksums it adds on its own (S3's default CRC64NVME), for the replica to answer alike.
-            stored = await self.upstream.head_object(bucket, key)
+            with ssec.reading_written():
+                stored = await self.upstream.head_object(bucket, key)
         except errors.S3Error:
             stored = info
         except BaseException:
@@ -455,6 +461,7 @@ class CacheBackend(CacheMultipart, Backend):
             dst_bucket,
             [dst_key],
             self.upstream.copy_object(src_bucket, src_key, dst_bucket, dst_key, meta, src_precondition, precondition),
+            then_read=True,
         )
         await self._drop_local(dst_bucket, dst_key)  # the next read fetches the copy
         return info
@@ -472,6 +479,7 @@ class CacheBackend(CacheMultipart, Backend):
             bucket,
             [src_key, dst_key],
             self.upstream.rename_object(bucket, src_key, dst_key, src_precondition, precondition, client_token),
+            then_read=True,
         )
         await self._drop_local(bucket, src_key)
         await self._drop_local(bucket, dst_key)

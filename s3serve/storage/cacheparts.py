@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
 
 from .. import errors
-from . import replicas
+from . import replicas, ssec
 from .base import (
     Body,
     ObjectInfo,
@@ -139,7 +139,9 @@ class CacheMultipart(CacheReads):
 
     if TYPE_CHECKING:
 
-        async def _write(self, bucket: str, keys: Sequence[str], write: Awaitable[R]) -> tuple[R, int]: ...
+        async def _write(
+            self, bucket: str, keys: Sequence[str], write: Awaitable[R], *, then_read: bool = False
+        ) -> tuple[R, int]: ...
         async def _drop_local(self, bucket: str, key: str, only: ObjectInfo | None = None) -> bool: ...
 
     async def sweep_parts(self) -> None:
@@ -210,6 +212,7 @@ class CacheMultipart(CacheReads):
             bucket,
             [key],
             self.upstream.complete_multipart_upload(bucket, key, upload_id, parts, precondition, checksums, checksum_type),
+            then_read=True,
         )
         await self._drop_local(bucket, key)
         # Joining the parts copies the whole object: after the answer, not before it.
@@ -238,12 +241,14 @@ class CacheMultipart(CacheReads):
             return
         try:
             # Described again: the answer to Complete carries this upload's ETag even when another
-            # write overtook it, with the metadata of whatever the key held then.
-            current = await self.upstream.head_object(bucket, key)
-            tags = await self.upstream.get_object_tagging(bucket, key)  # given at Create, maybe
-            # The parts as the upstream lists them, with their checksums (GetObjectAttributes
-            # shows them), when it tells them in one answer; their sizes joined here otherwise.
-            listed = await self._parts(bucket, key, info, 0)
+            # write overtook it, with the metadata of whatever the key held then. Read with the
+            # key the upload was written with (an SSE-C object's).
+            with ssec.reading_written():
+                current = await self.upstream.head_object(bucket, key)
+                tags = await self.upstream.get_object_tagging(bucket, key)  # given at Create, maybe
+                # The parts as the upstream lists them, with their checksums (GetObjectAttributes
+                # shows them), when it tells them in one answer; their sizes joined here otherwise.
+                listed = await self._parts(bucket, key, info, 0)
         except errors.S3Error:
             current, tags, listed = None, {}, None
         except BaseException:

@@ -290,9 +290,11 @@ class RemoteBackend(Backend):
                 headers["x-amz-tagging"] = urlencode(meta.tags, quote_via=quote)
         headers.update(await self._source_condition(src_bucket, src_key, src_precondition, "x-amz-copy-source-"))
         headers.update(await self._write_condition(dst_bucket, dst_key, precondition))
-        await self._http.read("PUT", dst_bucket, dst_key, headers=headers, error_in_body=True)
+        answer, body = await self._http.read("PUT", dst_bucket, dst_key, headers=headers, error_in_body=True)
         # The copy's answer holds only ETag and LastModified; the rest comes from the copy itself.
-        return await self.head_object(dst_bucket, dst_key)
+        etag, modified, checksums = rx.copy_result(body, "CopyObjectResult")
+        made = ObjectInfo(dst_key, 0, etag, modified or time.time(), checksums=checksums)
+        return await self._made(dst_bucket, dst_key, replace(made, encryption=Encryption.from_headers(answer)))
 
     async def rename_object(
         self,
@@ -314,7 +316,24 @@ class RemoteBackend(Backend):
         await self._http.read(
             "PUT", bucket, dst_key, [("renameObject", None)], headers, idempotent=bool(client_token), error_in_body=True
         )
-        return await self.head_object(bucket, dst_key)
+        return await self._made(bucket, dst_key, ObjectInfo(dst_key, 0, "", time.time()))
+
+    async def _made(self, bucket: str, key: str, made: ObjectInfo) -> ObjectInfo:
+        """What a write (a copy, a rename, a Complete) just made at ``key``, from a HEAD carrying
+        the key of the object written (ssec.reading_written); ``made``, what the write's own
+        answer told, when that HEAD fails: the write happened all the same (an SSE-C object
+        renamed, which no key goes with, or completed without its key; a delete in between), and
+        an error now would tell the client, and a cache, that it did not."""
+        try:
+            with ssec.reading_written():
+                return await self.head_object(bucket, key)
+        except errors.S3Error as exc:
+            log.debug("upstream S3 %s: %s/%s written, not described: %s %s", self.endpoint, bucket, key, exc.code, exc)
+            key_required = isinstance(exc, errors.InvalidRequest) and exc.message == ssec.KEY_REQUIRED
+            if key_required and not made.encryption.is_customer:
+                # An SSE-C object, whose key's MD5 is unknown here; S3 asks for the key on a read.
+                made = replace(made, encryption=Encryption("AES256", customer_key_md5=""))
+            return made
 
     async def _renames(self, bucket: str) -> bool:
         """Whether the upstream knows RenameObject (a recent operation few S3s have). One that
@@ -485,21 +504,18 @@ class RemoteBackend(Backend):
         if checksum_type is not None:
             headers["x-amz-checksum-type"] = checksum_type
         headers.update(await self._write_condition(bucket, key, precondition))
-        _, body = await self._http.read(
+        answer, body = await self._http.read(
             "POST", bucket, key, [("uploadId", upload_id)], headers, rx.complete(parts),
             missing=errors.NoSuchUpload, error_in_body=True,
         )  # fmt: skip
         doc = rx.parse(body, "CompleteMultipartUploadResult")
         etag = rx.unquote_etag(rx.text(doc.get("ETag")))
         # The rest (size, time, metadata) from a HEAD; but the answer is this upload's, not that of
-        # a write of the key that landed between the two.
-        try:
-            info = await self.head_object(bucket, key)
-        except errors.InvalidRequest:
-            # An SSE-C object completed without its key (S3 asks for it only with a checksum): its
-            # answer needs no more than the ETag, and the key's MD5 is unknown here.
-            sse_c, checksums = Encryption("AES256", customer_key_md5=""), rx.checksums_in(doc)
-            return ObjectInfo(key, 0, etag, time.time(), checksums=checksums, encryption=sse_c)
+        # a write of the key that landed between the two. An SSE-C object completed without its
+        # key (S3 asks for it only with a checksum) is described by the answer alone.
+        encryption = Encryption.from_headers(answer)
+        made = ObjectInfo(key, 0, etag, time.time(), checksums=rx.checksums_in(doc), encryption=encryption)
+        info = await self._made(bucket, key, made)
         if etag and etag != info.etag:
             return replace(info, etag=etag, checksums=rx.checksums_in(doc), parts=None)
         return info

@@ -94,6 +94,19 @@ def _timeout(seconds: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
 
 
+async def _error_of(response: aiohttp.ClientResponse, method: str) -> tuple[str, str, dict[str, str]] | None:
+    """The <Error> of a failed answer (a HEAD's has no body), and the response released."""
+    body = b""
+    try:
+        if method != "HEAD":
+            body = await response.content.read(MAX_ERROR_BODY)
+    except (TimeoutError, aiohttp.ClientError):
+        pass
+    finally:
+        response.release()
+    return rx.error_of(body)
+
+
 class Upstream:
     """One upstream S3 endpoint: signs, sends, retries, and maps its errors."""
 
@@ -268,7 +281,7 @@ class Upstream:
                 if response.status < 300:
                     return response
                 if response.status in (400, 403) and key and (customer or method == "HEAD"):
-                    raise await self._key_failure(response, method, bool(customer))
+                    raise await self._key_failure(response, method, bool(customer), bucket, key)
                 if response.status in (500, 503) and idempotent and not last:
                     response.release()
                 else:
@@ -310,38 +323,41 @@ class Upstream:
     async def _failure(
         self, response: aiohttp.ClientResponse, method: str, missing: type[errors.S3Error]
     ) -> errors.S3Error:
-        body = b""
-        try:
-            if method != "HEAD":
-                body = await response.content.read(MAX_ERROR_BODY)
-        except (TimeoutError, aiohttp.ClientError):
-            pass
-        finally:
-            response.release()
-        return self._error(response.status, rx.error_of(body), missing)
+        return self._error(response.status, await _error_of(response, method), missing)
 
-    async def _key_failure(self, response: aiohttp.ClientResponse, method: str, sent_key: bool) -> errors.S3Error:
-        """An object request's 400 or 403 that S3's SSE-C checks explain: said as S3 says it, not
-        as a refusal of s3serve's credentials. A HEAD's answer has no body: a 400 to a HEAD sent
-        without a key is S3's answer for an SSE-C object, a 403 to one sent with a key its answer
-        for the wrong key, a 400 to one sent with a key its answer for a plain object."""
-        body = b""
-        try:
-            if method != "HEAD":
-                body = await response.content.read(MAX_ERROR_BODY)
-        except (TimeoutError, aiohttp.ClientError):
-            pass
-        finally:
-            response.release()
-        found = rx.error_of(body)
+    async def _key_failure(
+        self, response: aiohttp.ClientResponse, method: str, sent_key: bool, bucket: str, key: str
+    ) -> errors.S3Error:
+        """An object request's 400 or 403 that S3's SSE-C checks may explain, said as S3 says it.
+        Of the refusals that name s3serve's credentials (AUTH_CODES), only an AccessDenied with
+        S3's wrong-key message is the key's fault: any other stays a refusal of the credentials
+        (_error), key or no key, as when temporary upstream keys expire. A HEAD's answer has no
+        body: a 400 to a HEAD sent without a key is S3's answer for an SSE-C object, a 400 to one
+        sent with a key its answer for a plain object, and a 403 to one sent with a key is the
+        wrong key or refused credentials, which a GET with that key tells apart (_probe_key)."""
+        found = await _error_of(response, method)
         if found is not None:
             code, message, extra = found
-            if code in AUTH_CODES and not sent_key:
-                return self._error(response.status, found, errors.NoSuchKey)
-            return errors.from_code(code, response.status, message or None, extra)
+            if code == "AccessDenied" and message == ssec.WRONG_KEY:
+                return errors.AccessDenied(ssec.WRONG_KEY)
+            return self._error(response.status, found, errors.NoSuchKey)
         if response.status == 403:
-            return errors.AccessDenied(ssec.WRONG_KEY) if sent_key else self._error(403, None, errors.NoSuchKey)
+            return await self._probe_key(bucket, key) if sent_key else self._error(403, None, errors.NoSuchKey)
         return errors.InvalidRequest(ssec.NOT_APPLICABLE if sent_key else ssec.KEY_REQUIRED)
+
+    async def _probe_key(self, bucket: str, key: str) -> errors.S3Error:
+        """Why a HEAD sent with a key was refused (403, no body): a GET of the object's first byte
+        with the same key has a body that says whether it is the key (or the credentials)."""
+        try:
+            response = await self.send("GET", bucket, key, headers={"range": "bytes=0-0"}, quick=True)
+        except errors.InvalidRange:
+            pass  # an empty object, which the key opens
+        except errors.S3Error as exc:
+            return exc
+        else:
+            response.release()
+        # The key opens the object: the HEAD was refused for something else.
+        return self._error(403, None, errors.NoSuchKey)
 
     def _error(
         self, status: int, found: tuple[str, str, dict[str, str]] | None, missing: type[errors.S3Error]

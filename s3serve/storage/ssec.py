@@ -108,6 +108,7 @@ def reading_written() -> Iterator[None]:
     finally:
         REQUEST_KEYS.reset(token)
 
+
 # Requests to an upstream that carry the object's SSE-C key: the object operations that read or
 # write its bytes or describe it (sub-resources such as ?tagging or ?acl take none).
 _READ_QUERIES = frozenset({"", "partNumber", "attributes"})

@@ -9,21 +9,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import socket
-import socketserver
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import urllib3
 from botocore.exceptions import ClientError
 
 from tests.conftest import (
-    REGION,
     Server,
     http,
     https_server,
@@ -32,7 +27,6 @@ from tests.conftest import (
     start_server,
     stop_server,
 )
-from tests.e2e.conftest import start_cache
 from tests.e2e.test_post_object import presigned
 
 # The raw requests (signed, http) go to the self-signed server unverified.
@@ -435,14 +429,19 @@ def test_multipart_complete_without_key_unless_checksummed(s3c: Any, open_bucket
     assert s3c.get_object(Bucket=open_bucket, Key="ck", **_ssec(key))["Body"].read() == b"tail"
 
 
+def _post_posted(srv: Server, bucket: str, key: bytes) -> Any:
+    """A browser-style PostObject of "posted" whose form names the SSE-C ``key``."""
+    fields = {C_ALG: "AES256", C_KEY: base64.b64encode(key).decode(), "x-amz-server-side-encryption-customer-key-MD5": _md5(key)}
+    url, form = presigned(srv, bucket, "posted", Fields=fields, Conditions=[{k: v} for k, v in fields.items()])
+    body, content_type = urllib3.encode_multipart_formdata([*form.items(), ("file", ("upload.bin", b"posted"))])
+    return http("POST", url, body, {"Content-Type": content_type})
+
+
 @UNVERIFIED
 def test_post_object_fields(tls: tuple[Server, Any], s3c: Any, open_bucket: str) -> None:
     srv, _ = tls
     key = os.urandom(32)
-    fields = {C_ALG: "AES256", C_KEY: base64.b64encode(key).decode(), "x-amz-server-side-encryption-customer-key-MD5": _md5(key)}
-    url, form = presigned(srv, open_bucket, "posted", Fields=fields, Conditions=[{k: v} for k, v in fields.items()])
-    body, content_type = urllib3.encode_multipart_formdata([*form.items(), ("file", ("upload.bin", b"posted"))])
-    answer = http("POST", url, body, {"Content-Type": content_type})
+    answer = _post_posted(srv, open_bucket, key)
     assert answer.status == 204, answer.data
     assert {k.lower(): v for k, v in answer.headers.items() if k.lower().startswith(SSE)} == _echo(key)
     assert s3c.get_object(Bucket=open_bucket, Key="posted", **_ssec(key))["Body"].read() == b"posted"
@@ -458,168 +457,8 @@ def test_post_object_fields_on_a_blocked_bucket(tls: tuple[Server, Any], s3c: An
     bucket = f"ssec-{uuid.uuid4().hex[:12]}"
     s3c.create_bucket(Bucket=bucket)
     key = os.urandom(32)
-    fields = {C_ALG: "AES256", C_KEY: base64.b64encode(key).decode(), "x-amz-server-side-encryption-customer-key-MD5": _md5(key)}
-    url, form = presigned(srv, bucket, "posted", Fields=fields, Conditions=[{k: v} for k, v in fields.items()])
-    body, content_type = urllib3.encode_multipart_formdata([*form.items(), ("file", ("upload.bin", b"posted"))])
-    answer = http("POST", url, body, {"Content-Type": content_type})
+    answer = _post_posted(srv, bucket, key)
     assert answer.status == 403, answer.data
     assert b"<Code>AccessDenied</Code>" in answer.data
     assert f'"arn:aws:s3:::{bucket}/posted"'.encode() in answer.data
     assert object_absent(s3c, bucket, "posted")
-
-
-# -- through the upstream cache ----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def cached(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
-    """An https upstream and an https cache in front of it: (cache client, upstream client)."""
-    if server.root is None:
-        pytest.skip("starts servers of its own")
-    base = tmp_path_factory.mktemp("ssec-cache")
-    with https_server(base / "upstream") as (up, up_s3):
-        cache_root = base / "cache"
-        cache_root.mkdir()
-        cache = start_cache(cache_root, up, "--tls-self-signed", "--upstream-ca", str(base / "upstream" / ".s3serve" / "tls" / "cert.pem"))
-        try:
-            s3 = boto3.client(
-                "s3", endpoint_url=cache.endpoint, aws_access_key_id=cache.access_key, aws_secret_access_key=cache.secret_key,
-                region_name=REGION, verify=str(cache_root / ".s3serve" / "tls" / "cert.pem"),
-            )  # fmt: skip
-            yield s3, up_s3
-        finally:
-            stop_server(cache)
-
-
-def test_through_the_cache(cached: tuple[Any, Any]) -> None:
-    s3, upstream = cached
-    name = f"ssec-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    key = os.urandom(32)
-    # The upstream's bucket blocks SSE-C, and the cache says so and refuses alike.
-    rule = s3.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]["Rules"][0]
-    assert rule["BlockedEncryptionTypes"] == {"EncryptionType": ["SSE-C"]}
-    with pytest.raises(ClientError) as exc:
-        s3.put_object(Bucket=name, Key="k", Body=b"x", **_ssec(key))
-    assert _refused(exc)[:2] == (403, "AccessDenied")
-    # Unblocked through the cache: the upstream's bucket is.
-    s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=UNBLOCK)
-    assert upstream.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]["Rules"][0]["BlockedEncryptionTypes"] == {
-        "EncryptionType": ["NONE"]
-    }
-    data = os.urandom(200_000)
-    put = s3.put_object(Bucket=name, Key="k", Body=data, **_ssec(key))
-    assert _sse(put) == _echo(key)
-    # The upstream has it under the key.
-    assert upstream.get_object(Bucket=name, Key="k", **_ssec(key))["Body"].read() == data
-    with pytest.raises(ClientError):
-        upstream.get_object(Bucket=name, Key="k")
-    # Read through the cache (served by its replica, or filled from the upstream), key enforced.
-    for _ in range(2):
-        got = s3.get_object(Bucket=name, Key="k", **_ssec(key))
-        assert (got["Body"].read(), _sse(got)) == (data, _echo(key))
-        with pytest.raises(ClientError) as exc:
-            s3.get_object(Bucket=name, Key="k")
-        assert _refused(exc) == (400, "InvalidRequest", KEY_REQUIRED)
-        with pytest.raises(ClientError) as exc:
-            s3.get_object(Bucket=name, Key="k", **_ssec(os.urandom(32)))
-        assert _refused(exc)[:2] == (403, "AccessDenied")
-        with pytest.raises(ClientError) as exc:
-            s3.head_object(Bucket=name, Key="k", **_ssec(os.urandom(32)))
-        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
-        assert s3.head_object(Bucket=name, Key="k", **_ssec(key))["ContentLength"] == len(data)
-    # Written on the upstream directly, read through the cache (a fill).
-    upstream.put_object(Bucket=name, Key="direct", Body=b"direct", **_ssec(key))
-    assert s3.get_object(Bucket=name, Key="direct", **_ssec(key))["Body"].read() == b"direct"
-    with pytest.raises(ClientError) as exc:
-        s3.get_object(Bucket=name, Key="direct", **_ssec(os.urandom(32)))
-    assert _refused(exc)[:2] == (403, "AccessDenied")
-    # Copy and multipart through the cache.
-    s3.copy_object(Bucket=name, Key="copy", CopySource={"Bucket": name, "Key": "k"}, **_src(key), **_ssec(key))
-    assert s3.get_object(Bucket=name, Key="copy", **_ssec(key))["Body"].read() == data
-    with pytest.raises(ClientError) as exc:
-        s3.copy_object(Bucket=name, Key="copy2", CopySource={"Bucket": name, "Key": "k"})
-    assert _refused(exc)[:2] == (400, "InvalidRequest")
-    upload_id = s3.create_multipart_upload(Bucket=name, Key="mp", **_ssec(key))["UploadId"]
-    with pytest.raises(ClientError) as exc:
-        s3.upload_part(Bucket=name, Key="mp", UploadId=upload_id, PartNumber=1, Body=b"x")
-    assert _refused(exc)[:2] == (400, "InvalidRequest")
-    part = s3.upload_part(Bucket=name, Key="mp", UploadId=upload_id, PartNumber=1, Body=b"part", **_ssec(key))
-    s3.complete_multipart_upload(
-        Bucket=name, Key="mp", UploadId=upload_id, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}, **_ssec(key)
-    )
-    assert s3.get_object(Bucket=name, Key="mp", **_ssec(key))["Body"].read() == b"part"
-    with pytest.raises(ClientError):
-        s3.get_object(Bucket=name, Key="mp")
-
-
-class _Relay(socketserver.ThreadingTCPServer):
-    """A loopback relay to ``target`` that keeps every byte sent through it."""
-
-    daemon_threads = True
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target, self.sent = target, bytearray()
-        relay = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                with socket.create_connection(relay.target) as up:
-                    back = threading.Thread(target=_pipe, args=(up, self.request, None), daemon=True)
-                    back.start()
-                    _pipe(self.request, up, relay.sent)
-                    back.join(5)
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-
-def _pipe(src: socket.socket, dst: socket.socket, keep: bytearray | None) -> None:
-    try:
-        while data := src.recv(65536):
-            if keep is not None:
-                keep += data
-            dst.sendall(data)
-        dst.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-
-
-def test_cache_never_sends_a_customer_key_to_an_http_upstream(server: Server, tmp_path: Path) -> None:
-    """S3 refuses SSE-C over http, but only once the key has crossed the network: a cache whose
-    upstream is http:// refuses such a request itself, and the key never leaves it."""
-    if server.root is None:
-        pytest.skip("starts servers of its own")
-    up = start_server(tmp_path / "upstream", "--no-fsync", access_key="up-key", secret_key="up-secret")
-    relay = _Relay(("127.0.0.1", int(up.endpoint.rsplit(":", 1)[1])))
-    threading.Thread(target=relay.serve_forever, daemon=True).start()
-    try:
-        via = Server(f"http://127.0.0.1:{relay.server_address[1]}", up.access_key, up.secret_key, None)
-        cache_root = tmp_path / "cache"
-        cache_root.mkdir()
-        cache = start_cache(cache_root, via, "--tls-self-signed")
-        try:
-            s3 = boto3.client(
-                "s3", endpoint_url=cache.endpoint, aws_access_key_id=cache.access_key, aws_secret_access_key=cache.secret_key,
-                region_name=REGION, verify=str(cache_root / ".s3serve" / "tls" / "cert.pem"),
-            )  # fmt: skip
-            s3.create_bucket(Bucket="plain-up")
-            s3.put_object(Bucket="plain-up", Key="plain", Body=b"plain")
-            key = os.urandom(32)
-            for call in (
-                lambda: s3.put_object(Bucket="plain-up", Key="secret", Body=b"x", **_ssec(key)),
-                lambda: s3.get_object(Bucket="plain-up", Key="plain", **_ssec(key)),
-                lambda: s3.head_object(Bucket="plain-up", Key="plain", **_ssec(key)),
-            ):
-                with pytest.raises(ClientError) as exc:
-                    call()
-                assert _refused(exc)[0] == 400  # InvalidRequest; a HEAD's answer has no body to say so
-            assert b"plain-up" in relay.sent  # the relay did carry the cache's requests
-            sent = bytes(relay.sent).lower()
-            assert C_KEY.encode() not in sent and base64.b64encode(key) not in bytes(relay.sent)
-            assert object_absent(s3, "plain-up", "secret")
-        finally:
-            stop_server(cache)
-    finally:
-        relay.shutdown()
-        relay.server_close()
-        stop_server(up)

@@ -17,6 +17,7 @@ from s3serve.storage.ssec import (
     key_check,
     key_matches,
     key_md5,
+    reading_written,
     upstream_headers,
 )
 
@@ -84,3 +85,18 @@ def test_upstream_requests_carry_the_keys_they_take() -> None:
     finally:
         REQUEST_KEYS.reset(token)
     assert upstream_headers("GET", "k", [], {}) == {}
+
+
+def test_a_writes_description_of_what_it_made_carries_the_written_objects_key() -> None:
+    source = CustomerKey("AES256", b"s" * 32, key_md5(b"s" * 32))
+    target = CustomerKey("AES256", b"t" * 32, key_md5(b"t" * 32))
+    for keys, described in ((RequestKeys(source, target), target.headers()), (RequestKeys(source, None), {})):
+        token = REQUEST_KEYS.set(keys)
+        try:
+            with reading_written():
+                assert upstream_headers("HEAD", "k", [], {}) == described
+            assert upstream_headers("HEAD", "k", [], {}) == source.headers()  # the source's again
+        finally:
+            REQUEST_KEYS.reset(token)
+    with reading_written():  # a request without keys
+        assert upstream_headers("HEAD", "k", [], {}) == {}
