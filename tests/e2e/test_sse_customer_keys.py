@@ -88,13 +88,17 @@ def s3c(tls: tuple[Server, Any]) -> Any:
     return tls[1]
 
 
+def new_open_bucket(s3: Any) -> str:
+    """A new bucket that allows SSE-C (PutBucketEncryption with BlockedEncryptionTypes NONE)."""
+    name = f"ssec-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=UNBLOCK)
+    return name
+
+
 @pytest.fixture
 def open_bucket(s3c: Any) -> str:
-    """A bucket that allows SSE-C (PutBucketEncryption with BlockedEncryptionTypes NONE)."""
-    name = f"ssec-{uuid.uuid4().hex[:12]}"
-    s3c.create_bucket(Bucket=name)
-    s3c.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=UNBLOCK)
-    return name
+    return new_open_bucket(s3c)
 
 
 # -- blocked by default ------------------------------------------------------------------------

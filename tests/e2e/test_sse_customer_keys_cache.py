@@ -37,6 +37,7 @@ from tests.e2e.test_sse_customer_keys import (
     _src,
     _sse,
     _ssec,
+    new_open_bucket,
 )
 
 MiB = 1024 * 1024
@@ -84,17 +85,9 @@ def _attributes_key(key: bytes) -> dict[str, str]:
     return {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": base64.b64encode(key).decode(), "SSECustomerKeyMD5": _md5(key)}
 
 
-def _open_bucket(s3: Any) -> str:
-    """A bucket (the upstream's) that allows SSE-C, made through ``s3``."""
-    name = f"ssec-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=UNBLOCK)
-    return name
-
-
 def test_copies_between_keys_and_to_and_from_plain(stack: Stack) -> None:
     s3, upstream = stack.s3, stack.upstream
-    name = _open_bucket(s3)
+    name = new_open_bucket(s3)
     key, other = os.urandom(32), os.urandom(32)
     data = os.urandom(100_000)
     s3.put_object(Bucket=name, Key="src", Body=data, **_ssec(key))
@@ -132,7 +125,7 @@ def test_copies_between_keys_and_to_and_from_plain(stack: Stack) -> None:
 
 def test_upload_part_copy_into_an_sse_c_upload(stack: Stack) -> None:
     s3 = stack.s3
-    name = _open_bucket(s3)
+    name = new_open_bucket(s3)
     key, other = os.urandom(32), os.urandom(32)
     big, small = os.urandom(5 * MiB + 1), os.urandom(3000)
     s3.put_object(Bucket=name, Key="big", Body=big, **_ssec(other))
@@ -161,7 +154,7 @@ def test_upload_part_copy_into_an_sse_c_upload(stack: Stack) -> None:
 
 def test_aws_cli_multipart_copy_from_one_key_to_another(stack: Stack, tmp_path: Path) -> None:
     s3 = stack.s3
-    name = _open_bucket(s3)
+    name = new_open_bucket(s3)
     key, other = os.urandom(32), os.urandom(32)
     data = os.urandom(6 * MiB)
     s3.put_object(Bucket=name, Key="big", Body=data, **_ssec(key))
@@ -190,7 +183,7 @@ def test_aws_cli_multipart_copy_from_one_key_to_another(stack: Stack, tmp_path: 
 
 def test_rename_of_an_sse_c_object(stack: Stack) -> None:
     s3, upstream = stack.s3, stack.upstream
-    name = _open_bucket(s3)
+    name = new_open_bucket(s3)
     key = os.urandom(32)
     s3.put_object(Bucket=name, Key="a", Body=b"renamed", **_ssec(key))
     s3.put_object(Bucket=name, Key="b", Body=b"old b")
@@ -209,7 +202,7 @@ def test_rename_of_an_sse_c_object(stack: Stack) -> None:
 
 def test_acl_and_restore_of_an_sse_c_object_take_no_key(stack: Stack) -> None:
     s3, upstream = stack.s3, stack.upstream
-    name = _open_bucket(s3)
+    name = new_open_bucket(s3)
     s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerPreferred"}]})
     key = os.urandom(32)
     s3.put_object(Bucket=name, Key="kept", Body=b"x", **_ssec(key))  # a replica here
@@ -237,7 +230,7 @@ def test_a_refusal_of_the_caches_credentials_is_not_the_keys(stack: Stack) -> No
     """A cache whose upstream secret is wrong (as when temporary keys expired): every request that
     reaches the upstream is refused for that, with a key as without one."""
     upstream = stack.upstream
-    name = _open_bucket(upstream)
+    name = new_open_bucket(upstream)
     key = os.urandom(32)
     upstream.put_object(Bucket=name, Key="k", Body=b"data", **_ssec(key))
     root = stack.cache_root.parent / "misconfigured"

@@ -30,36 +30,35 @@ func crc32raw(b []byte) []byte {
 
 func crc32b64(b []byte) string { return base64.StdEncoding.EncodeToString(crc32raw(b)) }
 
+// splitParts cuts data into the parts of a multipart upload of partSize (the last one shorter).
+func splitParts(data []byte, partSize int) [][]byte {
+	var parts [][]byte
+	for off := 0; off < len(data); off += partSize {
+		parts = append(parts, data[off:min(off+partSize, len(data))])
+	}
+	return parts
+}
+
 // compositeCRC32 is S3's checksum of a multipart object uploaded with CRC32: the CRC32 of the
 // parts' CRC32s, then "-" and the number of parts.
 func compositeCRC32(data []byte, partSize int) string {
 	var concat []byte
-	n := 0
-	for off := 0; off < len(data); off += partSize {
-		end := off + partSize
-		if end > len(data) {
-			end = len(data)
-		}
-		concat = append(concat, crc32raw(data[off:end])...)
-		n++
+	parts := splitParts(data, partSize)
+	for _, part := range parts {
+		concat = append(concat, crc32raw(part)...)
 	}
-	return fmt.Sprintf("%s-%d", crc32b64(concat), n)
+	return fmt.Sprintf("%s-%d", crc32b64(concat), len(parts))
 }
 
 // multipartETag is S3's ETag of a multipart object: the MD5 of the parts' MD5s, "-", the count.
 func multipartETag(data []byte, partSize int) string {
 	var concat []byte
-	n := 0
-	for off := 0; off < len(data); off += partSize {
-		end := off + partSize
-		if end > len(data) {
-			end = len(data)
-		}
-		s := md5.Sum(data[off:end])
+	parts := splitParts(data, partSize)
+	for _, part := range parts {
+		s := md5.Sum(part)
 		concat = append(concat, s[:]...)
-		n++
 	}
-	return quoted(fmt.Sprintf("%s-%d", md5hex(concat), n))
+	return quoted(fmt.Sprintf("%s-%d", md5hex(concat), len(parts)))
 }
 
 // copySource is x-amz-copy-source as S3 wants it: "bucket/key", percent-encoded (this SDK
