@@ -96,10 +96,13 @@ class Run:
         prefix = ""
         if cache:
             prefix, up_keys = "cache-", ("upstream", secrets.token_hex(16))
-            upstream = start("upstream", [], up_keys)
+            # Over https, as a real S3 is reached: what needs TLS end to end (SSE-C keys) works through.
+            upstream = start("upstream", ["--tls-self-signed"], up_keys)
             if upstream is None:
                 return
-            through = ["--upstream", upstream.url, "--upstream-access-key", up_keys[0], "--upstream-secret-key", up_keys[1]]
+            up_ca = self.tmp / "root-upstream" / ".s3serve" / "tls" / "cert.pem"
+            through = ["--upstream", upstream.url, "--upstream-access-key", up_keys[0], "--upstream-secret-key", up_keys[1],
+                       "--upstream-ca", str(up_ca)]  # fmt: skip
         http = start(prefix + "http", [])
         tls = start(prefix + "https", ["--tls-self-signed"])
         vhost = start(prefix + "vhost", ["--domain", "localhost"])

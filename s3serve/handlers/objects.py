@@ -60,6 +60,9 @@ SMALL_BODY = 64 * 1024
 # short of Content-Length) that what it got is not the object. One page: what the kernel reads
 # after the check is what such a check cannot cover.
 HELD_BACK = 4096
+# Over TLS (_copy_tls): the size of a read, and the largest one made on the event loop's thread.
+TLS_CHUNK = 256 * 1024
+INLINE_READ = 64 * 1024
 # A small object that another program keeps changing while it is read is looked up again this
 # many times, then answered with a 503 to retry later.
 READ_ATTEMPTS = 3
@@ -265,28 +268,45 @@ async def _answer(
         return response
 
 
-async def _sendfile(transport: asyncio.WriteTransport, file: BinaryIO, offset: int, count: int) -> int:
+async def _sendfile(
+    response: web.StreamResponse, transport: asyncio.WriteTransport, file: BinaryIO, offset: int, count: int
+) -> int:
     """sendfile of ``count`` bytes from ``offset``; fewer only when the file ends first.
 
     What the socket takes at once goes straight in: loop.sendfile costs event-loop round trips
     even when nothing has to wait (it sets its result from a later writability callback), and a
     body split in two around the check of _send would pay them twice. Only on a plain socket
-    with nothing buffered in the transport (bytes must not overtake it), never over TLS, which
-    must encrypt them. The rest goes through loop.sendfile, which waits for the socket."""
+    with nothing buffered in the transport (bytes must not overtake it). The rest goes through
+    loop.sendfile, which waits for the socket. Over TLS, which must encrypt the bytes, they are
+    read and written here (_copy_tls)."""
+    if transport.get_extra_info("sslcontext") is not None:
+        return await _copy_tls(response, file, offset, count)
     sent = 0
     sock = transport.get_extra_info("socket")
-    if sock is not None and transport.get_extra_info("sslcontext") is None and not transport.get_write_buffer_size():
+    if sock is not None and not transport.get_write_buffer_size():
         with contextlib.suppress(OSError):  # full (EAGAIN), or else: loop.sendfile does it or reports it
             sent = os.sendfile(sock.fileno(), file.fileno(), offset, count)
     if sent < count:
-        try:
-            sent += await asyncio.get_running_loop().sendfile(transport, file, offset + sent, count - sent)
-        except AttributeError:
-            # Over TLS, asyncio's sendfile fallback fails so when the connection is lost under it
-            # (the SSL transport has dropped its protocol): a client gone, not a server fault.
-            if transport.is_closing():
-                raise ConnectionResetError("Connection lost") from None
-            raise
+        sent += await asyncio.get_running_loop().sendfile(transport, file, offset + sent, count - sent)
+    return sent
+
+
+async def _copy_tls(response: web.StreamResponse, file: BinaryIO, offset: int, count: int) -> int:
+    """The file's bytes through a TLS connection, read here (in a worker thread but for small
+    reads) and written with the response's flow control. Not asyncio's sendfile fallback, which
+    does the same by swapping the transport's protocol, and breaks when the connection is lost
+    under it (an AttributeError in restore, a RuntimeError in eof_received, a warning per write)."""
+    sent = 0
+    while sent < count:
+        size = min(TLS_CHUNK, count - sent)
+        if size <= INLINE_READ:
+            chunk = os.pread(file.fileno(), size, offset + sent)
+        else:
+            chunk = await asyncio.to_thread(os.pread, file.fileno(), size, offset + sent)
+        if not chunk:
+            break  # the file ends first
+        await response.write(chunk)
+        sent += len(chunk)
     return sent
 
 
@@ -297,10 +317,10 @@ async def _send(ctx: Context, response: web.StreamResponse, reader: ObjectReader
         raise ConnectionResetError("Connection lost")
     sent = 0
     if fd is not None:
-        # The kernel copies file -> socket; over TLS asyncio falls back to reads in a thread.
+        # The kernel copies file -> socket; over TLS the bytes pass through here (_copy_tls).
         held = min(HELD_BACK, length - 1)
         with open(fd, "rb", closefd=False) as file:
-            sent = await _sendfile(transport, file, offset, length - held)
+            sent = await _sendfile(response, transport, file, offset, length - held)
             if sent == length - held:
                 if _changed(reader):
                     # Written to in place by another program while it was sent: what went out
@@ -309,7 +329,7 @@ async def _send(ctx: Context, response: web.StreamResponse, reader: ObjectReader
                     log.warning("GET %s/%s: the file was rewritten by another program while it was "
                                 "sent; connection ended", ctx.bucket, ctx.key)
                     raise errors.InternalError()
-                sent += await _sendfile(transport, file, offset + sent, held)
+                sent += await _sendfile(response, transport, file, offset + sent, held)
     else:
         async for chunk in reader.iter_range(offset, length):
             sent += len(chunk)

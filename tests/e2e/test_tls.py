@@ -4,6 +4,7 @@ aws-chunked bodies with checksum trailers (STREAMING-UNSIGNED-PAYLOAD-TRAILER)."
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import socket
@@ -172,9 +173,10 @@ def test_virtual_host_style_over_https_with_the_self_signed_certificate(tmp_path
 
 
 def test_a_client_gone_mid_body_of_a_tls_get_leaves_no_traceback(tls_server) -> None:  # type: ignore[no-untyped-def]
-    """Over TLS a file's body goes through asyncio's sendfile fallback, which fails with an
-    AttributeError when the connection is lost under it (CPython's SSL transport drops its
-    protocol): that is a client gone, not an internal error to log with a traceback."""
+    """Over TLS asyncio's sendfile fallback failed when the connection went away under it: an
+    AttributeError when it was lost (this test, dropped connections), a RuntimeError in
+    eof_received and a warning per write when a cache closed its upstream's GET mid-body (the
+    server-log check of `conformance.run --cache` saw those). A client gone is no internal error."""
     import ssl
     import time
     from urllib.parse import urlsplit
@@ -185,13 +187,17 @@ def test_a_client_gone_mid_body_of_a_tls_get_leaves_no_traceback(tls_server) -> 
     url = urlsplit(s3.generate_presigned_url("get_object", Params={"Bucket": "tls-drop", "Key": "big"}))
     context = ssl.create_default_context(cafile=str(tls_server.root / ".s3serve" / "tls" / "cert.pem"))
     before = tls_server.log_path.read_text()
-    for _ in range(3):
+    for graceful in (False, True, False, True):
         with socket.create_connection((url.hostname, url.port)) as raw:
             with context.wrap_socket(raw, server_hostname=url.hostname) as tls:
                 tls.sendall(f"GET {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode())
                 assert tls.recv(65536).startswith(b"HTTP/1.1 200")
                 time.sleep(0.2)  # the server is mid-body, its socket buffers full
+                if graceful:  # a TLS close_notify and a FIN, as an HTTP client closing its pool
+                    tls.settimeout(1)
+                    with contextlib.suppress(OSError, ssl.SSLError):
+                        tls.unwrap()
     assert s3.head_object(Bucket="tls-drop", Key="big")["ContentLength"] == 32 * 1024 * 1024  # still serving
     time.sleep(0.5)
     added = tls_server.log_path.read_text()[len(before):]
-    assert "Traceback" not in added and "internal error" not in added, added
+    assert "Traceback" not in added and "internal error" not in added and "SSL connection is closed" not in added, added
