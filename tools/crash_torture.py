@@ -513,7 +513,7 @@ class Client(threading.Thread):
         return self.state.known[(bucket, key)]
 
     def copy(self) -> None:
-        present = [bk for bk in self.state.keys if self.current(*bk) is not None]
+        present = self.present()
         if not present:
             return self.put(*self.rng.choice(self.state.keys))
         # Large sources first: those are linked, and a copy onto an earlier copy is the hard case.
@@ -547,9 +547,13 @@ class Client(threading.Thread):
         self.world.count("copy")
         return None
 
+    def present(self) -> list[tuple[str, str]]:
+        """The keys this client knows to hold an object now."""
+        return [bk for bk in self.state.keys if self.current(*bk) is not None]
+
     def rename(self) -> None:
         """RenameObject within a bucket: the source's state moves to the destination."""
-        present = [bk for bk in self.state.keys if self.current(*bk) is not None]
+        present = self.present()
         if not present:
             return None
         # Linked copies first (large objects): their records are per-key sidecars.
@@ -572,7 +576,7 @@ class Client(threading.Thread):
         return None
 
     def tag(self) -> None:
-        present = [bk for bk in self.state.keys if self.current(*bk) is not None]
+        present = self.present()
         if not present:
             return None
         bucket, key = self.rng.choice(present)

@@ -66,6 +66,7 @@ from conformance.clients.common import (
     StepFailed,
     expect,
     expect_equal,
+    file_digest,
     make_file,
     run,
 )
@@ -376,14 +377,6 @@ def whole(path: Path, algorithm: str) -> str:
     return b64(zlib.crc32(data) if algorithm == "crc32" else checksums.crc32c(data), 4)
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(MiB):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def md5_parts(path: Path, part: int = PART) -> str:
     data = path.read_bytes()
     digests = [hashlib.md5(data[i:i + part]).digest() for i in range(0, len(data), part)]
@@ -430,7 +423,7 @@ def check_ranged_gets(exchanges: list[Exchange], start: int, end: int, what: str
 
 BIG = W / "big.bin"
 make_file(BIG, 40 * MiB, seed=40)
-BIG_SHA = sha256(BIG)
+BIG_SHA = file_digest(BIG, "sha256")
 
 
 def key_path(key: str, bucket: str = B) -> str:
@@ -519,7 +512,7 @@ def _() -> None:
     r = get_file("big/crc32.bin", out, S3ChecksumConfig(
         expected_checksum=whole(BIG, "crc32"), expected_checksum_algorithm=S3ChecksumAlgorithm.CRC32))
     check_ranged_gets(sniffer.take(), 0, BIG.stat().st_size, "download")
-    expect_equal(sha256(out), BIG_SHA, "SHA-256 of the download")
+    expect_equal(file_digest(out, "sha256"), BIG_SHA, "SHA-256 of the download")
     expect_equal((r.done.get("did_validate_checksum"), r.done.get("checksum_validation_algorithm")),
                  (True, S3ChecksumAlgorithm.CRC32), "the CRT's checksum validation")
     expect_equal(r.headers.get("content-length"), str(BIG.stat().st_size), "Content-Length reported")
@@ -548,7 +541,7 @@ def _() -> None:
     expect_equal(r.headers.get("x-amz-checksum-crc32c"), composite(BIG, "crc32c"), "composite CRC32C")
     out = W / "down-c.bin"
     r = get_file("big/crc32c.bin", out, S3ChecksumConfig(validate_response=True))
-    expect_equal(sha256(out), BIG_SHA, "SHA-256 of the download")
+    expect_equal(file_digest(out, "sha256"), BIG_SHA, "SHA-256 of the download")
     check_ranged_gets(sniffer.take(), 0, len(data), "download")
     no_uploads_left()
 
@@ -569,7 +562,7 @@ def _() -> None:
     out = W / "down-nv.bin"
     r = get_file("big/crc64.bin", out, S3ChecksumConfig(validate_response=True))
     ex = sniffer.take()
-    expect_equal(sha256(out), BIG_SHA, "SHA-256 of the download")
+    expect_equal(file_digest(out, "sha256"), BIG_SHA, "SHA-256 of the download")
     expect_equal((r.done.get("did_validate_checksum"), r.done.get("checksum_validation_algorithm")),
                  (True, S3ChecksumAlgorithm.CRC64NVME), "the CRT's checksum validation")
     heads = [e for e in ex if e.method == "HEAD"]
@@ -745,7 +738,7 @@ def _() -> None:
              bucket=wb, host=parts.netloc, client=client)
     out = W / "w.bin"
     get_file("w/big.bin", out, S3ChecksumConfig(validate_response=True), bucket=wb, host=parts.netloc, client=client)
-    expect_equal(sha256(out), BIG_SHA, "SHA-256 of the download")
+    expect_equal(file_digest(out, "sha256"), BIG_SHA, "SHA-256 of the download")
     no_uploads_left(wb, wadmin)
     wadmin.delete_object(Bucket=wb, Key="w/big.bin")
     wadmin.delete_bucket(Bucket=wb)
@@ -767,7 +760,7 @@ def _() -> None:
     expect_equal(r.headers.get("etag"), md5_parts(BIG), "ETag over https")
     out = W / "tls.bin"
     get_file("tls/big.bin", out, S3ChecksumConfig(validate_response=True), bucket=tb, client=tls, host=host)
-    expect_equal(sha256(out), BIG_SHA, "SHA-256 over https")
+    expect_equal(file_digest(out, "sha256"), BIG_SHA, "SHA-256 over https")
     untrusted = S3Client(bootstrap=BOOTSTRAP, region=ep.region, credential_provider=CREDS,
                          tls_mode=S3RequestTlsMode.ENABLED)
     r = crt(S3RequestType.GET_OBJECT, "GET", key_path("tls/big.bin", tb), client=untrusted, host=host, check=False)
@@ -796,7 +789,7 @@ def _() -> None:
     check_multipart(up, 5, "upload")
     expect_equal(up[0].headers.get("x-amz-meta-via"), "s3transfer", "metadata on CreateMultipartUpload")
     check_ranged_gets(down, 0, BIG.stat().st_size, "download")
-    expect_equal(sha256(out), BIG_SHA, "SHA-256 of the download")
+    expect_equal(file_digest(out, "sha256"), BIG_SHA, "SHA-256 of the download")
     head = admin.head_object(Bucket=B, Key="tm/big.bin", ChecksumMode="ENABLED")
     expect_equal((head["ETag"], head["ContentType"], head["Metadata"], head.get("ChecksumCRC32C")),
                  (md5_parts(BIG), "application/x-tm", {"via": "s3transfer"}, composite(BIG, "crc32c")), "HeadObject")
@@ -833,7 +826,7 @@ def _() -> None:
            f"requests not made by the CRT: {[e.headers.get('user-agent') for e in ex][:3]}")
     check_multipart([e for e in ex if e.method != "GET"], 5, "aws s3 cp up")
     check_ranged_gets(ex, 0, BIG.stat().st_size, "aws s3 cp down")
-    expect_equal(sha256(out), BIG_SHA, "SHA-256 of the download")
+    expect_equal(file_digest(out, "sha256"), BIG_SHA, "SHA-256 of the download")
     expect_equal(admin.head_object(Bucket=B, Key="cli/big.bin")["ETag"], md5_parts(BIG), "ETag")
     no_uploads_left()
 

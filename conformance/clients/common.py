@@ -221,12 +221,14 @@ def make_file(path: Path, size: int, seed: int | None = None) -> str:
     return md5.hexdigest()
 
 
-def md5_file(path: Path) -> str:
-    md5 = hashlib.md5()
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    """The hex digest of a file's bytes (``algorithm``: a hashlib name)."""
     with path.open("rb") as f:
-        while chunk := f.read(MiB):
-            md5.update(chunk)
-    return md5.hexdigest()
+        return hashlib.file_digest(f, algorithm).hexdigest()
+
+
+def md5_file(path: Path) -> str:
+    return file_digest(path, "md5")
 
 
 def make_tree(root: Path, count: int, seed: int = 7) -> dict[str, str]:

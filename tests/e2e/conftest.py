@@ -76,6 +76,14 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     stop_server(srv)
 
 
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """An empty ROOT for a server of the test's own."""
+    path = tmp_path / "root"
+    path.mkdir()
+    return path
+
+
 def start_cache(root: Path, upstream: Server, *extra: str) -> Server:
     """s3serve --upstream on ``root``, with the tests' default credentials for its clients."""
     return start_server(

@@ -144,13 +144,6 @@ def crash_during(root: Path, steps: str, *args: str) -> str:
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    path = tmp_path / "root"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def restarted(root: Path) -> Iterator[Callable[[], Any]]:
     """After the crash: start a real server on the same ROOT, and get a boto3 client of it."""
     servers: list[Server] = []

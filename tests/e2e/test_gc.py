@@ -57,13 +57,6 @@ def read_status(sock: socket.socket) -> int:
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    path = tmp_path / "root"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def fast_server(root: Path) -> Iterator[Server]:
     server = start_server(root, *FAST_GC)
     yield server
