@@ -54,6 +54,9 @@ CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 SERVER_NAME = "s3serve"
 # Operations that need no bucket ownership check (they have no bucket, or create it).
 _NO_BUCKET_CHECK = frozenset({"ListBuckets", "CreateBucket"})
+# Operations whose storage call answers NoSuchBucket itself: their ownership check need not
+# confirm the bucket's folder (bucket_owner), a stat saved on every small GET and HEAD.
+_STORAGE_CHECKS_BUCKET = frozenset({"GetObject", "HeadObject"})
 # Operations whose credentials travel in the body (PostObject's form fields): their handler
 # authenticates them and checks the bucket's owner itself.
 _FORM_AUTH = frozenset({"PostObject"})
@@ -267,8 +270,11 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG]
     backend = request.app[BACKEND]
     if auth is not None and route.bucket is not None and route.operation not in _NO_BUCKET_CHECK:
-        bucket = await backend.head_bucket(route.bucket)
-        if bucket.owner != auth.user.user_id:
+        if route.operation in _STORAGE_CHECKS_BUCKET:
+            owner = await backend.bucket_owner(route.bucket)
+        else:
+            owner = (await backend.head_bucket(route.bucket)).owner
+        if owner != auth.user.user_id:
             raise errors.AccessDenied()
     handler = HANDLERS.get(route.operation)
     if handler is None:

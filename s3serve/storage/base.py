@@ -307,6 +307,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def head_bucket(self, name: str) -> BucketInfo: ...
 
+    async def bucket_owner(self, name: str) -> str:
+        """The bucket's owner, for the ownership check of an operation whose storage call tells
+        a missing bucket (NoSuchBucket) itself: a backend may answer it without confirming that
+        the bucket is still there."""
+        return (await self.head_bucket(name)).owner
+
     async def confirm_bucket(self, name: str) -> BucketInfo:
         """head_bucket for a client asking whether the bucket exists (HeadBucket,
         GetBucketLocation), where a backend with a truth elsewhere asks it."""

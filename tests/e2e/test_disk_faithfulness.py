@@ -558,6 +558,41 @@ def test_a_symlink_inside_the_root_is_listed_as_it_is_served(server, s3, bucket:
         os.unlink(server.root / bucket / "foreign-alias")
 
 
+def test_a_bucket_folder_another_program_removed_or_swapped_is_no_such_bucket(server, s3, tmp_path: Path) -> None:
+    """GET and HEAD find the key before they stat its bucket's folder (the bucket's record alone
+    answers the ownership check): a folder gone, or swapped for a symlink that leads out of the
+    root to a folder holding the same key, must still be NoSuchBucket, and nothing outside read."""
+    name = f"gone-{os.urandom(4).hex()}"
+    s3.create_bucket(Bucket=name)
+    s3.put_object(Bucket=name, Key="k", Body=b"inside")
+    shutil.rmtree(server.root / name)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "k").write_bytes(b"outside bytes")
+    try:
+        for state in ("removed", "symlink out", "plain file"):
+            if state == "symlink out":
+                os.symlink(outside, server.root / name)
+            elif state == "plain file":
+                os.unlink(server.root / name)
+                (server.root / name).write_bytes(b"not a folder")
+            with pytest.raises(ClientError) as exc:
+                s3.get_object(Bucket=name, Key="k")
+            assert _error(exc) == ("NoSuchBucket", 404), state
+            with pytest.raises(ClientError) as exc:
+                s3.head_object(Bucket=name, Key="k")
+            assert _error(exc) == ("404", 404), state  # a HEAD's error has no body to name it
+            with pytest.raises(ClientError) as exc:
+                s3.get_object(Bucket=name, Key="a//b")  # an invalid key: the bucket still comes first
+            assert _error(exc) == ("NoSuchBucket", 404), state
+    finally:
+        if os.path.lexists(server.root / name):
+            os.unlink(server.root / name)
+        (server.root / name).mkdir()
+        s3.delete_bucket(Bucket=name)
+    _assert_no_server_errors(server)
+
+
 def test_a_symlink_to_a_linked_copy_takes_no_metadata_away(server, s3, bucket: str) -> None:
     body = os.urandom(100_000)  # big enough for CopyObject to make a hard link
     s3.put_object(Bucket=bucket, Key="src", Body=body, ContentType="text/src", Metadata={"who": "src"})
