@@ -14,9 +14,10 @@ A committed claim stays forever: a re-upload goes to a separate part file, so a 
 never change under a record that points to them.
 
 A collapse can be undone (``FALLOC_FL_INSERT_RANGE`` puts the gaps back as holes, ``ftruncate``
-the end), so a Complete that fails after collapsing gives the upload back intact. A crash in
-the middle cannot be undone: the durable ``collapsing`` marker, written before the first
-collapse, tells the GC to discard that claim instead of giving it back.
+the end), so a Complete that fails after collapsing gives the upload back intact. So does one that
+dies (killed, or the power lost) in the middle: its plan, written durably to the ``collapsing``
+marker before the first step, and the file's size, which every step changes by a known amount,
+tell the GC what to undo before it gives the upload back (see ``Plan`` and ``restore``).
 """
 
 from __future__ import annotations
@@ -25,10 +26,15 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import enum
+import errno
+import functools
+import json
 import logging
 import os
+import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
@@ -125,14 +131,7 @@ def source_of(directory: str, doc: dict[str, Any]) -> Source:
 
 def _slots_in_use(directory: str) -> set[int]:
     """The part numbers whose current record points into the assembly file."""
-    numbers = set()
-    with os.scandir(directory) as it:
-        names = [e.name for e in it if len(e.name) == 10 and e.name.endswith(".json") and e.name[:5].isdigit()]
-    for name in names:
-        doc = read_json(os.path.join(directory, name))
-        if doc is not None and "a" in doc:
-            numbers.add(int(name[:5]))
-    return numbers
+    return {int(doc["n"]) for doc in _slot_records(directory)}
 
 
 @dataclass
@@ -217,14 +216,6 @@ def slot_being_written(directory: str) -> bool:
     return gc.held_by_writer(directory, (SLOT_PREFIX,))
 
 
-@dataclass
-class Collapse:
-    """What was done to the assembly file, so that it can be undone."""
-
-    original_size: int
-    removed: list[tuple[int, int]] = field(default_factory=list)  # (offset, length), in order done
-
-
 def gaps(ranges: list[tuple[int, int]], block: int) -> tuple[list[tuple[int, int]], int] | None:
     """For the (offset, size) of the listed parts in order: the gaps to remove, last first, and
     the size to truncate to first. None when a gap would not be block-aligned."""
@@ -244,19 +235,82 @@ def gaps(ranges: list[tuple[int, int]], block: int) -> tuple[list[tuple[int, int
     return removed, kept[-1][0] + kept[-1][1]
 
 
-def collapse(fd: int, ranges: list[tuple[int, int]], block: int, done: Collapse) -> bool:
-    """Make the assembly file exactly the listed parts, in order. False when the filesystem
-    cannot collapse (or the layout does not qualify): the file is then unchanged, or as far as
-    ``done`` records (undo it)."""
-    plan = gaps(ranges, block)
-    if plan is None:
-        return False
-    removed, end = plan
+@functools.cache
+def boot_id() -> str:
+    """This boot of the kernel ('' where unknown). A process that dies leaves its files exactly as
+    its finished syscalls made them; after a reboot, they are what the filesystem's journal kept."""
     try:
-        os.ftruncate(fd, end)
-        for offset, length in removed:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A collapse of the assembly file, fixed before its first step and kept in the durable
+    ``collapsing`` marker: truncate the file from ``size`` to ``end``, then remove each of
+    ``removed`` in order. Every removal shrinks the file by its length (never 0) and the
+    truncation by ``size - end`` (when that is 0, the states before and after it are the same
+    file), so the file's size alone says how many steps were taken. Undone in reverse order, the
+    steps pass through the same sizes again: a crash in the middle of a collapse or of its undo
+    leaves a file whose size says what is left to undo."""
+
+    size: int
+    end: int
+    removed: tuple[tuple[int, int], ...]
+    boot: str  # boot_id() when it began
+
+    def steps_done(self, size: int) -> int | None:
+        """How many steps (the truncation, then each removal) a file of ``size`` has been
+        through; None when no state of this plan has that size."""
+        if size == self.end:
+            return 1
+        if size == self.size:
+            return 0
+        current = self.end
+        for done, (_, length) in enumerate(self.removed, 2):
+            current -= length
+            if size == current:
+                return done
+        return None
+
+    def dump(self) -> bytes:
+        return json.dumps({"size": self.size, "end": self.end, "removed": self.removed, "boot": self.boot}).encode()
+
+    @classmethod
+    def load(cls, path: str) -> Plan | None:
+        """The plan in a marker; None for one that has none (an empty marker, which versions
+        before plans were kept wrote)."""
+        doc = read_json(path)
+        if doc is None:
+            return None
+        try:
+            removed = tuple((int(offset), int(length)) for offset, length in doc["removed"])
+            return cls(int(doc["size"]), int(doc["end"]), removed, str(doc["boot"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+class Outcome(enum.Enum):
+    """What ``restore`` made of an upload whose Complete began collapsing it."""
+
+    RESTORED = "restored"  # every part back in its slot, the marker gone: the upload can be given back
+    PUBLISHED = "published"  # the file is an object now, whole: left alone, the upload is over
+    LOST = "lost"  # neither: the upload can only be discarded
+
+
+def collapse(fd: int, plan: Plan, fsync: bool) -> bool:
+    """Take the plan's steps: the file becomes exactly the listed parts, in order. False when the
+    filesystem cannot collapse: the file is then as far as its size says (``restore`` it)."""
+    try:
+        os.ftruncate(fd, plan.end)
+        for offset, length in plan.removed:
+            if fsync:
+                # The step before durable before this one begins: after a power loss the file
+                # is still some state of the plan, as far as its size says (about 0.2 ms a step).
+                os.fsync(fd)
             fallocate(fd, FALLOC_FL_COLLAPSE_RANGE, offset, length)
-            done.removed.append((offset, length))
     except OSError as e:
         # EOPNOTSUPP (tmpfs, btrfs, ...) or EINVAL is the usual answer; whatever it is, copying
         # remains possible (and reports a full disk properly if that is what this was).
@@ -265,72 +319,134 @@ def collapse(fd: int, ranges: list[tuple[int, int]], block: int, done: Collapse)
     return True
 
 
-def undo(fd: int, done: Collapse) -> None:
-    """Put the removed gaps back as holes and the original size back: every part is in its slot
-    again. Raises OSError when the filesystem refuses (the upload must then be discarded)."""
-    for offset, length in reversed(done.removed):
+def roll_back(fd: int, plan: Plan, fsync: bool) -> None:
+    """Undo as much of ``plan`` as the file's size says was done: the removed ranges put back as
+    holes (the last removed first), then the size. Every part is in its slot again. Raises
+    OSError when the filesystem refuses, or when the size is no state of the plan."""
+    done = plan.steps_done(os.fstat(fd).st_size)
+    if done is None:
+        raise OSError(errno.EINVAL, f"the assembly file's size is no state of its collapse {plan}")
+    for offset, length in reversed(plan.removed[: max(done - 1, 0)]):
         fallocate(fd, FALLOC_FL_INSERT_RANGE, offset, length)
-        done.removed.pop()
-    os.ftruncate(fd, done.original_size)
+        if fsync:
+            os.fsync(fd)  # in order, as the collapse: a crash here leaves a state of the plan
+    os.ftruncate(fd, plan.size)
+    if fsync:
+        os.fsync(fd)  # before the marker goes
+
+
+def restore(directory: str, fsync: bool, plan: Plan | None = None) -> Outcome:
+    """Put every part of the claimed upload in ``directory`` back in its slot after its Complete
+    collapsed the assembly file, wholly or partly, and then failed (``plan`` given) or died (the
+    marker's plan, read by the GC once the claimant's flock is gone).
+
+    A file that has a name outside the folder was published (renamed to its key, perhaps linked
+    since by a copy): it is an object, whole, and stays as it is. After a reboot, the parts are
+    hashed before the upload is given back: the filesystem guarantees the order of the steps
+    (each was fsynced before the next), but not that a step itself, shifting extents, was
+    all-or-nothing when the power went."""
+    marker = os.path.join(directory, COLLAPSING)
+    verify = False
+    if plan is None:
+        plan = Plan.load(marker)
+        if plan is None:
+            return Outcome.LOST
+        verify = not plan.boot or plan.boot != boot_id()
+    try:
+        fd = os.open(os.path.join(directory, ASSEMBLY), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return Outcome.LOST
+    try:
+        link = os.path.join(directory, OBJECT)
+        if os.fstat(fd).st_nlink > (2 if os.path.lexists(link) else 1):
+            return Outcome.PUBLISHED
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)  # the name a publish would have consumed (the next Complete links it again)
+        roll_back(fd, plan, fsync)
+        if verify and not _parts_intact(directory, fd):
+            log.error("the parts of %s do not have their recorded MD5 after the undo of its collapse; the upload will be discarded", directory)
+            return Outcome.LOST
+    except OSError:
+        log.exception("could not undo the collapse of %s; the upload will be discarded", directory)
+        return Outcome.LOST
+    finally:
+        os.close(fd)
+    # Only once every part is back in its slot (and durably so) may the upload be given back.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(marker)
+    if fsync:
+        keys.fsync_dir(directory)
+    return Outcome.RESTORED
+
+
+def _slot_records(directory: str) -> list[dict[str, Any]]:
+    """The records of the parts whose current data is their slot in the assembly file."""
+    with os.scandir(directory) as it:
+        names = [e.name for e in it if len(e.name) == 10 and e.name.endswith(".json") and e.name[:5].isdigit()]
+    docs = (read_json(os.path.join(directory, name)) for name in sorted(names))
+    return [doc for doc in docs if doc is not None and "a" in doc]
+
+
+def _parts_intact(directory: str, fd: int) -> bool:
+    size = os.fstat(fd).st_size
+    for doc in _slot_records(directory):
+        offset, length = int(doc["a"]), int(doc["s"])
+        if length and offset + length > size:
+            return False
+        if hash_range(fd, ["md5"], offset, length)["md5"].hex() != doc["e"]:
+            return False
+    return True
 
 
 def _block_size(fd: int) -> int:
     return max(os.fstatvfs(fd).f_bsize, os.fstat(fd).st_blksize, 1)
 
 
-def _write_marker(directory: str, fsync: bool) -> None:
-    """Durable before the first collapse: a crash after it must not give back the upload."""
-    fd = os.open(os.path.join(directory, COLLAPSING), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+def _write_marker(directory: str, plan: Plan, fsync: bool) -> None:
+    """The plan, durable before the first step: whatever a crash leaves, it can be undone. Written
+    whole under a temp name first (one the GC removes from an upload folder when left behind)."""
+    tmp = os.path.join(directory, f"{gc.UPLOAD_TEMP_PREFIX}{COLLAPSING}-{secrets.token_hex(6)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
+        os.write(fd, plan.dump())
         if fsync:
             os.fsync(fd)
     finally:
         os.close(fd)
+    os.replace(tmp, os.path.join(directory, COLLAPSING))
     if fsync:
         keys.fsync_dir(directory)
 
 
-def _restore(fd: int, directory: str, done: Collapse) -> bool:
-    """Undo a collapse; only once every part is back in its slot may the upload be given back
-    (the marker goes). An undo the filesystem refuses leaves the marker: the upload is discarded."""
-    try:
-        undo(fd, done)
-    except OSError:
-        log.exception("could not undo the collapse of %s; the upload will be discarded", directory)
-        return False
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(directory, COLLAPSING))
-    return True
-
-
-def _collapse_claimed(directory: str, sources: list[Source], total: int, fsync: bool) -> Collapse | None:
-    """Worker thread: make the claimed upload's assembly file the object's bytes; what was done,
+def _collapse_claimed(directory: str, sources: list[Source], total: int, fsync: bool) -> Plan | None:
+    """Worker thread: make the claimed upload's assembly file the object's bytes; the plan taken,
     for an undo. None: it does not qualify or cannot be collapsed here, and the file is as it was."""
     path = os.path.join(directory, ASSEMBLY)
     fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     try:
-        done = Collapse(os.fstat(fd).st_size)
-        if any(s.size and s.offset + s.size > done.original_size for s in sources):
+        size = os.fstat(fd).st_size
+        if any(s.size and s.offset + s.size > size for s in sources):
             raise errors.InternalError("A part's data does not have its recorded size; please retry.")
-        ranges = [(s.offset, s.size) for s in sources]
-        if gaps(ranges, _block_size(fd)) is None:
+        layout = gaps([(s.offset, s.size) for s in sources], _block_size(fd))
+        if layout is None:
             return None
-        _write_marker(directory, fsync)
+        plan = Plan(size, layout[1], tuple(layout[0]), boot_id())
+        _write_marker(directory, plan, fsync)
         try:
-            collapsed = collapse(fd, ranges, _block_size(fd), done)
+            collapsed = collapse(fd, plan, fsync)
             if collapsed and os.fstat(fd).st_size != total:
                 raise errors.InternalError("The assembled object does not have the expected size; please retry.")
         except BaseException:
-            _restore(fd, directory, done)
+            restore(directory, fsync, plan)
             raise
         if not collapsed:
-            if not _restore(fd, directory, done):
+            if restore(directory, fsync, plan) is not Outcome.RESTORED:
                 # The parts are no longer where their records say: copying them would be wrong.
                 raise errors.InternalError(
                     "The upload's parts could not be assembled; the upload was discarded, please upload it again."
                 )
             return None
-        return done
+        return plan
     finally:
         os.close(fd)
 
@@ -360,8 +476,8 @@ async def publish_in_place(
         bdir = disk._bucket_dir(bucket)
         current = await disk._lookup(bucket, kp, keys.object_path(bdir, kp))
         precondition(current.info if current else None)
-    done = await _collapse_in_thread(directory, sources, record.size, disk.fsync)
-    if done is None:
+    plan = await _collapse_in_thread(directory, sources, record.size, disk.fsync)
+    if plan is None:
         return None
     # _publish consumes the name it is given, even when it fails: keep ours for the undo.
     link = os.path.join(directory, OBJECT)
@@ -371,11 +487,13 @@ async def publish_in_place(
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(link)
-        _restore_file(directory, done)
+        # Left alone (and the upload discarded) if _publish failed after its rename, e.g. in the
+        # fsync of the key's folder: the file is the object then.
+        restore(directory, disk.fsync, plan)
         raise
 
 
-async def _collapse_in_thread(directory: str, sources: list[Source], total: int, fsync: bool) -> Collapse | None:
+async def _collapse_in_thread(directory: str, sources: list[Source], total: int, fsync: bool) -> Plan | None:
     """The collapse in a worker thread, which goes on when the request is cancelled: wait for it,
     and undo what it did, before letting the cancellation through."""
     task = asyncio.ensure_future(asyncio.to_thread(_collapse_claimed, directory, sources, total, fsync))
@@ -385,14 +503,7 @@ async def _collapse_in_thread(directory: str, sources: list[Source], total: int,
         while not task.done():
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait([task])
-        if not task.cancelled() and task.exception() is None and (done := task.result()) is not None:
-            _restore_file(directory, done)
+        if not task.cancelled() and task.exception() is None and (plan := task.result()) is not None:
+            restore(directory, fsync, plan)
         raise
 
-
-def _restore_file(directory: str, done: Collapse) -> None:
-    fd = os.open(os.path.join(directory, ASSEMBLY), os.O_RDWR | os.O_CLOEXEC)
-    try:
-        _restore(fd, directory, done)
-    finally:
-        os.close(fd)

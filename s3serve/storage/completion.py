@@ -93,8 +93,9 @@ async def _complete(
             info = in_place or await _publish_copy(staging.disk, bucket, kp, sources, record, precondition)
             published = True
         finally:
-            # The marker stays only after a collapse that could not be undone: the parts are no
-            # longer in their slots, so the upload cannot be given back.
+            # The marker stays only after a collapse that could not be undone (the parts are no
+            # longer in their slots), or one whose file was published before the failure (the
+            # object is whole at its key): either way the upload cannot be given back.
             if published or os.path.exists(os.path.join(claimed, assembly.COLLAPSING)):
                 # Out of the "complete" claim in one rename before the removal: a crash in the
                 # middle of the removal left a claim the GC took for a Complete that never got

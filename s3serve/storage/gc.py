@@ -307,8 +307,9 @@ class Collector:
     def _collect_claim(self, bucket: str, path: str) -> None:
         """A claimed folder whose claimant died (its flock is gone) is finished off, except an
         interrupted CompleteMultipartUpload: that upload is given back, so the client's retry of
-        Complete succeeds (publishing is an atomic rename, so redoing it is harmless) - unless it
-        had begun collapsing the assembly file: its parts are no longer where their records say."""
+        Complete succeeds (publishing is an atomic rename, so redoing it is harmless). One that
+        had begun collapsing the assembly file is first undone (assembly.restore), unless it
+        had published the file: that object is whole, and the upload over."""
         try:
             fd = os.open(os.path.join(path, "upload.json"), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -333,11 +334,18 @@ class Collector:
         if how != "complete" or not UPLOAD_ID.fullmatch(upload_id) or doc is None or "key" not in doc:
             return False
         if os.path.lexists(os.path.join(path, COLLAPSING)):
-            log.warning(
-                "multipart GC: discarding upload %s of %s/%s: its Complete was interrupted while collapsing its parts",
-                upload_id, bucket, doc["key"],
-            )
-            return False
+            from . import assembly  # not at the top: assembly imports this module
+
+            outcome = assembly.restore(path, self.staging.disk.fsync)
+            if outcome is assembly.Outcome.PUBLISHED:
+                log.info("multipart GC: upload %s of %s/%s was published by its interrupted Complete", upload_id, bucket, doc["key"])
+                return False
+            if outcome is not assembly.Outcome.RESTORED:
+                log.warning(
+                    "multipart GC: discarding upload %s of %s/%s: its Complete was interrupted while collapsing its parts",
+                    upload_id, bucket, doc["key"],
+                )
+                return False
         target = os.path.join(os.path.dirname(path), upload_id)
         if os.path.exists(target):
             return False
