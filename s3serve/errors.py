@@ -110,6 +110,10 @@ MalformedPolicy = _error("MalformedPolicy", 400, "Policies must be valid JSON an
 # ACLs: S3's answer when a bucket's Object Ownership (BucketOwnerEnforced) disables them, and its
 # validation of the ACL a request names.
 AccessControlListNotSupported = _error("AccessControlListNotSupported", 400, "The bucket does not allow ACLs")
+# CreateBucket naming an ACL that grants anyone but the owner, for a bucket that gets BucketOwnerEnforced.
+InvalidBucketAclWithObjectOwnership = _error(
+    "InvalidBucketAclWithObjectOwnership", 400, "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting"
+)
 MalformedACLError = _error(
     "MalformedACLError",
     400,

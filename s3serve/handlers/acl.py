@@ -7,6 +7,13 @@ one that grants the owner alone (`private`): only uploads may still name an owne
 whose ownership controls enable ACLs (ObjectWriter, BucketOwnerPreferred, or deleted controls, as
 buckets were before Object Ownership) accepts an ACL that grants its owner alone, which is what it
 already has; one that grants anybody else would need an ACL model, so it answers 501.
+
+Uploads (PutObject, CopyObject, CreateMultipartUpload, PostObject) and CreateBucket may name an
+ACL too (headers, or PostObject's acl field; never a body): one that grants the owner alone is
+what every object and bucket here has, and is accepted on any bucket; any other is refused before
+anything is stored, as S3 refuses it on a bucket with ACLs disabled (check_upload_acl,
+check_create_bucket_acl). objects.py and buckets.py load this module only for a request that
+names an ACL.
 """
 
 from __future__ import annotations
@@ -80,9 +87,34 @@ async def _accept_or_refuse(ctx: Context, owner_only: bool) -> None:
     if await object_ownership(ctx) == ENFORCED:
         raise errors.AccessControlListNotSupported()
     if not owner_only:
-        raise errors.NotImplementedOp(
-            "ACLs that grant access to anyone but the bucket owner are not implemented by s3serve."
-        )
+        raise _no_acl_model()
+
+
+def _no_acl_model() -> errors.S3Error:
+    return errors.NotImplementedOp("ACLs that grant access to anyone but the bucket owner are not implemented by s3serve.")
+
+
+async def check_upload_acl(ctx: Context, named: Mapping[str, str] | None = None) -> None:
+    """The ACL an upload names (``named``: its x-amz-acl / x-amz-grant-* as headers; the
+    request's headers by default), validated as S3 validates it. S3 accepts an owner-only ACL
+    on a bucket with ACLs disabled ("bucket owner full control" is what the bucket owner has
+    anyway) and refuses any other with AccessControlListNotSupported; with ACLs enabled, another
+    grantee would need an ACL model: 501. The bucket's setting is read only for such an ACL."""
+    if requested_acl_is_owner_only(ctx.headers if named is None else named, b"", ctx.user.user_id, OBJECT_CANNED):
+        return
+    if await object_ownership(ctx) == ENFORCED:
+        raise errors.AccessControlListNotSupported()
+    raise _no_acl_model()
+
+
+def check_create_bucket_acl(ctx: Context, ownership: str) -> None:
+    """The ACL a CreateBucket names, for a bucket that will have Object Ownership ``ownership``:
+    S3 refuses one that grants anyone but the owner when ACLs will be disabled."""
+    if requested_acl_is_owner_only(ctx.headers, b"", ctx.user.user_id):
+        return
+    if ownership == ENFORCED:
+        raise errors.InvalidBucketAclWithObjectOwnership()
+    raise _no_acl_model()
 
 
 async def object_ownership(ctx: Context) -> str | None:
@@ -99,9 +131,12 @@ async def object_ownership(ctx: Context) -> str | None:
         return ENFORCED  # a document someone else broke on disk: S3's default
 
 
-def requested_acl_is_owner_only(headers: Mapping[str, str], body: bytes, owner: str) -> bool:
+def requested_acl_is_owner_only(
+    headers: Mapping[str, str], body: bytes, owner: str, canned_acls: frozenset[str] = CANNED
+) -> bool:
     """Validate the ACL a request names (canned, x-amz-grant-* headers or an AccessControlPolicy
-    body, exactly one of them, as S3 checks) and tell whether it grants the owner alone."""
+    body, exactly one of them, as S3 checks) and tell whether it grants the owner alone.
+    ``canned_acls``: the canned ACLs the request may name (an object's exclude log-delivery-write)."""
     canned = headers.get("x-amz-acl")
     granted = {name: headers[name] for name in GRANT_HEADERS if headers.get(name)}
     has_body = bool(body.strip())
@@ -112,7 +147,7 @@ def requested_acl_is_owner_only(headers: Mapping[str, str], body: bytes, owner: 
     if (canned or granted) and has_body:
         raise errors.UnexpectedContent()
     if canned:
-        if canned not in CANNED:
+        if canned not in canned_acls:
             raise errors.InvalidArgument(ArgumentName="x-amz-acl", ArgumentValue=canned)
         return canned in OWNER_ONLY_CANNED
     if granted:

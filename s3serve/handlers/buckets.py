@@ -4,14 +4,20 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 
 from aiohttp import web
 
 from .. import errors, s3xml
+from .bucket_config import OWNERSHIP
 from .common import Context, int_param, xml_response
 from .listing import BUCKETS, decode_token, encode_token
+from .objects import names_acl
+
+log = logging.getLogger("s3serve")
 
 MAX_BUCKETS = 10000
+OWNERSHIPS = ("BucketOwnerEnforced", "BucketOwnerPreferred", "ObjectWriter")
 
 
 async def list_buckets(ctx: Context) -> web.StreamResponse:
@@ -39,7 +45,30 @@ async def list_buckets(ctx: Context) -> web.StreamResponse:
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
+def _requested_ownership(ctx: Context) -> str:
+    """x-amz-object-ownership: the Object Ownership the new bucket gets (S3's default,
+    BucketOwnerEnforced, without it). Checked before anything is created, as the ACL is."""
+    ownership = ctx.headers.get("x-amz-object-ownership")
+    if ownership is None:
+        return OWNERSHIPS[0]
+    if ownership not in OWNERSHIPS:
+        raise errors.InvalidArgument(
+            f"Invalid x-amz-object-ownership header: {ownership}", ArgumentName="x-amz-object-ownership"
+        )
+    return ownership
+
+
 async def create_bucket(ctx: Context) -> web.StreamResponse:
+    ownership = _requested_ownership(ctx)
+    if names_acl(ctx.headers):
+        from .acl import check_create_bucket_acl
+
+        check_create_bucket_acl(ctx, ownership)
+    if ctx.headers.get("x-amz-bucket-object-lock-enabled", "").strip().lower() == "true":
+        # A plain bucket would give a caller who asked for write-once storage none at all.
+        raise errors.NotImplementedOp(
+            "Object Lock is not implemented by s3serve: it needs versioning, which s3serve does not implement."
+        )
     constraint = s3xml.parse_create_bucket(await _create_bucket_body(ctx))
     # No constraint: the bucket is in the region this server answers for, which HeadBucket and
     # GetBucketLocation then report (a cache passes it upstream as the constraint). A regional
@@ -57,10 +86,28 @@ async def create_bucket(ctx: Context) -> web.StreamResponse:
     try:
         await ctx.backend.create_bucket(ctx.bucket, ctx.user.user_id, region)
     except errors.BucketAlreadyOwnedByYou:
-        # us-east-1 answers 200 to a repeated CreateBucket by the owner (legacy behaviour).
+        # us-east-1 answers 200 to a repeated CreateBucket by the owner (legacy behaviour); the
+        # bucket keeps the settings it has.
         if ctx.config.region != "us-east-1":
             raise
+    else:
+        if ownership != OWNERSHIPS[0]:
+            await _store_ownership(ctx, ownership)
     return web.Response(status=200, headers={"Location": f"/{ctx.bucket}"})
+
+
+async def _store_ownership(ctx: Context, ownership: str) -> None:
+    """The ownership controls PutBucketOwnershipControls would store. A bucket left with
+    BucketOwnerEnforced would refuse the ACLs its creator enabled: it goes again on failure."""
+    document = s3xml.render_document(OWNERSHIP.root, {"Rule": {"ObjectOwnership": ownership}})
+    try:
+        await ctx.backend.put_bucket_config(ctx.bucket, OWNERSHIP.name, document)
+    except Exception:
+        try:
+            await ctx.backend.delete_bucket(ctx.bucket)
+        except Exception:
+            log.warning("CreateBucket %s: its ownership controls could not be stored, nor the bucket removed", ctx.bucket)
+        raise
 
 
 async def _create_bucket_body(ctx: Context) -> bytes:

@@ -33,7 +33,7 @@ from .encryption import (
     write_encryption,
     write_key,
 )
-from .objects import check_source_bucket, parse_copy_source
+from .objects import check_acl, check_source_bucket, parse_copy_source
 
 MAX_PART_NUMBER = 10000
 MAX_PART_SIZE = 5 * 1024**3
@@ -65,6 +65,7 @@ def _part_number(ctx: Context) -> int:
 async def create_multipart_upload(ctx: Context) -> web.StreamResponse:
     meta = write_meta(ctx.headers)
     meta.encryption = await write_encryption(ctx)
+    await check_acl(ctx)
     upload = await ctx.backend.create_multipart_upload(ctx.bucket, ctx.key, meta, ctx.user.user_id)
     headers = (upload.meta.encryption or SSE_S3).headers()
     if upload.meta.checksum_algorithm:

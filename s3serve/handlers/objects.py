@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import BinaryIO
 from urllib.parse import unquote
 
@@ -71,6 +71,32 @@ MAX_PARTS = 10000
 # ASCII digits only: \d alone also takes other scripts' digits.
 _RANGE_RE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", re.ASCII)
 
+# The headers an upload or CreateBucket names an ACL with (x-amz-acl and acl.GRANT_HEADERS).
+# Checked here so that requests without them never load acl.py (a lazy module, see handlers)
+# nor read the bucket's Object Ownership.
+ACL_HEADERS = (
+    "x-amz-acl",
+    "x-amz-grant-read",
+    "x-amz-grant-write",
+    "x-amz-grant-read-acp",
+    "x-amz-grant-write-acp",
+    "x-amz-grant-full-control",
+)
+
+
+def names_acl(headers: Mapping[str, str]) -> bool:
+    # An empty value names nothing, as acl.requested_acl_is_owner_only reads it.
+    return any(headers.get(name) for name in ACL_HEADERS)
+
+
+async def check_acl(ctx: Context) -> None:
+    """Refuse an upload whose ACL grants anyone but the owner (acl.check_upload_acl), before a
+    byte of it is stored; an upload without ACL headers costs the lookups of names_acl alone."""
+    if names_acl(ctx.headers):
+        from .acl import check_upload_acl
+
+        await check_upload_acl(ctx)
+
 
 async def put_object(ctx: Context) -> web.StreamResponse:
     length = ctx.headers.get("x-amz-decoded-content-length") or ctx.request.headers.get("Content-Length")
@@ -81,6 +107,9 @@ async def put_object(ctx: Context) -> web.StreamResponse:
     meta.encryption = await write_encryption(ctx)
     precondition = write_precondition(ctx.headers)
     body = make_body(ctx.request.content, ctx.headers, ctx.auth)
+    # After make_body, which reads nothing but answers a body without a findable end with a
+    # closed connection; a refusal here leaves the unread body to aiohttp, which drains it.
+    await check_acl(ctx)
     info = await ctx.backend.put_object(ctx.bucket, ctx.key, body, meta, precondition)
     headers = {"ETag": f'"{info.etag}"', **checksum_headers(info.checksums, info.checksum_type), **info.encryption.headers()}
     return web.Response(status=200, headers=headers)
@@ -418,6 +447,7 @@ async def copy_object(ctx: Context) -> web.StreamResponse:
     await check_source_bucket(ctx, src_bucket)
     metadata_directive = _directive(ctx, "x-amz-metadata-directive")
     tagging_directive = _directive(ctx, "x-amz-tagging-directive")
+    await check_acl(ctx)
     same = (src_bucket, src_key) == (ctx.bucket, ctx.key)
     # S3 never copies the website redirect location: the copy has the one the request gives.
     redirect = ctx.headers.get(WEBSITE_REDIRECT)

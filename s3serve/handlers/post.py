@@ -27,7 +27,7 @@ from ..checksums import ALGORITHM_DIGEST, DEFAULT_CHECKSUM, b64
 from ..payload import declared_checksums, decode_content_md5
 from ..postpolicy import Fields, SizeRange
 from ..storage.base import ObjectInfo, WriteMeta
-from .acl import OBJECT_CANNED
+from .acl import OBJECT_CANNED, check_upload_acl
 from .common import Context, checksum_headers, validate_tags, write_meta, xml_response
 from .encryption import write_encryption
 from .objects import MAX_PUT_SIZE
@@ -76,6 +76,11 @@ async def post_object(ctx: Context) -> web.StreamResponse:
     meta = _write_meta(fields)
     # A form's route has no key: the form names it.
     meta.encryption = await write_encryption(ctx, fields.values, object_key=key)
+    acl = fields.get("acl")
+    if acl is not None:
+        # Before the file is read: an ACL that grants anyone but the owner is refused, as
+        # PutObject's x-amz-acl is. (PostObject documents no x-amz-grant-* fields: any are ignored.)
+        await check_upload_acl(ctx, {"x-amz-acl": acl})
     body = _file_body(part, fields, meta, sizes)
     info = await ctx.backend.put_object(ctx.bucket, key, body, meta)
     return _answer(ctx, fields, key, info)
@@ -194,8 +199,8 @@ def _write_meta(fields: Fields) -> WriteMeta:
     if tagging is not None:
         meta.tags = validate_tags(s3xml.parse_tagging(tagging.encode("utf-8")))
     acl = fields.get("acl")
-    # Buckets here belong to their owner alone, so a canned ACL is accepted and has no effect,
-    # as with PutObject's x-amz-acl; S3 refuses an ACL it does not know.
+    # S3 refuses an ACL it does not know, naming the field; what a known one grants is judged
+    # in post_object (acl.check_upload_acl).
     if acl is not None and acl not in OBJECT_CANNED:
         raise errors.InvalidArgument(ArgumentName="acl", ArgumentValue=acl)
     return meta
