@@ -320,7 +320,7 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def delete_bucket(self, name: str) -> None:
-        """Raises BucketNotEmpty when objects (or uploads in progress) remain."""
+        """Raises BucketNotEmpty when objects remain; uploads in progress go with the bucket, as on S3."""
 
     # -- objects ------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -329,7 +329,9 @@ class CacheBackend(CacheMultipart, Backend):
 
     async def _forget_bucket(self, name: str) -> None:
         """The upstream has no bucket ``name`` (any more): every replica here is of an object
-        gone there, and the folder goes unless it holds files that are not copies."""
+        gone there, and the folder goes unless it holds files that are not copies; the parts
+        kept of its uploads (gone there too) go."""
+        await asyncio.to_thread(self.parts.drop_bucket, name)
         kept = 0
         async for info in replicas.objects_of(self.local, name):
             if not await self.drop_stale(name, info.key):

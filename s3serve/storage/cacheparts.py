@@ -2,10 +2,11 @@
 until CompleteMultipartUpload: the object it makes then becomes a replica from them, as a single
 PUT's does, instead of being read back from the upstream on its first GET.
 
-``ROOT/.s3serve/cache-parts/<hash of the upload id>/<part number>-<md5>``: every worker process
-serving ROOT sees the parts the others received. A part uploaded again replaces the one of its
-number; what Complete does not name is dropped with the folder. Uploads neither completed nor
-aborted are swept after the multipart expiry.
+``ROOT/.s3serve/cache-parts/<hash of the bucket>-<hash of the upload id>/<part number>-<md5>``:
+every worker process serving ROOT sees the parts the others received. A part uploaded again
+replaces the one of its number; what Complete does not name is dropped with the folder, and
+DeleteBucket drops the folders of its bucket (the upstream discards its uploads with it).
+Uploads neither completed nor aborted are swept after the multipart expiry.
 """
 
 from __future__ import annotations
@@ -49,13 +50,17 @@ class PartStore:
     def __init__(self, hidden: str) -> None:
         self.root = os.path.join(hidden, "cache-parts")
 
-    def _folder(self, upload_id: str) -> str:
-        # Upload ids are the upstream's: any length, any characters.
-        return os.path.join(self.root, hashlib.sha256(upload_id.encode()).hexdigest()[:40])
+    @staticmethod
+    def _bucket_prefix(bucket: str) -> str:
+        return hashlib.sha256(bucket.encode("utf-8", "surrogateescape")).hexdigest()[:16] + "-"
 
-    def keep(self, upload_id: str, number: int, spooled: Spool) -> None:
+    def _folder(self, bucket: str, upload_id: str) -> str:
+        # Upload ids are the upstream's: any length, any characters.
+        return os.path.join(self.root, self._bucket_prefix(bucket) + hashlib.sha256(upload_id.encode()).hexdigest()[:40])
+
+    def keep(self, bucket: str, upload_id: str, number: int, spooled: Spool) -> None:
         """Move a part the upstream acknowledged here (consumes the spool)."""
-        folder = self._folder(upload_id)
+        folder = self._folder(bucket, upload_id)
         try:
             os.makedirs(folder, exist_ok=True)
             for name in os.listdir(folder):
@@ -68,10 +73,12 @@ class PartStore:
             raise
         spooled.release()
 
-    def assemble(self, upload_id: str, parts: list[PartInfo], temp_path: str) -> tuple[Spool, list[PartInfo]] | None:
+    def assemble(
+        self, bucket: str, upload_id: str, parts: list[PartInfo], temp_path: str
+    ) -> tuple[Spool, list[PartInfo]] | None:
         """The parts Complete named, in its order, joined into a new temp file (with their sizes),
         or None when one of them is not here (copied by UploadPartCopy on the upstream, say)."""
-        folder = self._folder(upload_id)
+        folder = self._folder(bucket, upload_id)
         sources = []
         for part in parts:
             path = os.path.join(folder, f"{part.number}-{part.etag.strip(chr(34)).lower()}")
@@ -93,8 +100,20 @@ class PartStore:
         spooled.size = sum(part.size for part in sizes)
         return spooled, sizes
 
-    def drop(self, upload_id: str) -> None:
-        shutil.rmtree(self._folder(upload_id), ignore_errors=True)
+    def drop(self, bucket: str, upload_id: str) -> None:
+        shutil.rmtree(self._folder(bucket, upload_id), ignore_errors=True)
+
+    def drop_bucket(self, bucket: str) -> None:
+        """The parts of every upload of a bucket that is gone upstream (with its uploads). A part
+        whose UploadPart was answered just before the DeleteBucket may land after this: swept."""
+        prefix = self._bucket_prefix(bucket)
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return
+        for name in names:
+            if name.startswith(prefix):
+                shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
 
     def sweep(self, max_age: float) -> None:
         """Remove the parts of uploads nobody touched for ``max_age`` seconds."""
@@ -178,7 +197,7 @@ class CacheMultipart(CacheReads):
             raise
         checksums = dict(spooled.checksums)
         try:
-            await asyncio.to_thread(self.parts.keep, upload_id, number, spooled)
+            await asyncio.to_thread(self.parts.keep, bucket, upload_id, number, spooled)
         except OSError as exc:
             log.warning("part %d of %s/%s not kept here: %s", number, bucket, key, exc)
         return replace(part, checksums=checksums or part.checksums)
@@ -223,12 +242,14 @@ class CacheMultipart(CacheReads):
         self, bucket: str, key: str, upload_id: str, parts: list[PartInfo], info: ObjectInfo, since: int
     ) -> None:
         try:
-            joined = await asyncio.to_thread(self.parts.assemble, upload_id, parts, self.local.writer.temp_name("spool"))
+            joined = await asyncio.to_thread(
+                self.parts.assemble, bucket, upload_id, parts, self.local.writer.temp_name("spool")
+            )
         except OSError as exc:
             self.not_kept(bucket, key, exc)
             joined = None
         finally:
-            await asyncio.to_thread(self.parts.drop, upload_id)
+            await asyncio.to_thread(self.parts.drop, bucket, upload_id)
         if joined is None:
             return  # a part is not here (UploadPartCopy): the first read fetches the object
         spooled, sizes = joined
@@ -266,7 +287,7 @@ class CacheMultipart(CacheReads):
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         await self.upstream.abort_multipart_upload(bucket, key, upload_id)
-        await asyncio.to_thread(self.parts.drop, upload_id)
+        await asyncio.to_thread(self.parts.drop, bucket, upload_id)
 
     async def list_multipart_uploads(
         self, bucket: str, prefix: str, delimiter: str, key_marker: str, upload_id_marker: str, max_uploads: int

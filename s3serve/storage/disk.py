@@ -182,9 +182,8 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
     async def _find(
         self, bucket: str, key: str, *, keep_fd: bool = False, held: frozenset[int] = frozenset()
     ) -> _Found:
-        # A key found proves its bucket's folder is there: the folder is stat'ed only to tell
-        # NoSuchBucket (which S3 answers first) from a missing or invalid key. Two syscalls of a
-        # small GET's dozen (the request's bucket check skips its stat too: bucket_owner).
+        # A key found proves its bucket's folder is there: it is stat'ed only to tell NoSuchBucket
+        # (S3 answers it first) from a missing or invalid key (bucket_owner skips its stat too).
         if not keys.is_bucket_folder_name(bucket):
             raise errors.NoSuchBucket(resource=bucket, BucketName=bucket)
         try:
@@ -295,14 +294,13 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
     async def bucket_owner(self, name: str) -> str:
         # The registry's stat alone; the folder's is head_bucket's, for a bucket without a record.
         doc = self.registry.read(name) if keys.is_bucket_folder_name(name) else None
-        if doc is None:
-            return (await self.head_bucket(name)).owner
-        return str(doc.get("owner", self.default_owner))
+        return (await self.head_bucket(name)).owner if doc is None else str(doc.get("owner", self.default_owner))
 
     @as_s3_errors
     async def create_bucket(self, name: str, owner: str, region: str) -> BucketInfo:
         keys.validate_bucket_name(name)
-        async with self.locks.hold(self.locks.slot(name, "")):
+        slot = self.locks.slot(name, "")
+        async with self.locks.hold(slot):
             path = os.path.join(self._real_root, name)
             if os.path.lexists(path):
                 existing = self.registry.read(name) if os.path.isdir(path) else None
@@ -310,6 +308,9 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
                     raise errors.BucketAlreadyOwnedByYou(resource=name, BucketName=name)
                 raise errors.BucketAlreadyExists(resource=name, BucketName=name)
             self.bucket_configs.drop_bucket(name)  # what a bucket of this name left behind
+            if not await self.staging.drop_bucket(name, slot):
+                # A Complete in the deleted bucket of this name still at work would publish here.
+                raise errors.OperationAborted(resource=name, BucketName=name)
             # Record first: a folder without one would briefly look foreign (default owner).
             created = self.registry.write(name, owner, region)
             try:
@@ -322,16 +323,18 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
     @as_s3_errors
     async def delete_bucket(self, name: str) -> None:
         path = self._bucket_dir(name)
-        async with self.locks.hold(self.locks.slot(name, "")):
-            # S3 refuses while uploads are in progress; CreateMultipartUpload takes this lock too.
-            if self.staging.has_uploads(name) or not await asyncio.to_thread(
-                keys.remove_empty_tree, path, self._is_marker_of(name)
-            ):
+        slot = self.locks.slot(name, "")
+        async with self.locks.hold(slot):  # CreateMultipartUpload takes it too
+            # Once the folder is gone no write can land (keys.place has no folder to rename into);
+            # then the uploads go (S3 does not count them as content), or the GC drops them later.
+            if not await asyncio.to_thread(keys.remove_empty_tree, path, self._is_marker_of(name)):
                 raise errors.BucketNotEmpty(resource=name, BucketName=name)
             self.registry.remove(name)
             self.meta.drop_bucket(name)
             self.bucket_configs.drop_bucket(name)
-            self.staging.forget_bucket(name)
+            if self.fsync:
+                await asyncio.to_thread(keys.fsync_dir, self._real_root)
+            await self.staging.drop_bucket(name, slot)
 
     # -- the commit path ----------------------------------------------------------------------
     def _seal(self, tmp: str, record: Record) -> bool:

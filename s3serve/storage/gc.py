@@ -1,4 +1,5 @@
-"""The multipart garbage collector: idle uploads, claims whose process died, orphaned temp files.
+"""The multipart garbage collector: idle uploads, claims whose process died, orphaned temp files,
+the uploads of deleted buckets.
 
 Runs in a worker thread, once at start-up (before serving: what a crash left is gone before any
 request), then every ``gc_interval`` as an asyncio task (and once just after TEMP_GRACE when the
@@ -52,6 +53,8 @@ UPLOAD_TEMP_PREFIX = "tmp-"
 SLOT_MARKER_PREFIX = "slot-"
 # In a claimed folder: Complete began collapsing the upload's assembly file (see assembly.py).
 COLLAPSING = "collapsing"
+# How an upload of a deleted bucket is claimed before its removal (drop_staged).
+DROPPED = "dropped"
 
 
 def try_flock(fd: int) -> bool:
@@ -107,6 +110,84 @@ def _claim_parts(path: str) -> tuple[str, str]:
     """'<dir>/<upload id>.complete-1a2b3c' -> ('<upload id>', 'complete')."""
     upload_id, _, how = os.path.basename(path).rpartition(".")
     return upload_id, how.split("-", 1)[0]
+
+
+def drop_staged(staging: Staging, bucket: str, held: int) -> tuple[list[str], bool, bool]:
+    """Take every upload of ``bucket`` out of reach (worker thread), once the bucket's folder is
+    gone: S3 discards a deleted bucket's uploads with it. DeleteBucket calls this; so do
+    CreateBucket of the name and the GC, for what a DeleteBucket killed in between left. The
+    caller holds the bucket's lock (slot ``held``), so no upload is created meanwhile. Each
+    upload is claimed (renamed) under its own lock, as Abort claims it: a part being committed
+    or a Complete claiming it comes wholly before (and goes with it) or after (NoSuchUpload). A
+    claim whose claimant died goes too; a live one is its claimant's.
+
+    Returns the claimed folders, to remove (``remove_trees``); whether an upload's lock was busy
+    (call again: it is held for a rename); and whether a live Complete has one claimed: it can no
+    longer publish (the bucket's folder is gone), but gives its upload back here when it fails."""
+    locks = staging.disk.locks
+    top = staging.bucket_dir(bucket)
+    try:
+        names = os.listdir(top)
+    except FileNotFoundError:
+        return [], False, False
+    doomed: list[str] = []
+    busy = completing = False
+    for name in names:
+        path = os.path.join(top, name)
+        upload_id, how = (name, "") if UPLOAD_ID.fullmatch(name) else _claim_parts(path)
+        if not UPLOAD_ID.fullmatch(upload_id):
+            continue  # not ours
+        gone = os.path.join(top, f"{upload_id}.{DROPPED}-{secrets.token_hex(6)}")
+        if not how:
+            slot = staging.slot(upload_id)
+            lock = None if slot == held else locks.try_lock(slot)  # flock: held once is held
+            if lock is None and slot != held:
+                busy = True
+                continue
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(path, gone)
+                    doomed.append(gone)
+            finally:
+                if lock is not None:
+                    os.close(lock)
+            continue
+        try:
+            fd: int | None = os.open(os.path.join(path, "upload.json"), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            fd = None  # a removal under way (or interrupted): no claimant holds it
+        except NotADirectoryError:
+            continue
+        try:
+            if fd is not None and not try_flock(fd):
+                completing = completing or how == "complete"
+                continue
+            # Renamed while its flock is ours: the GC cannot give a dead Complete's claim back
+            # into the deleted bucket in the meantime.
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(path, gone)
+                doomed.append(gone)
+        finally:
+            if fd is not None:
+                os.close(fd)
+    return doomed, busy, completing
+
+
+def remove_trees(paths: list[str]) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _exists(path: str) -> bool:
+    """Whether anything is at ``path``: True too when that cannot be told (an I/O error), so
+    that only a bucket folder surely gone loses its uploads."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        pass
+    return True
 
 
 def read_json(path: str) -> dict[str, Any] | None:
@@ -192,6 +273,8 @@ class Collector:
         except FileNotFoundError:
             return
         for bucket in buckets:
+            if self._collect_orphaned(bucket):
+                continue
             try:
                 names = os.listdir(self.staging.bucket_dir(bucket))
             except OSError:
@@ -297,6 +380,32 @@ class Collector:
             os.close(lock)
         shutil.rmtree(claimed, ignore_errors=True)
         log.info("multipart GC: removed %s of bucket %s, left by an interrupted CreateMultipartUpload", os.path.basename(path), bucket)
+
+    def _collect_orphaned(self, bucket: str) -> bool:
+        """Whether ``bucket`` has no folder (nothing at all at its name), its uploads then taken
+        away: a DeleteBucket was killed between removing the folder and discarding them, or a
+        Complete that the deletion made fail gave its upload back. Under the bucket's lock, so
+        not while a CreateBucket of the name (which discards them itself) makes it again."""
+        disk = self.staging.disk
+        locks = disk.locks
+        if _exists(os.path.join(disk._real_root, bucket)):
+            return False
+        slot = locks.slot(bucket, "")
+        lock = locks.try_lock(slot)
+        if lock is None:
+            return True  # a CreateBucket or DeleteBucket of it right now: the next round will see
+        try:
+            if _exists(os.path.join(disk._real_root, bucket)):
+                return False
+            doomed, _, _ = drop_staged(self.staging, bucket, slot)
+        finally:
+            os.close(lock)
+        remove_trees(doomed)
+        with contextlib.suppress(OSError):
+            os.rmdir(self.staging.bucket_dir(bucket))
+        if doomed:
+            log.info("multipart GC: removed %d upload(s) of deleted bucket %s", len(doomed), bucket)
+        return True
 
     @staticmethod
     def _receiving(path: str) -> bool:

@@ -8,7 +8,7 @@ Layout (same filesystem as the buckets, so the finished object is published with
     multipart/<bucket>/<upload id>/slot-00007            part 7 was (or is being) written in place
     multipart/<bucket>/<upload id>/00007-<rand>.part     part 7's bytes, when not in its slot
     multipart/<bucket>/<upload id>/tmp-<rand>            a part being received (flocked by its writer)
-    multipart/<bucket>/<upload id>.<how>-<rand>/         an upload claimed by Complete/Abort/GC
+    multipart/<bucket>/<upload id>.<how>-<rand>/         an upload claimed by Complete/Abort/GC/DeleteBucket
 
 Upload ids are 16 hex digits of the creation time (so ids sort by initiation, as S3 lists them)
 and 32 random hex digits; anything else is NoSuchUpload before it can become a path. Complete,
@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..checksums import ALGORITHM_DIGEST, DEFAULT_CHECKSUM, MultiHasher, b64
-from . import assembly, completion, keys
+from . import assembly, completion, gc, keys
 from .assembly import copy_range, hash_range
 from .base import (
     SSE_S3,
@@ -214,17 +214,29 @@ class Staging:
         except (KeyError, TypeError, ValueError):
             raise errors.NoSuchUpload(UploadId=upload_id) from None
 
-    def has_uploads(self, bucket: str) -> bool:
-        try:
-            with os.scandir(self.bucket_dir(bucket)) as it:
-                return any(UPLOAD_ID.fullmatch(e.name) for e in it)
-        except FileNotFoundError:
-            return False
-
-    def forget_bucket(self, bucket: str) -> None:
+    async def drop_bucket(self, bucket: str, held: int) -> bool:
+        """Discard the uploads of a bucket whose folder is gone (gc.drop_staged): in-progress
+        uploads do not keep a general purpose bucket from being deleted on S3; they go with it.
+        The caller holds the bucket's lock (slot ``held``). False when a Complete that claimed
+        one before is still at work: it cannot publish (no folder), but gives its upload back
+        here when it fails, for the next drop or GC round."""
         self._listed.pop(bucket, None)
+        delay = 0.001
+        dropped = 0
+        while True:
+            doomed, busy, completing = await asyncio.to_thread(gc.drop_staged, self, bucket, held)
+            if doomed:
+                await asyncio.to_thread(gc.remove_trees, doomed)
+                dropped += len(doomed)
+            if not busy:
+                break
+            await asyncio.sleep(delay)  # a part being committed, a claim being made: a rename
+            delay = min(delay * 2, 0.05)
         with contextlib.suppress(OSError):
             os.rmdir(self.bucket_dir(bucket))
+        if dropped:
+            log.info("discarded %d upload(s) of deleted bucket %s", dropped, bucket)
+        return not completing
 
     # -- operations -----------------------------------------------------------------------------
     async def create(self, bucket: str, key: str, meta: WriteMeta, owner: str) -> UploadInfo:
@@ -238,7 +250,7 @@ class Staging:
         upload_id = f"{time.time_ns():016x}{secrets.token_hex(16)}"
         initiated = time.time()
         doc = {"key": key, "owner": owner, "initiated": initiated, "meta": dataclasses.asdict(meta)}
-        # The bucket lock orders this against DeleteBucket, which refuses while uploads exist.
+        # The bucket lock orders this against DeleteBucket, which discards the bucket's uploads.
         async with self.disk.locks.hold(self.disk.locks.slot(bucket, "")):
             self.disk._bucket_dir(bucket)
             directory = self.upload_dir(bucket, upload_id)
