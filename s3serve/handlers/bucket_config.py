@@ -9,7 +9,11 @@ that read a bucket's configuration get S3's answers, and README says what is enf
 
 from __future__ import annotations
 
+import base64
+import datetime
 import json
+import re
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,11 +130,7 @@ def _website(content: dict[str, Any], bucket: str) -> None:
 
 
 _LIFECYCLE_ACTIONS = (
-    "Expiration",
-    "Transition",
-    "NoncurrentVersionExpiration",
-    "NoncurrentVersionTransition",
-    "AbortIncompleteMultipartUpload",
+    "Expiration", "Transition", "NoncurrentVersionExpiration", "NoncurrentVersionTransition", "AbortIncompleteMultipartUpload"
 )
 
 
@@ -146,9 +146,47 @@ def _lifecycle(content: dict[str, Any], bucket: str) -> None:
             raise errors.InvalidArgument("ID length should not exceed allowed limit of 255")
         if rule_id and rule_id in ids:
             raise errors.InvalidArgument("Rule ID must be unique. Found same ID for more than one rule")
+        if not rule_id:
+            # S3 names a rule sent without one (a random UUID, base64) and Get shows that name.
+            rule_id = base64.b64encode(str(uuid.uuid4()).encode()).decode()
+            rule.update({"ID": rule_id} | {k: rule.pop(k) for k in list(rule) if k != "ID"})
         ids.add(rule_id)
         if not any(action in rule for action in _LIFECYCLE_ACTIONS):
             raise errors.InvalidRequest("At least one action needs to be specified in a rule")
+        _lifecycle_days(rule)
+
+
+# (action, its element of days, the least it may be): a Transition may be on the day of creation.
+_LIFECYCLE_DAYS = (
+    ("Expiration", "Days", 1),
+    ("Transition", "Days", 0),
+    ("NoncurrentVersionExpiration", "NoncurrentDays", 1),
+    ("AbortIncompleteMultipartUpload", "DaysAfterInitiation", 1),
+)
+
+
+def _lifecycle_days(rule: dict[str, Any]) -> None:
+    """S3's checks of a rule's days (whole numbers, else MalformedXML) and dates (midnight UTC)."""
+    for action, element, least in _LIFECYCLE_DAYS:
+        for item in s3xml.as_list(rule.get(action)):
+            _malformed_unless(isinstance(item, dict))
+            days = _value(item, element)
+            _malformed_unless(days is None or re.fullmatch(r"-?[0-9]+", days.strip()))
+            if days is not None and int(days) < least:
+                raise errors.InvalidArgument(f"'{element}' for {action} action must be a positive integer")
+            date = _value(item, "Date") if action in ("Expiration", "Transition") else None
+            if date is not None and not _midnight_utc(date):
+                raise errors.InvalidArgument("'Date' must be at midnight GMT", ArgumentName="Date", ArgumentValue=date)
+
+
+def _midnight_utc(text: str) -> bool:
+    """Whether an ISO 8601 date-time (botocore sends 2030-01-01T00:00:00Z) is midnight UTC; what
+    is no date-time at all is MalformedXML (the schema's xsd:dateTime)."""
+    try:
+        when = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise errors.MalformedXML() from None
+    return (when.astimezone(datetime.UTC) if when.tzinfo else when).time() == datetime.time(0)
 
 
 _SSE_ALGORITHMS = ("AES256", "aws:kms", "aws:kms:dsse")
