@@ -221,9 +221,6 @@ MissingContentLength = _error("MissingContentLength", 411, "You must provide the
 PreconditionFailed = _error("PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold")
 InvalidPartNumber = _error("InvalidPartNumber", 416, "The requested partnumber is not satisfiable")
 InvalidRange = _error("InvalidRange", 416, "The requested range is not satisfiable")
-ExpectationFailed = _error(
-    "ExpectationFailed", 417, "The Expect header you provided is not supported: the only expectation is 100-continue."
-)
 
 # 500 / 501 / 503 / 507
 InternalError = _error("InternalError", 500, "We encountered an internal error. Please try again.")

@@ -229,7 +229,8 @@ def authorization(
 def authenticate(req: RequestView, lookup: Lookup, now: float | None = None) -> AuthResult | None:
     """None for an anonymous request; otherwise the verified user, or raises an S3Error."""
     now = time.time() if now is None else now
-    authorization = req.headers.get("Authorization")
+    # An empty Authorization header is none: S3 answers it as an anonymous request (403).
+    authorization = req.headers.get("Authorization") or None
     params = dict(req.query)
     if authorization is not None:
         if "X-Amz-Algorithm" in params or ("Signature" in params and "AWSAccessKeyId" in params):
