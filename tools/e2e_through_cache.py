@@ -19,8 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import start_server, stop_server  # noqa: E402
-from tests.e2e.conftest import UP_ACCESS, UP_SECRET, start_cache  # noqa: E402
+from tests.e2e.conftest import cache_pair  # noqa: E402
 
 # The cache's own test modules (tests/e2e/test_cache_*.py) and the upstream client's.
 OWN_SERVERS = (*sorted(str(p.relative_to(REPO)) for p in (REPO / "tests" / "e2e").glob("test_cache_*.py")), "tests/e2e/test_remote.py")
@@ -28,23 +27,13 @@ OWN_SERVERS = (*sorted(str(p.relative_to(REPO)) for p in (REPO / "tests" / "e2e"
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="s3serve-through-cache-") as tmp:
-        up_root, cache_root = Path(tmp) / "upstream" / "root", Path(tmp) / "cache" / "root"
-        up_root.mkdir(parents=True)
-        cache_root.mkdir(parents=True)
-        upstream = start_server(up_root, "--no-fsync", access_key=UP_ACCESS, secret_key=UP_SECRET)
-        try:
-            cache = start_cache(cache_root, upstream)
-            try:
-                env = {**os.environ, "S3SERVE_TEST_ENDPOINT": cache.endpoint}
-                deselect = [arg for path in OWN_SERVERS for arg in ("--deselect", path)]
-                tests = subprocess.run(
-                    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/e2e", *deselect],
-                    cwd=REPO, env=env, check=False,
-                )
-            finally:
-                stop_server(cache)
-        finally:
-            stop_server(upstream)
+        with cache_pair(Path(tmp)) as (upstream, cache):
+            env = {**os.environ, "S3SERVE_TEST_ENDPOINT": cache.endpoint}
+            deselect = [arg for path in OWN_SERVERS for arg in ("--deselect", path)]
+            tests = subprocess.run(
+                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/e2e", *deselect],
+                cwd=REPO, env=env, check=False,
+            )
         bad = []
         for server in (upstream, cache):
             assert server.log_path is not None

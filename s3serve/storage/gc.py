@@ -145,9 +145,7 @@ def drop_staged(staging: Staging, bucket: str, held: int) -> tuple[list[str], bo
                 busy = True
                 continue
             try:
-                with contextlib.suppress(FileNotFoundError):
-                    os.rename(path, gone)
-                    doomed.append(gone)
+                _rename_away(path, gone, doomed)
             finally:
                 if lock is not None:
                     os.close(lock)
@@ -164,13 +162,17 @@ def drop_staged(staging: Staging, bucket: str, held: int) -> tuple[list[str], bo
                 continue
             # Renamed while its flock is ours: the GC cannot give a dead Complete's claim back
             # into the deleted bucket in the meantime.
-            with contextlib.suppress(FileNotFoundError):
-                os.rename(path, gone)
-                doomed.append(gone)
+            _rename_away(path, gone, doomed)
         finally:
             if fd is not None:
                 os.close(fd)
     return doomed, busy, completing
+
+
+def _rename_away(path: str, gone: str, doomed: list[str]) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.rename(path, gone)
+        doomed.append(gone)
 
 
 def remove_trees(paths: list[str]) -> None:

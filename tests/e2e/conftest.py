@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -94,6 +95,24 @@ def start_cache(root: Path, upstream: Server, *extra: str) -> Server:
         "--upstream-secret-key", upstream.secret_key,
         *extra,
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def cache_pair(base: Path, *cache_args: str) -> Iterator[tuple[Server, Server]]:
+    """An upstream s3serve and a cache in front of it, on fresh roots under ``base``
+    (``base/upstream/root``, ``base/cache/root``); both stopped on exit."""
+    up_root, cache_root = base / "upstream" / "root", base / "cache" / "root"
+    up_root.mkdir(parents=True)
+    cache_root.mkdir(parents=True)
+    upstream = start_server(up_root, "--no-fsync", access_key=UP_ACCESS, secret_key=UP_SECRET)
+    try:
+        cache = start_cache(cache_root, upstream, *cache_args)
+        try:
+            yield upstream, cache
+        finally:
+            stop_server(cache)
+    finally:
+        stop_server(upstream)
 
 
 def until(check: Callable[[], object], timeout: float = 10.0) -> None:

@@ -21,7 +21,7 @@ import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
 from tests.conftest import Server, start_server, stop_server
-from tests.e2e.conftest import UP_ACCESS, UP_SECRET, start_cache
+from tests.e2e.conftest import cache_pair
 
 EXTERNAL = bool(os.environ.get("S3SERVE_TEST_ENDPOINT"))
 own_servers = pytest.mark.skipif(EXTERNAL, reason="starts servers of its own")
@@ -346,35 +346,28 @@ def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
 def test_through_the_cache_the_parts_kept_there_go_with_the_bucket(tmp_path: Path) -> None:
     """DeleteBucket through the upstream cache goes to the upstream, which discards the uploads;
     the parts the cache kept of them (to make the completed object a replica) go too."""
-    up_root, cache_root = tmp_path / "up" / "root", tmp_path / "cache" / "root"
-    up_root.mkdir(parents=True)
-    cache_root.mkdir(parents=True)
-    upstream = start_server(up_root, "--no-fsync", access_key=UP_ACCESS, secret_key=UP_SECRET)
-    try:
-        cache = start_cache(cache_root, upstream)
-        try:
-            s3: Any = cache.client()
-            s3.create_bucket(Bucket="cached")
-            s3.create_bucket(Bucket="neighbour")
-            kept = cache_root / ".s3serve" / "cache-parts"
-            upload_id = s3.create_multipart_upload(Bucket="cached", Key="k")["UploadId"]
-            s3.upload_part(Bucket="cached", Key="k", UploadId=upload_id, PartNumber=1, Body=b"c" * 50_000)
-            other = s3.create_multipart_upload(Bucket="neighbour", Key="k")["UploadId"]
-            s3.upload_part(Bucket="neighbour", Key="k", UploadId=other, PartNumber=1, Body=b"n" * 50_000)
-            assert len(list(kept.iterdir())) == 2
-            assert s3.delete_bucket(Bucket="cached")["ResponseMetadata"]["HTTPStatusCode"] == 204
-            assert len(list(kept.iterdir())) == 1  # the other bucket's upload keeps its parts
-            assert _staged(up_root, "cached") == []
-            s3.create_bucket(Bucket="cached")
-            assert _uploads(s3, "cached") == []
-            assert _uploads(s3, "neighbour") == [other]
-            s3.abort_multipart_upload(Bucket="neighbour", Key="k", UploadId=other)
-            assert not list(kept.iterdir())
-            s3.delete_bucket(Bucket="cached")
-            s3.delete_bucket(Bucket="neighbour")
-        finally:
-            stop_server(cache)
-    finally:
-        stop_server(upstream)
+    with cache_pair(tmp_path) as (upstream, cache):
+        up_root = upstream.root
+        assert up_root is not None and cache.root is not None
+        cache_root = cache.root
+        s3: Any = cache.client()
+        s3.create_bucket(Bucket="cached")
+        s3.create_bucket(Bucket="neighbour")
+        kept = cache_root / ".s3serve" / "cache-parts"
+        upload_id = s3.create_multipart_upload(Bucket="cached", Key="k")["UploadId"]
+        s3.upload_part(Bucket="cached", Key="k", UploadId=upload_id, PartNumber=1, Body=b"c" * 50_000)
+        other = s3.create_multipart_upload(Bucket="neighbour", Key="k")["UploadId"]
+        s3.upload_part(Bucket="neighbour", Key="k", UploadId=other, PartNumber=1, Body=b"n" * 50_000)
+        assert len(list(kept.iterdir())) == 2
+        assert s3.delete_bucket(Bucket="cached")["ResponseMetadata"]["HTTPStatusCode"] == 204
+        assert len(list(kept.iterdir())) == 1  # the other bucket's upload keeps its parts
+        assert _staged(up_root, "cached") == []
+        s3.create_bucket(Bucket="cached")
+        assert _uploads(s3, "cached") == []
+        assert _uploads(s3, "neighbour") == [other]
+        s3.abort_multipart_upload(Bucket="neighbour", Key="k", UploadId=other)
+        assert not list(kept.iterdir())
+        s3.delete_bucket(Bucket="cached")
+        s3.delete_bucket(Bucket="neighbour")
     for srv in (upstream, cache):
         assert "Traceback" not in (srv.log_path.read_text() if srv.log_path else "")
