@@ -47,6 +47,7 @@ async def complete(
         if after.number <= before.number:
             raise errors.InvalidPartOrder()
     delay = 0.005
+    reclaimed = False
     while True:
         try:
             return await _complete(staging, bucket, kp, upload_id, parts, precondition, checksums, checksum_type)
@@ -58,9 +59,27 @@ async def complete(
             if done is not None:
                 return done
             if not _being_completed(staging, bucket, upload_id):
-                raise
+                if reclaimed or not await _reclaim(staging, bucket, upload_id):
+                    raise
+                reclaimed = True
+                continue
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.1)
+
+
+async def _reclaim(staging: Staging, bucket: str, upload_id: str) -> bool:
+    """Finish off the claims of Completes of this upload whose process died (one of several
+    --workers, killed mid-Complete, while the others serve on), as the GC's next round would
+    (gives the upload back): the client's retry need not wait for it. Whether there were any."""
+    prefix = f"{upload_id}.complete-"
+    try:
+        with os.scandir(staging.bucket_dir(bucket)) as it:
+            claims = [e.path for e in it if e.name.startswith(prefix)]
+    except FileNotFoundError:
+        return False
+    for claim in claims:
+        await asyncio.to_thread(staging.collector.collect_claim, bucket, claim)
+    return bool(claims)
 
 
 async def _complete(

@@ -287,7 +287,7 @@ class Collector:
                     if UPLOAD_ID.fullmatch(name):
                         self._collect_upload(bucket, name, path, now, expire)
                     else:
-                        self._collect_claim(bucket, path)
+                        self.collect_claim(bucket, path)
                 except OSError as e:
                     if e.errno != errno.ENOENT:  # finished by its owner meanwhile: not a failure
                         log.warning("multipart GC: could not clean %s: %s", path, e)
@@ -415,7 +415,7 @@ class Collector:
         arriving, in a file of its own or in place)."""
         return held_by_writer(path, (UPLOAD_TEMP_PREFIX, SLOT_MARKER_PREFIX))
 
-    def _collect_claim(self, bucket: str, path: str) -> None:
+    def collect_claim(self, bucket: str, path: str) -> None:
         """A claimed folder whose claimant died (its flock is gone) is finished off, except an
         interrupted CompleteMultipartUpload: that upload is given back, so the client's retry of
         Complete succeeds (publishing is an atomic rename, so redoing it is harmless). One that

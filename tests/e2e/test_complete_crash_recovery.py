@@ -279,6 +279,27 @@ def test_a_live_server_on_the_same_root_gives_the_upload_back(root: Path, server
     check_intact_then_complete(root, s3, up, inode, stale)
 
 
+def test_a_retry_on_a_live_server_takes_the_upload_back_at_once(root: Path, servers: list[Server]) -> None:
+    """As above, with the live server's next GC round an hour away (the default): the client's
+    retried Complete finds the dead claim and takes the upload back itself."""
+    live = start_server(root, *ARGS)
+    servers.append(live)
+    s3: Any = live.client()
+    s3.create_bucket(Bucket="bkt")
+    up = upload(s3, "obj")
+    inode = os.stat(staging(root) / up.upload_id / "assembly").st_ino
+    dying_server = start_server(root, *ARGS, patch=dying("after-collapse-2"))
+    servers.append(dying_server)
+    dies_on_complete(dying_server, up)
+    claim_of(root, up)
+    done = s3.complete_multipart_upload(Bucket=up.bucket, Key=up.key, UploadId=up.upload_id, MultipartUpload=up.listed())
+    assert done["ETag"] == up.etag()
+    got = s3.get_object(Bucket=up.bucket, Key=up.key)
+    assert got["ETag"] == up.etag() and got["Body"].read() == up.body()
+    assert os.stat(root / up.bucket / up.key).st_ino == inode  # the parts' own file, collapsed again
+    assert list(staging(root).iterdir()) == []
+
+
 AFTER_A_REBOOT = "from s3serve.storage import assembly\nassembly.boot_id = lambda: 'another-boot'\n"
 
 

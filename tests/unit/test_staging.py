@@ -145,13 +145,23 @@ async def test_two_processes_complete_the_same_upload_once(be: DiskBackend) -> N
         await other.stop()
 
 
-async def test_complete_does_not_wait_for_a_claim_whose_process_died(be: DiskBackend) -> None:
+async def test_a_retried_complete_takes_back_a_claim_whose_process_died(be: DiskBackend) -> None:
+    # One of several --workers killed mid-Complete while the others serve on: the retry does not
+    # wait for the GC's next round (an hour by default) to get the upload back.
     upload = await be.create_multipart_upload("bkt", "k", WriteMeta(), OWNER)
     part = await be.upload_part("bkt", "k", upload.upload_id, 1, Body(b"x"))
     folder = os.path.join(be.staging.bucket_dir("bkt"), upload.upload_id)
     os.rename(folder, f"{folder}.complete-0123456789ab")  # claimed, and nobody holds its flock
+    info = await asyncio.wait_for(be.complete_multipart_upload("bkt", "k", upload.upload_id, [part]), 5)
+    assert info.size == 1 and info.etag.endswith("-1")
+    assert os.listdir(be.staging.bucket_dir("bkt")) == []
+    # An abandoned claim of another kind is not taken back: the upload is over.
+    other = await be.create_multipart_upload("bkt", "k2", WriteMeta(), OWNER)
+    part = await be.upload_part("bkt", "k2", other.upload_id, 1, Body(b"y"))
+    folder = os.path.join(be.staging.bucket_dir("bkt"), other.upload_id)
+    os.rename(folder, f"{folder}.abort-0123456789ab")
     with pytest.raises(errors.NoSuchUpload):
-        await asyncio.wait_for(be.complete_multipart_upload("bkt", "k", upload.upload_id, [part]), 5)
+        await asyncio.wait_for(be.complete_multipart_upload("bkt", "k2", other.upload_id, [part]), 5)
 
 
 async def test_failed_complete_gives_the_upload_back(be: DiskBackend) -> None:
