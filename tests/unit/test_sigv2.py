@@ -158,6 +158,16 @@ def test_x_amz_date_replaces_date() -> None:
     assert authenticate(view, lookup, now=now) is not None
 
 
+def test_a_date_before_1970_is_no_valid_date() -> None:
+    date = "Tue, 07 Jul 1950 21:53:04 GMT"
+    sts = sigv2.string_to_sign("GET", "", "", date, "", "/bucket/key")
+    auth = f"AWS {USER.access_key}:{sigv2.sign(USER.secret_key, sts)}"
+    view = make_view("GET", "/bucket/key", [("Date", date), ("Authorization", auth)])
+    with pytest.raises(errors.AccessDenied) as info:
+        authenticate(view, lookup)
+    assert info.value.message == "AWS authentication requires a valid Date or x-amz-date header"
+
+
 def test_boto3_presigned_url_signature_version_s3() -> None:
     client = boto3.client(
         "s3",
