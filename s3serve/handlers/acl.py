@@ -28,6 +28,7 @@ from .. import errors, s3xml
 from .bucket_config import OWNERSHIP
 from .common import Context, check_version_id
 from .encryption import described_without_key
+from .objects import GRANT_HEADERS
 
 ENFORCED = "BucketOwnerEnforced"
 CANNED = frozenset(
@@ -47,13 +48,6 @@ OBJECT_CANNED = CANNED - {"log-delivery-write"}
 # Canned ACLs that grant the owner alone here: an object's owner is its bucket's (one owner per
 # bucket), and S3 ignores bucket-owner-* on a bucket, which leaves it private.
 OWNER_ONLY_CANNED = frozenset({"private", "bucket-owner-read", "bucket-owner-full-control"})
-GRANT_HEADERS = {
-    "x-amz-grant-read": "READ",
-    "x-amz-grant-write": "WRITE",
-    "x-amz-grant-read-acp": "READ_ACP",
-    "x-amz-grant-write-acp": "WRITE_ACP",
-    "x-amz-grant-full-control": "FULL_CONTROL",
-}
 PERMISSIONS = frozenset(GRANT_HEADERS.values())
 GROUPS = frozenset(
     {

@@ -224,9 +224,10 @@ def _ownership(content: dict[str, Any], bucket: str) -> None:
     _malformed_unless(len(rules) == 1 and isinstance(rules[0], dict))
     _only(rules[0], "ObjectOwnership")
     ownership = _value(rules[0], "ObjectOwnership")
-    _malformed_unless(ownership in ("BucketOwnerPreferred", "ObjectWriter", "BucketOwnerEnforced"))
+    _malformed_unless(ownership in OWNERSHIPS)
 
 
+OWNERSHIPS = ("BucketOwnerEnforced", "BucketOwnerPreferred", "ObjectWriter")  # S3's default for a new bucket first
 _PUBLIC_ACCESS_FLAGS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
 
 

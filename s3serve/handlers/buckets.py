@@ -9,7 +9,7 @@ import logging
 from aiohttp import web
 
 from .. import errors, s3xml
-from .bucket_config import OWNERSHIP
+from .bucket_config import OWNERSHIP, OWNERSHIPS
 from .common import Context, int_param, xml_response
 from .listing import BUCKETS, decode_token, encode_token
 from .objects import names_acl
@@ -17,7 +17,6 @@ from .objects import names_acl
 log = logging.getLogger("s3serve")
 
 MAX_BUCKETS = 10000
-OWNERSHIPS = ("BucketOwnerEnforced", "BucketOwnerPreferred", "ObjectWriter")
 
 
 async def list_buckets(ctx: Context) -> web.StreamResponse:

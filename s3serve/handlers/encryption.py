@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from .. import errors, s3xml
 from ..storage.base import (
     SSE_BUCKET_KEY_HEADER,
+    SSE_C_KEY_UNKNOWN,
     SSE_HEADER,
     SSE_KMS_KEY_HEADER,
     Encryption,
@@ -262,7 +263,7 @@ async def described_without_key(ctx: Context) -> ObjectInfo:
     page = await ctx.backend.list_objects(ctx.bucket, ctx.key, "", "", 1)
     if not page.objects or page.objects[0].key != ctx.key:
         raise errors.NoSuchKey()  # deleted in between
-    return replace(page.objects[0], encryption=Encryption("AES256", customer_key_md5=""))
+    return replace(page.objects[0], encryption=SSE_C_KEY_UNKNOWN)
 
 
 async def check_upload_key(ctx: Context, upload_id: str, given: CustomerKey | None, *, complete: bool = False) -> None:

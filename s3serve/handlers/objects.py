@@ -71,17 +71,17 @@ MAX_PARTS = 10000
 # ASCII digits only: \d alone also takes other scripts' digits.
 _RANGE_RE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", re.ASCII)
 
-# The headers an upload or CreateBucket names an ACL with (x-amz-acl and acl.GRANT_HEADERS).
-# Checked here so that requests without them never load acl.py (a lazy module, see handlers)
-# nor read the bucket's Object Ownership.
-ACL_HEADERS = (
-    "x-amz-acl",
-    "x-amz-grant-read",
-    "x-amz-grant-write",
-    "x-amz-grant-read-acp",
-    "x-amz-grant-write-acp",
-    "x-amz-grant-full-control",
-)
+# The headers an upload or CreateBucket names an ACL with, each grant header with the permission
+# it grants. Here, not in acl.py, so that requests without them never load acl.py (a lazy
+# module, see handlers) nor read the bucket's Object Ownership.
+GRANT_HEADERS = {
+    "x-amz-grant-read": "READ",
+    "x-amz-grant-write": "WRITE",
+    "x-amz-grant-read-acp": "READ_ACP",
+    "x-amz-grant-write-acp": "WRITE_ACP",
+    "x-amz-grant-full-control": "FULL_CONTROL",
+}
+ACL_HEADERS = ("x-amz-acl", *GRANT_HEADERS)
 
 
 def names_acl(headers: Mapping[str, str]) -> bool:

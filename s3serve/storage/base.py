@@ -118,6 +118,9 @@ class Encryption:
 
 # Every object's encryption unless it was written with another (S3's default since January 2023).
 SSE_S3 = Encryption()
+# An SSE-C object described without its key (an upstream's, which asks for the key on a read):
+# the key's MD5 is not known here.
+SSE_C_KEY_UNKNOWN = Encryption("AES256", customer_key_md5="")
 _SSE_S3_HEADERS = {SSE_HEADER: "AES256"}
 
 

@@ -58,28 +58,20 @@ async def complete(
             done = _completed(staging, bucket, kp, path, upload_id, parts)
             if done is not None:
                 return done
-            if not _being_completed(staging, bucket, upload_id):
-                if reclaimed or not await _reclaim(staging, bucket, upload_id):
+            claims = _complete_claims(staging, bucket, upload_id)
+            if not any_flocked([os.path.join(claim, "upload.json") for claim in claims]):
+                # None is live: the claims left are of Completes whose process died (one of
+                # several --workers, killed mid-Complete, while the others serve on). Finished
+                # off as the GC's next round would (the upload given back), the client's retry
+                # need not wait for it.
+                if reclaimed or not claims:
                     raise
+                for claim in claims:
+                    await asyncio.to_thread(staging.collector.collect_claim, bucket, claim)
                 reclaimed = True
                 continue
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.1)
-
-
-async def _reclaim(staging: Staging, bucket: str, upload_id: str) -> bool:
-    """Finish off the claims of Completes of this upload whose process died (one of several
-    --workers, killed mid-Complete, while the others serve on), as the GC's next round would
-    (gives the upload back): the client's retry need not wait for it. Whether there were any."""
-    prefix = f"{upload_id}.complete-"
-    try:
-        with os.scandir(staging.bucket_dir(bucket)) as it:
-            claims = [e.path for e in it if e.name.startswith(prefix)]
-    except FileNotFoundError:
-        return False
-    for claim in claims:
-        await asyncio.to_thread(staging.collector.collect_claim, bucket, claim)
-    return bool(claims)
 
 
 async def _complete(
@@ -149,15 +141,15 @@ def _completed(staging: Staging, bucket: str, kp: keys.KeyPath, path: str, uploa
     return record.to_info(kp.key) if record.etag == etag else None
 
 
-def _being_completed(staging: Staging, bucket: str, upload_id: str) -> bool:
-    """Whether a live Complete (of any process sharing ROOT) has this upload claimed."""
+def _complete_claims(staging: Staging, bucket: str, upload_id: str) -> list[str]:
+    """The folders of this upload claimed by a Complete (of any process sharing ROOT), live or
+    left by one that died."""
     prefix = f"{upload_id}.complete-"
     try:
         with os.scandir(staging.bucket_dir(bucket)) as it:
-            claims = [os.path.join(e.path, "upload.json") for e in it if e.name.startswith(prefix)]
+            return [e.path for e in it if e.name.startswith(prefix)]
     except FileNotFoundError:
-        return False
-    return any_flocked(claims)
+        return []
 
 
 async def _publish_copy(

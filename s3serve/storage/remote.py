@@ -24,6 +24,7 @@ from .. import errors, s3xml
 from . import remote_xml as rx
 from . import ssec
 from .base import (
+    SSE_C_KEY_UNKNOWN,
     Backend,
     Body,
     BucketInfo,
@@ -332,7 +333,7 @@ class RemoteBackend(Backend):
             key_required = isinstance(exc, errors.InvalidRequest) and exc.message == ssec.KEY_REQUIRED
             if key_required and not made.encryption.is_customer:
                 # An SSE-C object, whose key's MD5 is unknown here; S3 asks for the key on a read.
-                made = replace(made, encryption=Encryption("AES256", customer_key_md5=""))
+                made = replace(made, encryption=SSE_C_KEY_UNKNOWN)
             return made
 
     async def _renames(self, bucket: str) -> bool:
