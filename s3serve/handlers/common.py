@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import web
@@ -127,6 +127,23 @@ class Context:
             chunks.append(chunk)
         body.finish(hasher.digests())
         return b"".join(chunks)
+
+
+# A handler's checks of a request that need no body, returning what the handler goes on with.
+HeaderPhase = Callable[[Context], Awaitable[Any]]
+# The header phase run before the 100 Continue (app's expect handler) and what it returned, for
+# the handler to take instead of checking the headers, and looking up storage, a second time.
+EARLY_CHECKS: web.RequestKey[tuple[HeaderPhase, Any]] = web.RequestKey("s3serve.early_checks", tuple)
+
+
+async def header_checks(ctx: Context, phase: Callable[[Context], Awaitable[T]]) -> T:
+    """``phase(ctx)``, or its result when the expect handler ran it already. A header phase only
+    checks and prepares: what may change between the 100 and the body (the upload is aborted,
+    the key is written meanwhile) is checked again where the body is stored."""
+    early = ctx.request.get(EARLY_CHECKS)
+    if early is not None and early[0] is phase:
+        return cast(T, early[1])
+    return await phase(ctx)
 
 
 def _unquote(text: str) -> str:

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 from urllib.parse import quote
 
 from aiohttp import web
 
 from .. import errors, s3xml
 from ..checksums import ALGORITHM_DIGEST, valid_checksum
-from ..payload import ascii_int, make_body
-from ..storage.base import SSE_S3, ObjectInfo, PartInfo
+from ..payload import RequestBody, ascii_int, make_body
+from ..storage.base import SSE_S3, ObjectInfo, PartInfo, Precondition
 from .common import (
     Context,
     XmlAnswer,
     answer_in_time,
     checksum_headers,
     checksum_type_of,
+    header_checks,
     int_param,
     read_precondition,
     url_encoding,
@@ -75,7 +77,15 @@ async def create_multipart_upload(ctx: Context) -> web.StreamResponse:
     return xml_response(s3xml.initiate_multipart(ctx.bucket, ctx.key, upload.upload_id), headers=headers)
 
 
-async def upload_part(ctx: Context) -> web.StreamResponse:
+class PartRequest(NamedTuple):
+    upload_id: str
+    number: int
+    body: RequestBody
+
+
+async def upload_part_headers(ctx: Context) -> PartRequest:
+    """UploadPart's checks that need no body, an upload that is not there (NoSuchUpload) among
+    them: run before the 100 Continue of a client that expects one (app._expect_handler)."""
     upload_id, number = _upload_id(ctx), _part_number(ctx)
     length = ctx.headers.get("x-amz-decoded-content-length") or ctx.headers.get("Content-Length")
     size = ascii_int(length) if length is not None else None
@@ -83,8 +93,14 @@ async def upload_part(ctx: Context) -> web.StreamResponse:
         raise errors.EntityTooLarge(ProposedSize=length, MaxSizeAllowed=MAX_PART_SIZE)
     given = await write_key(ctx)
     refuse_write_only(ctx)
+    # Looks the upload up (a local backend's upload.json); storage looks again as the part is
+    # stored, for an upload completed or aborted since.
     await check_upload_key(ctx, upload_id, given)
-    body = make_body(ctx.request.content, ctx.headers, ctx.auth)
+    return PartRequest(upload_id, number, make_body(ctx.request.content, ctx.headers, ctx.auth))
+
+
+async def upload_part(ctx: Context) -> web.StreamResponse:
+    upload_id, number, body = await header_checks(ctx, upload_part_headers)
     part = await ctx.backend.upload_part(ctx.bucket, ctx.key, upload_id, number, body)
     headers = {"ETag": f'"{part.etag}"', **checksum_headers(part.checksums), **part.encryption.headers()}
     return web.Response(status=200, headers=headers)
@@ -179,12 +195,22 @@ def _object_checksums(ctx: Context) -> dict[str, str]:
     return given
 
 
-async def complete_multipart_upload(ctx: Context) -> web.StreamResponse:
+class CompleteRequest(NamedTuple):
+    upload_id: str
+    precondition: Precondition | None
+
+
+async def complete_multipart_upload_headers(ctx: Context) -> CompleteRequest:
+    """CompleteMultipartUpload's checks before its list of parts is read."""
     upload_id = _upload_id(ctx)
     key = await write_key(ctx)
     refuse_write_only(ctx)
     await check_upload_key(ctx, upload_id, key, complete=True)
-    precondition = write_precondition(ctx.headers)
+    return CompleteRequest(upload_id, write_precondition(ctx.headers))
+
+
+async def complete_multipart_upload(ctx: Context) -> web.StreamResponse:
+    upload_id, precondition = await header_checks(ctx, complete_multipart_upload_headers)
     parts = _listed_parts(await ctx.read_xml_body(object_checksums=True))
     given = _object_checksums(ctx)
     work = ctx.backend.complete_multipart_upload(

@@ -8,13 +8,13 @@ import logging
 import os
 import re
 from collections.abc import AsyncIterator, Mapping
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 from urllib.parse import unquote
 
 from aiohttp import web
 
 from .. import errors, s3xml
-from ..payload import ascii_int, make_body
+from ..payload import RequestBody, ascii_int, make_body
 from ..storage.base import (
     SSE_HEADER,
     WEBSITE_REDIRECT,
@@ -33,6 +33,7 @@ from .common import (
     check_version_id,
     checksum_headers,
     etag_matches,
+    header_checks,
     http_date,
     object_headers,
     read_precondition,
@@ -98,7 +99,15 @@ async def check_acl(ctx: Context) -> None:
         await check_upload_acl(ctx)
 
 
-async def put_object(ctx: Context) -> web.StreamResponse:
+class PutRequest(NamedTuple):
+    body: RequestBody
+    meta: WriteMeta
+    precondition: Precondition | None
+
+
+async def put_object_headers(ctx: Context) -> PutRequest:
+    """PutObject's checks that need no body: run before the 100 Continue of a client that
+    expects one (app._expect_handler), so a refused upload is never sent."""
     length = ctx.headers.get("x-amz-decoded-content-length") or ctx.request.headers.get("Content-Length")
     size = ascii_int(length) if length is not None else None
     if size is not None and size > MAX_PUT_SIZE:
@@ -110,6 +119,11 @@ async def put_object(ctx: Context) -> web.StreamResponse:
     # After make_body, which reads nothing but answers a body without a findable end with a
     # closed connection; a refusal here leaves the unread body to aiohttp, which drains it.
     await check_acl(ctx)
+    return PutRequest(body, meta, precondition)
+
+
+async def put_object(ctx: Context) -> web.StreamResponse:
+    body, meta, precondition = await header_checks(ctx, put_object_headers)
     info = await ctx.backend.put_object(ctx.bucket, ctx.key, body, meta, precondition)
     headers = {"ETag": f'"{info.etag}"', **checksum_headers(info.checksums, info.checksum_type), **info.encryption.headers()}
     return web.Response(status=200, headers=headers)
