@@ -404,15 +404,24 @@ def _block_size(fd: int) -> int:
 
 def _write_marker(directory: str, plan: Plan, fsync: bool) -> None:
     """The plan, durable before the first step: whatever a crash leaves, it can be undone. Written
-    whole under a temp name first (one the GC removes from an upload folder when left behind)."""
+    whole under a temp name first (one the GC removes from an upload folder when left behind).
+    Whole: a full disk cuts a write short rather than failing it (a plan of many parts is more
+    than a block), and a marker with part of a plan could not be undone after a crash."""
     tmp = os.path.join(directory, f"{gc.UPLOAD_TEMP_PREFIX}{COLLAPSING}-{secrets.token_hex(6)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
-        os.write(fd, plan.dump())
-        if fsync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
+        try:
+            view = memoryview(plan.dump())
+            while view:
+                view = view[os.write(fd, view) :]  # ENOSPC once nothing more fits
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     os.replace(tmp, os.path.join(directory, COLLAPSING))
     if fsync:
         keys.fsync_dir(directory)

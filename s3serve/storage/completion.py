@@ -48,6 +48,7 @@ async def complete(
             raise errors.InvalidPartOrder()
     delay = 0.005
     reclaimed = False
+    looked_again = 0
     while True:
         try:
             return await _complete(staging, bucket, kp, upload_id, parts, precondition, checksums, checksum_type)
@@ -60,6 +61,11 @@ async def complete(
                 return done
             claims = _complete_claims(staging, bucket, upload_id)
             if not any_flocked([os.path.join(claim, "upload.json") for claim in claims]):
+                if not claims and looked_again < 3 and _given_back(staging, bucket, upload_id, key):
+                    # The claim this attempt met was given back since (the Complete holding it
+                    # failed, or the GC undid a dead one's): the upload is there again.
+                    looked_again += 1
+                    continue
                 # None is live: the claims left are of Completes whose process died (one of
                 # several --workers, killed mid-Complete, while the others serve on). Finished
                 # off as the GC's next round would (the upload given back), the client's retry
@@ -139,6 +145,15 @@ def _completed(staging: Staging, bucket: str, kp: keys.KeyPath, path: str, uploa
     except ValueError:
         return None  # not hex: no part of ours
     return record.to_info(kp.key) if record.etag == etag else None
+
+
+def _given_back(staging: Staging, bucket: str, upload_id: str, key: str) -> bool:
+    """Whether the upload of ``key`` is at its own name (unclaimed)."""
+    try:
+        staging.load_upload(staging.upload_dir(bucket, upload_id), upload_id, key)
+    except errors.NoSuchUpload:
+        return False
+    return True
 
 
 def _complete_claims(staging: Staging, bucket: str, upload_id: str) -> list[str]:

@@ -65,6 +65,24 @@ def try_flock(fd: int) -> bool:
         return False
 
 
+async def flock_given_back(fd: int, timeout: float = 10.0) -> bool:
+    """Take the flock of the record of an upload at its own name (``fd``), its lock held by the
+    caller. Whoever else holds it holds it for a moment, so it is waited for (False only after
+    ``timeout``, against the unforeseen): a claimant that has just renamed the upload back (a
+    Complete that failed, the GC giving back a dead Complete's claim), which closes it next, or a
+    probe (``any_flocked``). Everyone else who flocks it (the GC expiring it) or takes it away
+    (DeleteBucket) takes the upload's lock first. A Complete's retry or an Abort turned away then
+    would be told NoSuchUpload of an upload that is there, intact."""
+    delay = 0.001
+    deadline = time.monotonic() + timeout
+    while not try_flock(fd):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return True
+
+
 def held_by_writer(directory: str, prefixes: tuple[str, ...]) -> bool:
     """Whether a live writer holds the flock of a file in ``directory`` whose name starts with one
     of ``prefixes`` (a writer that died released it)."""

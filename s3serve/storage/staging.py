@@ -55,7 +55,7 @@ from .base import (
     WriteMeta,
 )
 from .faults import as_s3_errors, refusals
-from .gc import UPLOAD_ID, UPLOAD_TEMP_PREFIX, Collector, create_locked, read_json, try_flock
+from .gc import UPLOAD_ID, UPLOAD_TEMP_PREFIX, Collector, create_locked, read_json
 from .listing import page_uploads
 from .streams import write_body
 
@@ -457,10 +457,13 @@ class Staging:
             except FileNotFoundError:
                 raise errors.NoSuchUpload(UploadId=upload_id) from None
             try:
-                if not try_flock(fd):
-                    raise errors.NoSuchUpload(UploadId=upload_id)  # the GC is taking it right now
+                if not await gc.flock_given_back(fd):
+                    raise errors.NoSuchUpload(UploadId=upload_id)
                 self.load_upload(directory, upload_id, key)
                 os.rename(directory, claimed)
+            except FileNotFoundError:
+                os.close(fd)
+                raise errors.NoSuchUpload(UploadId=upload_id) from None
             except BaseException:
                 os.close(fd)
                 raise
