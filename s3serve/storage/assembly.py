@@ -425,6 +425,9 @@ def _write_marker(directory: str, plan: Plan, fsync: bool) -> None:
     os.replace(tmp, os.path.join(directory, COLLAPSING))
     if fsync:
         keys.fsync_dir(directory)
+        # The claim's rename too: were it lost in a power cut while the steps survived, the
+        # upload would be back at its name with its parts collapsed, and only a claim is undone.
+        keys.fsync_dir(os.path.dirname(directory))
 
 
 def _collapse_claimed(directory: str, sources: list[Source], total: int, fsync: bool) -> Plan | None:
