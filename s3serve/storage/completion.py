@@ -1,6 +1,7 @@
 """CompleteMultipartUpload: the client's part list checked against the stored parts, the object
 published without a copy where the parts lie in place (assembly.py) or concatenated otherwise, and
-a retried Complete answered as S3 answers it."""
+a retried Complete answered as S3 answers it; a Complete's or an Abort's upload held by the claim
+of a Complete that died is taken back."""
 
 from __future__ import annotations
 
@@ -78,6 +79,23 @@ async def complete(
                 continue
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.1)
+
+
+async def abort(staging: Staging, bucket: str, key: str, upload_id: str) -> None:
+    """AbortMultipartUpload. An upload held by the claim of a Complete whose process died (one of
+    several --workers, killed mid-Complete) is given back first, as its retried Complete would
+    take it back, and aborted: the client need not wait for the GC's next round, and its space
+    is freed now. A claim whose Complete published the object ends the upload, as S3's does."""
+    try:
+        await staging.abort(bucket, key, upload_id)
+        return
+    except errors.NoSuchUpload:
+        claims = _complete_claims(staging, bucket, upload_id)
+        if not claims or any_flocked([os.path.join(claim, "upload.json") for claim in claims]):
+            raise
+    for claim in claims:
+        await asyncio.to_thread(staging.collector.collect_claim, bucket, claim)
+    await staging.abort(bucket, key, upload_id)
 
 
 async def _complete(

@@ -574,7 +574,7 @@ class MultipartMixin:
 
     @as_s3_errors
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        await self.staging.abort(bucket, key, upload_id)
+        await completion.abort(self.staging, bucket, key, upload_id)
 
     @as_s3_errors
     async def list_multipart_uploads(

@@ -300,6 +300,47 @@ def test_a_retry_on_a_live_server_takes_the_upload_back_at_once(root: Path, serv
     assert list(staging(root).iterdir()) == []
 
 
+def test_an_abort_on_a_live_server_takes_the_upload_back_and_aborts_it(root: Path, servers: list[Server]) -> None:
+    """As above, but the client gives up on the upload: its Abort finds the dead claim, and the
+    upload is aborted at once (its space freed), not answered NoSuchUpload until the GC's round."""
+    live = start_server(root, *ARGS)
+    servers.append(live)
+    s3: Any = live.client()
+    s3.create_bucket(Bucket="bkt")
+    up = upload(s3, "obj")
+    dying_server = start_server(root, *ARGS, patch=dying("after-collapse-2"))
+    servers.append(dying_server)
+    dies_on_complete(dying_server, up)
+    claim_of(root, up)
+    s3.abort_multipart_upload(Bucket=up.bucket, Key=up.key, UploadId=up.upload_id)
+    assert list(staging(root).iterdir()) == []
+    assert not (root / up.bucket / up.key).exists()
+    assert s3.list_multipart_uploads(Bucket=up.bucket).get("Uploads", []) == []
+    with pytest.raises(ClientError) as exc:
+        s3.abort_multipart_upload(Bucket=up.bucket, Key=up.key, UploadId=up.upload_id)
+    assert exc.value.response["Error"]["Code"] == "NoSuchUpload"
+
+
+def test_an_abort_after_a_dead_complete_published_the_object_finds_no_upload(root: Path, servers: list[Server]) -> None:
+    """The dead Complete got as far as publishing: the object stands, and the upload is over, so
+    the Abort is answered NoSuchUpload, as S3 answers an Abort after a Complete."""
+    live = start_server(root, *ARGS)
+    servers.append(live)
+    s3: Any = live.client()
+    s3.create_bucket(Bucket="bkt")
+    up = upload(s3, "obj")
+    dying_server = start_server(root, *ARGS, patch=dying("after-rename"))
+    servers.append(dying_server)
+    dies_on_complete(dying_server, up)
+    claim_of(root, up)
+    with pytest.raises(ClientError) as exc:
+        s3.abort_multipart_upload(Bucket=up.bucket, Key=up.key, UploadId=up.upload_id)
+    assert exc.value.response["Error"]["Code"] == "NoSuchUpload"
+    got = s3.get_object(Bucket=up.bucket, Key=up.key)
+    assert got["ETag"] == up.etag() and got["Body"].read() == up.body()
+    assert list(staging(root).iterdir()) == []
+
+
 AFTER_A_REBOOT = "from s3serve.storage import assembly\nassembly.boot_id = lambda: 'another-boot'\n"
 
 
