@@ -36,7 +36,7 @@ lint: $(VENV)/.installed
 	$(PY) -m mypy s3serve
 
 # Real third-party clients (aws cli v2, boto3, s3fs-fuse, rclone, s3cmd, fsspec, minio-py, JS SDK v3,
-# pyarrow, restic, object_store, curl --aws-sigv4, the AWS CRT, the AWS SDK for Go v2)
+# minio-js, pyarrow, restic, object_store, curl --aws-sigv4, the AWS CRT, the AWS SDK for Go v2)
 # running users' workflows against s3serve; installs the clients it needs (Debian, PyPI, npm).
 # The second pass runs them against s3serve as an upstream cache in front of another s3serve.
 conformance: $(VENV)/.installed

@@ -5,7 +5,8 @@
 #   against them offline in GOPATH mode, as no Go module proxy is reachable)
 #   PyPI into the project venv: the "conformance" extra of pyproject.toml (boto3, s3fs, minio, pyarrow,
 #   obstore, polars, awscrt)
-#   npm into conformance/clients/js/node_modules from the committed package-lock.json
+#   npm into conformance/clients/js/node_modules from the committed package-lock.json: the AWS SDK for
+#   JavaScript v3 (client-s3, lib-storage, s3-presigned-post) and the MinIO JavaScript client (minio)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -52,10 +53,10 @@ EOF
     "$PY" -m pip install -q "${reqs[@]}"
 fi
 
-# --- JavaScript SDK v3 from the lock file -------------------------------------------------------
+# --- JavaScript SDK v3 and minio-js from the lock file ------------------------------------------
 JS="$HERE/clients/js"
 if [ ! -d "$JS/node_modules/@aws-sdk/client-s3" ] || [ ! -d "$JS/node_modules/@aws-sdk/lib-storage" ] \
-    || [ ! -d "$JS/node_modules/@aws-sdk/s3-presigned-post" ] \
+    || [ ! -d "$JS/node_modules/@aws-sdk/s3-presigned-post" ] || [ ! -d "$JS/node_modules/minio" ] \
     || [ "$JS/package-lock.json" -nt "$JS/node_modules/.package-lock.json" ]; then
     echo "install.sh: npm ci in $JS"
     (cd "$JS" && npm ci --no-audit --no-fund --loglevel=error)

@@ -44,6 +44,7 @@ CLIENTS: dict[str, list[str]] = {
     "fsspec-s3fs": [PY, "-m", "conformance.clients.fsspec_s3fs"],
     "minio-py": [PY, "-m", "conformance.clients.minio_py"],
     "js-sdk-v3": ["node", "--no-warnings", str(HERE / "clients" / "js" / "sdk_v3.mjs")],
+    "minio-js": ["node", "--no-warnings", str(HERE / "clients" / "js" / "minio_js.mjs")],
     "pyarrow": [PY, "-m", "conformance.clients.pyarrow_s3"],
     "restic": [PY, "-m", "conformance.clients.restic"],
     "object_store": [PY, "-m", "conformance.clients.object_store"],
