@@ -21,6 +21,7 @@ from .handlers.bucket_config import PREFLIGHT, add_cors_headers, preflight
 from .handlers.common import EARLY_CHECKS, Context, HeaderPhase, parse_query
 from .handlers.multipart import complete_multipart_upload_headers, upload_part_headers
 from .handlers.objects import put_object_headers
+from .handlers.policy import grant_anonymous, may_list
 from .routing import Route, resolve
 from .sigv4 import AuthResult, RequestView, authenticate
 from .storage.base import Backend
@@ -103,6 +104,9 @@ class RequestState:
     route: Route | None = None
     auth: AuthResult | None = None
     bucket_checked: bool = False
+    # What the bucket policy granted an anonymous request (kept apart from ``auth``: dispatch
+    # handles such a request on a path of its own).
+    anonymous: AuthResult | None = None
 
 
 STATE: web.RequestKey[RequestState] = web.RequestKey("s3serve", RequestState)
@@ -199,7 +203,8 @@ async def _cors_headers(request: web.BaseRequest, response: web.StreamResponse) 
         await add_cors_headers(request, response, request.app[BACKEND], route.bucket)
 
 
-def _authenticate(request: web.Request) -> AuthResult:
+def _authenticate(request: web.Request) -> AuthResult | None:
+    """The request's signer, or None for an anonymous request (see _grant_anonymous)."""
     state = _state(request)
     if state.auth is not None:
         return state.auth
@@ -214,10 +219,17 @@ def _authenticate(request: web.Request) -> AuthResult:
         vhost_bucket=route.bucket if route.vhost else None,
     )
     result = authenticate(view, request.app[CONFIG].user_by_access_key)
-    if result is None:
-        raise errors.AccessDenied("Anonymous access is not allowed on this server.")
     state.auth = result
     return result
+
+
+async def _grant_anonymous(request: web.Request, route: Route) -> AuthResult:
+    """An anonymous request runs only as far as the bucket's policy allows (AccessDenied otherwise)."""
+    state = _state(request)
+    if state.anonymous is None:
+        state.anonymous = await grant_anonymous(request, route, state.query, request.app[BACKEND], request.app[CONFIG])
+        state.bucket_checked = True  # granted as the bucket's owner, found by the grant
+    return state.anonymous
 
 
 def _check_header_encoding(request: web.BaseRequest) -> None:
@@ -279,7 +291,7 @@ async def _check_before_body(request: web.Request) -> None:
     route = _route(request)
     if route.operation == PREFLIGHT or route.operation in _FORM_AUTH:
         return  # no credentials in the headers: a preflight has none, PostObject's are in its body
-    auth = _authenticate(request)
+    auth = _authenticate(request) or await _grant_anonymous(request, route)
     await _check_bucket(request, route, auth)
     if route.operation not in HANDLERS:
         raise errors.not_implemented(route.operation)
@@ -311,9 +323,12 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if route.operation == PREFLIGHT:
         # A browser sends no credentials with a preflight: the bucket's CORS rules answer it.
         return await preflight(request, request.app[BACKEND], route)
-    auth = None if route.operation in _FORM_AUTH else _authenticate(request)
     backend = request.app[BACKEND]
-    if auth is not None:
+    auth = None
+    if route.operation not in _FORM_AUTH:
+        auth = _authenticate(request)
+        if auth is None:
+            return await _dispatch_anonymous(request, route, backend)
         if route.operation in _STORAGE_CHECKS_BUCKET and route.bucket is not None:
             # GET and HEAD, the hot path: _check_bucket's check, inlined and with no memo to
             # consult, as they carry no body, hence no Expect.
@@ -325,6 +340,20 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if handler is None:
         raise errors.not_implemented(route.operation)
     return await handler(_context(request, route, auth, backend))
+
+
+async def _dispatch_anonymous(request: web.Request, route: Route, backend: Backend) -> web.StreamResponse:
+    auth = await _grant_anonymous(request, route)
+    handler = HANDLERS.get(route.operation)
+    if handler is None:
+        raise errors.not_implemented(route.operation)
+    try:
+        return await handler(_context(request, route, auth, backend))
+    except errors.NoSuchKey:
+        # S3 tells an anonymous reader that a key is missing only if it may list the bucket.
+        if route.operation in _STORAGE_CHECKS_BUCKET and not await may_list(request, route, backend):
+            raise errors.AccessDenied() from None
+        raise
 
 
 def _context(request: web.Request, route: Route, auth: AuthResult | None, backend: Backend) -> Context:

@@ -12,12 +12,12 @@ from aiohttp import web
 
 from .. import errors
 from ..routing import DERIVED, TABLE
-from . import bucket_config, buckets, listing, multipart, objects
+from . import bucket_config, buckets, listing, multipart, objects, policy
 from .common import Context
 
 Handler = Callable[[Context], Awaitable[web.StreamResponse]]
 
-MODULES: tuple[ModuleType, ...] = (buckets, listing, objects, multipart, bucket_config)
+MODULES: tuple[ModuleType, ...] = (buckets, listing, objects, multipart, bucket_config, policy)
 # Families most servers never see (browser form uploads, GetObjectAttributes, ACLs, the answers
 # for features a bucket here never has) load on their first request: together they doubled the
 # handlers' import time, and start-up (command to first answer) is held to 0.3 s.

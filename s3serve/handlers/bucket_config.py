@@ -3,15 +3,15 @@ versioning, ...) and CORS itself: the preflight (OPTIONS) and the headers of act
 
 Every document is validated as S3 validates it, stored whole through the Backend and returned by
 its Get in S3's namespace. Most sub-resources are kept, not acted upon (s3serve writes no access
-logs, sends no notifications, replicates nothing, expires nothing, evaluates no policy): clients
-that read a bucket's configuration get S3's answers, and README says what is enforced (CORS).
+logs, sends no notifications, replicates nothing, expires nothing): clients that read a bucket's
+configuration get S3's answers, and README says what is enforced (CORS here; the bucket policy and
+the public access block in handlers/policy.py).
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
-import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -474,68 +474,6 @@ async def put_bucket_tagging(ctx: Context) -> web.StreamResponse:
     else:
         await ctx.backend.delete_bucket_config(ctx.bucket, "tagging")
     return web.Response(status=204)
-
-
-# -- policy (kept, not evaluated) -----------------------------------------------------------------
-
-
-def _parse_policy(body: bytes) -> dict[str, Any]:
-    if not body.strip().startswith(b"{"):
-        raise errors.MalformedPolicy()
-    try:
-        policy = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: arrays or objects nested too deep
-        raise errors.MalformedPolicy("This policy contains invalid Json") from None
-    if not isinstance(policy, dict):
-        raise errors.MalformedPolicy()
-    if "Statement" not in policy:
-        raise errors.MalformedPolicy("Missing required field Statement")
-    if not policy["Statement"]:
-        raise errors.MalformedPolicy("Could not parse the policy: Statement is empty!")
-    return policy
-
-
-async def get_bucket_policy(ctx: Context) -> web.StreamResponse:
-    document = await ctx.backend.get_bucket_config(ctx.bucket, "policy")
-    if not document:
-        raise errors.NoSuchBucketPolicy(BucketName=ctx.bucket)
-    return web.Response(body=document, content_type="application/json")
-
-
-async def put_bucket_policy(ctx: Context) -> web.StreamResponse:
-    body = await ctx.read_xml_body()
-    _parse_policy(body)
-    await ctx.backend.put_bucket_config(ctx.bucket, "policy", body.strip())
-    return web.Response(status=204)
-
-
-async def delete_bucket_policy(ctx: Context) -> web.StreamResponse:
-    await ctx.backend.delete_bucket_config(ctx.bucket, "policy")
-    return web.Response(status=204)
-
-
-def _is_public(policy: dict[str, Any]) -> bool:
-    """Whether a statement allows everyone without a condition: S3's judgement, simplified."""
-    for statement in s3xml.as_list(policy.get("Statement")):
-        if not isinstance(statement, dict) or statement.get("Effect") != "Allow" or statement.get("Condition"):
-            continue
-        principal = statement.get("Principal")
-        if isinstance(principal, dict):
-            principal = principal.get("AWS")
-        if principal == "*" or (isinstance(principal, list) and "*" in principal):
-            return True
-    return False
-
-
-async def get_bucket_policy_status(ctx: Context) -> web.StreamResponse:
-    document = await ctx.backend.get_bucket_config(ctx.bucket, "policy")
-    if not document:
-        raise errors.NoSuchBucketPolicy(BucketName=ctx.bucket)
-    try:
-        public = _is_public(_parse_policy(document))
-    except errors.S3Error:
-        public = False  # a document someone else broke on disk
-    return xml_response(s3xml.render_document("PolicyStatus", {"IsPublic": "true" if public else "false"}))
 
 
 # -- CORS -----------------------------------------------------------------------------------------

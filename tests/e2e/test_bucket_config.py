@@ -201,6 +201,8 @@ POLICY = {
 
 
 def test_policy_round_trip(s3, bucket: str) -> None:
+    # POLICY is public: S3's default public access block (BlockPublicPolicy) would refuse it.
+    s3.delete_public_access_block(Bucket=bucket)
     text = json.dumps(POLICY)
     assert s3.put_bucket_policy(Bucket=bucket, Policy=text)["ResponseMetadata"]["HTTPStatusCode"] == 204
     assert json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]) == POLICY
@@ -368,8 +370,8 @@ def test_configuration_goes_with_the_bucket(server: Server, s3) -> None:
     s3.create_bucket(Bucket=name)
     s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": [{"AllowedMethods": ["GET"], "AllowedOrigins": ["*"]}]})
     s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": [{"Key": "k", "Value": "v"}]})
-    s3.put_bucket_policy(Bucket=name, Policy=json.dumps(POLICY))
     s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={"BlockPublicAcls": False})
+    s3.put_bucket_policy(Bucket=name, Policy=json.dumps(POLICY))
     s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Suspended"})
     # The documents are hidden state: never objects, never buckets.
     assert s3.list_objects_v2(Bucket=name)["KeyCount"] == 0
