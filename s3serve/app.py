@@ -350,8 +350,9 @@ async def _dispatch_anonymous(request: web.Request, route: Route, backend: Backe
     try:
         return await handler(_context(request, route, auth, backend))
     except errors.NoSuchKey:
-        # S3 tells an anonymous reader that a key is missing only if it may list the bucket.
-        if route.operation in _STORAGE_CHECKS_BUCKET and not await may_list(request, route, backend):
+        # S3 tells an anonymous requester that a key is missing only if it may list the bucket:
+        # for every operation on an object (tagging, ACL, attributes, restore), not only GET/HEAD.
+        if route.key is not None and not await may_list(request, route, backend):
             raise errors.AccessDenied() from None
         raise
 

@@ -79,10 +79,39 @@ class Request:
 # -- parsing --------------------------------------------------------------------------------------
 
 
-def _pattern(text: str, *, ignore_case: bool) -> re.Pattern[str]:
-    """IAM's wildcards: * any run of characters (slashes included), ? one character."""
-    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in text)
-    return re.compile(body, re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+class _Glob:
+    """IAM's wildcards: * any run of characters (slashes included), ? one character.
+
+    Matched segment by segment (the text between the stars, leftmost first), never as one regular
+    expression with a ``.*`` per star: that backtracks polynomially in the number of stars, and an
+    anonymous request's key or header is the text matched (``*/*/*/*`` against a key of 200
+    slashes took seconds of the event loop)."""
+
+    def __init__(self, text: str, *, ignore_case: bool) -> None:
+        flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
+        # Each segment matches exactly len(segment) characters ("?" is one, any literal is one).
+        self._segments = [(re.compile("".join("." if c == "?" else re.escape(c) for c in part), flags), len(part)) for part in text.split("*")]
+
+    def fullmatch(self, value: str) -> bool:
+        segments = self._segments
+        if len(segments) == 1:
+            return segments[0][0].fullmatch(value) is not None
+        (head, head_len), (tail, tail_len) = segments[0], segments[-1]
+        end = len(value) - tail_len
+        if end < head_len or head.match(value) is None or tail.fullmatch(value, end) is None:
+            return False
+        position = head_len
+        for segment, length in segments[1:-1]:
+            if length:
+                found = segment.search(value, position, end)
+                if found is None:
+                    return False
+                position = found.end()
+        return True
+
+
+def _pattern(text: str, *, ignore_case: bool) -> _Glob:
+    return _Glob(text, ignore_case=ignore_case)
 
 
 def _strings(value: object) -> list[str] | None:
@@ -113,7 +142,7 @@ def _everyone(principal: object) -> Tri:
 class _Match:
     """Action/NotAction or Resource/NotResource: patterns and whether they are negated."""
 
-    patterns: tuple[re.Pattern[str], ...]
+    patterns: tuple[_Glob, ...]
     negated: bool
 
     def test(self, value: str) -> bool:
@@ -350,10 +379,22 @@ def _narrows(condition: object) -> bool:
             values = _condition_values(raw)
             if not values or any("*" in v or "?" in v or "${" in v for v in values):
                 continue
-            if key.lower() == "aws:sourceip" and any(v.strip().endswith("/0") for v in values):
+            if key.lower() == "aws:sourceip" and not _fixed_networks(values):
                 continue
             return True
     return False
+
+
+def _fixed_networks(values: list[str]) -> bool:
+    """Whether aws:SourceIp values are address blocks none of which is all of the internet: parsed
+    as the evaluator parses them, so that "0.0.0.0/00", "0.0.0.0/0.0.0.0" or "::/000" (a /0 that
+    does not end in "/0") is not taken for a fixed source while it grants to everyone."""
+    import ipaddress
+
+    try:
+        return all(ipaddress.ip_network(v.strip(), strict=False).prefixlen > 0 for v in values)
+    except ValueError:
+        return False
 
 
 def is_public(document: Mapping[str, Any]) -> bool:

@@ -17,7 +17,8 @@ from ..config import Config, User
 from ..routing import Route
 from ..sigv4 import UNSIGNED_PAYLOAD, AuthResult
 from ..storage.base import Backend
-from .common import Context, xml_response
+from .common import RESPONSE_OVERRIDES, Context, xml_response
+from .objects import ACL_HEADERS
 
 # The stored documents' names (bucket_config's Kinds use the same).
 POLICY = "policy"
@@ -108,6 +109,22 @@ async def _effective_policy(backend: Backend, bucket: str) -> policy.Policy | No
     return found
 
 
+def _also_needed(request: web.Request, route: Route) -> tuple[str, ...]:
+    """The actions an operation needs besides its own (AWS's API reference, "Permissions"):
+    GetObjectAttributes also s3:GetObject; an upload that tags or sets an ACL on what it creates
+    also s3:PutObjectTagging or s3:PutObjectAcl."""
+    if route.operation == "GetObjectAttributes":
+        return ("s3:GetObject",)
+    if route.operation not in ("PutObject", "CreateMultipartUpload"):
+        return ()
+    needed = []
+    if "x-amz-tagging" in request.headers:
+        needed.append("s3:PutObjectTagging")
+    if any(name in request.headers for name in ACL_HEADERS):
+        needed.append("s3:PutObjectAcl")
+    return tuple(needed)
+
+
 async def grant_anonymous(
     request: web.Request, route: Route, query: dict[str, str], backend: Backend, config: Config
 ) -> AuthResult:
@@ -117,8 +134,15 @@ async def grant_anonymous(
     if route.bucket is None or mapped is None or (mapped[1] and route.key is None):
         raise errors.AccessDenied()
     effective = await _effective_policy(backend, route.bucket)
-    if effective is None or not policy.allows(effective, _anonymous_request(request, route, query, *mapped)):
+    if effective is None or not all(
+        policy.allows(effective, _anonymous_request(request, route, query, action, mapped[1]))
+        for action in (mapped[0], *_also_needed(request, route))
+    ):
         raise errors.AccessDenied()
+    if route.operation in ("GetObject", "HeadObject") and any(name in query for name in RESPONSE_OVERRIDES):
+        # S3 honours response-* only on a signed request: on an anonymous one they would let
+        # anyone serve a public object as text/html (or any type) from the bucket's origin.
+        raise errors.InvalidRequest("Request specific response headers cannot be used for anonymous GET requests.")
     if route.operation in ("GetObject", "HeadObject"):
         owner = await backend.bucket_owner(route.bucket)
     else:

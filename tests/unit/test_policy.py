@@ -350,3 +350,59 @@ def test_request_context() -> None:
         "s3:delimiter": "/",
     }
     assert "s3:prefix" not in policy.request_context(secure=False, source_ip=None, headers={}, query={"prefix": "p"}, listing=False)
+
+
+# -- attacks --------------------------------------------------------------------------------------
+
+
+def test_wildcards_do_not_backtrack_on_a_hostile_key() -> None:
+    """A Resource with several stars against a key of many slashes: matched as one regular
+    expression this took seconds (O(n^stars)) of the event loop per anonymous request."""
+    import time
+
+    # Sizes kept small enough that the old matcher fails in seconds rather than hangs (a key may
+    # be 1,024 bytes, a header 8 KiB: those took hours).
+    statement = _allow(Resource="arn:aws:s3:::b/*/*/*/*/*.jpg")
+    started = time.monotonic()
+    assert policy.evaluate(_policy(statement), _req(resource="arn:aws:s3:::b/" + "/" * 200)) == "Default"
+    referer = _allow(Condition={"StringLike": {"aws:Referer": "*a*a*a*a*b"}})
+    assert policy.evaluate(_policy(referer), _req(aws__referer="a" * 200)) == "Default"
+    assert time.monotonic() - started < 1
+    started = time.monotonic()
+    assert policy.evaluate(_policy(statement), _req(resource="arn:aws:s3:::b/" + "/" * 1024)) == "Default"
+    assert policy.evaluate(_policy(referer), _req(aws__referer="a" * 8192)) == "Default"
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize(
+    "pattern,value,matches",
+    [
+        ("*", "", True),
+        ("a*", "a", True),
+        ("*a", "ba", True),
+        ("a*a", "a", False),
+        ("a*a", "aa", True),
+        ("a*b*c", "axxbyyc", True),
+        ("a*b*c", "axxcyyb", False),
+        ("a?c", "abc", True),
+        ("a?c", "ac", False),
+        ("*.jpg", "x.jpg.png", False),
+        ("*/*/*", "a/b/c", True),
+        ("*/*/*", "a/b", False),
+        ("a.b", "axb", False),  # regex metacharacters are literal
+        ("a[bc]*", "ab", False),
+        ("?*?", "ab", True),
+        ("?*?", "a", False),
+    ],
+)
+def test_wildcard_semantics(pattern: str, value: str, matches: bool) -> None:
+    assert bool(policy._pattern(pattern, ignore_case=False).fullmatch(value)) is matches
+
+
+@pytest.mark.parametrize("cidr", ["0.0.0.0/00", "0.0.0.0/0.0.0.0", "::/000", " ::/0 "])
+def test_an_address_condition_for_the_whole_internet_is_public(cidr: str) -> None:
+    """RestrictPublicBuckets and BlockPublicPolicy must not take a /0 written differently (which
+    the evaluator parses as the whole internet and grants to everyone) for a fixed source."""
+    document = {"Statement": [_allow(Condition={"IpAddress": {"aws:SourceIp": ["192.0.2.0/24", cidr]}})]}
+    assert policy.is_public(document)
+    assert not policy.is_public({"Statement": [_allow(Condition={"IpAddress": {"aws:SourceIp": ["192.0.2.0/24", "2001:db8::/32"]}})]})
