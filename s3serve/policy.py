@@ -416,7 +416,7 @@ def is_public(document: Mapping[str, Any]) -> bool:
 
 
 def _flag(name: str) -> re.Pattern[bytes]:
-    return re.compile(rb"<" + name.encode() + rb">\s*true\s*</", re.IGNORECASE)
+    return re.compile(rb"<" + name.encode() + rb">\s*false\s*</", re.IGNORECASE)
 
 
 _RESTRICT = _flag("RestrictPublicBuckets")
@@ -435,8 +435,11 @@ DEFAULT_BLOCK = PublicAccessBlock(True, True)
 
 def public_access_block(document: bytes) -> PublicAccessBlock:
     """The stored PublicAccessBlockConfiguration (s3serve writes it normalised, every flag named;
-    an empty document is a deleted configuration: nothing blocked)."""
-    return PublicAccessBlock(bool(_BLOCK_POLICY.search(document)), bool(_RESTRICT.search(document)))
+    an empty document is a deleted configuration: nothing blocked). A flag is off only where the
+    document says false: one damaged on disk blocks, rather than opening the bucket."""
+    if not document.strip():
+        return PublicAccessBlock(False, False)
+    return PublicAccessBlock(not _BLOCK_POLICY.search(document), not _RESTRICT.search(document))
 
 
 def request_context(

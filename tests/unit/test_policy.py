@@ -333,6 +333,16 @@ def test_public_access_block_document() -> None:
     assert policy.DEFAULT_BLOCK == policy.PublicAccessBlock(True, True)
 
 
+@pytest.mark.parametrize(
+    "damaged",
+    [b"garbage", b"<PublicAccessBlockConfiguration>", _block_document()[:60], b"<BlockPublicPolicy>maybe</BlockPublicPolicy>"],
+)
+def test_a_damaged_public_access_block_blocks(damaged: bytes) -> None:
+    """A document that names no flag false (damaged on disk, cut short) blocks: a bucket is never
+    opened by a file s3serve cannot read."""
+    assert policy.public_access_block(damaged) == policy.PublicAccessBlock(True, True)
+
+
 def test_request_context() -> None:
     context = policy.request_context(
         secure=True,
