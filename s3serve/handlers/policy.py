@@ -130,8 +130,16 @@ async def grant_anonymous(
 ) -> AuthResult:
     """An anonymous request the bucket's policy allows runs as its owner would (the ownership
     checks pass, what it writes is the owner's); any other is refused, as S3 refuses it."""
+    if route.bucket is None or route.operation == "CreateBucket":
+        raise errors.AccessDenied()
+    # A missing bucket is told to anyone (404 NoSuchBucket), as S3 tells it: bucket names are
+    # public. What a bucket that exists holds is the policy's to tell.
+    if route.operation in ("GetObject", "HeadObject"):
+        owner = await backend.bucket_owner(route.bucket)
+    else:
+        owner = (await backend.head_bucket(route.bucket)).owner
     mapped = policy.ACTIONS.get(route.operation)
-    if route.bucket is None or mapped is None or (mapped[1] and route.key is None):
+    if mapped is None or (mapped[1] and route.key is None):
         raise errors.AccessDenied()
     effective = await _effective_policy(backend, route.bucket)
     if effective is None or not all(
@@ -143,10 +151,6 @@ async def grant_anonymous(
         # S3 honours response-* only on a signed request: on an anonymous one they would let
         # anyone serve a public object as text/html (or any type) from the bucket's origin.
         raise errors.InvalidRequest("Request specific response headers cannot be used for anonymous GET requests.")
-    if route.operation in ("GetObject", "HeadObject"):
-        owner = await backend.bucket_owner(route.bucket)
-    else:
-        owner = (await backend.head_bucket(route.bucket)).owner
     user = next((u for u in config.users if u.user_id == owner), None) or User("", "", display_name=owner, user_id=owner)
     content_sha256 = request.headers.get("x-amz-content-sha256") or UNSIGNED_PAYLOAD
     return AuthResult(user=user, version=0, presigned=False, content_sha256=content_sha256)

@@ -287,3 +287,17 @@ def test_through_the_upstream_cache(tmp_path: Path) -> None:
         assert (status, body, headers["Content-Type"]) == (200, b"cached", "text/css")
         status, _, body = _fetch(f"{cache.endpoint}/{name}/private/y")
         assert (status, _code(body)) == (403, "AccessDenied")
+
+
+def test_a_missing_bucket_is_told_to_anonymous_requests(server: Server, anon) -> None:  # type: ignore[no-untyped-def]
+    """S3 answers an anonymous request to a bucket that does not exist with 404 NoSuchBucket
+    (bucket names are public); creating or listing buckets stays refused."""
+    missing = f"no-such-{uuid.uuid4().hex[:12]}"
+    assert _error(anon.get_object, Bucket=missing, Key="k") == ("NoSuchBucket", 404)
+    assert _error(anon.list_objects_v2, Bucket=missing) == ("NoSuchBucket", 404)
+    assert _error(anon.put_object, Bucket=missing, Key="k", Body=b"x") == ("NoSuchBucket", 404)
+    assert _status(anon.head_object, Bucket=missing, Key="k") == 404
+    status, _, body = _fetch(f"{server.endpoint}/{missing}/some/key")
+    assert (status, _code(body)) == (404, "NoSuchBucket")
+    assert _error(anon.create_bucket, Bucket=missing) == ("AccessDenied", 403)
+    assert _error(anon.list_buckets) == ("AccessDenied", 403)
