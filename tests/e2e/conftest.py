@@ -85,6 +85,15 @@ def root(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    """Servers a test starts (and kills) on its own: whatever is left of them is stopped."""
+    started: list[Server] = []
+    yield started
+    for server in started:
+        stop_server(server)
+
+
 def start_cache(root: Path, upstream: Server, *extra: str) -> Server:
     """s3serve --upstream on ``root``, with the tests' default credentials for its clients."""
     return start_server(

@@ -16,7 +16,6 @@ import os
 import signal
 import textwrap
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, start_server
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("S3SERVE_TEST_ENDPOINT")), reason="starts and kills servers of its own"
@@ -177,14 +176,6 @@ def check_intact_then_complete(root: Path, s3: Any, up: Upload, inode: int, stal
     assert list(staging(root).iterdir()) == []
 
 
-@pytest.fixture
-def servers() -> Iterator[list[Server]]:
-    started: list[Server] = []
-    yield started
-    for server in started:
-        stop_server(server)
-
-
 def crash_complete(root: Path, servers: list[Server], at: str) -> tuple[Upload, int, str]:
     """Upload through a server patched to die at ``at``, and Complete through it. Returns the
     upload, its assembly file's inode and part 7's ETag."""
@@ -204,6 +195,26 @@ def restart(root: Path, servers: list[Server], *extra: str, patch: str | None = 
     server = start_server(root, *ARGS, *extra, patch=patch)
     servers.append(server)
     return server.client()
+
+
+def dead_claim_beside_live(
+    root: Path, servers: list[Server], at: str, *live_args: str, patch: str | None = None
+) -> tuple[Any, Upload, int, str]:
+    """Two servers on one ROOT (as --workers share it): an upload made through the live one, and
+    its Complete sent to the other, patched to die at ``at``, which leaves its claim. Returns the
+    live server's client, the upload, its assembly file's inode and part 7's ETag."""
+    live = start_server(root, *ARGS, *live_args, patch=patch)
+    servers.append(live)
+    s3: Any = live.client()
+    s3.create_bucket(Bucket="bkt")
+    up = upload(s3, "obj")
+    stale = parts_of(s3, up)[-1][1]
+    inode = os.stat(staging(root) / up.upload_id / "assembly").st_ino
+    dying_server = start_server(root, *ARGS, patch=dying(at))
+    servers.append(dying_server)
+    dies_on_complete(dying_server, up)
+    claim_of(root, up)
+    return s3, up, inode, stale
 
 
 # Where it is killed, and how many steps (the truncation, then the four collapses) it had taken.
@@ -261,17 +272,7 @@ def test_a_complete_killed_while_undoing_its_collapse_is_given_back(root: Path, 
 def test_a_live_server_on_the_same_root_gives_the_upload_back(root: Path, servers: list[Server]) -> None:
     """Two servers share ROOT (as --workers do); the one that ran the Complete dies mid-collapse
     and the other, serving on, gives the upload back at its next GC round."""
-    live = start_server(root, *ARGS, "--gc-interval", "0.5s")
-    servers.append(live)
-    s3: Any = live.client()
-    s3.create_bucket(Bucket="bkt")
-    up = upload(s3, "obj")
-    stale = parts_of(s3, up)[-1][1]
-    inode = os.stat(staging(root) / up.upload_id / "assembly").st_ino
-    dying_server = start_server(root, *ARGS, patch=dying("after-collapse-2"))
-    servers.append(dying_server)
-    dies_on_complete(dying_server, up)
-    claim_of(root, up)
+    s3, up, inode, stale = dead_claim_beside_live(root, servers, "after-collapse-2", "--gc-interval", "0.5s")
     deadline = time.monotonic() + 15
     while not (staging(root) / up.upload_id).is_dir():
         assert time.monotonic() < deadline, "the upload was not given back"
@@ -282,16 +283,7 @@ def test_a_live_server_on_the_same_root_gives_the_upload_back(root: Path, server
 def test_a_retry_on_a_live_server_takes_the_upload_back_at_once(root: Path, servers: list[Server]) -> None:
     """As above, with the live server's next GC round an hour away (the default): the client's
     retried Complete finds the dead claim and takes the upload back itself."""
-    live = start_server(root, *ARGS)
-    servers.append(live)
-    s3: Any = live.client()
-    s3.create_bucket(Bucket="bkt")
-    up = upload(s3, "obj")
-    inode = os.stat(staging(root) / up.upload_id / "assembly").st_ino
-    dying_server = start_server(root, *ARGS, patch=dying("after-collapse-2"))
-    servers.append(dying_server)
-    dies_on_complete(dying_server, up)
-    claim_of(root, up)
+    s3, up, inode, _ = dead_claim_beside_live(root, servers, "after-collapse-2")
     done = s3.complete_multipart_upload(Bucket=up.bucket, Key=up.key, UploadId=up.upload_id, MultipartUpload=up.listed())
     assert done["ETag"] == up.etag()
     got = s3.get_object(Bucket=up.bucket, Key=up.key)
@@ -303,15 +295,7 @@ def test_a_retry_on_a_live_server_takes_the_upload_back_at_once(root: Path, serv
 def test_an_abort_on_a_live_server_takes_the_upload_back_and_aborts_it(root: Path, servers: list[Server]) -> None:
     """As above, but the client gives up on the upload: its Abort finds the dead claim, and the
     upload is aborted at once (its space freed), not answered NoSuchUpload until the GC's round."""
-    live = start_server(root, *ARGS)
-    servers.append(live)
-    s3: Any = live.client()
-    s3.create_bucket(Bucket="bkt")
-    up = upload(s3, "obj")
-    dying_server = start_server(root, *ARGS, patch=dying("after-collapse-2"))
-    servers.append(dying_server)
-    dies_on_complete(dying_server, up)
-    claim_of(root, up)
+    s3, up, _, _ = dead_claim_beside_live(root, servers, "after-collapse-2")
     s3.abort_multipart_upload(Bucket=up.bucket, Key=up.key, UploadId=up.upload_id)
     assert list(staging(root).iterdir()) == []
     assert not (root / up.bucket / up.key).exists()
@@ -324,15 +308,7 @@ def test_an_abort_on_a_live_server_takes_the_upload_back_and_aborts_it(root: Pat
 def test_an_abort_after_a_dead_complete_published_the_object_finds_no_upload(root: Path, servers: list[Server]) -> None:
     """The dead Complete got as far as publishing: the object stands, and the upload is over, so
     the Abort is answered NoSuchUpload, as S3 answers an Abort after a Complete."""
-    live = start_server(root, *ARGS)
-    servers.append(live)
-    s3: Any = live.client()
-    s3.create_bucket(Bucket="bkt")
-    up = upload(s3, "obj")
-    dying_server = start_server(root, *ARGS, patch=dying("after-rename"))
-    servers.append(dying_server)
-    dies_on_complete(dying_server, up)
-    claim_of(root, up)
+    s3, up, _, _ = dead_claim_beside_live(root, servers, "after-rename")
     with pytest.raises(ClientError) as exc:
         s3.abort_multipart_upload(Bucket=up.bucket, Key=up.key, UploadId=up.upload_id)
     assert exc.value.response["Error"]["Code"] == "NoSuchUpload"

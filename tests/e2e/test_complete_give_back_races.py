@@ -15,38 +15,29 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, start_server
 from tests.e2e.test_complete_crash_recovery import (
     ARGS,
-    claim_of,
-    dies_on_complete,
+    dead_claim_beside_live,
     dying,
     staging,
     upload,
 )
+from tests.e2e.test_disk_faithfulness import _tmpfs
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("S3SERVE_TEST_ENDPOINT")), reason="starts and kills servers of its own"
 )
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs: needs root")
-
-
-@pytest.fixture
-def servers() -> Iterator[list[Server]]:
-    started: list[Server] = []
-    yield started
-    for server in started:
-        stop_server(server)
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -81,15 +72,7 @@ gc.log.info = _slow
 def test_a_request_meeting_the_gc_giving_the_upload_back_finds_it(
     root: Path, servers: list[Server], request_kind: str
 ) -> None:
-    live = start_server(root, *ARGS, "--gc-interval", "0.5s", patch=SLOW_GIVE_BACK)
-    servers.append(live)
-    s3: Any = live.client()
-    s3.create_bucket(Bucket="bkt")
-    up = upload(s3, "obj")
-    dying_server = start_server(root, *ARGS, patch=dying("after-collapse-2"))
-    servers.append(dying_server)
-    dies_on_complete(dying_server, up)
-    claim_of(root, up)
+    s3, up, _, _ = dead_claim_beside_live(root, servers, "after-collapse-2", "--gc-interval", "0.5s", patch=SLOW_GIVE_BACK)
     # The live server's GC undoes the collapse and renames the upload back; it still holds the flock.
     _wait(lambda: (staging(root) / up.upload_id).is_dir())
     if request_kind == "complete":
@@ -178,17 +161,6 @@ def test_a_complete_waiting_for_another_one_completes_when_that_one_gives_the_up
     got = other.get_object(Bucket=up.bucket, Key=up.key)
     assert got["ETag"] == up.etag() and got["Body"].read() == up.body()
     assert list(staging(root).iterdir()) == []
-
-
-@contextlib.contextmanager
-def _tmpfs(path: Path, options: str) -> Iterator[Path]:
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], check=True)
-    try:
-        yield path
-    finally:
-        if subprocess.run(["umount", str(path)]).returncode != 0:
-            subprocess.run(["umount", "-l", str(path)])
 
 
 def _fill(root: Path) -> None:
