@@ -21,7 +21,7 @@
 import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import {
-  appendFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync,
+  existsSync, mkdirSync, readFileSync, statSync, writeFileSync,
 } from "node:fs";
 import http from "node:http";
 import https from "node:https";
@@ -31,6 +31,8 @@ import { fileURLToPath } from "node:url";
 
 import * as Minio from "minio";
 
+import { Skip, expectEqual, recorder } from "./steps.mjs";
+
 const CLIENT = "minio-js";
 const env = process.env;
 const results = env.CONF_RESULTS;
@@ -38,54 +40,8 @@ const workdir = env.CONF_WORKDIR;
 const prefix = env.CONF_BUCKET_PREFIX ?? "conf-";
 const bucket = `${prefix}minio-js`;
 const MiB = 1024 * 1024;
-const failed = new Set();
 const SELF = fileURLToPath(import.meta.url);
-
-function write(record) {
-  appendFileSync(results, JSON.stringify(record) + "\n");
-}
-
-function trim(text, limit = 2000) {
-  text = String(text).trim();
-  return text.length <= limit ? text : text.slice(0, limit / 2) + "\n[...]\n" + text.slice(-limit / 2);
-}
-
-class Skip extends Error {}
-
-// Runs fn as one step; a step whose prerequisite failed is recorded as not run.
-async function step(name, needs, fn) {
-  const broken = needs.filter((n) => failed.has(n));
-  const start = Date.now();
-  let result = "pass";
-  let detail = "";
-  if (broken.length) {
-    result = "fail";
-    detail = `not run: depends on failed step(s) ${broken.join(", ")}`;
-  } else {
-    try {
-      await fn();
-    } catch (e) {
-      if (e instanceof Skip) {
-        result = "skip";
-        detail = e.message;
-      } else {
-        result = "fail";
-        const code = e?.code ? ` (code ${e.code})` : "";
-        detail = `${e?.name ?? "Error"}: ${e?.message ?? e}${code}\n${e?.stack ?? ""}`;
-      }
-    }
-  }
-  if (result === "fail") failed.add(name);
-  write({ client: CLIENT, step: name, result, detail: trim(detail), seconds: (Date.now() - start) / 1000 });
-  const mark = { pass: "ok  ", fail: "FAIL", skip: "skip" }[result];
-  console.error(`[${CLIENT}] ${mark} ${name}${detail ? ": " + detail.split("\n")[0] : ""}`);
-}
-
-function expectEqual(actual, expected, what) {
-  const a = JSON.stringify(actual);
-  const b = JSON.stringify(expected);
-  if (a !== b) throw new Error(`${what}: expected ${b}, got ${a}`);
-}
+const { write, step } = recorder(CLIENT, results, (e) => (e?.code ? ` (code ${e.code})` : ""));
 
 function expect(cond, message) {
   if (!cond) throw new Error(message);

@@ -5,7 +5,7 @@
 // body, and as an aws-chunked trailer for a stream body.
 
 import { createHash, randomBytes } from "node:crypto";
-import { appendFileSync, createReadStream, readFileSync, writeFileSync } from "node:fs";
+import { createReadStream, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 
@@ -26,51 +26,16 @@ import {
 import { Upload } from "@aws-sdk/lib-storage";
 import { createPresignedPost } from "@aws-sdk/s3-presigned-post";
 
+import { expectEqual, recorder } from "./steps.mjs";
+
 const CLIENT = "js-sdk-v3";
 const env = process.env;
 const results = env.CONF_RESULTS;
 const workdir = env.CONF_WORKDIR;
 const bucket = `${env.CONF_BUCKET_PREFIX ?? "conf-"}js-sdk-v3`;
 const MiB = 1024 * 1024;
-const failed = new Set();
-
-function write(record) {
-  appendFileSync(results, JSON.stringify(record) + "\n");
-}
-
-function trim(text, limit = 2000) {
-  text = String(text).trim();
-  return text.length <= limit ? text : text.slice(0, limit / 2) + "\n[...]\n" + text.slice(-limit / 2);
-}
-
-// Runs fn as one step; a step whose prerequisite failed is recorded as not run.
-async function step(name, needs, fn) {
-  const broken = needs.filter((n) => failed.has(n));
-  const start = Date.now();
-  let result = "pass";
-  let detail = "";
-  if (broken.length) {
-    result = "fail";
-    detail = `not run: depends on failed step(s) ${broken.join(", ")}`;
-  } else {
-    try {
-      await fn();
-    } catch (e) {
-      result = "fail";
-      const meta = e?.$metadata ? ` (HTTP ${e.$metadata.httpStatusCode}, code ${e.Code ?? e.name})` : "";
-      detail = `${e?.name ?? "Error"}: ${e?.message ?? e}${meta}\n${e?.stack ?? ""}`;
-    }
-  }
-  if (result === "fail") failed.add(name);
-  write({ client: CLIENT, step: name, result, detail: trim(detail), seconds: (Date.now() - start) / 1000 });
-  console.error(`[${CLIENT}] ${result === "pass" ? "ok  " : "FAIL"} ${name}${detail ? ": " + detail.split("\n")[0] : ""}`);
-}
-
-function expectEqual(actual, expected, what) {
-  const a = JSON.stringify(actual);
-  const b = JSON.stringify(expected);
-  if (a !== b) throw new Error(`${what}: expected ${b}, got ${a}`);
-}
+const { write, step } = recorder(CLIENT, results, (e) =>
+  e?.$metadata ? ` (HTTP ${e.$metadata.httpStatusCode}, code ${e.Code ?? e.name})` : "");
 
 const md5 = (buf) => createHash("md5").update(buf).digest("hex");
 const crc32b64 = (buf) => {
