@@ -491,7 +491,11 @@ class _ClientErrorsWithoutTraceback(logging.Filter):
 
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 400) < 500:
-            record.msg = f"{record.msg}: {exc.code} {exc.message.splitlines()[0] if exc.message else ''}".rstrip()
+            # Formatted here, once: the reason quotes the request's bytes, whose '%' are no
+            # format directives for the handler's msg % args.
+            reason = exc.message.splitlines()[0] if exc.message else ""
+            record.msg = f"{record.getMessage()}: {exc.code} {reason}".rstrip()
+            record.args = None
             record.exc_info = None
             record.exc_text = None
             record.levelno, record.levelname = logging.INFO, "INFO"

@@ -105,7 +105,7 @@ def refusal(error: errors.S3Error) -> web.Response:
 class S3RequestHandler(web.RequestHandler):
     """aiohttp's connection protocol, answering framing errors as S3 does (see the module doc)."""
 
-    __slots__ = ("heard", "_fed", "_fed_chunked", "_tail", "_head_began", "_head", "_untracked")
+    __slots__ = ("heard", "_fed", "_fed_chunked", "_tail", "_head_began", "_head", "_untracked", "_gave_up")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.heard = time.monotonic()  # when the client last sent something
@@ -120,6 +120,7 @@ class S3RequestHandler(web.RequestHandler):
         self._head_began: float | None = None
         self._head: bytes | bytearray | None = b""
         self._untracked = False
+        self._gave_up = False  # the parser failed: nothing more is read as a request
         super().connection_made(transport)
 
     def handle_error(
@@ -141,6 +142,13 @@ class S3RequestHandler(web.RequestHandler):
         return refusal(errors.InternalError())
 
     def data_received(self, data: bytes) -> None:
+        if self._gave_up:
+            # The failure is queued, to be answered once the requests before it are; whatever
+            # follows it is no request. Not fed to the parser again: aiohttp feeds it b"" at
+            # every read a handler makes of a body, and a failed parser fails anew each time,
+            # queueing one more error record per read (a body read line by line, aws-chunked,
+            # then took the event loop for minutes).
+            return
         now = self.heard = time.monotonic()
         messages = self._messages
         queued = len(messages)
@@ -164,6 +172,7 @@ class S3RequestHandler(web.RequestHandler):
         # A failed parse appends an error record to the queue. Checked here, on every read, because
         # nothing else learns of it while a handler waits for the body the parser gave up on.
         if messages and type(messages[-1][0]) is _ErrInfo:
+            self._gave_up = True
             self._head_began = self._head = None
             self._parser_gave_up()
             self._loop.call_soon(self._parser_gave_up)  # see _fail_unfinished_bodies

@@ -257,6 +257,10 @@ def resolve(
         bucket: str | None = vhost_bucket
     else:
         bucket, key = split_path(raw_path)
+        if bucket is None and key is not None:
+            # "//key" (or "/%2Fkey"): a key in a bucket whose name is empty. No bucket has that
+            # name, and no handler can act on a key without its bucket.
+            raise errors.InvalidBucketName(resource=raw_path.split("?", 1)[0], BucketName="")
 
     level = OBJECT if key is not None else BUCKET if bucket is not None else SERVICE
     sub = _subresource(query)

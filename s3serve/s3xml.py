@@ -441,7 +441,9 @@ def parse(body: bytes, root: str, *, strip_whitespace: bool = True) -> dict[str,
 
     try:
         doc = xmltodict.parse(body, process_namespaces=False, disable_entities=True, strip_whitespace=strip_whitespace)
-    except (ExpatError, ValueError) as exc:
+    except (ExpatError, ValueError, LookupError) as exc:
+        # LookupError: an encoding declaration that names no text encoding ("EBCDIC", "base64"),
+        # which expat asks Python's codec registry for.
         raise errors.MalformedXML() from exc
     if not isinstance(doc, dict) or len(doc) != 1:
         raise errors.MalformedXML()
