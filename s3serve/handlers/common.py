@@ -354,14 +354,20 @@ def checksum_type_of(headers: Mapping[str, str]) -> str | None:
     return checksum_type
 
 
+# Characters XML 1.0 cannot carry, raw or as a reference, which x-amz-tagging can (%01): in no
+# S3 tag (its pattern takes letters, numbers, spaces and + - = . _ : / @), and a tag holding one
+# made every later GetObjectTagging a document no client could read.
+_NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
 def validate_tags(tags: dict[str, str], max_tags: int = MAX_TAGS) -> dict[str, str]:
     """Object tags by default; a bucket's (up to 50) checks its count itself."""
     if len(tags) > max_tags:
         raise errors.BadRequest("Object tags cannot be greater than 10")
     for key, value in tags.items():
-        if not key or len(key) > TAG_KEY_MAX:
+        if not key or len(key) > TAG_KEY_MAX or _NOT_IN_XML.search(key):
             raise errors.InvalidTag("The TagKey you have provided is invalid")
-        if len(value) > TAG_VALUE_MAX:
+        if len(value) > TAG_VALUE_MAX or _NOT_IN_XML.search(value):
             raise errors.InvalidTag("The TagValue you have provided is invalid")
     return tags
 

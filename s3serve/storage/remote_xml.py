@@ -33,9 +33,18 @@ def parse(body: bytes, root: str, *, strip_whitespace: bool = True) -> dict[str,
 
     import xmltodict
 
+    parked = b"&#" in body and _CONTROL_REF.search(body) is not None
+    if parked:
+        body = _CONTROL_REF.sub(_park, body)
     try:
-        doc = xmltodict.parse(body, process_namespaces=False, disable_entities=True, strip_whitespace=strip_whitespace)
-    except (ExpatError, ValueError):
+        doc = xmltodict.parse(
+            body,
+            process_namespaces=False,
+            disable_entities=True,
+            strip_whitespace=strip_whitespace,
+            postprocessor=_unpark if parked else None,
+        )
+    except (ExpatError, ValueError, LookupError):
         doc = None
     content = next(iter(doc.values()), None) if isinstance(doc, dict) and len(doc) == 1 else False
     if content is None or (isinstance(content, str) and not content.strip()):
@@ -43,6 +52,24 @@ def parse(body: bytes, root: str, *, strip_whitespace: bool = True) -> dict[str,
     if not isinstance(content, dict):
         raise errors.ServiceUnavailable(f"The upstream S3 answered with a document that is not a {root}.")
     return {k.split(":")[-1]: v for k, v in content.items() if not k.startswith("@")}
+
+
+# S3 writes a key's control characters as character references that XML 1.0 refuses (&#x1;),
+# in every answer naming the key (InitiateMultipartUploadResult, CompleteMultipartUploadResult,
+# ...): each is parked in a character of Unicode's plane-15 private use area for the parser, and
+# put back in the text it parsed.
+_CONTROL_REF = re.compile(rb"&#(?:x0*([0-9a-fA-F]{1,2})|0*([0-9]{1,2}));")
+_PARK = 0xF0000
+_UNPARK = {_PARK + c: c for c in range(0x20)}
+
+
+def _park(ref: re.Match[bytes]) -> bytes:
+    c = int(ref[1], 16) if ref[1] is not None else int(ref[2])
+    return chr(_PARK + c).encode() if c < 0x20 and c not in (0x9, 0xA, 0xD) else ref[0]
+
+
+def _unpark(_path: object, key: str, value: Any) -> tuple[str, Any]:
+    return key, value.translate(_UNPARK) if isinstance(value, str) else value
 
 
 # Elements of an upstream's <Error> not passed on: this server's own answer has its own
