@@ -18,7 +18,14 @@ from . import errors, s3xml
 from .config import Config
 from .handlers import HANDLERS
 from .handlers.bucket_config import PREFLIGHT, add_cors_headers, preflight
-from .handlers.common import EARLY_CHECKS, Context, HeaderPhase, parse_query
+from .handlers.common import (
+    EARLY_CHECKS,
+    STORAGE_CHECKS_BUCKET,
+    Context,
+    HeaderPhase,
+    bucket_owner,
+    parse_query,
+)
 from .handlers.multipart import complete_multipart_upload_headers, upload_part_headers
 from .handlers.objects import put_object_headers
 from .handlers.policy import grant_anonymous, may_list
@@ -57,9 +64,6 @@ CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 SERVER_NAME = "s3serve"
 # Operations that need no bucket ownership check (they have no bucket, or create it).
 _NO_BUCKET_CHECK = frozenset({"ListBuckets", "CreateBucket"})
-# Operations whose storage call answers NoSuchBucket itself: their ownership check need not
-# confirm the bucket's folder (bucket_owner), a stat saved on every small GET and HEAD.
-_STORAGE_CHECKS_BUCKET = frozenset({"GetObject", "HeadObject"})
 # Operations whose credentials travel in the body (PostObject's form fields): their handler
 # authenticates them and checks the bucket's owner itself.
 _FORM_AUTH = frozenset({"PostObject"})
@@ -308,12 +312,7 @@ async def _check_bucket(request: web.Request, route: Route, auth: AuthResult) ->
     state = _state(request)
     if route.bucket is None or route.operation in _NO_BUCKET_CHECK or state.bucket_checked:
         return
-    backend = request.app[BACKEND]
-    if route.operation in _STORAGE_CHECKS_BUCKET:
-        owner = await backend.bucket_owner(route.bucket)
-    else:
-        owner = (await backend.head_bucket(route.bucket)).owner
-    if owner != auth.user.user_id:
+    if await bucket_owner(request.app[BACKEND], route.bucket, route.operation) != auth.user.user_id:
         raise errors.AccessDenied()
     state.bucket_checked = True
 
@@ -329,7 +328,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         auth = _authenticate(request)
         if auth is None:
             return await _dispatch_anonymous(request, route, backend)
-        if route.operation in _STORAGE_CHECKS_BUCKET and route.bucket is not None:
+        if route.operation in STORAGE_CHECKS_BUCKET and route.bucket is not None:
             # GET and HEAD, the hot path: _check_bucket's check, inlined and with no memo to
             # consult, as they carry no body, hence no Expect.
             if await backend.bucket_owner(route.bucket) != auth.user.user_id:

@@ -129,6 +129,18 @@ class Context:
         return b"".join(chunks)
 
 
+# Operations whose storage call answers NoSuchBucket itself: their ownership check need not
+# confirm the bucket's folder (Backend.bucket_owner), a stat saved on every small GET and HEAD.
+STORAGE_CHECKS_BUCKET = frozenset({"GetObject", "HeadObject"})
+
+
+async def bucket_owner(backend: Backend, bucket: str, operation: str) -> str:
+    """The owner of the bucket an operation names; NoSuchBucket (from it or from its storage call)."""
+    if operation in STORAGE_CHECKS_BUCKET:
+        return await backend.bucket_owner(bucket)
+    return (await backend.head_bucket(bucket)).owner
+
+
 # A handler's checks of a request that need no body, returning what the handler goes on with.
 HeaderPhase = Callable[[Context], Awaitable[Any]]
 # The header phase run before the 100 Continue (app's expect handler) and what it returned, for

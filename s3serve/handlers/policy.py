@@ -17,7 +17,7 @@ from ..config import Config, User
 from ..routing import Route
 from ..sigv4 import UNSIGNED_PAYLOAD, AuthResult
 from ..storage.base import Backend
-from .common import RESPONSE_OVERRIDES, Context, xml_response
+from .common import RESPONSE_OVERRIDES, Context, bucket_owner, xml_response
 from .objects import ACL_HEADERS
 
 # The stored documents' names (bucket_config's Kinds use the same).
@@ -134,10 +134,7 @@ async def grant_anonymous(
         raise errors.AccessDenied()
     # A missing bucket is told to anyone (404 NoSuchBucket), as S3 tells it: bucket names are
     # public. What a bucket that exists holds is the policy's to tell.
-    if route.operation in ("GetObject", "HeadObject"):
-        owner = await backend.bucket_owner(route.bucket)
-    else:
-        owner = (await backend.head_bucket(route.bucket)).owner
+    owner = await bucket_owner(backend, route.bucket, route.operation)
     mapped = policy.ACTIONS.get(route.operation)
     if mapped is None or (mapped[1] and route.key is None):
         raise errors.AccessDenied()
@@ -161,11 +158,4 @@ async def may_list(request: web.Request, route: Route, backend: Backend) -> bool
     (404 NoSuchKey) only to a requester who could have listed it, else answers 403."""
     assert route.bucket is not None
     effective = await _effective_policy(backend, route.bucket)
-    if effective is None:
-        return False
-    listing = policy.Request(
-        "s3:ListBucket",
-        policy.bucket_arn(route.bucket),
-        policy.request_context(secure=request.secure, source_ip=request.remote, headers=request.headers, query={}, listing=False),
-    )
-    return policy.allows(effective, listing)
+    return effective is not None and policy.allows(effective, _anonymous_request(request, route, {}, "s3:ListBucket", False))
