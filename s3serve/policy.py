@@ -325,13 +325,22 @@ def _string_match(operator: str, actual: str, values: list[str]) -> bool | None:
     return actual in values
 
 
-def _ip_in(actual: str, values: list[str]) -> bool | None:
+def _networks(values: list[str]) -> list[Any] | None:
+    """aws:SourceIp's address blocks, or None when one is no address block."""
     # Imported here: only policies with address conditions need it, and start-up time is watched.
     import ipaddress
 
     try:
-        networks = [ipaddress.ip_network(v.strip(), strict=False) for v in values]
+        return [ipaddress.ip_network(v.strip(), strict=False) for v in values]
     except ValueError:
+        return None
+
+
+def _ip_in(actual: str, values: list[str]) -> bool | None:
+    import ipaddress
+
+    networks = _networks(values)
+    if networks is None:
         return None
     try:
         address = ipaddress.ip_address(actual.split("%", 1)[0])
@@ -389,12 +398,8 @@ def _fixed_networks(values: list[str]) -> bool:
     """Whether aws:SourceIp values are address blocks none of which is all of the internet: parsed
     as the evaluator parses them, so that "0.0.0.0/00", "0.0.0.0/0.0.0.0" or "::/000" (a /0 that
     does not end in "/0") is not taken for a fixed source while it grants to everyone."""
-    import ipaddress
-
-    try:
-        return all(ipaddress.ip_network(v.strip(), strict=False).prefixlen > 0 for v in values)
-    except ValueError:
-        return False
+    networks = _networks(values)
+    return networks is not None and all(n.prefixlen > 0 for n in networks)
 
 
 def is_public(document: Mapping[str, Any]) -> bool:
