@@ -4,13 +4,10 @@ give them: each of these was once answered with more."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 from tests.conftest import Server
-
-OPEN = {"BlockPublicAcls": False, "IgnorePublicAcls": False, "BlockPublicPolicy": False, "RestrictPublicBuckets": False}
+from tests.e2e.test_public_policy import OPEN, _code, _fetch
 
 
 def _grant(s3, bucket: str, actions: list[str], resource: str = "*") -> None:  # type: ignore[no-untyped-def]
@@ -19,33 +16,19 @@ def _grant(s3, bucket: str, actions: list[str], resource: str = "*") -> None:  #
     s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]}))
 
 
-def _send(url: str, method: str = "GET", data: bytes | None = None, **headers: str) -> tuple[int, dict[str, str], bytes]:
-    """A plain unsigned request."""
-    request = urllib.request.Request(url, method=method, data=data, headers=headers)
-    try:
-        with urllib.request.urlopen(request) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
-
-
-def _code(body: bytes) -> str:
-    return body.split(b"<Code>", 1)[1].split(b"</Code>", 1)[0].decode() if b"<Code>" in body else ""
-
-
 def test_response_overrides_are_refused_to_anonymous_gets(server: Server, s3, bucket: str) -> None:
     """S3 honours response-content-type & co. on signed requests only: anonymously they would let
     anyone serve a public (user-uploaded) object as text/html from the bucket's origin."""
     s3.put_object(Bucket=bucket, Key="public/avatar.png", Body=b"<script>alert(1)</script>", ContentType="image/png")
     _grant(s3, bucket, ["s3:GetObject"], "public/*")
     url = f"{server.endpoint}/{bucket}/public/avatar.png"
-    status, headers, _ = _send(url)
+    status, headers, _ = _fetch(url)
     assert (status, headers["Content-Type"]) == (200, "image/png")
     for query in ("response-content-type=text/html", "response-content-disposition=inline", "response-cache-control=x"):
-        status, headers, body = _send(f"{url}?{query}")
+        status, headers, body = _fetch(f"{url}?{query}")
         assert (status, _code(body)) == (400, "InvalidRequest"), query
         assert b"Request specific response headers cannot be used for anonymous GET requests." in body
-        assert _send(f"{url}?{query}", "HEAD")[0] == 400
+        assert _fetch(f"{url}?{query}", "HEAD")[0] == 400
     # Signed requests keep them.
     assert s3.get_object(Bucket=bucket, Key="public/avatar.png", ResponseContentType="text/plain")["ContentType"] == "text/plain"
 
@@ -55,18 +38,18 @@ def test_upload_with_tags_or_acl_needs_those_actions_too(server: Server, s3, buc
     s3:PutObjectTagging, one that names an ACL s3:PutObjectAcl, as on S3."""
     _grant(s3, bucket, ["s3:PutObject"], "drop/*")
     base = f"{server.endpoint}/{bucket}/drop"
-    assert _send(f"{base}/plain", "PUT", b"x")[0] == 200
-    status, _, body = _send(f"{base}/tagged", "PUT", b"x", **{"x-amz-tagging": "owner=mallory"})
+    assert _fetch(f"{base}/plain", "PUT", b"x")[0] == 200
+    status, _, body = _fetch(f"{base}/tagged", "PUT", b"x", **{"x-amz-tagging": "owner=mallory"})
     assert (status, _code(body)) == (403, "AccessDenied")
-    status, _, body = _send(f"{base}/mpu?uploads", "POST", b"", **{"x-amz-tagging": "owner=mallory"})
+    status, _, body = _fetch(f"{base}/mpu?uploads", "POST", b"", **{"x-amz-tagging": "owner=mallory"})
     assert (status, _code(body)) == (403, "AccessDenied")
-    status, _, body = _send(f"{base}/acl", "PUT", b"x", **{"x-amz-acl": "private"})
+    status, _, body = _fetch(f"{base}/acl", "PUT", b"x", **{"x-amz-acl": "private"})
     assert (status, _code(body)) == (403, "AccessDenied")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert keys == ["drop/plain"]
 
     _grant(s3, bucket, ["s3:PutObject", "s3:PutObjectTagging"], "drop/*")
-    assert _send(f"{base}/tagged", "PUT", b"x", **{"x-amz-tagging": "a=b"})[0] == 200
+    assert _fetch(f"{base}/tagged", "PUT", b"x", **{"x-amz-tagging": "a=b"})[0] == 200
     assert s3.get_object_tagging(Bucket=bucket, Key="drop/tagged")["TagSet"] == [{"Key": "a", "Value": "b"}]
 
 
@@ -74,10 +57,10 @@ def test_get_object_attributes_needs_get_object_too(server: Server, s3, bucket: 
     s3.put_object(Bucket=bucket, Key="k", Body=b"secret")
     _grant(s3, bucket, ["s3:GetObjectAttributes"])
     url = f"{server.endpoint}/{bucket}/k?attributes"
-    status, _, body = _send(url, **{"x-amz-object-attributes": "ETag,ObjectSize"})
+    status, _, body = _fetch(url, **{"x-amz-object-attributes": "ETag,ObjectSize"})
     assert (status, _code(body)) == (403, "AccessDenied")
     _grant(s3, bucket, ["s3:GetObjectAttributes", "s3:GetObject"])
-    assert _send(url, **{"x-amz-object-attributes": "ETag,ObjectSize"})[0] == 200
+    assert _fetch(url, **{"x-amz-object-attributes": "ETag,ObjectSize"})[0] == 200
 
 
 def test_missing_keys_are_not_told_apart_without_list_bucket(server: Server, s3, bucket: str) -> None:
@@ -95,8 +78,8 @@ def test_missing_keys_are_not_told_apart_without_list_bucket(server: Server, s3,
         ("GET", "attributes", None, {"x-amz-object-attributes": "ETag"}),
     ]
     for method, sub, data, headers in requests:
-        there = _send(f"{server.endpoint}/{bucket}/there?{sub}", method, data, **headers)[0]
-        status, _, body = _send(f"{server.endpoint}/{bucket}/missing?{sub}", method, data, **headers)
+        there = _fetch(f"{server.endpoint}/{bucket}/there?{sub}", method, data, **headers)[0]
+        status, _, body = _fetch(f"{server.endpoint}/{bucket}/missing?{sub}", method, data, **headers)
         assert there in (200, 204), (method, sub)
         assert (status, _code(body)) == (403, "AccessDenied"), (method, sub)
     # With s3:ListBucket, the missing key is told.
@@ -112,7 +95,7 @@ def test_missing_keys_are_not_told_apart_without_list_bucket(server: Server, s3,
             }
         ),
     )
-    status, _, body = _send(f"{server.endpoint}/{bucket}/missing?tagging")
+    status, _, body = _fetch(f"{server.endpoint}/{bucket}/missing?tagging")
     assert (status, _code(body)) == (404, "NoSuchKey")
 
 
@@ -137,4 +120,4 @@ def test_a_whole_internet_address_block_is_public_however_written(server: Server
         assert exc.response["Error"]["Code"] == "AccessDenied"
     else:
         raise AssertionError("a public policy was stored while BlockPublicPolicy is on")
-    assert _send(f"{server.endpoint}/{bucket}/k")[0] == 403
+    assert _fetch(f"{server.endpoint}/{bucket}/k")[0] == 403
