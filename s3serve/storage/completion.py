@@ -61,7 +61,7 @@ async def complete(
             if done is not None:
                 return done
             claims = _complete_claims(staging, bucket, upload_id)
-            if not any_flocked([os.path.join(claim, "upload.json") for claim in claims]):
+            if not _live(claims):
                 if not claims and looked_again < 3 and _given_back(staging, bucket, upload_id, key):
                     # The claim this attempt met was given back since (the Complete holding it
                     # failed, or the GC undid a dead one's): the upload is there again.
@@ -73,8 +73,7 @@ async def complete(
                 # need not wait for it.
                 if reclaimed or not claims:
                     raise
-                for claim in claims:
-                    await asyncio.to_thread(staging.collector.collect_claim, bucket, claim)
+                await _collect(staging, bucket, claims)
                 reclaimed = True
                 continue
         await asyncio.sleep(delay)
@@ -91,10 +90,9 @@ async def abort(staging: Staging, bucket: str, key: str, upload_id: str) -> None
         return
     except errors.NoSuchUpload:
         claims = _complete_claims(staging, bucket, upload_id)
-        if not claims or any_flocked([os.path.join(claim, "upload.json") for claim in claims]):
+        if not claims or _live(claims):
             raise
-    for claim in claims:
-        await asyncio.to_thread(staging.collector.collect_claim, bucket, claim)
+    await _collect(staging, bucket, claims)
     await staging.abort(bucket, key, upload_id)
 
 
@@ -183,6 +181,17 @@ def _complete_claims(staging: Staging, bucket: str, upload_id: str) -> list[str]
             return [e.path for e in it if e.name.startswith(prefix)]
     except FileNotFoundError:
         return []
+
+
+def _live(claims: list[str]) -> bool:
+    """Whether a Complete holding one of ``claims`` is still at work (its record's flock held)."""
+    return any_flocked([os.path.join(claim, "upload.json") for claim in claims])
+
+
+async def _collect(staging: Staging, bucket: str, claims: list[str]) -> None:
+    """Finish off the claims of Completes that died, as the GC's next round would."""
+    for claim in claims:
+        await asyncio.to_thread(staging.collector.collect_claim, bucket, claim)
 
 
 async def _publish_copy(
