@@ -18,6 +18,12 @@ the end), so a Complete that fails after collapsing gives the upload back intact
 dies (killed, or the power lost) in the middle: its plan, written durably to the ``collapsing``
 marker before the first step, and the file's size, which every step changes by a known amount,
 tell the GC what to undo before it gives the upload back (see ``Plan`` and ``restore``).
+
+Either way (collapsed here, or concatenated by completion.py), the object's file is handed to
+the publish's rename under a second name in the claimed folder, which the durable ``publishing``
+marker names (``hand_over``): a Complete that dies after that rename leaves a claim that says so,
+even once the key has been written again, so the upload is never given back to be published a
+second time over the newer object (gc.published).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import errors
 from ..checksums import MultiHasher
@@ -48,12 +54,14 @@ if TYPE_CHECKING:
     from .disk import DiskBackend
 
 log = logging.getLogger("s3serve.multipart")
+T = TypeVar("T")
 
 SLOT = 5 * 1024**3
 ASSEMBLY = "assembly"
 COLLAPSING = gc.COLLAPSING
 SLOT_PREFIX = gc.SLOT_MARKER_PREFIX
-OBJECT = "object"  # a second name of the collapsed file, the one handed to DiskBackend._publish
+PUBLISHING = gc.PUBLISHING
+OBJECT = gc.OBJECT  # a second name of the collapsed file, the one handed to DiskBackend._publish
 
 FALLOC_FL_COLLAPSE_RANGE = 0x08
 FALLOC_FL_INSERT_RANGE = 0x20
@@ -360,8 +368,9 @@ def restore(directory: str, fsync: bool, plan: Plan | None = None) -> Outcome:
         link = os.path.join(directory, OBJECT)
         if os.fstat(fd).st_nlink > (2 if os.path.lexists(link) else 1):
             return Outcome.PUBLISHED
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(link)  # the name a publish would have consumed (the next Complete links it again)
+        # The name a publish would have consumed, and its marker (the next Complete makes both
+        # again); the marker gone before the undo: a crash in it must not say "published".
+        gc.forget_publish(directory, fsync)
         roll_back(fd, plan, fsync)
         if verify and not _parts_intact(directory, fd):
             log.error("the parts of %s do not have their recorded MD5 after the undo of its collapse; the upload will be discarded", directory)
@@ -403,15 +412,20 @@ def _block_size(fd: int) -> int:
 
 
 def _write_marker(directory: str, plan: Plan, fsync: bool) -> None:
-    """The plan, durable before the first step: whatever a crash leaves, it can be undone. Written
-    whole under a temp name first (one the GC removes from an upload folder when left behind).
-    Whole: a full disk cuts a write short rather than failing it (a plan of many parts is more
-    than a block), and a marker with part of a plan could not be undone after a crash."""
-    tmp = os.path.join(directory, f"{gc.UPLOAD_TEMP_PREFIX}{COLLAPSING}-{secrets.token_hex(6)}")
+    _write_durably(directory, COLLAPSING, plan.dump(), fsync)
+
+
+def _write_durably(directory: str, name: str, data: bytes, fsync: bool, claim_synced: bool = False) -> None:
+    """A marker (the collapse's plan, or what is being published), durable before the step it
+    announces: whatever a crash leaves, it can be told and undone. Written whole under a temp
+    name first (one the GC removes from an upload folder when left behind). Whole: a full disk
+    cuts a write short rather than failing it (a plan of many parts is more than a block), and a
+    marker with part of a plan could not be undone after a crash."""
+    tmp = os.path.join(directory, f"{gc.UPLOAD_TEMP_PREFIX}{name}-{secrets.token_hex(6)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
         try:
-            view = memoryview(plan.dump())
+            view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]  # ENOSPC once nothing more fits
             if fsync:
@@ -422,12 +436,40 @@ def _write_marker(directory: str, plan: Plan, fsync: bool) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    os.replace(tmp, os.path.join(directory, COLLAPSING))
+    os.replace(tmp, os.path.join(directory, name))
     if fsync:
         keys.fsync_dir(directory)
+    if fsync and not claim_synced:
         # The claim's rename too: were it lost in a power cut while the steps survived, the
-        # upload would be back at its name with its parts collapsed, and only a claim is undone.
+        # upload would be back at its name with its parts collapsed (or published), and only a
+        # claim is undone.
         keys.fsync_dir(os.path.dirname(directory))
+
+
+def hand_over(directory: str, source: str, record: Record, fsync: bool, claim_synced: bool = False) -> str:
+    """Worker thread: the object's finished file (``source``) linked into the claimed
+    ``directory`` as OBJECT, the name to hand to DiskBackend._publish, and the durable
+    ``publishing`` marker naming it. From then on, that name gone means published (gc.published):
+    the Complete's process may die after the rename, and the key be written again before its
+    claim is found, and the upload is still known to be over. ``claim_synced``: the claim's
+    rename is durable already (the collapse's marker made it so). Returns the name."""
+    link = os.path.join(directory, OBJECT)
+    os.link(source, link)
+    doc = {"name": OBJECT, "etag": record.etag, "size": record.size}
+    _write_durably(directory, PUBLISHING, json.dumps(doc).encode(), fsync, claim_synced)
+    return link
+
+
+async def to_the_end(task: asyncio.Future[T]) -> T:
+    """A worker thread's result; a cancellation waits for the thread to finish first (it goes on
+    regardless), so that undoing what it did comes after it, never beside it."""
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        while not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([task])
+        raise
 
 
 def _collapse_claimed(directory: str, sources: list[Source], total: int, fsync: bool) -> Plan | None:
@@ -492,15 +534,15 @@ async def publish_in_place(
     if plan is None:
         return None
     # _publish consumes the name it is given, even when it fails: keep ours for the undo.
-    link = os.path.join(directory, OBJECT)
     try:
-        os.link(os.path.join(directory, ASSEMBLY), link)
+        link = await to_the_end(asyncio.ensure_future(
+            asyncio.to_thread(hand_over, directory, os.path.join(directory, ASSEMBLY), record, disk.fsync, True)
+        ))  # fmt: skip
         return await disk._publish(bucket, kp, link, record, precondition)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(link)
-        # Left alone (and the upload discarded) if _publish failed after its rename, e.g. in the
-        # fsync of the key's folder: the file is the object then.
+        # Left alone, with its marker (and the upload discarded), if _publish failed after its
+        # rename, e.g. in the fsync of the key's folder: the file is the object then. Otherwise
+        # the marker and the link go first, then the collapse is undone.
         restore(directory, disk.fsync, plan)
         raise
 
@@ -510,11 +552,8 @@ async def _collapse_in_thread(directory: str, sources: list[Source], total: int,
     and undo what it did, before letting the cancellation through."""
     task = asyncio.ensure_future(asyncio.to_thread(_collapse_claimed, directory, sources, total, fsync))
     try:
-        return await asyncio.shield(task)
+        return await to_the_end(task)
     except asyncio.CancelledError:
-        while not task.done():
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait([task])
         if not task.cancelled() and task.exception() is None and (plan := task.result()) is not None:
             restore(directory, fsync, plan)
         raise

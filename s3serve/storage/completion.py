@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..checksums import ALGORITHM_DIGEST, DEFAULT_CHECKSUM, MultiHasher, b64, combine_crc
-from . import assembly, keys
+from . import assembly, gc, keys
 from .assembly import copy_range
 from .base import ObjectInfo, PartInfo, Precondition, UploadInfo
 from .faults import refusals
@@ -111,6 +112,9 @@ async def _complete(
     published = False
     async with staging.claimed(bucket, upload_id, key, "complete") as claimed:
         try:
+            if _settle(claimed, staging.disk.fsync):
+                published = True  # before: the upload is over, and goes now
+                raise errors.NoSuchUpload(UploadId=upload_id)
             upload = staging.load_upload(claimed, upload_id, key)
             record, sources = _plan(staging.disk, claimed, upload, parts)
             if checksum_type is not None and checksum_type != record.checksum_type:
@@ -123,13 +127,14 @@ async def _complete(
             # No copy when the parts are in place and fill whole blocks; a copy otherwise.
             with refusals():
                 in_place = await assembly.publish_in_place(staging.disk, bucket, kp, claimed, sources, record, precondition)
-            info = in_place or await _publish_copy(staging.disk, bucket, kp, sources, record, precondition)
+            info = in_place or await _publish_copy(staging.disk, bucket, kp, claimed, sources, record, precondition)
             published = True
         finally:
-            # The marker stays only after a collapse that could not be undone (the parts are no
-            # longer in their slots), or one whose file was published before the failure (the
-            # object is whole at its key): either way the upload cannot be given back.
-            if published or os.path.exists(os.path.join(claimed, assembly.COLLAPSING)):
+            # The collapsing marker stays only after a collapse that could not be undone (the
+            # parts are no longer in their slots), the publishing one only after a publish whose
+            # rename happened before the failure (the object was whole at its key): either way
+            # the upload cannot be given back.
+            if published or gc.published(claimed) or os.path.exists(os.path.join(claimed, assembly.COLLAPSING)):
                 # Out of the "complete" claim in one rename before the removal: a crash in the
                 # middle of the removal left a claim the GC took for a Complete that never got
                 # to publish, and gave back with its records and data half removed.
@@ -194,17 +199,50 @@ async def _collect(staging: Staging, bucket: str, claims: list[str]) -> None:
         await asyncio.to_thread(staging.collector.collect_claim, bucket, claim)
 
 
+def _settle(claimed: str, fsync: bool) -> bool:
+    """Whether the upload just claimed was published already: a Complete's claim given back after
+    its publish's rename by a process of an older version, which did not know the ``publishing``
+    marker. Otherwise what a Complete that died before its rename left there (the marker, its
+    file) goes, before it could be taken for a publish of this one."""
+    if gc.published(claimed):
+        return True
+    gc.forget_publish(claimed, fsync)
+    return False
+
+
 async def _publish_copy(
-    disk: DiskBackend, bucket: str, kp: keys.KeyPath, sources: list[assembly.Source], record: Record, precondition: Precondition | None
+    disk: DiskBackend,
+    bucket: str,
+    kp: keys.KeyPath,
+    claimed: str,
+    sources: list[assembly.Source],
+    record: Record,
+    precondition: Precondition | None,
 ) -> ObjectInfo:
     tmp = os.path.join(disk._tmp_dir, f"mpu-{secrets.token_hex(16)}")
+    link = os.path.join(claimed, assembly.OBJECT)
     fd = create_locked(tmp)
     try:
         with refusals():
             await asyncio.to_thread(_assemble, fd, sources, record.size)
-        return await disk._publish(bucket, kp, tmp, record, precondition)
+            # Published under a second name in the claim, which the marker names: a dead
+            # Complete's publish is then told from one that never happened (gc.published).
+            await assembly.to_the_end(asyncio.ensure_future(
+                asyncio.to_thread(assembly.hand_over, claimed, tmp, record, disk.fsync)
+            ))  # fmt: skip
+        return await disk._publish(bucket, kp, link, record, precondition)
+    except BaseException:
+        # _publish consumes the link: renamed to the key, or removed when refused. Published
+        # only if it is gone and the file has a name besides ``tmp`` (a failure after the
+        # rename, in the fsync of the key's folder): otherwise the marker goes, and the upload
+        # may be given back.
+        if os.path.lexists(link) or os.fstat(fd).st_nlink < 2:
+            gc.forget_publish(claimed, disk.fsync)
+        raise
     finally:
         os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # the object's other name (the key's) stands, or nothing was made
 
 
 def _plan(disk: DiskBackend, directory: str, upload: UploadInfo, parts: list[PartInfo]) -> tuple[Record, list[assembly.Source]]:

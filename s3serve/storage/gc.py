@@ -23,6 +23,8 @@ import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
+from . import keys
+
 if TYPE_CHECKING:
     from .staging import Staging
 
@@ -53,6 +55,10 @@ UPLOAD_TEMP_PREFIX = "tmp-"
 SLOT_MARKER_PREFIX = "slot-"
 # In a claimed folder: Complete began collapsing the upload's assembly file (see assembly.py).
 COLLAPSING = "collapsing"
+# In a claimed folder: Complete handed the object's file to the publish's rename under the name
+# this marker holds (assembly.hand_over); that name gone means the rename happened (published).
+PUBLISHING = "publishing"
+OBJECT = "object"  # that name: a second name of the object's file, in the claimed folder
 # How an upload of a deleted bucket is claimed before its removal (drop_staged).
 DROPPED = "dropped"
 
@@ -185,6 +191,34 @@ def drop_staged(staging: Staging, bucket: str, held: int) -> tuple[list[str], bo
             if fd is not None:
                 os.close(fd)
     return doomed, busy, completing
+
+
+def published(directory: str) -> bool:
+    """Whether the Complete that claimed ``directory`` published its object. Its marker names the
+    file it handed to DiskBackend._publish, which consumes that name: renamed to the key, or
+    removed when the publish was refused, after which the Complete forgets the marker before
+    anything else (``forget_publish``). So a marker whose name is gone tells of a rename, even
+    once the key has been written again or deleted, when the key can no longer tell."""
+    doc = read_json(os.path.join(directory, PUBLISHING))
+    name = os.path.basename(str(doc.get("name", ""))) if doc is not None else ""
+    return bool(name) and not os.path.lexists(os.path.join(directory, name))
+
+
+def forget_publish(directory: str, fsync: bool) -> None:
+    """Undo ``assembly.hand_over`` for a publish that did not happen: the marker first (durably),
+    then the name it holds; in the other order a crash in between would leave a marker whose
+    name is gone, which says the object was published."""
+    doc = read_json(os.path.join(directory, PUBLISHING))
+    try:
+        os.unlink(os.path.join(directory, PUBLISHING))
+        if fsync:
+            keys.fsync_dir(directory)
+    except FileNotFoundError:
+        pass
+    name = os.path.basename(str(doc.get("name", ""))) if doc is not None else ""
+    for stale in {name, OBJECT} - {""}:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(directory, stale))
 
 
 def _rename_away(path: str, gone: str, doomed: list[str]) -> None:
@@ -435,10 +469,11 @@ class Collector:
 
     def collect_claim(self, bucket: str, path: str) -> None:
         """A claimed folder whose claimant died (its flock is gone) is finished off, except an
-        interrupted CompleteMultipartUpload: that upload is given back, so the client's retry of
-        Complete succeeds (publishing is an atomic rename, so redoing it is harmless). One that
-        had begun collapsing the assembly file is first undone (assembly.restore), unless it
-        had published the file: that object is whole, and the upload over."""
+        interrupted CompleteMultipartUpload that had not published: that upload is given back, so
+        the client's retry of Complete succeeds. One that had begun collapsing the assembly file
+        is first undone (assembly.restore). One whose publish's rename happened (``published``,
+        or for a claim of an older version, the collapsed file still at the key) is over: the
+        object was whole at its key, and a write of the key since then must stand."""
         try:
             fd = os.open(os.path.join(path, "upload.json"), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -462,6 +497,11 @@ class Collector:
         doc = read_json(os.path.join(path, "upload.json"))
         if how != "complete" or not UPLOAD_ID.fullmatch(upload_id) or doc is None or "key" not in doc:
             return False
+        if published(path):
+            # Even when the key no longer holds that object (written again, or deleted, since):
+            # given back, the upload would be completed again, over the newer write.
+            log.info("multipart GC: upload %s of %s/%s was published by its interrupted Complete", upload_id, bucket, doc["key"])
+            return False
         if os.path.lexists(os.path.join(path, COLLAPSING)):
             from . import assembly  # not at the top: assembly imports this module
 
@@ -475,6 +515,8 @@ class Collector:
                     upload_id, bucket, doc["key"],
                 )
                 return False
+        else:
+            forget_publish(path, self.staging.disk.fsync)  # a copy handed over, never renamed
         target = os.path.join(os.path.dirname(path), upload_id)
         if os.path.exists(target):
             return False
