@@ -14,6 +14,8 @@ from functools import cache
 from types import ModuleType
 from typing import Protocol
 
+from . import errors
+
 
 @cache
 def _crt() -> ModuleType:
@@ -96,3 +98,16 @@ def valid_checksum(algorithm: str, value: str) -> bool:
     except ValueError:  # binascii.Error is a ValueError
         return False
     return len(digest) == DIGEST_LENGTH[ALGORITHM_DIGEST[algorithm]] and b64(digest) == value
+
+
+def check_part_checksum(algorithm: str | None, checksum_type: str | None, declared: str | None) -> None:
+    """S3's refusal of a part whose checksum could never take part in its upload's: one of another
+    algorithm, or none in an upload of COMPOSITE checksums, whose parts must each carry theirs.
+    ``declared``: the algorithm the part's x-amz-checksum-* header or trailer names. Known from
+    the headers, so checked before the body (and where the part is stored, against the upload
+    read there)."""
+    if algorithm is not None and declared != algorithm and (declared is not None or checksum_type == "COMPOSITE"):
+        raise errors.InvalidRequest(
+            f"Checksum Type mismatch occurred, expected checksum Type: {algorithm.lower()}, "
+            f"actual checksum Type: {declared.lower() if declared is not None else 'null'}"
+        )

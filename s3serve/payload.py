@@ -22,7 +22,7 @@ from typing import Protocol
 
 from s3serve import errors
 from s3serve.checksums import ALGORITHM_DIGEST, DEFAULT_CHECKSUM, b64, valid_checksum
-from s3serve.sigv4 import EMPTY_SHA256, AuthResult
+from s3serve.sigv4 import EMPTY_SHA256, AuthResult, joined_header
 
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
@@ -36,7 +36,13 @@ _CONTENT_SHA256_HELP = (
     "or a valid sha256 value."
 )
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
-_CHUNK_SIZE = re.compile(rb"^[0-9a-fA-F]{1,16}$")
+# A chunk's size line, the whole of it (sigv4-streaming.html, sigv4-streaming-trailers.html): its
+# size in hex, then for a signed chunk ";chunk-signature=" and 64 hex digits. Nothing else: no
+# other extension, no blank, no stray CR (S3 answers IncompleteBody; versitygw#1666). Every
+# client (botocore, the CRT, the Go and JS SDKs, minio's) writes exactly this.
+_CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,16}")
+_SIGNED_CHUNK = re.compile(rb"([0-9a-fA-F]{1,16});chunk-signature=([0-9a-fA-F]{64})")
+_TRAILER_SIGNATURE = "x-amz-trailer-signature"
 
 # Pieces of at least PASS_BYTES go to storage as the network delivered them (asyncio reads up to
 # 256 KiB per wakeup): joining them would copy every byte once more. Smaller ones (a slow sender,
@@ -173,10 +179,10 @@ def make_body(stream: ByteStream, headers: Mapping[str, str], auth: AuthResult |
     Raises InvalidDigest (malformed Content-MD5), MissingContentLength, InvalidArgument (unknown
     x-amz-content-sha256), InvalidRequest (checksum header problems), NotImplemented (SigV4a, or
     a Transfer-Encoding body that is not aws-chunked)."""
-    content_sha256 = auth.content_sha256 if auth is not None else headers.get("x-amz-content-sha256")
+    content_sha256 = auth.content_sha256 if auth is not None else joined_header(headers, "x-amz-content-sha256")
     if content_sha256 is not None and content_sha256.upper() in _ECDSA:
         raise errors.NotImplementedOp("SigV4a (ECDSA) signed payloads are not implemented by s3serve.")
-    encodings = [v.strip().lower() for v in (headers.get("Content-Encoding") or "").split(",")]
+    encodings = [v.strip().lower() for v in (joined_header(headers, "Content-Encoding") or "").split(",")]
     streaming = content_sha256 in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER)
     sha256_hex: str | None = None
     if content_sha256 is not None and not streaming and content_sha256 != UNSIGNED_PAYLOAD:
@@ -192,7 +198,7 @@ def make_body(stream: ByteStream, headers: Mapping[str, str], auth: AuthResult |
     if signed_chunks and (auth is None or auth.signing_key is None or auth.seed_signature is None):
         raise errors.InvalidRequest(f"x-amz-content-sha256 {content_sha256} requires a SigV4-signed request.")
 
-    content_md5_header = headers.get("Content-MD5")
+    content_md5_header = joined_header(headers, "Content-MD5")
     content_md5 = decode_content_md5(content_md5_header) if content_md5_header is not None else None
 
     content_length_header = headers.get("Content-Length")
@@ -204,7 +210,7 @@ def make_body(stream: ByteStream, headers: Mapping[str, str], auth: AuthResult |
         # as the next request.
         raise closing(errors.MissingContentLength())
     if chunked:
-        decoded_header = headers.get("x-amz-decoded-content-length")
+        decoded_header = joined_header(headers, "x-amz-decoded-content-length")
         if decoded_header is None:
             raise errors.MissingContentLength()
         decoded_length = _parse_int("x-amz-decoded-content-length", decoded_header)
@@ -223,7 +229,7 @@ def make_body(stream: ByteStream, headers: Mapping[str, str], auth: AuthResult |
     # Additional checksums: at most one x-amz-checksum-<alg> header, or one named trailer.
     header_checksums = declared_checksums(headers.items(), "header")
     trailer_algorithm: str | None = None
-    trailer_header = headers.get("x-amz-trailer")
+    trailer_header = joined_header(headers, "x-amz-trailer")
     if trailer_header is not None and trailer_header.strip():
         names = [n.strip().lower() for n in trailer_header.split(",") if n.strip()]
         algorithms = [algorithm_from_name(n) if n.startswith(_CHECKSUM_PREFIX) else None for n in names]
@@ -236,7 +242,7 @@ def make_body(stream: ByteStream, headers: Mapping[str, str], auth: AuthResult |
         raise errors.InvalidRequest(
             "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
         )
-    sdk_algorithm_header = headers.get("x-amz-sdk-checksum-algorithm")
+    sdk_algorithm_header = joined_header(headers, "x-amz-sdk-checksum-algorithm")
     sdk_algorithm: str | None = None
     if sdk_algorithm_header is not None:
         sdk_algorithm = sdk_algorithm_header.strip().upper()
@@ -434,18 +440,16 @@ class RequestBody:
         self._completed = True
 
     def _parse_chunk_header(self, line: bytes) -> tuple[int, str | None]:
-        size_part, _, extensions = line.partition(b";")
-        size_part = size_part.strip()
-        if not _CHUNK_SIZE.match(size_part):
-            raise _malformed("invalid aws-chunked chunk size.")
-        signature: str | None = None
-        for ext in extensions.split(b";"):
-            name, _, value = ext.partition(b"=")
-            if name.strip() == b"chunk-signature":
-                signature = value.strip().decode("ascii", "replace")
-        if self._signed_chunks and signature is None:
-            raise errors.SignatureDoesNotMatch("The aws-chunked body is missing a chunk-signature.")
-        return int(size_part, 16), signature
+        if self._signed_chunks:
+            signed = _SIGNED_CHUNK.fullmatch(line)
+            if signed is not None:
+                return int(signed.group(1), 16), signed.group(2).decode("ascii")
+            if _CHUNK_SIZE.fullmatch(line):
+                raise errors.SignatureDoesNotMatch("The aws-chunked body is missing a chunk-signature.")
+            raise _malformed("a signed chunk's size line must be its size in hex and ;chunk-signature=<64 hex digits>.")
+        if not _CHUNK_SIZE.fullmatch(line):
+            raise _malformed("an unsigned chunk's size line must be its size in hex, and nothing else.")
+        return int(line, 16), None
 
     def _verify_chunk(self, previous: str, provided: str, data_sha256: str) -> str:
         auth = self._auth
@@ -470,20 +474,20 @@ class RequestBody:
                 # An empty line ends the body. EOF right after the zero-size chunk is tolerated:
                 # the payload is complete and verified by then, and a due trailer is checked below.
                 break
-            name, sep, value = line.decode("utf-8", "replace").partition(":")
-            if not sep:
-                raise errors.MalformedTrailerError()
-            name, value = name.strip().lower(), value.strip()
-            if name == "x-amz-trailer-signature":
+            name, value = self._trailer_line(line)
+            if name == _TRAILER_SIGNATURE:
+                if not self._signed_trailer or trailer_signature is not None:
+                    raise errors.MalformedTrailerError()
                 trailer_signature = value
+            elif any(name == seen for seen, _ in lines):
+                raise errors.MalformedTrailerError()  # one checksum, given twice
             else:
                 lines.append((name, value))
         for name, value in lines:
-            if not name.startswith(_CHECKSUM_PREFIX):
-                continue  # a trailer S3 does not define: ignored, as unknown headers are
-            algorithm = algorithm_from_name(name)
+            algorithm = algorithm_from_name(name) if name.startswith(_CHECKSUM_PREFIX) else None
             if algorithm is None or algorithm != self._trailer_algorithm:
-                raise errors.MalformedTrailerError()  # not the one x-amz-trailer named
+                # A trailer S3 does not define, or a checksum x-amz-trailer did not name.
+                raise errors.MalformedTrailerError()
             self._checksum_value = _check_checksum_value(algorithm, value, f"{name} trailer")
             self.trailers[name] = value
         if self._trailer_algorithm is not None and self._checksum_value is None:
@@ -497,6 +501,17 @@ class RequestBody:
             digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
             sts = f"AWS4-HMAC-SHA256-TRAILER\n{auth.amz_date}\n{auth.scope}\n{previous}\n{digest}"
             self._check_signature(auth.signing_key, sts, trailer_signature)
+
+    @staticmethod
+    def _trailer_line(line: bytes) -> tuple[str, str]:
+        """A trailer line's lower-cased name and its value: "name:value", blanks allowed around
+        the value as in an HTTP field; MalformedTrailerError for anything else (no colon, a blank
+        in the name, a CR or other control character)."""
+        name, sep, value = line.partition(b":")
+        value = value.strip(b" \t")
+        if not sep or not name or not name.isascii() or any(c <= 0x20 or c == 0x7F for c in name + value):
+            raise errors.MalformedTrailerError()
+        return name.decode("ascii").lower(), value.decode("utf-8", "replace")
 
     @staticmethod
     async def _coalesce(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -159,7 +159,14 @@ def _parse_http_date(value: str) -> float | None:
 
 
 def verify_header(req: RequestView, authorization: str, lookup: Lookup, now: float) -> AuthResult:
-    from s3serve.sigv4 import UNSIGNED_PAYLOAD, AuthResult, check_skew, lookup_user, parse_amz_date
+    from s3serve.sigv4 import (
+        UNSIGNED_PAYLOAD,
+        AuthResult,
+        check_skew,
+        joined_header,
+        lookup_user,
+        parse_amz_date,
+    )
 
     credentials = authorization[len("AWS ") :].strip()
     access_key, sep, provided = credentials.rpartition(":")
@@ -202,13 +209,13 @@ def verify_header(req: RequestView, authorization: str, lookup: Lookup, now: flo
         user=user,
         version=2,
         presigned=False,
-        content_sha256=_header(headers, "x-amz-content-sha256") or UNSIGNED_PAYLOAD,
+        content_sha256=joined_header(headers, "x-amz-content-sha256") or UNSIGNED_PAYLOAD,
         access_key=access_key,
     )
 
 
 def verify_presigned(req: RequestView, params: dict[str, str], lookup: Lookup, now: float) -> AuthResult:
-    from s3serve.sigv4 import UNSIGNED_PAYLOAD, AuthResult, lookup_user
+    from s3serve.sigv4 import UNSIGNED_PAYLOAD, AuthResult, joined_header, lookup_user
 
     if any(not params.get(name) for name in _PRESIGN_PARAMS):
         raise errors.AccessDenied(
@@ -251,6 +258,6 @@ def verify_presigned(req: RequestView, params: dict[str, str], lookup: Lookup, n
         user=user,
         version=2,
         presigned=True,
-        content_sha256=_header(headers, "x-amz-content-sha256") or UNSIGNED_PAYLOAD,
+        content_sha256=joined_header(headers, "x-amz-content-sha256") or UNSIGNED_PAYLOAD,
         access_key=access_key,
     )

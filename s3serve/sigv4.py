@@ -160,6 +160,16 @@ def _header_values(headers: Mapping[str, str], name: str) -> list[str]:
     return [] if value is None else [value]
 
 
+def joined_header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header as the body's checks read it: repeated, its values joined with ',' as the canonical
+    request's header lines join them (RFC 9110 5.3), never the first alone with the others
+    passed over (two Content-MD5 headers are one malformed digest, even two equal ones)."""
+    values = _header_values(headers, name)
+    if len(values) < 2:
+        return values[0] if values else None
+    return ",".join(values)
+
+
 def canonical_headers(headers: Mapping[str, str], signed: list[str]) -> str:
     """One 'name:value\\n' line per signed header; repeated headers are joined with ',', each value
     trimmed and inner runs of whitespace collapsed to one space."""
@@ -435,7 +445,14 @@ def _verify_header_v4(req: RequestView, authorization: str, lookup: Lookup, now:
     _verify_signature(req, cred, key, amz_date, signed, content_sha256, signature, exclude=None)
     check_skew(req.headers.get("x-amz-date") or req.headers.get("Date") or amz_date, request_time, now)
     _check_signed_amz_headers(req.headers, signed)
-    return _v4_result(user, cred, key, amz_date, signature, content_sha256, presigned=False)
+    return _v4_result(user, cred, key, amz_date, signature, _payload_claim(req, content_sha256), presigned=False)
+
+
+def _payload_claim(req: RequestView, signed_payload: str) -> str:
+    """What the body is checked against: the payload line of the signature holds the first
+    x-amz-content-sha256, as botocore builds it, but a repeated header is all its values joined
+    (payload.py then refuses it), never the first with the others ignored."""
+    return joined_header(req.headers, "x-amz-content-sha256") or signed_payload
 
 
 def _check_signed_amz_headers(headers: Mapping[str, str], signed: list[str]) -> None:
@@ -554,4 +571,4 @@ def _verify_presigned_v4(req: RequestView, params: dict[str, str], lookup: Looku
     if request_time - now > MAX_SKEW_SECONDS:
         raise errors.AccessDenied("Request is not valid yet")
     _check_signed_amz_headers(req.headers, signed)
-    return _v4_result(user, cred, key, amz_date, signature, content_sha256, presigned=True)
+    return _v4_result(user, cred, key, amz_date, signature, _payload_claim(req, content_sha256), presigned=True)

@@ -355,6 +355,20 @@ def write_meta(headers: Mapping[str, str], *, with_tags: bool = True) -> WriteMe
     )
 
 
+# The headers an object's creation asks Object Lock with. No bucket here has Object Lock (it
+# needs versioning), so S3's answer for a bucket without it applies. S3 words it without the
+# spaces its retention and legal hold APIs put in "Object Lock Configuration" (versitygw#1755).
+OBJECT_LOCK_HEADERS = ("x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold")
+NO_LOCK_CONFIGURATION = "Bucket is missing ObjectLockConfiguration"
+
+
+def refuse_object_lock(headers: Mapping[str, str]) -> None:
+    """PutObject, CopyObject and CreateMultipartUpload naming a retention or a legal hold: stored
+    without one, the object would be deletable though its writer asked that it not be."""
+    if any(headers.get(name) for name in OBJECT_LOCK_HEADERS):
+        raise errors.InvalidRequest(NO_LOCK_CONFIGURATION)
+
+
 TAG_KEY_MAX, TAG_VALUE_MAX, MAX_TAGS = 128, 256, 10
 
 

@@ -29,6 +29,7 @@ from ..storage.base import (
     HeaderPrecondition,
     ObjectInfo,
     Precondition,
+    UploadInfo,
 )
 from ..storage.ssec import (
     COPY_SOURCE_CUSTOMER_PREFIX,
@@ -266,31 +267,35 @@ async def described_without_key(ctx: Context) -> ObjectInfo:
     return replace(page.objects[0], encryption=SSE_C_KEY_UNKNOWN)
 
 
-async def check_upload_key(ctx: Context, upload_id: str, given: CustomerKey | None, *, complete: bool = False) -> None:
+async def check_upload_key(
+    ctx: Context, upload_id: str, given: CustomerKey | None, *, complete: bool = False
+) -> UploadInfo | None:
     """A part (or the Complete) of an upload made with SSE-C gives its key, and one made without
-    gives none. A cache's upstream checks that itself, with the key it is sent."""
+    gives none. A cache's upstream checks that itself, with the key it is sent. The upload looked
+    up, for the caller's other checks against it; None where none was."""
     if ctx.backend.upstream_encryption:
-        return
+        return None
     try:
         upload = await ctx.backend.upload_info(ctx.bucket, ctx.key, upload_id)
     except errors.NoSuchUpload:
         if complete:
-            return  # completed already: the backend answers a retried Complete, or NoSuchUpload
+            return None  # completed already: the backend answers a retried Complete, or NoSuchUpload
         raise
     encryption = upload.meta.encryption
     if encryption is None or not encryption.is_customer:
         if given is not None:
             raise errors.InvalidRequest(UPLOAD_MISMATCH)
-        return
+        return upload
     if given is None:
         # S3 asks Complete for the key only of an upload that has a checksum algorithm.
         if complete and upload.meta.checksum_algorithm is None:
-            return
+            return upload
         if complete:
             raise _invalid(NEEDS_KEY)
         raise errors.InvalidRequest(UPLOAD_MISMATCH)
     if not _same_key(encryption, given):
         raise errors.InvalidRequest(UPLOAD_OTHER_KEY)
+    return upload
 
 
 def answered(encryption: Encryption) -> dict[str, str]:

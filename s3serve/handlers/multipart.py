@@ -9,8 +9,9 @@ from urllib.parse import quote
 from aiohttp import web
 
 from .. import errors, s3xml
-from ..checksums import ALGORITHM_DIGEST, valid_checksum
+from ..checksums import ALGORITHM_DIGEST, check_part_checksum, valid_checksum
 from ..payload import RequestBody, ascii_int, make_body
+from ..sigv4 import joined_header
 from ..storage.base import SSE_S3, ObjectInfo, PartInfo, Precondition
 from .common import (
     Context,
@@ -21,6 +22,7 @@ from .common import (
     header_checks,
     int_param,
     read_precondition,
+    refuse_object_lock,
     url_encoding,
     write_meta,
     write_precondition,
@@ -66,6 +68,7 @@ def _part_number(ctx: Context) -> int:
 
 async def create_multipart_upload(ctx: Context) -> web.StreamResponse:
     meta = write_meta(ctx.headers)
+    refuse_object_lock(ctx.headers)
     meta.encryption = await write_encryption(ctx)
     await check_acl(ctx)
     upload = await ctx.backend.create_multipart_upload(ctx.bucket, ctx.key, meta, ctx.user.user_id)
@@ -93,10 +96,15 @@ async def upload_part_headers(ctx: Context) -> PartRequest:
         raise errors.EntityTooLarge(ProposedSize=length, MaxSizeAllowed=MAX_PART_SIZE)
     given = await write_key(ctx)
     refuse_write_only(ctx)
+    # A local backend's upload lookup refuses such a key too; a cache's makes none.
+    ctx.backend.check_key(ctx.key)
     # Looks the upload up (a local backend's upload.json); storage looks again as the part is
     # stored, for an upload completed or aborted since.
-    await check_upload_key(ctx, upload_id, given)
-    return PartRequest(upload_id, number, make_body(ctx.request.content, ctx.headers, ctx.auth))
+    upload = await check_upload_key(ctx, upload_id, given)
+    body = make_body(ctx.request.content, ctx.headers, ctx.auth)
+    if upload is not None:
+        check_part_checksum(upload.meta.checksum_algorithm, upload.meta.checksum_type, body.declared_checksum)
+    return PartRequest(upload_id, number, body)
 
 
 async def upload_part(ctx: Context) -> web.StreamResponse:
@@ -182,12 +190,13 @@ def _object_checksums(ctx: Context) -> dict[str, str]:
     part count of a composite one ("<base64>-<n>") or without; InvalidRequest otherwise, as S3
     answers a malformed value before it compares anything."""
     given: dict[str, str] = {}
-    for name, raw in ctx.headers.items():
+    for name in ctx.headers:
         lower = name.lower()
         algorithm = lower[len("x-amz-checksum-") :].upper()
-        if not lower.startswith("x-amz-checksum-") or algorithm not in ALGORITHM_DIGEST:
+        if not lower.startswith("x-amz-checksum-") or algorithm not in ALGORITHM_DIGEST or algorithm in given:
             continue
-        value = raw.strip()
+        # A repeated header is one value, joined as signed: never the last one alone.
+        value = (joined_header(ctx.headers, name) or "").strip()
         digest, dash, count = value.partition("-")
         if not valid_checksum(algorithm, digest) or (dash and not (count.isascii() and count.isdigit())):
             raise errors.InvalidRequest(f"Value for {lower} header is invalid.")

@@ -37,6 +37,7 @@ from .common import (
     http_date,
     object_headers,
     read_precondition,
+    refuse_object_lock,
     validate_tags,
     write_meta,
     write_precondition,
@@ -113,12 +114,16 @@ async def put_object_headers(ctx: Context) -> PutRequest:
     if size is not None and size > MAX_PUT_SIZE:
         raise errors.EntityTooLarge(ProposedSize=length, MaxSizeAllowed=MAX_PUT_SIZE)
     meta = write_meta(ctx.headers)
+    refuse_object_lock(ctx.headers)
     meta.encryption = await write_encryption(ctx)
     precondition = write_precondition(ctx.headers)
     body = make_body(ctx.request.content, ctx.headers, ctx.auth)
     # After make_body, which reads nothing but answers a body without a findable end with a
     # closed connection; a refusal here leaves the unread body to aiohttp, which drains it.
     await check_acl(ctx)
+    # Last: storage, which refused such a key before it was asked here, did so after every
+    # check above; a request that breaks two rules keeps the error it got.
+    ctx.backend.check_key(ctx.key, size)
     return PutRequest(body, meta, precondition)
 
 
@@ -461,6 +466,7 @@ async def copy_object(ctx: Context) -> web.StreamResponse:
     await check_source_bucket(ctx, src_bucket)
     metadata_directive = _directive(ctx, "x-amz-metadata-directive")
     tagging_directive = _directive(ctx, "x-amz-tagging-directive")
+    refuse_object_lock(ctx.headers)
     await check_acl(ctx)
     same = (src_bucket, src_key) == (ctx.bucket, ctx.key)
     # S3 never copies the website redirect location: the copy has the one the request gives.

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from ..errors import S3Error
+from .keys import check_key_size
 
 T = TypeVar("T")
 
@@ -326,6 +327,13 @@ class Backend(abc.ABC):
         """Raises BucketNotEmpty when objects remain; uploads in progress go with the bucket, as on S3."""
 
     # -- objects ------------------------------------------------------------------------------
+    def check_key(self, key: str, size: int | None = None) -> None:
+        """Refuse a key this backend cannot store, from its name (and ``size``, the length a
+        write declares, where known) alone: what a write's header phase asks before the 100
+        Continue, so a body bound for such a key is never sent. S3's own limit here; a backend
+        with rules of its own (a filesystem's) adds them."""
+        check_key_size(key)
+
     @abc.abstractmethod
     async def put_object(
         self, bucket: str, key: str, body: Body, meta: WriteMeta, precondition: Precondition | None = None

@@ -173,6 +173,10 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
     def _resolve(self, path: str) -> tuple[str, os.stat_result] | None:
         return keys.resolve(self._real_root, path)
 
+    def check_key(self, key: str, size: int | None = None) -> None:
+        if keys.parse_key(key).is_folder and size:
+            raise keys.folder_with_content(key)
+
     def _locate(self, bucket: str, key: str) -> tuple[str, KeyPath, str]:
         """Bucket folder, parsed key and path; the bucket is checked first, as S3 does."""
         bdir = self._bucket_dir(bucket)
@@ -431,10 +435,7 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
         if kp.is_folder:
             async for chunk in body:
                 if chunk:
-                    raise errors.InvalidArgument(
-                        "A key ending in '/' is a folder on this server's filesystem and cannot have content.",
-                        resource=key,
-                    )
+                    raise keys.folder_with_content(key)
             record = Record.for_write(meta, EMPTY_MD5, 0, body.finish(hasher.digests()))
             record.folder = True
             return await self._publish(bucket, kp, None, record, precondition)

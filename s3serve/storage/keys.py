@@ -87,6 +87,23 @@ def _unstorable(key: str, why: str) -> errors.S3Error:
     )
 
 
+def _too_long(key: str, size: int) -> errors.S3Error:
+    return errors.KeyTooLongError(f"Your key is too long: {size} bytes, the limit is {MAX_KEY_BYTES}.", resource=key)
+
+
+def folder_with_content(key: str) -> errors.S3Error:
+    return errors.InvalidArgument(
+        "A key ending in '/' is a folder on this server's filesystem and cannot have content.", resource=key
+    )
+
+
+def check_key_size(key: str) -> None:
+    """S3's own limit on a key, whatever stores it (parse_key applies it with the disk's rules)."""
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        raise _too_long(key, size)
+
+
 def parse_key(key: str) -> KeyPath:
     """Validate ``key`` and split it into path segments, or raise a clear S3Error."""
     if not key:
@@ -97,9 +114,7 @@ def parse_key(key: str) -> KeyPath:
         # Lone surrogates: not valid UTF-8, so not a key any client could have sent.
         raise _unstorable(key, "the key is not valid UTF-8") from None
     if len(encoded) > MAX_KEY_BYTES:
-        raise errors.KeyTooLongError(
-            f"Your key is too long: {len(encoded)} bytes, the limit is {MAX_KEY_BYTES}.", resource=key
-        )
+        raise _too_long(key, len(encoded))
     if "\x00" in key:
         raise _unstorable(key, "it contains a NUL character")
     is_folder = key.endswith("/")

@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from ..checksums import ALGORITHM_DIGEST, DEFAULT_CHECKSUM, MultiHasher, b64
+from ..checksums import ALGORITHM_DIGEST, DEFAULT_CHECKSUM, MultiHasher, b64, check_part_checksum
 from . import assembly, completion, gc, keys
 from .assembly import copy_range, hash_range
 from .base import (
@@ -271,14 +271,7 @@ class Staging:
         directory = self.upload_dir(bucket, upload_id)
         upload = self.load_upload(directory, upload_id, key)
         algorithm = upload.meta.checksum_algorithm
-        declared = body.declared_checksum
-        # What S3 answers: the part's checksum could never take part in the object's, and the
-        # parts of a composite upload must each come with theirs.
-        if algorithm is not None and declared != algorithm and (declared is not None or upload.meta.checksum_type == "COMPOSITE"):
-            raise errors.InvalidRequest(
-                f"Checksum Type mismatch occurred, expected checksum Type: {algorithm.lower()}, "
-                f"actual checksum Type: {declared.lower() if declared is not None else 'null'}"
-            )
+        check_part_checksum(algorithm, upload.meta.checksum_type, body.declared_checksum)
         names = ["md5", ALGORITHM_DIGEST[DEFAULT_CHECKSUM], *sorted(body.digests_wanted)]
         if algorithm is not None:
             names.append(ALGORITHM_DIGEST[algorithm])

@@ -210,6 +210,36 @@ def test_retention_and_legal_hold_without_object_lock(server: Server, s3, bucket
     assert _fails(s3.get_object_retention, Bucket=f"{bucket}-none", Key="k")[:2] == ("NoSuchBucket", 404)
 
 
+def test_writes_that_ask_for_object_lock_are_refused(server: Server, s3, bucket: str) -> None:
+    """PutObject, CopyObject and CreateMultipartUpload naming a retention or a legal hold get S3's
+    400 for a bucket without Object Lock (worded without the spaces of the retention API's), and
+    nothing is written: the object would otherwise be deletable though its writer asked it not be."""
+    s3.put_object(Bucket=bucket, Key="src", Body=b"x")
+    until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+    locks: list[dict[str, Any]] = [
+        {"ObjectLockMode": "GOVERNANCE", "ObjectLockRetainUntilDate": until},
+        {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": until},
+        {"ObjectLockLegalHoldStatus": "ON"},
+    ]
+    for lock in locks:
+        calls: list[tuple[Callable[..., Any], dict[str, Any]]] = [
+            (s3.put_object, {"Key": "locked", "Body": b"x"}),
+            (s3.copy_object, {"Key": "locked", "CopySource": {"Bucket": bucket, "Key": "src"}}),
+            (s3.create_multipart_upload, {"Key": "locked"}),
+        ]
+        for call, kwargs in calls:
+            code, status, error = _fails(call, Bucket=bucket, **kwargs, **lock)
+            assert (code, status, error["Message"]) == ("InvalidRequest", 400, "Bucket is missing ObjectLockConfiguration"), (call, lock)
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="locked")["KeyCount"] == 0
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket, Prefix="locked")
+    # A raw header alone is enough, whatever its value; an empty one names nothing.
+    r = signed(server, "PUT", f"/{bucket}/locked", b"x", {"x-amz-object-lock-legal-hold": "OFF"})
+    assert _code(r) == (400, "InvalidRequest")
+    r = signed(server, "POST", f"/{bucket}/locked?uploads", b"", {"x-amz-object-lock-retain-until-date": "2999-01-01T00:00:00Z"})
+    assert _code(r) == (400, "InvalidRequest")
+    assert signed(server, "PUT", f"/{bucket}/locked", b"x", {"x-amz-object-lock-mode": ""}).status == 200
+
+
 # -- RestoreObject --------------------------------------------------------------------------------
 
 

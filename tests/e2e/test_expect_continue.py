@@ -113,6 +113,7 @@ def uploads(s3: Any, bucket: str) -> dict[str, str]:
         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
     )  # fmt: skip
     ids["unknown"] = "0" * 16 + uuid.uuid4().hex
+    ids["crc32"] = s3.create_multipart_upload(Bucket=bucket, Key="part", ChecksumAlgorithm="CRC32")["UploadId"]
     return ids
 
 
@@ -178,6 +179,14 @@ def _refusal(server: Server, method: str, path: str, headers: dict[str, str], *,
 # (method, path with {bucket} / {bobs} / {upload:<state>}, headers) -> (status, code)
 PUT = ("PUT", "/{bucket}/refused")
 PART = ("PUT", "/{bucket}/part?partNumber=1&uploadId={upload:open}")
+PART_CRC32 = ("PUT", "/{bucket}/part?partNumber=1&uploadId={upload:crc32}")
+SHA256_OF_NOTHING = base64.b64encode(hashlib.sha256().digest()).decode()
+UNSIGNED_TRAILER_SHA256 = {
+    "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    "Content-Encoding": "aws-chunked",
+    "x-amz-decoded-content-length": BIG,
+    "x-amz-trailer": "x-amz-checksum-sha256",
+}
 SSE_C = {
     "x-amz-server-side-encryption-customer-algorithm": "AES256",
     "x-amz-server-side-encryption-customer-key": base64.b64encode(b"k" * 32).decode(),
@@ -205,6 +214,18 @@ REFUSED: dict[str, tuple[tuple[str, str], dict[str, str], int, str]] = {
     "part-over-5gib": (PART, {"Content-Length": str(5 * GIB + 1)}, 400, "EntityTooLarge"),
     "part-malformed-content-md5": (PART, {"Content-MD5": "not-an-md5"}, 400, "InvalidDigest"),
     "part-sse-header": (PART, {"x-amz-server-side-encryption": "AES256"}, 400, "InvalidArgument"),
+    # Keys storage cannot hold, known from the path: S3's 1024 bytes, and the filesystem's rules.
+    "put-key-over-1024-bytes": (("PUT", "/{bucket}/" + "k" * 1025), {}, 400, "KeyTooLongError"),
+    "put-key-of-multibyte-characters": (("PUT", "/{bucket}/" + "%C3%A9" * 513), {}, 400, "KeyTooLongError"),
+    "put-key-segment-over-255-bytes": (("PUT", "/{bucket}/" + "s" * 256), {}, 400, "KeyTooLongError"),
+    "put-key-empty-segment": (("PUT", "/{bucket}/a//b"), {}, 400, "InvalidArgument"),
+    "put-folder-key-with-content": (("PUT", "/{bucket}/folder/"), {}, 400, "InvalidArgument"),
+    "part-key-over-1024-bytes": (("PUT", "/{bucket}/" + "k" * 1025 + "?partNumber=1&uploadId={upload:open}"), {}, 400, "KeyTooLongError"),
+    # A part whose checksum its upload (made with CRC32) could never combine, named in a header,
+    # in the trailer it announces, or missing from a part of an upload of composite checksums.
+    "part-checksum-of-another-algorithm": (PART_CRC32, {"x-amz-checksum-sha256": SHA256_OF_NOTHING}, 400, "InvalidRequest"),
+    "part-trailer-of-another-algorithm": (PART_CRC32, UNSIGNED_TRAILER_SHA256, 400, "InvalidRequest"),
+    "part-without-the-uploads-checksum": (PART_CRC32, {}, 400, "InvalidRequest"),
     "complete-other-users-bucket": (("POST", "/{bobs}/k?uploadId={upload:open}"), {}, 403, "AccessDenied"),
     "complete-sse-header": (
         ("POST", "/{bucket}/part?uploadId={upload:open}"), {"x-amz-server-side-encryption": "AES256"}, 400, "InvalidArgument"
@@ -435,6 +456,11 @@ def test_through_the_upstream_cache(tmp_path: Any) -> None:
         assert (answer.status, answer.code, answer.silent) == (404, "NoSuchBucket", True)
         answer = _refusal(cache, "PUT", f"/{name}/k", {"Content-Length": BIG, "x-amz-acl": "public-read"}, expect=True)
         assert (answer.status, answer.code, answer.silent) == (400, "AccessControlListNotSupported", True)
+        # S3's limit on a key, which the cache applies before the upstream sees the body.
+        upload_id = s3.create_multipart_upload(Bucket=name, Key="k")["UploadId"]
+        for path in (f"/{name}/{'k' * 1025}", f"/{name}/{'k' * 1025}?partNumber=1&uploadId={upload_id}"):
+            answer = _refusal(cache, "PUT", path, {"Content-Length": BIG}, expect=True)
+            assert (answer.status, answer.code, answer.silent) == (400, "KeyTooLongError", True), path
         data = b"c" * (3 * 1024 * 1024)
         s3.put_object(Bucket=name, Key="k", Body=data)
         assert s3.get_object(Bucket=name, Key="k")["Body"].read() == data

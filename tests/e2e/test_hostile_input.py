@@ -11,14 +11,23 @@ What S3 answers, and where that is written down:
   nearest is 400 InvalidBucketName, "The specified bucket is not valid.", which is what the
   bucket it names is;
 - a body cut short by its Content-Length, followed by bytes that are no request: the body's own
-  error (here IncompleteBody), then the parse error, promptly, and the server goes on serving.
+  error (here IncompleteBody), then the parse error, promptly, and the server goes on serving;
+- a header given twice: read as its values joined with ',', as SigV4's canonical request joins
+  them (RFC 9110 5.3), so two Content-MD5 headers are one malformed digest (InvalidDigest);
+- aws-chunked framing other than the documented lines (sigv4-streaming.html,
+  sigv4-streaming-trailers.html): IncompleteBody, "The request body terminated unexpectedly"
+  (versitygw#1666, from S3's answers); a trailer other than the announced checksum (and, when
+  signed, its signature): MalformedTrailerError.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import socket
 import time
+import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -270,3 +279,146 @@ def test_a_tag_xml_cannot_carry_is_invalid_tag(server: Server, s3, bucket: str, 
     assert (r.status, _code(r.data)) == (400, "InvalidTag"), (r.status, r.data[:400])
     assert object_absent(s3, bucket, "copy")
     assert s3.get_object_tagging(Bucket=bucket, Key="src")["TagSet"] == []
+
+
+# -- repeated headers ------------------------------------------------------------------------------
+
+
+class _RepeatsAuth(FixedPayloadAuth):
+    """FixedPayloadAuth, keeping every x-amz-content-sha256 the test gave: botocore signs a
+    repeated header as its values joined with ',', and its payload line as the first value."""
+
+    def _modify_request_before_signing(self, request: AWSRequest) -> None:
+        given = request.headers.get_all("x-amz-content-sha256")
+        super()._modify_request_before_signing(request)
+        del request.headers["X-Amz-Content-SHA256"]
+        for value in given:
+            request.headers["X-Amz-Content-SHA256"] = value
+
+
+def _send(server: Server, method: str, path: str, headers: list[tuple[str, str]], body: bytes = b"") -> bytes:
+    """A SigV4-signed request whose headers may repeat (a name given twice is sent twice), on a
+    raw socket; its answer."""
+    request = AWSRequest(method=method, url=server.endpoint + path)
+    for name, value in [*headers, ("Content-Length", str(len(body)))]:
+        request.headers[name] = value  # botocore's HTTPHeaders appends: a repeated name stays repeated
+    if "x-amz-content-sha256" not in request.headers:
+        request.headers["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD"
+    _RepeatsAuth(Credentials(server.access_key, server.secret_key), "s3", REGION).add_auth(request)
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {urlsplit(server.endpoint).netloc}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in request.headers.items()]
+    parts = urlsplit(server.endpoint)
+    assert parts.hostname is not None and parts.port is not None
+    with socket.create_connection((parts.hostname, parts.port), timeout=20) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        return _answer(sock)
+
+
+def _status_and_code(answer: bytes) -> tuple[int, str | None]:
+    return int(answer.split(b" ", 2)[1]), _code(answer)
+
+
+def _md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+@pytest.mark.parametrize("second", ["same", "other"])
+def test_two_content_md5_headers_are_one_malformed_digest(server: Server, s3, bucket: str, second: str) -> None:  # type: ignore[no-untyped-def]
+    """SigV4 reads a repeated header as its values joined with ',' (RFC 9110 5.3), which is no
+    MD5: InvalidDigest, as for any malformed Content-MD5. Only the first was checked, so a body
+    matching it was stored whatever the second said."""
+    data = b"the body"
+    md5s = [_md5(data), _md5(data) if second == "same" else _md5(b"another body")]
+    answer = _send(server, "PUT", f"/{bucket}/two-md5", [("Content-MD5", md5) for md5 in md5s], data)
+    assert _status_and_code(answer) == (400, "InvalidDigest"), answer[:600]
+    assert f"<Content-MD5>{','.join(md5s)}</Content-MD5>".encode() in answer
+    assert object_absent(s3, bucket, "two-md5")
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="two-md5")["UploadId"]
+    answer = _send(server, "PUT", f"/{bucket}/two-md5?partNumber=1&uploadId={upload}", [("Content-MD5", md5) for md5 in md5s], data)
+    assert _status_and_code(answer) == (400, "InvalidDigest"), answer[:600]
+    assert "Parts" not in s3.list_parts(Bucket=bucket, Key="two-md5", UploadId=upload)
+    # One, as ever, is checked and kept.
+    answer = _send(server, "PUT", f"/{bucket}/two-md5", [("Content-MD5", md5s[0])], data)
+    assert _status_and_code(answer) == (200, None), answer[:600]
+
+
+def test_two_x_amz_content_sha256_headers_are_refused(server: Server, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """Two x-amz-content-sha256 headers, both the body's hash: the body is held against them
+    joined, which is no hash (400 InvalidArgument), not against the first one alone."""
+    data = b"the body"
+    digest = hashlib.sha256(data).hexdigest()
+    answer = _send(server, "PUT", f"/{bucket}/two-sha", [("x-amz-content-sha256", digest)] * 2, data)
+    assert _status_and_code(answer) == (400, "InvalidArgument"), answer[:600]
+    assert object_absent(s3, bucket, "two-sha")
+    answer = _send(server, "PUT", f"/{bucket}/two-sha", [("x-amz-content-sha256", digest)], data)
+    assert _status_and_code(answer) == (200, None), answer[:600]
+
+
+def test_two_checksum_headers_on_complete_are_one_invalid_value(server: Server, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """CompleteMultipartUpload's x-amz-checksum-<algorithm> names the whole object: given twice,
+    only the last was compared. Joined, the two are no CRC32: S3's InvalidRequest for a
+    malformed value, and the upload stays open."""
+    data = b"part data"
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="two-crc", ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT")["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key="two-crc", UploadId=upload, PartNumber=1, Body=data, ChecksumAlgorithm="CRC32")
+    document = (
+        f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{part['ETag']}</ETag>"
+        f"<ChecksumCRC32>{part['ChecksumCRC32']}</ChecksumCRC32></Part></CompleteMultipartUpload>"
+    ).encode()
+    crc = part["ChecksumCRC32"]  # one part: the object's CRC32 is the part's
+    answer = _send(server, "POST", f"/{bucket}/two-crc?uploadId={upload}", [("x-amz-checksum-crc32", crc)] * 2, document)
+    assert _status_and_code(answer) == (400, "InvalidRequest"), answer[:600]
+    assert b"Value for x-amz-checksum-crc32 header is invalid." in answer
+    assert object_absent(s3, bucket, "two-crc")
+    answer = _send(server, "POST", f"/{bucket}/two-crc?uploadId={upload}", [("x-amz-checksum-crc32", crc)], document)
+    assert _status_and_code(answer) == (200, None), answer[:600]
+    assert s3.get_object(Bucket=bucket, Key="two-crc")["Body"].read() == data
+
+
+# -- aws-chunked framing ---------------------------------------------------------------------------
+
+
+def _chunked_put(server: Server, path: str, body: bytes, decoded: int, trailer: str | None = "x-amz-checksum-crc32") -> bytes:
+    headers = [
+        ("x-amz-content-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+        ("Content-Encoding", "aws-chunked"),
+        ("x-amz-decoded-content-length", str(decoded)),
+    ]
+    if trailer is not None:
+        headers.append(("x-amz-trailer", trailer))
+    return _send(server, "PUT", path, headers, body)
+
+
+def _crc32(data: bytes) -> str:
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+FRAMINGS = {
+    # (size line of the one chunk, trailer lines) -> S3's error
+    "stray-cr-in-size-line": (b"5\r", b"x-amz-checksum-crc32:{crc}", "IncompleteBody"),
+    "extension-on-unsigned-chunk": (b"5;x=1", b"x-amz-checksum-crc32:{crc}", "IncompleteBody"),
+    "signature-on-unsigned-chunk": (b"5;chunk-signature=" + b"0" * 64, b"x-amz-checksum-crc32:{crc}", "IncompleteBody"),
+    "blank-after-size": (b"5 ", b"x-amz-checksum-crc32:{crc}", "IncompleteBody"),
+    "stray-cr-in-trailer": (b"5", b"x-amz-checksum-crc32:{crc}\r", "MalformedTrailerError"),
+    "undefined-trailer": (b"5", b"x-amz-checksum-crc32:{crc}\r\nx-amz-meta-a:b", "MalformedTrailerError"),
+}
+
+
+@pytest.mark.parametrize("framing", list(FRAMINGS))
+def test_aws_chunked_framing_s3_does_not_write_is_refused(server: Server, s3, bucket: str, framing: str) -> None:  # type: ignore[no-untyped-def]
+    """An unsigned aws-chunked body (what boto3 sends over https) is hex(size) CRLF data CRLF ...
+    0 CRLF, then "x-amz-checksum-<algorithm>:<value>" CRLF, then CRLF (sigv4-streaming-trailers).
+    S3 answers any other framing IncompleteBody, and a trailer it does not define
+    MalformedTrailerError; a stray CR, a chunk extension and an undefined trailer were read past,
+    and the object stored."""
+    size_line, trailer, code = FRAMINGS[framing]
+    data = b"hello"
+    body = size_line + b"\r\n" + data + b"\r\n0\r\n" + trailer.replace(b"{crc}", _crc32(data).encode()) + b"\r\n\r\n"
+    answer = _chunked_put(server, f"/{bucket}/framed", body, len(data))
+    assert _status_and_code(answer) == (400, code), answer[:600]
+    assert object_absent(s3, bucket, "framed")
+    good = b"5\r\n" + data + b"\r\n0\r\nx-amz-checksum-crc32:" + _crc32(data).encode() + b"\r\n\r\n"
+    answer = _chunked_put(server, f"/{bucket}/framed", good, len(data))
+    assert _status_and_code(answer) == (200, None), answer[:600]
+    assert s3.get_object(Bucket=bucket, Key="framed")["Body"].read() == data
+    s3.delete_object(Bucket=bucket, Key="framed")

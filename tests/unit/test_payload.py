@@ -618,3 +618,83 @@ async def test_trailers_that_do_not_match_x_amz_trailer_are_malformed() -> None:
         await consume(make_body(stream_of(whole), undeclared, None))
     got = await consume(make_body(stream_of(whole), headers, None))
     assert got[0] == data and got[2] == {"CRC32": crc}
+
+
+# -- the grammar of aws-chunked lines ----------------------------------------------------------
+
+
+def _signed_variants(raw: bytes) -> dict[str, bytes]:
+    """A signed body with its first size line written otherwise."""
+    line = raw[: raw.index(b"\r\n")]
+    size, _, signature = line.partition(b";chunk-signature=")
+    return {
+        "stray-cr-after-signature": raw.replace(line + b"\r\n", line + b"\r\r\n", 1),
+        "stray-cr-after-size": raw.replace(line, size + b"\r;chunk-signature=" + signature, 1),
+        "extension-before-signature": raw.replace(line, size + b";x=1;chunk-signature=" + signature, 1),
+        "extension-after-signature": raw.replace(line, line + b";x=1", 1),
+        "blank-before-size": raw.replace(line, b" " + line, 1),
+        "blank-around-semicolon": raw.replace(line, size + b" ; chunk-signature=" + signature, 1),
+        "short-signature": raw.replace(line, line[:-1], 1),
+        "other-name": raw.replace(line, size + b";chunk-signatures=" + signature, 1),
+    }
+
+
+@pytest.mark.parametrize("variant", list(_signed_variants(b"1;chunk-signature=" + b"0" * 64 + b"\r\n")))
+async def test_a_signed_size_line_is_size_and_signature_alone(variant: str) -> None:
+    """sigv4-streaming.html: hex(size) ";chunk-signature=" signature CRLF, nothing more. S3
+    answers any other framing IncompleteBody; a stray CR or an extension was read past."""
+    data = os.urandom(20_000)
+    auth = signed_auth("STREAMING-AWS4-HMAC-SHA256-PAYLOAD")
+    raw = sign_chunks(auth.signing_key or b"", SEED, [data[:10_000], data[10_000:]])
+    headers = hdrs(Transfer_Encoding="chunked", x_amz_decoded_content_length=str(len(data)))
+    assert (await consume(make_body(stream_of(raw), headers, auth)))[0] == data
+    with pytest.raises(errors.IncompleteBody):
+        await consume(make_body(stream_of(_signed_variants(raw)[variant]), headers, auth))
+
+
+# What goes before and after the size on an unsigned chunk's line.
+UNSIGNED_VARIANTS = {
+    "stray-cr": (b"", b"\r"),
+    "extension": (b"", b";x=1"),
+    "chunk-signature": (b"", b";chunk-signature=" + b"0" * 64),
+    "trailing-blank": (b"", b" "),
+    "leading-blank": (b" ", b""),
+}
+
+
+@pytest.mark.parametrize("variant", list(UNSIGNED_VARIANTS))
+async def test_an_unsigned_size_line_is_the_size_alone(variant: str) -> None:
+    """sigv4-streaming-trailers.html: an unsigned chunk's line is hex(size) CRLF (versitygw reads
+    the size up to the CR and answers anything that is not hex IncompleteBody, as S3 does)."""
+    data = os.urandom(100_000)
+    raw = botocore_chunked(data)
+    line = raw[: raw.index(b"\r\n")]
+    before, after = UNSIGNED_VARIANTS[variant]
+    changed = before + line + after
+    headers = trailer_headers(len(data), content_sha256="STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+    with pytest.raises(errors.IncompleteBody):
+        await consume(make_body(stream_of(raw.replace(line + b"\r\n", changed + b"\r\n", 1)), headers, None))
+
+
+@pytest.mark.parametrize(
+    "trailer",
+    [
+        b"x-amz-checksum-crc32:{crc}\r\r\n",  # a stray CR
+        b"x-amz-checksum-crc32:{crc}\r\nx-amz-meta-a:b\r\n",  # a trailer S3 does not define
+        b"x-amz-checksum-crc32:{crc}\r\nx-amz-checksum-crc32:{crc}\r\n",  # given twice
+        b"x-amz-checksum-crc32 :{crc}\r\n",  # a blank in the name
+        b"x-amz-checksum-crc32:{crc}\r\nx-amz-trailer-signature:" + b"0" * 64 + b"\r\n",  # unsigned body
+        b"x-amz-checksum-crc32:\x01{crc}\r\n",  # a control character
+    ],
+    ids=["stray-cr", "undefined-trailer", "twice", "blank-in-name", "signature-of-unsigned", "control-character"],
+)
+async def test_trailer_lines_that_are_not_the_announced_checksum_are_malformed(trailer: bytes) -> None:
+    data = b"abc"
+    crc = oracle("CRC32", data).encode()
+    headers = trailer_headers(len(data), content_sha256="STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+    body = b"3\r\nabc\r\n0\r\n" + trailer.replace(b"{crc}", crc) + b"\r\n"
+    with pytest.raises(errors.MalformedTrailerError):
+        await consume(make_body(stream_of(body), headers, None))
+    # Blanks around the value, as an HTTP field allows them, are read past.
+    spaced = b"3\r\nabc\r\n0\r\nx-amz-checksum-crc32: " + crc + b" \r\n\r\n"
+    assert (await consume(make_body(stream_of(spaced), headers, None)))[2] == {"CRC32": crc.decode()}
