@@ -23,12 +23,12 @@ from .handlers.common import (
     STORAGE_CHECKS_BUCKET,
     Context,
     HeaderPhase,
-    bucket_owner,
     parse_query,
 )
 from .handlers.multipart import complete_multipart_upload_headers, upload_part_headers
 from .handlers.objects import put_object_headers
-from .handlers.policy import grant_anonymous, may_list
+from .handlers.policy import POLICY, authorize_signed, grant_anonymous, may_list
+from .policy import load as load_policy
 from .routing import Route, resolve
 from .sigv4 import AuthResult, RequestView, authenticate
 from .storage.base import Backend
@@ -62,10 +62,11 @@ INFLIGHT: web.AppKey[Inflight] = web.AppKey("inflight", Inflight)
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 
 SERVER_NAME = "s3serve"
-# Operations that need no bucket ownership check (they have no bucket, or create it).
+# Operations that need no bucket ownership check (they have no bucket, or create it), nor a
+# bucket policy (AWS decides them by identity policies alone).
 _NO_BUCKET_CHECK = frozenset({"ListBuckets", "CreateBucket"})
 # Operations whose credentials travel in the body (PostObject's form fields): their handler
-# authenticates them and checks the bucket's owner itself.
+# authenticates them and checks the bucket's owner and policy itself.
 _FORM_AUTH = frozenset({"PostObject"})
 # The handlers' checks that need no body (their header phases, see common.header_checks), run
 # before the 100 Continue of a client that expects one: the operations whose bodies are large.
@@ -295,8 +296,7 @@ async def _check_before_body(request: web.Request) -> None:
     route = _route(request)
     if route.operation == PREFLIGHT or route.operation in _FORM_AUTH:
         return  # no credentials in the headers: a preflight has none, PostObject's are in its body
-    auth = _authenticate(request) or await _grant_anonymous(request, route)
-    await _check_bucket(request, route, auth)
+    auth = await _check_bucket(request, route, _authenticate(request) or await _grant_anonymous(request, route))
     if route.operation not in HANDLERS:
         raise errors.not_implemented(route.operation)
     phase = _HEADER_PHASES.get(route.operation)
@@ -306,15 +306,17 @@ async def _check_before_body(request: web.Request) -> None:
         request[EARLY_CHECKS] = (phase, await phase(_context(request, route, auth, request.app[BACKEND])))
 
 
-async def _check_bucket(request: web.Request, route: Route, auth: AuthResult) -> None:
-    """The bucket the request names is there and the signer's: NoSuchBucket, or AccessDenied for
-    another user's. Once per request: the expect handler's check holds for dispatch."""
+async def _check_bucket(request: web.Request, route: Route, auth: AuthResult) -> AuthResult:
+    """The bucket the request names is there, and the signer's or granted to it by the bucket's
+    policy, which no Deny of forbids: NoSuchBucket, or AccessDenied (handlers/policy.py). Returns
+    the request as it runs (as the bucket's owner, for a grant). Once per request: the expect
+    handler's check holds for dispatch."""
     state = _state(request)
     if route.bucket is None or route.operation in _NO_BUCKET_CHECK or state.bucket_checked:
-        return
-    if await bucket_owner(request.app[BACKEND], route.bucket, route.operation) != auth.user.user_id:
-        raise errors.AccessDenied()
+        return auth
+    auth = state.auth = await authorize_signed(request, route, state.query, request.app[BACKEND], request.app[CONFIG], auth)
     state.bucket_checked = True
+    return auth
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -329,12 +331,15 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         if auth is None:
             return await _dispatch_anonymous(request, route, backend)
         if route.operation in STORAGE_CHECKS_BUCKET and route.bucket is not None:
-            # GET and HEAD, the hot path: _check_bucket's check, inlined and with no memo to
-            # consult, as they carry no body, hence no Expect.
-            if await backend.bucket_owner(route.bucket) != auth.user.user_id:
-                raise errors.AccessDenied()
+            # GET and HEAD, the hot path: the owner's request to a bucket without a policy is
+            # decided here, with no memo to consult (they carry no body, hence no Expect).
+            owner, found = await backend.owner_and_config(route.bucket, POLICY, load_policy)
+            if owner != auth.user.user_id or found is not None:
+                auth = await _check_bucket(request, route, auth)
         else:
-            await _check_bucket(request, route, auth)
+            auth = await _check_bucket(request, route, auth)
+        if auth.requester is not None:
+            return await _dispatch_granted(request, route, backend, auth)
     handler = HANDLERS.get(route.operation)
     if handler is None:
         raise errors.not_implemented(route.operation)
@@ -342,16 +347,21 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 
 async def _dispatch_anonymous(request: web.Request, route: Route, backend: Backend) -> web.StreamResponse:
-    auth = await _grant_anonymous(request, route)
+    return await _dispatch_granted(request, route, backend, await _grant_anonymous(request, route))
+
+
+async def _dispatch_granted(request: web.Request, route: Route, backend: Backend, auth: AuthResult) -> web.StreamResponse:
+    """A request the bucket's policy granted to someone other than the bucket's owner
+    (anonymous, or another user), which runs as the owner."""
     handler = HANDLERS.get(route.operation)
     if handler is None:
         raise errors.not_implemented(route.operation)
     try:
         return await handler(_context(request, route, auth, backend))
     except errors.NoSuchKey:
-        # S3 tells an anonymous requester that a key is missing only if it may list the bucket:
-        # for every operation on an object (tagging, ACL, attributes, restore), not only GET/HEAD.
-        if route.key is not None and not await may_list(request, route, backend):
+        # S3 tells such a requester that a key is missing only if it may list the bucket: for
+        # every operation on an object (tagging, ACL, attributes, restore), not only GET/HEAD.
+        if route.key is not None and not await may_list(request, route, backend, auth if auth.version else None):
             raise errors.AccessDenied() from None
         raise
 

@@ -1,10 +1,12 @@
-"""Bucket policies: parsing, S3's notion of a public policy, and evaluation for anonymous requests.
+"""Bucket policies: parsing, S3's notion of a public policy, and evaluation of a request.
 
-Pure functions over the parsed JSON, so that the rules can be tested without a server. Only what
-an anonymous request needs is modelled: statements whose Principal is everyone, Action/NotAction,
-Resource/NotResource, and a few condition operators and keys. Anything else in a statement is
-treated so that it can never widen access: an Allow that depends on it grants nothing, a Deny
-that depends on it denies (see ``_Statement.applies``).
+Pure functions over the parsed JSON, so that the rules can be tested without a server. A request
+is anonymous or signed by an s3serve user, each user standing for the root of an AWS account of
+its own; which statements name it (Principal/NotPrincipal), Action/NotAction,
+Resource/NotResource and the Condition block (s3serve/policy_conditions.py) decide. Anything else
+in a statement is treated so that it can never widen access: an Allow that depends on it grants
+nothing, a Deny that depends on it denies (see ``_Statement.applies``). What the verdict means for
+the bucket's owner and for other users is the handlers' (s3serve/handlers/policy.py).
 """
 
 from __future__ import annotations
@@ -15,103 +17,127 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# Three-valued logic: True, False, or None for "cannot tell" (an unsupported or malformed part).
-Tri = bool | None
+from . import errors
+from .policy_conditions import Glob, Tri, Value, condition_values, conditions_hold, networks
+from .policy_conditions import request_context as request_context  # the handlers' one import
 
-# S3 operation -> (IAM action, whether its resource is the object rather than the bucket), after
-# AWS's "Actions, resources, and condition keys for Amazon S3". Operations missing here are never
-# granted to anonymous requests: the bucket-policy and public-access-block operations (S3 answers
-# them to the bucket owner's account only), CopyObject and UploadPartCopy (they would need the
-# source bucket's policy too), DeleteObjects (a decision per key), and whatever changes bucket
-# configuration.
-ACTIONS: dict[str, tuple[str, bool]] = {
-    "GetObject": ("s3:GetObject", True),
-    "HeadObject": ("s3:GetObject", True),
-    "GetObjectAttributes": ("s3:GetObjectAttributes", True),
-    "GetObjectTagging": ("s3:GetObjectTagging", True),
-    "PutObjectTagging": ("s3:PutObjectTagging", True),
-    "DeleteObjectTagging": ("s3:DeleteObjectTagging", True),
-    "GetObjectAcl": ("s3:GetObjectAcl", True),
-    "GetObjectRetention": ("s3:GetObjectRetention", True),
-    "GetObjectLegalHold": ("s3:GetObjectLegalHold", True),
-    "PutObject": ("s3:PutObject", True),
-    "CreateMultipartUpload": ("s3:PutObject", True),
-    "UploadPart": ("s3:PutObject", True),
-    "CompleteMultipartUpload": ("s3:PutObject", True),
-    "AbortMultipartUpload": ("s3:AbortMultipartUpload", True),
-    "ListParts": ("s3:ListMultipartUploadParts", True),
-    "DeleteObject": ("s3:DeleteObject", True),
-    "RestoreObject": ("s3:RestoreObject", True),
-    "HeadBucket": ("s3:ListBucket", False),
-    "ListObjects": ("s3:ListBucket", False),
-    "ListObjectsV2": ("s3:ListBucket", False),
-    "ListObjectVersions": ("s3:ListBucketVersions", False),
-    "ListMultipartUploads": ("s3:ListBucketMultipartUploads", False),
-    "GetBucketLocation": ("s3:GetBucketLocation", False),
-    "GetBucketTagging": ("s3:GetBucketTagging", False),
-    "GetBucketCors": ("s3:GetBucketCORS", False),
-    "GetBucketVersioning": ("s3:GetBucketVersioning", False),
-    "GetBucketAcl": ("s3:GetBucketAcl", False),
-    "GetBucketWebsite": ("s3:GetBucketWebsite", False),
+# Operations an anonymous request may be granted (with the action they need, ``action``).
+# The rest are never granted to one: the bucket-policy and public-access-block operations (S3
+# answers them to the bucket owner's account only), CopyObject and UploadPartCopy (a second
+# bucket's policy), DeleteObjects (a decision per key), PostObject (an anonymous form has no
+# policy to check) and whatever changes bucket configuration.
+ANONYMOUS = frozenset(
+    {
+        "GetObject", "HeadObject", "GetObjectAttributes", "GetObjectTagging", "PutObjectTagging",
+        "DeleteObjectTagging", "GetObjectAcl", "GetObjectRetention", "GetObjectLegalHold", "PutObject",
+        "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "AbortMultipartUpload", "ListParts",
+        "DeleteObject", "RestoreObject", "HeadBucket", "ListObjects", "ListObjectsV2", "ListObjectVersions",
+        "ListMultipartUploads", "GetBucketLocation", "GetBucketTagging", "GetBucketCors", "GetBucketVersioning",
+        "GetBucketAcl", "GetBucketWebsite",
+    }
+)  # fmt: skip
+# Operations that need no bucket policy: ListBuckets is the account's own, CreateBucket makes a
+# bucket that has none yet (AWS: both are decided by identity policies alone).
+UNEVALUATED = frozenset({"ListBuckets", "CreateBucket", "OptionsObject"})
+# S3's own: the bucket owner's account root may always run these, whatever the policy denies, so
+# that a policy that locks everyone out can be undone (API reference, DeleteBucketPolicy).
+OWNER_KEEPS = frozenset({"GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy"})
+# The IAM action of each operation whose action is not "s3:" + its name, after AWS's "Actions,
+# resources, and condition keys for Amazon S3" and the API reference's "Permissions" sections.
+_ACTION_NAMES = {
+    "HeadObject": "s3:GetObject",
+    "SelectObjectContent": "s3:GetObject",
+    "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject",
+    "CopyObject": "s3:PutObject",
+    "UploadPartCopy": "s3:PutObject",
+    "PostObject": "s3:PutObject",
+    "RenameObject": "s3:PutObject",
+    "DeleteObjects": "s3:DeleteObject",
+    "ListParts": "s3:ListMultipartUploadParts",
+    "HeadBucket": "s3:ListBucket",
+    "ListObjects": "s3:ListBucket",
+    "ListObjectsV2": "s3:ListBucket",
+    "ListObjectVersions": "s3:ListBucketVersions",
+    "ListMultipartUploads": "s3:ListBucketMultipartUploads",
+    "GetBucketCors": "s3:GetBucketCORS",
+    "PutBucketCors": "s3:PutBucketCORS",
+    "DeleteBucketCors": "s3:PutBucketCORS",
+    "DeleteBucketTagging": "s3:PutBucketTagging",
+    "GetBucketLifecycleConfiguration": "s3:GetLifecycleConfiguration",
+    "PutBucketLifecycleConfiguration": "s3:PutLifecycleConfiguration",
+    "DeleteBucketLifecycle": "s3:PutLifecycleConfiguration",
+    "GetBucketEncryption": "s3:GetEncryptionConfiguration",
+    "PutBucketEncryption": "s3:PutEncryptionConfiguration",
+    "DeleteBucketEncryption": "s3:PutEncryptionConfiguration",
+    "GetBucketNotificationConfiguration": "s3:GetBucketNotification",
+    "PutBucketNotificationConfiguration": "s3:PutBucketNotification",
+    "GetBucketReplication": "s3:GetReplicationConfiguration",
+    "PutBucketReplication": "s3:PutReplicationConfiguration",
+    "DeleteBucketReplication": "s3:PutReplicationConfiguration",
+    "GetBucketAccelerateConfiguration": "s3:GetAccelerateConfiguration",
+    "PutBucketAccelerateConfiguration": "s3:PutAccelerateConfiguration",
+    "GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
+    "PutObjectLockConfiguration": "s3:PutBucketObjectLockConfiguration",
+    "DeleteBucketOwnershipControls": "s3:PutBucketOwnershipControls",
+    "GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
+    "PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+    "DeletePublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+    "GetBucketAnalyticsConfiguration": "s3:GetAnalyticsConfiguration",
+    "ListBucketAnalyticsConfigurations": "s3:GetAnalyticsConfiguration",
+    "PutBucketAnalyticsConfiguration": "s3:PutAnalyticsConfiguration",
+    "DeleteBucketAnalyticsConfiguration": "s3:PutAnalyticsConfiguration",
+    "GetBucketMetricsConfiguration": "s3:GetMetricsConfiguration",
+    "ListBucketMetricsConfigurations": "s3:GetMetricsConfiguration",
+    "PutBucketMetricsConfiguration": "s3:PutMetricsConfiguration",
+    "DeleteBucketMetricsConfiguration": "s3:PutMetricsConfiguration",
+    "GetBucketInventoryConfiguration": "s3:GetInventoryConfiguration",
+    "ListBucketInventoryConfigurations": "s3:GetInventoryConfiguration",
+    "PutBucketInventoryConfiguration": "s3:PutInventoryConfiguration",
+    "DeleteBucketInventoryConfiguration": "s3:PutInventoryConfiguration",
+    "GetBucketIntelligentTieringConfiguration": "s3:GetIntelligentTieringConfiguration",
+    "ListBucketIntelligentTieringConfigurations": "s3:GetIntelligentTieringConfiguration",
+    "PutBucketIntelligentTieringConfiguration": "s3:PutIntelligentTieringConfiguration",
+    "DeleteBucketIntelligentTieringConfiguration": "s3:PutIntelligentTieringConfiguration",
 }
-# The listing operations, whose query parameters are the s3:prefix and s3:delimiter keys.
+# The listing operations, whose query parameters are the s3:prefix, s3:delimiter and s3:max-keys keys.
 LISTINGS = frozenset({"ListObjects", "ListObjectsV2", "ListObjectVersions", "ListMultipartUploads"})
 
 
+def action(operation: str) -> str:
+    """The IAM action an operation needs (the operation's name where AWS named it so)."""
+    return _ACTION_NAMES.get(operation) or f"s3:{operation}"
+
+
+_ARN_PREFIX = "arn:aws:s3:::"
+
+
 def bucket_arn(bucket: str) -> str:
-    return f"arn:aws:s3:::{bucket}"
+    return f"{_ARN_PREFIX}{bucket}"
 
 
 def object_arn(bucket: str, key: str) -> str:
-    return f"arn:aws:s3:::{bucket}/{key}"
+    return f"{_ARN_PREFIX}{bucket}/{key}"
 
 
 @dataclass(frozen=True)
 class Request:
     """What a statement is matched against. ``context`` holds the condition keys the request has,
-    named in lower case (condition keys are case-insensitive); a key it does not have is absent."""
+    named in lower case (condition keys are case-insensitive); a key it does not have is absent.
+    ``principal`` is the signer's canonical user id, None for an anonymous request."""
 
     action: str
     resource: str
-    context: Mapping[str, str]
+    context: Mapping[str, Value]
+    principal: str | None = None
 
 
 # -- parsing --------------------------------------------------------------------------------------
 
 
-class _Glob:
-    """IAM's wildcards: * any run of characters (slashes included), ? one character.
-
-    Matched segment by segment (the text between the stars, leftmost first), never as one regular
-    expression with a ``.*`` per star: that backtracks polynomially in the number of stars, and an
-    anonymous request's key or header is the text matched (``*/*/*/*`` against a key of 200
-    slashes took seconds of the event loop)."""
-
-    def __init__(self, text: str, *, ignore_case: bool) -> None:
-        flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
-        # Each segment matches exactly len(segment) characters ("?" is one, any literal is one).
-        self._segments = [(re.compile("".join("." if c == "?" else re.escape(c) for c in part), flags), len(part)) for part in text.split("*")]
-
-    def fullmatch(self, value: str) -> bool:
-        segments = self._segments
-        if len(segments) == 1:
-            return segments[0][0].fullmatch(value) is not None
-        (head, head_len), (tail, tail_len) = segments[0], segments[-1]
-        end = len(value) - tail_len
-        if end < head_len or head.match(value) is None or tail.fullmatch(value, end) is None:
-            return False
-        position = head_len
-        for segment, length in segments[1:-1]:
-            if length:
-                found = segment.search(value, position, end)
-                if found is None:
-                    return False
-                position = found.end()
-        return True
-
-
-def _pattern(text: str, *, ignore_case: bool) -> _Glob:
-    return _Glob(text, ignore_case=ignore_case)
+def _pattern(text: str, *, ignore_case: bool) -> Glob:
+    return Glob(text, ignore_case=ignore_case)
 
 
 def _strings(value: object) -> list[str] | None:
@@ -123,26 +149,48 @@ def _strings(value: object) -> list[str] | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Principals:
+    """Whom a Principal (or NotPrincipal) names: everyone, and canonical user ids."""
+
+    everyone: bool
+    ids: frozenset[str]
+
+    def names(self, principal: str | None) -> bool:
+        return self.everyone or (principal is not None and principal in self.ids)
+
+
+def _principals(value: object) -> _Principals | None:
+    """"*" and {"AWS": "*"} name everyone (anonymous requests included); {"CanonicalUser": id}
+    names the s3serve user with that user_id. AWS account and IAM ARNs, services and federated
+    identities name no s3serve user. None for a malformed element."""
+    if value == "*":
+        return _Principals(True, frozenset())
+    if not isinstance(value, dict) or not value:
+        return None
+    everyone, ids = False, set[str]()
+    for kind, raw in value.items():
+        names = _strings(raw)
+        if names is None or kind not in ("AWS", "CanonicalUser", "Service", "Federated"):
+            return None
+        if kind == "AWS":
+            everyone = everyone or "*" in names
+        elif kind == "CanonicalUser":
+            ids.update(names)
+    return _Principals(everyone, frozenset(ids))
+
+
 def _everyone(principal: object) -> Tri:
     """Whether a Principal names everyone (anonymous requests included): "*" or {"AWS": "*"}."""
-    if principal == "*":
-        return True
-    if not isinstance(principal, dict) or not principal:
-        return None
-    aws = principal.get("AWS")
-    if aws is None:
-        return False  # {"Service": ...}, {"CanonicalUser": ...}, {"Federated": ...}
-    names = _strings(aws)
-    if names is None:
-        return None
-    return "*" in names
+    found = _principals(principal)
+    return None if found is None else found.everyone
 
 
 @dataclass(frozen=True)
 class _Match:
     """Action/NotAction or Resource/NotResource: patterns and whether they are negated."""
 
-    patterns: tuple[_Glob, ...]
+    patterns: tuple[Glob, ...]
     negated: bool
 
     def test(self, value: str) -> bool:
@@ -164,44 +212,62 @@ def _match(statement: Mapping[str, Any], name: str, *, ignore_case: bool) -> _Ma
 @dataclass(frozen=True)
 class _Statement:
     allow: bool | None  # None: an Effect that is neither Allow nor Deny
-    everyone: Tri
+    principals: _Principals | None  # None: unreadable
+    not_principal: bool
     actions: _Match | None
     resources: _Match | None
     conditions: Any  # the Condition element as written (None: none)
 
-    def applies(self, request: Request) -> Tri:
-        """Whether the statement covers the request (three-valued AND of its parts)."""
+    def covers(self, action: str, resource: str, principal: str | None) -> Tri:
+        """Whether the statement names the principal, action and resource (its conditions aside)."""
+        named: Tri = None
+        if self.principals is not None:
+            named = self.principals.names(principal) != self.not_principal
         parts: list[Tri] = [
-            self.everyone,
-            None if self.actions is None else self.actions.test(request.action),
-            None if self.resources is None else self.resources.test(request.resource),
+            named,
+            None if self.actions is None else self.actions.test(action),
+            None if self.resources is None else self.resources.test(resource),
         ]
         if False in parts:
+            return False
+        return None if None in parts else True
+
+    def applies(self, request: Request) -> Tri:
+        """Whether the statement covers the request (three-valued AND of its parts)."""
+        covered = self.covers(request.action, request.resource, request.principal)
+        if covered is False:
             return False
         verdict = conditions_hold(self.conditions, request.context) if self.conditions is not None else True
         if verdict is False:
             return False
-        return None if None in parts or verdict is None else True
+        return None if covered is None or verdict is None else True
 
 
 @dataclass(frozen=True)
 class Policy:
     statements: tuple[_Statement, ...]
     public: bool
+    # Whether any statement may deny (a Deny, or an Effect that cannot be read): without one, the
+    # bucket owner's requests need no evaluation at all.
+    may_deny: bool = True
 
 
 def _statement(raw: object) -> _Statement:
     if not isinstance(raw, dict):
-        return _Statement(None, None, None, None, None)
+        return _Statement(None, None, False, None, None, None)
     effect = raw.get("Effect")
-    if "NotPrincipal" in raw or "Principal" not in raw:
-        # NotPrincipal (everyone but ...) is not modelled; it can deny, never grant.
-        everyone: Tri = None
+    allow = True if effect == "Allow" else False if effect == "Deny" else None
+    not_principal = "NotPrincipal" in raw
+    if not_principal == ("Principal" in raw) or (not_principal and allow is not False):
+        # Both or neither; or NotPrincipal (everyone but ...) in an Allow, which AWS advises
+        # against and s3serve does not grant by: it can deny, never grant.
+        principals = None
     else:
-        everyone = _everyone(raw["Principal"])
+        principals = _principals(raw["NotPrincipal" if not_principal else "Principal"])
     return _Statement(
-        allow=True if effect == "Allow" else False if effect == "Deny" else None,
-        everyone=everyone,
+        allow=allow,
+        principals=principals,
+        not_principal=not_principal,
         actions=_match(raw, "Action", ignore_case=True),
         resources=_match(raw, "Resource", ignore_case=False),
         conditions=raw.get("Condition"),
@@ -210,8 +276,38 @@ def _statement(raw: object) -> _Statement:
 
 def parse(document: dict[str, Any]) -> Policy:
     raw = document.get("Statement")
-    statements = raw if isinstance(raw, list) else [raw]
-    return Policy(tuple(_statement(s) for s in statements), is_public(document))
+    statements = tuple(_statement(s) for s in (raw if isinstance(raw, list) else [raw]))
+    return Policy(statements, is_public(document), any(s.allow is not True for s in statements))
+
+
+def validate(document: Mapping[str, Any], bucket: str) -> None:
+    """PutBucketPolicy's checks of each statement, with S3's messages: what S3 refuses is never
+    stored here either (a Deny missing its Resource would otherwise deny the owner everything)."""
+    raw = document["Statement"]
+    for statement in raw if isinstance(raw, list) else [raw]:
+        if not isinstance(statement, dict):
+            raise errors.MalformedPolicy("Policy has an invalid statement")
+        effect = statement.get("Effect")
+        if effect is None:
+            raise errors.MalformedPolicy("Missing required field Effect")
+        if effect not in ("Allow", "Deny"):
+            raise errors.MalformedPolicy(f"Invalid effect: {effect}")
+        for name in ("Principal", "Action", "Resource"):
+            if name not in statement and f"Not{name}" not in statement:
+                raise errors.MalformedPolicy(f"Missing required field {name}")
+        actions = _strings(statement.get("Action", statement.get("NotAction")))
+        if actions is None or not all(a == "*" or a.lower().startswith("s3:") for a in actions):
+            raise errors.MalformedPolicy("Policy has invalid action")
+        resources = _strings(statement.get("Resource", statement.get("NotResource")))
+        if resources is None or not all(_names_bucket(r, bucket) for r in resources):
+            raise errors.MalformedPolicy("Policy has invalid resource")
+
+
+def _names_bucket(resource: str, bucket: str) -> bool:
+    """An S3 ARN of this bucket or of keys in it (the bucket part may be a pattern)."""
+    if not resource.startswith(_ARN_PREFIX):
+        return False
+    return Glob(resource[len(_ARN_PREFIX) :].split("/", 1)[0], ignore_case=False).fullmatch(bucket)
 
 
 def load(document: bytes) -> Policy:
@@ -227,9 +323,9 @@ def load(document: bytes) -> Policy:
 
 
 def evaluate(policy: Policy, request: Request) -> str:
-    """AWS's evaluation of one policy for an anonymous request: "Deny" if a Deny statement
-    applies (or may: a statement this module cannot read is not allowed to hide a denial),
-    else "Allow" if an Allow statement certainly applies, else "Default" (an implicit deny)."""
+    """AWS's evaluation of one policy for a request: "Deny" if a Deny statement applies (or may:
+    a statement this module cannot read is not allowed to hide a denial), else "Allow" if an
+    Allow statement certainly applies, else "Default" (an implicit deny)."""
     allowed = False
     for statement in policy.statements:
         applies = statement.applies(request)
@@ -246,109 +342,11 @@ def allows(policy: Policy, request: Request) -> bool:
     return evaluate(policy, request) == "Allow"
 
 
-# -- conditions -----------------------------------------------------------------------------------
-
-
-SUPPORTED_KEYS = frozenset({"aws:securetransport", "aws:sourceip", "aws:referer", "aws:useragent", "s3:prefix", "s3:delimiter"})
-_STRING_OPERATORS = frozenset(
-    {"StringEquals", "StringNotEquals", "StringEqualsIgnoreCase", "StringNotEqualsIgnoreCase", "StringLike", "StringNotLike"}
-)
-_OPERATORS = _STRING_OPERATORS | {"Bool", "IpAddress", "NotIpAddress"}
-
-
-def conditions_hold(condition: object, context: Mapping[str, str]) -> Tri:
-    """A Condition block: every operator's every key must hold (AND); None if any part is an
-    operator, key or value this module does not support, unless another part is False."""
-    if not isinstance(condition, dict):
-        return None
-    verdicts: list[Tri] = []
-    for operator, keys in condition.items():
-        if not isinstance(keys, dict) or not keys:
-            verdicts.append(None)
-            continue
-        for key, values in keys.items():
-            verdicts.append(_condition(operator, key, values, context))
-    if False in verdicts:
-        return False
-    return None if None in verdicts else True
-
-
-def _condition_values(values: object) -> list[str] | None:
-    items = values if isinstance(values, list) else [values]
-    if not items:
-        return None
-    out = []
-    for item in items:
-        if isinstance(item, bool):
-            out.append("true" if item else "false")
-        elif isinstance(item, str):
-            out.append(item)
-        else:
-            return None
-    return out
-
-
-def _condition(operator: object, key: object, raw_values: object, context: Mapping[str, str]) -> Tri:
-    if not isinstance(operator, str) or not isinstance(key, str):
-        return None
-    if_exists = operator.endswith("IfExists")
-    base = operator.removesuffix("IfExists")
-    if base not in _OPERATORS or key.lower() not in SUPPORTED_KEYS:
-        return None
-    values = _condition_values(raw_values)
-    if values is None:
-        return None
-    negated = base.startswith(("StringNot", "NotIp"))
-    actual = context.get(key.lower())
-    if actual is None:
-        # AWS: a key the request does not have matches nothing, so only negated operators hold.
-        return True if if_exists else negated
-    if base == "Bool":
-        wanted = {v.lower() for v in values}
-        if not wanted <= {"true", "false"}:
-            return None
-        return actual in wanted
-    if base in ("IpAddress", "NotIpAddress"):
-        found = _ip_in(actual, values)
-        return None if found is None else found != negated
-    found = _string_match(base, actual, values)
-    return None if found is None else found != negated
-
-
-def _string_match(operator: str, actual: str, values: list[str]) -> bool | None:
-    if any("${" in v for v in values):
-        return None  # policy variables are not substituted here
-    if operator in ("StringLike", "StringNotLike"):
-        return any(_pattern(v, ignore_case=False).fullmatch(actual) for v in values)
-    if operator.endswith("IgnoreCase"):
-        return actual.casefold() in {v.casefold() for v in values}
-    return actual in values
-
-
-def _networks(values: list[str]) -> list[Any] | None:
-    """aws:SourceIp's address blocks, or None when one is no address block."""
-    # Imported here: only policies with address conditions need it, and start-up time is watched.
-    import ipaddress
-
-    try:
-        return [ipaddress.ip_network(v.strip(), strict=False) for v in values]
-    except ValueError:
-        return None
-
-
-def _ip_in(actual: str, values: list[str]) -> bool | None:
-    import ipaddress
-
-    networks = _networks(values)
-    if networks is None:
-        return None
-    try:
-        address = ipaddress.ip_address(actual.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address.version == n.version and address in n for n in networks)
+def may_deny(policy: Policy, action: str, resource: str, principal: str | None) -> bool:
+    """Whether a Deny (or a statement that cannot be read) could apply to such a request, before
+    its conditions are read: for the bucket owner's requests, which only a Deny can refuse, this
+    spares building the request's condition keys for every request the Deny is not about."""
+    return any(s.allow is not True and s.covers(action, resource, principal) is not False for s in policy.statements)
 
 
 # -- S3's notion of public ------------------------------------------------------------------------
@@ -385,7 +383,7 @@ def _narrows(condition: object) -> bool:
         for key, raw in keys.items():
             if not isinstance(key, str) or key.lower() not in _NARROWING_KEYS:
                 continue
-            values = _condition_values(raw)
+            values = condition_values(raw)
             if not values or any("*" in v or "?" in v or "${" in v for v in values):
                 continue
             if key.lower() == "aws:sourceip" and not _fixed_networks(values):
@@ -398,8 +396,8 @@ def _fixed_networks(values: list[str]) -> bool:
     """Whether aws:SourceIp values are address blocks none of which is all of the internet: parsed
     as the evaluator parses them, so that "0.0.0.0/00", "0.0.0.0/0.0.0.0" or "::/000" (a /0 that
     does not end in "/0") is not taken for a fixed source while it grants to everyone."""
-    networks = _networks(values)
-    return networks is not None and all(n.prefixlen > 0 for n in networks)
+    blocks = networks(values)
+    return blocks is not None and all(n.prefixlen > 0 for n in blocks)
 
 
 def is_public(document: Mapping[str, Any]) -> bool:
@@ -445,26 +443,3 @@ def public_access_block(document: bytes) -> PublicAccessBlock:
     if not document.strip():
         return PublicAccessBlock(False, False)
     return PublicAccessBlock(not _BLOCK_POLICY.search(document), not _RESTRICT.search(document))
-
-
-def request_context(
-    *,
-    secure: bool,
-    source_ip: str | None,
-    headers: Mapping[str, str],
-    query: Mapping[str, str],
-    listing: bool,
-) -> dict[str, str]:
-    """The condition keys of a request, named in lower case."""
-    context = {"aws:securetransport": "true" if secure else "false"}
-    if source_ip:
-        context["aws:sourceip"] = source_ip
-    for header, key in (("Referer", "aws:referer"), ("User-Agent", "aws:useragent")):
-        value = headers.get(header)
-        if value is not None:
-            context[key] = value
-    if listing:
-        for name in ("prefix", "delimiter"):
-            if name in query:
-                context[f"s3:{name}"] = query[name]
-    return context

@@ -66,6 +66,14 @@ class AuthResult:
     seed_signature: str | None = None
     access_key: str = ""
     region: str | None = None  # region named in the credential scope (SigV4)
+    # The signer, when a bucket policy granted its request on another user's bucket: ``user`` is
+    # then the bucket's owner, whom the request runs as (what it writes is the owner's).
+    requester: User | None = None
+
+    @property
+    def principal(self) -> User:
+        """Who signed the request (the one a bucket policy is evaluated for)."""
+        return self.requester or self.user
 
 
 Lookup = Callable[[str], User | None]

@@ -136,7 +136,7 @@ async def upload_part_copy(ctx: Context) -> web.StreamResponse:
     source = source_key(ctx)
     given = await write_key(ctx)
     refuse_write_only(ctx)
-    await check_source_bucket(ctx, src_bucket)
+    await check_source_bucket(ctx, src_bucket, src_key)
     await check_upload_key(ctx, upload_id, given)
     work = ctx.backend.upload_part_copy(
         ctx.bucket,

@@ -412,11 +412,17 @@ def delete_precondition(if_match: str) -> HeaderPrecondition:
 
 
 async def delete_objects(ctx: Context) -> web.StreamResponse:
+    from .policy import key_checker  # handlers.policy imports this module
+
     keys, quiet = s3xml.parse_delete(await ctx.read_xml_body())
+    # S3 decides s3:DeleteObject per key: a key the bucket policy denies is one more <Error>.
+    may_delete = await key_checker(ctx, ctx.bucket, "s3:DeleteObject")
     deleted: list[str] = []
     failed: list[tuple[str, str, str]] = []
     for key, version, etag in keys:
         try:
+            if not may_delete(key):
+                raise errors.AccessDenied()
             if version is not None and version != "null":
                 raise errors.NoSuchVersion("The specified version does not exist.")
             await ctx.backend.delete_object(ctx.bucket, key, delete_precondition(etag) if etag is not None else None)
@@ -448,10 +454,12 @@ def parse_copy_source(value: str) -> tuple[str, str]:
     return bucket, key
 
 
-async def check_source_bucket(ctx: Context, bucket: str) -> None:
-    info = await ctx.backend.head_bucket(bucket)
-    if info.owner != ctx.user.user_id:
-        raise errors.AccessDenied()
+async def check_source_bucket(ctx: Context, bucket: str, key: str) -> None:
+    """A copy's source: s3:GetObject on it for the request's signer, by the source bucket's owner
+    and policy (NoSuchBucket for a missing one)."""
+    from .policy import check_source  # handlers.policy imports this module
+
+    await check_source(ctx, bucket, key)
 
 
 def _directive(ctx: Context, name: str) -> str:
@@ -463,7 +471,7 @@ def _directive(ctx: Context, name: str) -> str:
 
 async def copy_object(ctx: Context) -> web.StreamResponse:
     src_bucket, src_key = parse_copy_source(ctx.headers["x-amz-copy-source"])
-    await check_source_bucket(ctx, src_bucket)
+    await check_source_bucket(ctx, src_bucket, src_key)
     metadata_directive = _directive(ctx, "x-amz-metadata-directive")
     tagging_directive = _directive(ctx, "x-amz-tagging-directive")
     refuse_object_lock(ctx.headers)
@@ -546,6 +554,11 @@ async def rename_object(ctx: Context) -> web.StreamResponse:
     src_bucket, src_key = parse_copy_source(source)
     if src_bucket != ctx.bucket:
         raise errors.InvalidRequest("RenameObject moves an object within one bucket; the source names another bucket.")
+    from .policy import key_checker  # handlers.policy imports this module
+
+    # The destination's s3:PutObject was dispatch's; the source goes away.
+    if not (await key_checker(ctx, src_bucket, "s3:DeleteObject"))(src_key):
+        raise errors.AccessDenied()
     await ctx.backend.rename_object(
         ctx.bucket,
         src_key,

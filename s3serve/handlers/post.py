@@ -2,8 +2,9 @@
 forms and boto3's ``generate_presigned_post`` send them.
 
 The form authenticates itself: app.dispatch leaves PostObject to this handler, which checks the
-policy's signature (postpolicy.authenticate), then that the signer owns the bucket, then the policy
-(postpolicy.check_policy), all before a byte of the file is read. Fields come in order, the file
+policy's signature (postpolicy.authenticate), then that the signer owns the bucket or its bucket
+policy may grant the upload, then the form's policy (postpolicy.check_policy), then the bucket
+policy for the form's key (s3:PutObject), all before a byte of the file is read. Fields come in order, the file
 last: the fields before it are read whole (at most MAX_PRE_DATA bytes, S3's limit), the file
 streams into storage through FileBody, which counts it against the policy's content-length-range
 as it goes, so an upload over the limit stops before anything is published. Fields after the file
@@ -25,12 +26,14 @@ from aiohttp.multipart import parse_content_disposition
 from .. import errors, postpolicy, s3xml
 from ..checksums import ALGORITHM_DIGEST, DEFAULT_CHECKSUM, b64
 from ..payload import declared_checksums, decode_content_md5
+from ..policy import load as load_policy
 from ..postpolicy import Fields, SizeRange
 from ..storage.base import ObjectInfo, WriteMeta
 from .acl import OBJECT_CANNED, check_upload_acl
 from .common import Context, checksum_headers, validate_tags, write_meta, xml_response
 from .encryption import write_encryption
 from .objects import MAX_PUT_SIZE
+from .policy import POLICY, authorize_form
 
 # "The form data and boundaries (excluding the contents of the file) cannot exceed 20KB": S3
 # refuses more than 20,480 bytes with MaxPostPreDataLengthExceeded. It also bounds what a form costs us.
@@ -59,8 +62,11 @@ async def post_object(ctx: Context) -> web.StreamResponse:
     if auth is None:
         raise errors.AccessDenied("Anonymous access is not allowed on this server.")
     ctx.authenticated = auth
-    # What dispatch checks for every other bucket operation, once the form said who this is.
-    if (await ctx.backend.head_bucket(ctx.bucket)).owner != auth.user.user_id:
+    # What dispatch checks for every other bucket operation, once the form said who this is: the
+    # signer's bucket, or one whose policy may grant it the key (authorize_form, below).
+    if (await ctx.backend.head_bucket(ctx.bucket)).owner != auth.user.user_id and (
+        await ctx.backend.cached_bucket_config(ctx.bucket, POLICY, load_policy) is None
+    ):
         raise errors.AccessDenied()
     if part is None:
         raise errors.InvalidArgument(
@@ -73,6 +79,8 @@ async def post_object(ctx: Context) -> web.StreamResponse:
     key = fields.values["key"]
     if not key:
         raise postpolicy.missing_field("key")  # "${filename}" of a file chosen without a name
+    # The bucket policy's s3:PutObject on the key; a grant runs as the bucket's owner.
+    ctx.authenticated = await authorize_form(ctx, auth, key, fields.values)
     meta = _write_meta(fields)
     # A form's route has no key: the form names it.
     meta.encryption = await write_encryption(ctx, fields.values, object_key=key)

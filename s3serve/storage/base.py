@@ -317,6 +317,12 @@ class Backend(abc.ABC):
         the bucket is still there."""
         return (await self.head_bucket(name)).owner
 
+    async def owner_and_config(self, bucket: str, name: str, parse: Callable[[bytes], T]) -> tuple[str, T | None]:
+        """bucket_owner and cached_bucket_config at once, for the small GET and HEAD of a signed
+        request, which must learn that the bucket has no policy: a backend may answer both
+        from the one lookup of the owner."""
+        return await self.bucket_owner(bucket), await self.cached_bucket_config(bucket, name, parse)
+
     async def confirm_bucket(self, name: str) -> BucketInfo:
         """head_bucket for a client asking whether the bucket exists (HeadBucket,
         GetBucketLocation), where a backend with a truth elsewhere asks it."""

@@ -20,6 +20,7 @@ import stat
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .. import errors
 from ..checksums import MultiHasher
@@ -45,6 +46,8 @@ from .smallwrites import Writer
 from .staging import MultipartMixin, Staging
 from .streams import THREAD_CHUNK, write_body
 from .tokens import RenameTokens
+
+T = TypeVar("T")
 
 # A listed regular file with no record of ours (see _entry_info).
 _FOREIGN = ObjectInfo(key="", size=0, etag="", last_modified=0.0)
@@ -129,7 +132,7 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
         self.meta = MetaStore(hidden, use_xattrs is not False, durable=fsync)
         self.registry = BucketRegistry(hidden, durable=fsync)
         self.locks = KeyLocks(hidden)
-        self.bucket_configs = BucketConfigStore(hidden, self.locks, self._bucket_dir, durable=fsync)
+        self.bucket_configs = BucketConfigStore(hidden, self.locks, self._bucket_dir, durable=fsync, changed=self.registry.touch)
         self.rename_tokens = RenameTokens(hidden)
         self.staging = Staging(self, multipart_expiry, gc_interval)
         self.writer = Writer(self)
@@ -299,6 +302,11 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
         # The registry's stat alone; the folder's is head_bucket's, for a bucket without a record.
         doc = self.registry.read(name) if keys.is_bucket_folder_name(name) else None
         return (await self.head_bucket(name)).owner if doc is None else str(doc.get("owner", self.default_owner))
+
+    @as_s3_errors
+    async def owner_and_config(self, bucket: str, name: str, parse: Callable[[bytes], T]) -> tuple[str, T | None]:
+        found = self.bucket_configs.with_owner(self.registry, bucket, name, parse, self.default_owner)
+        return found if found is not None else await super().owner_and_config(bucket, name, parse)
 
     @as_s3_errors
     async def create_bucket(self, name: str, owner: str, region: str) -> BucketInfo:

@@ -194,20 +194,20 @@ def test_content_md5_is_checked(server: Server, s3, bucket: str) -> None:
     assert s3.get_bucket_cors(Bucket=bucket)["CORSRules"] == [{"AllowedMethods": ["GET"], "AllowedOrigins": ["*"]}]
 
 
-POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [{"Sid": "read", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}],
-}
+def policy_of(bucket: str) -> dict[str, Any]:
+    statement = {"Sid": "read", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}
+    return {"Version": "2012-10-17", "Statement": [statement]}
 
 
 def test_policy_round_trip(s3, bucket: str) -> None:
-    # POLICY is public: S3's default public access block (BlockPublicPolicy) would refuse it.
+    # This policy is public: S3's default public access block (BlockPublicPolicy) would refuse it.
     s3.delete_public_access_block(Bucket=bucket)
-    text = json.dumps(POLICY)
+    policy = policy_of(bucket)
+    text = json.dumps(policy)
     assert s3.put_bucket_policy(Bucket=bucket, Policy=text)["ResponseMetadata"]["HTTPStatusCode"] == 204
-    assert json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]) == POLICY
+    assert json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]) == policy
     assert s3.get_bucket_policy_status(Bucket=bucket)["PolicyStatus"] == {"IsPublic": True}
-    private = {**POLICY, "Statement": [{**POLICY["Statement"][0], "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}]}
+    private = {**policy, "Statement": [{**policy["Statement"][0], "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}]}
     s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(private))
     assert json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]) == private
     assert s3.get_bucket_policy_status(Bucket=bucket)["PolicyStatus"] == {"IsPublic": False}
@@ -225,6 +225,16 @@ def test_policy_round_trip(s3, bucket: str) -> None:
         ("{}", "Missing required field Statement"),
         ('{"Statement": []}', "Could not parse the policy: Statement is empty!"),
         ('{"Statement": [', "This policy contains invalid Json"),
+        # Each statement as S3 checks it (a Deny missing its Resource would deny the owner all).
+        ('{"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*"}]}', "Missing required field Resource"),
+        ('{"Statement": [{"Principal": "*", "Action": "s3:*", "Resource": "arn:aws:s3:::*"}]}', "Missing required field Effect"),
+        ('{"Statement": [{"Effect": "hello", "Principal": "*", "Action": "s3:*", "Resource": "arn:aws:s3:::*"}]}', "Invalid effect: hello"),
+        ('{"Statement": [{"Effect": "Deny", "Action": "s3:*", "Resource": "arn:aws:s3:::*"}]}', "Missing required field Principal"),
+        ('{"Statement": [{"Effect": "Deny", "Principal": "*", "Resource": "arn:aws:s3:::*"}]}', "Missing required field Action"),
+        ('{"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "ec2:*", "Resource": "arn:aws:s3:::*"}]}', "Policy has invalid action"),
+        ('{"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*"}]}', "Policy has invalid resource"),
+        ('{"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "arn:aws:s3:::another-bucket/*"}]}', "Policy has invalid resource"),
+        ('{"Statement": ["Deny"]}', "Policy has an invalid statement"),
     ],
 )
 def test_policy_validation(s3, bucket: str, policy: str, message: str) -> None:
@@ -371,7 +381,7 @@ def test_configuration_goes_with_the_bucket(server: Server, s3) -> None:
     s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": [{"AllowedMethods": ["GET"], "AllowedOrigins": ["*"]}]})
     s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": [{"Key": "k", "Value": "v"}]})
     s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={"BlockPublicAcls": False})
-    s3.put_bucket_policy(Bucket=name, Policy=json.dumps(POLICY))
+    s3.put_bucket_policy(Bucket=name, Policy=json.dumps(policy_of(name)))
     s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Suspended"})
     # The documents are hidden state: never objects, never buckets.
     assert s3.list_objects_v2(Bucket=name)["KeyCount"] == 0

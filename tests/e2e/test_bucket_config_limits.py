@@ -63,7 +63,10 @@ def test_cors_max_age_must_be_a_plain_integer(server: Server, bucket: str, value
 def test_document_too_big_to_keep_is_refused_whole(server: Server, bucket: str) -> None:
     """A document is kept whole or not at all: one bigger than storage reads back would come
     back cut short."""
-    small = b'{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:*"}]}'
+    small = (
+        b'{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:GetObject",'
+        b'"Resource":"arn:aws:s3:::' + bucket.encode() + b'/private/*"}]}'
+    )
     assert signed(server, "PUT", f"/{bucket}?policy", small).status == 204
     big = b'{"Statement":[{"Sid":"' + b"x" * (1536 * 1024) + b'"}]}'
     r = signed(server, "PUT", f"/{bucket}?policy", big)

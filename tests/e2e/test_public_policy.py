@@ -1,5 +1,6 @@
 """Bucket policies evaluated for anonymous (unsigned) requests, and the public access block that
-stands in front of them, as on S3: a bucket, or part of one, made publicly readable."""
+stands in front of them, as on S3: a bucket, or part of one, made publicly readable. Signed
+requests: tests/e2e/test_policy_signed.py."""
 
 from __future__ import annotations
 
@@ -170,7 +171,7 @@ def test_anonymous_writes_only_where_granted(s3, anon, bucket: str) -> None:
     assert _error(anon.delete_object, Bucket=bucket, Key="uploads/a") == ("AccessDenied", 403)
 
 
-def test_deny_wins_and_signed_requests_are_not_evaluated(server: Server, s3, anon, bucket: str) -> None:
+def test_deny_wins_for_anonymous_and_signed_requests(server: Server, s3, anon, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="public/ok", Body=b"ok")
     s3.put_object(Bucket=bucket, Key="public/secret/k", Body=b"no")
     _open(s3, bucket)
@@ -179,10 +180,12 @@ def test_deny_wins_and_signed_requests_are_not_evaluated(server: Server, s3, ano
     assert _fetch(f"{server.endpoint}/{bucket}/public/ok")[::2] == (200, b"ok")
     status, _, body = _fetch(f"{server.endpoint}/{bucket}/public/secret/k")
     assert (status, _code(body)) == (403, "AccessDenied")
-    # The Deny names everyone, yet the owner's signed requests are decided by ownership alone.
-    assert s3.get_object(Bucket=bucket, Key="public/secret/k")["Body"].read() == b"no"
-    s3.put_object(Bucket=bucket, Key="public/secret/k2", Body=b"still")
-    s3.delete_object(Bucket=bucket, Key="public/secret/k2")
+    # The Deny names everyone: the owner's signed requests too, as on S3 (tests/e2e/test_policy_signed.py).
+    assert _error(s3.get_object, Bucket=bucket, Key="public/secret/k") == ("AccessDenied", 403)
+    assert _error(s3.put_object, Bucket=bucket, Key="public/secret/k2", Body=b"x") == ("AccessDenied", 403)
+    assert s3.get_object(Bucket=bucket, Key="public/ok")["Body"].read() == b"ok"
+    s3.delete_bucket_policy(Bucket=bucket)  # the owner keeps the policy; the fixture empties the bucket
+    s3.delete_object(Bucket=bucket, Key="public/secret/k")
 
 
 def test_source_ip_condition(server: Server, s3, anon, bucket: str) -> None:
@@ -258,9 +261,9 @@ def two_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     stop_server(srv)
 
 
-def test_a_public_policy_does_not_open_the_bucket_to_other_users(two_users: Server) -> None:
-    """Policies are evaluated for anonymous requests only: another user's signed request is
-    still decided by ownership (a difference from S3, where the policy would apply to it too)."""
+def test_a_public_policy_opens_the_bucket_to_other_users_too(two_users: Server) -> None:
+    """As on S3, a policy for everyone applies to other users' signed requests as to anonymous
+    ones, and RestrictPublicBuckets takes it away from both."""
     import boto3
 
     def client(key: str):  # type: ignore[no-untyped-def]
@@ -273,9 +276,15 @@ def test_a_public_policy_does_not_open_the_bucket_to_other_users(two_users: Serv
     name = f"alice-{uuid.uuid4().hex[:8]}"
     alice.create_bucket(Bucket=name)
     alice.put_object(Bucket=name, Key="public/x", Body=b"alice's")
+    alice.put_object(Bucket=name, Key="private/y", Body=b"alice's")
+    assert _error(bob.get_object, Bucket=name, Key="public/x") == ("AccessDenied", 403)
     _open(alice, name)
     _put_policy(alice, name, _statement(name))
     assert _fetch(f"{two_users.endpoint}/{name}/public/x")[::2] == (200, b"alice's")
+    assert bob.get_object(Bucket=name, Key="public/x")["Body"].read() == b"alice's"
+    assert _error(bob.get_object, Bucket=name, Key="private/y") == ("AccessDenied", 403)
+    assert _error(bob.put_object, Bucket=name, Key="public/z", Body=b"bob's") == ("AccessDenied", 403)
+    alice.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={**OPEN, "RestrictPublicBuckets": True})
     assert _error(bob.get_object, Bucket=name, Key="public/x") == ("AccessDenied", 403)
 
 

@@ -266,8 +266,8 @@ def test_conditions_are_anded() -> None:
     [
         {"DateGreaterThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}},  # unsupported operator
         {"StringEquals": {"aws:SourceVpce": "vpce-1"}},  # unsupported key
-        {"StringEquals": {"s3:x-amz-acl": "public-read"}},
-        {"ForAnyValue:StringEquals": {"aws:Referer": "x"}},
+        {"StringEquals": {"s3:x-amz-grant-read": "id=x"}},  # a header s3serve keeps no key for
+        {"ForAnyValue:NumericEquals": {"s3:max-keys": "10"}},  # no key holds a set of numbers
         {"StringLike": {"aws:Referer": "${aws:username}"}},  # policy variables
         {"StringEquals": {"aws:Referer": 5}},
         {"StringEquals": {"aws:Referer": []}},
@@ -275,7 +275,8 @@ def test_conditions_are_anded() -> None:
         {"StringEquals": "aws:Referer"},
         {"Bool": {"aws:SecureTransport": "yes"}},
         "not a block",
-        {"NumericLessThan": {"s3:max-keys": "10"}},
+        {"NumericLessThan": {"s3:max-keys": "ten"}},
+        {"NullIfExists": {"aws:Referer": "true"}},
     ],
 )
 def test_unsupported_condition_never_grants_and_always_denies(condition: object) -> None:
@@ -358,6 +359,9 @@ def test_request_context() -> None:
         "aws:useragent": "curl/8",
         "s3:prefix": "p/",
         "s3:delimiter": "/",
+        "s3:max-keys": "5",
+        "aws:principaltype": "Anonymous",
+        "aws:userid": "anonymous",
     }
     assert "s3:prefix" not in policy.request_context(secure=False, source_ip=None, headers={}, query={"prefix": "p"}, listing=False)
 
