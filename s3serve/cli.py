@@ -419,6 +419,26 @@ def _run(config: Config, sock: socket.socket, ssl_context: ssl.SSLContext | None
     asyncio.run(_serve(config, sock, ssl_context, access_log))
 
 
+def loop_errors(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    """The event loop's error handler: asyncio's own, but for one of its bugs. Python 3.11's
+    selector transport can run its connection_lost cleanup twice on a TLS connection its peer
+    resets: _write_ready calls the protocol's resume_writing, whose TLS write meets the reset
+    and has _force_close schedule the cleanup, then _write_ready runs the cleanup itself at
+    once; the scheduled run finds the socket and protocol gone and raises AttributeError. The connection was closed and cleaned up by the first run; that traceback
+    logged at ERROR would report a failure that did not happen."""
+    callback = getattr(context.get("handle"), "_callback", None)
+    transport = getattr(callback, "__self__", None)
+    if (
+        isinstance(context.get("exception"), AttributeError)
+        and getattr(callback, "__name__", "") == "_call_connection_lost"
+        and isinstance(transport, asyncio.Transport)
+        and getattr(transport, "_sock", object()) is None
+    ):
+        log.debug("asyncio closed an already closed connection again (harmless): %s", context.get("exception"))
+        return
+    loop.default_exception_handler(context)
+
+
 async def _serve(config: Config, sock: socket.socket, ssl_context: ssl.SSLContext | None, access_log: bool) -> None:
     """Serve until SIGINT/SIGTERM, then stop accepting connections and let the requests in
     flight finish (an upload is committed whole or, if its client gives up, discarded) before
@@ -443,6 +463,7 @@ async def _serve(config: Config, sock: socket.socket, ssl_context: ssl.SSLContex
     gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(loop_errors)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     deadline = None
