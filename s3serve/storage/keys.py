@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .. import errors
+from . import nosymlinks
 
 MAX_KEY_BYTES = 1024
 # NAME_MAX of Linux filesystems: one path segment of a key becomes one directory entry.
@@ -172,14 +173,20 @@ def _resolve_plain(
     this way also comes with a read-only fd on that very inode (reopened through /proc/self/fd, so
     nothing renamed in between can be opened instead)."""
     try:
-        fd = os.open(path, _O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # openat2 refuses (ELOOP) a symlink before the last component: no readlink needed.
+        fd = nosymlinks.open_path(path)
+        proven = fd is not None
+        if fd is None:
+            fd = os.open(path, _O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:
-        # ELOOP cannot happen with O_NOFOLLOW on the last component alone; ENOENT/ENOTDIR mean
-        # absent whatever symlinks lie on the way (realpath + stat would fail the same way).
+        # ENOENT/ENOTDIR mean absent whatever symlinks lie on the way (realpath + stat would fail
+        # the same way); ELOOP, a symlink on the way, is for the slow path to follow.
         return e.errno in (errno.ENOENT, errno.ENOTDIR), None, None
     try:
         st = os.fstat(fd)
-        if stat.S_ISLNK(st.st_mode) or os.readlink(_PROC_FD + str(fd)) != path:
+        # The path is built from real ROOT and validated segments (no '.', '..' or '//'), so the
+        # kernel's name for what it opened is the path itself unless a symlink was on the way.
+        if stat.S_ISLNK(st.st_mode) or (not proven and os.readlink(_PROC_FD + str(fd)) != path):
             return False, None, None
         if reopen and stat.S_ISREG(st.st_mode):
             return True, (path, st), os.open(_PROC_FD + str(fd), os.O_RDONLY | os.O_CLOEXEC)
@@ -215,6 +222,20 @@ def open_folder(real_root: str, folder: str) -> int | None:
     folder inside ROOT's buckets at the moment it is opened. Entries removed, renamed or created
     through it stay inside ROOT whatever another program does to the path meanwhile (a folder on
     the way replaced by a symlink that leads out)."""
+    try:
+        fd = nosymlinks.open_path(folder, directory=True)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None  # missing before any symlink: missing whatever a symlink would lead to
+        fd = None  # a symlink on the way: the general way below decides
+    else:
+        if fd is not None:
+            # No symlink on the way: the folder is where its path, built from real ROOT and
+            # validated segments, says it is.
+            if is_inside(real_root, folder):
+                return fd
+            os.close(fd)
+            return None
     try:
         fd = os.open(folder, (_O_PATH or os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:

@@ -401,7 +401,9 @@ async def test_bucket_checked_before_key(be: DiskBackend) -> None:
         await be.list_objects(".s3serve", "", "", "", 10)
 
 
-async def test_symlinks_never_lead_outside_root(be: DiskBackend, root: Path, tmp_path: Path) -> None:
+async def test_symlinks_never_lead_outside_root(
+    be: DiskBackend, root: Path, tmp_path: Path, symlink_proof: str
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret").write_bytes(b"secret")
@@ -423,13 +425,21 @@ async def test_symlinks_never_lead_outside_root(be: DiskBackend, root: Path, tmp
     assert tmp_files(root) == []
 
 
-async def test_symlink_inside_root_is_followed(be: DiskBackend, root: Path) -> None:
+async def test_symlink_inside_root_is_followed(be: DiskBackend, root: Path, symlink_proof: str) -> None:
     await be.put_object("bkt", "target", Body(b"inside"), WriteMeta(user_meta={"m": "1"}))
     os.symlink(root / "bkt" / "target", root / "bkt" / "alias")
     assert await read_all(be, "alias") == b"inside"
     await be.delete_object("bkt", "alias")  # removes the link, not the target or its metadata
     assert not os.path.lexists(root / "bkt" / "alias")
     assert (await be.head_object("bkt", "target")).user_meta == {"m": "1"}
+    # A symlinked folder inside ROOT on the way of a write, a read and a delete.
+    await be.put_object("bkt", "dir/old", Body(b"old"), WriteMeta())
+    os.symlink(root / "bkt" / "dir", root / "bkt" / "dirlink")
+    await be.put_object("bkt", "dirlink/new", Body(b"through the link"), WriteMeta())
+    assert (root / "bkt" / "dir" / "new").read_bytes() == b"through the link"
+    assert await read_all(be, "dirlink/new") == b"through the link"
+    await be.delete_object("bkt", "dirlink/old")
+    assert not (root / "bkt" / "dir" / "old").exists()
 
 
 async def test_file_folder_conflicts_are_409(be: DiskBackend, root: Path) -> None:

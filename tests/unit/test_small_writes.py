@@ -119,7 +119,9 @@ async def test_overwrite_drops_the_old_overflow_record(be: DiskBackend, root: Pa
     assert await read_all(be, "k") == b"two"
 
 
-async def test_conflicts_and_symlinks_are_refused(be: DiskBackend, root: Path, tmp_path: Path) -> None:
+async def test_conflicts_and_symlinks_are_refused(
+    be: DiskBackend, root: Path, tmp_path: Path, symlink_proof: str
+) -> None:
     await be.put_object("bkt", "a", Body(b"file"), WriteMeta())
     with pytest.raises(errors.ObjectParentIsFile):
         await be.put_object("bkt", "a/b", Body(b"x"), WriteMeta())
