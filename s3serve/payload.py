@@ -22,7 +22,7 @@ from typing import Protocol
 
 from s3serve import errors
 from s3serve.checksums import ALGORITHM_DIGEST, DEFAULT_CHECKSUM, b64, valid_checksum
-from s3serve.sigv4 import EMPTY_SHA256, AuthResult, joined_header
+from s3serve.sigv4 import EMPTY_SHA256, AuthResult, joined_header, sign
 
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
@@ -459,7 +459,7 @@ class RequestBody:
 
     @staticmethod
     def _check_signature(key: bytes, sts: str, provided: str) -> str:
-        expected = hmac.new(key, sts.encode("utf-8"), hashlib.sha256).hexdigest()
+        expected = sign(key, sts)
         if not hmac.compare_digest(expected.encode(), provided.lower().encode("ascii", "replace")):
             raise errors.SignatureDoesNotMatch(StringToSign=sts, SignatureProvided=provided)
         return expected
