@@ -242,8 +242,11 @@ async def test_cancelled_upload_waits_for_the_thread(tmp_path: Path, batches: in
 
     with open(tmp_path / "f", "wb") as f:
         task = asyncio.ensure_future(write_body(f, Stalling([]), hasher))
-        await asyncio.sleep(0.02)  # the first batch is in the thread now
-        assert hasher.busy
+        # Waits for the first batch to be in the thread, however slow the machine is to start it.
+        deadline = time.monotonic() + 30
+        while not hasher.busy:
+            assert time.monotonic() < deadline, "no batch reached the thread"
+            await asyncio.sleep(0.001)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
