@@ -77,8 +77,9 @@ async def cached(make_cached) -> Cached:  # type: ignore[no-untyped-def]
     return await make_cached()  # type: ignore[no-any-return]
 
 
-async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Background work (a replica published after the answer) shows up within ``timeout``."""
+async def until(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Background work (a replica published after the answer) shows up within ``timeout``:
+    generous, for a slow, loaded machine; only a failing check waits that long."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not check():
         assert asyncio.get_running_loop().time() < deadline, "timed out"

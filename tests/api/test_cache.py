@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -95,13 +96,28 @@ async def test_a_change_on_the_upstream_is_seen_at_once(cached: Cached) -> None:
     await until(lambda: not (here / "k").exists())
 
 
-async def test_a_replica_is_trusted_for_the_revalidation_window(make_cached) -> None:  # type: ignore[no-untyped-def]
-    send, _, _, there = await make_cached(revalidate_after=0.5)
+class _Clock:
+    """The cache's clock: the real one, which the test moves on past a window instead of sleeping
+    through a short one (that a slow, loaded machine could run out before the read within it)."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.ahead
+
+
+async def test_a_replica_is_trusted_for_the_revalidation_window(
+    make_cached, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    clock = _Clock()
+    monkeypatch.setattr(cache_module, "time", clock)
+    send, _, _, there = await make_cached(revalidate_after=60.0)
     assert (await send("PUT", "/bkt/k", b"first")).status == 200
     (there / "k").write_bytes(b"second")
     # Within the window the confirmed copy answers; after it, the upstream is asked again.
     assert await (await send("GET", "/bkt/k")).read() == b"first"
-    await asyncio.sleep(0.6)
+    clock.ahead = 60.1
     assert await (await send("GET", "/bkt/k")).read() == b"second"
 
 
@@ -237,14 +253,19 @@ async def test_a_complete_overtaken_before_its_description_is_not_kept(make_cach
 
 
 async def test_parts_of_an_abandoned_upload_are_swept_after_the_multipart_expiry(make_cached) -> None:  # type: ignore[no-untyped-def]
-    send, _, here, _ = await make_cached(local_options={"multipart_expiry": 0.3, "gc_interval": 0.1})
+    send, _, here, _ = await make_cached(local_options={"multipart_expiry": 60, "gc_interval": 0.1})
     created = await (await send("POST", "/bkt/left?uploads")).read()
     upload_id = created.split(b"<UploadId>")[1].split(b"</UploadId>")[0].decode()
     assert (await send("PUT", f"/bkt/left?partNumber=1&uploadId={upload_id}", os.urandom(1000))).status == 200
     kept = here.parent / ".s3serve" / "cache-parts"
     assert any(kept.iterdir())
+    # Abandoned for longer than the expiry: aged, not waited for (with an expiry short enough to
+    # wait for, a slow machine could sweep the parts before the check above).
+    then = time.time() - 120
+    for upload in kept.iterdir():
+        os.utime(upload, (then, then))
     # Nothing else happens (no CreateMultipartUpload): the sweep runs on its own, as the GC does.
-    await until(lambda: not any(kept.iterdir()), timeout=3)
+    await until(lambda: not any(kept.iterdir()))
 
 
 async def test_eviction_keeps_the_cache_under_its_limit_least_recently_used_first(make_cached) -> None:  # type: ignore[no-untyped-def]
@@ -311,10 +332,13 @@ async def test_writes_made_while_another_worker_evicts_are_evicted_at_once(make_
                 await asyncio.sleep(0.01)
         for i in range(4):
             assert (await send("PUT", f"/bkt/k{i}", os.urandom(100_000))).status == 200
-        await asyncio.sleep(0.1)
     finally:
         os.close(lock)
-    await until(lambda: _held(here) <= 250_000, timeout=3)
+    # Copies are kept only as far as the limit allows: two are, the two that did not fit were
+    # refused and wait for a round to make room for their like. This process runs one as soon as
+    # the other's is done, not an interval later, and it evicts the least recently used copy.
+    assert _held(here) == 200_000
+    await until(lambda: _held(here) <= 125_000)
 
 
 async def test_an_eviction_round_asks_the_upstream_once_not_once_per_copy(

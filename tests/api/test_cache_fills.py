@@ -90,7 +90,7 @@ async def test_concurrent_misses_of_one_object_fetch_it_once(make_cached) -> Non
     data = os.urandom(SIZE)
     (there / "cold").write_bytes(data)
     first = asyncio.ensure_future(_get(send, "/bkt/cold"))
-    await asyncio.sleep(0.05)  # the others arrive while its fetch runs
+    await until(lambda: ("bkt", "cold") in cache._fills)  # the others arrive while its fetch runs
     answers = await asyncio.gather(first, *(_get(send, "/bkt/cold") for _ in range(5)))
     assert answers == [(200, data)] * 6
     assert cache.upstream.sent == SIZE  # every byte once

@@ -209,9 +209,26 @@ async def test_failed_finish_keeps_previous_version(be: DiskBackend) -> None:
     assert await read_all(be, "k") == b"good"
 
 
+class StallingBody(Body):
+    """A Body whose client sends its first chunk, then nothing more: ``stalled`` is set once the
+    writer has taken that chunk and waits for the next."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        super().__init__(*chunks)
+        self.stalled = asyncio.Event()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.chunks[0]
+        self.stalled.set()
+        await asyncio.Event().wait()
+
+
 async def test_cancelled_upload_leaves_no_temp(be: DiskBackend, root: Path, write_path: str) -> None:
-    task = asyncio.create_task(be.put_object("bkt", "k", Body(b"a" * 10, b"b" * 10, pause=0.05), WriteMeta()))
-    await asyncio.sleep(0.07)  # inside the iteration, a chunk written (streaming) or held in memory
+    body = StallingBody(b"a" * 10, b"b" * 10)
+    task = asyncio.create_task(be.put_object("bkt", "k", body, WriteMeta()))
+    # Inside the iteration, a chunk written (streaming) or held in memory, however long this
+    # machine takes to get there (a fixed sleep could cancel before it, or after the end).
+    await asyncio.wait_for(body.stalled.wait(), 30)
     assert len(tmp_files(root)) == (1 if write_path == "stream" else 0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -237,7 +237,7 @@ def fsyncs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[threading.Event]]:
         gate = threading.Event()
         with lock:
             gates.append(gate)
-        assert gate.wait(10)
+        assert gate.wait(60)
         real(path)
 
     monkeypatch.setattr(smallwrites.keys, "fsync_dir", gated)
@@ -246,11 +246,22 @@ def fsyncs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[threading.Event]]:
         gate.set()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    # Generous: threads start late on a slow, loaded machine.
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.005)
+
+
+def waiting(syncer: DirSyncer, path: Path) -> int:
+    """Callers of ``syncer`` waiting for the fsync of ``path`` that is running (the threads the
+    test started have arrived, not merely been started)."""
+    state = syncer._dirs.get(str(path))
+    if state is None:
+        return 0
+    with state.cond:
+        return len(state.cond._waiters)  # type: ignore[attr-defined]
 
 
 def test_callers_during_a_running_fsync_share_the_next_one(tmp_path: Path, fsyncs: list[threading.Event]) -> None:
@@ -268,14 +279,17 @@ def test_callers_during_a_running_fsync_share_the_next_one(tmp_path: Path, fsync
     later = [threading.Thread(target=call, args=(f"later{i}",)) for i in range(5)]
     for t in later:
         t.start()
+    # All five wait for it before it ends (a thread slow to start would come after, and need an
+    # fsync of its own).
+    wait_for(lambda: waiting(syncer, tmp_path) == 5)
     fsyncs[0].set()
-    first.join(5)
+    first.join(30)
     assert done == ["first"]
     wait_for(lambda: len(fsyncs) == 2)  # one more fsync, for all five
     assert len(done) == 1
     fsyncs[1].set()
     for t in later:
-        t.join(5)
+        t.join(30)
     assert sorted(done) == ["first", *sorted(f"later{i}" for i in range(5))]
     assert len(fsyncs) == 2
     assert syncer._dirs == {}
@@ -309,14 +323,15 @@ def test_waiters_retry_when_the_running_fsync_fails(
     wait_for(lambda: len(fsyncs) == 1)
     second = threading.Thread(target=call, args=("second",))
     second.start()
+    wait_for(lambda: waiting(syncer, tmp_path) == 1)  # it waits for the running fsync
     os.rmdir(target)  # the running fsync will fail: its directory is gone
     fsyncs[0].set()
-    first.join(5)
+    first.join(30)
     assert len(errors_seen) == 1 and finished == []
     os.mkdir(target)
     wait_for(lambda: len(fsyncs) == 2)  # the waiter runs an fsync of its own
     fsyncs[1].set()
-    second.join(5)
+    second.join(30)
     assert finished == ["second"]
 
 

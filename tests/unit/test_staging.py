@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,22 +28,44 @@ KIB = 1024
 
 
 class Body:
-    """A request body yielding the given chunks, optionally slowly."""
+    """A request body yielding the given chunks."""
 
-    def __init__(self, *chunks: bytes, pause: float = 0.0) -> None:
+    def __init__(self, *chunks: bytes) -> None:
         self.chunks = chunks
-        self.pause = pause
         self.digests_wanted: frozenset[str] = frozenset()
         self.declared_checksum: str | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for chunk in self.chunks:
-            if self.pause:
-                await asyncio.sleep(self.pause)
             yield chunk
 
     def finish(self, digests: dict[str, bytes]) -> dict[str, str]:
         return {}
+
+
+class HeldBody(Body):
+    """A body whose client sends nothing until the test lets it (``go``): ``waiting`` is set once
+    the writer asks for the first chunk, with the part's slot or file open. Slow clients made
+    with fixed pauses raced the test's own steps on a slow, loaded machine."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        super().__init__(*chunks)
+        self.waiting = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        self.waiting.set()
+        await self.go.wait()
+        for chunk in self.chunks:
+            yield chunk
+
+
+async def until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Wait for what a background task does, with a deadline a slow, loaded machine meets."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting: {what}"
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture(params=["xattr", "sidecar"])
@@ -111,9 +133,11 @@ async def test_malformed_upload_ids_are_no_such_upload(be: DiskBackend, tmp_path
 async def test_upload_part_racing_complete_lands_before_or_gets_no_such_upload(be: DiskBackend) -> None:
     upload = await be.create_multipart_upload("bkt", "k", WriteMeta(), OWNER)
     first = await be.upload_part("bkt", "k", upload.upload_id, 1, Body(b"one"))
-    slow = asyncio.create_task(be.upload_part("bkt", "k", upload.upload_id, 2, Body(b"t", b"wo", pause=0.05)))
-    await asyncio.sleep(0.02)  # the slow part is streaming into its temp file
+    body = HeldBody(b"t", b"wo")
+    slow = asyncio.create_task(be.upload_part("bkt", "k", upload.upload_id, 2, body))
+    await asyncio.wait_for(body.waiting.wait(), 30)  # the slow part is streaming into its temp file
     await be.complete_multipart_upload("bkt", "k", upload.upload_id, [first])
+    body.go.set()
     with pytest.raises(errors.NoSuchUpload):
         await slow
     assert await read_all(be, "k") == b"one"
@@ -223,6 +247,7 @@ async def test_gc_tells_of_young_orphans_and_holds_link_temps_by_their_guard(be:
     copy's temp is held through its guard, not by a flock on itself (the source object's inode)."""
     tmp = Path(be._tmp_dir)
     collect = be.staging.collector.collect
+    made = time.time()  # every temp file below is younger than this
     held = create_locked(str(tmp / "put-held"))
     for name in ("link-live", "link-dead", "link-bare"):
         # Stand-ins for objects: a link temp is another name of an object's inode.
@@ -232,7 +257,11 @@ async def test_gc_tells_of_young_orphans_and_holds_link_temps_by_their_guard(be:
     (tmp / ("link-dead" + gc.LINK_GUARD)).write_bytes(b"")  # its copy died: nobody holds it
     try:
         soon = await asyncio.to_thread(collect, False)
-        assert soon is not None and 0.5 < soon <= gc.TEMP_GRACE  # link-dead, link-bare, the dead guard
+        # link-dead, link-bare, the dead guard: the grace less the youngest one's age, which is at
+        # most how long this took however slow the machine (and a tick of the coarse clock that
+        # stamps ctime).
+        took = time.time() - made
+        assert soon is not None and gc.TEMP_GRACE - took - 0.05 < soon <= gc.TEMP_GRACE, (soon, took)
         (tmp / "put-orphan").write_bytes(b"x")
         await asyncio.sleep(gc.TEMP_GRACE + 0.1)
         assert await asyncio.to_thread(collect, False) is None
@@ -269,8 +298,7 @@ async def test_a_failing_gc_round_is_logged_and_the_loop_goes_on(
     collector.interval, collector.expiry = 0.05, 0.0
     caplog.set_level(logging.INFO, logger="s3serve.multipart")
     await collector.start()
-    await asyncio.sleep(0.2)
-    assert "multipart GC round failed" in caplog.text
+    await until(lambda: "multipart GC round failed" in caplog.text, "a failed round logged")
     path = Path(be.staging.dir)
     path.unlink()
     broken_multipart_dir.rename(path)
@@ -278,11 +306,7 @@ async def test_a_failing_gc_round_is_logged_and_the_loop_goes_on(
     age(staging_dir(be) / upload.upload_id, 60)
     for entry in (staging_dir(be) / upload.upload_id).iterdir():
         age(entry, 60)
-    for _ in range(40):
-        if not (staging_dir(be) / upload.upload_id).exists():
-            break
-        await asyncio.sleep(0.05)
-    assert not (staging_dir(be) / upload.upload_id).exists()
+    await until(lambda: not (staging_dir(be) / upload.upload_id).exists(), "the idle upload removed")
     assert f"removed upload {upload.upload_id} of bkt/k" in caplog.text
     shutil.rmtree(staging_dir(be), ignore_errors=True)
 
@@ -415,10 +439,12 @@ async def test_concurrent_uploads_of_one_part_number_leave_the_last_committed(be
     upload = await be.create_multipart_upload("bkt", "race", WriteMeta(), OWNER)
     a, b, c = os.urandom(BLOCK), os.urandom(BLOCK), os.urandom(BLOCK)
     # a starts first (so it writes in place) and commits last; b and c go to part files.
-    slow = asyncio.create_task(be.upload_part("bkt", "race", upload.upload_id, 1, Body(a[:100], a[100:], pause=0.1)))
-    await asyncio.sleep(0.05)
+    held = HeldBody(a[:100], a[100:])
+    slow = asyncio.create_task(be.upload_part("bkt", "race", upload.upload_id, 1, held))
+    await asyncio.wait_for(held.waiting.wait(), 30)
     await be.upload_part("bkt", "race", upload.upload_id, 1, Body(b))
     await be.upload_part("bkt", "race", upload.upload_id, 1, Body(c))
+    held.go.set()
     last = await slow
     listed = (await be.list_parts("bkt", "race", upload.upload_id, 0, 10)).parts
     assert [(p.number, p.etag) for p in listed] == [(1, last.etag)] and last.etag == hashlib.md5(a).hexdigest()
