@@ -7,6 +7,7 @@ expectation against it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -17,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,16 @@ from botocore.exceptions import ClientError
 ACCESS_KEY = "test-access-key"
 SECRET_KEY = "test-secret-key"
 REGION = "us-east-1"
+
+
+async def until(check: Callable[[], bool], what: str = "the condition", timeout: float = 30.0) -> None:
+    """Wait for what background work (a task, a thread, a replica published after the answer)
+    does: generous, for a slow, loaded machine; only a failing check waits that long."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
 
 
 def free_port() -> int:

@@ -3,7 +3,6 @@ and a sender that signs each request with botocore's SigV4 signer."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -77,10 +76,3 @@ async def cached(make_cached) -> Cached:  # type: ignore[no-untyped-def]
     return await make_cached()  # type: ignore[no-any-return]
 
 
-async def until(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Background work (a replica published after the answer) shows up within ``timeout``:
-    generous, for a slow, loaded machine; only a failing check waits that long."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)

@@ -24,8 +24,8 @@ from s3serve.storage.cache import claim_root
 from s3serve.storage.disk import DiskBackend
 from s3serve.storage.remote import RemoteBackend
 from s3serve.storage.spool import FileBody
-from tests.api.conftest import USER, Cached, Send, until
-from tests.conftest import free_port
+from tests.api.conftest import USER, Cached, Send
+from tests.conftest import free_port, until
 
 
 async def test_put_goes_through_to_the_upstream_and_stays_as_a_replica(cached: Cached) -> None:

@@ -17,7 +17,8 @@ from s3serve.storage import fills
 from s3serve.storage.base import ObjectReader
 from s3serve.storage.cache import CacheBackend
 from s3serve.storage.disk import DiskBackend
-from tests.api.conftest import USER, Send, until
+from tests.api.conftest import USER, Send
+from tests.conftest import until
 
 PIECE = 64 * 1024
 SIZE = 4 * 1024 * 1024

@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from s3serve.storage.base import ObjectInfo, PartInfo, WriteMeta
 from s3serve.storage.disk import DiskBackend
 from s3serve.storage.gc import create_locked
 from s3serve.storage.staging import check_checksum_choice
+from tests.conftest import until
 
 OWNER = "owner-1"
 KIB = 1024
@@ -58,14 +59,6 @@ class HeldBody(Body):
         await self.go.wait()
         for chunk in self.chunks:
             yield chunk
-
-
-async def until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Wait for what a background task does, with a deadline a slow, loaded machine meets."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting: {what}"
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture(params=["xattr", "sidecar"])

@@ -23,6 +23,7 @@ from s3serve.storage import streams
 from s3serve.storage.base import WriteMeta
 from s3serve.storage.disk import DiskBackend
 from s3serve.storage.streams import BATCH_BYTES, MAX_PIECES, THREAD_CHUNK, WRITEBACK_BYTES, write_body
+from tests.conftest import until
 
 MiB = 1 << 20
 
@@ -242,11 +243,8 @@ async def test_cancelled_upload_waits_for_the_thread(tmp_path: Path, batches: in
 
     with open(tmp_path / "f", "wb") as f:
         task = asyncio.ensure_future(write_body(f, Stalling([]), hasher))
-        # Waits for the first batch to be in the thread, however slow the machine is to start it.
-        deadline = time.monotonic() + 30
-        while not hasher.busy:
-            assert time.monotonic() < deadline, "no batch reached the thread"
-            await asyncio.sleep(0.001)
+        # The first batch is in the thread, however slow the machine is to start it.
+        await until(lambda: hasher.busy, "a batch in the thread")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
