@@ -48,12 +48,6 @@ def is_shared(target: int | str) -> bool:
         return False
 
 
-def _unlink_quietly(path: str | None) -> None:
-    if path is not None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-
-
 def _linkable(found: _Found, record: Record, want: str | None, spath: str) -> bool:
     """A hard link is safe for a file that s3serve wrote (a foreign file may be rewritten in place
     by its program: adopted records carry no checksums), reached by its own name (not a symlink)."""
@@ -119,7 +113,7 @@ async def copy_object(
                 record.checksums = {want: b64(digests[name])}
                 record.checksum_type = "FULL_OBJECT"
     except BaseException:
-        _unlink_quietly(tmp)
+        keys.unlink_quietly(tmp)
         if lock_fd is not None:
             os.close(lock_fd)
         raise
@@ -255,8 +249,8 @@ def _link(
             disk.meta.drop_blob(old.blob)
     finally:
         # The link before its guard: a link left without a guard is one whose copy is over.
-        _unlink_quietly(tmp)
-        _unlink_quietly(tmp + LINK_GUARD)
+        keys.unlink_quietly(tmp)
+        keys.unlink_quietly(tmp + LINK_GUARD)
         os.close(guard)
     return record, folders
 

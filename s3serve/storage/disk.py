@@ -52,15 +52,6 @@ T = TypeVar("T")
 # A listed regular file with no record of ours (see _entry_info).
 _FOREIGN = ObjectInfo(key="", size=0, etag="", last_modified=0.0)
 
-FICLONE = 0x40049409  # _IOW(0x94, 9, int): share the source's extents (btrfs, XFS, bcachefs)
-
-
-def _unlink_quietly(path: str | None) -> None:
-    if path is not None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-
-
 @dataclass
 class _Found:
     info: ObjectInfo
@@ -402,7 +393,7 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
             if old is not None and old.blob and old.blob != record.blob:
                 self.meta.drop_blob(old.blob)
         except BaseException:
-            _unlink_quietly(tmp)
+            keys.unlink_quietly(tmp)
             raise
         if self.fsync:
             await asyncio.to_thread(self.sync_folders, folders)
@@ -458,7 +449,7 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
                 digests = hasher.digests()
                 record = Record.for_write(meta, digests["md5"].hex(), size, body.finish(digests))
             except BaseException:
-                _unlink_quietly(tmp)
+                keys.unlink_quietly(tmp)
                 raise
             return await self._publish(bucket, kp, tmp, record, precondition)
         finally:

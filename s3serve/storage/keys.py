@@ -429,6 +429,13 @@ FICLONE = 0x40049409  # _IOW(0x94, 9, int): share the source's extents (btrfs, X
 _COPY_PIECE = 1024 * 1024
 
 
+def unlink_quietly(path: str | None) -> None:
+    """Remove a temp file that may already be gone (renamed into place, or never made)."""
+    if path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
 def open_regular(path: str) -> int | None:
     """An fd on a regular file, or None. Never opens a FIFO or device another program left."""
     try:
