@@ -16,8 +16,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-# The same number on every architecture: openat2 came after the syscall tables were unified.
+# openat2's number where the syscall tables are unified (x86, arm, arm64, riscv, powerpc, s390...).
+# Alpha and MIPS number their calls from other bases: there 437 is another call, or none.
 _SYS_OPENAT2 = 437
+_OTHER_NUMBERING = ("alpha", "mips")
 _RESOLVE_NO_SYMLINKS = 0x04
 _AT_FDCWD = -100
 
@@ -26,7 +28,7 @@ _checked = False
 
 
 def _setup() -> Callable[[bytes, bool], int] | None:
-    if not sys.platform.startswith("linux") or not hasattr(os, "O_PATH"):
+    if not sys.platform.startswith("linux") or not hasattr(os, "O_PATH") or os.uname().machine.startswith(_OTHER_NUMBERING):
         return None
     import ctypes  # here, not at start-up
 
