@@ -108,6 +108,7 @@ class RequestState:
     query: dict[str, str] = field(default_factory=dict)
     route: Route | None = None
     auth: AuthResult | None = None
+    authenticated: bool = False  # ``auth`` holds authenticate's answer (None: anonymous)
     bucket_checked: bool = False
     # What the bucket policy granted an anonymous request (kept apart from ``auth``: dispatch
     # handles such a request on a path of its own).
@@ -211,7 +212,7 @@ async def _cors_headers(request: web.BaseRequest, response: web.StreamResponse) 
 def _authenticate(request: web.Request) -> AuthResult | None:
     """The request's signer, or None for an anonymous request (see _grant_anonymous)."""
     state = _state(request)
-    if state.auth is not None:
+    if state.authenticated:
         return state.auth
     route = state.route
     assert route is not None
@@ -223,9 +224,9 @@ def _authenticate(request: web.Request) -> AuthResult | None:
         headers=request.headers,
         vhost_bucket=route.bucket if route.vhost else None,
     )
-    result = authenticate(view, request.app[CONFIG].user_by_access_key)
-    state.auth = result
-    return result
+    state.auth = authenticate(view, request.app[CONFIG].user_by_access_key)
+    state.authenticated = True
+    return state.auth
 
 
 async def _grant_anonymous(request: web.Request, route: Route) -> AuthResult:
