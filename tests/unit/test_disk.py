@@ -741,6 +741,21 @@ def test_filesystem_refusals_are_s3_errors(errno_: int, code: str, status: int) 
     assert mapped is not None and (mapped.code, mapped.status, mapped.resource) == (code, status, "key")
 
 
+async def test_a_backend_operation_raises_the_refusal_as_its_s3_error() -> None:
+    from s3serve.storage.faults import as_s3_errors
+
+    @as_s3_errors
+    async def operation(code: int) -> None:
+        raise OSError(code, os.strerror(code), "/root/bkt/key")
+
+    with pytest.raises(errors.AccessDenied) as refused:
+        await operation(errno.EACCES)
+    assert isinstance(refused.value.__cause__, OSError) and refused.value.__cause__.errno == errno.EACCES
+    with pytest.raises(OSError) as fault:  # a real fault stays itself, for the 500 and its log
+        await operation(errno.EIO)
+    assert fault.value.errno == errno.EIO and not isinstance(fault.value, errors.S3Error)
+
+
 def test_real_faults_and_lost_connections_stay_what_they_are() -> None:
     from s3serve.storage.faults import translate
 
