@@ -28,8 +28,8 @@ def snake_case(operation: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", operation).lower()
 
 
-def _lazy(operation: str) -> Handler:
-    name = snake_case(operation)
+def _lazy(operation: str, name: str) -> Handler:
+    """``operation``'s handler, ``name`` in one of LAZY_MODULES, loaded on its first request."""
 
     async def load_and_handle(ctx: Context) -> web.StreamResponse:
         for module_name in LAZY_MODULES:
@@ -46,11 +46,13 @@ def _registry() -> dict[str, Handler]:
     operations = set(TABLE.values()) | DERIVED
     found: dict[str, Handler] = {}
     for operation in operations:
+        name = snake_case(operation)  # once per operation: the regex is most of start-up's cost here
         for module in MODULES:
-            handler = getattr(module, snake_case(operation), None)
+            handler = getattr(module, name, None)
             if handler is not None:
                 found[operation] = handler
-        found.setdefault(operation, _lazy(operation))
+        if operation not in found:
+            found[operation] = _lazy(operation, name)
     return found
 
 
