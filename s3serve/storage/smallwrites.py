@@ -271,9 +271,7 @@ class Writer:
                 finally:
                     os.close(lock)
             finally:
-                if tmp is not None:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(tmp)
+                keys.unlink_quietly(tmp)
         finally:
             os.close(fd)
         if old is not None and old.blob and old.blob != record.blob:
