@@ -97,6 +97,7 @@ class _DirState:
         self.done = 0  # generation of the last fsync that succeeded
         self.running = False
         self.users = 0
+        self.waiting = 0  # callers blocked on a running fsync (observable: the tests wait for them)
 
     def sync(self, path: str) -> None:
         with self.cond:
@@ -104,7 +105,11 @@ class _DirState:
             need = self.started + 1
             while self.done < need:
                 if self.running:
-                    self.cond.wait()
+                    self.waiting += 1
+                    try:
+                        self.cond.wait()
+                    finally:
+                        self.waiting -= 1
                     continue
                 self.running = True
                 self.started += 1

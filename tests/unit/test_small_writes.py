@@ -261,7 +261,7 @@ def waiting(syncer: DirSyncer, path: Path) -> int:
     if state is None:
         return 0
     with state.cond:
-        return len(state.cond._waiters)  # type: ignore[attr-defined]
+        return state.waiting
 
 
 def test_callers_during_a_running_fsync_share_the_next_one(tmp_path: Path, fsyncs: list[threading.Event]) -> None:
