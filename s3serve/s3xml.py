@@ -10,6 +10,7 @@ body or a key that needs escaping, and importing them is ~10 ms of every start-u
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Collection, Iterable
 from typing import Any
@@ -132,7 +133,12 @@ def location(region: str) -> bytes:
 
 
 def _enc(value: str, url: bool) -> str:
-    return quote(value, safe="/") if url else value
+    # Most keys are all unreserved characters, which quote() returns unchanged: one C scan
+    # instead of its encode, strip and decode (0.23 vs 0.60 us, a thousand times a page).
+    return quote(value, safe="/") if url and not _URL_PLAIN(value) else value
+
+
+_URL_PLAIN = re.compile(r"[A-Za-z0-9_.~/-]*").fullmatch
 
 
 def _contents(obj: ObjectInfo, url: bool, owner: tuple[str, str] | None) -> str:

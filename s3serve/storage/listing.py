@@ -87,6 +87,8 @@ _SKIP, _DESCEND, _ALL = 0, 1, 2
 
 def _valid_name(name: str) -> bool:
     # os.fsdecode turns undecodable bytes into lone surrogates; such a name has no S3 key.
+    if name.isascii():  # most names, told without encoding them (a flag of the str)
+        return True
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:

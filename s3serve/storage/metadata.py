@@ -171,22 +171,23 @@ class Record:
             modified = self.mtime_ns / 1e9
         else:
             modified = st.st_mtime
+        parts = self.parts
+        # Positional, in ObjectInfo's field order: a listing page makes a thousand of these, and
+        # binding 13 keywords took half of each (1.43 vs 0.77 us). test_record_info pins the order.
         return ObjectInfo(
-            key=key,
-            size=self.size,
-            etag=self.etag,
-            last_modified=modified,
-            headers=dict(self.headers),
-            user_meta=dict(self.user_meta),
-            checksums=dict(self.checksums),
-            checksum_type=self.checksum_type,
-            storage_class=self.storage_class,
-            parts=[PartInfo(p.number, p.size, p.etag, p.last_modified, dict(p.checksums)) for p in self.parts]
-            if self.parts is not None
-            else None,
-            tag_count=len(self.tags),
-            is_folder=self.folder,
-            encryption=self.encryption,
+            key,
+            self.size,
+            self.etag,
+            modified,
+            dict(self.headers),
+            dict(self.user_meta),
+            dict(self.checksums),
+            self.checksum_type,
+            self.storage_class,
+            None if parts is None else [PartInfo(p.number, p.size, p.etag, p.last_modified, dict(p.checksums)) for p in parts],
+            len(self.tags),
+            self.folder,
+            self.encryption,
         )
 
     def to_json(self) -> bytes:
