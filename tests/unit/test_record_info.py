@@ -3,50 +3,37 @@ field of the record must land in the ObjectInfo field of its own name, as copies
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+from typing import Any
 
 from s3serve.storage.base import Encryption, ObjectInfo, PartInfo
 from s3serve.storage.metadata import Record
 
+# The fields Record and ObjectInfo share by name; every one away from its default, and no two
+# alike, so a swapped pair cannot pass.
+SHARED: dict[str, Any] = {
+    "size": 7,
+    "etag": "0123456789abcdef0123456789abcdef-2",
+    "headers": {"content-type": "text/plain"},
+    "user_meta": {"a": "b"},
+    "checksums": {"CRC32": "AAAAAA=="},
+    "checksum_type": "COMPOSITE",
+    "storage_class": "STANDARD_IA",
+    "parts": [PartInfo(1, 3, "e1", 1.5, {"CRC32": "AQIDBA=="}), PartInfo(2, 4, "e2", 2.5)],
+    "encryption": Encryption.of("aws:kms", "arn:aws:kms:us-east-1:111122223333:key/k", True),
+}
+
 
 def _record() -> Record:
-    # Every field away from its default, and no two alike, so a swapped pair cannot pass.
     return Record(
-        etag="0123456789abcdef0123456789abcdef-2",
-        size=7,
-        mtime_ns=5_000_000_000,
-        inode=99,
-        headers={"content-type": "text/plain"},
-        user_meta={"a": "b"},
-        checksums={"CRC32": "AAAAAA=="},
-        checksum_type="COMPOSITE",
-        storage_class="STANDARD_IA",
-        parts=[PartInfo(1, 3, "e1", 1.5, {"CRC32": "AQIDBA=="}), PartInfo(2, 4, "e2", 2.5)],
-        tags={"t": "v", "u": "w"},
-        folder=False,
-        modified_ns=6_000_000_000,
-        encryption=Encryption.of("aws:kms", "arn:aws:kms:us-east-1:111122223333:key/k", True),
+        mtime_ns=5_000_000_000, inode=99, tags={"t": "v", "u": "w"}, modified_ns=6_000_000_000, **copy.deepcopy(SHARED)
     )
 
 
 def test_every_field_reaches_the_info_under_its_own_name() -> None:
-    record = _record()
-    info = record.to_info("some/key")
-    assert info == ObjectInfo(
-        key="some/key",
-        size=7,
-        etag="0123456789abcdef0123456789abcdef-2",
-        last_modified=6.0,
-        headers={"content-type": "text/plain"},
-        user_meta={"a": "b"},
-        checksums={"CRC32": "AAAAAA=="},
-        checksum_type="COMPOSITE",
-        storage_class="STANDARD_IA",
-        parts=[PartInfo(1, 3, "e1", 1.5, {"CRC32": "AQIDBA=="}), PartInfo(2, 4, "e2", 2.5)],
-        tag_count=2,
-        is_folder=False,
-        encryption=record.encryption,
-    )
+    info = _record().to_info("some/key")
+    assert info == ObjectInfo(key="some/key", last_modified=6.0, tag_count=2, is_folder=False, **SHARED)
     # ObjectInfo's fields, in its own order, all set by to_info: a new field needs it there too.
     assert [f.name for f in dataclasses.fields(ObjectInfo)] == [
         "key", "size", "etag", "last_modified", "headers", "user_meta", "checksums", "checksum_type",
