@@ -184,7 +184,9 @@ class Record:
             dict(self.checksums),
             self.checksum_type,
             self.storage_class,
-            None if parts is None else [PartInfo(p.number, p.size, p.etag, p.last_modified, dict(p.checksums)) for p in parts],
+            None
+            if parts is None
+            else [PartInfo(p.number, p.size, p.etag, p.last_modified, dict(p.checksums)) for p in parts],
             len(self.tags),
             self.folder,
             self.encryption,

@@ -26,9 +26,8 @@ SHARED: dict[str, Any] = {
 
 
 def _record() -> Record:
-    return Record(
-        mtime_ns=5_000_000_000, inode=99, tags={"t": "v", "u": "w"}, modified_ns=6_000_000_000, **copy.deepcopy(SHARED)
-    )
+    extra = {"mtime_ns": 5_000_000_000, "inode": 99, "tags": {"t": "v", "u": "w"}, "modified_ns": 6_000_000_000}
+    return Record(**extra, **copy.deepcopy(SHARED))
 
 
 def test_every_field_reaches_the_info_under_its_own_name() -> None:
