@@ -10,13 +10,12 @@ body or a key that needs escaping, and importing them is ~10 ms of every start-u
 from __future__ import annotations
 
 import functools
-import re
 import time
 from collections.abc import Collection, Iterable
 from typing import Any
-from urllib.parse import quote
 
 from . import errors
+from .sigv4 import uri_encode_path
 from .storage.base import BucketInfo, ObjectInfo, PartInfo, UploadInfo
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -133,12 +132,7 @@ def location(region: str) -> bytes:
 
 
 def _enc(value: str, url: bool) -> str:
-    # Most keys are all unreserved characters, which quote() returns unchanged: one C scan
-    # instead of its encode, strip and decode (0.23 vs 0.60 us, a thousand times a page).
-    return quote(value, safe="/") if url and not _URL_PLAIN(value) else value
-
-
-_URL_PLAIN = re.compile(r"[A-Za-z0-9_.~/-]*").fullmatch
+    return uri_encode_path(value) if url else value
 
 
 def _contents(obj: ObjectInfo, url: bool, owner: tuple[str, str] | None) -> str:

@@ -183,7 +183,7 @@ class Upstream:
         # Encoded once, per SigV4, and sent exactly so: the canonical URI is this very string.
         if not bucket:
             return "/"
-        return "/" + quote(bucket, safe="") + ("/" + quote(key, safe="/") if key else "")
+        return "/" + quote(bucket, safe="") + ("/" + sigv4.uri_encode_path(key) if key else "")
 
     def _sign(
         self,
