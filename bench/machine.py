@@ -7,8 +7,12 @@ disk's fdatasync'd write speed, and its ETag cannot be computed faster than one 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
+import socket
+import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -83,6 +87,81 @@ def hash_rates(size: int) -> dict[str, float]:
     return out
 
 
+def put_floor(directory: Path, size: int, server_cores: set[int]) -> dict[str, float]:
+    """MiB/s of the least a durable large PUT must do, on the server's cores, with no HTTP at all.
+
+    A child process pinned where the servers run receives ``size`` bytes over a loopback TCP
+    connection into a reused 1 MiB buffer and hashes them with MD5 (``recv_md5``); then again,
+    writing each MiB to a file as well, starting its writeback every 8 MiB and ending with
+    fdatasync, as s3serve does (``recv_md5_write``). What the second loses against the first is
+    the page-cache write and the disk, which no server on this machine avoids.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    out: dict[str, float] = {}
+    for label, path in (("recv_md5_MiBps", ""), ("recv_md5_write_MiBps", str(directory / "put-floor.bin"))):
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            port = listener.getsockname()[1]
+            cores = ",".join(map(str, sorted(server_cores)))
+            child = subprocess.Popen([sys.executable, "-m", "bench.machine", str(port), str(size), path, cores],
+                                     stdout=subprocess.PIPE)
+            conn, _ = listener.accept()
+            with conn:
+                buf = os.urandom(CHUNK)
+                for _ in range(size // CHUNK):
+                    conn.sendall(buf)
+            answer, _ = child.communicate()
+        out[label] = json.loads(answer)["MiBps"]
+        if path:
+            Path(path).unlink(missing_ok=True)
+    return out
+
+
+def _receive(port: int, size: int, path: str, cores: str) -> float:
+    """The child side of put_floor: MiB/s from the first byte to the end (of the fdatasync)."""
+    os.sched_setaffinity(0, {int(c) for c in cores.split(",")})
+    writeback = _sync_file_range()
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    md5 = hashlib.md5()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600) if path else -1
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        got = started = 0
+        t0 = 0.0
+        while got < size:
+            filled = 0
+            while filled < CHUNK:
+                n = conn.recv_into(view[filled:])
+                if not n:
+                    break
+                if not t0:
+                    t0 = time.perf_counter()
+                filled += n
+            if not filled:
+                break
+            md5.update(view[:filled])
+            if fd >= 0:
+                os.write(fd, view[:filled])
+                if writeback is not None and got + filled - started >= 8 * CHUNK:
+                    writeback(fd, started, got + filled - started, 2)  # SYNC_FILE_RANGE_WRITE
+                    started = got + filled
+            got += filled
+    if fd >= 0:
+        os.fdatasync(fd)
+        os.close(fd)
+    return got / (time.perf_counter() - t0) / CHUNK
+
+
+def _sync_file_range() -> Any:
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    return fn
+
+
 def signer_rate(seconds: float = 0.5) -> dict[str, float]:
     """Signatures per second of the load generator's own signer and of botocore's, on one core.
 
@@ -138,3 +217,7 @@ def _meminfo(field: str) -> int:
     except OSError:
         pass
     return 0
+
+
+if __name__ == "__main__":
+    print(json.dumps({"MiBps": _receive(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4])}))

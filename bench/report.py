@@ -145,6 +145,22 @@ def workers_table(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def _put_floor_ratios(results: dict[str, Any]) -> list[str]:
+    """Each server's large PUTs against the bare receive + MD5 + write loop (machine.put_floor)."""
+    floor = results["machine_limits"].get("recv_md5_write_MiBps", {}).get("median")
+    if not floor:
+        return []
+    lines = []
+    for name, server in results["servers"].items():
+        scenarios = server["scenarios"]
+        got = [scenarios.get(f"large.put.{shape}", {}).get("median", {}).get("MiB_per_s") for shape in ("single", "parallel8")]
+        if all(got):
+            lines.append(f"- {name}: {_fmt(got[0])} / {_fmt(got[1])} MiB/s = {got[0] / floor:.2f} / {got[1] / floor:.2f}")
+    if not lines:
+        return []
+    return [f"Large PUT (single / 8 parallel) ÷ the bare receive + MD5 + write loop ({_fmt(floor)} MiB/s):", "", *lines, ""]
+
+
 def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     lines = [
@@ -210,6 +226,7 @@ def markdown(results: dict[str, Any]) -> str:
         for name, s in results["machine_limits"].items():
             lines.append(f"| {name} | {_fmt(s['median'])} | ±{s['spread'] * 50:.0f}% |")
         lines.append("")
+        lines += _put_floor_ratios(results)
     setups = {n: s["listing_setup"] for n, s in results["servers"].items() if s.get("listing_setup")}
     if setups:
         lines += ["### Listing fixtures", ""]

@@ -86,12 +86,13 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def measure_machine(p: Params, data_dir: Path, quick: bool) -> dict[str, Any]:
+def measure_machine(p: Params, data_dir: Path, quick: bool, server_cores: set[int]) -> dict[str, Any]:
     disk_size = 64 * MiB if quick else 1024 * MiB
     hash_size = 64 * MiB if quick else 512 * MiB
     runs: dict[str, list[dict[str, Any]]] = {}
     for _ in range(p.repeats):
         for name, value in {**machine.disk_write_read(data_dir / "_machine", disk_size), **machine.hash_rates(hash_size),
+                           **machine.put_floor(data_dir / "_machine", disk_size, server_cores),
                            **machine.signer_rate()}.items():
             runs.setdefault(name, []).append({"v": value})
     shutil.rmtree(data_dir / "_machine", ignore_errors=True)
@@ -219,7 +220,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     }
     if "machine" in wanted:
         log("machine limits ...")
-        results["machine_limits"] = measure_machine(p, args.data_dir, args.quick)
+        results["machine_limits"] = measure_machine(p, args.data_dir, args.quick, server_cores)
     for name in names:
         spec = specs[name]
         why = spec.missing()

@@ -151,3 +151,26 @@ def test_no_fsync_variant_is_compared_with_the_peers_alone() -> None:
     assert "| small.put.c16 | ops_per_s ↑ | 1,000 | 3,000 | 1,500 | 9,000 | 0.33 | 0.67 | 0.11 |" in main
     # The variant against the peers only: no column for the subject or the ceilings.
     assert "| small.put.c16 | ops_per_s ↑ | 3,000 | 1,500 | 2.00 |" in variant.split("###")[0]
+
+
+def test_put_floor_moves_every_byte_and_sets_the_large_puts_against_it(tmp_path: Path) -> None:
+    from bench import machine
+
+    floor = machine.put_floor(tmp_path, 8 * 1024 * 1024, split_cores()[1])
+    assert sorted(floor) == ["recv_md5_MiBps", "recv_md5_write_MiBps"]
+    assert all(v > 0 for v in floor.values())
+    assert list(tmp_path.iterdir()) == []  # the written copy is gone
+
+    def server(single: float, parallel: float) -> dict[str, object]:
+        runs = {"large.put.single": [{"MiB_per_s": single}], "large.put.parallel8": [{"MiB_per_s": parallel}]}
+        return {"role": "subject", "describe": "x", "scenarios": {k: report.summarize(v) for k, v in runs.items()}}
+
+    results = {
+        "meta": {"date": "now", "machine": {"cpu": "x", "cores": 2}, "client_cores": [0], "server_cores": [1],
+                 "mode": "test", "params": {"repeats": 1}},
+        "machine_limits": {"recv_md5_write_MiBps": {"runs": [400.0], "median": 400.0, "spread": 0.0}},
+        "servers": {"s3serve": server(300.0, 440.0)},
+    }
+    md = report.markdown(results)
+    assert "÷ the bare receive + MD5 + write loop (400 MiB/s)" in md
+    assert "- s3serve: 300 / 440 MiB/s = 0.75 / 1.10" in md
