@@ -23,7 +23,7 @@ from awscrt import checksums as crt
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from s3serve.app import create_app
+from s3serve.app import BACKEND, create_app
 from s3serve.config import Config
 from s3serve.storage.base import ObjectInfo, PartInfo
 from s3serve.storage.disk import DiskBackend
@@ -33,8 +33,15 @@ PAUSE = 0.35  # the Complete's work; keep-alive spaces go out every 0.1 s meanwh
 
 
 class SlowDisk(DiskBackend):
+    # Set by a test that decides itself when the Complete's work ends (after it saw what the
+    # server sends meanwhile), rather than after PAUSE.
+    gate: asyncio.Event | None = None
+
     async def complete_multipart_upload(self, *args: Any, **kwargs: Any) -> ObjectInfo:
-        await asyncio.sleep(PAUSE)
+        if self.gate is not None:
+            await asyncio.wait_for(self.gate.wait(), 30)
+        else:
+            await asyncio.sleep(PAUSE)
         return await super().complete_multipart_upload(*args, **kwargs)
 
     async def copy_object(self, *args: Any, **kwargs: Any) -> ObjectInfo:
@@ -97,15 +104,25 @@ async def test_the_wire_holds_200_then_spaces_then_the_result(server: TestClient
     part = await request("PUT", f"/bkt/k?partNumber=1&uploadId={upload_id}", b"body")
     etag = part.headers["ETag"]
     xml = f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
+    disk = server.server.app[BACKEND]
+    assert isinstance(disk, SlowDisk)
+    disk.gate = asyncio.Event()
     response = await request("POST", f"/bkt/k?uploadId={upload_id}", xml.encode())
-    body = await response.read()
     assert response.status == 200
     assert response.headers["Transfer-Encoding"] == "chunked" and "x-amz-request-id" in response.headers
     declaration = b'<?xml version="1.0" encoding="UTF-8"?>\n'
-    assert body.startswith(declaration)
+    # The work goes on until two keep-alive spaces have come (one every 0.1 s), however slow the
+    # machine: the result cannot have been sent before them.
+    body = b""
+    while not body.startswith(declaration + b"  "):
+        piece = await response.content.readany()
+        assert piece, body
+        body += piece
+    disk.gate.set()
+    body += await response.read()
     rest = body[len(declaration) :]
     document = rest.lstrip(b" ")
-    assert len(rest) - len(document) >= 2  # a space every 0.1 s of the 0.35 s pause
+    assert len(rest) - len(document) >= 2
     assert document.startswith(b"<CompleteMultipartUploadResult") and document.endswith(b"</CompleteMultipartUploadResult>")
     assert hashlib.md5(hashlib.md5(b"body").digest()).hexdigest().encode() + b"-1" in document
     assert (await (await request("GET", "/bkt/k")).read()) == b"body"
