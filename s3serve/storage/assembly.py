@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import enum
 import errno
 import functools
@@ -49,6 +47,7 @@ from . import gc, keys
 from .base import Body, ObjectInfo, Precondition
 from .gc import read_json, try_flock
 from .metadata import Record
+from .streams import fallocate
 
 if TYPE_CHECKING:
     from .disk import DiskBackend
@@ -68,7 +67,6 @@ FALLOC_FL_INSERT_RANGE = 0x20
 
 _COPY_PIECE = 1024 * 1024
 
-_libc: ctypes.CDLL | None = None
 
 
 def copy_range(src: int, src_offset: int, dst: int, dst_offset: int, length: int) -> None:
@@ -106,18 +104,6 @@ def slot_offset(number: int) -> int:
 
 def marker_name(number: int) -> str:
     return f"{SLOT_PREFIX}{number:05d}"
-
-
-def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
-    """libc ``fallocate`` (os.posix_fallocate has no mode); raises OSError with the errno."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-        _libc.fallocate.restype = ctypes.c_int
-    if _libc.fallocate(fd, mode, offset, length) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))
 
 
 @dataclass(frozen=True)

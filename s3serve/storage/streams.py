@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import sys
-from collections.abc import Callable
 from functools import cache
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..checksums import MultiHasher
 from .base import Body
@@ -25,22 +25,56 @@ MAX_PIECES = 256
 # before the commit finds most of the file already on its way to the disk.
 WRITEBACK_BYTES = 8 << 20
 _SYNC_FILE_RANGE_WRITE = 2
+# Bodies of at least this many declared bytes get their blocks reserved first (preallocate).
+PREALLOCATE_BYTES = 1 << 20
+_FALLOC_FL_KEEP_SIZE = 0x01
+# What a reservation's failure says of the writes to come: they would fail the same way.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 @cache
-def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    """libc's sync_file_range (Linux only; os does not wrap it), or None where there is none."""
+def _libc() -> Any:
+    """The C library, for the file calls os does not wrap (Linux only), or None."""
     if not sys.platform.startswith("linux"):
         return None
-    import ctypes  # here, not at start-up: only large uploads need it
+    import ctypes  # here, not at start-up: only large uploads and Completes need it
 
     try:
-        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+        libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
     except (OSError, AttributeError):
         return None
-    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-    fn.restype = ctypes.c_int
-    return fn  # type: ignore[no-any-return]
+    libc.sync_file_range.restype = libc.fallocate.restype = ctypes.c_int
+    return libc
+
+
+def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
+    """libc ``fallocate`` (os.posix_fallocate has no mode, and emulates what the filesystem
+    lacks by writing zeros); raises OSError with the errno (EOPNOTSUPP where there is none)."""
+    libc = _libc()
+    if libc is None:
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+    if libc.fallocate(fd, mode, offset, length) != 0:
+        import ctypes
+
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def preallocate(fd: int, offset: int, length: int) -> None:
+    """Reserve the blocks of [offset, offset + length) before the body arrives.
+
+    A disk without room for the whole body refuses the upload now (ENOSPC, answered 507) rather
+    than once the client has sent all that fits, and the file's extents come out contiguous (a
+    1 GiB PUT measured ~5 % faster here, bench/RESULTS.md). The size stays what is written
+    (FALLOC_FL_KEEP_SIZE): a body that breaks off leaves no zeros behind. Where the filesystem
+    cannot reserve blocks, nothing is reserved and the writes go as before."""
+    try:
+        fallocate(fd, _FALLOC_FL_KEEP_SIZE, offset, length)
+    except OSError as exc:
+        if exc.errno in _NO_ROOM:
+            raise
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:
@@ -48,9 +82,9 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
 
     Purely an early start: durability still comes from the fsync that follows, so where the call
     is missing or fails, the fsync does all the work as it would have anyway."""
-    fn = _sync_file_range()
-    if fn is not None and length > 0:
-        fn(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+    libc = _libc()
+    if libc is not None and length > 0:
+        libc.sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 class _Sink:
@@ -104,6 +138,9 @@ async def write_body(f: BinaryIO, body: Body, hasher: MultiHasher, *, writeback:
     afterwards, so start its writeback as it grows (see WRITEBACK_BYTES)."""
     f.flush()  # anything the caller wrote through f goes first; from here on the fd is written
     sink = _Sink(f.fileno(), hasher, writeback)
+    length = getattr(body, "decoded_length", None)
+    if isinstance(length, int) and length >= PREALLOCATE_BYTES:
+        preallocate(sink.fd, os.lseek(sink.fd, 0, os.SEEK_CUR), length)
     loop = asyncio.get_running_loop()
     size = 0
     batch: list[bytes] = []

@@ -345,6 +345,42 @@ def test_multipart_uploads_on_a_full_disk_are_refused_with_507_and_stay_usable(t
 
 
 @needs_root
+@pytest.mark.parametrize("fsync", [True, False])
+def test_a_body_the_disk_has_no_room_for_is_refused_before_it_is_sent(tmp_path: Path, fsync: bool) -> None:
+    """The blocks of a large body are reserved before it is read: a disk without room for all of
+    it answers 507 while the client has sent only its first bytes, not once all that fit were
+    written, and the room taken meanwhile is given back."""
+    with _tmpfs(tmp_path / "tight", "size=16m") as root:
+        srv = start_server(root, *(() if fsync else ("--no-fsync",)))
+        try:
+            s3 = srv.client()
+            s3.create_bucket(Bucket="tight")  # type: ignore[attr-defined]
+            free_before = os.statvfs(root).f_bavail
+            url = urlsplit(s3.generate_presigned_url("put_object", Params={"Bucket": "tight", "Key": "big"}))  # type: ignore[attr-defined]
+            with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+                head = f"PUT {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Length: {32 << 20}\r\n\r\n"
+                sock.sendall(head.encode() + bytes(64 * 1024))  # 64 KiB of the 32 MiB declared
+                answer = b""
+                while b"</Error>" not in answer:
+                    piece = sock.recv(65536)  # a server waiting for the rest would time out here
+                    assert piece, answer
+                    answer += piece
+            assert answer.startswith(b"HTTP/1.1 507 "), answer
+            assert b"<Code>XMinioStorageFull</Code>" in answer
+            assert os.statvfs(root).f_bavail == free_before  # the temp file went before the answer
+            assert _hidden_files(root) == []
+            with pytest.raises(ClientError):
+                s3.head_object(Bucket="tight", Key="big")  # type: ignore[attr-defined]
+            # What fits is written as before, reserved or not.
+            fits = os.urandom(4 << 20)
+            s3.put_object(Bucket="tight", Key="fits", Body=fits)  # type: ignore[attr-defined]
+            assert s3.get_object(Bucket="tight", Key="fits")["Body"].read() == fits  # type: ignore[attr-defined]
+        finally:
+            stop_server(srv)
+        _assert_no_server_errors(srv)
+
+
+@needs_root
 def test_running_out_of_inodes_refuses_writes_with_507(tmp_path: Path) -> None:
     with _tmpfs(tmp_path / "inodes", "size=64m,nr_inodes=200") as root:
         srv = start_server(root, "--no-fsync")
