@@ -4,6 +4,7 @@ aiohttp StreamReader piece by piece (readchunk) instead of joining its buffer.""
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import time
@@ -37,6 +38,7 @@ class Body:
     def __init__(self, pieces: list[bytes], fail: Exception | None = None) -> None:
         self.pieces = pieces
         self.fail = fail
+        self.decoded_length = sum(map(len, pieces))  # as RequestBody declares it
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for piece in self.pieces:
@@ -133,27 +135,53 @@ async def test_writeback_is_started_in_steps_over_the_written_range(
     assert calls == []  # without writeback (fsync off) the kernel writes when it likes
 
 
-async def test_writeback_without_sync_file_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where libc has no sync_file_range the fsync that follows does all the work: same bytes."""
-    monkeypatch.setattr(streams, "_sync_file_range", lambda: None)
+async def test_writes_without_the_libc_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where libc has neither sync_file_range nor fallocate, the fsync that follows does all the
+    work and nothing is reserved: same bytes."""
+    monkeypatch.setattr(streams, "_libc", lambda: None)
     pieces = pieces_of(WRITEBACK_BYTES + BATCH_BYTES, 256 * 1024)
     size, _ = await write(tmp_path / "f", pieces, writeback=True)
     assert size == len(b"".join(pieces)) and (tmp_path / "f").read_bytes() == b"".join(pieces)
 
 
-def test_sync_file_range_is_found_on_linux(tmp_path: Path) -> None:
+def test_sync_file_range_and_fallocate_are_found_on_linux(tmp_path: Path) -> None:
     if not os.uname().sysname == "Linux":
-        pytest.skip("sync_file_range is Linux only")
-    assert streams._sync_file_range() is not None
+        pytest.skip("sync_file_range and fallocate are Linux only")
+    assert streams._libc() is not None
     fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         os.write(fd, os.urandom(MiB))
         streams.start_writeback(fd, 0, MiB)
         streams.start_writeback(fd, 0, 0)
         os.fsync(fd)
+        # Reserved past the end, the size unchanged: blocks for 8 MiB more, no bytes.
+        streams.preallocate(fd, MiB, 8 * MiB)
+        st = os.fstat(fd)
+        assert st.st_size == MiB and st.st_blocks * 512 >= 9 * MiB
     finally:
         os.close(fd)
     assert (tmp_path / "f").stat().st_size == MiB
+
+
+@pytest.mark.parametrize("refusal", [errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSPC, errno.EFBIG])
+async def test_a_reservation_refused_for_lack_of_room_ends_the_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: int
+) -> None:
+    """No room (ENOSPC, EDQUOT, EFBIG): the writes would fail the same way, so the body is not
+    read. Any other refusal (a filesystem that cannot reserve): written as before."""
+
+    def refuse(fd: int, mode: int, offset: int, length: int) -> None:
+        raise OSError(refusal, os.strerror(refusal))
+
+    monkeypatch.setattr(streams, "fallocate", refuse)
+    pieces = pieces_of(2 * MiB, 256 * 1024)
+    if refusal in (errno.EOPNOTSUPP, errno.EINVAL):
+        size, _ = await write(tmp_path / "f", pieces)
+        assert size == 2 * MiB and (tmp_path / "f").read_bytes() == b"".join(pieces)
+    else:
+        with pytest.raises(OSError) as refused:
+            await write(tmp_path / "f", pieces)
+        assert refused.value.errno == refusal and (tmp_path / "f").stat().st_size == 0
 
 
 async def test_short_writev_is_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
