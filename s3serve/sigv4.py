@@ -101,9 +101,8 @@ _PLAIN_PATH = re.compile(r"[A-Za-z0-9_.~/-]*")
 
 
 def uri_encode_path(text: str) -> str:
-    """``uri_encode`` of a decoded path or key with '/' kept. Most keys are all unreserved
-    characters, which quote() returns unchanged: one C scan instead of its encode, strip and
-    decode (0.23 vs 0.60 us; a listing page encodes a thousand keys)."""
+    """``uri_encode`` of a decoded path or key with '/' kept. A key of unreserved characters only
+    (most) takes one C scan, not quote()'s encode, strip and decode: 0.23 vs 0.60 us."""
     return text if _PLAIN_PATH.fullmatch(text) else quote(text, safe="/")
 
 
