@@ -190,6 +190,10 @@ class BoundedBody:
         self.limit = limit
         self.digests_wanted = body.digests_wanted
         self.declared_checksum = body.declared_checksum
+        # What write_body reserves ahead of the bytes: never past the slot, which the next
+        # part's slot follows.
+        length = getattr(body, "decoded_length", None)
+        self.decoded_length = length if isinstance(length, int) and length <= limit else None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         size = 0
