@@ -118,8 +118,10 @@ def put_floor(directory: Path, size: int, server_cores: set[int]) -> dict[str, f
 
 def _receive(port: int, size: int, path: str, cores: str) -> float:
     """The child side of put_floor: MiB/s from the first byte to the end (of the fdatasync)."""
+    # s3serve's own writeback call, every as many bytes as s3serve starts it.
+    from s3serve.storage.streams import WRITEBACK_BYTES, start_writeback
+
     os.sched_setaffinity(0, {int(c) for c in cores.split(",")})
-    writeback = _sync_file_range()
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     md5 = hashlib.md5()
@@ -141,25 +143,14 @@ def _receive(port: int, size: int, path: str, cores: str) -> float:
             md5.update(view[:filled])
             if fd >= 0:
                 os.write(fd, view[:filled])
-                if writeback is not None and got + filled - started >= 8 * CHUNK:
-                    writeback(fd, started, got + filled - started, 2)  # SYNC_FILE_RANGE_WRITE
+                if got + filled - started >= WRITEBACK_BYTES:
+                    start_writeback(fd, started, got + filled - started)
                     started = got + filled
             got += filled
     if fd >= 0:
         os.fdatasync(fd)
         os.close(fd)
     return got / (time.perf_counter() - t0) / CHUNK
-
-
-def _sync_file_range() -> Any:
-    import ctypes
-
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-    return fn
 
 
 def signer_rate(seconds: float = 0.5) -> dict[str, float]:

@@ -68,7 +68,6 @@ FALLOC_FL_INSERT_RANGE = 0x20
 _COPY_PIECE = 1024 * 1024
 
 
-
 def copy_range(src: int, src_offset: int, dst: int, dst_offset: int, length: int) -> None:
     """Copy bytes between files in the kernel (copy_file_range, which reflinks where the
     filesystem can), falling back to pread/pwrite across filesystems."""
