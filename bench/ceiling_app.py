@@ -47,7 +47,7 @@ def main() -> None:
     # Several workers spread connections the way s3serve's --workers does: one listening socket
     # per process on the same port (SO_REUSEPORT), the kernel picking a socket per connection.
     sock = _listen(args.port, args.workers > 1)
-    children = []
+    children: list[int] = []
     for _ in range(args.workers - 1):
         pid = os.fork()
         if pid == 0:

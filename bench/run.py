@@ -117,16 +117,16 @@ async def run_server(spec: ServerSpec, p: Params, wanted: list[str], data_dir: P
                                   "server_peak_rss_MiB": peak_rss_kib(running.pid) / 1024 if running.pid else None})
                 running.stop()
                 shutil.rmtree(running.workdir, ignore_errors=True)
-        for key, got in runs.items():
-            result["scenarios"][key] = report.summarize(got)
+        for key, startups in runs.items():
+            result["scenarios"][key] = report.summarize(startups)
             log(f"{spec.name}: {key} {result['scenarios'][key]['median']['startup_s'] * 1000:.0f} ms")
     if "workers" in wanted and spec.workers and not spec.external_url:
         if not wrkdrive.available():
             result["failures"].append({"scenario": "workers", "error": "wrk not installed (run bench/install.sh)"})
         else:
             log(f"{spec.name}: workers (server and wrk on cores {sorted(cores[0] | cores[1])}) ...")
-            for key, runs in (await workers.run_workers(spec, p, data_dir, cores[0] | cores[1])).items():
-                result["scenarios"][key] = report.summarize(runs)
+            for key, worker_runs in (await workers.run_workers(spec, p, data_dir, cores[0] | cores[1])).items():
+                result["scenarios"][key] = report.summarize(worker_runs)
     if not [name for name in wanted if name not in OWN_INSTANCES]:
         return result
     running = spec.start(data_dir, cores[1])
@@ -154,8 +154,8 @@ async def run_server(spec: ServerSpec, p: Params, wanted: list[str], data_dir: P
                                                "trace": traceback.format_exc()[-2000:], "server_log": running.log_tail()})
                     log(f"{spec.name}: {name} FAILED: {exc}"[:300])
                     got = {}
-                for key, runs in got.items():
-                    result["scenarios"][key] = report.summarize(runs)
+                for key, scenario_runs in got.items():
+                    result["scenarios"][key] = report.summarize(scenario_runs)
                 log(f"{spec.name}: {name} done in {time.perf_counter() - t0:.1f}s")
                 if not running.alive():
                     result["failures"].append({"scenario": name, "error": "server died", "server_log": running.log_tail(40)})
