@@ -94,7 +94,7 @@ class _Sink:
         self.fd = fd
         self.hasher = hasher
         self.writeback = writeback
-        self.start = os.lseek(fd, 0, os.SEEK_CUR) if writeback else 0
+        self.start = os.lseek(fd, 0, os.SEEK_CUR)  # where this body begins in the file
         self.written = 0
         self.synced = 0  # bytes after ``start`` whose writeback was started
 
@@ -140,7 +140,7 @@ async def write_body(f: BinaryIO, body: Body, hasher: MultiHasher, *, writeback:
     sink = _Sink(f.fileno(), hasher, writeback)
     length = getattr(body, "decoded_length", None)
     if isinstance(length, int) and length >= PREALLOCATE_BYTES:
-        preallocate(sink.fd, os.lseek(sink.fd, 0, os.SEEK_CUR), length)
+        preallocate(sink.fd, sink.start, length)
     loop = asyncio.get_running_loop()
     size = 0
     batch: list[bytes] = []
