@@ -51,12 +51,15 @@ SMALL_PUT = 256 * 1024
 WRITE_THREADS = 32
 # New inodes of small puts come from these folders in turn (ROOT/.s3serve/spread/N). ext4 takes a
 # new file's inode from its folder's block group and, without a journal (as on the benchmark VM),
-# scans that group from its start past every inode freed in the last 5-300 s (find_inode_bit ->
-# recently_deleted). With every object created in one temp folder, each DELETE lengthened the scan
-# of every later PUT: creating a 4 KiB file cost 283 us of system time there vs 13 us in folders
-# the allocator spread over other groups (FS_TOPDIR_FL on their parent: Orlov spreads its
-# subfolders). The files are O_TMPFILE, so these folders stay empty and need no GC.
-SPREAD_DIRS = 8
+# scans that group from its start past every inode freed in the last 60-360 s (find_inode_bit ->
+# recently_deleted), so a create costs in proportion to the recent deletes in its group: those of
+# this server's DELETEs and of any tree removed nearby (a removed tree's groups are the ones Orlov
+# picks next). With every object created in one temp folder, a create cost 283 us of system time
+# vs 13 us in folders the allocator spread over other groups (FS_TOPDIR_FL on their parent: Orlov
+# spreads its subfolders); after a few thousand deletes, 250-850 us in 8 groups vs 70-100 in 256.
+# Each folder is made on first use (256 mkdirs would add 40-100 ms to a fresh ROOT's start-up).
+# The files are O_TMPFILE, so these folders stay empty and need no GC.
+SPREAD_DIRS = 256
 _FS_IOC_GETFLAGS = 0x80086601
 _FS_IOC_SETFLAGS = 0x40086602
 _FS_TOPDIR_FL = 0x00020000
@@ -205,6 +208,7 @@ class Writer:
         self._prefix = secrets.token_hex(6)
         self._counter = itertools.count()
         self._spread: list[str] = []
+        self._turn = itertools.count()  # not _counter: temp_name takes every other of its values
         self.use_tmpfile = bool(_O_TMPFILE) and os.path.isdir(_PROC_FD)
 
     def temp_name(self, kind: str) -> str:
@@ -285,7 +289,7 @@ class Writer:
             disk.sync_folders(folders)
 
     def prepare(self) -> None:
-        """Make the spread folders (at start, in a thread)."""
+        """Make the spread folders' parent (at start, in a thread); the folders come on first use."""
         top = os.path.join(self.disk.meta.hidden, "spread")
         os.makedirs(top, exist_ok=True)
         with contextlib.suppress(OSError):  # not ext2/3/4: plain folders, no harm
@@ -296,18 +300,20 @@ class Writer:
                     fcntl.ioctl(fd, _FS_IOC_SETFLAGS, struct.pack("l", flags | _FS_TOPDIR_FL))
             finally:
                 os.close(fd)
-        spread = [os.path.join(top, str(i)) for i in range(SPREAD_DIRS)]
-        for directory in spread:
-            os.makedirs(directory, exist_ok=True)
-        self._spread = spread
+        self._spread = [os.path.join(top, str(i)) for i in range(SPREAD_DIRS)]
 
     def _create_temp(self, name: str) -> tuple[int, bool]:
         """A flocked temp file for a small put: unnamed (O_TMPFILE) in the next spread folder,
         True; or created as ``name``, False (no O_TMPFILE here, or no spread folders)."""
         if self.use_tmpfile and self._spread:
-            directory = self._spread[next(self._counter) % len(self._spread)]
+            directory = self._spread[next(self._turn) % len(self._spread)]
             try:
-                fd = os.open(directory, os.O_RDWR | _O_TMPFILE | os.O_CLOEXEC, 0o644)
+                try:
+                    fd = os.open(directory, os.O_RDWR | _O_TMPFILE | os.O_CLOEXEC, 0o644)
+                except FileNotFoundError:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(directory)
+                    fd = os.open(directory, os.O_RDWR | _O_TMPFILE | os.O_CLOEXEC, 0o644)
             except OSError as e:
                 if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
                     self.use_tmpfile = False  # the filesystem cannot: stop asking

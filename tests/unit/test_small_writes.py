@@ -195,7 +195,8 @@ def spread_files(root: Path) -> list[Path]:
 async def test_new_inodes_come_unnamed_from_the_spread_folders(root: Path, mode: str, tmpfile: bool) -> None:
     be = await backend(root, mode, fsync=True)
     try:
-        assert sorted(os.listdir(root / ".s3serve" / "spread")) == [str(i) for i in range(smallwrites.SPREAD_DIRS)]
+        spread = root / ".s3serve" / "spread"
+        assert os.listdir(spread) == []  # each folder is made when its turn first comes
         assert be.writer.use_tmpfile  # Linux with /proc: the fast way is available here
         be.writer.use_tmpfile = tmpfile
         name = be.writer.temp_name("put")
@@ -212,8 +213,23 @@ async def test_new_inodes_come_unnamed_from_the_spread_folders(root: Path, mode:
         with pytest.raises(errors.ObjectParentIsFile):  # fails after the temp file exists
             await be.put_object("bkt", "k1/x", Body(b"x"), WriteMeta())
         assert spread_files(root) == [] and tmp_files(root) == []
+        # One folder per new inode, in turn: the temp above, 12 puts, the overwrite, the failed put.
+        assert sorted(os.listdir(spread), key=int) == ([str(i) for i in range(15)] if tmpfile else [])
         inodes = {os.stat(root / "bkt" / f"k{i}").st_ino for i in range(12)}
         assert len(inodes) == 12
+    finally:
+        await be.stop()
+
+
+async def test_a_put_without_its_spread_folders_uses_a_named_temp(root: Path, mode: str) -> None:
+    be = await backend(root, mode, fsync=True)
+    try:
+        await be.put_object("bkt", "a", Body(b"first"), WriteMeta())
+        (root / ".s3serve" / "spread" / "0").rmdir()
+        (root / ".s3serve" / "spread").rmdir()  # removed by hand while the server runs
+        await be.put_object("bkt", "b", Body(b"second"), WriteMeta())
+        assert await read_all(be, "a") == b"first" and await read_all(be, "b") == b"second"
+        assert not (root / ".s3serve" / "spread").exists() and tmp_files(root) == []
     finally:
         await be.stop()
 
