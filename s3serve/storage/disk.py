@@ -39,7 +39,6 @@ from .bucketconfig import BucketConfigMixin, BucketConfigStore
 from .faults import as_s3_errors, refusals
 from .filereader import DiskReader
 from .folders import make_folder
-from .gc import create_locked
 from .keys import KeyPath
 from .locks import KeyLocks
 from .metadata import EMPTY_MD5, BucketRegistry, MetaStore, Record
@@ -405,7 +404,7 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
         tmp = self.writer.temp_name("put")
         # The flock lasts until the rename is done (fd closed last): the GC of another process
         # sharing ROOT removes only temp files nobody holds.
-        lock_fd = create_locked(tmp)
+        lock_fd = self.writer.create_temp(tmp)
         try:
             try:
                 with open(lock_fd, "wb", closefd=False) as f:

@@ -302,6 +302,18 @@ class Writer:
                 os.close(fd)
         self._spread = [os.path.join(top, str(i)) for i in range(SPREAD_DIRS)]
 
+    def create_temp(self, name: str) -> int:
+        """A flocked temp file named ``name`` for a streamed write, its inode taken from the next
+        spread folder as a small put's is (see SPREAD_DIRS), where O_TMPFILE allows."""
+        fd, unnamed = self._create_temp(name)
+        if unnamed:
+            try:
+                os.link(f"{_PROC_FD}{fd}", name, src_dir_fd=fd, follow_symlinks=True)
+            except BaseException:
+                os.close(fd)
+                raise
+        return fd
+
     def _create_temp(self, name: str) -> tuple[int, bool]:
         """A flocked temp file for a small put: unnamed (O_TMPFILE) in the next spread folder,
         True; or created as ``name``, False (no O_TMPFILE here, or no spread folders)."""

@@ -7,6 +7,7 @@ the one-hop path has."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import os
 import threading
@@ -220,6 +221,36 @@ async def test_new_inodes_come_unnamed_from_the_spread_folders(root: Path, mode:
     finally:
         await be.stop()
 
+
+@pytest.mark.parametrize("tmpfile", [True, False], ids=["o_tmpfile", "named_temp"])
+async def test_a_streamed_put_takes_its_inode_from_a_spread_folder_too(root: Path, mode: str, tmpfile: bool) -> None:
+    be = await backend(root, mode, fsync=True)
+    seen: list[bool] = []
+
+    class Watched(Body):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            for chunk in self.chunks:
+                yield chunk
+                # Mid-write: the temp is named in .s3serve/tmp and flocked, so no GC takes it.
+                (name,) = tmp_files(root)
+                fd = os.open(root / ".s3serve" / "tmp" / name, os.O_RDONLY)
+                try:
+                    with pytest.raises(BlockingIOError):
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    seen.append(True)
+                finally:
+                    os.close(fd)
+
+    try:
+        be.writer.use_tmpfile = tmpfile
+        data = os.urandom(SMALL_PUT + 1)  # too big for the one-hop path: streamed
+        await be.put_object("bkt", "big", Watched(data[:1000], data[1000:]), WriteMeta())
+        assert seen == [True, True]
+        assert await read_all(be, "big") == data
+        assert os.listdir(root / ".s3serve" / "spread") == (["0"] if tmpfile else [])
+        assert spread_files(root) == [] and tmp_files(root) == []
+    finally:
+        await be.stop()
 
 async def test_a_put_without_its_spread_folders_uses_a_named_temp(root: Path, mode: str) -> None:
     be = await backend(root, mode, fsync=True)
