@@ -49,14 +49,14 @@ SMALL_PUT = 256 * 1024
 # Threads of the write pool. Most of their time is spent waiting in the kernel (journal, fsync),
 # not on the CPU; more concurrent fsyncs per journal commit is the point.
 WRITE_THREADS = 32
-# New inodes of small puts come from these folders in turn (ROOT/.s3serve/spread/N). ext4 takes a
+# New inodes of PUTs come from these folders in turn (ROOT/.s3serve/spread/N). ext4 takes a
 # new file's inode from its folder's block group and, without a journal (as on the benchmark VM),
 # scans that group from its start past every inode freed in the last 60-360 s (find_inode_bit ->
 # recently_deleted), so a create costs in proportion to the recent deletes in its group: those of
 # this server's DELETEs and of any tree removed nearby (a removed tree's groups are the ones Orlov
 # picks next). With every object created in one temp folder, a create cost 283 us of system time
 # vs 13 us in folders the allocator spread over other groups (FS_TOPDIR_FL on their parent: Orlov
-# spreads its subfolders); after a few thousand deletes, 250-850 us in 8 groups vs 70-100 in 256.
+# spreads its subfolders); after a few thousand deletes, 250-850 us in 8 groups vs 70-105 in 256.
 # Each folder is made on first use (256 mkdirs would add 40-100 ms to a fresh ROOT's start-up).
 # The files are O_TMPFILE, so these folders stay empty and need no GC.
 SPREAD_DIRS = 256
@@ -315,7 +315,7 @@ class Writer:
         return fd
 
     def _create_temp(self, name: str) -> tuple[int, bool]:
-        """A flocked temp file for a small put: unnamed (O_TMPFILE) in the next spread folder,
+        """A flocked temp file for a put: unnamed (O_TMPFILE) in the next spread folder,
         True; or created as ``name``, False (no O_TMPFILE here, or no spread folders)."""
         if self.use_tmpfile and self._spread:
             directory = self._spread[next(self._turn) % len(self._spread)]
