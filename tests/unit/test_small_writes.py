@@ -252,6 +252,7 @@ async def test_a_streamed_put_takes_its_inode_from_a_spread_folder_too(root: Pat
     finally:
         await be.stop()
 
+
 async def test_a_put_without_its_spread_folders_uses_a_named_temp(root: Path, mode: str) -> None:
     be = await backend(root, mode, fsync=True)
     try:
