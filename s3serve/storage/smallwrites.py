@@ -69,6 +69,12 @@ _PROC_FD = "/proc/self/fd/"
 T = TypeVar("T")
 
 
+def _name_unnamed(fd: int, path: str) -> None:
+    """Give the O_TMPFILE file ``fd`` its first name, ``path`` (absolute)."""
+    # src_dir_fd makes this linkat(AT_SYMLINK_FOLLOW) of /proc's link to the open file.
+    os.link(f"{_PROC_FD}{fd}", path, src_dir_fd=fd, follow_symlinks=True)
+
+
 class DirSyncer:
     """Coalesced directory fsyncs: a rename is durable once an fsync of its directory that
     started after the rename has finished. Callers arriving while an fsync of that directory is
@@ -267,8 +273,7 @@ class Writer:
                     os.fsync(fd)
                 if unnamed:
                     # Named only now, so the fsync above did not also write the temp folder.
-                    # src_dir_fd makes this linkat(AT_SYMLINK_FOLLOW); the path is absolute.
-                    os.link(f"{_PROC_FD}{fd}", tmp, src_dir_fd=fd, follow_symlinks=True)
+                    _name_unnamed(fd, tmp)
                 slot = disk.locks.slot(bucket, kp.key)
                 lock = disk.locks.acquire(slot)
                 try:
@@ -308,7 +313,7 @@ class Writer:
         fd, unnamed = self._create_temp(name)
         if unnamed:
             try:
-                os.link(f"{_PROC_FD}{fd}", name, src_dir_fd=fd, follow_symlinks=True)
+                _name_unnamed(fd, name)
             except BaseException:
                 os.close(fd)
                 raise
