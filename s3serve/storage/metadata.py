@@ -58,9 +58,15 @@ _NO_XATTR = {errno.EACCES, errno.EPERM, errno.ENOTSUP, errno.EROFS}
 # clock (one tick, a few ms), so two changes within a tick may share a ctime: only inodes whose
 # ctime is older than this are cached.
 _CACHE_MIN_AGE_NS = 50_000_000
-# Records cost ~1.3 KiB each in memory: 4096 of them keep a test suite's hot set without letting
-# the cache alone take ~20 MiB (16384 did, and the server passed 100 MiB of RSS in the benchmark).
-_CACHE_MAX = 4096
+# Two caches. A parsed Record costs ~1.3 KiB (its dict, three small dicts, the strings); a packed
+# record's xattr bytes ~230 with their key. Rebuilding a Record from the bytes costs ~1.4 us, a copy
+# of a parsed one 0.35, a miss 10-15 (getxattr, parse, the cold inode). So the bytes of 16384 packed
+# records (~4 MiB: a benchmark's ~10,000 keys) back 1024 parsed ones (JSON records; a listing page,
+# read again and again), in less memory than the 4096 parsed records cached before.
+_CACHE_MAX = 16384
+_PARSED_MAX = 1024
+# The bucket registry's cache: a record per bucket.
+_BUCKETS_CACHE_MAX = 4096
 
 # The built-in table only: the same guess on every host, whatever /etc/mime.types says.
 _MIME = mimetypes.MimeTypes()
@@ -318,7 +324,9 @@ class MetaStore:
         self.meta_dir = os.path.join(hidden, "meta")
         # Bucket names never start with '.', so this never collides with a bucket's sidecars.
         self.blob_dir = os.path.join(self.meta_dir, ".blobs")
+        # Both by (dev, ino, ctime); the Records are never handed out, only copies of them.
         self._records: dict[tuple[int, int, int], Record] = {}
+        self._packed: dict[tuple[int, int, int], bytes] = {}
 
     @staticmethod
     def probe(directory: str) -> bool:
@@ -376,15 +384,22 @@ class MetaStore:
             if record is not None and record.matches(st):
                 # Callers reassign fields (tags, blob), never mutate them in place: a shallow copy will do.
                 return record.clone()
+            data = self._packed.get(cache_key)
+            if data is not None and (record := self.parse(data)) is not None and record.matches(st):
+                return record
             try:
-                record = self.parse(os.getxattr(target, XATTR))
+                data = os.getxattr(target, XATTR)
             except OSError:
-                record = None
+                data = b""
+            record = self.parse(data) if data else None
             if record is not None and record.matches(st):
                 if time.time_ns() - st.st_ctime_ns > _CACHE_MIN_AGE_NS:
-                    if len(self._records) >= _CACHE_MAX:
-                        self._records.clear()
-                    self._records[cache_key] = record.clone()
+                    if data[:1] == PACKED:
+                        if len(self._packed) >= _CACHE_MAX:
+                            self._packed.clear()
+                        self._packed[cache_key] = data
+                    else:
+                        self._remember(cache_key, record.clone())
                 return record
         try:
             with open(self.sidecar_path(bucket, key), "rb") as f:
@@ -405,13 +420,25 @@ class MetaStore:
         records = [Record.from_doc(doc) for doc in docs] if isinstance(docs, list) else []
         return [record for record in records if record is not None]
 
+    def _remember(self, cache_key: tuple[int, int, int], record: Record) -> None:
+        if len(self._records) >= _PARSED_MAX:
+            self._records.clear()
+        self._records[cache_key] = record
+
     def peek(self, st: os.stat_result) -> Record | None:
         """The cached record of a file whose stat is ``st``, not copied (read-only use: listings),
-        or None when ``load`` has to look."""
+        or None when ``load`` has to look. A listing reads the same page again and again: packed
+        bytes met here are kept parsed from then on."""
         if not self.use_xattrs:
             return None
-        record = self._records.get((st.st_dev, st.st_ino, st.st_ctime_ns))
-        return record if record is not None and record.matches(st) else None
+        cache_key = (st.st_dev, st.st_ino, st.st_ctime_ns)
+        record = self._records.get(cache_key)
+        if record is None:
+            data = self._packed.get(cache_key)
+            if data is None or (record := self.parse(data)) is None:
+                return None
+            self._remember(cache_key, record)
+        return record if record.matches(st) else None
 
     def attach(self, fd: int | str, record: Record) -> bool:
         """Put the record in the xattr of an open file; False when only a sidecar can hold it."""
@@ -556,7 +583,7 @@ class BucketRegistry:
         if not isinstance(doc, dict):
             return None, None
         if settled:
-            if len(self._cache) >= _CACHE_MAX:
+            if len(self._cache) >= _BUCKETS_CACHE_MAX:
                 self._cache.clear()
             self._cache[name] = (stamp, dict(doc))
         return doc, stamp if settled else None

@@ -10,6 +10,7 @@ import hashlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,6 +145,37 @@ async def test_cached_record_sees_metadata_changed_by_another_process(root: Path
     info = await first.head_object("bkt", "k")
     assert (info.size, info.headers["content-type"], info.user_meta) == (4, "image/png", {"colour": "blue"})
     assert await read_all(first, "k") == b"two!"
+
+
+async def test_plain_records_are_served_from_the_cache_without_reading_the_xattr(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain PUT's record is cached as its packed bytes, a record with user metadata parsed:
+    read again, by HEAD, GET or a listing, neither costs a getxattr, and both still describe
+    their objects."""
+    be = await backend(root)
+    await be.create_bucket("bkt", OWNER, "us-east-1")
+    plain = await be.put_object("bkt", "plain", Body(b"plain bytes"), meta("text/csv"))
+    rich = await be.put_object("bkt", "rich", Body(b"rich bytes"), meta(colour="red"))
+    await asyncio.sleep(SETTLE)
+    assert (await be.head_object("bkt", "plain")).etag == plain.etag
+    assert (await be.head_object("bkt", "rich")).etag == rich.etag
+    reads: list[object] = []
+    real_getxattr = os.getxattr
+
+    def counting_getxattr(target: Any, name: str, *args: Any, **kwargs: Any) -> bytes:
+        reads.append(target)
+        return real_getxattr(target, name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "getxattr", counting_getxattr)
+    for _ in range(2):
+        head = await be.head_object("bkt", "plain")
+        assert (head.etag, head.size, head.headers["content-type"]) == (plain.etag, 11, "text/csv")
+        assert (await be.head_object("bkt", "rich")).user_meta == {"colour": "red"}
+        assert await read_all(be, "plain") == b"plain bytes"
+        page = await be.list_objects("bkt", "", "", "", 1000)
+        assert [(o.key, o.etag) for o in page.objects] == [("plain", plain.etag), ("rich", rich.etag)]
+    assert reads == []
 
 
 async def test_cached_record_is_not_shared_with_callers(root: Path) -> None:
