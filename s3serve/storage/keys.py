@@ -159,8 +159,8 @@ def _outside(key: str, what: str) -> errors.S3Error:
 
 
 _O_PATH = getattr(os, "O_PATH", 0)
-_PROC_FD = "/proc/self/fd/"
-_HAS_PROC_FD = bool(_O_PATH) and os.path.isdir(_PROC_FD)
+PROC_FD = "/proc/self/fd/"
+_HAS_PROC_FD = bool(_O_PATH) and os.path.isdir(PROC_FD)
 
 
 def _resolve_plain(
@@ -186,10 +186,10 @@ def _resolve_plain(
         st = os.fstat(fd)
         # The path is built from real ROOT and validated segments (no '.', '..' or '//'), so the
         # kernel's name for what it opened is the path itself unless a symlink was on the way.
-        if stat.S_ISLNK(st.st_mode) or (not proven and os.readlink(_PROC_FD + str(fd)) != path):
+        if stat.S_ISLNK(st.st_mode) or (not proven and os.readlink(PROC_FD + str(fd)) != path):
             return False, None, None
         if reopen and stat.S_ISREG(st.st_mode):
-            return True, (path, st), os.open(_PROC_FD + str(fd), os.O_RDONLY | os.O_CLOEXEC)
+            return True, (path, st), os.open(PROC_FD + str(fd), os.O_RDONLY | os.O_CLOEXEC)
         return True, (path, st), None
     except OSError:
         return False, None, None
@@ -211,7 +211,7 @@ def _fd_inside(real_root: str, fd: int, path: str) -> bool:
     race with another program swapping a folder on the way for a symlink); by ``path`` where
     there is no /proc."""
     try:
-        real = os.readlink(_PROC_FD + str(fd)) if _HAS_PROC_FD else os.path.realpath(path)
+        real = os.readlink(PROC_FD + str(fd)) if _HAS_PROC_FD else os.path.realpath(path)
     except OSError:
         return False
     return is_inside(real_root, real)

@@ -64,7 +64,6 @@ _FS_IOC_GETFLAGS = 0x80086601
 _FS_IOC_SETFLAGS = 0x40086602
 _FS_TOPDIR_FL = 0x00020000
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)
-_PROC_FD = "/proc/self/fd/"
 
 T = TypeVar("T")
 
@@ -72,7 +71,7 @@ T = TypeVar("T")
 def _name_unnamed(fd: int, path: str) -> None:
     """Give the O_TMPFILE file ``fd`` its first name, ``path`` (absolute)."""
     # src_dir_fd makes this linkat(AT_SYMLINK_FOLLOW) of /proc's link to the open file.
-    os.link(f"{_PROC_FD}{fd}", path, src_dir_fd=fd, follow_symlinks=True)
+    os.link(f"{keys.PROC_FD}{fd}", path, src_dir_fd=fd, follow_symlinks=True)
 
 
 class DirSyncer:
@@ -215,7 +214,7 @@ class Writer:
         self._counter = itertools.count()
         self._spread: list[str] = []
         self._turn = itertools.count()  # not _counter: temp_name takes every other of its values
-        self.use_tmpfile = bool(_O_TMPFILE) and os.path.isdir(_PROC_FD)
+        self.use_tmpfile = bool(_O_TMPFILE) and os.path.isdir(keys.PROC_FD)
 
     def temp_name(self, kind: str) -> str:
         return os.path.join(self.disk._tmp_dir, f"{kind}-{os.getpid()}-{self._prefix}-{next(self._counter)}")
@@ -235,8 +234,8 @@ class Writer:
     # -- PutObject ----------------------------------------------------------------------------
     @staticmethod
     def fits(body: Body) -> bool:
-        length = getattr(body, "decoded_length", None)
-        return isinstance(length, int) and 0 <= length <= SMALL_PUT
+        length = body.decoded_length
+        return length is not None and 0 <= length <= SMALL_PUT
 
     async def put(self, bucket: str, bdir: str, kp: KeyPath, body: Body, meta: WriteMeta) -> ObjectInfo:
         """PutObject without a precondition of a body that ``fits``: read and hash it here (the
