@@ -191,8 +191,8 @@ class BoundedBody:
         self.declared_checksum = body.declared_checksum
         # What write_body reserves ahead of the bytes: never past the slot, which the next
         # part's slot follows.
-        length = getattr(body, "decoded_length", None)
-        self.decoded_length = length if isinstance(length, int) and length <= limit else None
+        length = body.decoded_length
+        self.decoded_length = length if length is not None and length <= limit else None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         size = 0

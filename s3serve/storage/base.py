@@ -216,6 +216,8 @@ class Body(Protocol):
     digests_wanted: frozenset[str]  # names from checksums.DIGESTS, e.g. {"sha256", "crc32"}
     # The algorithm of the checksum the client sent (header or trailer), if it sent one.
     declared_checksum: str | None
+    # The length of the bytes the iteration yields, when the request declared it (None: unknown).
+    decoded_length: int | None
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 

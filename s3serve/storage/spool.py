@@ -61,6 +61,7 @@ class FileBody:
         self.md5 = md5
         self.checksums = dict(checksums)
         self.declared_checksum: str | None = next(iter(self.checksums), None)
+        self.decoded_length: int | None = size
 
     @property
     def content_md5(self) -> str | None:

@@ -138,8 +138,8 @@ async def write_body(f: BinaryIO, body: Body, hasher: MultiHasher, *, writeback:
     afterwards, so start its writeback as it grows (see WRITEBACK_BYTES)."""
     f.flush()  # anything the caller wrote through f goes first; from here on the fd is written
     sink = _Sink(f.fileno(), hasher, writeback)
-    length = getattr(body, "decoded_length", None)
-    if isinstance(length, int) and length >= PREALLOCATE_BYTES:
+    length = body.decoded_length
+    if length is not None and length >= PREALLOCATE_BYTES:
         preallocate(sink.fd, sink.start, length)
     loop = asyncio.get_running_loop()
     size = 0

@@ -30,6 +30,7 @@ class Body:
         self.data = data
         self.digests_wanted: frozenset[str] = frozenset()
         self.declared_checksum: str | None = None
+        self.decoded_length: int | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         yield self.data

@@ -21,6 +21,7 @@ OWNER = "owner"
 class Body:
     digests_wanted: frozenset[str] = frozenset()
     declared_checksum: str | None = None
+    decoded_length: int | None = None
 
     def __init__(self, data: bytes) -> None:
         self.data = data

@@ -35,6 +35,7 @@ class Body:
         self.chunks = chunks
         self.digests_wanted: frozenset[str] = frozenset()
         self.declared_checksum: str | None = None
+        self.decoded_length: int | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for chunk in self.chunks:
