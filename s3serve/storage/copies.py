@@ -184,7 +184,7 @@ async def _copy_by_link(
         return None
     record, folders = linked
     if disk.fsync:
-        await asyncio.to_thread(disk.sync_folders, folders)
+        await disk.sync_folders(folders)
     return record.to_info(dkp.key)
 
 
@@ -301,7 +301,7 @@ async def rename_object(
             folders = make_folder(disk, bucket, bdir, dkp, dpath, record)
             drop_marker(disk, bucket, bdir, skp, src.real, src.record, held)
             if disk.fsync:
-                await asyncio.to_thread(disk.sync_folders, folders)
+                await disk.sync_folders(folders)
             return record.to_info(dst_key)
         old = disk._existing_record(bucket, dkp, dpath)
         # A record kept in a sidecar (sidecar mode, a linked copy) goes to the destination's
@@ -339,8 +339,8 @@ async def rename_object(
         if disk.fsync:
             # The new name (and any folder made for it), then the old name's folder, so a crash
             # cannot bring the source key back beside the destination.
-            await asyncio.to_thread(disk.sync_folders, folders)
-            await asyncio.to_thread(disk.sync_removal, bdir, os.path.dirname(spath))
+            await disk.sync_folders(folders)
+            await disk.sync_removal(bdir, os.path.dirname(spath))
     info = src.info
     info.key = dst_key
     return info

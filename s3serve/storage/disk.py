@@ -359,24 +359,24 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
             keys.unlink_quietly(tmp)
             raise
         if self.fsync:
-            await asyncio.to_thread(self.sync_folders, folders)
+            await self.sync_folders(folders)
         return record.to_info(kp.key)
 
-    def sync_folders(self, folders: list[str]) -> None:
+    async def sync_folders(self, folders: list[str]) -> None:
         """fsync folders whose entries changed (keys.place's answer), sharing concurrent fsyncs."""
         for folder in folders:
             # Gone means a later delete emptied and pruned it: nothing of ours left to keep; not a
             # folder any more (a later put made a file of that name): the same.
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                self.writer.dirs.sync(folder)
+                await self.writer.sync(folder)
 
-    def sync_removal(self, bdir: str, folder: str) -> None:
+    async def sync_removal(self, bdir: str, folder: str) -> None:
         """fsync the folder a name was removed from, so a delete or rename that was answered
         cannot come back after a crash; when a prune removed that folder too, the nearest one
         still there (which lost the pruned folder's entry)."""
         while True:
             try:
-                self.writer.dirs.sync(folder)
+                await self.writer.sync(folder)
                 return
             except (FileNotFoundError, NotADirectoryError):
                 # Pruned, and perhaps a file of that name put there since: its parent lost the entry.

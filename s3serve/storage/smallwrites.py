@@ -9,9 +9,9 @@ one round trip, and the pool is the write path's own, so it is never starved by 
 starves) the default executor's hashing, listing and copying.
 
 Durability with fsync on is unchanged: data and record are fsynced before the rename, and the
-directory is fsynced after it, before the 200. Directory fsyncs are coalesced (``DirSyncer``):
-a caller waits for an fsync of its directory that *started after* its rename, so one fsync
-covers every rename that landed before it began.
+folder is fsynced after it, before the 200. Folder fsyncs are coalesced (``FolderSyncs``): a
+caller waits on the loop for an fsync of its folder that *started after* its rename, so one
+fsync, one more hop, covers every rename that landed before it began.
 """
 
 from __future__ import annotations
@@ -74,66 +74,75 @@ def _name_unnamed(fd: int, path: str) -> None:
     os.link(f"{keys.PROC_FD}{fd}", path, src_dir_fd=fd, follow_symlinks=True)
 
 
-class DirSyncer:
-    """Coalesced directory fsyncs: a rename is durable once an fsync of its directory that
-    started after the rename has finished. Callers arriving while an fsync of that directory is
-    running wait for it and then share the next one (group commit)."""
+class FolderSyncs:
+    """Coalesced folder fsyncs of one event loop: a change to a folder's entries is durable once
+    an fsync of that folder that started after the change has finished. Callers arriving while
+    one runs share the next (group commit).
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._dirs: dict[str, _DirState] = {}
+    The callers wait here, on the loop, and one write-pool hop runs each fsync for all of them.
+    Waiting in the write threads (a thread asleep in the fsync, or on a condition, per caller)
+    cost ~30 us of CPU per durable DELETE in wake-ups and GIL hand-offs (bench/RESULTS.md)."""
 
-    def sync(self, path: str) -> None:
-        with self._lock:
-            state = self._dirs.get(path)
-            if state is None:
-                state = self._dirs[path] = _DirState()
-            state.users += 1
+    def __init__(self, pool: WritePool) -> None:
+        self._pool = pool
+        self._folders: dict[str, _Folder] = {}
+
+    async def sync(self, path: str) -> None:
+        """fsync ``path``, or share an fsync of it begun after this call; raises what the fsync
+        raised (FileNotFoundError: the folder went away meanwhile)."""
+        folder = self._folders.get(path)
+        if folder is None:
+            folder = self._folders[path] = _Folder()
+        if folder.next is None:
+            folder.next = self._pool.loop.create_future()
+            # Every caller of a generation may have gone (cancelled): its error is still seen.
+            folder.next.add_done_callback(_seen)
+        generation = folder.next
+        if not folder.running:
+            self._start(path, folder)
+        folder.waiting += 1
         try:
-            state.sync(path)
+            # Shielded: one caller cancelled (its client went away) leaves the fsync to the rest.
+            await asyncio.shield(generation)
         finally:
-            with self._lock:
-                state.users -= 1
-                if state.users == 0:
-                    del self._dirs[path]
+            folder.waiting -= 1
+
+    def _start(self, path: str, folder: _Folder) -> None:
+        generation, folder.next = folder.next, None
+        assert generation is not None
+        folder.running = True
+        self._pool.run(keys.fsync_dir, path).add_done_callback(
+            lambda fsync: self._finished(path, folder, generation, fsync)
+        )
+
+    def _finished(
+        self, path: str, folder: _Folder, generation: asyncio.Future[None], fsync: asyncio.Future[None]
+    ) -> None:
+        folder.running = False
+        error = fsync.exception()
+        if error is None:
+            generation.set_result(None)
+        else:
+            # Every caller of this generation sees the folder as it was: gone, or not a folder.
+            generation.set_exception(error)
+        if folder.next is not None:
+            self._start(path, folder)
+        else:
+            del self._folders[path]
 
 
-class _DirState:
+class _Folder:
+    __slots__ = ("next", "running", "waiting")
+
     def __init__(self) -> None:
-        self.cond = threading.Condition(threading.Lock())
-        self.started = 0  # generation of the last fsync begun
-        self.done = 0  # generation of the last fsync that succeeded
+        self.next: asyncio.Future[None] | None = None  # the generation callers join until it starts
         self.running = False
-        self.users = 0
-        self.waiting = 0  # callers blocked on a running fsync (observable: the tests wait for them)
+        self.waiting = 0  # callers waiting (observable: the tests wait for them)
 
-    def sync(self, path: str) -> None:
-        with self.cond:
-            # A running fsync may have begun before our rename: only the next one counts.
-            need = self.started + 1
-            while self.done < need:
-                if self.running:
-                    self.waiting += 1
-                    try:
-                        self.cond.wait()
-                    finally:
-                        self.waiting -= 1
-                    continue
-                self.running = True
-                self.started += 1
-                generation = self.started
-                ok = False
-                self.cond.release()
-                try:
-                    keys.fsync_dir(path)
-                    ok = True
-                finally:
-                    self.cond.acquire()
-                    self.running = False
-                    if ok:
-                        self.done = max(self.done, generation)
-                    # On failure the waiters retry with an fsync of their own; we raise.
-                    self.cond.notify_all()
+
+def _seen(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class WritePool:
@@ -151,6 +160,7 @@ class WritePool:
         self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         self._lock = threading.Lock()
         self._signalled = False
+        self._closing = False
         self._rfd, self._wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         loop.add_reader(self._rfd, self._collect)
         self._threads = [
@@ -160,6 +170,10 @@ class WritePool:
             thread.start()
 
     def run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        if self._closing:
+            # The next step of a write the pool took before close (its folder's fsync): the
+            # threads are leaving, so it runs where the loop's shutdown still waits for it.
+            return self.loop.run_in_executor(None, fn, *args)
         future: asyncio.Future[T] = self.loop.create_future()
         self._queue.put((future, fn, args))
         return future
@@ -192,6 +206,7 @@ class WritePool:
 
     async def close(self) -> None:
         """Let the work in flight finish (each unit commits or cleans up by itself)."""
+        self._closing = True
         for _ in self._threads:
             self._queue.put(None)
         for thread in self._threads:
@@ -203,12 +218,12 @@ class WritePool:
 
 
 class Writer:
-    """The write pool, the directory syncer and temp-file names of one DiskBackend."""
+    """The write pool, the folder fsyncs and temp-file names of one DiskBackend."""
 
     def __init__(self, disk: DiskBackend) -> None:
         self.disk = disk
-        self.dirs = DirSyncer()
         self._pool: WritePool | None = None
+        self._syncs: FolderSyncs | None = None
         # Unique across processes sharing ROOT (pid + random) without urandom per request.
         self._prefix = secrets.token_hex(6)
         self._counter = itertools.count()
@@ -224,12 +239,19 @@ class Writer:
         if self._pool is None or self._pool.loop is not loop:
             # First use, or a backend used from a new event loop (tests): a pool per loop.
             self._pool = WritePool(loop, WRITE_THREADS)
+            self._syncs = FolderSyncs(self._pool)
         return self._pool
+
+    async def sync(self, folder: str) -> None:
+        """fsync ``folder`` (coalesced: see FolderSyncs)."""
+        self.pool()
+        assert self._syncs is not None
+        await self._syncs.sync(folder)
 
     async def close(self) -> None:
         if self._pool is not None and self._pool.loop is asyncio.get_running_loop():
             await self._pool.close()
-        self._pool = None
+        self._pool = self._syncs = None
 
     # -- PutObject ----------------------------------------------------------------------------
     @staticmethod
@@ -248,10 +270,13 @@ class Writer:
         digests = hasher.digests()
         size = sum(map(len, chunks))
         record = Record.for_write(meta, digests["md5"].hex(), size, body.finish(digests))
-        await self.pool().run(self._put, bucket, bdir, kp, chunks, record)
+        folders = await self.pool().run(self._put, bucket, bdir, kp, chunks, record)
+        if self.disk.fsync:
+            await self.disk.sync_folders(folders)
         return record.to_info(kp.key)
 
-    def _put(self, bucket: str, bdir: str, kp: KeyPath, chunks: list[bytes], record: Record) -> None:
+    def _put(self, bucket: str, bdir: str, kp: KeyPath, chunks: list[bytes], record: Record) -> list[str]:
+        """Write, seal and rename; the folders whose entries changed (for the caller to fsync)."""
         disk = self.disk
         path = keys.object_path(bdir, kp)
         tmp: str | None = self.temp_name("put")
@@ -289,8 +314,7 @@ class Writer:
             os.close(fd)
         if old is not None and old.blob and old.blob != record.blob:
             disk.meta.drop_blob(old.blob)
-        if disk.fsync:
-            disk.sync_folders(folders)
+        return folders
 
     def prepare(self) -> None:
         """Make the spread folders' parent (at start, in a thread); the folders come on first use."""
@@ -346,11 +370,8 @@ class Writer:
     async def delete(
         self, bucket: str, bdir: str, kp: KeyPath, path: str, precondition: Precondition | None = None
     ) -> None:
-        await self.pool().run(self._delete, bucket, bdir, kp, path, precondition)
-
-    def _delete(self, bucket: str, bdir: str, kp: KeyPath, path: str, precondition: Precondition | None) -> None:
-        if self._unlink(bucket, bdir, kp, path, precondition) and self.disk.fsync:
-            self.disk.sync_removal(bdir, os.path.dirname(path))
+        if await self.pool().run(self._unlink, bucket, bdir, kp, path, precondition) and self.disk.fsync:
+            await self.disk.sync_removal(bdir, os.path.dirname(path))
 
     def _unlink(
         self, bucket: str, bdir: str, kp: KeyPath, path: str, precondition: Precondition | None = None

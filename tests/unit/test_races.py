@@ -84,8 +84,8 @@ async def test_delete_whose_pruned_folder_became_a_file_succeeds(be: DiskBackend
 
 async def test_fsync_of_a_folder_that_became_a_file_is_skipped(be: DiskBackend) -> None:
     (bucket_dir(be) / "f").write_bytes(b"x")
-    be.sync_folders([str(bucket_dir(be) / "f"), str(bucket_dir(be) / "f" / "below")])
-    be.sync_removal(str(bucket_dir(be)), str(bucket_dir(be) / "f" / "below"))
+    await be.sync_folders([str(bucket_dir(be) / "f"), str(bucket_dir(be) / "f" / "below")])
+    await be.sync_removal(str(bucket_dir(be)), str(bucket_dir(be) / "f" / "below"))
 
 
 # -- a folder on the way swapped for a symlink leading out ------------------------------------------

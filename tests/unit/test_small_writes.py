@@ -21,7 +21,7 @@ from s3serve import errors
 from s3serve.storage import keys, smallwrites
 from s3serve.storage.base import WriteMeta
 from s3serve.storage.disk import DiskBackend
-from s3serve.storage.smallwrites import SMALL_PUT, DirSyncer, Writer
+from s3serve.storage.smallwrites import SMALL_PUT, FolderSyncs, Writer
 
 OWNER = "owner-1"
 
@@ -95,7 +95,7 @@ async def test_fsynced_puts_and_deletes(root: Path, mode: str) -> None:
         infos = await asyncio.gather(*(be.put_object("bkt", f"p/k{i}", Body(b"v%d" % i), WriteMeta()) for i in range(40)))
         assert [i.etag for i in infos] == [hashlib.md5(b"v%d" % i).hexdigest() for i in range(40)]
         assert sorted(os.listdir(root / "bkt" / "p")) == sorted(f"k{i}" for i in range(40))
-        assert be.writer.dirs._dirs == {}  # per-directory state goes away with its last user
+        assert be.writer._syncs is not None and be.writer._syncs._folders == {}  # gone with its last caller
         await asyncio.gather(*(be.delete_object("bkt", f"p/k{i}") for i in range(40)))
         assert os.listdir(root / "bkt") == []
         assert tmp_files(root) == []
@@ -294,93 +294,88 @@ def fsyncs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[threading.Event]]:
         gate.set()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    # Generous: threads start late on a slow, loaded machine.
+async def until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    # Generous: pool threads start late on a slow, loaded machine.
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.005)
+        await asyncio.sleep(0.005)
 
 
-def waiting(syncer: DirSyncer, path: Path) -> int:
-    """Callers of ``syncer`` waiting for the fsync of ``path`` that is running (the threads the
-    test started have arrived, not merely been started)."""
-    state = syncer._dirs.get(str(path))
-    if state is None:
-        return 0
-    with state.cond:
-        return state.waiting
+@pytest.fixture
+async def syncs() -> AsyncIterator[FolderSyncs]:
+    pool = smallwrites.WritePool(asyncio.get_running_loop(), 4)
+    yield FolderSyncs(pool)
+    await pool.close()
 
 
-def test_callers_during_a_running_fsync_share_the_next_one(tmp_path: Path, fsyncs: list[threading.Event]) -> None:
-    syncer = DirSyncer()
-    done: list[str] = []
-
-    def call(name: str) -> None:
-        syncer.sync(str(tmp_path))
-        done.append(name)
-
-    first = threading.Thread(target=call, args=("first",))
-    first.start()
-    wait_for(lambda: len(fsyncs) == 1)
-    # These arrive while the first fsync runs: it may have begun before their renames.
-    later = [threading.Thread(target=call, args=(f"later{i}",)) for i in range(5)]
-    for t in later:
-        t.start()
-    # All five wait for it before it ends (a thread slow to start would come after, and need an
-    # fsync of its own).
-    wait_for(lambda: waiting(syncer, tmp_path) == 5)
-    fsyncs[0].set()
-    first.join(30)
-    assert done == ["first"]
-    wait_for(lambda: len(fsyncs) == 2)  # one more fsync, for all five
-    assert len(done) == 1
-    fsyncs[1].set()
-    for t in later:
-        t.join(30)
-    assert sorted(done) == ["first", *sorted(f"later{i}" for i in range(5))]
-    assert len(fsyncs) == 2
-    assert syncer._dirs == {}
+def waiting(syncs: FolderSyncs, path: Path) -> int:
+    """Callers of ``syncs`` waiting on ``path`` (the tasks the test started have arrived)."""
+    folder = syncs._folders.get(str(path))
+    return 0 if folder is None else folder.waiting
 
 
-def test_a_failed_fsync_is_not_counted(tmp_path: Path) -> None:
-    syncer = DirSyncer()
-    with pytest.raises(FileNotFoundError):
-        syncer.sync(str(tmp_path / "missing"))
-    assert syncer._dirs == {}
-    syncer.sync(str(tmp_path))  # a directory that exists still syncs
-
-
-def test_waiters_retry_when_the_running_fsync_fails(
-    tmp_path: Path, fsyncs: list[threading.Event], monkeypatch: pytest.MonkeyPatch
+async def test_callers_during_a_running_fsync_share_the_next_one(
+    tmp_path: Path, fsyncs: list[threading.Event], syncs: FolderSyncs
 ) -> None:
-    syncer = DirSyncer()
-    target = str(tmp_path)
-    errors_seen: list[BaseException] = []
-    finished: list[str] = []
-
-    def call(name: str) -> None:
-        try:
-            syncer.sync(target)
-            finished.append(name)
-        except OSError as e:
-            errors_seen.append(e)
-
-    first = threading.Thread(target=call, args=("first",))
-    first.start()
-    wait_for(lambda: len(fsyncs) == 1)
-    second = threading.Thread(target=call, args=("second",))
-    second.start()
-    wait_for(lambda: waiting(syncer, tmp_path) == 1)  # it waits for the running fsync
-    os.rmdir(target)  # the running fsync will fail: its directory is gone
+    first = asyncio.create_task(syncs.sync(str(tmp_path)))
+    await until(lambda: len(fsyncs) == 1)
+    # These arrive while the first fsync runs: it may have begun before their renames.
+    later = [asyncio.create_task(syncs.sync(str(tmp_path))) for _ in range(5)]
+    await until(lambda: waiting(syncs, tmp_path) == 6)
     fsyncs[0].set()
-    first.join(30)
-    assert len(errors_seen) == 1 and finished == []
-    os.mkdir(target)
-    wait_for(lambda: len(fsyncs) == 2)  # the waiter runs an fsync of its own
+    await first
+    await until(lambda: len(fsyncs) == 2)  # one more fsync, for all five
+    assert not any(task.done() for task in later)
     fsyncs[1].set()
-    second.join(30)
-    assert finished == ["second"]
+    await asyncio.gather(*later)
+    assert len(fsyncs) == 2
+    assert syncs._folders == {}
+
+
+async def test_a_failed_fsync_is_not_counted(tmp_path: Path, syncs: FolderSyncs) -> None:
+    with pytest.raises(FileNotFoundError):
+        await syncs.sync(str(tmp_path / "missing"))
+    assert syncs._folders == {}
+    await syncs.sync(str(tmp_path))  # a folder that exists still syncs
+
+
+async def test_callers_waiting_for_a_failing_fsync_get_one_of_their_own(
+    tmp_path: Path, fsyncs: list[threading.Event], syncs: FolderSyncs
+) -> None:
+    target = str(tmp_path / "f")
+    os.mkdir(target)
+    first = asyncio.create_task(syncs.sync(target))
+    await until(lambda: len(fsyncs) == 1)
+    second = asyncio.create_task(syncs.sync(target))
+    await until(lambda: waiting(syncs, Path(target)) == 2)
+    os.rmdir(target)  # the running fsync will fail: its folder is gone
+    fsyncs[0].set()
+    with pytest.raises(FileNotFoundError):
+        await first
+    await until(lambda: len(fsyncs) == 2)  # the waiter's own fsync, begun after the first ended
+    assert not second.done()
+    os.mkdir(target)
+    fsyncs[1].set()
+    await second
+    assert syncs._folders == {}
+
+
+async def test_a_cancelled_caller_leaves_the_shared_fsync_to_the_others(
+    tmp_path: Path, fsyncs: list[threading.Event], syncs: FolderSyncs
+) -> None:
+    running = asyncio.create_task(syncs.sync(str(tmp_path)))
+    await until(lambda: len(fsyncs) == 1)
+    gone, staying = (asyncio.create_task(syncs.sync(str(tmp_path))) for _ in range(2))
+    await until(lambda: waiting(syncs, tmp_path) == 3)
+    gone.cancel()  # its client went away
+    fsyncs[0].set()
+    await running
+    await until(lambda: len(fsyncs) == 2)  # the next fsync still runs, for the one left
+    fsyncs[1].set()
+    await staying
+    assert gone.cancelled()
+    assert len(fsyncs) == 2 and syncs._folders == {}
 
 
 # -- the write pool -----------------------------------------------------------------------------
