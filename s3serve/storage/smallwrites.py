@@ -81,7 +81,7 @@ class FolderSyncs:
 
     The callers wait here, on the loop, and one write-pool hop runs each fsync for all of them.
     Waiting in the write threads (a thread asleep in the fsync, or on a condition, per caller)
-    cost ~30 us of CPU per durable DELETE in wake-ups and GIL hand-offs (bench/RESULTS.md)."""
+    cost ~25 us of CPU per durable DELETE in wake-ups and GIL hand-offs (bench/RESULTS.md)."""
 
     def __init__(self, pool: WritePool) -> None:
         self._pool = pool
@@ -119,8 +119,9 @@ class FolderSyncs:
         self, path: str, folder: _Folder, generation: asyncio.Future[None], fsync: asyncio.Future[None]
     ) -> None:
         folder.running = False
-        error = fsync.exception()
-        if error is None:
+        if fsync.cancelled():
+            generation.cancel()  # the loop is shutting down (the executor's future)
+        elif (error := fsync.exception()) is None:
             generation.set_result(None)
         else:
             # Every caller of this generation sees the folder as it was: gone, or not a folder.
