@@ -378,6 +378,30 @@ async def test_a_cancelled_caller_leaves_the_shared_fsync_to_the_others(
     assert len(fsyncs) == 2 and syncs._folders == {}
 
 
+async def test_an_fsync_cancelled_at_shutdown_releases_its_callers(
+    tmp_path: Path, syncs: FolderSyncs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pool that is closing hands its work to the default executor, whose futures the loop's
+    shutdown cancels: the callers of that fsync's generation are released, not left waiting."""
+    pending: list[asyncio.Future[None]] = []
+
+    def run(fn: Callable[..., None], *args: object) -> asyncio.Future[None]:
+        pending.append(asyncio.get_running_loop().create_future())
+        return pending[-1]
+
+    monkeypatch.setattr(syncs._pool, "run", run)
+    callers = [asyncio.create_task(syncs.sync(str(tmp_path))) for _ in range(3)]
+    await until(lambda: waiting(syncs, tmp_path) == 3)
+    assert len(pending) == 1  # the first caller's fsync; the other two share the next
+    pending[0].cancel()
+    await until(lambda: len(pending) == 2)
+    assert callers[0].done() and not callers[1].done()
+    pending[1].cancel()
+    results = await asyncio.gather(*callers, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results), results
+    assert syncs._folders == {}
+
+
 # -- the write pool -----------------------------------------------------------------------------
 async def test_write_pool_returns_results_and_errors_in_batches() -> None:
     pool = smallwrites.WritePool(asyncio.get_running_loop(), 4)
