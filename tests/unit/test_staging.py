@@ -235,10 +235,15 @@ async def test_gc_removes_idle_uploads_and_orphans_but_not_what_is_held(be: Disk
     assert not alive.exists()
 
 
-async def test_gc_tells_of_young_orphans_and_holds_link_temps_by_their_guard(be: DiskBackend) -> None:
+async def test_gc_tells_of_young_orphans_and_holds_link_temps_by_their_guard(
+    be: DiskBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A round says how long until the temp files it left only for being too young (nobody holds
     them) are old enough: the start-up round looks again then, not a gc_interval later. A hard-link
     copy's temp is held through its guard, not by a flock on itself (the source object's inode)."""
+    # A grace no stall of a busy machine outlasts while the files are young; a short one after,
+    # so that they age within the test.
+    monkeypatch.setattr(gc, "TEMP_GRACE", 60.0)
     tmp = Path(be._tmp_dir)
     collect = be.staging.collector.collect
     made = time.time()  # every temp file below is younger than this
@@ -257,6 +262,7 @@ async def test_gc_tells_of_young_orphans_and_holds_link_temps_by_their_guard(be:
         took = time.time() - made
         assert soon is not None and gc.TEMP_GRACE - took - 0.05 < soon <= gc.TEMP_GRACE, (soon, took)
         (tmp / "put-orphan").write_bytes(b"x")
+        monkeypatch.setattr(gc, "TEMP_GRACE", 0.3)
         await asyncio.sleep(gc.TEMP_GRACE + 0.1)
         assert await asyncio.to_thread(collect, False) is None
         left = sorted(p.name for p in tmp.iterdir() if not p.name.startswith("object-"))
