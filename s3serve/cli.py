@@ -315,26 +315,44 @@ def listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
-_M_ARENA_MAX = -8  # glibc's mallopt parameter
+# glibc's mallopt parameters
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+# Every socket read allocates asyncio's 256 KiB buffer and shrinks it to what came. Over glibc's
+# starting threshold (128 KiB) that is an mmap, an mremap and an munmap per read, plus a page
+# fault: 10-20 us of system time on every small request (measured in bench/RESULTS.md). glibc
+# raises the threshold by itself once such a buffer is freed whole (a read of a large body), and
+# not before, so whether a server paid it or not was chance. These are the thresholds glibc would
+# then set: just over the buffer, and twice that for giving the top of the heap back.
+_MMAP_THRESHOLD = 320 * 1024
+_TRIM_THRESHOLD = 2 * _MMAP_THRESHOLD
 
 
-def limit_malloc_arenas(arenas: int = 2) -> bool:
+def tune_malloc(arenas: int = 2) -> bool:
     """glibc gives each thread that allocates an arena of its own (up to 8 per core), and every
     arena keeps what was freed in it; with the write pool's threads and 1 MiB upload batches the
     server's memory crept up run after run. Two arenas, as commonly advised for Python servers
     (measured: peak RSS of 8 parallel 128 MiB PUTs after the small-object runs 92 -> 85 MiB).
-    False where the C library has no mallopt (not glibc)."""
+    And fixed mmap and trim thresholds (see _MMAP_THRESHOLD). False where the C library has no
+    mallopt (not glibc)."""
     import ctypes
 
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(_M_ARENA_MAX, arenas))
+    return all(
+        [
+            bool(mallopt(_M_ARENA_MAX, arenas)),
+            bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)),
+            bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)),
+        ]
+    )
 
 
 def serve(config: Config, access_log: bool = False) -> None:
-    limit_malloc_arenas()  # before any thread starts
+    tune_malloc()  # before any thread starts
     config.root.mkdir(parents=True, exist_ok=True)
     if config.upstream:
         from .storage.cache import claim_root

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import pytest
@@ -127,14 +128,35 @@ def test_lazily_imported_xml_parsing_and_escaping_work_on_first_use() -> None:
     assert out.splitlines() == ["{'Quiet': 'true'}", "a&amp;&lt;b&gt; x&lt;y", "MalformedXML"]
 
 
-def test_limit_malloc_arenas_applies_on_glibc() -> None:
-    import platform
+def test_tune_malloc_applies_on_glibc() -> None:
+    from s3serve.cli import tune_malloc
 
-    from s3serve.cli import limit_malloc_arenas
-
-    applied = limit_malloc_arenas(2)
+    applied = tune_malloc(2)
     # glibc's mallopt answers 1 on success; other C libraries have no mallopt (False, no error).
     assert applied is (platform.libc_ver()[0] == "glibc")
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt and mallinfo2 are glibc's")
+def test_socket_read_buffers_come_from_the_heap_not_mmap() -> None:
+    # asyncio's 256 KiB read buffer, allocated on every socket read: over glibc's starting mmap
+    # threshold, each was an mmap + mremap + munmap (mallinfo2's hblks counts mmapped blocks).
+    out = _fresh_python(
+        "import ctypes, sys\n"
+        "from s3serve.cli import tune_malloc\n"
+        "class Info(ctypes.Structure):\n"
+        "    _fields_ = [(n, ctypes.c_size_t) for n in 'arena ordblks smblks hblks hblkhd usmblks fsmblks"
+        " uordblks fordblks keepcost'.split()]\n"
+        "libc = ctypes.CDLL(None)\n"
+        "libc.mallinfo2.restype = Info\n"
+        "def mmapped(size):\n"
+        "    before = libc.mallinfo2().hblks\n"
+        "    block = bytes(size)\n"
+        "    return libc.mallinfo2().hblks - before\n"
+        "print(mmapped(256 * 1024))\n"
+        "assert tune_malloc()\n"
+        "print(mmapped(256 * 1024), mmapped(4 * 1024 * 1024))\n"
+    )
+    assert out.split() == ["1", "0", "1"]
 
 
 UPSTREAM = ["--upstream", "http://127.0.0.1:9100", "--upstream-access-key", "uk", "--upstream-secret-key", "us"]
