@@ -332,8 +332,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         if auth is None:
             return await _dispatch_anonymous(request, route, backend)
         if route.operation in STORAGE_CHECKS_BUCKET and route.bucket is not None:
-            # GET and HEAD, the hot path: the owner's request to a bucket without a policy is
-            # decided here, with no memo to consult (they carry no body, hence no Expect).
+            # GET, HEAD and DELETE, the hot path: the owner's request to a bucket without a
+            # policy is decided here, with no memo to consult (they carry no body, hence no Expect).
             owner, found = await backend.owner_and_config(route.bucket, POLICY, load_policy)
             if owner != auth.user.user_id or found is not None:
                 auth = await _check_bucket(request, route, auth)

@@ -130,8 +130,9 @@ class Context:
 
 
 # Operations whose storage call answers NoSuchBucket itself: their ownership check need not
-# confirm the bucket's folder (Backend.bucket_owner), a stat saved on every small GET and HEAD.
-STORAGE_CHECKS_BUCKET = frozenset({"GetObject", "HeadObject"})
+# confirm the bucket's folder (Backend.bucket_owner), a stat saved on every small GET, HEAD and
+# DELETE. None has a body, so none is checked before a 100 Continue.
+STORAGE_CHECKS_BUCKET = frozenset({"GetObject", "HeadObject", "DeleteObject"})
 
 
 async def bucket_owner(backend: Backend, bucket: str, operation: str) -> str:
