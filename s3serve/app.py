@@ -65,6 +65,11 @@ SERVER_NAME = "s3serve"
 # Operations that need no bucket ownership check (they have no bucket, or create it), nor a
 # bucket policy (AWS decides them by identity policies alone).
 _NO_BUCKET_CHECK = frozenset({"ListBuckets", "CreateBucket"})
+# Operations whose owner's request to a bucket without a policy dispatch lets through on the
+# bucket's record alone: those whose storage call tells a missing bucket itself, and PutObject,
+# whose storage call tells it before it reads the body. Before a 100 Continue the check stays
+# whole (_check_before_body): an upload to a missing bucket is refused before it is sent.
+_OWNER_FAST_PATH = STORAGE_CHECKS_BUCKET | {"PutObject"}
 # Operations whose credentials travel in the body (PostObject's form fields): their handler
 # authenticates them and checks the bucket's owner and policy itself.
 _FORM_AUTH = frozenset({"PostObject"})
@@ -331,9 +336,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         auth = _authenticate(request)
         if auth is None:
             return await _dispatch_anonymous(request, route, backend)
-        if route.operation in STORAGE_CHECKS_BUCKET and route.bucket is not None:
-            # GET, HEAD and DELETE, the hot path: the owner's request to a bucket without a
-            # policy is decided here, with no memo to consult (they carry no body, hence no Expect).
+        if route.operation in _OWNER_FAST_PATH and route.bucket is not None and not _state(request).bucket_checked:
+            # GET, HEAD, DELETE and PUT, the hot path: the owner's request to a bucket without a
+            # policy is decided here, with no memo to consult.
             owner, found = await backend.owner_and_config(route.bucket, POLICY, load_policy)
             if owner != auth.user.user_id or found is not None:
                 auth = await _check_bucket(request, route, auth)

@@ -607,9 +607,10 @@ def test_a_symlink_inside_the_root_is_listed_as_it_is_served(server, s3, bucket:
 
 
 def test_a_bucket_folder_another_program_removed_or_swapped_is_no_such_bucket(server, s3, tmp_path: Path) -> None:
-    """GET and HEAD find the key before they stat its bucket's folder (the bucket's record alone
-    answers the ownership check): a folder gone, or swapped for a symlink that leads out of the
-    root to a folder holding the same key, must still be NoSuchBucket, and nothing outside read."""
+    """GET and HEAD find the key before they stat its bucket's folder, and the bucket's record
+    alone answers the ownership check of GET, HEAD, DELETE and PUT: a folder gone, or swapped for
+    a symlink that leads out of the root to a folder holding the same key, must still be
+    NoSuchBucket, and nothing outside read, removed or written."""
     name = f"gone-{os.urandom(4).hex()}"
     s3.create_bucket(Bucket=name)
     s3.put_object(Bucket=name, Key="k", Body=b"inside")
@@ -633,6 +634,15 @@ def test_a_bucket_folder_another_program_removed_or_swapped_is_no_such_bucket(se
             with pytest.raises(ClientError) as exc:
                 s3.get_object(Bucket=name, Key="a//b")  # an invalid key: the bucket still comes first
             assert _error(exc) == ("NoSuchBucket", 404), state
+            with pytest.raises(ClientError) as exc:
+                s3.delete_object(Bucket=name, Key="k")
+            assert _error(exc) == ("NoSuchBucket", 404), state
+            for key, body in (("k", b"new"), ("new", b"new"), ("big", os.urandom(3 << 20))):
+                with pytest.raises(ClientError) as exc:
+                    s3.put_object(Bucket=name, Key=key, Body=body)
+                assert _error(exc) == ("NoSuchBucket", 404), (state, key)
+            assert sorted(p.name for p in outside.iterdir()) == ["k"]
+            assert (outside / "k").read_bytes() == b"outside bytes"
     finally:
         if os.path.lexists(server.root / name):
             os.unlink(server.root / name)
