@@ -336,7 +336,11 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         auth = _authenticate(request)
         if auth is None:
             return await _dispatch_anonymous(request, route, backend)
-        if route.operation in _OWNER_FAST_PATH and route.bucket is not None and not _state(request).bucket_checked:
+        if (
+            route.operation in _OWNER_FAST_PATH
+            and route.bucket is not None
+            and not _state(request).bucket_checked
+        ):
             # GET, HEAD, DELETE and PUT, the hot path: the owner's request to a bucket without a
             # policy is decided here, with no memo to consult.
             owner, found = await backend.owner_and_config(route.bucket, POLICY, load_policy)
