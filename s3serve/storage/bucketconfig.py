@@ -27,7 +27,8 @@ from typing import Any, TypeVar
 from .. import errors
 from .keys import fsync_dir, is_bucket_folder_name
 from .locks import KeyLocks
-from .metadata import BucketRegistry, write_atomic
+from .metadata import CACHE_MIN_AGE_NS, write_atomic
+from .registry import BucketRegistry, Stamp
 
 log = logging.getLogger("s3serve")
 T = TypeVar("T")
@@ -36,12 +37,7 @@ T = TypeVar("T")
 # bigger than that was not written by us and is not read into memory on the hot path.
 MAX_DOCUMENT = 1024 * 1024
 _NAME = re.compile(r"[a-z][A-Za-z-]{1,40}")
-# As in metadata.py: a file changed twice within one tick of the kernel's coarse clock may keep
-# its ctime, so only files older than this are cached by their stat.
-_CACHE_MIN_AGE_NS = 50_000_000
 _CACHE_MAX = 4096
-
-Stamp = tuple[int, int, int, int, int]
 
 
 class BucketConfigStore:
@@ -165,7 +161,7 @@ class BucketConfigStore:
             # A document another program broke must not fail every request to the bucket.
             log.warning("ignoring unreadable %s configuration of bucket %s", name, bucket)
             return None
-        if time.time_ns() - st.st_ctime_ns > _CACHE_MIN_AGE_NS:
+        if time.time_ns() - st.st_ctime_ns > CACHE_MIN_AGE_NS:
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
             self._cache[key] = (stamp, value)

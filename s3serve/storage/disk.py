@@ -41,7 +41,8 @@ from .filereader import DiskReader
 from .folders import make_folder
 from .keys import KeyPath
 from .locks import KeyLocks
-from .metadata import EMPTY_MD5, BucketRegistry, MetaStore, Record
+from .metadata import EMPTY_MD5, MetaStore, Record
+from .registry import BucketRegistry
 from .smallwrites import Writer
 from .staging import MultipartMixin, Staging
 from .streams import THREAD_CHUNK, write_body

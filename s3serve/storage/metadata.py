@@ -1,5 +1,5 @@
-"""Hidden state under ``ROOT/.s3serve/``: object metadata records and the bucket registry (key
-locks: locks.py).
+"""Hidden state under ``ROOT/.s3serve/``: object metadata records (the bucket registry:
+registry.py; key locks: locks.py).
 
 Metadata lives beside the data, never inside it: a record in the ``user.s3serve`` xattr of the
 object's file (or folder-marker directory), packed (packed.py) or compact JSON, where the
@@ -33,7 +33,6 @@ from .base import (
     SSE_S3,
     STORED_HEADERS,
     WEBSITE_REDIRECT,
-    BucketInfo,
     Encryption,
     ObjectInfo,
     PartInfo,
@@ -52,12 +51,12 @@ _TOO_BIG = {errno.E2BIG, errno.ENOSPC, errno.ERANGE}
 # errnos that mean "no xattrs here": a read-only foreign file, a filesystem without user xattrs.
 _NO_XATTR = {errno.EACCES, errno.EPERM, errno.ENOTSUP, errno.EROFS}
 
-# Parsed records and registry entries are cached by the inode's (dev, ino, ctime): any change to
+# Parsed records (and registry entries, registry.py) are cached by the inode's (dev, ino, ctime): any change to
 # an inode's data or xattrs moves its ctime, and a rename-replaced file is a new inode, so a cache
 # entry stays correct even when other processes share ROOT. ctime comes from the kernel's coarse
 # clock (one tick, a few ms), so two changes within a tick may share a ctime: only inodes whose
 # ctime is older than this are cached.
-_CACHE_MIN_AGE_NS = 50_000_000
+CACHE_MIN_AGE_NS = 50_000_000
 # Two caches. A parsed Record costs ~1.3 KiB (its dict, three small dicts, the strings); a packed
 # record's xattr bytes ~230 with their key. Rebuilding a Record from the bytes costs ~1.4 us, a copy
 # of a parsed one 0.35, a miss 10-15 (getxattr, parse, the cold inode). So the bytes of 16384 packed
@@ -65,8 +64,6 @@ _CACHE_MIN_AGE_NS = 50_000_000
 # read again and again), in less memory than the 4096 parsed records cached before.
 _CACHE_MAX = 16384
 _PARSED_MAX = 1024
-# The bucket registry's cache: a record per bucket.
-_BUCKETS_CACHE_MAX = 4096
 
 # The built-in table only: the same guess on every host, whatever /etc/mime.types says.
 _MIME = mimetypes.MimeTypes()
@@ -393,7 +390,7 @@ class MetaStore:
                 data = b""
             record = self.parse(data) if data else None
             if record is not None and record.matches(st):
-                if time.time_ns() - st.st_ctime_ns > _CACHE_MIN_AGE_NS:
+                if time.time_ns() - st.st_ctime_ns > CACHE_MIN_AGE_NS:
                     if data[:1] == PACKED:
                         if len(self._packed) >= _CACHE_MAX:
                             self._packed.clear()
@@ -539,78 +536,3 @@ class MetaStore:
         if not key or rel.startswith(".."):
             return False
         return self.load(dir_path, bucket, key.replace(os.sep, "/") + "/", st) is not None
-
-
-Stamp = tuple[int, int, int, int, int]
-
-
-class BucketRegistry:
-    """``.s3serve/buckets/<name>.json``: owner, creation time and region of buckets we created."""
-
-    def __init__(self, hidden: str, durable: bool = False) -> None:
-        self.durable = durable
-        self.dir = os.path.join(hidden, "buckets")
-        self.tmp_dir = os.path.join(hidden, "tmp")
-        self._cache: dict[str, tuple[Stamp, dict[str, Any]]] = {}
-
-    def _path(self, name: str) -> str:
-        return os.path.join(self.dir, name + ".json")
-
-    def read(self, name: str) -> dict[str, Any] | None:
-        return self.read_stamped(name)[0]
-
-    def read_stamped(self, name: str) -> tuple[dict[str, Any] | None, Stamp | None]:
-        """The record, and the stamp of the file it was read from when that file is old enough
-        for its stamp to change with its next change (else None). ``touch`` changes it: what is
-        cached against it (the bucket's configuration documents) is checked by the one stat
-        every request to the bucket makes here."""
-        # Every request to a bucket asks (ownership check): one stat instead of open+read+parse.
-        path = self._path(name)
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None, None
-        stamp = (st.st_dev, st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size)
-        cached = self._cache.get(name)
-        if cached is not None and cached[0] == stamp:
-            return dict(cached[1]), stamp  # only settled files are cached
-        settled = time.time_ns() - st.st_ctime_ns > _CACHE_MIN_AGE_NS
-        try:
-            with open(path, "rb") as f:
-                doc = json.loads(f.read())
-        except (OSError, ValueError):
-            return None, None
-        if not isinstance(doc, dict):
-            return None, None
-        if settled:
-            if len(self._cache) >= _BUCKETS_CACHE_MAX:
-                self._cache.clear()
-            self._cache[name] = (stamp, dict(doc))
-        return doc, stamp if settled else None
-
-    def touch(self, name: str) -> None:
-        """A new stamp for the record (its bucket's configuration changed), seen by every process."""
-        with contextlib.suppress(FileNotFoundError):
-            os.utime(self._path(name))
-
-    def info(self, name: str, folder_mtime: float, default_owner: str) -> BucketInfo:
-        doc = self.read(name) or {}
-        try:
-            return BucketInfo(
-                name=name,
-                created=float(doc.get("created", folder_mtime)),
-                owner=str(doc.get("owner", default_owner)),
-                region=str(doc.get("region", "us-east-1")),
-            )
-        except (TypeError, ValueError):
-            return BucketInfo(name=name, created=folder_mtime, owner=default_owner)
-
-    def write(self, name: str, owner: str, region: str) -> float:
-        created = time.time()
-        doc = {"owner": owner, "created": created, "region": region}
-        write_atomic(self.tmp_dir, self._path(name), json.dumps(doc).encode(), self.durable)
-        return created
-
-    def remove(self, name: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._path(name))

@@ -21,7 +21,7 @@ from s3serve.storage.disk import DiskBackend
 
 OWNER = "owner-1"
 OTHER = "owner-2"
-# Longer than the age below which records are not cached (metadata._CACHE_MIN_AGE_NS).
+# Longer than the age below which records are not cached (metadata.CACHE_MIN_AGE_NS).
 SETTLE = 0.08
 
 

@@ -28,7 +28,7 @@ async def pair(root: Path) -> AsyncIterator[tuple[DiskBackend, DiskBackend]]:
     await one.start()
     await other.start()
     await one.create_bucket("photos", OWNER, "us-east-1")
-    await asyncio.sleep(0.06)  # the record's stamp settles (metadata._CACHE_MIN_AGE_NS)
+    await asyncio.sleep(0.06)  # the record's stamp settles (metadata.CACHE_MIN_AGE_NS)
     yield one, other
     await one.stop()
     await other.stop()
