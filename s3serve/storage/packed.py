@@ -6,13 +6,15 @@ block, allocated for that one file. The JSON record of a typical small object (~
 got such a block. That doubled the disk use of a 4 KiB object, added a block read to a cold GET,
 and added a block to free on every overwrite and delete; on a filesystem mounted with
 ``discard``, freeing a block is a synchronous discard. A plain PUT's record (an MD5 ETag, size,
-inode, mtime, at most one checksum, a content type and nothing else) packs into 40-60 bytes.
+inode, mtime, at most one checksum, a content type and nothing else) packs into 40-60 bytes, an
+upstream cache's copy of one (the same, and the upstream's time) into 48-68.
 Every other record stays JSON, and JSON records written earlier still read as before: JSON
 always starts with ``{``, a packed record with ``FORMAT``.
 
 Layout: FORMAT, flags, MD5 (16 bytes), size and inode (LEB128), mtime_ns (8 bytes, signed,
-little-endian), checksum algorithm number and raw digest, then the content type (length byte,
-UTF-8) when it is not the default one.
+little-endian), modified_ns when the record has its own (8 more bytes: an upstream cache's replica
+keeps the upstream's time, a linked copy its own), checksum algorithm number and raw digest, then
+the content type (length byte, UTF-8) when it is not the default one.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ FORMAT = 0x01
 _FOLDER = 0x01
 _CONTENT_TYPE = 0x02
 _CHECKSUM_TYPES = (None, "FULL_OBJECT", "COMPOSITE")  # flags bits 2-3
+_MODIFIED = 0x10
+_KNOWN_FLAGS = _FOLDER | _CONTENT_TYPE | 0x0C | _MODIFIED
 _ALGORITHMS = (None, "CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
 _MTIME = struct.Struct("<q")
 
@@ -60,9 +64,11 @@ def pack(record: Record, default_content_type: str) -> bytes | None:
         return None
     if record.encryption is not SSE_S3:
         return None  # SSE-KMS and the like are rare: JSON
-    if record.modified_ns is not None or record.upload_id is not None or len(record.checksums) > 1 or record.size < 0 or record.inode < 0:
+    if record.upload_id is not None or len(record.checksums) > 1 or record.size < 0 or record.inode < 0:
         return None
     if not -(2**63) <= record.mtime_ns < 2**63:
+        return None
+    if record.modified_ns is not None and not -(2**63) <= record.modified_ns < 2**63:
         return None
     content_type = record.headers.get("content-type")
     if set(record.headers) - {"content-type"} or record.checksum_type not in _CHECKSUM_TYPES:
@@ -76,6 +82,8 @@ def pack(record: Record, default_content_type: str) -> bytes | None:
     flags = _CHECKSUM_TYPES.index(record.checksum_type) << 2
     if record.folder:
         flags |= _FOLDER
+    if record.modified_ns is not None:
+        flags |= _MODIFIED
     if content_type is not None and (content_type != default_content_type or record.folder):
         flags |= _CONTENT_TYPE
     elif content_type is None and not record.folder:
@@ -85,6 +93,8 @@ def pack(record: Record, default_content_type: str) -> bytes | None:
     _varint(record.size, out)
     _varint(record.inode, out)
     out += _MTIME.pack(record.mtime_ns)
+    if record.modified_ns is not None:
+        out += _MTIME.pack(record.modified_ns)
     if record.checksums:
         ((algorithm, value),) = record.checksums.items()
         if algorithm not in _ALGORITHMS:
@@ -115,11 +125,17 @@ def unpack(data: bytes, default_content_type: str) -> dict[str, Any] | None:
         if data[0] != FORMAT:
             return None
         flags = data[1]
+        if flags & ~_KNOWN_FLAGS:
+            return None
         etag = data[2:18].hex()
         size, pos = _read_varint(data, 18)
         inode, pos = _read_varint(data, pos)
         (mtime_ns,) = _MTIME.unpack_from(data, pos)
         pos += 8
+        modified_ns = None
+        if flags & _MODIFIED:
+            (modified_ns,) = _MTIME.unpack_from(data, pos)
+            pos += 8
         algorithm = _ALGORITHMS[data[pos]]
         pos += 1
         checksums = {}
@@ -148,4 +164,6 @@ def unpack(data: bytes, default_content_type: str) -> dict[str, Any] | None:
         doc["checksum_type"] = checksum_type
     if folder:
         doc["folder"] = True
+    if modified_ns is not None:
+        doc["modified_ns"] = modified_ns
     return doc

@@ -13,15 +13,18 @@ import os
 import signal
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
 
 from s3serve.handlers.common import http_date
 from s3serve.storage import cache as cache_module
+from s3serve.storage import metadata, packed
 from s3serve.storage.base import ObjectInfo, PartInfo, Precondition, WriteMeta
 from s3serve.storage.cache import claim_root
 from s3serve.storage.disk import DiskBackend
+from s3serve.storage.metadata import MetaStore
 from s3serve.storage.remote import RemoteBackend
 from s3serve.storage.spool import FileBody
 from tests.api.conftest import USER, Cached, Send
@@ -42,6 +45,26 @@ async def test_put_goes_through_to_the_upstream_and_stays_as_a_replica(cached: C
     assert get.headers["ETag"] == put.headers["ETag"]
     assert get.headers["Content-Type"] == "text/x-test"
     assert get.headers["x-amz-meta-colour"] == "red"
+
+
+async def test_a_small_replica_keeps_the_upstreams_time_in_the_packed_record(cached: Cached) -> None:
+    """A replica's record is a plain PUT's and the upstream's Last-Modified: packed, it fits in
+    the inode's own xattr space (no extra block per copy) and is cached as its bytes."""
+    send, cache, here, there = cached
+    data = os.urandom(4096)
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    put = await send("PUT", "/bkt/small", data, {"x-amz-checksum-crc32": crc})
+    assert put.status == 200, await put.read()
+    record = os.getxattr(here / "small", metadata.XATTR)
+    assert record[0] == packed.FORMAT and len(record) <= 64
+    stored = MetaStore(str(here.parent / ".s3serve"), use_xattrs=True).parse(record)
+    upstream = await cache.upstream.head_object("bkt", "small")
+    assert stored is not None and stored.modified_ns is not None
+    assert http_date(stored.modified_ns / 1e9) == http_date(upstream.last_modified)
+    assert (stored.etag, stored.checksums) == (hashlib.md5(data).hexdigest(), {"CRC32": crc})
+    head = await send("HEAD", "/bkt/small")
+    assert head.headers["Last-Modified"] == http_date(upstream.last_modified)
+    assert (there / "small").read_bytes() == data
 
 
 async def test_a_body_that_fails_its_checks_reaches_neither_side(cached: Cached) -> None:

@@ -58,6 +58,9 @@ def round_trip(rec: Record) -> Record | None:
         record(size=5 * 1024**4, inode=2**40, mtime_ns=-1_000_000_123),  # huge, pre-1970
         record(folder=True, headers={}, size=0),
         record(folder=True, headers={"content-type": DEFAULT_CONTENT_TYPE}, size=0),
+        # An upstream cache's replica (the upstream's time), a linked copy (its own time).
+        record(modified_ns=1_795_335_790_000_000_000, checksums={"CRC32": digest(4)}, checksum_type="FULL_OBJECT"),
+        record(modified_ns=-(2**63), folder=True, headers={}, size=0),
     ],
 )
 def test_round_trip(rec: Record) -> None:
@@ -70,6 +73,9 @@ def test_round_trip(rec: Record) -> None:
         record(checksums={"CRC32": digest(4)}, checksum_type="FULL_OBJECT"),
         record(checksums={"CRC64NVME": digest(8)}, checksum_type="FULL_OBJECT"),
         record(checksums={"CRC32": digest(4)}, checksum_type="FULL_OBJECT", headers={"content-type": "application/json"}),
+        # An upstream cache's copy of a boto3 upload: what the upstream answered, and its time.
+        record(checksums={"CRC32": digest(4)}, checksum_type="FULL_OBJECT", modified_ns=1_795_335_790_000_000_000),
+        record(checksums={"CRC64NVME": digest(8)}, checksum_type="FULL_OBJECT", modified_ns=1_795_335_790_000_000_000),
     ],
 )
 def test_plain_put_records_fit_in_the_inode(rec: Record) -> None:
@@ -93,8 +99,8 @@ def test_plain_put_records_fit_in_the_inode(rec: Record) -> None:
         record(checksums={"CRC32": digest(5)}, checksum_type="FULL_OBJECT"),  # wrong width
         record(checksums={"CRC32": "AAAA AA=="}, checksum_type="FULL_OBJECT"),  # not canonical base64
         record(checksums={"MD5": digest(16)}, checksum_type="FULL_OBJECT"),
-        record(modified_ns=1_795_335_790_852_127_600),  # a linked copy's own time
         record(mtime_ns=2**63),  # past what 8 signed bytes hold
+        record(modified_ns=2**63),
     ],
 )
 def test_everything_else_stays_json(rec: Record) -> None:
@@ -112,6 +118,8 @@ def test_malformed_packed_data_is_no_record(tmp_path: Path) -> None:
     at = len(data) - 5
     assert store.parse(data[:at] + bytes((9,)) + data[at + 1 :]) is None
     assert store.parse(data[:1] + bytes((data[1] | 0x0C,)) + data[2:]) is None
+    # A flag this version does not know: whatever it adds, the rest cannot be read safely.
+    assert store.parse(data[:1] + bytes((data[1] | 0x20,)) + data[2:]) is None
 
 
 def test_json_records_written_earlier_still_read(tmp_path: Path) -> None:
