@@ -57,12 +57,17 @@ _NO_XATTR = {errno.EACCES, errno.EPERM, errno.ENOTSUP, errno.EROFS}
 # clock (one tick, a few ms), so two changes within a tick may share a ctime: only inodes whose
 # ctime is older than this are cached.
 CACHE_MIN_AGE_NS = 50_000_000
-# Two caches. A parsed Record costs ~1.3 KiB (its dict, three small dicts, the strings); a packed
-# record's xattr bytes ~230 with their key. Rebuilding a Record from the bytes costs ~1.4 us, a copy
-# of a parsed one 0.35, a miss 10-15 (getxattr, parse, the cold inode). So the bytes of 16384 packed
-# records (~4 MiB: a benchmark's ~10,000 keys) back 1024 parsed ones (JSON records; a listing page,
-# read again and again), in less memory than the 4096 parsed records cached before.
-_CACHE_MAX = 16384
+# Two caches. A parsed Record costs ~1.3 KiB (its dict, three small dicts, the strings). A record's
+# xattr bytes cost what they hold (a packed record ~50, a JSON one with user metadata or tags
+# 200-500) and _RAW_ENTRY more (the key, its ints, the dict's slot). Rebuilding a Record from
+# packed bytes costs ~1.8 us, from JSON ~4.7, a copy of a parsed one 0.35, a miss 10-25 (getxattr,
+# the xattr's own block for a JSON record, parse). So _RAW_BUDGET holds the bytes of ~16,000
+# packed records (a benchmark's ~10,000 keys) or ~8,000 JSON ones (objects written by s3fs or
+# rclone, which set user metadata on every object), and backs 1024 parsed ones (JSON records: a
+# listing page, read again and again).
+_RAW_BUDGET = 4 << 20
+_RAW_ENTRY = 200
+_RAW_LONGEST = 1024  # records with more metadata or tags than this are kept parsed only
 _PARSED_MAX = 1024
 
 # The built-in table only: the same guess on every host, whatever /etc/mime.types says.
@@ -323,7 +328,8 @@ class MetaStore:
         self.blob_dir = os.path.join(self.meta_dir, ".blobs")
         # Both by (dev, ino, ctime); the Records are never handed out, only copies of them.
         self._records: dict[tuple[int, int, int], Record] = {}
-        self._packed: dict[tuple[int, int, int], bytes] = {}
+        self._raw: dict[tuple[int, int, int], bytes] = {}
+        self._raw_cost = 0
 
     @staticmethod
     def probe(directory: str) -> bool:
@@ -381,7 +387,7 @@ class MetaStore:
             if record is not None and record.matches(st):
                 # Callers reassign fields (tags, blob), never mutate them in place: a shallow copy will do.
                 return record.clone()
-            data = self._packed.get(cache_key)
+            data = self._raw.get(cache_key)
             if data is not None and (record := self.parse(data)) is not None and record.matches(st):
                 return record
             try:
@@ -391,11 +397,9 @@ class MetaStore:
             record = self.parse(data) if data else None
             if record is not None and record.matches(st):
                 if time.time_ns() - st.st_ctime_ns > CACHE_MIN_AGE_NS:
-                    if data[:1] == PACKED:
-                        if len(self._packed) >= _CACHE_MAX:
-                            self._packed.clear()
-                        self._packed[cache_key] = data
-                    else:
+                    if record.blob is None:  # a blob's pointer would cost a file read per parse
+                        self._keep_raw(cache_key, data)
+                    if data[:1] != PACKED:
                         self._remember(cache_key, record.clone())
                 return record
         try:
@@ -417,6 +421,16 @@ class MetaStore:
         records = [Record.from_doc(doc) for doc in docs] if isinstance(docs, list) else []
         return [record for record in records if record is not None]
 
+    def _keep_raw(self, cache_key: tuple[int, int, int], data: bytes) -> None:
+        if len(data) > _RAW_LONGEST or cache_key in self._raw:
+            return
+        cost = len(data) + _RAW_ENTRY
+        if self._raw_cost + cost > _RAW_BUDGET:
+            self._raw.clear()
+            self._raw_cost = 0
+        self._raw[cache_key] = data
+        self._raw_cost += cost
+
     def _remember(self, cache_key: tuple[int, int, int], record: Record) -> None:
         if len(self._records) >= _PARSED_MAX:
             self._records.clear()
@@ -424,14 +438,14 @@ class MetaStore:
 
     def peek(self, st: os.stat_result) -> Record | None:
         """The cached record of a file whose stat is ``st``, not copied (read-only use: listings),
-        or None when ``load`` has to look. A listing reads the same page again and again: packed
+        or None when ``load`` has to look. A listing reads the same page again and again: cached
         bytes met here are kept parsed from then on."""
         if not self.use_xattrs:
             return None
         cache_key = (st.st_dev, st.st_ino, st.st_ctime_ns)
         record = self._records.get(cache_key)
         if record is None:
-            data = self._packed.get(cache_key)
+            data = self._raw.get(cache_key)
             if data is None or (record := self.parse(data)) is None:
                 return None
             self._remember(cache_key, record)

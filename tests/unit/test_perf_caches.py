@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from s3serve import errors
-from s3serve.storage import keys, nosymlinks
+from s3serve.storage import keys, metadata, nosymlinks
 from s3serve.storage.base import WriteMeta
 from s3serve.storage.disk import DiskBackend
 
@@ -47,6 +47,19 @@ async def backend(root: Path) -> DiskBackend:
     be = DiskBackend(root, OWNER, fsync=False, use_xattrs=True)
     await be.start()
     return be
+
+
+def count_getxattr(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The targets of every getxattr from now on."""
+    reads: list[object] = []
+    real_getxattr = os.getxattr
+
+    def counting_getxattr(target: Any, name: str, *args: Any, **kwargs: Any) -> bytes:
+        reads.append(target)
+        return real_getxattr(target, name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "getxattr", counting_getxattr)
+    return reads
 
 
 async def read_all(be: DiskBackend, key: str) -> bytes:
@@ -161,14 +174,7 @@ async def test_plain_records_are_served_from_the_cache_without_reading_the_xattr
     await asyncio.sleep(SETTLE)
     assert (await be.head_object("bkt", "plain")).etag == plain.etag
     assert (await be.head_object("bkt", "rich")).etag == rich.etag
-    reads: list[object] = []
-    real_getxattr = os.getxattr
-
-    def counting_getxattr(target: Any, name: str, *args: Any, **kwargs: Any) -> bytes:
-        reads.append(target)
-        return real_getxattr(target, name, *args, **kwargs)
-
-    monkeypatch.setattr(os, "getxattr", counting_getxattr)
+    reads = count_getxattr(monkeypatch)
     for _ in range(2):
         head = await be.head_object("bkt", "plain")
         assert (head.etag, head.size, head.headers["content-type"]) == (plain.etag, 11, "text/csv")
@@ -177,6 +183,42 @@ async def test_plain_records_are_served_from_the_cache_without_reading_the_xattr
         page = await be.list_objects("bkt", "", "", "", 1000)
         assert [(o.key, o.etag) for o in page.objects] == [("plain", plain.etag), ("rich", rich.etag)]
     assert reads == []
+
+
+async def test_more_json_records_than_the_parsed_cache_holds_are_served_from_their_bytes(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Objects with user metadata (every object s3fs or rclone writes) have JSON records. Read
+    in a cycle longer than the parsed cache, they come from their cached bytes, not the xattr."""
+    monkeypatch.setattr(metadata, "_PARSED_MAX", 2)
+    be = await backend(root)
+    await be.create_bucket("bkt", OWNER, "us-east-1")
+    written = {f"k{i}": await be.put_object("bkt", f"k{i}", Body(b"x" * i), meta(mtime=str(i))) for i in range(6)}
+    await asyncio.sleep(SETTLE)
+    for key in written:
+        await be.head_object("bkt", key)
+    reads = count_getxattr(monkeypatch)
+    for _ in range(2):
+        for key, info in written.items():
+            head = await be.head_object("bkt", key)
+            assert (head.etag, head.size, head.user_meta) == (info.etag, info.size, {"mtime": key[1:]})
+            assert await read_all(be, key) == b"x" * int(key[1:])
+    assert reads == []
+
+
+async def test_the_record_bytes_cache_stays_within_its_budget(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metadata, "_RAW_BUDGET", 3 * (metadata._RAW_ENTRY + 300))
+    be = await backend(root)
+    await be.create_bucket("bkt", OWNER, "us-east-1")
+    written = {f"k{i}": await be.put_object("bkt", f"k{i}", Body(b"y"), meta(note="n" * 200)) for i in range(10)}
+    await asyncio.sleep(SETTLE)
+    for _ in range(2):
+        for key, info in written.items():
+            assert (await be.head_object("bkt", key)).etag == info.etag
+            store = be.meta
+            assert 0 < len(store._raw) <= 3
+            assert store._raw_cost == sum(len(v) + metadata._RAW_ENTRY for v in store._raw.values())
+            assert store._raw_cost <= metadata._RAW_BUDGET
 
 
 async def test_cached_record_is_not_shared_with_callers(root: Path) -> None:
