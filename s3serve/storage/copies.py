@@ -183,8 +183,7 @@ async def _copy_by_link(
     if linked is None:
         return None
     record, folders = linked
-    if disk.fsync:
-        await disk.sync_folders(folders)
+    await disk.sync_folders(folders)
     return record.to_info(dkp.key)
 
 
@@ -300,8 +299,7 @@ async def rename_object(
             record = src.record.copied(None)
             folders = make_folder(disk, bucket, bdir, dkp, dpath, record)
             drop_marker(disk, bucket, bdir, skp, src.real, src.record, held)
-            if disk.fsync:
-                await disk.sync_folders(folders)
+            await disk.sync_folders(folders)
             return record.to_info(dst_key)
         old = disk._existing_record(bucket, dkp, dpath)
         # A record kept in a sidecar (sidecar mode, a linked copy) goes to the destination's
@@ -336,11 +334,10 @@ async def rename_object(
         if old is not None and old.blob and old.blob != src.record.blob:
             disk.meta.drop_blob(old.blob)
         prune(disk, bucket, bdir, os.path.dirname(spath), held)
-        if disk.fsync:
-            # The new name (and any folder made for it), then the old name's folder, so a crash
-            # cannot bring the source key back beside the destination.
-            await disk.sync_folders(folders)
-            await disk.sync_removal(bdir, os.path.dirname(spath))
+        # The new name (and any folder made for it), then the old name's folder, so a crash
+        # cannot bring the source key back beside the destination.
+        await disk.sync_folders(folders)
+        await disk.sync_removal(bdir, os.path.dirname(spath))
     info = src.info
     info.key = dst_key
     return info

@@ -359,12 +359,14 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
         except BaseException:
             keys.unlink_quietly(tmp)
             raise
-        if self.fsync:
-            await self.sync_folders(folders)
+        await self.sync_folders(folders)
         return record.to_info(kp.key)
 
     async def sync_folders(self, folders: list[str]) -> None:
-        """fsync folders whose entries changed (keys.place's answer), sharing concurrent fsyncs."""
+        """fsync folders whose entries changed (keys.place's answer), sharing concurrent fsyncs;
+        nothing under --no-fsync."""
+        if not self.fsync:
+            return
         for folder in folders:
             # Gone means a later delete emptied and pruned it: nothing of ours left to keep; not a
             # folder any more (a later put made a file of that name): the same.
@@ -374,7 +376,9 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
     async def sync_removal(self, bdir: str, folder: str) -> None:
         """fsync the folder a name was removed from, so a delete or rename that was answered
         cannot come back after a crash; when a prune removed that folder too, the nearest one
-        still there (which lost the pruned folder's entry)."""
+        still there (which lost the pruned folder's entry). Nothing under --no-fsync."""
+        if not self.fsync:
+            return
         while True:
             try:
                 await self.writer.sync(folder)

@@ -272,8 +272,7 @@ class Writer:
         size = sum(map(len, chunks))
         record = Record.for_write(meta, digests["md5"].hex(), size, body.finish(digests))
         folders = await self.pool().run(self._put, bucket, bdir, kp, chunks, record)
-        if self.disk.fsync:
-            await self.disk.sync_folders(folders)
+        await self.disk.sync_folders(folders)
         return record.to_info(kp.key)
 
     def _put(self, bucket: str, bdir: str, kp: KeyPath, chunks: list[bytes], record: Record) -> list[str]:
@@ -371,7 +370,7 @@ class Writer:
     async def delete(
         self, bucket: str, bdir: str, kp: KeyPath, path: str, precondition: Precondition | None = None
     ) -> None:
-        if await self.pool().run(self._unlink, bucket, bdir, kp, path, precondition) and self.disk.fsync:
+        if await self.pool().run(self._unlink, bucket, bdir, kp, path, precondition):
             await self.disk.sync_removal(bdir, os.path.dirname(path))
 
     def _unlink(
