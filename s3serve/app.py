@@ -136,8 +136,14 @@ def _request_id(request: web.BaseRequest) -> str:
 
 def error_response(request: web.BaseRequest, exc: errors.S3Error) -> web.Response:
     headers = dict(exc.headers)
-    if exc.status == 304 or request.method == "HEAD":
-        # HEAD errors carry no body; 304 never has one.
+    if exc.status == 304:
+        response = web.Response(status=exc.status, headers=headers)  # never with a body
+    elif request.method == "HEAD":
+        # No body, but a GET's headers: the error document's type, as S3 sends, and its length,
+        # without which a client cannot tell the answer ended (aiohttp's client then drops the
+        # connection and opens a new one for the next request: every HEAD of a missing key).
+        headers["Content-Type"] = "application/xml"
+        headers["Content-Length"] = str(len(error_body(request, exc)))
         response = web.Response(status=exc.status, headers=headers)
     else:
         response = web.Response(

@@ -15,6 +15,7 @@ What S3 answers, and where that is written down:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -572,10 +574,40 @@ def test_many_headers_within_the_limit_are_served(server: Server, s3, bucket: st
     assert [(a.status, a.body) for a in answers] == [(200, b"many")], answers
 
 
-def test_head_errors_have_no_body(server: Server, bucket: str) -> None:
+def test_head_errors_have_no_body_and_a_gets_headers(server: Server, bucket: str) -> None:
     answers, _ = _exchange(server, _head(server, "HEAD", f"/{bucket}/absent", {"Connection": "close"}), head=True)
+    (got,), _ = _exchange(server, _head(server, "GET", f"/{bucket}/absent", {"Connection": "close"}))
     assert (answers[0].status, answers[0].body) == (404, b"")
-    assert answers[0].headers.get("content-length") in (None, "0")
+    # The error document's type, as S3 sends it, and its length, which tells the client where the
+    # answer ends (the request ids in it are of one length).
+    assert answers[0].headers["content-type"] == got.headers["content-type"] == "application/xml"
+    assert int(answers[0].headers["content-length"]) == len(got.body) > 0
+
+
+async def _connections_for_heads(server: Server, bucket: str) -> int:
+    made = 0
+
+    async def connected(*_: object) -> None:
+        nonlocal made
+        made += 1
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_end.append(connected)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+        for path in (f"/{bucket}/absent-1", f"/{bucket}/absent-2", "/no-such-bucket-here/k", f"/{bucket}/absent-3"):
+            request = AWSRequest(method="HEAD", url=server.endpoint + path, headers=dict(UNSIGNED))
+            FixedPayloadAuth(Credentials(server.access_key, server.secret_key), "s3", REGION).add_auth(request)
+            async with session.head(server.endpoint + path, headers=dict(request.headers.items())) as response:
+                assert response.status == 404
+    return made
+
+
+def test_an_aiohttp_client_keeps_its_connection_across_head_errors(server: Server, bucket: str) -> None:
+    """aiohttp's client (aiobotocore's, so s3fs-python's and fsspec's) ends a connection after an
+    answer whose end it cannot tell: with no Content-Length, every HEAD of a missing key cost a new
+    connection."""
+    _address(server)  # plain HTTP
+    assert asyncio.run(_connections_for_heads(server, bucket)) == 1
 
 
 @pytest.fixture(scope="module")
