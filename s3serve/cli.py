@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--cache-revalidate", default=_env("CACHE_REVALIDATE"), help="serve a copy without asking the upstream for this long after it last confirmed it (default 0: ask on every read) [S3SERVE_CACHE_REVALIDATE]")
     cache.add_argument("--cache-evict-interval", default=_env("CACHE_EVICT_INTERVAL"), help="how often to check the cache's size [S3SERVE_CACHE_EVICT_INTERVAL] (default 1m)")
     serve.add_argument("--access-log", action="store_true", default=_env_flag("ACCESS_LOG"), help="log every request [S3SERVE_ACCESS_LOG]")
+    serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), help="debug, info, warning or error; debug adds the cache's eviction rounds [S3SERVE_LOG_LEVEL] (default info)")
     return parser
 
 
@@ -541,9 +542,20 @@ class _ClientErrorsWithoutTraceback(logging.Filter):
         return True
 
 
+_LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def log_level(text: str) -> int:
+    level = _LOG_LEVELS.get(text.strip().lower())
+    if level is None:
+        raise SystemExit(f"s3serve serve: --log-level must be debug, info, warning or error, not {text!r}")
+    return level
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    level = log_level(args.log_level) if args.command == "serve" else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("aiohttp.server").addFilter(_ClientErrorsWithoutTraceback())
     if args.command == "serve":
         config = config_from_args(args)

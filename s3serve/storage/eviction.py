@@ -89,6 +89,7 @@ class Evictor:
         self.ledger = Ledger(os.path.join(cache.local.meta.hidden, LEDGER))
         self.evicted = 0  # replicas removed since start (for logs and tests)
         self.refused = 0  # copies not kept for want of room (for logs and tests)
+        self.rounds = 0  # rounds this process ran (logged at debug: tests wait for them)
         self._wanted = 0  # bytes refused room since the last round: the next one makes room
         self._waiting: list[asyncio.Future[None]] = []  # admissions waiting for that round
         self._measured = asyncio.Event()  # a round's scan has counted what is on the disk
@@ -276,6 +277,8 @@ class Evictor:
             except BlockingIOError:
                 return False
             await self._round(self.max_bytes)
+            self.rounds += 1
+            log.debug("cache: eviction round %d done", self.rounds)
             return True
         finally:
             os.close(fd)

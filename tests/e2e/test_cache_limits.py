@@ -127,13 +127,25 @@ def _replica_bytes(folder: Path, names: list[str]) -> int:
     return sum((folder / name).stat().st_size for name in names if (folder / name).exists())
 
 
+def _rounds(srv: Server) -> int:
+    assert srv.log_path is not None
+    return srv.log_path.read_text().count("cache: eviction round ")
+
+
+def _after_rounds(srv: Server, n: int) -> None:
+    """Return once ``n`` more eviction rounds have run (``--log-level debug`` logs each): what a
+    round would have evicted by then is gone."""
+    start = _rounds(srv)
+    until(lambda: _rounds(srv) >= start + n, timeout=30)
+
+
 def test_files_the_cache_did_not_make_neither_count_nor_are_evicted(tmp_path: Path, upstream: Server) -> None:
     # --cache-size is about the copies the cache keeps. Files another program put into ROOT
     # counted against it: 2 MiB of them in a 1 MiB cache had every replica evicted on every
     # round; and one holding the same bytes as the upstream's object of its key was deleted.
     root = tmp_path / "cache"
     root.mkdir()
-    srv = start_cache(root, upstream, "--cache-size", "1MiB", "--cache-evict-interval", "0.1")
+    srv = start_cache(root, upstream, "--cache-size", "1MiB", "--cache-evict-interval", "0.1", "--log-level", "debug")
     try:
         s3, direct = srv.client(), upstream.client()
         s3.create_bucket(Bucket="foreign")  # type: ignore[attr-defined]
@@ -155,7 +167,7 @@ def test_files_the_cache_did_not_make_neither_count_nor_are_evicted(tmp_path: Pa
         for key in first:
             assert s3.get_object(Bucket="foreign", Key=key)["Body"].read() == blobs[key]  # type: ignore[attr-defined]
         until(lambda: _replica_bytes(here, first) == 750_000, timeout=5)
-        time.sleep(0.5)  # several rounds
+        _after_rounds(srv, 3)
         assert _replica_bytes(here, first) == 750_000, "copies under the limit were evicted"
         assert (here / "mine").read_bytes() == mine
         assert (here / "same").read_bytes() == same
@@ -164,7 +176,7 @@ def test_files_the_cache_did_not_make_neither_count_nor_are_evicted(tmp_path: Pa
         for key in ["k3", "k4", "k5"]:
             assert s3.get_object(Bucket="foreign", Key=key)["Body"].read() == blobs[key]  # type: ignore[attr-defined]
         until(lambda: _replica_bytes(here, list(blobs)) <= MiB, timeout=5)
-        time.sleep(0.3)
+        _after_rounds(srv, 2)
         assert _replica_bytes(here, list(blobs)) <= MiB
         assert (here / "mine").read_bytes() == mine
         assert (here / "same").read_bytes() == same
@@ -289,4 +301,7 @@ def test_copies_written_over_or_deleted_give_back_their_bytes(tmp_path: Path, up
             assert _read(here / key) == data, f"{key}: evicted with the cache under its size"
     finally:
         stop_server(srv)
-    assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
+    assert srv.log_path is not None
+    log = srv.log_path.read_text()
+    assert "Traceback" not in log
+    assert _rounds(srv) == 0, "rounds are logged at debug only"

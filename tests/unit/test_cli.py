@@ -259,6 +259,25 @@ def test_bad_values_are_refused_in_one_line(
     assert "pw@" not in message  # a password in a URL is not echoed into logs
 
 
+@pytest.mark.parametrize(("argv", "env"), [(["--log-level", "loud"], {}), ([], {"S3SERVE_LOG_LEVEL": "verbose"})])
+def test_an_unknown_log_level_is_refused_before_serving(
+    argv: list[str], env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["serve", str(tmp_path / "root"), "--address", "127.0.0.1:0", *argv])
+    message = str(refused.value.code)
+    assert message.startswith("s3serve serve: --log-level must be") and "\n" not in message, message
+    assert not (tmp_path / "root").exists()  # refused before anything was made
+
+
+def test_log_levels_by_name() -> None:
+    import logging
+
+    assert [cli.log_level(name) for name in ("debug", "INFO", " warning", "Error")] == [
+        logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR
+    ]  # fmt: skip
 def test_the_banner_shows_the_port_bound_and_never_the_upstream_secret(tmp_path: Path) -> None:
     import subprocess
     import sys
