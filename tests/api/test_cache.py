@@ -501,7 +501,7 @@ async def test_a_file_put_over_a_key_the_upstream_holds_otherwise_is_never_delet
     assert await get.read() == b"the upstream's version"  # the upstream is the truth
     ranged = await send("GET", "/bkt/shared", headers={"Range": "bytes=0-2"})
     assert await ranged.read() == b"the"
-    await asyncio.sleep(0.2)  # no fill in the background either
+    await asyncio.gather(*cache._tasks)  # what the reads began in the background (none) has ended
     assert (here / "shared").read_bytes() == b"the only copy of another program's data"
     cache.evictor.max_bytes = 0
     await cache.evictor.round()
@@ -535,10 +535,10 @@ async def test_keys_not_kept_are_logged_once_and_remembered_up_to_a_cap(
 
 
 async def test_a_head_of_an_empty_object_never_replaces_another_programs_file(cached: Cached) -> None:
-    send, _, here, there = cached
+    send, cache, here, there = cached
     (there / "empty").write_bytes(b"")
     (here / "empty").write_bytes(b"another program's bytes")
     head = await send("HEAD", "/bkt/empty")
     assert head.status == 200 and head.headers["Content-Length"] == "0"
-    await asyncio.sleep(0.2)  # no copy made in the background either
+    await asyncio.gather(*cache._tasks)  # a copy made in the background would be made by now
     assert (here / "empty").read_bytes() == b"another program's bytes"

@@ -124,6 +124,14 @@ def cache_pair(base: Path, *cache_args: str) -> Iterator[tuple[Server, Server]]:
         stop_server(upstream)
 
 
+def fills_done(root: Path) -> bool:
+    """No temp file left in a cache's hidden folder (``root``/.s3serve/tmp): every fill of a
+    replica, which goes on after its reader was answered, has been published or dropped."""
+    return not any(
+        filenames for dirpath, _, filenames in os.walk(root / ".s3serve") if os.path.basename(dirpath) == "tmp"
+    )
+
+
 def until(check: Callable[[], object], timeout: float = 10.0) -> None:
     """Background work of a live server (a replica published after the answer) shows within ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import Server, stop_server
-from tests.e2e.conftest import start_cache, until
+from tests.e2e.conftest import fills_done, start_cache, until
 
 # Servers of its own on loopback, whatever S3SERVE_TEST_ENDPOINT names (make test-cache runs the
 # rest of the suite through a cache).
@@ -173,7 +172,7 @@ def test_a_key_this_disk_cannot_hold_is_logged_once(tmp_path: Path, upstream: Se
         for _ in range(5):
             assert s3.get_object(Bucket="unkept", Key="p/q")["Body"].read() == data  # type: ignore[attr-defined]
         until(lambda: "not cached: unkept/p/q" in log_path.read_text())
-        time.sleep(0.5)  # what the other reads' fills would log
+        until(lambda: fills_done(root))  # what the other reads' fills would log, they have
         assert (root / "unkept" / "p").read_bytes() == b"another program's file"
     finally:
         stop_server(srv)

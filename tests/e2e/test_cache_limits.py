@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Server, stop_server
-from tests.e2e.conftest import start_cache, until
+from tests.e2e.conftest import fills_done, start_cache, until
 
 # Servers of its own on loopback, whatever S3SERVE_TEST_ENDPOINT names (make test-cache runs the
 # rest of the suite through a cache).
@@ -106,7 +106,7 @@ def test_many_readers_of_cold_objects_keep_the_replicas_within_the_cache_size(tm
     try:
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(reader, range(16)))
-        time.sleep(0.5)  # the last fills are published (or not) after their readers were served
+        until(lambda: fills_done(root), timeout=30)  # the last ones end after their readers were served
     finally:
         sampler.stop()
         stop_server(srv)
@@ -240,7 +240,7 @@ def test_worker_processes_hold_the_cache_size_together(tmp_path: Path, upstream:
     try:
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(reader, range(16)))
-        time.sleep(0.5)  # the last fills are published (or not) after their readers were served
+        until(lambda: fills_done(root), timeout=30)  # the last ones end after their readers were served
     finally:
         sampler.stop()
         served = [_written(pid) - before for pid, before in zip(workers, written, strict=True)]
