@@ -64,6 +64,15 @@ def _address(server: Server) -> tuple[str, int]:
     return parts.hostname, parts.port
 
 
+def _signed_headers(
+    server: Server, method: str, path: str, headers: dict[str, str] | None = None, secret: str | None = None
+) -> dict[str, str]:
+    """The headers of a SigV4-signed request (UNSIGNED-PAYLOAD), with ``headers`` among them."""
+    request = AWSRequest(method=method, url=server.endpoint + path, headers={**UNSIGNED, **(headers or {})})
+    FixedPayloadAuth(Credentials(server.access_key, secret or server.secret_key), "s3", REGION).add_auth(request)
+    return dict(request.headers.items())
+
+
 def _head(
     server: Server,
     method: str,
@@ -74,11 +83,9 @@ def _head(
     secret: str | None = None,
 ) -> bytes:
     """A SigV4-signed request line and headers, exactly as given (no length added)."""
-    all_headers = {**UNSIGNED, **(headers or {})}
-    request = AWSRequest(method=method, url=server.endpoint + path, headers=all_headers)
-    FixedPayloadAuth(Credentials(server.access_key, secret or server.secret_key), "s3", REGION).add_auth(request)
+    signed = _signed_headers(server, method, path, headers, secret)
     lines = [f"{method} {path} HTTP/{version}", f"Host: {urlsplit(server.endpoint).netloc}"]
-    lines += [f"{name}: {value}" for name, value in request.headers.items()]
+    lines += [f"{name}: {value}" for name, value in signed.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
@@ -595,9 +602,8 @@ async def _connections_for_heads(server: Server, bucket: str) -> int:
     trace.on_connection_create_end.append(connected)
     async with aiohttp.ClientSession(trace_configs=[trace]) as session:
         for path in (f"/{bucket}/absent-1", f"/{bucket}/absent-2", "/no-such-bucket-here/k", f"/{bucket}/absent-3"):
-            request = AWSRequest(method="HEAD", url=server.endpoint + path, headers=dict(UNSIGNED))
-            FixedPayloadAuth(Credentials(server.access_key, server.secret_key), "s3", REGION).add_auth(request)
-            async with session.head(server.endpoint + path, headers=dict(request.headers.items())) as response:
+            signed = _signed_headers(server, "HEAD", path)
+            async with session.head(server.endpoint + path, headers=signed) as response:
                 assert response.status == 404
     return made
 

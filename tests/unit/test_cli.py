@@ -278,6 +278,8 @@ def test_log_levels_by_name() -> None:
     assert [cli.log_level(name) for name in ("debug", "INFO", " warning", "Error")] == [
         logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR
     ]  # fmt: skip
+
+
 def test_the_banner_shows_the_port_bound_and_never_the_upstream_secret(tmp_path: Path) -> None:
     import subprocess
     import sys
