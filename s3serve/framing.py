@@ -43,7 +43,7 @@ from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import _ErrInfo
 
 from . import errors, s3xml
-from .app import CONFIG, SERVER_NAME, next_request_id
+from .app import CONFIG, SERVER_NAME, direct_handler, next_request_id
 from .payload import closing
 
 log = logging.getLogger("s3serve")
@@ -452,4 +452,5 @@ class S3AppRunner(web.AppRunner):
         server.__class__ = S3Server
         assert isinstance(server, S3Server)
         server.body_timeout = self.app[CONFIG].body_timeout
+        server.request_handler = direct_handler(self.app)
         return server

@@ -240,6 +240,24 @@ async def test_requests_before_a_failed_parse_are_queued_ahead_of_it(connection:
     assert [m.method for m in queue[:-1]] == methods, queue
 
 
+async def test_the_runners_connections_answer_without_the_router(
+    connection: tuple[S3RequestHandler, _Transport], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner's server calls the app's one route directly (app.direct_handler): the router
+    resolves nothing, and the answers are still the app's, with its response headers (its
+    on_response_prepare) and its expect handler's refusal before the body."""
+    handler, transport = connection
+    resolved: list[object] = []
+    monkeypatch.setattr("aiohttp.web_urldispatcher.UrlDispatcher.resolve", lambda *args: resolved.append(args))
+    handler.data_received(GET + b"PUT /b/k HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n")
+    await _settle(transport)
+    answers = bytes(transport.sent)
+    assert answers.startswith(b"HTTP/1.1 403"), answers[:200]
+    assert answers.count(b"Server: s3serve\r\n") == 2 and answers.count(b"x-amz-request-id: ") == 2, answers
+    assert b"<Code>AccessDenied</Code>" in answers and b"<Code>NoSuchBucket</Code>" in answers, answers
+    assert b"100 Continue" not in answers and resolved == []
+
+
 async def test_a_request_is_read_again_only_to_the_same_failure(connection: tuple[S3RequestHandler, _Transport]) -> None:
     """Bytes read again from a wrong start would fail elsewhere, or not at all: then nothing is
     taken from them."""
