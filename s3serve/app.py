@@ -492,21 +492,23 @@ def direct_handler(app: web.Application) -> Callable[[web.BaseRequest], Awaitabl
     """The live server's request handler: ``create_app``'s one route, without aiohttp's router.
     Application._handle resolves the catch-all route and builds a match for every request (~5 %
     of a small GET's or HEAD's server CPU), yet the match is the same each time: it is made once
-    here. The rest of what Application._handle does for this app, the expect handler, is done the
-    same way. (The test client's runner keeps the router: both must answer alike.)"""
+    here. The rest of what Application._handle does for this app, the route's expect handler, is
+    done the same way; handler and expect handler are the route's, as registered by create_app.
+    (The test client's runner keeps the router: both must answer alike.)"""
     (route,) = app.router.routes()
     match = UrlMappingMatchInfo({}, route)
     match.add_app(app)
     match.freeze()  # shared by every request: nothing may add to it
+    handler, expect_handler = match.handler, match.expect_handler
 
     async def direct(request: web.BaseRequest) -> web.StreamResponse:
         assert isinstance(request, web.Request)  # the runner's factory is the app's
         request._match_info = match
-        if hdrs.EXPECT in request.headers:
-            response = await _expect_handler(request)
+        if request.headers.get(hdrs.EXPECT):
+            response = await expect_handler(request)
             await request.writer.drain()
             if response is not None:
                 return response
-        return await handle(request)
+        return await handler(request)
 
     return direct
