@@ -38,7 +38,7 @@ from .base import (
 from .bucketconfig import BucketConfigMixin, BucketConfigStore
 from .faults import as_s3_errors, refusals
 from .filereader import DiskReader
-from .folders import make_folder
+from .folders import PruneTurns, make_folder
 from .keys import KeyPath
 from .locks import KeyLocks
 from .metadata import EMPTY_MD5, MetaStore, Record
@@ -87,6 +87,7 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
         self.meta = MetaStore(hidden, use_xattrs is not False, durable=fsync)
         self.registry = BucketRegistry(hidden, durable=fsync)
         self.locks = KeyLocks(hidden)
+        self.prune_turns = PruneTurns()
         self.bucket_configs = BucketConfigStore(hidden, self.locks, self._bucket_dir, durable=fsync, changed=self.registry.touch)
         self.rename_tokens = RenameTokens(hidden)
         self.staging = Staging(self, multipart_expiry, gc_interval)

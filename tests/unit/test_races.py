@@ -6,7 +6,9 @@ removed, moved in, or written."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from typing import Any
 import pytest
 
 from s3serve import errors
-from s3serve.storage import copies, keys, smallwrites
+from s3serve.storage import copies, folders, keys, smallwrites
 from s3serve.storage.base import WriteMeta
 from s3serve.storage.disk import DiskBackend
 from s3serve.storage.metadata import EMPTY_MD5
@@ -86,6 +88,59 @@ async def test_fsync_of_a_folder_that_became_a_file_is_skipped(be: DiskBackend) 
     (bucket_dir(be) / "f").write_bytes(b"x")
     await be.sync_folders([str(bucket_dir(be) / "f"), str(bucket_dir(be) / "f" / "below")])
     await be.sync_removal(str(bucket_dir(be)), str(bucket_dir(be) / "f" / "below"))
+
+
+# -- deletes emptying one folder at once ----------------------------------------------------------
+
+
+async def test_a_delete_during_a_prune_of_its_folder_leaves_the_look_to_that_prune(
+    be: DiskBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second delete's prune joins the first one's, which looks again after it: one folder
+    check at a time, and still no empty folder left behind."""
+    await be.put_object("bkt", "f/a", Body(b"1"), WriteMeta())
+    await be.put_object("bkt", "f/b", Body(b"2"), WriteMeta())
+    real_look = folders._remove_if_empty
+    looks: list[bool] = []
+    first_look_done, release = threading.Event(), threading.Event()
+
+    def look_then_wait(*args: Any) -> bool:
+        removed = real_look(*args)
+        looks.append(removed)
+        if len(looks) == 1:
+            first_look_done.set()
+            assert release.wait(10)
+        return removed
+
+    monkeypatch.setattr(folders, "_remove_if_empty", look_then_wait)
+    first = asyncio.ensure_future(be.delete_object("bkt", "f/a"))
+    assert await asyncio.to_thread(first_look_done.wait, 10)
+    assert looks == [False]  # f/b is still there
+    await be.delete_object("bkt", "f/b")  # answered while the first prune is still under way
+    assert looks == [False]
+    assert (bucket_dir(be) / "f").is_dir()
+    release.set()
+    await first
+    assert looks == [False, True]
+    assert os.listdir(bucket_dir(be)) == []
+
+
+async def test_many_deletes_emptying_folders_at_once_prune_them_all(be: DiskBackend) -> None:
+    names = [f"p/q{i % 3}/k{i}" for i in range(96)]
+    for name in names:
+        await be.put_object("bkt", name, Body(b"x"), WriteMeta())
+    await asyncio.gather(*(be.delete_object("bkt", name) for name in names))
+    assert os.listdir(bucket_dir(be)) == []
+
+
+def test_a_prune_joins_only_a_check_at_least_as_patient() -> None:
+    turns = folders.PruneTurns()
+    assert turns.join("/r/b/f", 0.0) is True
+    assert turns.join("/r/b/f", 0.05) is False  # a rename's check does not wait: a delete's own look
+    assert turns.join("/r/b/f", 0.0) is None
+    assert turns.finish("/r/b/f") is True  # joined: one more look
+    assert turns.finish("/r/b/f") is False
+    assert turns.join("/r/b/f", 0.05) is True  # none under way any more
 
 
 # -- a folder on the way swapped for a symlink leading out ------------------------------------------
