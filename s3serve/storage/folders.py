@@ -9,7 +9,7 @@ import os
 import stat
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .. import errors
 from . import keys
@@ -66,43 +66,50 @@ def _rmdir(disk: DiskBackend, path: str) -> None:
 
 
 class PruneTurns:
-    """The folders whose emptiness this process is checking now. Concurrent deletes in one folder
+    """Who looks at each folder a prune of this process is at. Concurrent deletes in one folder
     each pruned it, and under its lock: 16 at once took turns by polling that lock, a ~1 ms sleep
-    per miss, several per delete (bench/RESULTS.md). Now a prune that finds a check of its folder
-    under way, by a caller at least as patient, asks that caller to look once more after it
-    ends (the new look starts after this caller's change, so it sees it) and returns."""
+    per miss, several per delete (bench/RESULTS.md). Now one caller looks at a time, one more
+    waits for the look under way to end (it began before that caller's change, so it may miss
+    it), and the rest return at once: the waiting caller's look begins after their changes."""
 
     def __init__(self) -> None:
         self._mutex = threading.Lock()
-        # folder -> [patience of the caller checking it, whether someone asked for another look]
-        self._under_way: dict[str, list[Any]] = {}
+        # folder -> [the waiting caller's gate (held until its turn), its patience], or [None, 0]
+        self._turns: dict[str, list[Any]] = {}
 
-    def join(self, directory: str, patience: float) -> bool | None:
-        """True: the caller checks ``directory`` (and calls ``finish``); None: a check under way
-        looks again for it; False: the caller checks without a turn (that check is less patient)."""
+    def begin(self, directory: str, patience: float) -> Literal["look", "covered", "alone"]:
+        """"look": the caller's turn (it calls ``end`` after); "covered": a waiting caller at least
+        as patient looks after this call; "alone": look without a turn. Waits only where
+        ``patience`` allows it to (worker threads), for one look under way."""
         with self._mutex:
-            turn = self._under_way.get(directory)
+            turn = self._turns.get(directory)
             if turn is None:
-                self._under_way[directory] = [patience, False]
-                return True
-            if turn[0] < patience:
-                return False
-            turn[1] = True
-            return None
+                self._turns[directory] = [None, 0.0]
+                return "look"
+            if turn[0] is not None:
+                return "covered" if turn[1] >= patience else "alone"
+            if patience <= 0:
+                return "alone"  # the event loop never waits
+            gate = threading.Lock()
+            gate.acquire()
+            turn[0], turn[1] = gate, patience
+        gate.acquire()  # released by end() of the look under way
+        return "look"
 
-    def finish(self, directory: str) -> bool:
-        """Whether to look again: someone joined during the look that just ended."""
+    def end(self, directory: str) -> None:
         with self._mutex:
-            turn = self._under_way[directory]
-            if turn[1]:
-                turn[1] = False
-                return True
-            del self._under_way[directory]
-            return False
+            turn = self._turns[directory]
+            gate, turn[0], turn[1] = turn[0], None, 0.0
+            if gate is None:
+                del self._turns[directory]
+        if gate is not None:
+            gate.release()  # the waiting caller's turn
 
-    def abandon(self, directory: str) -> None:
+    def waiting(self, directory: str) -> bool:
+        """Whether a caller waits for its turn at ``directory`` (observable: the tests wait for it)."""
         with self._mutex:
-            self._under_way.pop(directory, None)
+            turn = self._turns.get(directory)
+            return turn is not None and turn[0] is not None
 
 
 def prune(
@@ -114,24 +121,21 @@ disk: DiskBackend, bucket: str, bdir: str, directory: str, held: frozenset[int],
     marker is never undone. A busy lock is skipped, after up to ``patience`` seconds of
     retrying (worker threads only): the holder is usually another process's prune that found the
     folder not yet empty, and without a retry the last delete would leave it behind. Never a
-    blocking wait: the key locks already held could close a cycle."""
+    blocking wait on a lock: the key locks already held could close a cycle. (A turn's wait is
+    for a look that needs none of them.)"""
     while directory.startswith(bdir + os.sep):
         key = directory[len(bdir) + 1 :].replace(os.sep, "/") + "/"
         slot = disk.locks.slot(bucket, key)
-        # A caller holding the folder's lock slot (its own key's, by a hash collision) checks by
-        # itself: the one with the turn could not take that lock.
-        turn = disk.prune_turns.join(directory, patience) if slot not in held else False
-        if turn is None:
+        # A caller holding the folder's lock slot (its own key's, by a hash collision) looks by
+        # itself: a caller with the turn could not take that lock.
+        how = disk.prune_turns.begin(directory, patience) if slot not in held else "alone"
+        if how == "covered":
             return
         try:
             removed = _remove_if_empty(disk, bucket, directory, key, slot, held, patience)
-            while turn and disk.prune_turns.finish(directory):
-                # Removed by an earlier look, the parent lost an entry all the same.
-                removed = _remove_if_empty(disk, bucket, directory, key, slot, held, patience) or removed
-            turn = False
         finally:
-            if turn:
-                disk.prune_turns.abandon(directory)
+            if how == "look":
+                disk.prune_turns.end(directory)
         if not removed:
             return
         directory = os.path.dirname(directory)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -93,13 +94,14 @@ async def test_fsync_of_a_folder_that_became_a_file_is_skipped(be: DiskBackend) 
 # -- deletes emptying one folder at once ----------------------------------------------------------
 
 
-async def test_a_delete_during_a_prune_of_its_folder_leaves_the_look_to_that_prune(
+async def test_deletes_during_a_prune_of_their_folder_wait_for_one_look_at_most(
     be: DiskBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The second delete's prune joins the first one's, which looks again after it: one folder
-    check at a time, and still no empty folder left behind."""
-    await be.put_object("bkt", "f/a", Body(b"1"), WriteMeta())
-    await be.put_object("bkt", "f/b", Body(b"2"), WriteMeta())
+    """While one delete's prune looks at the folder, the next waits for its own look and the
+    rest leave it theirs: one look at a time, and still no empty folder left behind."""
+    for name in ("a", "b", "c"):
+        await be.put_object("bkt", f"f/{name}", Body(b"1"), WriteMeta())
+    folder = bucket_dir(be) / "f"
     real_look = folders._remove_if_empty
     looks: list[bool] = []
     first_look_done, release = threading.Event(), threading.Event()
@@ -115,13 +117,16 @@ async def test_a_delete_during_a_prune_of_its_folder_leaves_the_look_to_that_pru
     monkeypatch.setattr(folders, "_remove_if_empty", look_then_wait)
     first = asyncio.ensure_future(be.delete_object("bkt", "f/a"))
     assert await asyncio.to_thread(first_look_done.wait, 10)
-    assert looks == [False]  # f/b is still there
-    await be.delete_object("bkt", "f/b")  # answered while the first prune is still under way
+    assert looks == [False]  # f/b and f/c are still there
+    second = asyncio.ensure_future(be.delete_object("bkt", "f/b"))
+    while not be.prune_turns.waiting(str(folder)):
+        await asyncio.sleep(0.001)
+    await be.delete_object("bkt", "f/c")  # answered at once: the waiting look comes after it
     assert looks == [False]
-    assert (bucket_dir(be) / "f").is_dir()
+    assert folder.is_dir() and not second.done()
     release.set()
-    await first
-    assert looks == [False, True]
+    await asyncio.gather(first, second)
+    assert looks == [False, True]  # the second delete's look found the folder empty
     assert os.listdir(bucket_dir(be)) == []
 
 
@@ -133,14 +138,23 @@ async def test_many_deletes_emptying_folders_at_once_prune_them_all(be: DiskBack
     assert os.listdir(bucket_dir(be)) == []
 
 
-def test_a_prune_joins_only_a_check_at_least_as_patient() -> None:
+def test_a_prune_is_covered_only_by_a_waiting_look_at_least_as_patient() -> None:
     turns = folders.PruneTurns()
-    assert turns.join("/r/b/f", 0.0) is True
-    assert turns.join("/r/b/f", 0.05) is False  # a rename's check does not wait: a delete's own look
-    assert turns.join("/r/b/f", 0.0) is None
-    assert turns.finish("/r/b/f") is True  # joined: one more look
-    assert turns.finish("/r/b/f") is False
-    assert turns.join("/r/b/f", 0.05) is True  # none under way any more
+    assert turns.begin("/r/b/f", 0.05) == "look"
+    assert turns.begin("/r/b/f", 0.0) == "alone"  # the event loop never waits, nor is it covered yet
+    waiter = threading.Thread(target=lambda: turns.begin("/r/b/f", 0.05))
+    waiter.start()
+    while not turns.waiting("/r/b/f"):
+        time.sleep(0.001)
+    assert turns.begin("/r/b/f", 0.05) == "covered"
+    assert turns.begin("/r/b/f", 0.0) == "covered"
+    assert turns.begin("/r/b/f", 0.5) == "alone"  # more patient than the waiting look
+    turns.end("/r/b/f")  # the waiting caller's turn
+    waiter.join(10)
+    assert not waiter.is_alive() and not turns.waiting("/r/b/f")
+    assert turns.begin("/r/b/f", 0.0) == "alone"  # its look is under way
+    turns.end("/r/b/f")
+    assert turns.begin("/r/b/f", 0.0) == "look"  # none under way any more
 
 
 # -- a folder on the way swapped for a symlink leading out ------------------------------------------
