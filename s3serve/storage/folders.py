@@ -9,7 +9,7 @@ import os
 import stat
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from .. import errors
 from . import keys
@@ -74,8 +74,7 @@ class PruneTurns:
 
     def __init__(self) -> None:
         self._mutex = threading.Lock()
-        # folder -> [the waiting caller's gate (held until its turn), its patience], or [None, 0]
-        self._turns: dict[str, list[Any]] = {}
+        self._turns: dict[str, _Turn] = {}
 
     def begin(self, directory: str, patience: float) -> Literal["look", "covered", "alone"]:
         """"look": the caller's turn (it calls ``end`` after); "covered": a waiting caller at least
@@ -84,22 +83,22 @@ class PruneTurns:
         with self._mutex:
             turn = self._turns.get(directory)
             if turn is None:
-                self._turns[directory] = [None, 0.0]
+                self._turns[directory] = _Turn()
                 return "look"
-            if turn[0] is not None:
-                return "covered" if turn[1] >= patience else "alone"
+            if turn.gate is not None:
+                return "covered" if turn.patience >= patience else "alone"
             if patience <= 0:
                 return "alone"  # the event loop never waits
             gate = threading.Lock()
             gate.acquire()
-            turn[0], turn[1] = gate, patience
+            turn.gate, turn.patience = gate, patience
         gate.acquire()  # released by end() of the look under way
         return "look"
 
     def end(self, directory: str) -> None:
         with self._mutex:
             turn = self._turns[directory]
-            gate, turn[0], turn[1] = turn[0], None, 0.0
+            gate, turn.gate, turn.patience = turn.gate, None, 0.0
             if gate is None:
                 del self._turns[directory]
         if gate is not None:
@@ -109,7 +108,17 @@ class PruneTurns:
         """Whether a caller waits for its turn at ``directory`` (observable: the tests wait for it)."""
         with self._mutex:
             turn = self._turns.get(directory)
-            return turn is not None and turn[0] is not None
+            return turn is not None and turn.gate is not None
+
+
+class _Turn:
+    """A folder's look under way, and the caller waiting to look next, if any."""
+
+    __slots__ = ("gate", "patience")
+
+    def __init__(self) -> None:
+        self.gate: threading.Lock | None = None  # the waiting caller's, held until its turn
+        self.patience = 0.0  # the waiting caller's
 
 
 def prune(
@@ -145,13 +154,15 @@ def _remove_if_empty(
     disk: DiskBackend, bucket: str, directory: str, key: str, slot: int, held: frozenset[int], patience: float
 ) -> bool:
     """rmdir ``directory`` under its lock if it is empty and no folder marker; whether it did."""
-    lock = None if slot in held else disk.locks.try_lock(slot)
-    deadline = time.monotonic() + patience
-    while lock is None and slot not in held and time.monotonic() < deadline:
-        time.sleep(0.001)
+    lock = None
+    if slot not in held:
         lock = disk.locks.try_lock(slot)
-    if lock is None and slot not in held:
-        return False
+        deadline = time.monotonic() + patience
+        while lock is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+            lock = disk.locks.try_lock(slot)
+        if lock is None:
+            return False
     try:
         st = os.lstat(directory)
         if not stat.S_ISDIR(st.st_mode) or disk.meta.load(directory, bucket, key, st) is not None:

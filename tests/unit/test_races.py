@@ -21,6 +21,7 @@ from s3serve.storage import copies, folders, keys, smallwrites
 from s3serve.storage.base import WriteMeta
 from s3serve.storage.disk import DiskBackend
 from s3serve.storage.metadata import EMPTY_MD5
+from tests.conftest import until
 
 from .test_small_writes import OWNER, Body
 
@@ -119,8 +120,7 @@ async def test_deletes_during_a_prune_of_their_folder_wait_for_one_look_at_most(
     assert await asyncio.to_thread(first_look_done.wait, 10)
     assert looks == [False]  # f/b and f/c are still there
     second = asyncio.ensure_future(be.delete_object("bkt", "f/b"))
-    while not be.prune_turns.waiting(str(folder)):
-        await asyncio.sleep(0.001)
+    await until(lambda: be.prune_turns.waiting(str(folder)), "the second delete to wait for its turn")
     await be.delete_object("bkt", "f/c")  # answered at once: the waiting look comes after it
     assert looks == [False]
     assert folder.is_dir() and not second.done()
@@ -144,7 +144,9 @@ def test_a_prune_is_covered_only_by_a_waiting_look_at_least_as_patient() -> None
     assert turns.begin("/r/b/f", 0.0) == "alone"  # the event loop never waits, nor is it covered yet
     waiter = threading.Thread(target=lambda: turns.begin("/r/b/f", 0.05))
     waiter.start()
+    deadline = time.monotonic() + 10
     while not turns.waiting("/r/b/f"):
+        assert time.monotonic() < deadline, "the waiter never waited"
         time.sleep(0.001)
     assert turns.begin("/r/b/f", 0.05) == "covered"
     assert turns.begin("/r/b/f", 0.0) == "covered"
