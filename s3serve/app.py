@@ -66,6 +66,8 @@ SERVER_NAME = "s3serve"
 # Operations that need no bucket ownership check (they have no bucket, or create it), nor a
 # bucket policy (AWS decides them by identity policies alone).
 _NO_BUCKET_CHECK = frozenset({"ListBuckets", "CreateBucket"})
+# Refusals of a HeadBucket that still carry the bucket's region, as S3's do (_bucket_region).
+_REGION_ON_REFUSAL = frozenset({301, 400, 403})
 # Operations whose owner's request to a bucket without a policy dispatch lets through on the
 # bucket's record alone: those whose storage call tells a missing bucket itself, and PutObject,
 # whose storage call tells it before it reads the body. Before a 100 Continue the check stays
@@ -180,6 +182,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     try:
         return await dispatch(request)
     except errors.S3Error as exc:
+        if exc.status in _REGION_ON_REFUSAL:
+            await _bucket_region(request, exc)
         return error_response(request, exc)
     except web.HTTPException as exc:
         # aiohttp's own refusals (e.g. a request line it cannot parse) become S3 errors too.
@@ -191,6 +195,20 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return error_response(request, errors.InternalError())
     finally:
         inflight.leave()
+
+
+async def _bucket_region(request: web.Request, exc: errors.S3Error) -> None:
+    """S3 tells the region of a bucket a HeadBucket may not see (anonymous, or not allowed, or
+    signed for another region): SDKs and tools read it there to find where a bucket lives (pyarrow,
+    botocore's region redirects). A missing bucket has none to tell."""
+    route = _state(request).route
+    if route is None or route.operation != "HeadBucket" or route.bucket is None:
+        return
+    try:
+        info = await request.app[BACKEND].head_bucket(route.bucket)
+    except errors.S3Error:
+        return
+    exc.headers.setdefault("x-amz-bucket-region", info.region)
 
 
 def _from_http_exception(exc: web.HTTPException) -> errors.S3Error:

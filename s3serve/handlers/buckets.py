@@ -124,7 +124,10 @@ async def _create_bucket_body(ctx: Context) -> bytes:
 async def head_bucket(ctx: Context) -> web.StreamResponse:
     info = await ctx.backend.confirm_bucket(ctx.bucket)
     # S3 answers whether the name was an access point alias; a bucket here is never reached by one.
-    return web.Response(status=200, headers={"x-amz-bucket-region": info.region, "x-amz-access-point-alias": "false"})
+    # Its Content-Type is that of the bucket's GET (a listing), with no length, as S3 sends it.
+    return web.Response(status=200, headers={
+        "x-amz-bucket-region": info.region, "x-amz-access-point-alias": "false", "Content-Type": "application/xml",
+    })
 
 
 async def delete_bucket(ctx: Context) -> web.StreamResponse:

@@ -4,12 +4,15 @@ requests so that the tests need neither client."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
+import urllib3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from tests.conftest import Server, signed, start_server, stop_server
 from tests.e2e.conftest import start_cache
@@ -74,3 +77,44 @@ def test_cache_in_another_region_creates_the_bucket_upstream_in_its_region(tmp_p
             stop_server(cache)
     finally:
         stop_server(upstream)
+
+
+def test_head_bucket_tells_its_region_to_those_it_refuses(tmp_path: Path) -> None:
+    """S3 answers a HeadBucket it refuses (anonymous, another account, a wrong signature) with the
+    bucket's region still in x-amz-bucket-region: tools find a bucket's region that way (pyarrow,
+    botocore's region redirects). s3serve sent it only with a 200. A missing bucket has none."""
+    credentials = tmp_path / "users.json"
+    credentials.write_text(json.dumps({"users": [
+        {"access_key": "alice", "secret_key": "alice-secret"}, {"access_key": "bob", "secret_key": "bob-secret"},
+    ]}))  # fmt: skip
+    root = tmp_path / "root"
+    root.mkdir()
+    srv = start_server(root, "--no-fsync", "--region", "eu-west-1", "--credentials", str(credentials),
+                       access_key="", secret_key="")  # fmt: skip
+    try:
+        def head(key: str, secret: str, bucket: str) -> tuple[int, dict[str, str]]:
+            s3 = boto3.client(
+                "s3", endpoint_url=srv.endpoint, aws_access_key_id=key, aws_secret_access_key=secret,
+                region_name="eu-west-1", config=Config(retries={"max_attempts": 1}),
+            )  # fmt: skip
+            try:
+                meta = s3.head_bucket(Bucket=bucket)["ResponseMetadata"]  # type: ignore[attr-defined]
+            except ClientError as exc:
+                meta = exc.response["ResponseMetadata"]
+            return meta["HTTPStatusCode"], meta["HTTPHeaders"]
+
+        r = signed(Server(srv.endpoint, "alice", "alice-secret", root), "PUT", "/alice-bucket")
+        assert r.status == 200, r.data
+        status, headers = head("alice", "alice-secret", "alice-bucket")
+        # As S3's 200: the region, and the Content-Type of the bucket's GET (a listing).
+        assert (status, headers.get("x-amz-bucket-region"), headers.get("content-type")) == (200, "eu-west-1", "application/xml")
+        for key, secret in (("bob", "bob-secret"), ("alice", "not-alice-secret")):
+            status, headers = head(key, secret, "alice-bucket")
+            assert (status, headers.get("x-amz-bucket-region")) == (403, "eu-west-1"), (key, headers)
+        anonymous = urllib3.PoolManager().request("HEAD", f"{srv.endpoint}/alice-bucket", retries=False)
+        assert (anonymous.status, anonymous.headers.get("x-amz-bucket-region")) == (403, "eu-west-1")
+        status, headers = head("alice", "alice-secret", "no-such-bucket")
+        assert status == 404 and "x-amz-bucket-region" not in headers, headers
+        assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
+    finally:
+        stop_server(srv)
