@@ -95,8 +95,8 @@ async def _list(ctx: Context, *, v2: bool) -> web.StreamResponse:
     max_keys = _max_keys(requested)
     page = await ctx.backend.list_objects(ctx.bucket, prefix, delimiter, resume, max_keys)
     show_owner = not v2 or q.get("fetch-owner", "").lower() == "true"
-    bucket_info = await ctx.backend.head_bucket(ctx.bucket) if show_owner else None
-    owner = (bucket_info.owner, ctx.display_name(bucket_info.owner)) if bucket_info else None
+    bucket_info = await ctx.backend.head_bucket(ctx.bucket)
+    owner = (bucket_info.owner, ctx.display_name(bucket_info.owner)) if show_owner else None
     next_marker = page.next_marker if page.is_truncated else None
     body = s3xml.list_objects(
         v2=v2,
@@ -116,7 +116,9 @@ async def _list(ctx: Context, *, v2: bool) -> web.StreamResponse:
         continuation_token=token,
         next_continuation_token=encode_token(next_marker) if v2 and next_marker is not None else None,
     )
-    return xml_response(body)
+    response = xml_response(body)
+    response.headers["x-amz-bucket-region"] = bucket_info.region  # as S3 sends with every listing
+    return response
 
 
 async def list_object_versions(ctx: Context) -> web.StreamResponse:

@@ -82,7 +82,8 @@ def test_cache_in_another_region_creates_the_bucket_upstream_in_its_region(tmp_p
 def test_head_bucket_tells_its_region_to_those_it_refuses(tmp_path: Path) -> None:
     """S3 answers a HeadBucket it refuses (anonymous, another account, a wrong signature) with the
     bucket's region still in x-amz-bucket-region: tools find a bucket's region that way (pyarrow,
-    botocore's region redirects). s3serve sent it only with a 200. A missing bucket has none."""
+    botocore's region redirects). s3serve sent it only with a 200. A missing bucket has none.
+    S3 sends it with listings too."""
     credentials = tmp_path / "users.json"
     credentials.write_text(json.dumps({"users": [
         {"access_key": "alice", "secret_key": "alice-secret"}, {"access_key": "bob", "secret_key": "bob-secret"},
@@ -108,6 +109,8 @@ def test_head_bucket_tells_its_region_to_those_it_refuses(tmp_path: Path) -> Non
         status, headers = head("alice", "alice-secret", "alice-bucket")
         # As S3's 200: the region, and the Content-Type of the bucket's GET (a listing).
         assert (status, headers.get("x-amz-bucket-region"), headers.get("content-type")) == (200, "eu-west-1", "application/xml")
+        listing = signed(Server(srv.endpoint, "alice", "alice-secret", root), "GET", "/alice-bucket?list-type=2")
+        assert (listing.status, listing.headers.get("x-amz-bucket-region")) == (200, "eu-west-1")
         for key, secret in (("bob", "bob-secret"), ("alice", "not-alice-secret")):
             status, headers = head(key, secret, "alice-bucket")
             assert (status, headers.get("x-amz-bucket-region")) == (403, "eu-west-1"), (key, headers)
