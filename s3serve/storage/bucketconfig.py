@@ -47,10 +47,8 @@ class BucketConfigStore:
         locks: KeyLocks,
         bucket_dir: Callable[[str], str],
         durable: bool = False,
-        changed: Callable[[str], None] | None = None,
     ) -> None:
-        """``bucket_dir`` raises NoSuchBucket for a bucket that does not exist; ``changed`` is
-        told of every document written or removed, after the fact (``cached_absent``)."""
+        """``bucket_dir`` raises NoSuchBucket for a bucket that does not exist."""
         self.dir = os.path.join(hidden, "bucket-config")
         self.tmp_dir = os.path.join(hidden, "tmp")
         self.locks = locks
@@ -61,9 +59,6 @@ class BucketConfigStore:
         # policy, most often to learn that there is none (a stat that fails), and building and
         # checking the path cost as much again.
         self._paths: dict[tuple[str, str], str] = {}
-        self._changed = changed
-        # Documents found missing, with the stamp of the bucket's record they were missing under.
-        self._absent: dict[tuple[str, str], object] = {}
 
     def _path(self, bucket: str, name: str) -> str:
         # Both come from a request: never let either name a path outside the store.
@@ -85,53 +80,30 @@ class BucketConfigStore:
         async with self.locks.hold(self.locks.slot(bucket, "")):
             self._bucket_dir(bucket)
             await asyncio.to_thread(write_atomic, self.tmp_dir, path, document, self.durable)
-            if self._changed is not None:
-                self._changed(bucket)
 
     async def delete(self, bucket: str, name: str) -> None:
         path = self._path(bucket, name)
         async with self.locks.hold(self.locks.slot(bucket, "")):
             self._bucket_dir(bucket)
             await asyncio.to_thread(self._remove, path)
-            if self._changed is not None:
-                self._changed(bucket)
 
     def drop_bucket(self, bucket: str) -> None:
         """Forget every document of a bucket (the caller holds the bucket's lock)."""
         if is_bucket_folder_name(bucket):
             shutil.rmtree(os.path.join(self.dir, bucket), ignore_errors=True)
 
-    def cached_absent(self, bucket: str, name: str, parse: Callable[[bytes], T], stamp: object) -> T | None:
-        """``cached``, where ``stamp`` is the bucket's record's as the caller just read it (one
-        that every write here changes, through ``changed``): a document found missing under
-        that stamp is missing still, told without a syscall. Every signed GET and HEAD asks
-        for the bucket's policy, which most buckets do not have."""
-        key = (bucket, name)
-        if self._absent.get(key) == stamp:
-            return None
-        value = self.cached(bucket, name, parse)
-        path = self._paths.get(key)
-        if value is None and path is not None and not os.path.exists(path):
-            if len(self._absent) >= _CACHE_MAX:
-                self._absent.clear()
-            self._absent[key] = stamp
-        else:
-            self._absent.pop(key, None)
-        return value
-
     def with_owner(
         self, registry: BucketRegistry, bucket: str, name: str, parse: Callable[[bytes], T], default_owner: str
     ) -> tuple[str, T | None] | None:
-        """The bucket's owner and ``cached`` document from the registry's stat alone: its stamp,
-        which every write here changes (``changed``), vouches for a document known to be
-        missing. None for a bucket without a record."""
-        doc, stamp = registry.read_stamped(bucket) if is_bucket_folder_name(bucket) else (None, None)
+        """The bucket's owner from the registry's record (without the stat of the bucket's folder
+        that head_bucket makes), and the ``cached`` document. None for a bucket without a record.
+        The document is stat'ed every time, never vouched for by the record: one written here
+        by another program (a policy put in place by hand) binds the next request, as S3's
+        binds the next one."""
+        doc = registry.read(bucket) if is_bucket_folder_name(bucket) else None
         if doc is None:
             return None
-        owner = str(doc.get("owner", default_owner))
-        if stamp is None:
-            return owner, self.cached(bucket, name, parse)
-        return owner, self.cached_absent(bucket, name, parse, stamp)
+        return str(doc.get("owner", default_owner)), self.cached(bucket, name, parse)
 
     def cached(self, bucket: str, name: str, parse: Callable[[bytes], T]) -> T | None:
         """``parse`` of the stored document, parsed once per version of the file; None when there

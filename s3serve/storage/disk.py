@@ -88,7 +88,7 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
         self.registry = BucketRegistry(hidden, durable=fsync)
         self.locks = KeyLocks(hidden)
         self.prune_turns = PruneTurns()
-        self.bucket_configs = BucketConfigStore(hidden, self.locks, self._bucket_dir, durable=fsync, changed=self.registry.touch)
+        self.bucket_configs = BucketConfigStore(hidden, self.locks, self._bucket_dir, durable=fsync)
         self.rename_tokens = RenameTokens(hidden)
         self.staging = Staging(self, multipart_expiry, gc_interval)
         self.writer = Writer(self)

@@ -30,41 +30,28 @@ class BucketRegistry:
         return os.path.join(self.dir, name + ".json")
 
     def read(self, name: str) -> dict[str, Any] | None:
-        return self.read_stamped(name)[0]
-
-    def read_stamped(self, name: str) -> tuple[dict[str, Any] | None, Stamp | None]:
-        """The record, and the stamp of the file it was read from when that file is old enough
-        for its stamp to change with its next change (else None). ``touch`` changes it: what is
-        cached against it (the bucket's configuration documents) is checked by the one stat
-        every request to the bucket makes here."""
         # Every request to a bucket asks (ownership check): one stat instead of open+read+parse.
         path = self._path(name)
         try:
             st = os.stat(path)
         except OSError:
-            return None, None
+            return None
         stamp = (st.st_dev, st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size)
         cached = self._cache.get(name)
         if cached is not None and cached[0] == stamp:
-            return dict(cached[1]), stamp  # only settled files are cached
-        settled = time.time_ns() - st.st_ctime_ns > CACHE_MIN_AGE_NS
+            return dict(cached[1])  # only settled files are cached
         try:
             with open(path, "rb") as f:
                 doc = json.loads(f.read())
         except (OSError, ValueError):
-            return None, None
+            return None
         if not isinstance(doc, dict):
-            return None, None
-        if settled:
+            return None
+        if time.time_ns() - st.st_ctime_ns > CACHE_MIN_AGE_NS:
             if len(self._cache) >= _BUCKETS_CACHE_MAX:
                 self._cache.clear()
             self._cache[name] = (stamp, dict(doc))
-        return doc, stamp if settled else None
-
-    def touch(self, name: str) -> None:
-        """A new stamp for the record (its bucket's configuration changed), seen by every process."""
-        with contextlib.suppress(FileNotFoundError):
-            os.utime(self._path(name))
+        return doc
 
     def info(self, name: str, folder_mtime: float, default_owner: str) -> BucketInfo:
         doc = self.read(name) or {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.conftest import Server, start_server, stop_server
-from tests.e2e.conftest import cache_pair
+from tests.e2e.conftest import cache_pair, until
 from tests.e2e.test_expect_continue import BIG, PROMPT, _address, _head, _read_answer
 
 OPEN = {"BlockPublicAcls": False, "IgnorePublicAcls": False, "BlockPublicPolicy": False, "RestrictPublicBuckets": False}
@@ -118,6 +119,37 @@ def test_owner_must_name_the_encryption_its_policy_requires(alice) -> None:  # t
     assert _error(alice.head_object, Bucket=name, Key="plain") == ("404", 404)
     alice.delete_bucket_policy(Bucket=name)
     alice.put_object(Bucket=name, Key="plain", Body=b"x")
+
+
+def test_a_policy_put_in_place_by_hand_binds_the_owner_at_once(users: Server, alice) -> None:  # type: ignore[no-untyped-def]
+    """The owner's GET, HEAD, PUT and DELETE took a bucket's policy for missing as long as the
+    bucket's record was unchanged: a policy.json that an admin (or a restore) put in its folder
+    was enforced for everyone else, and for the owner's other requests, but not for those,
+    until the next configuration change through the API."""
+    name = _new_bucket(alice)
+    alice.put_object(Bucket=name, Key="k", Body=b"v")
+    assert users.root is not None
+    record = users.root / ".s3serve" / "buckets" / f"{name}.json"
+    until(lambda: time.time() - record.stat().st_ctime > 0.2)  # settled: the server caches it
+    assert alice.get_object(Bucket=name, Key="k")["Body"].read() == b"v"  # no policy, noted as such
+    folder = users.root / ".s3serve" / "bucket-config" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    deny = {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": f"arn:aws:s3:::{name}/*"}
+    (folder / "policy.json").write_text(json.dumps({"Version": "2012-10-17", "Statement": [deny]}))
+    plain = _client(users, "alice")
+    # Without Expect: 100-continue (curl -T, most small uploads), which takes the owner's fast path.
+    def no_expect(request, **_: Any) -> None:  # type: ignore[no-untyped-def]
+        request.headers.pop("Expect", None)  # (a before-send handler that returns anything answers)
+
+    plain.meta.events.register("before-send.s3.PutObject", no_expect)
+    assert _error(plain.get_object, Bucket=name, Key="k") == ("AccessDenied", 403)
+    assert _error(plain.head_object, Bucket=name, Key="k") == ("403", 403)
+    assert _error(plain.put_object, Bucket=name, Key="new", Body=b"x") == ("AccessDenied", 403)
+    assert _error(plain.delete_object, Bucket=name, Key="k") == ("AccessDenied", 403)
+    assert (folder.parent.parent.parent / name / "k").read_bytes() == b"v"
+    assert not (folder.parent.parent.parent / name / "new").exists()
+    plain.delete_bucket_policy(Bucket=name)  # the owner keeps that, as on S3
+    assert plain.get_object(Bucket=name, Key="k")["Body"].read() == b"v"
 
 
 def test_deny_over_plain_http_binds_the_owner_but_not_its_policy(alice) -> None:  # type: ignore[no-untyped-def]
