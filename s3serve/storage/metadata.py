@@ -69,6 +69,12 @@ _RAW_BUDGET = 4 << 20
 _RAW_ENTRY = 200
 _RAW_LONGEST = 1024  # records with more metadata or tags than this are kept parsed only
 _PARSED_MAX = 1024
+# Parsed records are charged ~1 KiB plus 4 bytes per byte of their JSON (measured: 3.7 for
+# metadata or a parts list), within this budget: a record listing thousands of parts parses to
+# megabytes, and 1024 of them would hold gigabytes. Those in an overflow blob (the biggest: more
+# than an xattr holds) are not kept at all.
+_PARSED_BUDGET = 4 << 20
+_PARSED_ENTRY = 1024
 
 # The built-in table only: the same guess on every host, whatever /etc/mime.types says.
 _MIME = mimetypes.MimeTypes()
@@ -330,6 +336,7 @@ class MetaStore:
         self._records: dict[tuple[int, int, int], Record] = {}
         self._raw: dict[tuple[int, int, int], bytes] = {}
         self._raw_cost = 0
+        self._parsed_cost = 0
 
     @staticmethod
     def probe(directory: str) -> bool:
@@ -399,8 +406,8 @@ class MetaStore:
                 if time.time_ns() - st.st_ctime_ns > CACHE_MIN_AGE_NS:
                     if record.blob is None:  # a blob's pointer would cost a file read per parse
                         self._keep_raw(cache_key, data)
-                    if data[:1] != PACKED:
-                        self._remember(cache_key, record.clone())
+                    if data[:1] != PACKED and record.blob is None:
+                        self._remember(cache_key, record.clone(), len(data))
                 return record
         try:
             with open(self.sidecar_path(bucket, key), "rb") as f:
@@ -431,10 +438,16 @@ class MetaStore:
         self._raw[cache_key] = data
         self._raw_cost += cost
 
-    def _remember(self, cache_key: tuple[int, int, int], record: Record) -> None:
-        if len(self._records) >= _PARSED_MAX:
+    def _remember(self, cache_key: tuple[int, int, int], record: Record, size: int) -> None:
+        """Keep ``record``, parsed from ``size`` bytes of xattr."""
+        cost = _PARSED_ENTRY + 4 * size
+        if cost > _PARSED_BUDGET // 16:
+            return  # one would crowd out too many others
+        if len(self._records) >= _PARSED_MAX or self._parsed_cost + cost > _PARSED_BUDGET:
             self._records.clear()
+            self._parsed_cost = 0
         self._records[cache_key] = record
+        self._parsed_cost += cost
 
     def peek(self, st: os.stat_result) -> Record | None:
         """The cached record of a file whose stat is ``st``, not copied (read-only use: listings),
@@ -448,7 +461,7 @@ class MetaStore:
             data = self._raw.get(cache_key)
             if data is None or (record := self.parse(data)) is None:
                 return None
-            self._remember(cache_key, record)
+            self._remember(cache_key, record, len(data))
         return record if record.matches(st) else None
 
     def attach(self, fd: int | str, record: Record) -> bool:

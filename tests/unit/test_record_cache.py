@@ -1,0 +1,87 @@
+"""What the metadata store keeps of the records it reads: bounded in bytes, not only in count.
+A multipart object's record lists its parts; parsed, thousands of parts come to megabytes, and
+HEADs of a few hundred such objects held gigabytes in the 1024-entry parsed cache."""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+import tracemalloc
+from pathlib import Path
+
+from s3serve.storage.base import PartInfo
+from s3serve.storage.metadata import CACHE_MIN_AGE_NS, MetaStore, Record
+
+MiB = 1 << 20
+
+
+def _multipart_record(parts: int, user_meta: int = 0) -> Record:
+    return Record(
+        etag=f"{'0' * 32}-{parts}",
+        size=parts,
+        headers={"content-type": "application/octet-stream"},
+        user_meta={f"key-{i}": "v" * 40 for i in range(user_meta)},
+        parts=[
+            PartInfo(number=n, size=1, etag=f"{n:032x}", last_modified=1.7e9, checksums={"SHA256": "x" * 44})
+            for n in range(1, parts + 1)
+        ],
+    )
+
+
+def _files(folder: Path, count: int, record: Record, store: MetaStore) -> list[tuple[str, os.stat_result]]:
+    os.makedirs(store.tmp_dir, exist_ok=True)
+    made = []
+    for i in range(count):
+        path = str(folder / f"obj-{i}")
+        with open(path, "wb") as f:
+            f.write(b"x" * record.size)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            record.stamp(os.fstat(fd))
+            assert store.attach(fd, record)
+        finally:
+            os.close(fd)
+        made.append(path)
+    # Only records of inodes whose ctime has settled are kept (metadata.CACHE_MIN_AGE_NS).
+    time.sleep(CACHE_MIN_AGE_NS / 1e9 + 0.02)
+    return [(path, os.stat(path)) for path in made]
+
+
+def _held_after_loading(store: MetaStore, files: list[tuple[str, os.stat_result]]) -> int:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for path, st in files:
+            loaded = store.load(path, "bkt", os.path.basename(path), st)
+            assert loaded is not None and len(loaded.parts or ()) > 0
+            del loaded
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_records_with_thousands_of_parts_are_not_kept(tmp_path: Path) -> None:
+    store = MetaStore(str(tmp_path / "hidden"), use_xattrs=True)
+    folder = tmp_path / "bkt"
+    folder.mkdir()
+    # 2,000 parts: ~0.7 MiB parsed, far more than an xattr holds (an overflow blob).
+    files = _files(folder, 60, _multipart_record(2000), store)
+    held = _held_after_loading(store, files)
+    assert held < 4 * MiB, f"{held / MiB:.1f} MiB held after reading 60 records"
+
+
+def test_records_in_the_xattr_are_kept_within_a_budget(tmp_path: Path) -> None:
+    store = MetaStore(str(tmp_path / "hidden"), use_xattrs=True)
+    folder = tmp_path / "bkt"
+    folder.mkdir()
+    # Records that fit an ext4 xattr (a block) but parse to ~12 KiB each: 1024 of them, the
+    # count the cache allows, came to ~12 MiB.
+    files = _files(folder, 1024, _multipart_record(12), store)
+    held = _held_after_loading(store, files)
+    assert held < 5 * MiB, f"{held / MiB:.1f} MiB held after reading 1024 records"
+    # What is kept is used: the record of a file read again comes back the same.
+    path, st = files[-1]
+    assert store.load(path, "bkt", os.path.basename(path), st) == store.load(path, "bkt", os.path.basename(path), st)
