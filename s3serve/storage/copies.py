@@ -48,6 +48,20 @@ def is_shared(target: int | str) -> bool:
         return False
 
 
+def records_per_key(target: int | str) -> bool:
+    """Whether a file's record belongs in its key's sidecar rather than its inode's xattr: the
+    inode is a linked copy's (SHARED), or has other names all the same (links another program
+    made, or a linked copy whose marker another program removed), whose keys would all read a
+    record put in the inode as their own."""
+    if is_shared(target):
+        return True
+    try:
+        st = os.fstat(target) if isinstance(target, int) else os.stat(target)
+    except OSError:
+        return False
+    return st.st_nlink > 1
+
+
 def _linkable(found: _Found, record: Record, want: str | None, spath: str) -> bool:
     """A hard link is safe for a file that s3serve wrote (a foreign file may be rewritten in place
     by its program: adopted records carry no checksums), reached by its own name (not a symlink)."""

@@ -555,7 +555,7 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
             try:
                 found.record.tags = dict(tags)
                 target = found.fd if found.fd is not None else found.real
-                if copies.is_shared(target):
+                if copies.records_per_key(target):
                     # A hard-linked object (a cheap copy): its metadata is per key, never in the inode.
                     self.meta.write_sidecar(bucket, key, found.record)
                 else:

@@ -73,10 +73,10 @@ def adopt(disk: DiskBackend, fd: int, bucket: str, key: str, path: str, held: fr
         # A sidecar is found by key: only cache it while the key still names this file.
         current = os.stat(path)
         if current.st_ino == after.st_ino and current.st_dev == after.st_dev:
-            if copies.is_shared(fd):
-                # Reached through a symlink to a linked copy (copies._link): the inode's xattr is
-                # the marker that sends every key of it to its own sidecar; replacing it would
-                # take their metadata away.
+            if copies.records_per_key(fd):
+                # A linked copy (copies._link), reached through a symlink or with its marker
+                # removed, or a file with other names: a record in the inode would be each
+                # name's, and replacing the marker would take the others' metadata away.
                 disk.meta.write_sidecar(bucket, key, record)
             else:
                 disk.meta.store(fd, bucket, key, record)

@@ -165,6 +165,35 @@ def test_an_in_place_edit_is_described_by_the_new_bytes(server, s3, bucket: str)
     assert s3.get_object(Bucket=bucket, Key="doc.txt", Range="bytes=90-300")["Body"].read() == new[90:100]
 
 
+def test_names_of_one_inode_keep_their_own_metadata(server, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """A copy of 64 KiB or more is a hard link, its keys' records in sidecars, the inode's xattr
+    only a marker. With that marker removed by another program (setfattr -x), tagging one key
+    wrote its record into the inode, and the other key was served with it from then on. Files
+    another program hard-linked took the first one read's record (its Content-Type) for all."""
+    data = os.urandom(100 * 1024)
+    s3.put_object(Bucket=bucket, Key="photo.png", Body=data, ContentType="image/png", Metadata={"who": "photo"})
+    s3.copy_object(Bucket=bucket, Key="notes.txt", CopySource={"Bucket": bucket, "Key": "photo.png"},
+                   MetadataDirective="REPLACE", ContentType="text/plain", Metadata={"who": "notes"})  # fmt: skip
+    src, dst = server.root / bucket / "photo.png", server.root / bucket / "notes.txt"
+    assert os.stat(src).st_ino == os.stat(dst).st_ino  # linked
+    os.removexattr(src, "user.s3serve")
+    s3.put_object_tagging(Bucket=bucket, Key="notes.txt", Tagging={"TagSet": [{"Key": "k", "Value": "notes"}]})
+
+    def described(key: str) -> tuple[str, dict[str, str], list[dict[str, str]]]:
+        head = s3.head_object(Bucket=bucket, Key=key)
+        return head["ContentType"], head["Metadata"], s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+
+    assert described("photo.png") == ("image/png", {"who": "photo"}, [])
+    assert described("notes.txt") == ("text/plain", {"who": "notes"}, [{"Key": "k", "Value": "notes"}])
+    # Two names another program gave one file, each read as a foreign file of its own.
+    (server.root / bucket / "a.png").write_bytes(data)
+    os.link(server.root / bucket / "a.png", server.root / bucket / "b.txt")
+    assert s3.head_object(Bucket=bucket, Key="a.png")["ContentType"] == "image/png"
+    assert s3.head_object(Bucket=bucket, Key="b.txt")["ContentType"] == "text/plain"
+    assert s3.get_object(Bucket=bucket, Key="photo.png")["Body"].read() == data
+    _assert_no_server_errors(server)
+
+
 @contextlib.contextmanager
 def _in_process_server(root: Path) -> Iterator[Server]:
     """The app in this process (so a test can step in between the server's lookup of a file and
