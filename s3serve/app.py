@@ -371,6 +371,11 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             owner, found = await backend.owner_and_config(route.bucket, POLICY, load_policy)
             if owner != auth.user.user_id or found is not None:
                 auth = await _check_bucket(request, route, auth)
+            elif route.operation not in STORAGE_CHECKS_BUCKET:
+                # PutObject checks its headers before its storage call looks for the bucket's
+                # folder: a bucket whose folder is gone (its record not yet) is NoSuchBucket
+                # first, as on the general path.
+                await backend.head_bucket(route.bucket)
         else:
             auth = await _check_bucket(request, route, auth)
         if auth.requester is not None:

@@ -29,7 +29,16 @@ import pytest
 from aiohttp import web
 from botocore.exceptions import ClientError
 
-from tests.conftest import ACCESS_KEY, SECRET_KEY, Server, free_port, start_server, stop_server, wait_ready
+from tests.conftest import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    Server,
+    free_port,
+    signed,
+    start_server,
+    stop_server,
+    wait_ready,
+)
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="mounts a tmpfs / drops capabilities: needs root")
@@ -670,6 +679,10 @@ def test_a_bucket_folder_another_program_removed_or_swapped_is_no_such_bucket(se
                 with pytest.raises(ClientError) as exc:
                     s3.put_object(Bucket=name, Key=key, Body=body)
                 assert _error(exc) == ("NoSuchBucket", 404), (state, key)
+            # Without Expect: 100-continue (curl -T), and with what the handler itself refuses.
+            for path, headers in ((f"/{name}/a//b", {}), (f"/{name}/k", {"x-amz-storage-class": "NOPE"})):
+                r = signed(server, "PUT", path, b"new", headers)
+                assert (r.status, b"<Code>NoSuchBucket</Code>" in r.data) == (404, True), (state, path, r.data)
             assert sorted(p.name for p in outside.iterdir()) == ["k"]
             assert (outside / "k").read_bytes() == b"outside bytes"
     finally:
