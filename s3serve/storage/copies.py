@@ -297,6 +297,35 @@ async def rename_object(
         )
     spath, dpath = keys.object_path(bdir, skp), keys.object_path(bdir, dkp)
     held = frozenset({disk.locks.slot(bucket, src_key), disk.locks.slot(bucket, dst_key)})
+    info, folders, emptied = await _rename_locked(disk, bucket, bdir, src_key, dst_key, skp, dkp, spath, dpath,
+                                                  held, src_precondition, precondition)  # fmt: skip
+    # The folders' fsyncs after the keys' locks: they run in the write pool, whose threads wait
+    # for key locks with a blocking flock; 32 writes queued behind this rename's locks would hold
+    # every thread while the fsync this rename awaits waited for one (all writes stopped). The
+    # new name (and any folder made for it) first, then the old name's folder, so a crash
+    # cannot bring the source key back beside the destination.
+    await disk.sync_folders(folders)
+    if emptied is not None:
+        await disk.sync_removal(bdir, emptied)
+    return info
+
+
+async def _rename_locked(
+    disk: DiskBackend,
+    bucket: str,
+    bdir: str,
+    src_key: str,
+    dst_key: str,
+    skp: keys.KeyPath,
+    dkp: keys.KeyPath,
+    spath: str,
+    dpath: str,
+    held: frozenset[int],
+    src_precondition: Precondition | None,
+    precondition: Precondition | None,
+) -> tuple[ObjectInfo, list[str], str | None]:
+    """rename_object's work under the keys' locks: the renamed object, the folders to fsync and
+    the folder the source's name left (None when nothing moved)."""
     async with disk.locks.hold(*held):
         src = await disk._lookup(bucket, skp, spath, held=held)
         if src is None:
@@ -307,14 +336,13 @@ async def rename_object(
         if precondition is not None:
             precondition(src.info if src_key == dst_key else (dst.info if dst else None))
         if src_key == dst_key:
-            return src.info
+            return src.info, [], None
         if skp.is_folder:
             # Renaming the directory would move every key below it too: move only the marker.
             record = src.record.copied(None)
             folders = make_folder(disk, bucket, bdir, dkp, dpath, record)
             drop_marker(disk, bucket, bdir, skp, src.real, src.record, held)
-            await disk.sync_folders(folders)
-            return record.to_info(dst_key)
+            return record.to_info(dst_key), folders, None
         old = disk._existing_record(bucket, dkp, dpath)
         # A record kept in a sidecar (sidecar mode, a linked copy) goes to the destination's
         # sidecar before the rename (MetaStore.renaming), else a crash right after the rename
@@ -348,11 +376,7 @@ async def rename_object(
         if old is not None and old.blob and old.blob != src.record.blob:
             disk.meta.drop_blob(old.blob)
         prune(disk, bucket, bdir, os.path.dirname(spath), held)
-        # The new name (and any folder made for it), then the old name's folder, so a crash
-        # cannot bring the source key back beside the destination.
-        await disk.sync_folders(folders)
-        await disk.sync_removal(bdir, os.path.dirname(spath))
     info = src.info
     info.key = dst_key
-    return info
+    return info, folders, os.path.dirname(spath)
 

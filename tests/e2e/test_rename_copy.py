@@ -6,12 +6,15 @@ from __future__ import annotations
 import datetime
 import os
 import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import Server
+from tests.conftest import Server, start_server, stop_server
 
 MIB = 1024 * 1024
 
@@ -175,3 +178,58 @@ def test_aws_s3_mv_is_cheap(server: Server, s3, bucket: str, tmp_path: Path) -> 
     assert inode(server, bucket, "after").st_ino == ino
     assert inode(server, bucket, "after").st_nlink == 1
     assert s3.get_object(Bucket=bucket, Key="after")["Body"].read() == data
+
+
+def test_renames_racing_writes_of_their_key_never_stop_the_writes(tmp_path: Path) -> None:
+    """RenameObject awaited its folders' fsyncs, which run in the 32-thread write pool, while it
+    held its keys' locks; small PUTs and DELETEs wait for a key's lock in that pool. With 32 of
+    them queued behind a rename, every thread waited for the rename and the rename for a
+    thread: every small PUT and DELETE of the server stopped for good (fsync on, the default)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    srv = start_server(root)
+    try:
+        def client() -> Any:
+            return srv.client(max_pool_connections=4, retries={"max_attempts": 1}, read_timeout=30)
+
+        client().create_bucket(Bucket="bkt")
+        stop = time.monotonic() + 4
+        failures: list[str] = []
+        done = {"put": 0, "delete": 0, "rename": 0}
+
+        def writer(n: int) -> None:
+            s3 = client()
+            while time.monotonic() < stop and not failures:
+                try:
+                    if n % 2:
+                        s3.delete_object(Bucket="bkt", Key="k")
+                        done["delete"] += 1
+                    else:
+                        s3.put_object(Bucket="bkt", Key="k", Body=b"x" * 100)
+                        done["put"] += 1
+                except Exception as exc:  # a timeout: the writes stopped
+                    failures.append(f"{type(exc).__name__}: {exc}")
+                n += 1
+
+        def renamer() -> None:
+            s3 = client()
+            while time.monotonic() < stop and not failures:
+                try:
+                    s3.rename_object(Bucket="bkt", Key="dst/k2", RenameSource="bkt/k")
+                    done["rename"] += 1
+                except ClientError as exc:
+                    if exc.response["Error"]["Code"] != "NoSuchKey":
+                        failures.append(str(exc))
+                except Exception as exc:
+                    failures.append(f"{type(exc).__name__}: {exc}")
+
+        with ThreadPoolExecutor(42) as pool:
+            list(pool.map(lambda i: writer(i) if i < 40 else renamer(), range(42)))
+        assert not failures, (failures[:3], done)
+        assert done["rename"] > 0 and done["put"] > 0, done
+        s3 = client()
+        s3.put_object(Bucket="bkt", Key="unrelated", Body=b"hello")
+        assert s3.get_object(Bucket="bkt", Key="unrelated")["Body"].read() == b"hello"
+        assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
+    finally:
+        stop_server(srv)
