@@ -35,8 +35,12 @@ def make_folder(disk: DiskBackend, bucket: str, bdir: str, kp: KeyPath, path: st
             if parent_fd is None:
                 continue  # pruned by a concurrent delete, or changed: ensure_parents looks again
             name = os.path.basename(path)
-            with contextlib.suppress(FileExistsError):
+            try:
                 os.mkdir(name, dir_fd=parent_fd)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                continue  # the parent pruned by a concurrent delete since it was opened
             try:
                 fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
             except FileNotFoundError:
@@ -177,8 +181,17 @@ def _remove_if_empty(
 
 
 def drop_marker(
-disk: DiskBackend, bucket: str, bdir: str, kp: KeyPath, real: str, record: Record, held: frozenset[int]
+    disk: DiskBackend,
+    bucket: str,
+    bdir: str,
+    kp: KeyPath,
+    real: str,
+    record: Record,
+    held: frozenset[int],
+    patience: float = 0.0,
 ) -> None:
+    """Remove the folder marker at ``real`` (the folder too, when empty) and prune its parents;
+    ``patience`` as prune's (worker threads only)."""
     if disk.meta.use_xattrs:
         with contextlib.suppress(OSError):
             os.removexattr(real, XATTR)
@@ -186,4 +199,4 @@ disk: DiskBackend, bucket: str, bdir: str, kp: KeyPath, real: str, record: Recor
     path = keys.object_path(bdir, kp)
     with contextlib.suppress(OSError):
         _rmdir(disk, path)  # only when empty: keys below it stay
-    prune(disk, bucket, bdir, os.path.dirname(path), held)
+    prune(disk, bucket, bdir, os.path.dirname(path), held, patience)

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 # bigger ones stream through storage/streams.py. Bounded: the body never yields more than it
 # declared (payload.py), and aiohttp's own buffer is of the same order.
 SMALL_PUT = 256 * 1024
+# How long a delete in the write pool retries the lock of a folder it emptied (folders.prune): the
+# holder is most often another delete's prune that found it not yet empty.
+PRUNE_PATIENCE = 0.05
 # Threads of the write pool. Most of their time is spent waiting in the kernel (journal, fsync),
 # not on the CPU; more concurrent fsyncs per journal commit is the point.
 WRITE_THREADS = 32
@@ -397,7 +400,7 @@ class Writer:
                 _check_delete(precondition, kp, st, record)
             if kp.is_folder:
                 if record is not None and record.folder:
-                    drop_marker(disk, bucket, bdir, kp, real, record, held)
+                    drop_marker(disk, bucket, bdir, kp, real, record, held, PRUNE_PATIENCE)
                     return True
                 return False
             if not stat.S_ISREG(st.st_mode):
@@ -413,7 +416,7 @@ class Writer:
                     return False
             # Unlinking a symlink removes a name, not the target's metadata.
             disk.meta.forget(bucket, kp.key, record if real == path else None)
-            prune(disk, bucket, bdir, os.path.dirname(path), held, patience=0.05)
+            prune(disk, bucket, bdir, os.path.dirname(path), held, PRUNE_PATIENCE)
             return True
         finally:
             os.close(lock)

@@ -7,10 +7,11 @@ removed, moved in, or written."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,54 @@ def test_a_prune_is_covered_only_by_a_waiting_look_at_least_as_patient() -> None
     assert turns.begin("/r/b/f", 0.0) == "alone"  # its look is under way
     turns.end("/r/b/f")
     assert turns.begin("/r/b/f", 0.0) == "look"  # none under way any more
+
+
+async def test_a_folder_marker_whose_parent_is_pruned_meanwhile_is_made(
+    be: DiskBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent folder of a marker being made, emptied and pruned by a concurrent delete
+    between its open and the marker's mkdir: the mkdir's ENOENT was a 500."""
+    await be.put_object("bkt", "p/x", Body(b"1"), WriteMeta())
+    real_folder_of = keys.folder_of
+    pruned: list[str] = []
+
+    @contextlib.contextmanager
+    def folder_of_then_prune(real_root: str, path: str) -> Iterator[int | None]:
+        with real_folder_of(real_root, path) as fd:
+            if path.endswith(os.sep + "m") and not pruned:
+                (bucket_dir(be) / "p" / "x").unlink()  # a DELETE of p/x, and its prune of p
+                (bucket_dir(be) / "p").rmdir()
+                pruned.append(path)
+            yield fd
+
+    monkeypatch.setattr(keys, "folder_of", folder_of_then_prune)
+    await be.put_object("bkt", "p/m/", Body(b""), WriteMeta())
+    assert pruned and (bucket_dir(be) / "p" / "m").is_dir()
+    assert [o.key for o in (await be.list_objects("bkt", "", "", "", 10)).objects] == ["p/m/"]
+
+
+async def test_a_marker_delete_waits_for_a_busy_folder_lock_like_any_delete(
+    be: DiskBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last delete in a folder, a marker's, met the folder's lock held by another delete's
+    prune (which found the folder not yet empty) and gave up at once: the empty folder stayed
+    for good, and a PUT of its name was refused as a folder."""
+    await be.put_object("bkt", "f/m/", Body(b""), WriteMeta())
+    folder_slot = be.locks.slot("bkt", "f/")
+    real_try_lock = be.locks.try_lock
+    refused: list[int] = []
+
+    def busy_once(slot: int) -> int | None:
+        if slot == folder_slot and not refused:
+            refused.append(slot)  # another prune's look under way at that instant
+            return None
+        return real_try_lock(slot)
+
+    monkeypatch.setattr(be.locks, "try_lock", busy_once)
+    await be.delete_object("bkt", "f/m/")
+    assert refused == [folder_slot]
+    assert os.listdir(bucket_dir(be)) == []
+    await be.put_object("bkt", "f", Body(b"a key now"), WriteMeta())
 
 
 # -- a folder on the way swapped for a symlink leading out ------------------------------------------
