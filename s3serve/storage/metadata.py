@@ -71,10 +71,11 @@ _RAW_LONGEST = 1024  # records with more metadata or tags than this are kept par
 _PARSED_MAX = 1024
 # Parsed records are charged ~1 KiB plus 4 bytes per byte of their JSON (measured: 3.7 for
 # metadata or a parts list), within this budget: a record listing thousands of parts parses to
-# megabytes, and 1024 of them would hold gigabytes. Those in an overflow blob (the biggest: more
-# than an xattr holds) are not kept at all.
+# megabytes, and 1024 of them would hold gigabytes. One over a sixteenth of it is not kept; for
+# listings, which show no parts, such a record is kept without them (_summaries, by count).
 _PARSED_BUDGET = 4 << 20
 _PARSED_ENTRY = 1024
+_SUMMARIES_MAX = 2048
 
 # The built-in table only: the same guess on every host, whatever /etc/mime.types says.
 _MIME = mimetypes.MimeTypes()
@@ -337,6 +338,8 @@ class MetaStore:
         self._raw: dict[tuple[int, int, int], bytes] = {}
         self._raw_cost = 0
         self._parsed_cost = 0
+        # Records too big to keep, without their parts, for listings (peek) only.
+        self._summaries: dict[tuple[int, int, int], Record] = {}
 
     @staticmethod
     def probe(directory: str) -> bool:
@@ -363,27 +366,32 @@ class MetaStore:
 
     def parse(self, data: bytes) -> Record | None:
         """The record in an xattr value or sidecar file (packed or JSON, or a pointer to a blob)."""
+        return self._parse_sized(data)[0]
+
+    def _parse_sized(self, data: bytes) -> tuple[Record | None, int]:
+        """``parse``, and the length of the JSON it parsed (the blob's, for a pointer to one)."""
         if data[:1] == PACKED:
             # unpack checks every field's type itself: no second pass through from_doc.
             doc = packed.unpack(data, DEFAULT_CONTENT_TYPE)
-            return Record(**doc) if doc is not None else None
+            return (Record(**doc) if doc is not None else None), len(data)
         try:
             doc = json.loads(data)
         except ValueError:
-            return None
+            return None, 0
         if isinstance(doc, dict) and set(doc) == {"blob"} and isinstance(doc["blob"], str):
             name = doc["blob"]
             if not all(c in "0123456789abcdef" for c in name) or len(name) != 64:
-                return None
+                return None, 0
             try:
                 with open(self._blob_path(name), "rb") as f:
-                    record = Record.from_json(f.read())
+                    blob = f.read()
             except OSError:
-                return None
+                return None, 0
+            record = Record.from_json(blob)
             if record is not None:
                 record.blob = name
-            return record
-        return Record.from_doc(doc)
+            return record, len(blob)
+        return Record.from_doc(doc), len(data)
 
     def load(self, target: int | str, bucket: str, key: str, st: os.stat_result) -> Record | None:
         """The record of the file (path or fd) ``target`` whose stat is ``st``, if it still
@@ -401,13 +409,13 @@ class MetaStore:
                 data = os.getxattr(target, XATTR)
             except OSError:
                 data = b""
-            record = self.parse(data) if data else None
+            record, size = self._parse_sized(data) if data else (None, 0)
             if record is not None and record.matches(st):
                 if time.time_ns() - st.st_ctime_ns > CACHE_MIN_AGE_NS:
                     if record.blob is None:  # a blob's pointer would cost a file read per parse
                         self._keep_raw(cache_key, data)
-                    if data[:1] != PACKED and record.blob is None:
-                        self._remember(cache_key, record.clone(), len(data))
+                    if data[:1] != PACKED and not self._remember(cache_key, record.clone(), size):
+                        self._summarize(cache_key, record)
                 return record
         try:
             with open(self.sidecar_path(bucket, key), "rb") as f:
@@ -438,16 +446,28 @@ class MetaStore:
         self._raw[cache_key] = data
         self._raw_cost += cost
 
-    def _remember(self, cache_key: tuple[int, int, int], record: Record, size: int) -> None:
-        """Keep ``record``, parsed from ``size`` bytes of xattr."""
+    def _remember(self, cache_key: tuple[int, int, int], record: Record, size: int) -> bool:
+        """Keep ``record``, parsed from ``size`` bytes of JSON; whether it was."""
         cost = _PARSED_ENTRY + 4 * size
         if cost > _PARSED_BUDGET // 16:
-            return  # one would crowd out too many others
+            return False  # one would crowd out too many others
         if len(self._records) >= _PARSED_MAX or self._parsed_cost + cost > _PARSED_BUDGET:
             self._records.clear()
             self._parsed_cost = 0
         self._records[cache_key] = record
         self._parsed_cost += cost
+        return True
+
+    def _summarize(self, cache_key: tuple[int, int, int], record: Record) -> None:
+        """Keep what a listing shows of a record too big to keep whole: all of it but its parts
+        (a listing page of objects uploaded in thousands of parts read each one's blob)."""
+        if record.parts is None or len(record.user_meta) + len(record.tags) > 64:
+            return
+        if len(self._summaries) >= _SUMMARIES_MAX:
+            self._summaries.clear()
+        summary = record.clone()
+        summary.parts = None
+        self._summaries[cache_key] = summary
 
     def peek(self, st: os.stat_result) -> Record | None:
         """The cached record of a file whose stat is ``st``, not copied (read-only use: listings),
@@ -456,7 +476,7 @@ class MetaStore:
         if not self.use_xattrs:
             return None
         cache_key = (st.st_dev, st.st_ino, st.st_ctime_ns)
-        record = self._records.get(cache_key)
+        record = self._records.get(cache_key) or self._summaries.get(cache_key)
         if record is None:
             data = self._raw.get(cache_key)
             if data is None or (record := self.parse(data)) is None:

@@ -85,3 +85,32 @@ def test_records_in_the_xattr_are_kept_within_a_budget(tmp_path: Path) -> None:
     # What is kept is used: the record of a file read again comes back the same.
     path, st = files[-1]
     assert store.load(path, "bkt", os.path.basename(path), st) == store.load(path, "bkt", os.path.basename(path), st)
+
+
+def test_a_listing_reads_a_big_record_once_and_a_read_gets_its_parts(tmp_path: Path) -> None:
+    # Listings show no parts: what they read of a record too big to keep whole is kept without
+    # them, and a listing page of such objects read every one's blob again.
+    store = MetaStore(str(tmp_path / "hidden"), use_xattrs=True)
+    folder = tmp_path / "bkt"
+    folder.mkdir()
+    files = _files(folder, 20, _multipart_record(2000), store)
+    real_blob_path = store._blob_path
+    blob_reads: list[str] = []
+
+    def counted(name: str) -> str:
+        blob_reads.append(name)
+        return real_blob_path(name)
+
+    store._blob_path = counted  # type: ignore[method-assign]
+    for path, st in files:  # the first listing: nothing cached yet
+        assert store.peek(st) is None
+        assert store.load(path, "bkt", os.path.basename(path), st) is not None
+    assert len(blob_reads) == 20
+    for _, st in files:  # the next page of the same keys
+        listed = store.peek(st)
+        assert listed is not None and listed.etag == f"{'0' * 32}-2000" and listed.size == 2000
+    assert len(blob_reads) == 20
+    # A read that needs the parts (partNumber, GetObjectAttributes) still gets them all.
+    path, st = files[0]
+    read = store.load(path, "bkt", os.path.basename(path), st)
+    assert read is not None and read.parts is not None and len(read.parts) == 2000
