@@ -185,6 +185,19 @@ def _listed_parts(body: bytes) -> list[PartInfo]:
     return parts
 
 
+def _object_size(ctx: Context) -> int | None:
+    """The object's size a Complete names (x-amz-mp-object-size), for S3's check against the parts."""
+    raw = ctx.headers.get("x-amz-mp-object-size")
+    if raw is None:
+        return None
+    if not (raw.strip().isascii() and raw.strip().isdigit()):
+        raise errors.InvalidArgument(
+            "The x-amz-mp-object-size header must be a non-negative integer.",
+            ArgumentName="x-amz-mp-object-size", ArgumentValue=raw,
+        )  # fmt: skip
+    return int(raw)
+
+
 def _object_checksums(ctx: Context) -> dict[str, str]:
     """The whole-object checksums a Complete names, each a digest of its algorithm, with the
     part count of a composite one ("<base64>-<n>") or without; InvalidRequest otherwise, as S3
@@ -223,7 +236,7 @@ async def complete_multipart_upload(ctx: Context) -> web.StreamResponse:
     parts = _listed_parts(await ctx.read_xml_body(object_checksums=True))
     given = _object_checksums(ctx)
     work = ctx.backend.complete_multipart_upload(
-        ctx.bucket, ctx.key, upload_id, parts, precondition, given, checksum_type_of(ctx.headers)
+        ctx.bucket, ctx.key, upload_id, parts, precondition, given, checksum_type_of(ctx.headers), _object_size(ctx)
     )
     location = f"{ctx.request.scheme}://{ctx.request.host}/{quote(ctx.bucket)}/{quote(ctx.key)}"
 

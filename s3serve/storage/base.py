@@ -457,10 +457,12 @@ class Backend(abc.ABC):
         precondition: Precondition | None = None,
         checksums: dict[str, str] | None = None,
         checksum_type: str | None = None,
+        object_size: int | None = None,
     ) -> ObjectInfo:
         """``parts`` as the client listed them (number, etag, checksums to check); ``checksums``
-        the whole object's checksum the client sent (x-amz-checksum-*) and ``checksum_type`` the
-        x-amz-checksum-type it named, both checked against the upload before publishing."""
+        the whole object's checksum the client sent (x-amz-checksum-*), ``checksum_type`` the
+        x-amz-checksum-type it named and ``object_size`` the x-amz-mp-object-size, all checked
+        against the upload before publishing."""
 
     @abc.abstractmethod
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None: ...

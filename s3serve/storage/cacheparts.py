@@ -226,11 +226,14 @@ class CacheMultipart(CacheReads):
         precondition: Precondition | None = None,
         checksums: dict[str, str] | None = None,
         checksum_type: str | None = None,
+        object_size: int | None = None,
     ) -> ObjectInfo:
         info, since = await self._write(
             bucket,
             [key],
-            self.upstream.complete_multipart_upload(bucket, key, upload_id, parts, precondition, checksums, checksum_type),
+            self.upstream.complete_multipart_upload(
+                bucket, key, upload_id, parts, precondition, checksums, checksum_type, object_size
+            ),
             then_read=True,
         )
         await self._drop_local(bucket, key)

@@ -41,6 +41,7 @@ async def complete(
     precondition: Precondition | None,
     checksums: dict[str, str] | None = None,
     checksum_type: str | None = None,
+    object_size: int | None = None,
 ) -> ObjectInfo:
     _, kp, path = staging.disk._locate(bucket, key)
     if not parts:
@@ -53,7 +54,9 @@ async def complete(
     looked_again = 0
     while True:
         try:
-            return await _complete(staging, bucket, kp, upload_id, parts, precondition, checksums, checksum_type)
+            return await _complete(
+                staging, bucket, kp, upload_id, parts, precondition, checksums, checksum_type, object_size
+            )
         except errors.NoSuchUpload:
             # S3 answers a retried Complete (the first one's answer lost to a timeout or a
             # dropped connection) with the same success. One still running is waited for:
@@ -106,6 +109,7 @@ async def _complete(
     precondition: Precondition | None,
     checksums: dict[str, str] | None,
     checksum_type: str | None,
+    object_size: int | None,
 ) -> ObjectInfo:
     key = kp.key
     directory = staging.upload_dir(bucket, upload_id)
@@ -124,6 +128,12 @@ async def _complete(
                     f"but the Complete request specified {checksum_type.lower()}."
                 )
             _check_object_checksums(record.checksums, checksums or {})
+            if object_size is not None and object_size != record.size:
+                # S3's answer to a client whose idea of the object's size is not the parts' sum.
+                raise errors.InvalidRequest(
+                    f"The provided x-amz-mp-object-size {object_size} does not match the size of the "
+                    f"object, {record.size} bytes."
+                )
             # No copy when the parts are in place and fill whole blocks; a copy otherwise.
             with refusals():
                 in_place = await assembly.publish_in_place(staging.disk, bucket, kp, claimed, sources, record, precondition)
@@ -253,6 +263,11 @@ def _plan(disk: DiskBackend, directory: str, upload: UploadInfo, parts: list[Par
     # The object's checksum of a composite upload is made of the parts' checksums, so S3 wants
     # the client to name each one it relies on.
     composite = meta.checksum_algorithm if meta.checksum_type == "COMPOSITE" else None
+    if meta.checksum_algorithm is not None and any(p.number != n for n, p in enumerate(parts, 1)):
+        # With a checksum per part (named at creation), S3 wants parts 1..N, every one listed.
+        raise errors.InvalidPartOrder(
+            "Part numbers must start at 1 and be consecutive when the upload has additional checksums."
+        )
     for wanted in parts:
         if composite is not None and composite not in wanted.checksums:
             raise errors.InvalidRequest(

@@ -500,10 +500,13 @@ class RemoteBackend(Backend):
         precondition: Precondition | None = None,
         checksums: dict[str, str] | None = None,
         checksum_type: str | None = None,
+        object_size: int | None = None,
     ) -> ObjectInfo:
         headers = {"content-type": "application/xml", **checksum_headers(checksums or {})}
         if checksum_type is not None:
             headers["x-amz-checksum-type"] = checksum_type
+        if object_size is not None:
+            headers["x-amz-mp-object-size"] = str(object_size)
         headers.update(await self._write_condition(bucket, key, precondition))
         answer, body = await self._http.read(
             "POST", bucket, key, [("uploadId", upload_id)], headers, rx.complete(parts),

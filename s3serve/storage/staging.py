@@ -562,8 +562,11 @@ class MultipartMixin:
         precondition: Precondition | None = None,
         checksums: dict[str, str] | None = None,
         checksum_type: str | None = None,
+        object_size: int | None = None,
     ) -> ObjectInfo:
-        return await completion.complete(self.staging, bucket, key, upload_id, parts, precondition, checksums, checksum_type)
+        return await completion.complete(
+            self.staging, bucket, key, upload_id, parts, precondition, checksums, checksum_type, object_size
+        )
 
     @as_s3_errors
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:

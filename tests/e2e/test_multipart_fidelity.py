@@ -267,3 +267,44 @@ def test_complete_checks_the_checksum_type_of_the_upload(s3, bucket: str) -> Non
             MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]},
         )  # fmt: skip
     assert error(exc)["Code"] == "BadDigest"
+
+
+def test_complete_checks_the_object_size_the_client_names(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """x-amz-mp-object-size (boto3's MpuObjectSize): S3 refuses a Complete whose size is not the
+    parts' sum with 400 InvalidRequest. It was ignored, and the object published."""
+    parts = [os.urandom(PART), b"tail"]
+    upload_id, listed = _start(s3, bucket, "sized", parts, "CRC32", "FULL_OBJECT")
+    with pytest.raises(ClientError) as exc:
+        s3.complete_multipart_upload(
+            Bucket=bucket, Key="sized", UploadId=upload_id, MultipartUpload={"Parts": listed}, MpuObjectSize=PART + 999
+        )
+    assert (error(exc)["Code"], exc.value.response["ResponseMetadata"]["HTTPStatusCode"]) == ("InvalidRequest", 400)
+    with pytest.raises(ClientError) as exc:
+        s3.head_object(Bucket=bucket, Key="sized")
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404  # nothing published
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="sized", UploadId=upload_id, MultipartUpload={"Parts": listed}, MpuObjectSize=PART + 4
+    )
+    assert s3.get_object(Bucket=bucket, Key="sized")["Body"].read() == b"".join(parts)
+
+
+def test_parts_with_checksums_must_be_numbered_from_one_without_gaps(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """With a checksum per part (an algorithm named at creation), S3 wants parts 1..N listed,
+    else 400 InvalidPartOrder; without one, any ascending numbers (which s3serve took for both)."""
+    parts = [os.urandom(PART), os.urandom(PART), b"tail"]
+    upload_id, listed = _start(s3, bucket, "gaps", parts, "SHA256")
+    for chosen in ([listed[0], listed[2]], [listed[1], listed[2]]):
+        with pytest.raises(ClientError) as exc:
+            s3.complete_multipart_upload(Bucket=bucket, Key="gaps", UploadId=upload_id, MultipartUpload={"Parts": chosen})
+        assert (error(exc)["Code"], exc.value.response["ResponseMetadata"]["HTTPStatusCode"]) == ("InvalidPartOrder", 400)
+    s3.complete_multipart_upload(Bucket=bucket, Key="gaps", UploadId=upload_id, MultipartUpload={"Parts": listed})
+    assert s3.get_object(Bucket=bucket, Key="gaps")["Body"].read() == b"".join(parts)
+    # Without an algorithm named at creation: parts 1 and 3 make an object, as on S3.
+    plain = s3.create_multipart_upload(Bucket=bucket, Key="plain")["UploadId"]
+    etags = {n: s3.upload_part(Bucket=bucket, Key="plain", UploadId=plain, PartNumber=n, Body=p)["ETag"]
+             for n, p in enumerate(parts, 1)}  # fmt: skip
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="plain", UploadId=plain,
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n]} for n in (1, 3)]},
+    )  # fmt: skip
+    assert s3.get_object(Bucket=bucket, Key="plain")["Body"].read() == parts[0] + parts[2]
