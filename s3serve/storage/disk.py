@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from .. import errors
 from ..checksums import MultiHasher
-from . import copies, foreign, keys
+from . import copies, foreign, keys, listing
 from .base import (
     Backend,
     Body,
@@ -491,29 +491,41 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
     def _list_page(
         self, bucket: str, bdir: str, prefix: str, delimiter: str, start_after: str, max_keys: int
     ) -> ListPage:
-        from . import listing  # written alongside; imported late so this module stands alone
-
         def is_folder_marker(dir_path: str) -> bool:
             return self.meta.is_folder_marker(self._real_root, dir_path)
 
-        raw = listing.list_page(
-            bdir, prefix, delimiter, start_after, max_keys, is_folder_marker, self._real_root
-        )
+        objects: list[ObjectInfo] = []
+        prefixes: list[str] = []
+        while True:
+            raw = listing.list_page(
+                bdir, prefix, delimiter, start_after, max_keys, is_folder_marker, self._real_root
+            )
+            described = self._describe(bucket, raw.entries)
+            objects += described
+            prefixes += raw.common_prefixes
+            # Entries the walk met but that are gone or unreadable since: the page walks on in
+            # their place. A truncated page short of them could be empty, and a ListObjects (V1)
+            # client without a delimiter, which resumes from the last key it got, stopped there.
+            dropped = len(raw.entries) - len(described)
+            if not raw.is_truncated or not dropped or raw.next_marker is None:
+                return ListPage(objects, prefixes, raw.is_truncated, raw.next_marker)
+            start_after, max_keys = raw.next_marker, dropped
+
+    def _describe(self, bucket: str, entries: list[listing.Entry]) -> list[ObjectInfo]:
+        """The listed objects of ``entries``, without those vanished since the walk saw them."""
         infos: list[ObjectInfo | None] = []
         unknown: list[int] = []  # foreign files without a record yet
-        for entry in raw.entries:
+        for entry in entries:
             info = self._entry_info(bucket, entry.key, entry.path, entry.is_dir)
             if info is _FOREIGN:
                 unknown.append(len(infos))
                 info = None
             infos.append(info)
         if unknown:
-            adopted = foreign.adopt_paths(self, bucket, [(raw.entries[i].key, raw.entries[i].path) for i in unknown])
+            adopted = foreign.adopt_paths(self, bucket, [(entries[i].key, entries[i].path) for i in unknown])
             for i, info in zip(unknown, adopted, strict=True):
                 infos[i] = info
-        # None: vanished since the walk saw it.
-        objects = [info for info in infos if info is not None]
-        return ListPage(objects, raw.common_prefixes, raw.is_truncated, raw.next_marker)
+        return [info for info in infos if info is not None]
 
     def _entry_info(self, bucket: str, key: str, path: str, is_dir: bool) -> ObjectInfo | None:
         """The listed object from what is stored, None when gone, _FOREIGN when only hashing the

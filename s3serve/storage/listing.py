@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from s3serve import errors
 
 from .base import UploadInfo, UploadListPage
+from .keys import MAX_KEY_BYTES
 
 MAX_KEYS = 1000
 
@@ -97,10 +98,16 @@ def _valid_name(name: str) -> bool:
 
 
 def _inside(real: str, root: str) -> bool:
-    """Whether a real path may be served: inside ``root`` but not in a dot-folder at its top
-    (such names are never buckets; ``ROOT/.s3serve`` holds staging and metadata)."""
+    """Whether a real path may be served: inside a bucket of ``root``, not ``root`` itself (a
+    symlink to it would list every bucket and the hidden state below one key), nor a dot-folder
+    at its top (such names are never buckets; ``ROOT/.s3serve`` holds staging and metadata)."""
     base = root.rstrip(os.sep) + os.sep
-    return real == root or (real.startswith(base) and not real[len(base) :].startswith("."))
+    return real.startswith(base) and not real[len(base) :].startswith(".")
+
+
+# Keys of at most this many characters are within S3's 1024 bytes whatever they hold (4 bytes a
+# character at most in UTF-8): only longer ones are encoded to be measured.
+_SURELY_SHORT = MAX_KEY_BYTES // 4
 
 
 def _classify(entry: os.DirEntry[str], parent_real: str, root: str) -> tuple[bool, str] | None:
@@ -268,6 +275,8 @@ class _Walker:
             child = frame.children[frame.index]
             frame.index += 1
             key = frame.rel + child.sort_key
+            if len(key) > _SURELY_SHORT and len(key.encode("utf-8")) > MAX_KEY_BYTES:
+                continue  # a name no S3 request can give (GET, DELETE: KeyTooLongError), nor any below
             bound = frame.bound
             if not child.is_dir:
                 if not _key_ok(bound, key):

@@ -432,6 +432,34 @@ def test_symlinks_inside_root_are_followed_outside_are_skipped(
     assert top.common_prefixes == ["in-dir/", "real/"]
 
 
+def test_a_symlink_to_root_itself_is_not_followed(root: Path) -> None:
+    # A link to ROOT listed every bucket below one key, and ROOT/.s3serve (staging, records,
+    # the upload ids of other buckets) with them: _inside took ROOT itself for inside.
+    bucket = root / "mine"
+    make_tree(bucket, ["own"])
+    make_tree(root / "other", ["theirs"])
+    make_tree(root / ".s3serve", ["multipart/other/upload-1/upload.json"])
+    os.symlink(root, bucket / "all")
+    os.symlink(bucket / "all", bucket / "again")  # through another link
+    assert keys_of(list_page(str(bucket), "", "", "", 1000, marker_fn(set()), str(root))) == ["own"]
+    assert list_page(str(bucket), "", "/", "", 1000, marker_fn(set()), str(root)).common_prefixes == []
+    assert list_page(str(bucket), "all/", "/", "", 1000, marker_fn(set()), str(root)) == RawPage([], [], False, None)
+    assert list_page(str(bucket), "all/.s3serve/", "", "", 1000, marker_fn(set()), str(root)).entries == []
+
+
+def test_names_longer_than_any_key_are_not_listed(root: Path) -> None:
+    # Another program's file four 255-byte folders deep was listed under a 1,032-byte key that
+    # GET and DELETE refuse (KeyTooLongError): a sync stopped on it.
+    bucket = root / "bkt"
+    deep = "/".join(["d" * 255] * 4)  # 1,023 bytes of folders
+    longest = "/".join(["e" * 250] * 4) + "/" + "f" * 20  # exactly 1024 bytes
+    wide = "/".join(["\u00e9" * 120] * 5) + "/x"  # 605 characters, 1,206 bytes
+    make_tree(bucket, ["a", f"{deep}/too-long", longest, wide])
+    assert len(longest.encode()) == 1024
+    page = list_page(str(bucket), "", "", "", 1000, marker_fn(set()), str(root))
+    assert keys_of(page) == ["a", longest]
+
+
 def test_symlink_loops_terminate(root: Path) -> None:
     bucket = root / "bkt"
     make_tree(bucket, ["a/f", "b/g"])

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from s3serve import errors
-from s3serve.storage import copies, folders, keys, smallwrites
+from s3serve.storage import copies, folders, keys, listing, smallwrites
 from s3serve.storage.base import WriteMeta
 from s3serve.storage.disk import DiskBackend
 from s3serve.storage.metadata import EMPTY_MD5
@@ -206,6 +206,31 @@ async def test_a_marker_delete_waits_for_a_busy_folder_lock_like_any_delete(
     assert refused == [folder_slot]
     assert os.listdir(bucket_dir(be)) == []
     await be.put_object("bkt", "f", Body(b"a key now"), WriteMeta())
+
+
+async def test_a_page_whose_keys_vanish_after_the_walk_walks_on(be: DiskBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys the walk met, gone before the page described them, were dropped from a page still
+    marked truncated: it could be empty, and a ListObjects (V1) client without a delimiter, which
+    resumes from the last key it got, stopped there, short of keys present all along."""
+    for name in ("a", *(f"b{i:03d}" for i in range(20)), "c"):
+        await be.put_object("bkt", name, Body(b"1"), WriteMeta())
+    real_list_page = listing.list_page
+    removed: list[str] = []
+
+    def walk_then_another_program_deletes(*args: Any) -> listing.RawPage:
+        page = real_list_page(*args)
+        if not removed:
+            for entry in page.entries:
+                os.unlink(entry.path)
+                removed.append(entry.key)
+        return page
+
+    monkeypatch.setattr(listing, "list_page", walk_then_another_program_deletes)
+    page = await be.list_objects("bkt", "", "", "a", 5)
+    assert removed == [f"b{i:03d}" for i in range(5)]
+    assert [o.key for o in page.objects] == [f"b{i:03d}" for i in range(5, 10)] and page.is_truncated
+    page = await be.list_objects("bkt", "", "", "b015", 5)
+    assert [o.key for o in page.objects] == ["b016", "b017", "b018", "b019", "c"]
 
 
 # -- a folder on the way swapped for a symlink leading out ------------------------------------------
