@@ -254,9 +254,10 @@ class _OverwrittenAfterComplete(DiskBackend):
         precondition: Precondition | None = None,
         checksums: dict[str, str] | None = None,
         checksum_type: str | None = None,
+        object_size: int | None = None,
     ) -> ObjectInfo:
         done = await super().complete_multipart_upload(
-            bucket, key, upload_id, parts, precondition, checksums, checksum_type
+            bucket, key, upload_id, parts, precondition, checksums, checksum_type, object_size
         )
         other = self.root.parent / "other-body"
         other.write_bytes(b"o" * done.size)
