@@ -517,7 +517,9 @@ def direct_handler(app: web.Application) -> Callable[[web.BaseRequest], Awaitabl
     of a small GET's or HEAD's server CPU), yet the match is the same each time: it is made once
     here. The rest of what Application._handle does for this app, the route's expect handler, is
     done the same way; handler and expect handler are the route's, as registered by create_app.
-    (The test client's runner keeps the router: both must answer alike.)"""
+    (The test client's runner keeps the router: both must answer alike every request whose
+    target is a path. A target that is not one, "*" or an absolute URL, gets the router's plain
+    404, and S3's 400 InvalidURI here.)"""
     (route,) = app.router.routes()
     match = UrlMappingMatchInfo({}, route)
     match.add_app(app)
