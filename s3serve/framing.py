@@ -56,6 +56,8 @@ PARSE_ERROR = "An error occurred when parsing the HTTP request."
 _DATA_AFTER_CLOSE = "Data after `Connection: close`"
 # The end of a header section (and of a chunked body); llhttp as aiohttp runs it takes no bare LF.
 _BLANK_LINE = b"\r\n\r\n"
+# How often a half-closed connection looks whether its last answer went out (then it closes).
+_ANSWERED_LOOK = 0.01
 # Bytes of an unfinished header section kept, to parse again should the read that ends it fail
 # (_recover_requests). Far over any real one; a longer one is still timed, just not kept.
 _HEAD_KEPT = 64 * 1024
@@ -155,6 +157,10 @@ class S3RequestHandler(web.RequestHandler):
         # The body the parser feeds, if any: the newest request's. (Looked up in the queue too, as
         # aiohttp queues the requests it parses again after a refused upgrade without a read.)
         fed = messages[-1][1] if queued else self._fed
+        # Whether that body is chunked: self._fed_chunked is the newest request's once this read
+        # has parsed more of them (and where fed's bytes end on the wire depends on it).
+        newest = messages[-1][0] if queued else None
+        fed_chunked = self._fed_chunked if newest is None or isinstance(newest, _ErrInfo) else bool(newest.chunked)
         receiving = not fed.is_eof()
         before = fed.total_bytes
         super().data_received(data)
@@ -192,7 +198,7 @@ class S3RequestHandler(web.RequestHandler):
             self._tail, self._head_began, self._head = data[-3:], None, b""
         else:
             new = [messages[i] for i in range(queued, len(messages))]
-            self._follow_head(data, now, new, fed if receiving else None, before)
+            self._follow_head(data, now, new, fed if receiving else None, before, fed_chunked)
 
     def _follow_head(
         self,
@@ -201,11 +207,13 @@ class S3RequestHandler(web.RequestHandler):
         new: list[tuple[Any, StreamReader]],
         fed: StreamReader | None,
         before: int,
+        fed_chunked: bool,
     ) -> None:
         """Where the read ``data`` left the parser: in a header section not yet whole (since when,
         and its bytes when known, which ``stalled`` and ``_recover_requests`` use), between
         requests, or in a body. ``new``: the requests it ended the header section of; ``fed``: the
-        body it continued, if any (then ``before``: what that body had read before)."""
+        body it continued, if any (then ``before``: what that body had read before, and
+        ``fed_chunked``: whether it is chunked)."""
         tail, self._tail = self._tail, (data[-3:] if len(data) >= 3 else (self._tail + data)[-3:])
         if not new and fed is None:
             # Neither in a body nor ending a header section: all of it is a header section's.
@@ -233,14 +241,20 @@ class S3RequestHandler(web.RequestHandler):
         # Rarer: a request ended within the read. (A blank line ending a header section begun
         # in an earlier read may begin in that read.)
         joined = tail + data if self._head_began is not None or len(data) < 4 else data
-        rest, exact = self._after_last_request(joined, len(joined) - len(data), new, fed, before)
+        rest, exact = self._after_last_request(joined, len(joined) - len(data), new, fed, before, fed_chunked)
         if rest is not None and not rest.strip(b"\r\n"):
             self._head_began, self._head = None, (b"" if exact else None)
         else:
             self._head_began, self._head = now, (bytearray(rest) if rest is not None and exact else None)
 
     def _after_last_request(
-        self, joined: bytes, offset: int, new: list[tuple[Any, StreamReader]], fed: StreamReader | None, before: int
+        self,
+        joined: bytes,
+        offset: int,
+        new: list[tuple[Any, StreamReader]],
+        fed: StreamReader | None,
+        before: int,
+        fed_chunked: bool,
     ) -> tuple[bytes | None, bool]:
         """The bytes of a read after the end of the last request that ended in it (None: not
         known), and whether they are exactly those. ``joined``: the read, after the ``offset``
@@ -249,7 +263,8 @@ class S3RequestHandler(web.RequestHandler):
         # and a body of Content-Length bytes follows it (a chunked one has no length to skip).
         pos: int | None
         if fed is not None:
-            pos = None if self._fed_chunked else offset + fed.total_bytes - before
+            # A chunked body's decoded bytes are not its bytes on the wire: no offset from them.
+            pos = None if fed_chunked else offset + fed.total_bytes - before
         elif self._head_began is not None:
             pos = 0  # its header section began in an earlier read: it may end in the straddle
         else:
@@ -326,10 +341,11 @@ class S3RequestHandler(web.RequestHandler):
         return []
 
     def _parser_gave_up(self) -> None:
-        if self._fail_unfinished_bodies(closing(errors.BadRequest(PARSE_ERROR))):
-            # Answer the request whose body broke (its handler now fails reading it), then close:
-            # nothing after the break can be read as a request.
-            self.close()
+        # The request whose body broke fails reading it, and its answer closes the connection
+        # (closing): the requests queued before it are answered first. Nothing after the break
+        # is read as a request (_gave_up), and the error record queued behind it ends the
+        # connection too, should its handler answer without reading the body.
+        self._fail_unfinished_bodies(closing(errors.BadRequest(PARSE_ERROR)))
 
     # asyncio.Protocol's contract is "-> bool | None"; aiohttp declares None, as it never keeps a
     # half-closed connection open.
@@ -352,7 +368,17 @@ class S3RequestHandler(web.RequestHandler):
             return
         # A body still arriving never will now.
         self._fail_unfinished_bodies(closing(errors.IncompleteBody()))
-        self.close()  # after the answer in progress
+        # Not close(): aiohttp would drop the requests received and not yet answered.
+        self._close_when_answered()
+
+    def _close_when_answered(self) -> None:
+        """Close once every request received is answered (the loop waits for a next one)."""
+        if self.transport is None or self._force_close:
+            return
+        if self._idle():
+            self.force_close()
+        else:
+            self._loop.call_later(_ANSWERED_LOOK, self._close_when_answered)
 
     def stalled(self, now: float, timeout: float) -> str | None:
         """What of a request has stalled, if anything, now answered RequestTimeout and closed:

@@ -541,6 +541,14 @@ def test_half_closed_clients_get_their_answers(server: Server, s3, bucket: str) 
         answers, _ = _exchange(server, head + b"new", shut=True)
         assert [a.status for a in answers] == [200], answers
         assert _content(s3, bucket, f"written{version}") == b"new"
+    # Requests pipelined before the half-close: each is answered (only the one under way was).
+    big = os.urandom(8 << 20)
+    s3.put_object(Bucket=bucket, Key="big", Body=big)
+    gets = _head(server, "GET", f"/{bucket}/big") + b"".join(_head(server, "GET", f"/{bucket}/read") for _ in range(7))
+    answers, closed = _exchange(server, gets, shut=True)
+    assert [a.status for a in answers] == [200] * 8, [(a.status, a.code) for a in answers]
+    assert answers[0].body == big and [a.body for a in answers[1:]] == [b"content"] * 7
+    assert closed
 
 
 def test_broken_chunked_framing_mid_body_is_answered_at_once(server: Server, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
@@ -559,6 +567,23 @@ def test_broken_chunked_framing_mid_body_is_answered_at_once(server: Server, s3,
     assert closed
     assert _content(s3, bucket, "mid") == b"old"
     _no_temp_files(server)
+
+
+def test_requests_pipelined_before_a_broken_chunked_body_are_answered(server: Server, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """A body whose chunked framing breaks, queued behind requests received before it: those are
+    answered first (they were dropped), then its 400, and the connection closes."""
+    s3.put_object(Bucket=bucket, Key="big", Body=os.urandom(8 << 20))
+    s3.put_object(Bucket=bucket, Key="small", Body=b"small")
+    body, headers = _aws_chunked(b"0123456789")
+    headers["Transfer-Encoding"] = "chunked"
+    first = f"{len(body[:8]):x}\r\n".encode() + body[:8] + b"\r\n"
+    gets = _head(server, "GET", f"/{bucket}/big") + b"".join(_head(server, "GET", f"/{bucket}/small") for _ in range(3))
+    answers, closed = _exchange(server, gets + _head(server, "PUT", f"/{bucket}/broken", headers) + first, b"zz\r\nxx\r\n")
+    assert [a.status for a in answers] == [200, 200, 200, 200, 400], [(a.status, a.code) for a in answers]
+    assert [a.body for a in answers[1:4]] == [b"small"] * 3 and len(answers[0].body) == 8 << 20
+    _assert_s3_error(answers[4], 400, "BadRequest")
+    assert closed
+    assert object_absent(s3, bucket, "broken")
 
 
 def test_pipelined_request_after_an_early_error(server: Server, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
@@ -667,6 +692,31 @@ def test_an_idle_keepalive_connection_is_no_stalled_body(impatient: Server) -> N
         sock.sendall(_head(impatient, "GET", "/slow/first"))
         answers = _parse(sock.recv(65536))
     assert [(a.status, a.body) for a in answers] == [(200, b"ok")]
+
+
+def test_a_chunked_body_ending_in_the_read_of_the_next_request_leaves_the_connection_idle(impatient: Server) -> None:
+    """A chunked upload whose body ended in the same read as a next request with a body: the
+    decoded length of the chunked body was taken for its length on the wire, a header section
+    was believed begun, and the idle connection got an unasked 400 RequestTimeout (which a
+    client reusing it would read as the answer to its next request)."""
+    body, headers = _aws_chunked(b"hello")
+    te_body = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    te_put = _head(impatient, "PUT", "/slow/chunked", {**headers, "Transfer-Encoding": "chunked"}) + te_body
+    put = _head(impatient, "PUT", "/slow/plain", {"Content-Length": "2"}) + b"zz"
+    cut = te_put.index(b"\r\n\r\n") + 4 + 10  # inside the chunked body
+    with socket.create_connection(_address(impatient), timeout=3.5) as sock:
+        sock.sendall(te_put[:cut])
+        time.sleep(0.2)
+        sock.sendall(te_put[cut:] + put)  # the rest of that body and a whole request: one read
+        got = b""
+        while got.count(b"HTTP/1.1 ") < 2:  # two answers without bodies
+            got += sock.recv(65536)
+        assert [a.status for a in _parse(got)] == [200, 200], got
+        data, closed = _read(sock)  # 3.5 s of silence: over three times the 1 s timeout
+        assert (data, closed) == (b"", False), data[:300]
+        sock.sendall(_head(impatient, "GET", "/slow/plain"))
+        assert [(a.status, a.body) for a in _parse(sock.recv(65536))] == [(200, b"zz")]
+    assert _content(impatient.client(), "slow", "chunked") == b"hello"
 
 
 # -- 6. header sections that stall (slowloris) -------------------------------------------------
