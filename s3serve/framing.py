@@ -63,6 +63,15 @@ _ANSWERED_LOOK = 0.01
 _HEAD_KEPT = 64 * 1024
 
 
+def _whole_body(message: RawRequestMessage, held: int) -> int | None:
+    """The length of ``message``'s body, when it has a Content-Length of at most ``held`` bytes
+    and is not chunked; None otherwise."""
+    length = message.headers.get("Content-Length", "")
+    if message.chunked or not (length.isascii() and length.isdigit()) or int(length) > held:
+        return None
+    return int(length)
+
+
 class HeaderTimeout(HttpProcessingError):
     """A request's header section not whole within ``Config.body_timeout`` of its first byte.
     One of aiohttp's parse errors, so it is answered (and logged, cli's filter) like them."""
@@ -328,8 +337,13 @@ class S3RequestHandler(web.RequestHandler):
             while (end := data.find(_BLANK_LINE, pos)) >= 0:
                 messages, _, _ = parser.feed_data(data[pos : end + 4])
                 pos = end + 4
-                if messages and (len(messages) > 1 or not messages[0][1].is_eof()):
-                    break  # a body: its end is not known here
+                if messages and not messages[-1][1].is_eof():
+                    # A body: where it ends is known for a Content-Length one that the read holds.
+                    size = _whole_body(messages[-1][0], len(data) - pos)
+                    if len(messages) > 1 or size is None:
+                        break
+                    parser.feed_data(data[pos : pos + size])
+                    pos += size
                 found += messages
             parser.feed_data(data[pos:])
         except HttpProcessingError as exc:

@@ -322,6 +322,28 @@ def test_requests_before_garbage_in_the_same_write_are_answered(server: Server, 
     assert closed
 
 
+@pytest.mark.parametrize("shape", ["keep-alive", "connection-close", "http10"])
+def test_a_put_with_a_length_before_garbage_in_the_same_write_is_stored(server: Server, s3, bucket: str, shape: str) -> None:  # type: ignore[no-untyped-def]
+    """A PUT whose Content-Length body the write holds whole, then bytes that break the parse: it
+    was dropped with them (the recovery stopped at the first request with a body), or, after
+    Connection: close or in HTTP/1.0, answered 411 MissingContentLength. In a later write, as
+    now in the same one, it is stored and answered."""
+    key = f"before-garbage-{shape}"
+    extra = {"Connection": "close"} if shape == "connection-close" else {}
+    version = "1.0" if shape == "http10" else "1.1"
+    put = _head(server, "PUT", f"/{bucket}/{key}", {"Content-Length": "10", **extra}, version=version) + b"0123456789"
+    after = b"BLAH\x01\r\n\r\n" if shape == "keep-alive" else _head(server, "GET", f"/{bucket}/{key}")
+    answers, closed = _exchange(server, put + after)
+    assert answers and answers[0].status == 200, [(a.status, a.code) for a in answers]
+    if shape == "keep-alive":
+        assert len(answers) == 2, answers
+        _assert_s3_error(answers[1], 400, "BadRequest")
+    else:
+        assert len(answers) == 1, answers  # the request said it was the last
+    assert closed
+    assert _content(s3, bucket, key) == b"0123456789"
+
+
 @pytest.mark.parametrize("decoded", [None, "5"], ids=["no-decoded-length", "with-decoded-length"])
 def test_plain_body_with_transfer_encoding_gets_501(server: Server, s3, bucket: str, decoded: str | None) -> None:  # type: ignore[no-untyped-def]
     """S3 takes Transfer-Encoding only around an aws-chunked body: a plain body sent chunked is
