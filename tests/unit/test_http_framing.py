@@ -220,8 +220,8 @@ RECOVERED = {
     "its-blank-line-in-two-reads": ([NO_LENGTH[:-1], NO_LENGTH[-1:] + b"hello"], ["PUT"]),
     "after-a-body": ([PUT5, b"hello" + NO_LENGTH + b"hello"], ["PUT", "PUT"]),
     "two-requests-and-garbage": ([GET + GET + b"GARBAGE\r\n\r\n"], ["GET", "GET"]),
-    # Not a request ending with its headers: not read again (its body's end is the parser's).
-    "a-put-with-a-body-and-garbage": ([PUT5 + b"hello" + b"GARBAGE\r\n\r\n"], []),
+    # A Content-Length body the read holds whole is read again with its request.
+    "a-put-with-a-body-and-garbage": ([PUT5 + b"hello" + b"GARBAGE\r\n\r\n"], ["PUT"]),
     "garbage": ([b"GARBAGE\r\n\r\n"], []),
     "a-broken-request": ([b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"], []),
 }
