@@ -44,7 +44,7 @@ from aiohttp.web_protocol import _ErrInfo
 
 from . import errors, s3xml
 from .app import CONFIG, SERVER_NAME, direct_handler, next_request_id
-from .payload import closing
+from .payload import ascii_int, closing
 
 log = logging.getLogger("s3serve")
 
@@ -66,10 +66,8 @@ _HEAD_KEPT = 64 * 1024
 def _whole_body(message: RawRequestMessage, held: int) -> int | None:
     """The length of ``message``'s body, when it has a Content-Length of at most ``held`` bytes
     and is not chunked; None otherwise."""
-    length = message.headers.get("Content-Length", "")
-    if message.chunked or not (length.isascii() and length.isdigit()) or int(length) > held:
-        return None
-    return int(length)
+    length = ascii_int(message.headers.get("Content-Length", ""))
+    return None if message.chunked or length is None or length > held else length
 
 
 class HeaderTimeout(HttpProcessingError):

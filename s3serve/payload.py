@@ -114,7 +114,8 @@ def ascii_int(text: str) -> int | None:
     return int(digits) if len(digits) <= _MAX_DIGITS else 10**_MAX_DIGITS
 
 
-def _parse_int(name: str, value: str) -> int:
+def int_header(name: str, value: str) -> int:
+    """The header ``name``'s value as ``ascii_int`` reads it; InvalidArgument naming it otherwise."""
     number = ascii_int(value)
     if number is None:
         raise errors.InvalidArgument(f"Invalid {name} header value", ArgumentName=name, ArgumentValue=value)
@@ -203,7 +204,7 @@ def make_body(stream: ByteStream, headers: Mapping[str, str], auth: AuthResult |
 
     content_length_header = headers.get("Content-Length")
     content_length = (
-        _parse_int("Content-Length", content_length_header) if content_length_header is not None else None
+        int_header("Content-Length", content_length_header) if content_length_header is not None else None
     )
     if content_length is None and "Transfer-Encoding" not in headers:
         # Without either, HTTP ends the request with its headers: a body sent anyway would be read
@@ -213,7 +214,7 @@ def make_body(stream: ByteStream, headers: Mapping[str, str], auth: AuthResult |
         decoded_header = joined_header(headers, "x-amz-decoded-content-length")
         if decoded_header is None:
             raise errors.MissingContentLength()
-        decoded_length = _parse_int("x-amz-decoded-content-length", decoded_header)
+        decoded_length = int_header("x-amz-decoded-content-length", decoded_header)
     elif content_length is None:
         # S3 takes Transfer-Encoding only around an aws-chunked body, whose
         # x-amz-decoded-content-length gives the size up front; a plain body sent chunked gets

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from .. import errors, s3xml
 from ..checksums import ALGORITHM_DIGEST, check_part_checksum, valid_checksum
-from ..payload import RequestBody, ascii_int, make_body
+from ..payload import RequestBody, ascii_int, int_header, make_body
 from ..sigv4 import joined_header
 from ..storage.base import SSE_S3, ObjectInfo, PartInfo, Precondition
 from .common import (
@@ -188,14 +188,7 @@ def _listed_parts(body: bytes) -> list[PartInfo]:
 def _object_size(ctx: Context) -> int | None:
     """The object's size a Complete names (x-amz-mp-object-size), for S3's check against the parts."""
     raw = ctx.headers.get("x-amz-mp-object-size")
-    if raw is None:
-        return None
-    if not (raw.strip().isascii() and raw.strip().isdigit()):
-        raise errors.InvalidArgument(
-            "The x-amz-mp-object-size header must be a non-negative integer.",
-            ArgumentName="x-amz-mp-object-size", ArgumentValue=raw,
-        )  # fmt: skip
-    return int(raw)
+    return None if raw is None else int_header("x-amz-mp-object-size", raw)
 
 
 def _object_checksums(ctx: Context) -> dict[str, str]:

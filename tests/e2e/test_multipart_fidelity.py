@@ -282,6 +282,19 @@ def test_complete_checks_the_object_size_the_client_names(s3, bucket: str) -> No
     with pytest.raises(ClientError) as exc:
         s3.head_object(Bucket=bucket, Key="sized")
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404  # nothing published
+    # Not a number, or one too long for int() (over 4,300 digits): refused, never a 500.
+    for value, code in (("12ab", "InvalidArgument"), ("9" * 5000, "InvalidRequest")):
+
+        def sized(request, value: str = value, **_: object) -> None:  # type: ignore[no-untyped-def]
+            request.headers["x-amz-mp-object-size"] = value
+
+        s3.meta.events.register("before-sign.s3.CompleteMultipartUpload", sized)
+        try:
+            with pytest.raises(ClientError) as exc:
+                s3.complete_multipart_upload(Bucket=bucket, Key="sized", UploadId=upload_id, MultipartUpload={"Parts": listed})
+        finally:
+            s3.meta.events.unregister("before-sign.s3.CompleteMultipartUpload", sized)
+        assert (error(exc)["Code"], exc.value.response["ResponseMetadata"]["HTTPStatusCode"]) == (code, 400)
     s3.complete_multipart_upload(
         Bucket=bucket, Key="sized", UploadId=upload_id, MultipartUpload={"Parts": listed}, MpuObjectSize=PART + 4
     )
