@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from s3serve import errors
 
 from .base import UploadInfo, UploadListPage
-from .keys import MAX_KEY_BYTES
+from .keys import MAX_KEY_BYTES, is_inside
 
 MAX_KEYS = 1000
 
@@ -97,14 +97,6 @@ def _valid_name(name: str) -> bool:
     return True
 
 
-def _inside(real: str, root: str) -> bool:
-    """Whether a real path may be served: inside a bucket of ``root``, not ``root`` itself (a
-    symlink to it would list every bucket and the hidden state below one key), nor a dot-folder
-    at its top (such names are never buckets; ``ROOT/.s3serve`` holds staging and metadata)."""
-    base = root.rstrip(os.sep) + os.sep
-    return real.startswith(base) and not real[len(base) :].startswith(".")
-
-
 # Keys of at most this many characters are within S3's 1024 bytes whatever they hold (4 bytes a
 # character at most in UTF-8): only longer ones are encoded to be measured.
 _SURELY_SHORT = MAX_KEY_BYTES // 4
@@ -114,7 +106,7 @@ def _classify(entry: os.DirEntry[str], parent_real: str, root: str) -> tuple[boo
     """(is_dir, real path) for a regular file or a directory that may be listed, else None."""
     if entry.is_symlink():
         real = os.path.realpath(entry.path)
-        if not _inside(real, root):
+        if not is_inside(root, real):
             return None
         st = os.stat(real)
         if stat.S_ISDIR(st.st_mode):
@@ -391,7 +383,7 @@ def _descend(bucket_dir: str, bucket_real: str, dir_part: str, root: str) -> tup
             st = os.lstat(path)
             if stat.S_ISLNK(st.st_mode):
                 real = os.path.realpath(path)
-                if not _inside(real, root):
+                if not is_inside(root, real):
                     return None
                 st = os.stat(real)
             else:
@@ -426,7 +418,7 @@ def list_page(
     root = os.path.realpath(root)
     bucket_dir = os.path.abspath(bucket_dir)
     bucket_real = os.path.realpath(bucket_dir)
-    if not _inside(bucket_real, root) or not os.path.isdir(bucket_real):
+    if not is_inside(root, bucket_real) or not os.path.isdir(bucket_real):
         return RawPage([], [], False, None)
 
     # Resuming after a common prefix a previous page returned skips everything under it. It has
