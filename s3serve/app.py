@@ -375,7 +375,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
                 # PutObject checks its headers before its storage call looks for the bucket's
                 # folder: a bucket whose folder is gone (its record not yet) is NoSuchBucket
                 # first, as on the general path.
-                await backend.head_bucket(route.bucket)
+                await backend.check_bucket(route.bucket)
         else:
             auth = await _check_bucket(request, route, auth)
         if auth.requester is not None:

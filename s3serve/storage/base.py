@@ -325,6 +325,11 @@ class Backend(abc.ABC):
         from the one lookup of the owner."""
         return await self.bucket_owner(bucket), await self.cached_bucket_config(bucket, name, parse)
 
+    async def check_bucket(self, name: str) -> None:
+        """NoSuchBucket unless the bucket is there: head_bucket without its answer, which a
+        backend may give from less (the owner's PutObject asks it on every write)."""
+        await self.head_bucket(name)
+
     async def confirm_bucket(self, name: str) -> BucketInfo:
         """head_bucket for a client asking whether the bucket exists (HeadBucket,
         GetBucketLocation), where a backend with a truth elsewhere asks it."""

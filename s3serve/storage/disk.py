@@ -254,6 +254,10 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
         return self.registry.info(name, st.st_mtime, self.default_owner)
 
     @as_s3_errors
+    async def check_bucket(self, name: str) -> None:
+        self._bucket_stat(name)  # the folder alone: the caller has read the record
+
+    @as_s3_errors
     async def bucket_owner(self, name: str) -> str:
         # The registry's stat alone; the folder's is head_bucket's, for a bucket without a record.
         doc = self.registry.read(name) if keys.is_bucket_folder_name(name) else None
