@@ -114,7 +114,7 @@ def refusal(error: errors.S3Error) -> web.Response:
 class S3RequestHandler(web.RequestHandler):
     """aiohttp's connection protocol, answering framing errors as S3 does (see the module doc)."""
 
-    __slots__ = ("heard", "_fed", "_fed_chunked", "_tail", "_head_began", "_head", "_untracked", "_gave_up")
+    __slots__ = ("heard", "_fed", "_fed_chunked", "_tail", "_head_began", "_head", "_untracked", "_gave_up", "_watching")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.heard = time.monotonic()  # when the client last sent something
@@ -130,6 +130,7 @@ class S3RequestHandler(web.RequestHandler):
         self._head: bytes | bytearray | None = b""
         self._untracked = False
         self._gave_up = False  # the parser failed: nothing more is read as a request
+        self._watching = False  # _close_when_answered is polling
         super().connection_made(transport)
 
     def handle_error(
@@ -380,8 +381,11 @@ class S3RequestHandler(web.RequestHandler):
             return
         # A body still arriving never will now.
         self._fail_unfinished_bodies(closing(errors.IncompleteBody()))
-        # Not close(): aiohttp would drop the requests received and not yet answered.
-        self._close_when_answered()
+        # Not close(): aiohttp would drop the requests received and not yet answered. One poll
+        # per connection, though _client_done runs twice.
+        if not self._watching:
+            self._watching = True
+            self._close_when_answered()
 
     def _close_when_answered(self) -> None:
         """Close once every request received is answered (the loop waits for a next one)."""
