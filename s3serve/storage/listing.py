@@ -267,7 +267,7 @@ class _Walker:
             child = frame.children[frame.index]
             frame.index += 1
             key = frame.rel + child.sort_key
-            if len(key) > _SURELY_SHORT and len(key.encode("utf-8")) > MAX_KEY_BYTES:
+            if _too_long(key):
                 continue  # a name no S3 request can give (GET, DELETE: KeyTooLongError), nor any below
             bound = frame.bound
             if not child.is_dir:
@@ -316,14 +316,19 @@ class _Walker:
             # The bound cuts through this directory: find the first key above it, in order.
             sub = _Walker(self.root, self.prefix, "", bound, self.is_folder_marker, set(self.ancestors))
             return next(sub.start(child.path, key, child.real, ""), None) is not None
-        return _any_object(child.path, child.real, self.root, self.is_folder_marker, self.ancestors)
+        return _any_object(child.path, child.real, key, self.root, self.is_folder_marker, self.ancestors)
+
+
+def _too_long(key: str) -> bool:
+    return len(key) > _SURELY_SHORT and len(key.encode("utf-8")) > MAX_KEY_BYTES
 
 
 def _any_object(
-    path: str, real: str, root: str, is_folder_marker: Callable[[str], bool], ancestors: set[str]
+    path: str, real: str, key: str, root: str, is_folder_marker: Callable[[str], bool], ancestors: set[str]
 ) -> bool:
-    """Whether the directory is a folder marker or holds any object, in any order: stops reading
-    at the first regular file, and goes depth-first into subdirectories only when it has none."""
+    """Whether the directory (whose key is ``key``) is a folder marker or holds any object, in any
+    order: stops reading at the first regular file whose key S3 allows, and goes depth-first into
+    subdirectories only when it has none."""
     try:
         if is_folder_marker(path):
             return True
@@ -332,13 +337,13 @@ def _any_object(
     # (path, real, subdirectories still to try) per level: an explicit stack, since a foreign
     # tree can be deeper than Python's recursion limit.
     seen = set(ancestors)
-    pending: list[tuple[str, str]] = [(path, real)]
+    pending: list[tuple[str, str, str]] = [(path, real, key)]
     while pending:
-        dir_path, dir_real = pending.pop()
+        dir_path, dir_real, dir_key = pending.pop()
         if dir_real in seen:
             continue
         seen.add(dir_real)
-        subdirs: list[tuple[str, str]] = []
+        subdirs: list[tuple[str, str, str]] = []
         try:
             with _scandir(dir_path) as it:
                 for entry in it:
@@ -351,14 +356,17 @@ def _any_object(
                     if kind is None:
                         continue
                     is_dir, child_real = kind
+                    child_key = dir_key + entry.name + ("/" if is_dir else "")
+                    if _too_long(child_key):
+                        continue  # left out of listings, as is all below it
                     if not is_dir:
                         return True
-                    subdirs.append((entry.path, child_real))
+                    subdirs.append((entry.path, child_real, child_key))
         except OSError:
             continue
         # Depth-first in name order (reversed onto the stack): a folder marker is itself an object.
         subdirs.sort(reverse=True)
-        for sub_path, sub_real in subdirs:
+        for sub_path, sub_real, _ in subdirs:
             try:
                 if sub_real not in seen and is_folder_marker(sub_path):
                     return True

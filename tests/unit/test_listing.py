@@ -460,6 +460,17 @@ def test_names_longer_than_any_key_are_not_listed(root: Path) -> None:
     assert keys_of(page) == ["a", longest]
 
 
+def test_a_folder_of_only_over_long_names_does_not_roll_up(root: Path) -> None:
+    # Its common prefix would lead a client to a listing with nothing in it.
+    bucket = root / "bkt"
+    deep = "/".join(["d" * 255] * 4)
+    make_tree(bucket, ["a", f"{deep}/too-long", f"long/{deep}/too-long", f"long/{'e' * 255}/ok"])
+    page = list_page(str(bucket), "", "/", "", 1000, marker_fn(set()), str(root))
+    assert (keys_of(page), page.common_prefixes) == (["a"], ["long/"])
+    page = list_page(str(bucket), "long/", "/", "", 1000, marker_fn(set()), str(root))
+    assert (keys_of(page), page.common_prefixes) == ([], [f"long/{'e' * 255}/"])
+
+
 def test_symlink_loops_terminate(root: Path) -> None:
     bucket = root / "bkt"
     make_tree(bucket, ["a/f", "b/g"])
