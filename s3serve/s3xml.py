@@ -62,8 +62,9 @@ _CR_REF = {0x0D: "&#13;"}
 # The other control characters a key may hold (S3 accepts all but NUL) are not XML 1.0
 # characters at all. S3 writes them in responses as character references (&#x1;), which strict
 # parsers refuse as they would the raw byte; clients that need them ask for encoding-type=url.
-# TAB and LF pass through unchanged.
-_CONTROL_REFS = {c: f"&#x{c:X};" for c in range(0x20) if c not in (0x09, 0x0A)} | _CR_REF
+# TAB and LF pass through unchanged. U+FFFE and U+FFFF, valid in a UTF-8 key, are no XML
+# characters either.
+_CONTROL_REFS = {c: f"&#x{c:X};" for c in (*range(0x20), 0xFFFE, 0xFFFF) if c not in (0x09, 0x0A)} | _CR_REF
 
 
 def escape(text: str) -> str:

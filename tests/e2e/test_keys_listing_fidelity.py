@@ -183,6 +183,12 @@ def test_control_characters_are_written_as_s3_writes_them(s3, raw: RawLister, bu
     assert _listed(s3, bucket) == ["ctl\x01x\x1f"]
     # Not through DeleteObjects: its XML body cannot carry the key (S3 refuses it as MalformedXML too).
     s3.delete_object(Bucket=bucket, Key="ctl\x01x\x1f")
+    # U+FFFE and U+FFFF are no XML 1.0 characters either.
+    s3.put_object(Bucket=bucket, Key="nc\ufffex\uffff", Body=b"x")
+    status, data = raw.get(bucket, {"list-type": "2"})
+    assert status == 200 and b"<Key>nc&#xFFFE;x&#xFFFF;</Key>" in data
+    assert _listed(s3, bucket) == ["nc\ufffex\uffff"]
+    s3.delete_object(Bucket=bucket, Key="nc\ufffex\uffff")
 
 
 def test_key_shapes_round_trip(s3, bucket: str) -> None:
