@@ -154,7 +154,8 @@ class ObjectInfo:
     headers: dict[str, str] = field(default_factory=dict)
     # x-amz-meta-* without the prefix, names lower-case.
     user_meta: dict[str, str] = field(default_factory=dict)
-    checksums: dict[str, str] = field(default_factory=dict)  # e.g. {"CRC32": "base64"}
+    # e.g. {"CRC32": "base64"}; from an upstream's listing {"CRC32": ""}, which names no value.
+    checksums: dict[str, str] = field(default_factory=dict)
     checksum_type: str | None = None  # "FULL_OBJECT" or "COMPOSITE"
     storage_class: str = "STANDARD"
     parts: list[PartInfo] | None = None  # for objects made by CompleteMultipartUpload

@@ -158,18 +158,23 @@ def list_buckets(body: bytes) -> list[BucketInfo]:
 
 
 def list_objects(body: bytes) -> tuple[list[ObjectInfo], list[str], bool]:
-    """ListObjectsV2: (objects, common prefixes, is_truncated)."""
+    """ListObjectsV2: (objects, common prefixes, is_truncated). A listing names an object's
+    checksum algorithms, not their values: each is in ``checksums`` with an empty value."""
     doc = parse(body, "ListBucketResult")
     encoded = text(doc.get("EncodingType")) == "url"
     objects = []
     for item in items(doc, "Contents"):
         key = _url(item.get("Key"), encoded)
+        # S3's schema lets <ChecksumAlgorithm> come more than once per object.
+        algorithms = [text(alg).strip() for alg in s3xml.as_list(item.get("ChecksumAlgorithm"))]
         objects.append(
             ObjectInfo(
                 key=key,
                 size=int(text(item.get("Size")) or 0),
                 etag=unquote_etag(text(item.get("ETag"))),
                 last_modified=iso_epoch(text(item.get("LastModified"))),
+                checksums=dict.fromkeys(filter(None, algorithms), ""),
+                checksum_type=text(item.get("ChecksumType")).strip() or None,
                 storage_class=text(item.get("StorageClass")) or "STANDARD",
                 is_folder=key.endswith("/"),
             )
