@@ -147,11 +147,17 @@ def _contents(obj: ObjectInfo, url: bool, owner: tuple[str, str] | None) -> str:
     if owner:
         out += _owner(*owner)
     out += f"<StorageClass>{_esc_plain(obj.storage_class)}</StorageClass>"
-    if obj.checksums:
-        out += "".join(f"<ChecksumAlgorithm>{_esc(alg)}</ChecksumAlgorithm>" for alg in sorted(obj.checksums))
-        if obj.checksum_type:
-            out += f"<ChecksumType>{_esc(obj.checksum_type)}</ChecksumType>"
-    return out + "</Contents>"
+    return out + _listed_checksums(obj) + "</Contents>"
+
+
+def _listed_checksums(obj: ObjectInfo) -> str:
+    """The algorithms of an object's checksums, as listings name them (without their values)."""
+    if not obj.checksums:
+        return ""
+    out = "".join(f"<ChecksumAlgorithm>{_esc(alg)}</ChecksumAlgorithm>" for alg in sorted(obj.checksums))
+    if obj.checksum_type:
+        out += f"<ChecksumType>{_esc(obj.checksum_type)}</ChecksumType>"
+    return out
 
 
 def list_objects(
@@ -238,6 +244,7 @@ def list_versions(
             + _t("Size", obj.size)
             + _owner(*owner)
             + _t("StorageClass", obj.storage_class)
+            + _listed_checksums(obj)
             + "</Version>"
         )
     parts.extend(f"<CommonPrefixes>{_t('Prefix', _enc(p, url))}</CommonPrefixes>" for p in common_prefixes)

@@ -170,3 +170,12 @@ async def test_an_object_listed_with_two_checksum_algorithms_keeps_both(tmp_path
     (entry,) = listed["Contents"]
     assert (entry["Key"], entry["ChecksumType"]) == ("k", "FULL_OBJECT")
     assert sorted(entry["ChecksumAlgorithm"]) == ["CRC32", "SHA256"]
+
+
+def test_listed_versions_name_their_checksums_as_listed_objects_do(pair: Pair) -> None:
+    # S3's ObjectVersion names ChecksumAlgorithm and ChecksumType as ListObjects' Contents do;
+    # s3serve listed neither, from its disk or through the cache.
+    direct = pair.direct.list_object_versions(Bucket=BUCKET)
+    through = pair.through.list_object_versions(Bucket=BUCKET)
+    assert {v["Key"]: (v["ChecksumAlgorithm"], v["ChecksumType"]) for v in direct["Versions"]} == EXPECTED
+    assert _entries(through, "Versions") == _entries(direct, "Versions")
