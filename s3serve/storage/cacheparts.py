@@ -26,6 +26,7 @@ from .. import errors
 from . import replicas, ssec
 from .base import (
     Body,
+    BucketInfo,
     ObjectInfo,
     PartInfo,
     PartsPage,
@@ -162,6 +163,7 @@ class CacheMultipart(CacheReads):
             self, bucket: str, keys: Sequence[str], write: Awaitable[R], *, then_read: bool = False
         ) -> tuple[R, int]: ...
         async def _drop_local(self, bucket: str, key: str, only: ObjectInfo | None = None) -> bool: ...
+        async def head_bucket(self, name: str) -> BucketInfo: ...
 
     async def sweep_parts(self) -> None:
         """Drop the kept parts of uploads abandoned for longer than the multipart expiry."""
@@ -295,11 +297,19 @@ class CacheMultipart(CacheReads):
     async def list_multipart_uploads(
         self, bucket: str, prefix: str, delimiter: str, key_marker: str, upload_id_marker: str, max_uploads: int
     ) -> UploadListPage:
-        return await self.upstream.list_multipart_uploads(
+        page = await self.upstream.list_multipart_uploads(
             bucket, prefix, delimiter, key_marker, upload_id_marker, max_uploads
         )
+        # The upstream names the owner of the cache's credentials there, none of this server's
+        # users; which of them began an upload is not kept: each is its bucket's owner's, the
+        # owner this server's ListObjects and ListBuckets name.
+        owner = (await self.head_bucket(bucket)).owner
+        page.uploads = [replace(upload, owner=owner) for upload in page.uploads]
+        return page
 
     async def list_parts(
         self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
     ) -> PartsPage:
-        return await self.upstream.list_parts(bucket, key, upload_id, part_number_marker, max_parts)
+        page = await self.upstream.list_parts(bucket, key, upload_id, part_number_marker, max_parts)
+        page.upload = replace(page.upload, owner=(await self.head_bucket(bucket)).owner)  # as above
+        return page

@@ -179,3 +179,52 @@ def test_listed_versions_name_their_checksums_as_listed_objects_do(pair: Pair) -
     through = pair.through.list_object_versions(Bucket=BUCKET)
     assert {v["Key"]: (v["ChecksumAlgorithm"], v["ChecksumType"]) for v in direct["Versions"]} == EXPECTED
     assert _entries(through, "Versions") == _entries(direct, "Versions")
+
+
+def _without(listed: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {k: v for k, v in listed.items() if k not in ("ResponseMetadata", *names)}
+
+
+def _own(s3: Any) -> dict[str, str]:
+    """Who the server names as its client: the owner of the bucket it made."""
+    return s3.list_buckets()["Owner"]  # type: ignore[no-any-return]
+
+
+def test_listed_uploads_are_the_upstreams_initiated_by_the_caches_user(pair: Pair) -> None:
+    # Each field of the upstream's <Upload> reaches the client, the checksum's algorithm and
+    # type included. Its Owner and Initiator were the upstream's id (the cache's credentials
+    # there), which none of the cache's users has, named by that id for want of a name: the
+    # cache names its bucket's owner, as its ListObjects and ListBuckets do.
+    direct = pair.direct.list_multipart_uploads(Bucket=BUCKET)
+    through = pair.through.list_multipart_uploads(Bucket=BUCKET)
+    listed = {
+        u["Key"]: (u.get("ChecksumAlgorithm"), u.get("ChecksumType"), u["StorageClass"])
+        for u in direct["Uploads"]
+    }
+    assert listed == {
+        "open/crc32-full": ("CRC32", "FULL_OBJECT", "STANDARD"),
+        "open/sha1": ("SHA1", "COMPOSITE", "STANDARD"),
+        "open/none": (None, None, "STANDARD_IA"),
+    }
+    hidden = ("Owner", "Initiator")
+    assert [_without(u, *hidden) for u in through["Uploads"]] == [
+        _without(u, *hidden) for u in direct["Uploads"]
+    ]
+    assert _without(through, "Uploads") == _without(direct, "Uploads")
+    me = _own(pair.through)
+    assert all(u["Owner"] == me and u["Initiator"] == me for u in through["Uploads"])
+
+
+@pytest.mark.parametrize("key", ["open/crc32-full", "open/sha1", "open/none"])
+def test_listed_parts_are_the_upstreams_initiated_by_the_caches_user(pair: Pair, key: str) -> None:
+    def parts(s3: Any) -> dict[str, Any]:
+        listed = s3.list_parts(Bucket=BUCKET, Key=key, UploadId=pair.uploads[key])
+        return listed  # type: ignore[no-any-return]
+
+    direct, through = parts(pair.direct), parts(pair.through)
+    (part,) = direct["Parts"]
+    expected = {"open/crc32-full": "CRC32", "open/sha1": "SHA1", "open/none": "CRC64NVME"}[key]
+    assert {name for name in part if name.startswith("Checksum")} == {f"Checksum{expected}"}
+    assert _without(through, "Owner", "Initiator") == _without(direct, "Owner", "Initiator")
+    me = _own(pair.through)
+    assert through["Owner"] == me and through["Initiator"] == me
