@@ -164,11 +164,12 @@ class RemoteBackend(Backend):
         headers.update(checksum_headers(stream.checksums, sdk=True))
         headers.update(await self._write_condition(bucket, key, precondition))
         answer, _ = await self._http.read("PUT", bucket, key, headers=headers, body=stream, missing=errors.NoSuchBucket)
+        etag = rx.written_etag(answer.get("ETag"), "PutObject")
         checksums = body.finish({})
         return ObjectInfo(
             key=key,
             size=stream.size,
-            etag=rx.unquote_etag(answer.get("ETag")),
+            etag=etag,
             # S3's PutObject answer has no Last-Modified; its Date is when the object was written.
             last_modified=http_date(answer.get("Date")) or time.time(),
             headers=dict(meta.headers),
@@ -460,8 +461,8 @@ class RemoteBackend(Backend):
         answer, _ = await self._http.read(
             "PUT", bucket, key, query, checksum_headers(stream.checksums, sdk=True), stream, missing=errors.NoSuchUpload
         )
+        etag = rx.written_etag(answer.get("ETag"), "UploadPart")
         checksums = body.finish({})
-        etag = rx.unquote_etag(answer.get("ETag"))
         modified = http_date(answer.get("Date")) or time.time()
         return PartInfo(number, stream.size, etag, modified, checksums, Encryption.from_headers(answer))
 

@@ -123,6 +123,16 @@ def unquote_etag(value: str | None) -> str:
     return (value or "").strip().strip('"')
 
 
+def written_etag(value: Any, answer: str) -> str:
+    """The ETag (a header's or an element's value) of what a write's 2xx answer says it made:
+    S3's always names one. An answer without is not S3's (a captive portal's or a proxy's page,
+    or nothing): the write is not known to have happened, so it is not acknowledged as if it had."""
+    etag = unquote_etag(text(value))
+    if not etag:
+        raise errors.ServiceUnavailable(f"The upstream S3 answered {answer} without an ETag.")
+    return etag
+
+
 def _truthy(value: Any) -> bool:
     return text(value).strip().lower() == "true"
 

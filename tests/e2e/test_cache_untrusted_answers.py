@@ -1,0 +1,182 @@
+"""The upstream cache when its upstream's 2xx answer to a write is not S3's: a captive portal or a
+misconfigured proxy answering every request 200 with a web page (or with nothing). Such a write
+is not known to have happened: the client gets ServiceUnavailable, never an acknowledgement, and
+the cache keeps nothing it would serve as written. Live processes on loopback, driven by boto3:
+an s3serve cache whose upstream is a small aiohttp front of a second s3serve."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from botocore.exceptions import ClientError
+
+from tests.conftest import Server, free_port, stop_server
+from tests.e2e.conftest import start_cache
+
+# Servers of its own on loopback, whatever S3SERVE_TEST_ENDPOINT names.
+pytestmark = pytest.mark.skipif(bool(os.environ.get("S3SERVE_TEST_ENDPOINT")), reason="own servers")
+
+PAGE = (200, "text/html", b"<!DOCTYPE html><html><body><p>Welcome! Sign in to continue.</p></body></html>")
+NOTHING = (200, "text/plain", b"")
+# Headers a front passes on neither way: its own connection's, and those it sets itself.
+HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"})
+
+
+class Front:
+    """An HTTP server on loopback that passes each request on to ``target`` and relays its answer,
+    except the requests ``hijack`` picks: those are answered ``page`` (status, content type,
+    body), and passed on first only when ``pass_on`` is set (an upstream whose answer a proxy
+    rewrites). It runs on an event loop of its own, in a thread, beside the synchronous tests."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.hijack: Callable[[web.Request], bool] = lambda request: False
+        self.page = PAGE
+        self.pass_on = False
+        self.hijacked = 0
+        self.endpoint = f"http://127.0.0.1:{free_port()}"
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+
+    async def _start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            auto_decompress=False, skip_auto_headers=("Content-Type", "Accept-Encoding")
+        )
+        app = web.Application(client_max_size=1 << 30)
+        app.router.add_route("*", "/{tail:.*}", self._answer)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", int(self.endpoint.rsplit(":", 1)[1])).start()
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        hijacked = self.hijack(request)
+        if hijacked:
+            self.hijacked += 1
+            if not self.pass_on:
+                status, kind, page = self.page
+                return web.Response(status=status, body=page, content_type=kind)
+        # The Host header goes on as it came: the upstream checks the signature made with it.
+        headers = {name: value for name, value in request.headers.items() if name.lower() not in HOP}
+        url = self.target + request.raw_path
+        async with self._session.request(
+            request.method, url, headers=headers, data=body or None, allow_redirects=False
+        ) as answer:
+            data = await answer.read()
+            relayed = {name: value for name, value in answer.headers.items() if name.lower() not in HOP}
+            status = answer.status
+        if hijacked:
+            status, kind, data = self.page
+            relayed = {"Content-Type": kind}
+        if request.method == "HEAD":  # the object's length, which a web.Response would not send
+            head = web.StreamResponse(status=status, headers=relayed)
+            head.content_length = int(answer.headers.get("Content-Length") or 0)
+            await head.prepare(request)
+            await head.write_eof()
+            return head
+        return web.Response(status=status, body=data, headers=relayed)
+
+    def close(self) -> None:
+        async def stop() -> None:
+            await self._runner.cleanup()
+            await self._session.close()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+@pytest.fixture
+def front(upstream: Server) -> Iterator[Front]:
+    proxy = Front(upstream.endpoint)
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def cache(tmp_path: Path, upstream: Server, front: Front) -> Iterator[tuple[Server, Any, Path]]:
+    """A cache (its server, a boto3 client that does not retry, its ROOT) whose upstream is ``front``."""
+    root = tmp_path / "cache"
+    root.mkdir()
+    behind = Server(front.endpoint, upstream.access_key, upstream.secret_key, None)
+    srv = start_cache(root, behind, "--cache-revalidate", "1h")
+    try:
+        yield srv, srv.client(retries={"max_attempts": 0}), root
+    finally:
+        stop_server(srv)
+    assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
+
+
+def is_write(method: str, key: str, *, query: str = "", header: str = "") -> Callable[[web.Request], bool]:
+    """Picks the requests ``method`` of ``key`` (path /bucket/key) whose query holds ``query``
+    (or none, when empty) and that carry ``header``."""
+
+    def pick(request: web.Request) -> bool:
+        if request.method != method or request.path.split("/", 2)[-1] != key:
+            return False
+        if (query not in request.query_string) if query else request.query_string:
+            return False
+        return not header or header in request.headers
+
+    return pick
+
+
+def unavailable(call: Callable[[], object]) -> None:
+    with pytest.raises(ClientError) as failed:
+        call()
+    assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    assert failed.value.response["Error"]["Code"] == "ServiceUnavailable"
+
+
+@pytest.mark.parametrize("page", [PAGE, NOTHING], ids=["web-page", "empty"])
+def test_a_put_answered_without_an_etag_is_not_acknowledged(
+    cache: tuple[Server, Any, Path], front: Front, page: tuple[int, str, bytes]
+) -> None:
+    _, s3, root = cache
+    s3.create_bucket(Bucket="portal")
+    s3.put_object(Bucket="portal", Key="k", Body=b"the version before")
+    front.page, front.hijack = page, is_write("PUT", "k")
+    unavailable(lambda: s3.put_object(Bucket="portal", Key="k", Body=b"important data"))
+    front.hijack = is_write("PUT", "new")
+    unavailable(lambda: s3.put_object(Bucket="portal", Key="new", Body=b"important data"))
+    assert front.hijacked == 2
+    # Nothing here claims the writes happened: no copy of their bytes, and the upstream's answered.
+    assert not (root / "portal" / "new").exists()
+    copy = root / "portal" / "k"
+    assert not copy.exists() or copy.read_bytes() == b"the version before"
+    front.hijack = lambda request: False
+    assert s3.get_object(Bucket="portal", Key="k")["Body"].read() == b"the version before"
+    with pytest.raises(ClientError) as missing:
+        s3.head_object(Bucket="portal", Key="new")
+    assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+@pytest.mark.parametrize("page", [PAGE, NOTHING], ids=["web-page", "empty"])
+def test_an_upload_part_answered_without_an_etag_is_not_acknowledged(
+    cache: tuple[Server, Any, Path], front: Front, page: tuple[int, str, bytes]
+) -> None:
+    _, s3, _ = cache
+    s3.create_bucket(Bucket="portal")
+    upload = s3.create_multipart_upload(Bucket="portal", Key="mp")["UploadId"]
+    front.page, front.hijack = page, is_write("PUT", "mp", query="partNumber=")
+    part = {"Bucket": "portal", "Key": "mp", "UploadId": upload, "PartNumber": 1, "Body": b"part one"}
+    unavailable(lambda: s3.upload_part(**part))
+    assert front.hijacked == 1
+    front.hijack = lambda request: False
+    etag = s3.upload_part(**part)["ETag"]
+    assert etag == f'"{hashlib.md5(b"part one").hexdigest()}"'
+    parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+    s3.complete_multipart_upload(Bucket="portal", Key="mp", UploadId=upload, MultipartUpload=parts)
+    assert s3.get_object(Bucket="portal", Key="mp")["Body"].read() == b"part one"
