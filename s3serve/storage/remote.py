@@ -294,7 +294,7 @@ class RemoteBackend(Backend):
         headers.update(await self._write_condition(dst_bucket, dst_key, precondition))
         answer, body = await self._http.read("PUT", dst_bucket, dst_key, headers=headers, error_in_body=True)
         # The copy's answer holds only ETag and LastModified; the rest comes from the copy itself.
-        etag, modified, checksums = rx.copy_result(body, "CopyObjectResult")
+        etag, modified, checksums = rx.copy_result(body, "CopyObjectResult", "CopyObject")
         made = ObjectInfo(dst_key, 0, etag, modified or time.time(), checksums=checksums)
         return await self._made(dst_bucket, dst_key, replace(made, encryption=Encryption.from_headers(answer)))
 
@@ -488,7 +488,7 @@ class RemoteBackend(Backend):
         headers.update(await self._source_condition(src_bucket, src_key, src_precondition, "x-amz-copy-source-", current))
         query = [("partNumber", str(number)), ("uploadId", upload_id)]
         answer, body = await self._http.read("PUT", bucket, key, query, headers, missing=errors.NoSuchUpload, error_in_body=True)
-        etag, modified, checksums = rx.copy_result(body, "CopyPartResult")
+        etag, modified, checksums = rx.copy_result(body, "CopyPartResult", "UploadPartCopy")
         size = src_range[1] - src_range[0] + 1 if src_range is not None else current.size if current else 0
         return PartInfo(number, size, etag, modified or time.time(), checksums, Encryption.from_headers(answer))
 
@@ -514,14 +514,14 @@ class RemoteBackend(Backend):
             missing=errors.NoSuchUpload, error_in_body=True,
         )  # fmt: skip
         doc = rx.parse(body, "CompleteMultipartUploadResult")
-        etag = rx.unquote_etag(rx.text(doc.get("ETag")))
+        etag = rx.written_etag(doc.get("ETag"), "CompleteMultipartUpload")
         # The rest (size, time, metadata) from a HEAD; but the answer is this upload's, not that of
         # a write of the key that landed between the two. An SSE-C object completed without its
         # key (S3 asks for it only with a checksum) is described by the answer alone.
         encryption = Encryption.from_headers(answer)
         made = ObjectInfo(key, 0, etag, time.time(), checksums=rx.checksums_in(doc), encryption=encryption)
         info = await self._made(bucket, key, made)
-        if etag and etag != info.etag:
+        if etag != info.etag:
             return replace(info, etag=etag, checksums=rx.checksums_in(doc), parts=None)
         return info
 

@@ -200,10 +200,11 @@ def upload_id(body: bytes) -> str:
     return upload
 
 
-def copy_result(body: bytes, root: str) -> tuple[str, float, dict[str, str]]:
-    """CopyObjectResult / CopyPartResult: (etag, last modified, checksums)."""
+def copy_result(body: bytes, root: str, operation: str) -> tuple[str, float, dict[str, str]]:
+    """CopyObjectResult / CopyPartResult, the answer to ``operation``: (etag, last modified,
+    checksums)."""
     doc = parse(body, root)
-    return unquote_etag(text(doc.get("ETag"))), iso_epoch(text(doc.get("LastModified"))), checksums_in(doc)
+    return written_etag(doc.get("ETag"), operation), iso_epoch(text(doc.get("LastModified"))), checksums_in(doc)
 
 
 def tagging(body: bytes) -> dict[str, str]:

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ pytestmark = pytest.mark.skipif(bool(os.environ.get("S3SERVE_TEST_ENDPOINT")), r
 
 PAGE = (200, "text/html", b"<!DOCTYPE html><html><body><p>Welcome! Sign in to continue.</p></body></html>")
 NOTHING = (200, "text/plain", b"")
+# S3's own way to fail a copy or a Complete after its 200 has gone out: an <Error> in the body.
+ERROR = (200, "application/xml", b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+         b"<Message>We encountered an internal error. Please try again.</Message></Error>")  # fmt: skip
 # Headers a front passes on neither way: its own connection's, and those it sets itself.
 HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"})
 
@@ -106,14 +110,18 @@ def front(upstream: Server) -> Iterator[Front]:
 
 
 @pytest.fixture
-def cache(tmp_path: Path, upstream: Server, front: Front) -> Iterator[tuple[Server, Any, Path]]:
-    """A cache (its server, a boto3 client that does not retry, its ROOT) whose upstream is ``front``."""
+def cache(tmp_path: Path, upstream: Server, front: Front) -> Iterator[tuple[Any, Path]]:
+    """A boto3 client that does not retry, of a cache whose upstream is ``front``, and the folder
+    of a new bucket in the cache's ROOT (its name is the folder's)."""
     root = tmp_path / "cache"
     root.mkdir()
     behind = Server(front.endpoint, upstream.access_key, upstream.secret_key, None)
     srv = start_cache(root, behind, "--cache-revalidate", "1h")
     try:
-        yield srv, srv.client(retries={"max_attempts": 0}), root
+        s3 = srv.client(retries={"max_attempts": 0})
+        bucket = f"portal-{uuid.uuid4().hex[:12]}"
+        s3.create_bucket(Bucket=bucket)
+        yield s3, root / bucket
     finally:
         stop_server(srv)
     assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
@@ -142,41 +150,88 @@ def unavailable(call: Callable[[], object]) -> None:
 
 @pytest.mark.parametrize("page", [PAGE, NOTHING], ids=["web-page", "empty"])
 def test_a_put_answered_without_an_etag_is_not_acknowledged(
-    cache: tuple[Server, Any, Path], front: Front, page: tuple[int, str, bytes]
+    cache: tuple[Any, Path], front: Front, page: tuple[int, str, bytes]
 ) -> None:
-    _, s3, root = cache
-    s3.create_bucket(Bucket="portal")
-    s3.put_object(Bucket="portal", Key="k", Body=b"the version before")
+    s3, folder = cache
+    bucket = folder.name
+    s3.put_object(Bucket=bucket, Key="k", Body=b"the version before")
     front.page, front.hijack = page, is_write("PUT", "k")
-    unavailable(lambda: s3.put_object(Bucket="portal", Key="k", Body=b"important data"))
+    unavailable(lambda: s3.put_object(Bucket=bucket, Key="k", Body=b"important data"))
     front.hijack = is_write("PUT", "new")
-    unavailable(lambda: s3.put_object(Bucket="portal", Key="new", Body=b"important data"))
+    unavailable(lambda: s3.put_object(Bucket=bucket, Key="new", Body=b"important data"))
     assert front.hijacked == 2
     # Nothing here claims the writes happened: no copy of their bytes, and the upstream's answered.
-    assert not (root / "portal" / "new").exists()
-    copy = root / "portal" / "k"
+    assert not (folder / "new").exists()
+    copy = folder / "k"
     assert not copy.exists() or copy.read_bytes() == b"the version before"
     front.hijack = lambda request: False
-    assert s3.get_object(Bucket="portal", Key="k")["Body"].read() == b"the version before"
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"the version before"
     with pytest.raises(ClientError) as missing:
-        s3.head_object(Bucket="portal", Key="new")
+        s3.head_object(Bucket=bucket, Key="new")
     assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
 
 
 @pytest.mark.parametrize("page", [PAGE, NOTHING], ids=["web-page", "empty"])
 def test_an_upload_part_answered_without_an_etag_is_not_acknowledged(
-    cache: tuple[Server, Any, Path], front: Front, page: tuple[int, str, bytes]
+    cache: tuple[Any, Path], front: Front, page: tuple[int, str, bytes]
 ) -> None:
-    _, s3, _ = cache
-    s3.create_bucket(Bucket="portal")
-    upload = s3.create_multipart_upload(Bucket="portal", Key="mp")["UploadId"]
+    s3, folder = cache
+    bucket = folder.name
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
     front.page, front.hijack = page, is_write("PUT", "mp", query="partNumber=")
-    part = {"Bucket": "portal", "Key": "mp", "UploadId": upload, "PartNumber": 1, "Body": b"part one"}
+    part = {"Bucket": bucket, "Key": "mp", "UploadId": upload, "PartNumber": 1, "Body": b"part one"}
     unavailable(lambda: s3.upload_part(**part))
     assert front.hijacked == 1
     front.hijack = lambda request: False
     etag = s3.upload_part(**part)["ETag"]
     assert etag == f'"{hashlib.md5(b"part one").hexdigest()}"'
     parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
-    s3.complete_multipart_upload(Bucket="portal", Key="mp", UploadId=upload, MultipartUpload=parts)
-    assert s3.get_object(Bucket="portal", Key="mp")["Body"].read() == b"part one"
+    s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload, MultipartUpload=parts)
+    assert s3.get_object(Bucket=bucket, Key="mp")["Body"].read() == b"part one"
+
+
+@pytest.mark.parametrize("page", [PAGE, NOTHING, ERROR], ids=["web-page", "empty", "error"])
+def test_a_copy_answered_without_a_copy_result_is_not_acknowledged(
+    cache: tuple[Any, Path], front: Front, page: tuple[int, str, bytes]
+) -> None:
+    s3, folder = cache
+    bucket = folder.name
+    s3.put_object(Bucket=bucket, Key="src", Body=b"the source")
+    front.page, front.hijack = page, is_write("PUT", "dst", header="x-amz-copy-source")
+    source = f"{bucket}/src"
+    unavailable(lambda: s3.copy_object(Bucket=bucket, Key="dst", CopySource=source))
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="dst")["UploadId"]
+    front.hijack = is_write("PUT", "dst", query="partNumber=", header="x-amz-copy-source")
+    part = {"Bucket": bucket, "Key": "dst", "UploadId": upload, "PartNumber": 1, "CopySource": source}
+    unavailable(lambda: s3.upload_part_copy(**part, CopySourceRange="bytes=0-3"))
+    unavailable(lambda: s3.upload_part_copy(**part))
+    assert front.hijacked == 3
+    front.hijack = lambda request: False
+    assert not (folder / "dst").exists()
+    with pytest.raises(ClientError) as missing:
+        s3.head_object(Bucket=bucket, Key="dst")
+    assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert s3.list_parts(Bucket=bucket, Key="dst", UploadId=upload).get("Parts", []) == []
+
+
+@pytest.mark.parametrize("page", [PAGE, NOTHING, ERROR], ids=["web-page", "empty", "error"])
+def test_a_complete_answered_without_its_result_is_not_acknowledged(
+    cache: tuple[Any, Path], front: Front, page: tuple[int, str, bytes]
+) -> None:
+    s3, folder = cache
+    bucket = folder.name
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    etag = s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload, PartNumber=1, Body=b"the part")["ETag"]
+    complete = {"Bucket": bucket, "Key": "mp", "UploadId": upload}
+    parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+    front.page, front.hijack = page, is_write("POST", "mp", query="uploadId=")
+    unavailable(lambda: s3.complete_multipart_upload(**complete, MultipartUpload=parts))
+    assert front.hijacked == 1
+    front.hijack = lambda request: False
+    assert not (folder / "mp").exists()
+    with pytest.raises(ClientError) as missing:
+        s3.head_object(Bucket=bucket, Key="mp")
+    assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    # The upload is still there upstream: completed now, its object is the part's bytes.
+    s3.complete_multipart_upload(**complete, MultipartUpload=parts)
+    assert s3.get_object(Bucket=bucket, Key="mp")["Body"].read() == b"the part"
