@@ -303,8 +303,11 @@ class Upstream:
         error_in_body: bool = False,
         quick: bool = False,
     ) -> tuple[Headers, bytes]:
-        """``send`` and the whole (small) answer. ``error_in_body``: CopyObject, UploadPartCopy
-        and CompleteMultipartUpload may answer 200 and an <Error> later in the body."""
+        """``send`` and the whole (small) answer: an S3 document or nothing, never a web page,
+        which is a captive portal's or a proxy's answer, whatever its status: a write so answered
+        (DELETE's 2xx says nothing else) is not known to have happened. ``error_in_body``:
+        CopyObject, UploadPartCopy and CompleteMultipartUpload may answer 200 and an <Error>
+        later in the body."""
         response = await self.send(
             method, bucket, key, query, headers, body, missing=missing, idempotent=idempotent, quick=quick
         )
@@ -314,6 +317,8 @@ class Upstream:
             raise self.unavailable(f"{method} {bucket}/{key}: {type(exc).__name__} {exc}") from None
         finally:
             response.release()
+        if rx.is_web_page(data):
+            raise self.unavailable(f"{method} {bucket}/{key}: answered {response.status} with a web page")
         if error_in_body:
             found = rx.error_of(data)
             if found is not None:

@@ -80,6 +80,19 @@ _NOT_PASSED_ON = frozenset({
 })  # fmt: skip
 
 
+# The start of an HTML page, after a BOM, an XML declaration (XHTML) and comments: a captive
+# portal's or a proxy's. No S3 answer begins so: its XML's root is the answer's own element (an
+# object's key or a tag's value in it is escaped), and a bucket policy is JSON.
+_WEB_PAGE = re.compile(
+    rb"(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)[\s>]", re.I | re.S
+)
+
+
+def is_web_page(body: bytes) -> bool:
+    """Whether an answer's body is an HTML page rather than an S3 document."""
+    return _WEB_PAGE.match(body[:4096]) is not None
+
+
 def error_of(body: bytes) -> tuple[str, str, dict[str, str]] | None:
     """(Code, Message, the other elements S3 names a fault with: PartNumber, ArgumentName, ...)
     of an ``<Error>`` document, None for anything else."""

@@ -235,3 +235,34 @@ def test_a_complete_answered_without_its_result_is_not_acknowledged(
     # The upload is still there upstream: completed now, its object is the part's bytes.
     s3.complete_multipart_upload(**complete, MultipartUpload=parts)
     assert s3.get_object(Bucket=bucket, Key="mp")["Body"].read() == b"the part"
+
+
+def test_a_delete_answered_with_a_web_page_is_not_acknowledged(cache: tuple[Any, Path], front: Front) -> None:
+    # S3 answers DeleteObject 204 and nothing else: a 2xx is all it says, and a page is not it.
+    s3, folder = cache
+    bucket = folder.name
+    s3.put_object(Bucket=bucket, Key="k", Body=b"still there")
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"still there"
+    front.hijack = is_write("DELETE", "k")
+    unavailable(lambda: s3.delete_object(Bucket=bucket, Key="k"))
+    answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "k"}]})
+    assert answer.get("Deleted", []) == []
+    assert [(error["Key"], error["Code"]) for error in answer["Errors"]] == [("k", "ServiceUnavailable")]
+    assert front.hijacked == 2
+    front.hijack = lambda request: False
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"still there"
+
+
+def test_a_delete_answered_200_without_a_body_is_a_delete(cache: tuple[Any, Path], front: Front) -> None:
+    # Not every S3 answers DeleteObject with S3's 204: some (older Ceph RGW, proxies) with 200.
+    s3, folder = cache
+    bucket = folder.name
+    s3.put_object(Bucket=bucket, Key="k", Body=b"deleted")
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"deleted"
+    front.page, front.pass_on, front.hijack = NOTHING, True, is_write("DELETE", "k")
+    s3.delete_object(Bucket=bucket, Key="k")
+    assert front.hijacked == 1
+    assert not (folder / "k").exists()
+    with pytest.raises(ClientError) as missing:
+        s3.get_object(Bucket=bucket, Key="k")
+    assert missing.value.response["Error"]["Code"] == "NoSuchKey"
