@@ -99,7 +99,7 @@ class CacheReads:
             return local
         try:
             info = await self.upstream.head_object(bucket, key)
-        except errors.NoSuchKey:
+        except (errors.NoSuchKey, errors.NoSuchBucket):
             await self.drop_stale(bucket, key)
             raise
         except errors.ServiceUnavailable:

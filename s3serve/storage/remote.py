@@ -183,10 +183,28 @@ class RemoteBackend(Backend):
         )
 
     async def head_object(self, bucket: str, key: str) -> ObjectInfo:
-        headers, _ = await self._http.read("HEAD", bucket, key, headers={"x-amz-checksum-mode": "ENABLED"}, quick=True)
+        try:
+            headers, _ = await self._http.read(
+                "HEAD", bucket, key, headers={"x-amz-checksum-mode": "ENABLED"}, quick=True
+            )
+        except errors.NoSuchKey as exc:
+            raise await self._missing(bucket, exc) from None
         if "x-amz-tagging-count" in headers:
             self.head_tag_counts = True
         return info_from_headers(key, headers)
+
+    async def _missing(self, bucket: str, exc: errors.S3Error) -> errors.S3Error:
+        """What a HEAD's 404 means: it has no body to tell NoSuchKey from NoSuchBucket, which a
+        GET's would (a cache's reader, GetObjectAttributes and CopyObject answer with a body).
+        A HEAD of the bucket tells, asked only on this path; any other answer leaves NoSuchKey
+        (on S3, a 404 to a HEAD of a key means s3:ListBucket, which HeadBucket needs)."""
+        try:
+            await self.head_bucket(bucket)
+        except errors.NoSuchBucket as gone:
+            return gone
+        except errors.S3Error:
+            pass
+        return exc
 
     async def open_object(self, bucket: str, key: str) -> RemoteReader:
         response = await self._http.send("GET", bucket, key, headers={"x-amz-checksum-mode": "ENABLED"})

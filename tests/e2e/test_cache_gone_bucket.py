@@ -1,0 +1,142 @@
+"""A bucket deleted directly on the upstream, behind the cache that holds copies of its objects:
+every read through the cache answers what the upstream answers (NoSuchBucket, not NoSuchKey).
+Live processes on loopback: an s3serve cache in front of a second s3serve (and of moto), via
+boto3."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import Server, stop_server
+from tests.e2e.conftest import start_cache
+
+pytestmark = pytest.mark.skipif(bool(os.environ.get("S3SERVE_TEST_ENDPOINT")), reason="own servers")
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory, upstream: Server) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("cache") / "root"
+    root.mkdir()
+    srv = start_cache(root, upstream)
+    yield srv
+    stop_server(srv)
+    assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
+
+
+def _code(call: Callable[[], object]) -> str:
+    try:
+        call()
+    except ClientError as exc:
+        return str(exc.response["Error"]["Code"])
+    return "OK"
+
+
+def _copy_held_then_bucket_gone(cache: Server, upstream: Server) -> str:
+    """A bucket with a copy of object "k" on the cache's disk, then deleted on the upstream
+    directly; its name."""
+    s3: Any = cache.client()
+    up: Any = upstream.client()
+    name = f"gone-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=name)
+    s3.put_object(Bucket=name, Key="k", Body=b"copy here")
+    assert s3.get_object(Bucket=name, Key="k")["Body"].read() == b"copy here"
+    assert cache.root is not None and (cache.root / name / "k").read_bytes() == b"copy here"
+    up.delete_object(Bucket=name, Key="k")
+    up.delete_bucket(Bucket=name)
+    return name
+
+
+def _upload_part_copy(s3: Any, name: str) -> object:
+    target = f"parts-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=target)
+    upload = s3.create_multipart_upload(Bucket=target, Key="m")["UploadId"]
+    source = {"Bucket": name, "Key": "k"}
+    return s3.upload_part_copy(Bucket=target, Key="m", UploadId=upload, PartNumber=1, CopySource=source)
+
+
+def _copy(s3: Any, name: str, **how: str) -> object:
+    target = f"copies-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=target)
+    return s3.copy_object(Bucket=target, Key="c", CopySource={"Bucket": name, "Key": "k"}, **how)
+
+
+READS: dict[str, Callable[[Any, str], object]] = {
+    "GetObject": lambda s3, name: s3.get_object(Bucket=name, Key="k")["Body"].read(),
+    "GetObject Range": lambda s3, name: s3.get_object(Bucket=name, Key="k", Range="bytes=1-3")["Body"].read(),
+    "GetObjectAttributes": lambda s3, name: s3.get_object_attributes(
+        Bucket=name, Key="k", ObjectAttributes=["ETag", "ObjectSize"]
+    ),
+    "GetObjectAcl": lambda s3, name: s3.get_object_acl(Bucket=name, Key="k"),
+    "GetObjectTagging": lambda s3, name: s3.get_object_tagging(Bucket=name, Key="k"),
+    "CopyObject": _copy,
+    "CopyObject retagged": lambda s3, name: _copy(s3, name, TaggingDirective="REPLACE", Tagging="a=b"),
+    "UploadPartCopy": _upload_part_copy,
+}
+
+
+@pytest.mark.parametrize("read", list(READS))
+def test_a_read_of_a_copy_in_a_bucket_deleted_upstream_says_no_such_bucket(
+    cache: Server, upstream: Server, read: str
+) -> None:
+    # The copy here is revalidated with a HEAD, whose 404 has no body to tell a missing key from
+    # a missing bucket: the first read through the cache said NoSuchKey, the upstream (and the
+    # cache's next read) NoSuchBucket.
+    s3: Any = cache.client()
+    name = _copy_held_then_bucket_gone(cache, upstream)
+    assert _code(lambda: READS[read](upstream.client(), name)) == "NoSuchBucket"
+    assert _code(lambda: READS[read](s3, name)) == "NoSuchBucket"
+    assert _code(lambda: READS[read](s3, name)) == "NoSuchBucket"
+
+
+def test_a_head_of_a_copy_in_a_bucket_deleted_upstream_drops_the_copy(
+    cache: Server, upstream: Server
+) -> None:
+    # HeadObject's 404 has no body, on S3 as here: the code is only "404". But the copy must not
+    # outlive the HEAD: what follows is NoSuchBucket.
+    s3: Any = cache.client()
+    name = _copy_held_then_bucket_gone(cache, upstream)
+    with pytest.raises(ClientError) as exc:
+        s3.head_object(Bucket=name, Key="k")
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert cache.root is not None and not (cache.root / name / "k").exists()
+    assert _code(lambda: s3.get_object(Bucket=name, Key="k")) == "NoSuchBucket"
+
+
+def test_a_key_missing_from_a_bucket_that_is_there_is_still_no_such_key(
+    cache: Server, upstream: Server
+) -> None:
+    # The HEAD of the bucket that tells the two apart must not turn a missing key into anything else.
+    s3: Any = cache.client()
+    name = f"here-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=name)
+    s3.put_object(Bucket=name, Key="k", Body=b"copy here")
+    upstream.client().delete_object(Bucket=name, Key="k")  # type: ignore[attr-defined]
+    attributes = READS["GetObjectAttributes"]
+    assert _code(lambda: attributes(s3, name)) == "NoSuchKey"
+    assert _code(lambda: s3.get_object(Bucket=name, Key="k")) == "NoSuchKey"
+    assert cache.root is not None and not (cache.root / name / "k").exists()
+
+
+def test_in_front_of_moto_a_bucket_deleted_there_is_no_such_bucket(tmp_path: Path, moto: Server) -> None:
+    # moto, as S3, answers a HEAD of a key in a missing bucket 404 with no body, and HEAD bucket 404.
+    srv = start_cache(tmp_path, moto)
+    try:
+        s3: Any = srv.client()
+        direct: Any = moto.client()
+        name = f"gone-{uuid.uuid4().hex[:10]}"
+        s3.create_bucket(Bucket=name)
+        s3.put_object(Bucket=name, Key="k", Body=b"copy here")
+        direct.delete_object(Bucket=name, Key="k")
+        direct.delete_bucket(Bucket=name)
+        for read in (READS["GetObject"], READS["GetObjectAttributes"]):
+            assert _code(lambda: read(direct, name)) == "NoSuchBucket"  # noqa: B023 - called at once
+            assert _code(lambda: read(s3, name)) == "NoSuchBucket"  # noqa: B023
+        assert not (tmp_path / name / "k").exists()
+    finally:
+        stop_server(srv)
