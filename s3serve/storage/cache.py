@@ -123,6 +123,7 @@ class CacheBackend(CacheMultipart, Backend):
         self._written: OrderedDict[Key, int] = OrderedDict()
         self._forgotten = 0  # the newest number dropped from _written
         self._unkept: OrderedDict[Key, None] = OrderedDict()  # logged as not kept (not_kept)
+        self._forgetting: dict[str, asyncio.Task[None]] = {}  # buckets being forgotten (bucket_gone)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -203,7 +204,13 @@ class CacheBackend(CacheMultipart, Backend):
         return (bucket, key) in self._unkept
 
     async def _write(
-        self, bucket: str, keys: Sequence[str], write: Awaitable[T], *, then_read: bool = False
+        self,
+        bucket: str,
+        keys: Sequence[str],
+        write: Awaitable[T],
+        *,
+        then_read: bool = False,
+        source: str = "",
     ) -> tuple[T, int]:
         """Await the upstream write ``write`` of ``keys`` and record it (_wrote) whatever comes of
         it; its result, and the write's number. A failure that leaves unsaid whether the upstream
@@ -212,12 +219,16 @@ class CacheBackend(CacheMultipart, Backend):
         the revalidation window, would be served as current. A refusal (4xx, or 501: not done
         there) changed nothing, unless ``then_read``: a write that asks the upstream again once
         it is made (a copy, a rename or a Complete describing what it made) may fail after it
-        was, so any failure takes the copies."""
+        was, so any failure takes the copies. ``source``: a copy's source bucket, which its
+        NoSuchBucket may be about (bucket_gone)."""
         try:
             result = await write
         except BaseException as exc:
             for key in keys:
                 self._wrote(bucket, key)
+            if isinstance(exc, errors.NoSuchBucket):
+                for gone in {bucket, source or bucket}:  # either, for a copy (bucket_gone asks which)
+                    await self.bucket_gone(gone)
             refused = isinstance(exc, errors.S3Error) and (exc.status < 500 or exc.status == 501)
             if then_read or not refused:
                 for key in keys:
@@ -326,6 +337,37 @@ class CacheBackend(CacheMultipart, Backend):
     async def delete_bucket(self, name: str) -> None:
         await self.upstream.delete_bucket(name)
         await self._forget_bucket(name)
+
+    async def bucket_gone(self, name: str) -> None:
+        """The upstream answered NoSuchBucket to a request naming ``name`` (perhaps deleted there
+        directly): its folder here goes now, as on a HeadBucket (confirm_bucket), or this
+        server's configuration of it (CORS, policy, ...) would still be answered. Asked of the
+        upstream first: a copy's NoSuchBucket may be of the other bucket. A stat when there is
+        no folder; one HEAD and one walk of its copies however many requests learn it at once.
+        Never raises: the caller's error stands."""
+        try:
+            await self.local.check_bucket(name)
+        except errors.S3Error:
+            return
+        forgetting = self._forgetting.get(name)
+        if forgetting is None:
+            forgetting = self._forgetting[name] = self.spawn(self._forget_if_gone(name))
+            forgetting.add_done_callback(lambda _: self._forgetting.pop(name, None))
+        await asyncio.shield(forgetting)
+
+    async def _forget_if_gone(self, name: str) -> None:
+        try:
+            await self.upstream.head_bucket(name)
+        except errors.NoSuchBucket:
+            pass
+        except Exception:  # noqa: BLE001 - not known to be gone (away, refused): kept
+            return
+        else:
+            return
+        try:
+            await self._forget_bucket(name)
+        except Exception as exc:  # noqa: BLE001 - a folder left behind: the next NoSuchBucket tries again
+            log.warning("cache: folder of %s (gone upstream) not removed: %s", name, exc)
 
     async def _forget_bucket(self, name: str) -> None:
         """The upstream has no bucket ``name`` (any more): every replica here is of an object
@@ -464,6 +506,7 @@ class CacheBackend(CacheMultipart, Backend):
             [dst_key],
             self.upstream.copy_object(src_bucket, src_key, dst_bucket, dst_key, meta, src_precondition, precondition),
             then_read=True,
+            source=src_bucket,
         )
         await self._drop_local(dst_bucket, dst_key)  # the next read fetches the copy
         return info
@@ -490,11 +533,19 @@ class CacheBackend(CacheMultipart, Backend):
     async def list_objects(
         self, bucket: str, prefix: str, delimiter: str, start_after: str, max_keys: int
     ) -> ListPage:
-        return await self.upstream.list_objects(bucket, prefix, delimiter, start_after, max_keys)
+        try:
+            return await self.upstream.list_objects(bucket, prefix, delimiter, start_after, max_keys)
+        except errors.NoSuchBucket:
+            await self.bucket_gone(bucket)
+            raise
 
     # -- tagging ------------------------------------------------------------------------------
     async def get_object_tagging(self, bucket: str, key: str) -> dict[str, str]:
-        return await self.upstream.get_object_tagging(bucket, key)
+        try:
+            return await self.upstream.get_object_tagging(bucket, key)
+        except errors.NoSuchBucket:
+            await self.bucket_gone(bucket)
+            raise
 
     async def put_object_tagging(self, bucket: str, key: str, tags: dict[str, str]) -> None:
         await self._write(bucket, [key], self.upstream.put_object_tagging(bucket, key, tags))

@@ -215,9 +215,14 @@ class CacheMultipart(CacheReads):
         src_range: tuple[int, int] | None,
         src_precondition: Precondition | None = None,
     ) -> PartInfo:
-        return await self.upstream.upload_part_copy(
-            bucket, key, upload_id, number, src_bucket, src_key, src_range, src_precondition
-        )
+        try:
+            return await self.upstream.upload_part_copy(
+                bucket, key, upload_id, number, src_bucket, src_key, src_range, src_precondition
+            )
+        except errors.NoSuchBucket:
+            for gone in {bucket, src_bucket}:  # either (bucket_gone asks which)
+                await self.bucket_gone(gone)
+            raise
 
     async def complete_multipart_upload(
         self,

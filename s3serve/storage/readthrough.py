@@ -45,6 +45,7 @@ class CacheReads:
         def not_kept(self, bucket: str, key: str, reason: object) -> None: ...
         def unkeepable(self, bucket: str, key: str) -> bool: ...
         async def drop_stale(self, bucket: str, key: str) -> bool: ...
+        async def bucket_gone(self, name: str) -> None: ...
         async def _keep(
             self,
             bucket: str,
@@ -65,6 +66,13 @@ class CacheReads:
             return None  # no replica, or a key this disk cannot hold: the upstream answers
 
     async def head_object(self, bucket: str, key: str) -> ObjectInfo:
+        try:
+            return await self._head(bucket, key)
+        except errors.NoSuchBucket:
+            await self.bucket_gone(bucket)  # deleted on the upstream: its folder here goes too
+            raise
+
+    async def _head(self, bucket: str, key: str) -> ObjectInfo:
         local = await self._local_info(bucket, key)
         kept_foreign = False
         if local is not None:
@@ -132,6 +140,13 @@ class CacheReads:
         return replace(local, tag_count=len(tags))
 
     async def open_object(self, bucket: str, key: str) -> ObjectReader:
+        try:
+            return await self._open(bucket, key)
+        except errors.NoSuchBucket:
+            await self.bucket_gone(bucket)
+            raise
+
+    async def _open(self, bucket: str, key: str) -> ObjectReader:
         try:
             reader: ObjectReader | None = await self.local.open_object(bucket, key)
         except errors.S3Error:

@@ -1,7 +1,7 @@
 """A bucket deleted directly on the upstream, behind the cache that holds copies of its objects:
-every read through the cache answers what the upstream answers (NoSuchBucket, not NoSuchKey).
-Live processes on loopback: an s3serve cache in front of a second s3serve (and of moto), via
-boto3."""
+every read through the cache answers what the upstream answers (NoSuchBucket, not NoSuchKey),
+and the cache's folder of the bucket goes, so that no later request is answered from it. Live
+processes on loopback: an s3serve cache in front of a second s3serve (and of moto), via boto3."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from tests.conftest import Server, stop_server
 from tests.e2e.conftest import start_cache
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("S3SERVE_TEST_ENDPOINT")), reason="own servers")
+
+CORS = {"CORSRules": [{"AllowedMethods": ["GET"], "AllowedOrigins": ["*"]}]}
+
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory, upstream: Server) -> Iterator[Server]:
@@ -38,12 +41,13 @@ def _code(call: Callable[[], object]) -> str:
 
 
 def _copy_held_then_bucket_gone(cache: Server, upstream: Server) -> str:
-    """A bucket with a copy of object "k" on the cache's disk, then deleted on the upstream
-    directly; its name."""
+    """A bucket with CORS set through the cache and a copy of object "k" on its disk, then
+    deleted on the upstream directly; its name."""
     s3: Any = cache.client()
     up: Any = upstream.client()
     name = f"gone-{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=name)
+    s3.put_bucket_cors(Bucket=name, CORSConfiguration=CORS)
     s3.put_object(Bucket=name, Key="k", Body=b"copy here")
     assert s3.get_object(Bucket=name, Key="k")["Body"].read() == b"copy here"
     assert cache.root is not None and (cache.root / name / "k").read_bytes() == b"copy here"
@@ -63,7 +67,14 @@ def _upload_part_copy(s3: Any, name: str) -> object:
 def _copy(s3: Any, name: str, **how: str) -> object:
     target = f"copies-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=target)
-    return s3.copy_object(Bucket=target, Key="c", CopySource={"Bucket": name, "Key": "k"}, **how)
+    s3.put_bucket_cors(Bucket=target, CORSConfiguration=CORS)
+    s3.put_object(Bucket=target, Key="held", Body=b"held")
+    try:
+        return s3.copy_object(Bucket=target, Key="c", CopySource={"Bucket": name, "Key": "k"}, **how)
+    finally:
+        # The copy's NoSuchBucket is of its source: the target's folder, copies and CORS stay.
+        assert s3.get_bucket_cors(Bucket=target)["CORSRules"]
+        assert s3.get_object(Bucket=target, Key="held")["Body"].read() == b"held"
 
 
 READS: dict[str, Callable[[Any, str], object]] = {
@@ -86,25 +97,28 @@ def test_a_read_of_a_copy_in_a_bucket_deleted_upstream_says_no_such_bucket(
 ) -> None:
     # The copy here is revalidated with a HEAD, whose 404 has no body to tell a missing key from
     # a missing bucket: the first read through the cache said NoSuchKey, the upstream (and the
-    # cache's next read) NoSuchBucket.
+    # cache's next read) NoSuchBucket. And the bucket's folder stayed, answering its CORS.
     s3: Any = cache.client()
     name = _copy_held_then_bucket_gone(cache, upstream)
     assert _code(lambda: READS[read](upstream.client(), name)) == "NoSuchBucket"
     assert _code(lambda: READS[read](s3, name)) == "NoSuchBucket"
+    assert cache.root is not None and not (cache.root / name).exists()  # the copy and its folder
     assert _code(lambda: READS[read](s3, name)) == "NoSuchBucket"
+    assert _code(lambda: s3.get_bucket_cors(Bucket=name)) == "NoSuchBucket"
 
 
-def test_a_head_of_a_copy_in_a_bucket_deleted_upstream_drops_the_copy(
+def test_a_head_of_a_copy_in_a_bucket_deleted_upstream_drops_the_copy_and_the_bucket(
     cache: Server, upstream: Server
 ) -> None:
     # HeadObject's 404 has no body, on S3 as here: the code is only "404". But the copy must not
-    # outlive the HEAD: what follows is NoSuchBucket.
+    # outlive the HEAD, and the bucket's folder not either: what follows is NoSuchBucket.
     s3: Any = cache.client()
     name = _copy_held_then_bucket_gone(cache, upstream)
     with pytest.raises(ClientError) as exc:
         s3.head_object(Bucket=name, Key="k")
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
-    assert cache.root is not None and not (cache.root / name / "k").exists()
+    assert cache.root is not None and not (cache.root / name).exists()
+    assert _code(lambda: s3.get_bucket_cors(Bucket=name)) == "NoSuchBucket"
     assert _code(lambda: s3.get_object(Bucket=name, Key="k")) == "NoSuchBucket"
 
 
@@ -115,12 +129,14 @@ def test_a_key_missing_from_a_bucket_that_is_there_is_still_no_such_key(
     s3: Any = cache.client()
     name = f"here-{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=name)
+    s3.put_bucket_cors(Bucket=name, CORSConfiguration=CORS)
     s3.put_object(Bucket=name, Key="k", Body=b"copy here")
     upstream.client().delete_object(Bucket=name, Key="k")  # type: ignore[attr-defined]
     attributes = READS["GetObjectAttributes"]
     assert _code(lambda: attributes(s3, name)) == "NoSuchKey"
     assert _code(lambda: s3.get_object(Bucket=name, Key="k")) == "NoSuchKey"
     assert cache.root is not None and not (cache.root / name / "k").exists()
+    assert s3.get_bucket_cors(Bucket=name)["CORSRules"]
 
 
 def test_in_front_of_moto_a_bucket_deleted_there_is_no_such_bucket(tmp_path: Path, moto: Server) -> None:
@@ -137,6 +153,6 @@ def test_in_front_of_moto_a_bucket_deleted_there_is_no_such_bucket(tmp_path: Pat
         for read in (READS["GetObject"], READS["GetObjectAttributes"]):
             assert _code(lambda: read(direct, name)) == "NoSuchBucket"  # noqa: B023 - called at once
             assert _code(lambda: read(s3, name)) == "NoSuchBucket"  # noqa: B023
-        assert not (tmp_path / name / "k").exists()
+        assert not (tmp_path / name).exists()
     finally:
         stop_server(srv)
