@@ -32,15 +32,22 @@ from . import remote_xml as rx
 from . import ssec
 from .base import Body, ObjectInfo, ObjectReader
 from .credentials import FixedKeys, Keys, Source
+from .remote_wait import Attempt, Budget, chunks, tracing
 from .spool import FileBody
 
 log = logging.getLogger("s3serve")
 
 READ_CHUNK = 512 * 1024
 RETRY_DELAYS = (0.1, 0.4)
-# A request without a body to wait for (HEAD) that the upstream has not answered in this long
-# finds it unavailable: a copy is then served stale well before a client's own timeout (boto3's
-# is 60 s), where the transfer timeout, three times over, kept every read waiting three minutes.
+# How long the upstream may take to begin its answer (status line and headers), over all the
+# attempts of a request: connecting and waiting count, sending the request's body does not (a big
+# upload takes as long as it takes), nor does a wait for a free connection of the pool. Well
+# inside a client's own read timeout (boto3's is 60 s), so a client of a hung upstream gets
+# ServiceUnavailable, which SDKs retry, where the transfer timeout (a stall between two reads of a
+# body), three times over, kept it waiting three minutes and timing out first. Module attributes,
+# read at each request: tests shrink them.
+ANSWER_TIMEOUT = 20.0
+# The same for a small answer (HEAD): a copy is then served stale well before that.
 QUICK_TIMEOUT = 10.0
 MAX_ERROR_BODY = 64 * 1024
 # An upstream's refusal of s3serve's credentials, signature or clock, rather than of the request.
@@ -82,11 +89,6 @@ def stream_of(body: Body) -> Stream:
     return Stream(
         body, size, getattr(body, "content_md5", None), dict(getattr(body, "checksums", {})), isinstance(body, FileBody)
     )
-
-
-async def _chunks(body: Body) -> AsyncIterator[bytes]:
-    async for chunk in body:
-        yield chunk
 
 
 def _timeout(seconds: float) -> aiohttp.ClientTimeout:
@@ -165,6 +167,7 @@ class Upstream:
             auto_decompress=False,
             timeout=_timeout(self._timeout),
             skip_auto_headers=SKIP_HEADERS,
+            trace_configs=[tracing()],
         )
 
     async def stop(self) -> None:
@@ -231,10 +234,15 @@ class Upstream:
         missing: type[errors.S3Error] = errors.NoSuchKey,
         idempotent: bool | None = None,
         quick: bool = False,
+        long_work: bool = False,
     ) -> aiohttp.ClientResponse:
         """The upstream's 2xx response, which the caller reads and releases; the S3Error of any
-        other answer. ``missing`` is the error of a 404 without a body (HEAD). ``quick``: a
-        small answer, waited for QUICK_TIMEOUT at most, and not again after a timeout."""
+        other answer. ``missing`` is the error of a 404 without a body (HEAD). The upstream has
+        ANSWER_TIMEOUT to begin its answer, over all attempts; ``quick``: a small answer, which
+        has QUICK_TIMEOUT. ``long_work``: CompleteMultipartUpload, CopyObject, UploadPartCopy,
+        whose answer may come after minutes of work (S3 sends its 200 early, but not every S3
+        does), while s3serve keeps its own client waiting with its own early 200
+        (handlers.common.answer_in_time): the transfer timeout, for each attempt."""
         session = self._session
         if session is None:
             raise errors.InternalError("The upstream S3 client was used before start().")
@@ -258,31 +266,34 @@ class Upstream:
             # A conditional write repeated after a lost answer would fail its own condition.
             idempotent = method in ("GET", "HEAD", "DELETE") or (method == "PUT" and resendable and not conditional)
         timeout = _timeout(QUICK_TIMEOUT if quick else self._timeout)
+        budget = Budget(QUICK_TIMEOUT if quick else None if long_work else ANSWER_TIMEOUT)
         for attempt in range(len(RETRY_DELAYS) + 1):
             last = attempt == len(RETRY_DELAYS)
             # Asked each time: temporary keys are renewed before they expire.
             sent = self._sign(await self._credentials.keys(), method, path, query, headers, body)
-            data = _chunks(body.body) if isinstance(body, Stream) else body
             try:
-                response = await session.request(
-                    method, url, headers=sent, data=data, allow_redirects=False, timeout=timeout
-                )
+                async with Attempt(budget) as waiting:
+                    data = chunks(body.body, waiting) if isinstance(body, Stream) else body
+                    response = await session.request(
+                        method, url, headers=sent, data=data, allow_redirects=False, timeout=timeout,
+                        trace_request_ctx=waiting,
+                    )  # fmt: skip
             except aiohttp.ClientConnectorCertificateError as exc:
                 # Trying again cannot help, and "could not be reached" would send the operator
                 # looking at the network instead of at --upstream-ca.
                 raise self._untrusted(exc) from None
             except aiohttp.ClientConnectorError as exc:  # nothing was sent: always safe to retry
-                if last:
+                if last or budget.spent:
                     raise self.unavailable(f"{method} {path}: {exc}") from None
             except (TimeoutError, aiohttp.ClientError) as exc:
-                if last or not idempotent or (quick and isinstance(exc, TimeoutError)):
+                if last or not idempotent or budget.spent:
                     raise self.unavailable(f"{method} {path}: {type(exc).__name__} {exc}") from None
             else:
                 if response.status < 300:
                     return response
                 if response.status in (400, 403) and key and (customer or method == "HEAD"):
                     raise await self._key_failure(response, method, bool(customer), bucket, key)
-                if response.status in (500, 503) and idempotent and not last:
+                if response.status in (500, 503) and idempotent and not last and not budget.spent:
                     response.release()
                 else:
                     raise await self._failure(response, method, missing)
@@ -309,8 +320,9 @@ class Upstream:
         CopyObject, UploadPartCopy and CompleteMultipartUpload may answer 200 and an <Error>
         later in the body."""
         response = await self.send(
-            method, bucket, key, query, headers, body, missing=missing, idempotent=idempotent, quick=quick
-        )
+            method, bucket, key, query, headers, body,
+            missing=missing, idempotent=idempotent, quick=quick, long_work=error_in_body,
+        )  # fmt: skip
         try:
             data = await response.read()
         except (TimeoutError, aiohttp.ClientError) as exc:

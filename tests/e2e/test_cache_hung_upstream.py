@@ -1,0 +1,223 @@
+"""The upstream cache in front of an upstream that accepts connections and then keeps silent: a
+live s3serve cache on loopback, its upstream a small aiohttp app of the test's own, driven with
+boto3. A client must get ServiceUnavailable (which SDKs retry) well inside its own read timeout
+(60 s for boto3), while uploads and downloads that take longer than that wait, but move, go
+through whole. The cache's timeouts are shrunk to a second, its clients' read timeout to a few."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from botocore.exceptions import ClientError
+
+from tests.conftest import Server, free_port, start_server, stop_server
+
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("S3SERVE_TEST_ENDPOINT")), reason="starts its own servers"
+)
+
+ANSWER = 1.0  # the cache's remote_http.ANSWER_TIMEOUT and QUICK_TIMEOUT here
+SHRUNK = f"import s3serve.storage.remote_http as h\nh.ANSWER_TIMEOUT = h.QUICK_TIMEOUT = {ANSWER}"
+CLIENT_WAIT = 8.0  # the clients' read timeout: far below the cache's 60 s transfer timeout
+UPLOAD_ID = "upload-1"
+SLOW = 2.0  # seconds the upstream lets a body wait before it reads it, or takes to send one
+
+
+class SilentUpstream:
+    """An S3 on loopback that keeps what is PUT to it (objects and parts) and answers HEAD and GET
+    of it, but never answers a request for a key or prefix under "hang/", nor for an upload of a
+    key under "hung/" (which it creates); it lets the body of a key under "slow/" wait SLOW
+    seconds before reading it, and sends the body of one over SLOW seconds."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
+        self._thread.start()
+        assert ready.wait(10)
+
+    def _serve(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application(client_max_size=1 << 30)
+        app.router.add_route("*", "/{path:.*}", self._answer)
+        self._runner = web.AppRunner(app)
+        self._loop.run_until_complete(self._runner.setup())
+        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
+        ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.close()
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._closing.set)  # the silent requests end
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
+        bucket, _, key = request.path.lstrip("/").partition("/")
+        named = key or request.query.get("prefix", "")
+        if named.startswith("hang/") or request.query.get("uploadId", "").startswith("hang"):
+            await self._closing.wait()
+            return web.Response(status=503)
+        if not key:
+            return self._bucket(request, bucket)
+        if request.method == "POST" and "uploads" in request.query:
+            upload = ("hang-" if key.startswith("hung/") else "") + UPLOAD_ID
+            body = f"<InitiateMultipartUploadResult><Bucket>{bucket}</Bucket><Key>{key}</Key>"
+            return _xml(body + f"<UploadId>{upload}</UploadId></InitiateMultipartUploadResult>")
+        if request.method == "DELETE" and "uploadId" in request.query:
+            return web.Response(status=204)
+        if request.method == "PUT":
+            if key.startswith("slow"):
+                await asyncio.sleep(SLOW)
+            sent = await request.read()
+            name = f"{key}#{request.query['partNumber']}" if "partNumber" in request.query else key
+            self.objects[name] = sent
+            return web.Response(headers={"ETag": f'"{hashlib.md5(sent).hexdigest()}"'})
+        data = self.objects.get(key)
+        if data is None or request.method not in ("GET", "HEAD"):
+            return web.Response(status=404 if data is None else 501)
+        headers = {
+            "ETag": f'"{hashlib.md5(data).hexdigest()}"',
+            "Last-Modified": "Mon, 01 Jan 2024 00:00:00 GMT",
+            "Content-Type": "application/octet-stream",
+        }
+        if request.method == "HEAD":
+            return web.Response(headers={**headers, "Content-Length": str(len(data))})
+        response = web.StreamResponse(headers=headers)
+        response.content_length = len(data)
+        await response.prepare(request)
+        pieces = 20 if key.startswith("slow") else 1
+        size = -(-len(data) // pieces)
+        for start in range(0, len(data), size):
+            await response.write(data[start : start + size])
+            if pieces > 1:
+                await asyncio.sleep(SLOW / pieces)
+        await response.write_eof()
+        return response
+
+    @staticmethod
+    def _bucket(request: web.Request, bucket: str) -> web.Response:
+        if request.method in ("HEAD", "PUT"):
+            return web.Response(headers={"x-amz-bucket-region": "us-east-1"})
+        if request.method == "GET" and request.query.get("list-type") == "2":
+            return _xml(f"<ListBucketResult><Name>{bucket}</Name><KeyCount>0</KeyCount></ListBucketResult>")
+        return web.Response(status=501)
+
+
+def _xml(body: str) -> web.Response:
+    document = '<?xml version="1.0" encoding="UTF-8"?>' + body
+    return web.Response(body=document.encode(), content_type="application/xml")
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[SilentUpstream]:
+    fake = SilentUpstream()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory, upstream: SilentUpstream) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("cache") / "root"
+    root.mkdir()
+    srv = start_server(
+        root, "--no-fsync", "--upstream", upstream.endpoint,
+        "--upstream-access-key", "up", "--upstream-secret-key", "up-secret", patch=SHRUNK,
+    )  # fmt: skip
+    yield srv
+    stop_server(srv)
+    assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
+
+
+@pytest.fixture(scope="module")
+def s3(cache: Server) -> Any:
+    s3 = cache.client(retries={"total_max_attempts": 1}, read_timeout=CLIENT_WAIT)
+    s3.create_bucket(Bucket="bkt")  # type: ignore[attr-defined]
+    return s3
+
+
+HUNG_CALLS = {
+    "GetObject": lambda s3: s3.get_object(Bucket="bkt", Key="hang/cold")["Body"].read(),
+    "GetObject range": lambda s3: s3.get_object(Bucket="bkt", Key="hang/cold", Range="bytes=1-2"),
+    "HeadObject": lambda s3: s3.head_object(Bucket="bkt", Key="hang/cold"),
+    "ListObjectsV2": lambda s3: s3.list_objects_v2(Bucket="bkt", Prefix="hang/"),
+    "ListMultipartUploads": lambda s3: s3.list_multipart_uploads(Bucket="bkt", Prefix="hang/"),
+    "GetObjectTagging": lambda s3: s3.get_object_tagging(Bucket="bkt", Key="hang/cold"),
+    "PutObject": lambda s3: s3.put_object(Bucket="bkt", Key="hang/put", Body=b"x" * 1000),
+    "DeleteObject": lambda s3: s3.delete_object(Bucket="bkt", Key="hang/gone"),
+    "CreateMultipartUpload": lambda s3: s3.create_multipart_upload(Bucket="bkt", Key="hang/mpu-put"),
+}
+UPLOAD_CALLS = {
+    "UploadPart": lambda s3, upload: s3.upload_part(
+        Bucket="bkt", Key="hung/mpu", UploadId=upload, PartNumber=1, Body=b"p" * 1000
+    ),
+    "ListParts": lambda s3, upload: s3.list_parts(Bucket="bkt", Key="hung/mpu", UploadId=upload),
+    "AbortMultipartUpload": lambda s3, upload: s3.abort_multipart_upload(
+        Bucket="bkt", Key="hung/mpu", UploadId=upload
+    ),
+}
+
+
+def _unavailable_in_time(call: Any) -> float:
+    started = time.monotonic()
+    with pytest.raises(ClientError) as failed:
+        call()
+    took = time.monotonic() - started
+    # A HEAD's error has no body: boto3 names it by its status.
+    assert failed.value.response["Error"]["Code"] in ("ServiceUnavailable", "503")
+    assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    return took
+
+
+@pytest.mark.parametrize("name", HUNG_CALLS)
+def test_a_silent_upstream_is_service_unavailable_within_the_answer_timeout(s3: Any, name: str) -> None:
+    # Not the transfer timeout (60 s) three times over: the client would have timed out first.
+    took = _unavailable_in_time(lambda: HUNG_CALLS[name](s3))
+    assert took < 3 * ANSWER, took
+
+
+@pytest.mark.parametrize("name", UPLOAD_CALLS)
+def test_a_silent_upstream_is_service_unavailable_for_an_upload_in_time(s3: Any, name: str) -> None:
+    upload = s3.create_multipart_upload(Bucket="bkt", Key="hung/mpu")["UploadId"]
+    took = _unavailable_in_time(lambda: UPLOAD_CALLS[name](s3, upload))
+    assert took < 3 * ANSWER, took
+
+
+def test_an_upload_slower_than_the_answer_timeout_goes_through(s3: Any, upstream: SilentUpstream) -> None:
+    # The upstream takes the body SLOW seconds after it got the headers: bigger than the socket
+    # buffers between them, the body is still going out when the answer timeout has passed.
+    data = os.urandom(16 << 20)
+    put = s3.put_object(Bucket="bkt", Key="slow/put", Body=data)
+    assert put["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    assert upstream.objects["slow/put"] == data
+    upload = s3.create_multipart_upload(Bucket="bkt", Key="slow/mpu")["UploadId"]
+    part = s3.upload_part(Bucket="bkt", Key="slow/mpu", UploadId=upload, PartNumber=1, Body=data)
+    assert part["ETag"] == put["ETag"]
+    assert upstream.objects["slow/mpu#1"] == data
+    s3.abort_multipart_upload(Bucket="bkt", Key="slow/mpu", UploadId=upload)
+
+
+def test_a_download_slower_than_the_answer_timeout_is_whole(s3: Any, upstream: SilentUpstream) -> None:
+    # Answered at once, the body then streams for SLOW seconds: no total timeout cuts it.
+    data = os.urandom(3 << 20)
+    upstream.objects["slow/get"] = data
+    started = time.monotonic()
+    assert s3.get_object(Bucket="bkt", Key="slow/get")["Body"].read() == data
+    assert time.monotonic() - started >= SLOW * 0.9
