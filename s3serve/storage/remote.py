@@ -71,7 +71,7 @@ class RemoteBackend(Backend):
         ssl_context: ssl.SSLContext | None = None,
         verify: bool = True,
         max_connections: int = 64,
-        timeout: float = 60.0,
+        timeout: float | None = None,
         session_token: str | None = None,
         credentials: Source | None = None,
     ) -> None:

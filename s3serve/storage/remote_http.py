@@ -49,6 +49,8 @@ RETRY_DELAYS = (0.1, 0.4)
 ANSWER_TIMEOUT = 20.0
 # The same for a small answer (HEAD): a copy is then served stale well before that.
 QUICK_TIMEOUT = 10.0
+# A body, an answer's or a request's on its way, that has not moved for this long has stalled.
+TRANSFER_TIMEOUT = 60.0
 MAX_ERROR_BODY = 64 * 1024
 # An upstream's refusal of s3serve's credentials, signature or clock, rather than of the request.
 AUTH_CODES = frozenset(
@@ -122,12 +124,13 @@ class Upstream:
         ssl_context: ssl.SSLContext | None = None,
         verify: bool = True,
         max_connections: int = 64,
-        timeout: float = 60.0,
+        timeout: float | None = None,
         session_token: str | None = None,
         credentials: Source | None = None,
     ) -> None:
         """``credentials``: where the keys come from (an AWS profile, renewed); without it the
-        fixed ``access_key``, ``secret_key`` and ``session_token``."""
+        fixed ``access_key``, ``secret_key`` and ``session_token``. ``timeout``: the transfer
+        timeout (TRANSFER_TIMEOUT)."""
         url = URL(endpoint)
         if (
             url.scheme not in ("http", "https")
@@ -145,7 +148,7 @@ class Upstream:
         self._ssl_context = ssl_context
         self._verify = verify
         self._max_connections = max_connections
-        self._timeout = timeout
+        self._timeout = TRANSFER_TIMEOUT if timeout is None else timeout
         self._session: aiohttp.ClientSession | None = None
         self._key: tuple[str, str, bytes] | None = None  # (secret, date, signing key) for self.region
         self._warned_auth = False
@@ -273,7 +276,7 @@ class Upstream:
             sent = self._sign(await self._credentials.keys(), method, path, query, headers, body)
             try:
                 async with Attempt(budget) as waiting:
-                    data = chunks(body.body, waiting) if isinstance(body, Stream) else body
+                    data = chunks(body.body, waiting, self._timeout) if isinstance(body, Stream) else body
                     response = await session.request(
                         method, url, headers=sent, data=data, allow_redirects=False, timeout=timeout,
                         trace_request_ctx=waiting,
@@ -286,7 +289,10 @@ class Upstream:
                 if last or budget.spent:
                     raise self.unavailable(f"{method} {path}: {exc}") from None
             except (TimeoutError, aiohttp.ClientError) as exc:
-                if last or not idempotent or budget.spent:
+                # A body the upstream stopped taking is not sent again: s3serve's client, waiting
+                # all that time for its answer, has given up by now.
+                stalled = waiting.on_body and isinstance(exc, TimeoutError)
+                if last or not idempotent or budget.spent or stalled:
                     raise self.unavailable(f"{method} {path}: {type(exc).__name__} {exc}") from None
             else:
                 if response.status < 300:

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,10 +36,12 @@ class SilentUpstream:
     """An S3 on loopback that keeps what is PUT to it (objects and parts) and answers HEAD and GET
     of it, but never answers a request for a key or prefix under "hang/", nor for an upload of a
     key under "hung/" (which it creates); it lets the body of a key under "slow/" wait SLOW
-    seconds before reading it, and sends the body of one over SLOW seconds."""
+    seconds before reading it, and sends the body of one over SLOW seconds; it never reads the
+    body of a PUT under "stall/", and counts those PUTs."""
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
+        self.stalled: list[str] = []
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._loop = asyncio.new_event_loop()
@@ -84,6 +87,9 @@ class SilentUpstream:
         if request.method == "DELETE" and "uploadId" in request.query:
             return web.Response(status=204)
         if request.method == "PUT":
+            if key.startswith("stall/"):
+                self.stalled.append(key)
+                await self._closing.wait()
             if key.startswith("slow"):
                 await asyncio.sleep(SLOW)
             sent = await request.read()
@@ -212,6 +218,36 @@ def test_an_upload_slower_than_the_answer_timeout_goes_through(s3: Any, upstream
     assert part["ETag"] == put["ETag"]
     assert upstream.objects["slow/mpu#1"] == data
     s3.abort_multipart_upload(Bucket="bkt", Key="slow/mpu", UploadId=upload)
+
+
+def test_an_upload_the_upstream_stops_taking_is_service_unavailable(
+    tmp_path: Path, upstream: SilentUpstream
+) -> None:
+    # The upstream reads the headers of a PUT and none of its body, bigger than the socket
+    # buffers: the body stalls, where nothing ever ended it, and the cache's request held its
+    # connection of the pool and its spooled body for good. It is not sent again: the client
+    # that waited for it all that time has given up by then.
+    root = tmp_path / "root"
+    root.mkdir()
+    srv = start_server(
+        root, "--no-fsync", "--upstream", upstream.endpoint,
+        "--upstream-access-key", "up", "--upstream-secret-key", "up-secret",
+        patch=f"{SHRUNK}\nh.TRANSFER_TIMEOUT = {ANSWER}",
+    )  # fmt: skip
+    try:
+        s3: Any = srv.client(retries={"total_max_attempts": 1}, read_timeout=CLIENT_WAIT)
+        s3.create_bucket(Bucket="bkt")
+        data = os.urandom(16 << 20)
+        took = _unavailable_in_time(lambda: s3.put_object(Bucket="bkt", Key="stall/put", Body=data))
+        assert took < 3 * ANSWER, took
+        upload = s3.create_multipart_upload(Bucket="bkt", Key="stall/mpu")["UploadId"]
+        part = {"Bucket": "bkt", "Key": "stall/mpu", "UploadId": upload, "PartNumber": 1, "Body": data}
+        took = _unavailable_in_time(lambda: s3.upload_part(**part))
+        assert took < 3 * ANSWER, took
+        assert upstream.stalled == ["stall/put", "stall/mpu"]
+    finally:
+        stop_server(srv)
+    assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
 
 
 def test_a_download_slower_than_the_answer_timeout_is_whole(s3: Any, upstream: SilentUpstream) -> None:
