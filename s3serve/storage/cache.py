@@ -572,19 +572,36 @@ class CacheBackend(CacheMultipart, Backend):
     async def get_bucket_config(self, bucket: str, name: str) -> bytes | None:
         if name == UPSTREAM_CONFIG:
             return await self.upstream.get_bucket_config(bucket, name)
+        await self._upstream_has(bucket)
         return await self.local.get_bucket_config(bucket, name)
 
     async def put_bucket_config(self, bucket: str, name: str, document: bytes) -> None:
         if name == UPSTREAM_CONFIG:
             await self.upstream.put_bucket_config(bucket, name, document)
             return
+        await self._upstream_has(bucket)
         await self.local.put_bucket_config(bucket, name, document)
 
     async def delete_bucket_config(self, bucket: str, name: str) -> None:
         if name == UPSTREAM_CONFIG:
             await self.upstream.delete_bucket_config(bucket, name)
             return
+        await self._upstream_has(bucket)
         await self.local.delete_bucket_config(bucket, name)
+
+    async def _upstream_has(self, bucket: str) -> None:
+        """NoSuchBucket, and the folder here forgotten, for a bucket deleted on the upstream: the
+        request's head_bucket found the folder here, which outlives it until something asks the
+        upstream. A HEAD per configuration request (rare; not the cached lookups of every
+        request). Any other answer leaves it to the folder: an upstream away, or credentials
+        that may not HeadBucket."""
+        try:
+            await self.upstream.head_bucket(bucket)
+        except errors.NoSuchBucket:
+            await self._forget_bucket(bucket)
+            raise
+        except errors.S3Error:
+            pass
 
     async def cached_bucket_config(self, bucket: str, name: str, parse: Callable[[bytes], T]) -> T | None:
         return await self.local.cached_bucket_config(bucket, name, parse)

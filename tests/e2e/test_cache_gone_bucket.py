@@ -122,6 +122,30 @@ def test_a_head_of_a_copy_in_a_bucket_deleted_upstream_drops_the_copy_and_the_bu
     assert _code(lambda: s3.get_object(Bucket=name, Key="k")) == "NoSuchBucket"
 
 
+CONFIG_CALLS: dict[str, Callable[[Any, str], object]] = {
+    "GetBucketCors": lambda s3, name: s3.get_bucket_cors(Bucket=name),
+    "PutBucketCors": lambda s3, name: s3.put_bucket_cors(Bucket=name, CORSConfiguration=CORS),
+    "DeleteBucketCors": lambda s3, name: s3.delete_bucket_cors(Bucket=name),
+    "PutBucketVersioning": lambda s3, name: s3.put_bucket_versioning(
+        Bucket=name, VersioningConfiguration={"Status": "Suspended"}
+    ),
+    "GetBucketPolicyStatus": lambda s3, name: s3.get_bucket_policy_status(Bucket=name),
+}
+
+
+@pytest.mark.parametrize("call", list(CONFIG_CALLS))
+def test_the_configuration_of_a_bucket_deleted_upstream_is_no_such_bucket(
+    cache: Server, upstream: Server, call: str
+) -> None:
+    # The cache keeps the bucket's configuration itself, in the bucket's folder here, which
+    # nothing had yet told was gone: it was answered, and stored, for a bucket S3 no longer has.
+    s3: Any = cache.client()
+    name = _copy_held_then_bucket_gone(cache, upstream)
+    assert _code(lambda: CONFIG_CALLS[call](s3, name)) == "NoSuchBucket"
+    assert cache.root is not None and not (cache.root / name).exists()
+    assert _code(lambda: s3.get_bucket_cors(Bucket=name)) == "NoSuchBucket"
+
+
 def test_a_key_missing_from_a_bucket_that_is_there_is_still_no_such_key(
     cache: Server, upstream: Server
 ) -> None:
