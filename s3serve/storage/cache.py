@@ -15,9 +15,10 @@ remote.RemoteBackend, or any Backend: tests use a second local directory).
   readers ask for. A replica is current when the upstream confirmed its ETag within
   ``revalidate_after`` seconds; by default every read asks (one HEAD), so a change made directly
   on the upstream is never missed.
-- **Eviction** (eviction.py) keeps the replicas under a size limit, least recently used first:
-  a replica is published only into room reserved for it. Files another program put into ROOT
-  are neither counted nor removed.
+- **Eviction** (eviction.py) keeps the replicas, and the parts kept of multipart uploads in
+  progress (cacheparts.py), under a size limit, least recently used replicas first: each is
+  published only into room reserved for it. Files another program put into ROOT are neither
+  counted nor removed.
 
 Bucket configuration (CORS, policy, ...) is this server's own: it is enforced here, so it is
 kept here.
@@ -113,6 +114,7 @@ class CacheBackend(CacheMultipart, Backend):
         self.revalidate_after = revalidate_after
         self.evictor = Evictor(self, max_bytes, evict_interval)
         self.parts = PartStore(local.meta.hidden)
+        self._part_keeps: dict[tuple[str, str], set[asyncio.Task[None]]] = {}
         self._fresh: OrderedDict[Key, tuple[str, float]] = OrderedDict()
         self._fills: dict[Key, Fill] = {}  # the objects being fetched into replicas
         self._tasks: set[asyncio.Task[None]] = set()
@@ -373,7 +375,8 @@ class CacheBackend(CacheMultipart, Backend):
         """The upstream has no bucket ``name`` (any more): every replica here is of an object
         gone there, and the folder goes unless it holds files that are not copies; the parts
         kept of its uploads (gone there too) go."""
-        await asyncio.to_thread(self.parts.drop_bucket, name)
+        for folder in await asyncio.to_thread(self.parts.names_of, name):
+            await self.remove_parts(folder)
         kept = 0
         async for info in replicas.objects_of(self.local, name):
             if not await self.drop_stale(name, info.key):

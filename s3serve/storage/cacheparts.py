@@ -7,6 +7,13 @@ every worker process serving ROOT sees the parts the others received. A part upl
 replaces the one of its number; what Complete does not name is dropped with the folder, and
 DeleteBucket drops the folders of its bucket (the upstream discards its uploads with it).
 Uploads neither completed nor aborted are swept after the multipart expiry.
+
+The parts count against ``--cache-size`` as the replicas do (eviction.py, ledger.py): a part is
+kept only into room reserved for it. They are only ever a shortcut: the upstream has every part
+it acknowledged, and its Complete joins them there, so an upload whose parts are not all here
+is completed all the same and its object is fetched on its first read. So when a part finds no
+room, or eviction needs theirs, the parts of its upload go at once (the others cannot make the
+object without it), and a mark (MARK) in its folder keeps its later parts from taking room.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import os
 import shutil
 import time
 from collections.abc import Awaitable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from .. import errors
@@ -45,6 +52,22 @@ log = logging.getLogger("s3serve.cache")
 R = TypeVar("R")
 
 COPY_PIECE = 64 << 20
+# In an upload's folder: its parts were given up (PartStore.remove). A part is "<n>-<md5>".
+MARK = "not-kept"
+# The start of the names of folders on their way out (PartStore.remove), with the remover's pid.
+TRASH = ".gone-"
+
+
+@dataclass
+class KeptUpload:
+    name: str  # of its folder
+    size: int  # bytes of its parts
+    touched: float  # when a part was last added (the folder's mtime)
+
+    @property
+    def leaving(self) -> bool:
+        """Being removed (PartStore.remove) already."""
+        return self.name.startswith(TRASH)
 
 
 class PartStore:
@@ -59,20 +82,36 @@ class PartStore:
         # Upload ids are the upstream's: any length, any characters.
         return os.path.join(self.root, self._bucket_prefix(bucket) + hashlib.sha256(upload_id.encode()).hexdigest()[:40])
 
-    def keep(self, bucket: str, upload_id: str, number: int, spooled: Spool) -> None:
-        """Move a part the upstream acknowledged here (consumes the spool)."""
+    def keep(
+        self, bucket: str, upload_id: str, number: int, spooled: Spool, *, late: bool = False
+    ) -> tuple[bool, int]:
+        """Move a part the upstream acknowledged here (consumes the spool): whether it was kept,
+        and the bytes of the parts of its number it took the place of. Not kept: the upload's
+        parts were given up (or completed, aborted) meanwhile, or these very bytes are here.
+        ``late``: kept after its UploadPart was answered, into the folder ``open`` made then:
+        one removed since was of an upload completed or aborted (by another worker process)."""
         folder = self._folder(bucket, upload_id)
+        name = f"{number}-{spooled.md5.hex()}"
+        replaced = 0
         try:
-            os.makedirs(folder, exist_ok=True)
-            for name in os.listdir(folder):
-                if name.split("-", 1)[0] == str(number):
+            if self.given_up(bucket, upload_id):
+                return False, 0
+            if not late:
+                os.makedirs(folder, exist_ok=True)
+            for other in os.listdir(folder):
+                if other != name and other.split("-", 1)[0] == str(number):
                     with contextlib.suppress(FileNotFoundError):
-                        os.unlink(os.path.join(folder, name))
-            os.rename(spooled.path, os.path.join(folder, f"{number}-{spooled.md5.hex()}"))
-        except BaseException:
+                        size = os.stat(os.path.join(folder, other)).st_size
+                        os.unlink(os.path.join(folder, other))
+                        replaced += size  # removed by this call: nobody else counts it
+            # A link, not a rename: it fails rather than replace a file of the same name (that
+            # another process counted).
+            os.link(spooled.path, os.path.join(folder, name))
+        except (FileExistsError, FileNotFoundError):
+            return False, replaced  # here already; or the folder went (remove) as this ran
+        finally:
             spooled.discard()
-            raise
-        spooled.release()
+        return True, replaced
 
     def assemble(
         self, bucket: str, upload_id: str, parts: list[PartInfo], temp_path: str
@@ -101,33 +140,102 @@ class PartStore:
         spooled.size = sum(part.size for part in sizes)
         return spooled, sizes
 
-    def drop(self, bucket: str, upload_id: str) -> None:
-        shutil.rmtree(self._folder(bucket, upload_id), ignore_errors=True)
+    def open(self, bucket: str, upload_id: str) -> None:
+        """Make the upload's folder, for a part kept late (see keep)."""
+        os.makedirs(self._folder(bucket, upload_id), exist_ok=True)
 
-    def drop_bucket(self, bucket: str) -> None:
-        """The parts of every upload of a bucket that is gone upstream (with its uploads). A part
-        whose UploadPart was answered just before the DeleteBucket may land after this: swept."""
+    def given_up(self, bucket: str, upload_id: str) -> bool:
+        """Whether the upload's parts were given up (see remove): one stat."""
+        return os.path.exists(os.path.join(self._folder(bucket, upload_id), MARK))
+
+    def name(self, bucket: str, upload_id: str) -> str:
+        """The name of the upload's folder."""
+        return os.path.basename(self._folder(bucket, upload_id))
+
+    def names_of(self, bucket: str) -> list[str]:
+        """The folders of the bucket's uploads."""
         prefix = self._bucket_prefix(bucket)
-        try:
-            names = os.listdir(self.root)
-        except FileNotFoundError:
-            return
-        for name in names:
-            if name.startswith(prefix):
-                shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+        return [name for name in self._names() if name.startswith(prefix)]
 
-    def sweep(self, max_age: float) -> None:
-        """Remove the parts of uploads nobody touched for ``max_age`` seconds."""
-        try:
-            names = os.listdir(self.root)
-        except FileNotFoundError:
-            return
+    def stale(self, max_age: float) -> list[str]:
+        """The folders of uploads nobody touched for ``max_age`` seconds, and those a process
+        that is gone was removing."""
         limit = time.time() - max_age
-        for name in names:
-            path = os.path.join(self.root, name)
+        found = []
+        for name in self._names():
+            if name.startswith(TRASH):
+                pid = name[len(TRASH) :].split("-", 1)[0]
+                if not (pid.isdigit() and _alive(int(pid))):
+                    found.append(name)
+                continue
             with contextlib.suppress(FileNotFoundError):
-                if os.stat(path).st_mtime < limit:
-                    shutil.rmtree(path, ignore_errors=True)
+                if os.stat(os.path.join(self.root, name)).st_mtime < limit:
+                    found.append(name)
+        return found
+
+    def size(self, name: str) -> int:
+        """The bytes of the parts in folder ``name``."""
+        return _bytes(os.path.join(self.root, name))
+
+    def usage(self) -> list[KeptUpload]:
+        """Every folder (those on their way out too), with the bytes of its parts."""
+        found = []
+        for name in self._names():
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                touched = os.stat(os.path.join(self.root, name)).st_mtime
+                found.append(KeptUpload(name, self.size(name), touched))
+        return found
+
+    def remove(self, name: str, *, mark: bool = False) -> bool:
+        """Remove folder ``name``; whether this call did (not another one). Renamed out of the way
+        first: a part that lands after that goes to a new folder. ``mark``: leave one in its place
+        with MARK in it, so that the upload's later parts are not kept (its parts were given up)."""
+        path = os.path.join(self.root, name)
+        trash = os.path.join(self.root, f"{TRASH}{os.getpid()}-{os.urandom(6).hex()}")
+        removed = True
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError:
+            removed = False
+        except OSError:  # cannot be renamed (its permissions changed?): removed where it is
+            trash = path
+        if removed:
+            shutil.rmtree(trash, ignore_errors=True)
+        if mark:
+            try:
+                os.makedirs(path, exist_ok=True)
+                with open(os.path.join(path, MARK), "wb"):
+                    pass
+            except OSError as exc:  # its later parts are kept (and evicted) as others are
+                log.debug("kept parts of %s not marked as given up: %s", path, exc)
+        return removed
+
+    def _names(self) -> list[str]:
+        try:
+            return os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process, alive
+    return True
+
+
+def _bytes(folder: str) -> int:
+    total = 0
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder):
+            with contextlib.suppress(FileNotFoundError):
+                total += entry.stat(follow_symlinks=False).st_size
+    return total
 
 
 def _copy(src: int, dst: int, size: int) -> None:
@@ -156,6 +264,8 @@ class CacheMultipart(CacheReads):
     and kept (PartStore) so that the completed object becomes a replica, as reads keep theirs."""
 
     parts: PartStore
+    # Parts of an upload (bucket, upload id) waiting for room (_keep_part_later), in this process.
+    _part_keeps: dict[tuple[str, str], set[asyncio.Task[None]]]
 
     if TYPE_CHECKING:
 
@@ -167,7 +277,23 @@ class CacheMultipart(CacheReads):
 
     async def sweep_parts(self) -> None:
         """Drop the kept parts of uploads abandoned for longer than the multipart expiry."""
-        await asyncio.to_thread(self.parts.sweep, self.local.staging.collector.expiry)
+        for name in await asyncio.to_thread(self.parts.stale, self.local.staging.collector.expiry):
+            await self.remove_parts(name)
+
+    async def remove_parts(self, name: str, *, mark: bool = False) -> None:
+        """Remove the kept parts in folder ``name`` (PartStore.remove). Under a size limit, their
+        bytes are taken off the count before they go and held as reserved until they are gone:
+        a round counting the disk meanwhile in another worker process, whether it sees them or
+        not, never counts short (which would let the cache outgrow its limit until the next)."""
+        size = 0
+        if self.evictor.max_bytes is not None:
+            size = await asyncio.to_thread(self.parts.size, name)
+        self.evictor.hold(size)
+        removed = False
+        try:
+            removed = await asyncio.to_thread(self.parts.remove, name, mark=mark)
+        finally:
+            self.evictor.unhold(size, removed=removed)
 
     async def sweep_parts_every_gc_interval(self) -> None:
         """Sweep as the multipart GC collects (after the one at start): on its own schedule, not
@@ -198,11 +324,80 @@ class CacheMultipart(CacheReads):
             spooled.discard()
             raise
         checksums = dict(spooled.checksums)
-        try:
-            await asyncio.to_thread(self.parts.keep, bucket, upload_id, number, spooled)
-        except OSError as exc:
-            log.warning("part %d of %s/%s not kept here: %s", number, bucket, key, exc)
+        # Kept only into room under --cache-size. Asked without waiting: the client waits for
+        # this answer. When there is none now, a task waits for a round to make some. Not at all
+        # for an upload whose parts were given up: it would take room for nothing.
+        if self.parts.given_up(bucket, upload_id):
+            spooled.discard()
+        elif self.evictor.reserve_now(spooled.size):
+            await self._keep_part(bucket, key, upload_id, number, spooled)
+        else:
+            try:
+                await asyncio.to_thread(self.parts.open, bucket, upload_id)
+            except BaseException:
+                spooled.discard()
+                raise
+            task = self.spawn(self._keep_part_later(bucket, key, upload_id, number, spooled))
+            pending = self._part_keeps.setdefault((bucket, upload_id), set())
+            pending.add(task)
+            task.add_done_callback(lambda done: self._part_kept(bucket, upload_id, done))
         return replace(part, checksums=checksums or part.checksums)
+
+    def _part_kept(self, bucket: str, upload_id: str, task: asyncio.Task[None]) -> None:
+        pending = self._part_keeps.get((bucket, upload_id))
+        if pending is not None:
+            pending.discard(task)
+            if not pending:
+                del self._part_keeps[(bucket, upload_id)]
+
+    async def _parts_settled(self, bucket: str, upload_id: str) -> None:
+        """Once no part of the upload waits for room in this process (a few seconds at most:
+        eviction.ADMIT_WAIT, twice moments after start)."""
+        while pending := self._part_keeps.get((bucket, upload_id)):
+            await asyncio.wait(list(pending))
+
+    async def _keep_part(
+        self, bucket: str, key: str, upload_id: str, number: int, spooled: Spool, *, late: bool = False
+    ) -> None:
+        """Keep a part room was reserved for (consumes the spool); ``late``: see PartStore.keep."""
+        # Counted unless known not to be: cancelled, the thread may still keep it, and a count
+        # short of the disk would let the cache outgrow its limit (one too high costs a round).
+        kept, replaced = True, 0
+        try:
+            kept, replaced = await asyncio.to_thread(
+                self.parts.keep, bucket, upload_id, number, spooled, late=late
+            )
+        except OSError as exc:
+            kept = False
+            log.warning("part %d of %s/%s not kept here: %s", number, bucket, key, exc)
+            await self._give_up_parts(bucket, upload_id)
+        finally:
+            self.evictor.settle_part(spooled.size, kept=kept, replaced=replaced)
+
+    async def _keep_part_later(
+        self, bucket: str, key: str, upload_id: str, number: int, spooled: Spool
+    ) -> None:
+        try:
+            room = await self.evictor.admit(spooled.size, patient=True)
+        except BaseException:
+            spooled.discard()
+            raise
+        if room:
+            await self._keep_part(bucket, key, upload_id, number, spooled, late=True)
+            return
+        spooled.discard()
+        log.debug("part %d of %s/%s not kept: no room under the cache's size", number, bucket, key)
+        await self._give_up_parts(bucket, upload_id)
+
+    async def _give_up_parts(self, bucket: str, upload_id: str) -> None:
+        """A part of the upload is not here: the others cannot make its object, so their room is
+        given back, and its later parts take none (its object is fetched on its first read)."""
+        await self.remove_parts(self.parts.name(bucket, upload_id), mark=True)
+
+    async def _drop_parts(self, bucket: str, upload_id: str) -> None:
+        """Remove the parts of an upload completed or aborted, once none waits for room."""
+        await self._parts_settled(bucket, upload_id)
+        await self.remove_parts(self.parts.name(bucket, upload_id))
 
     async def upload_part_copy(
         self,
@@ -251,6 +446,7 @@ class CacheMultipart(CacheReads):
     async def _keep_completed(
         self, bucket: str, key: str, upload_id: str, parts: list[PartInfo], info: ObjectInfo, since: int
     ) -> None:
+        await self._parts_settled(bucket, upload_id)
         try:
             joined = await asyncio.to_thread(
                 self.parts.assemble, bucket, upload_id, parts, self.local.writer.temp_name("spool")
@@ -259,7 +455,8 @@ class CacheMultipart(CacheReads):
             self.not_kept(bucket, key, exc)
             joined = None
         finally:
-            await asyncio.to_thread(self.parts.drop, bucket, upload_id)
+            # Given back before the joined copy asks for room (_keep): as much again.
+            await self.remove_parts(self.parts.name(bucket, upload_id))
         if joined is None:
             return  # a part is not here (UploadPartCopy): the first read fetches the object
         spooled, sizes = joined
@@ -297,7 +494,10 @@ class CacheMultipart(CacheReads):
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         await self.upstream.abort_multipart_upload(bucket, key, upload_id)
-        await asyncio.to_thread(self.parts.drop, bucket, upload_id)
+        if (bucket, upload_id) in self._part_keeps:
+            self.spawn(self._drop_parts(bucket, upload_id))  # after the parts waiting for room
+        else:
+            await self._drop_parts(bucket, upload_id)
 
     async def list_multipart_uploads(
         self, bucket: str, prefix: str, delimiter: str, key_marker: str, upload_id_marker: str, max_uploads: int

@@ -1,10 +1,11 @@
-"""Keeps the upstream cache's replicas under its size limit, least recently used first.
+"""Keeps the upstream cache's replicas, and the parts it keeps of multipart uploads in progress
+(cacheparts.py), under its size limit: least recently used replicas first, then those parts.
 
 A round walks the replicas (the local backend's own listing, so it sees what is on disk, across
 every worker process), and when they hold more than the limit removes the least recently used
 until they hold LOW_WATER of it. It asks the upstream once first (and again every REACH_CHECK
 seconds while it runs): while the upstream cannot be reached the copies are the only way to
-serve their objects (readthrough serves them on error), so none is removed and the round stops.
+serve their objects (readthrough serves them on error), so no copy is removed (parts may be).
 Nothing more is asked per copy: a copy goes whatever the upstream says of its object (has it,
 has a newer version, deleted it behind this server's back), and every copy is of something the
 upstream acknowledged (a write becomes a replica only after the upstream took it), so a HEAD
@@ -14,24 +15,35 @@ Only copies the cache made count and go. A file another program put into ROOT is
 against the limit nor removed, even when the upstream holds the same bytes: it is not the
 cache's to remove, and counting it would have a few large ones evict every copy on every round.
 
+The parts kept of an upload in progress count as replicas do: the Complete that makes the
+object goes to the upstream, which has every part it acknowledged, and the parts here only make
+the replica without a read back; so they go when room is wanted and there is no replica left to
+go (or the upstream cannot be reached: no Complete can be made meanwhile), those of the upload
+least recently added to first, and all of an upload's at once (the others are of no use
+without one). A part that finds no room, given none after one round, takes the parts of its
+upload with it (cacheparts.CacheMultipart._give_up_parts).
+
 Rounds alone cannot hold the limit under load: fills finish faster than a round removes copies,
 and a cache of 20 MiB read by 16 clients held 80 MiB of copies. So a copy is published only into
-room reserved for it beforehand (admit/settle): the bytes of the replicas never exceed the limit
-as the Ledger counts them. The Ledger is one small file in the cache's state folder that every
+room reserved for it beforehand (admit/settle), and so is a part (reserve_now/settle_part; an
+UploadPart does not wait for a round, a task does): the bytes of the replicas and parts never
+exceed the limit as the Ledger counts them, and bytes being removed are counted until they are
+gone (hold/unhold). The Ledger is one small file in the cache's state folder that every
 worker process serving ROOT updates under flock: what the last round found, plus what any
 process published since, minus what any removed or wrote over, and what each has reserved and
 not yet published. (Each process counting for itself let N workers hold N times the limit.)
-A copy that finds no room wakes a round that makes room for it; a fill or a completed multipart
-upload (no client waits for their copy) waits for that round, briefly, a PUT does not; what
-still finds no room is not kept (the upstream has it: the next read fetches it). Beyond the
-replicas, the disk holds the temp files of fills and uploads on their way, each at most its
-object's size, and of fills waiting for room, at most the limit's size in all (see admit).
+A copy that finds no room wakes a round that makes room for it; a fill, a completed multipart
+upload or a part (no client waits for their copy) waits for that round, briefly, a PUT does not;
+what still finds no room is not kept (the upstream has it: the next read fetches it). Beyond the
+replicas and parts, the disk holds the temp files of fills and uploads on their way, each at
+most its object's (or part's) size, and of fills and parts waiting for room, at most the limit's
+size in all (see admit).
 
 Recency is what this process saw (reads and writes); what it has not seen since it started ranks
 by its Last-Modified. Rounds run every ``interval`` seconds, and at once when the count went over
 the limit or a copy found no room, including while a round ran here or in another worker process
-(which a round's scan may have missed). While the upstream cannot be reached a round stops at
-its first check, and one log line says so.
+(which a round's scan may have missed). While the upstream cannot be reached a round removes no
+copy after its first check, and one log line says so.
 """
 
 from __future__ import annotations
@@ -169,6 +181,11 @@ class Evictor:
         self.refused += 1
         return False
 
+    def reserve_now(self, size: int) -> bool:
+        """``admit`` without waiting, nor waking a round: for a part of a multipart upload, whose
+        client waits for its answer. Every True is followed by one ``settle_part``."""
+        return self.max_bytes is None or self._reserve(size)
+
     def _reserve(self, size: int) -> bool:
         assert self.max_bytes is not None
         if not size:
@@ -178,20 +195,42 @@ class Evictor:
     def settle(self, bucket: str, key: str, size: int, *, kept: bool, replaced: int = 0) -> None:
         """The replica ``admit`` made room for was published (``kept``; over a replica of
         ``replaced`` bytes, which it takes off the count), or was not after all."""
-        over = False
-        if self.max_bytes is not None and not self._stopped and (size or replaced):
-            held = self.ledger.settle(size, kept=kept, replaced=replaced)
-            over = held > self.max_bytes
+        over = self._settle(size, kept=kept, replaced=replaced)
         if not kept:
             return
         self.touch(bucket, key)
         if over or self._wanted > 0:
             self._wake.set()
 
+    def settle_part(self, size: int, *, kept: bool, replaced: int = 0) -> None:
+        """``settle``, for a part of a multipart upload kept (cacheparts.PartStore.keep) or not;
+        ``replaced``: the bytes of the parts of its number it removed, kept or not."""
+        over = self._settle(size, kept=kept, replaced=replaced if kept else 0)
+        if not kept:
+            self.credit(replaced)
+        elif over or self._wanted > 0:
+            self._wake.set()
+
+    def _settle(self, size: int, *, kept: bool, replaced: int) -> bool:
+        """Whether the count is over the limit now."""
+        if self.max_bytes is None or self._stopped or not (size or replaced):
+            return False
+        return self.ledger.settle(size, kept=kept, replaced=replaced) > self.max_bytes
+
     def credit(self, size: int) -> None:
         """A replica of ``size`` bytes was removed (evicted, deleted, found stale)."""
         if self.max_bytes is not None and not self._stopped and size:
             self.ledger.credit(size)
+
+    def hold(self, size: int) -> None:
+        """Bytes about to be removed: off the count of what is held, and reserved until
+        ``unhold`` says whether they went (see CacheMultipart.remove_parts)."""
+        if self.max_bytes is not None and not self._stopped and size:
+            self.ledger.hold(size)
+
+    def unhold(self, size: int, *, removed: bool) -> None:
+        if self.max_bytes is not None and not self._stopped and size:
+            self.ledger.settle(size, kept=not removed)
 
     def _over(self) -> bool:
         if self.max_bytes is None:
@@ -287,7 +326,8 @@ class Evictor:
         wanted, self._wanted = self._wanted, 0
         before = self.ledger.published()
         held = await self.replicas()
-        total = sum(r.size for r in held)
+        uploads = await asyncio.to_thread(self.cache.parts.usage)
+        total = sum(r.size for r in held) + sum(u.size for u in uploads)
         reserved, added = self.ledger.reset(total, before)
         self._measured.set()
         # Room for what is admitted and on its way (in every process), for what was published
@@ -297,6 +337,7 @@ class Evictor:
             return
         target = max(0, min(int(max_bytes * LOW_WATER), max_bytes - room))
         answered = -math.inf  # when the upstream last answered this round
+        reached = True
         try:
             for replica in sorted(held, key=lambda r: r.last_used):
                 if total <= target:
@@ -312,6 +353,18 @@ class Evictor:
         except errors.ServiceUnavailable:
             # The upstream cannot be reached (remote_http logged why): while it cannot, the
             # copies are the only way to serve their objects. The next round tries again.
+            reached = False
+        # Then the parts of uploads in progress, those least recently added to first: the
+        # upstream has them all and Complete does not need them (they only spare the object's
+        # first read), so they go whether it answers or not; but after the copies, which are
+        # what the cache is for. An upload missing one part is of no use: all of them go.
+        for upload in sorted(uploads, key=lambda u: u.touched):
+            if total <= target:
+                break
+            if upload.size and not upload.leaving:
+                await self.cache.remove_parts(upload.name, mark=True)
+                total -= upload.size
+        if not reached:
             log.warning("cache: eviction paused, the upstream cannot be reached: %d bytes held (limit %d)", total, max_bytes)
         else:
             log.info("cache: %d bytes held after eviction (limit %d)", total, max_bytes)

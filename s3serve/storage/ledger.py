@@ -1,11 +1,13 @@
-"""The cache's count of its replicas' bytes, shared by every worker process serving ROOT.
+"""The cache's count of the bytes ``--cache-size`` covers (its replicas, and the parts it keeps of
+multipart uploads in progress: cacheparts.py), shared by every worker process serving ROOT.
 
 With ``--workers N`` each process publishing copies and counting only its own let N workers hold
 N times ``--cache-size`` between eviction rounds. The count lives in one small file instead
 (ROOT/.s3serve/cache-ledger), which every process updates under flock: what the last round found
 on the disk, plus what any process published since, minus what any removed or wrote over, and
-what each has reserved for copies still on their way. The eviction module (eviction.Evictor)
-reserves and settles through it; reads of a trusted copy never touch it.
+what each has reserved for copies still on their way (or for bytes it is removing: hold).
+The eviction module (eviction.Evictor) reserves and settles through it; reads of a trusted copy
+never touch it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ _LIVE: set[int] = set()
 
 @dataclass
 class _Counts:
-    held: int  # bytes of the replicas on the disk
+    held: int  # bytes of the replicas (and kept parts) on the disk
     published: int  # bytes ever published (a round tells from it what was published while it scanned)
     slots: list[list[int]]  # per process: [pid, token, bytes reserved and not yet published or given up]
 
@@ -33,12 +35,13 @@ class _Counts:
 
 
 class Ledger:
-    """The bytes of the replicas as every worker process serving ROOT counts them (see the module
-    docstring), in one file: a header (magic, held, published) and a slot per process (pid, token,
-    reserved). Every operation is one pread and one pwrite of the whole file (a few hundred
-    bytes), under flock, never held across an await: fills and writes pay that, reads of a
-    trusted copy nothing. A process that dies with reservations (SIGKILL mid-fill) leaves its
-    slot behind; the next round frees it (its pid is gone) and sets ``held`` from its scan."""
+    """The bytes of the replicas and kept parts as every worker process serving ROOT counts them
+    (see the module docstring), in one file: a header (magic, held, published) and a slot per
+    process (pid, token, reserved). Every operation is one pread and one pwrite of the whole file
+    (a few hundred bytes), under flock, never held across an await: fills and writes pay that,
+    reads of a trusted copy nothing. A process that dies with reservations (SIGKILL mid-fill)
+    leaves its slot behind; the next round frees it (its pid is gone) and sets ``held`` from its
+    scan."""
 
     _HEAD = struct.Struct("<8sqq")
     _SLOT = struct.Struct("<qqq")
@@ -80,6 +83,14 @@ class Ledger:
                 counts.held = max(0, counts.held + size - replaced)
                 counts.published += size
             return counts.held
+
+    def hold(self, size: int) -> None:
+        """Bytes about to be removed: off ``held``, and reserved (so that nobody takes their room
+        while they are still on the disk) until ``settle`` (kept: they stayed after all)."""
+        with self._counts() as counts:
+            counts.held = max(0, counts.held - size)
+            self.reserved += size
+            counts.slots[self._index][2] = self.reserved
 
     def credit(self, size: int) -> int:
         """A replica of ``size`` bytes was removed; the bytes held now."""

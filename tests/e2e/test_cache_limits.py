@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Server, stop_server
-from tests.e2e.conftest import fills_done, start_cache, until
+from tests.conftest import Server, start_server, stop_server
+from tests.e2e.conftest import UP_ACCESS, UP_SECRET, fills_done, start_cache, until
 
 # Servers of its own on loopback, whatever S3SERVE_TEST_ENDPOINT names (make test-cache runs the
 # rest of the suite through a cache).
@@ -25,18 +25,20 @@ MiB = 1024 * 1024
 
 
 def _snapshot(root: Path) -> tuple[frozenset[tuple[str, int, int]], int]:
-    """The object files in ROOT's buckets (path, inode, size), and the bytes of the temp files
-    (fills and uploads on their way)."""
+    """The files --cache-size covers (path, inode, size): the object files in ROOT's buckets and
+    the parts kept of multipart uploads in progress; and the bytes of the temp files (fills and
+    uploads on their way)."""
     files, spooled = set(), 0
     for dirpath, _dirnames, filenames in os.walk(root):
-        hidden = Path(dirpath).relative_to(root).parts[:1] == (".s3serve",)
+        where = Path(dirpath).relative_to(root).parts
+        hidden = where[:1] == (".s3serve",)
         for name in filenames:
             path = os.path.join(dirpath, name)
             try:
                 st = os.stat(path)
             except FileNotFoundError:
                 continue
-            if not hidden:
+            if not hidden or where[1:2] == ("cache-parts",):
                 files.add((path, st.st_ino, st.st_size))
             elif os.path.basename(dirpath) == "tmp":
                 spooled += st.st_size
@@ -44,10 +46,10 @@ def _snapshot(root: Path) -> tuple[frozenset[tuple[str, int, int]], int]:
 
 
 class DiskSampler(threading.Thread):
-    """Peak bytes of replicas on the cache's disk while a load runs. A walk of the folders is not
-    atomic: one that saw a replica just before it was evicted and another just after it was
-    published would add up bytes that never were there together. So a sample counts only when
-    the next walk found the very same files."""
+    """Peak bytes of replicas (and kept parts) on the cache's disk while a load runs. A walk of the
+    folders is not atomic: one that saw a replica just before it was evicted and another just after
+    it was published would add up bytes that never were there together. So a sample counts only
+    when the next walk found the very same files."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(daemon=True)
@@ -305,3 +307,110 @@ def test_copies_written_over_or_deleted_give_back_their_bytes(tmp_path: Path, up
     log = srv.log_path.read_text()
     assert "Traceback" not in log
     assert _rounds(srv) == 0, "rounds are logged at debug only"
+
+
+def _kept_parts(root: Path) -> dict[str, list[str]]:
+    """The parts the cache keeps, by upload folder."""
+    kept = root / ".s3serve" / "cache-parts"
+    return {d.name: sorted(p.name for p in d.iterdir()) for d in kept.iterdir()} if kept.exists() else {}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_parts_of_uploads_in_progress_count_against_the_cache_size(tmp_path: Path, workers: int) -> None:
+    # The parts the cache keeps of multipart uploads in progress (to make the copy at Complete
+    # without reading it back) did not count against --cache-size: uploads not yet completed
+    # filled the disk far beyond it. They count now; room for them is made from the copies
+    # first, least recently used first, then from the parts of other uploads (the upstream has
+    # them all, and its Complete does not need them here: such an object is copied when read).
+    # Parts of 640 KiB: beside 2 MiB of copies, an upload's fourth part is the first to find no
+    # room, and one round (evicting one copy) makes room for it.
+    limit, part = 4 * MiB, 640 * 1024
+    up_root, root = tmp_path / "upstream" / "root", tmp_path / "cache" / "root"
+    up_root.mkdir(parents=True)
+    root.mkdir(parents=True)
+    upstream = start_server(up_root, "--no-fsync", "--min-part-size", "256KiB", access_key=UP_ACCESS, secret_key=UP_SECRET)
+    srv = None
+    try:
+        srv = start_cache(
+            root, upstream, "--workers", str(workers), "--cache-size", str(limit), "--cache-evict-interval", "1m",
+            "--log-level", "debug",
+        )  # fmt: skip
+        # Nothing is kept before a round of each worker counted the disk (a PUT waits 2 s for it
+        # at most: not always enough on a loaded machine).
+        until(lambda: _rounds(srv) >= workers, timeout=30)
+        # A client (so a connection) per thread: the kernel puts each on either worker.
+        clients = [srv.client() for _ in range(16)]
+        s3 = clients[0]
+        s3.create_bucket(Bucket="parts")  # type: ignore[attr-defined]
+        here = root / "parts"
+        rnd = random.Random(5)
+        data = {key: rnd.randbytes(MiB) for key in ("a-old", "b-new")}
+        for key in ("a-old", "b-new"):  # older first: the least recently used, in every worker
+            s3.put_object(Bucket="parts", Key=key, Body=data[key])  # type: ignore[attr-defined]
+        assert _replica_bytes(here, ["a-old", "b-new"]) == 2 * MiB
+
+        for n in range(9):
+            data[f"up-{n}"] = rnd.randbytes(4 * part)
+
+        def upload(n: int) -> tuple[str, list[dict[str, object]]]:
+            """Upload the 4 parts of up-<n> (not completed), each through another client."""
+            key = f"up-{n}"
+            upload_id = clients[n].create_multipart_upload(Bucket="parts", Key=key)["UploadId"]  # type: ignore[attr-defined]
+            parts = []
+            for number in range(1, 5):
+                body = data[key][(number - 1) * part : number * part]
+                c = clients[(n + number) % len(clients)]
+                etag = c.upload_part(Bucket="parts", Key=key, UploadId=upload_id, PartNumber=number, Body=body)["ETag"]  # type: ignore[attr-defined]
+                parts.append({"PartNumber": number, "ETag": etag})
+            return upload_id, parts
+
+        def complete(n: int, started: tuple[str, list[dict[str, object]]]) -> None:
+            upload_id, parts = started
+            clients[n].complete_multipart_upload(  # type: ignore[attr-defined]
+                Bucket="parts", Key=f"up-{n}", UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+
+        # One upload of 2.5 MiB beside 2 MiB of copies: its parts are all kept, in room made from
+        # the least recently used copy; completed, they become its copy.
+        first = upload(0)
+        until(lambda: sum(len(p) for p in _kept_parts(root).values()) == 4, timeout=10)
+        assert not (here / "a-old").exists(), "a copy went for the parts"
+        assert (here / "b-new").read_bytes() == data["b-new"]
+        complete(0, first)
+        until(lambda: _read(here / "up-0") == data["up-0"] and not _kept_parts(root), timeout=10)
+
+        # Eight uploads of 2.5 MiB at once: 20 MiB of parts for a cache of 4 MiB.
+        workers_pids = _processes(srv)
+        assert len(workers_pids) == workers, workers_pids
+        written = [_written(pid) for pid in workers_pids]
+        sampler = DiskSampler(root)
+        sampler.start()
+        try:
+            with ThreadPoolExecutor(8) as pool:
+                started = list(pool.map(upload, range(1, 9)))
+                list(pool.map(complete, range(1, 9), started))
+            until(lambda: fills_done(root) and not _kept_parts(root), timeout=30)
+        finally:
+            sampler.stop()
+        served = [_written(pid) - before for pid, before in zip(workers_pids, written, strict=True)]
+        print(f"peak replicas and parts {sampler.peak / MiB:.2f} MiB, peak temp files {sampler.peak_spooled / MiB:.1f} MiB, "
+              f"limit {limit / MiB:.0f} MiB ({sampler.samples} samples), written by the workers {[n // MiB for n in served]} MiB")  # fmt: skip
+        assert sampler.samples > 20
+        assert sampler.peak <= limit, f"replicas and kept parts peaked at {sampler.peak / MiB:.2f} MiB"
+        # Beyond them, as the README says: the parts on their way (8 at once), those waiting
+        # for room (the limit at most), and the joined parts of the completed uploads.
+        assert sampler.peak_spooled <= 8 * part + limit + 8 * 4 * part
+        assert all(n > 2 * MiB for n in served), "every worker received parts"
+        # Every object, byte for byte, through the cache (kept or read through) and on the upstream.
+        direct = upstream.client()
+        for key, body in data.items():
+            assert s3.get_object(Bucket="parts", Key=key)["Body"].read() == body, key  # type: ignore[attr-defined]
+            assert direct.get_object(Bucket="parts", Key=key)["Body"].read() == body, key  # type: ignore[attr-defined]
+        until(lambda: fills_done(root), timeout=30)
+        held, _ = _snapshot(root)
+        assert sum(size for _, _, size in held) <= limit
+    finally:
+        if srv is not None:
+            stop_server(srv)
+        stop_server(upstream)
+    assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
