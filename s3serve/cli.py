@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--upstream-region", default=_env("UPSTREAM_REGION"), help="region to sign upstream requests for (default: --region) [S3SERVE_UPSTREAM_REGION]")
     cache.add_argument("--upstream-ca", default=_env("UPSTREAM_CA"), help="PEM bundle to verify the upstream's certificate with [S3SERVE_UPSTREAM_CA]")
     cache.add_argument("--upstream-no-verify", action="store_true", default=_env_flag("UPSTREAM_NO_VERIFY"), help="do not verify the upstream's certificate [S3SERVE_UPSTREAM_NO_VERIFY]")
-    cache.add_argument("--cache-size", default=_env("CACHE_SIZE"), help="keep at most this many bytes of copies, e.g. 20GiB (default: no limit) [S3SERVE_CACHE_SIZE]")
+    cache.add_argument("--cache-size", default=_env("CACHE_SIZE"), help="keep at most this many bytes of copies and of parts of multipart uploads in progress, e.g. 20GiB; temp files of transfers under way come on top (default: no limit) [S3SERVE_CACHE_SIZE]")
     cache.add_argument("--cache-revalidate", default=_env("CACHE_REVALIDATE"), help="serve a copy without asking the upstream for this long after it last confirmed it (default 0: ask on every read) [S3SERVE_CACHE_REVALIDATE]")
     cache.add_argument("--cache-evict-interval", default=_env("CACHE_EVICT_INTERVAL"), help="how often to check the cache's size [S3SERVE_CACHE_EVICT_INTERVAL] (default 1m)")
     serve.add_argument("--access-log", action="store_true", default=_env_flag("ACCESS_LOG"), help="log every request [S3SERVE_ACCESS_LOG]")
