@@ -148,7 +148,7 @@ def _verify(
 def _parse_http_date(value: str) -> float | None:
     try:
         dt = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # Overflow: a year past C's int
         return None
     if dt is None:
         return None

@@ -359,7 +359,7 @@ def _request_time(headers: Mapping[str, str]) -> tuple[str, float]:
         if date is not None:
             try:
                 dt = email.utils.parsedate_to_datetime(date)
-            except (TypeError, ValueError, IndexError):
+            except (TypeError, ValueError, IndexError, OverflowError):  # Overflow: a year past C's int
                 dt = None
             if dt is not None:
                 epoch = dt.timestamp() if dt.tzinfo else calendar.timegm(dt.timetuple())
@@ -384,7 +384,8 @@ def parse_amz_date(value: str) -> float | None:
 def _day_start(yyyymmdd: str) -> float | None:
     """Epoch seconds of 00:00:00Z on that day, or None for a day that does not exist."""
     year, month, day = int(yyyymmdd[0:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:8])
-    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
+    # Year 0000 matches the pattern but no datetime has it: timegm would raise.
+    if year < 1 or not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
         return None
     return float(calendar.timegm((year, month, day, 0, 0, 0, 0, 0, 0)))
 
