@@ -29,6 +29,7 @@ from .handlers.common import (
 from .handlers.multipart import complete_multipart_upload_headers, upload_part_headers
 from .handlers.objects import put_object_headers
 from .handlers.policy import POLICY, authorize_signed, grant_anonymous, may_list
+from .payload import check_payload_claim
 from .policy import load as load_policy
 from .routing import Route, resolve
 from .sigv4 import AuthResult, RequestView, authenticate
@@ -254,7 +255,10 @@ def _authenticate(request: web.Request) -> AuthResult | None:
         headers=request.headers,
         vhost_bucket=route.bucket if route.vhost else None,
     )
-    state.auth = authenticate(view, request.app[CONFIG].user_by_access_key)
+    auth = authenticate(view, request.app[CONFIG].user_by_access_key)
+    if auth is not None and auth.version == 4:
+        check_payload_claim(request.method, request.headers, auth.content_sha256)
+    state.auth = auth
     state.authenticated = True
     return state.auth
 

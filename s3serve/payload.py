@@ -165,6 +165,28 @@ def declared_checksums(items: Iterable[tuple[str, str]], kind: str) -> list[tupl
     return found
 
 
+_BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE"})
+
+
+def check_payload_claim(method: str, headers: Mapping[str, str], claim: str) -> None:
+    """S3 reads a SigV4 request's x-amz-content-sha256 whether or not it has a body: a value it
+    does not know is InvalidArgument, and the hash of a body that a GET, HEAD or DELETE without
+    one does not have is XAmzContentSHA256Mismatch (make_body checks the requests with a body)."""
+    if claim in (UNSIGNED_PAYLOAD, STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER):
+        return
+    if claim.upper() in _ECDSA:
+        return  # make_body's NotImplemented, for the requests that have a body
+    if not _HEX64.match(claim):
+        raise errors.InvalidArgument(
+            _CONTENT_SHA256_HELP, ArgumentName="x-amz-content-sha256", ArgumentValue=claim
+        )
+    bodyless = headers.get("Content-Length", "0").strip() == "0" and "Transfer-Encoding" not in headers
+    if bodyless and method.upper() in _BODYLESS_METHODS and claim.lower() != EMPTY_SHA256:
+        raise errors.XAmzContentSHA256Mismatch(
+            ClientComputedContentSHA256=claim, S3ComputedContentSHA256=EMPTY_SHA256
+        )
+
+
 def stored_content_encoding(value: str | None) -> str | None:
     """Content-Encoding to store with the object: 'aws-chunked' describes the transfer, not the
     object, so S3 drops it (and the header entirely when nothing else is left)."""
