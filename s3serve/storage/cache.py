@@ -53,6 +53,7 @@ from .cacheparts import PartStore
 from .disk import DiskBackend
 from .eviction import Evictor
 from .fills import Fill
+from .locks import Turns
 
 log = logging.getLogger("s3serve.cache")
 
@@ -122,6 +123,7 @@ class CacheBackend(CacheBuckets, Backend):
         self._forgotten = 0  # the newest number dropped from _written
         self._unkept: OrderedDict[Key, None] = OrderedDict()  # logged as not kept (not_kept)
         self._forgetting: dict[str, asyncio.Task[None]] = {}  # buckets being forgotten (bucket_gone)
+        self._bucket_turns = Turns()
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:

@@ -15,6 +15,7 @@ from .. import errors
 from . import replicas
 from .base import BucketInfo, T
 from .cacheparts import CacheMultipart
+from .locks import Turns
 
 log = logging.getLogger("s3serve.cache")
 
@@ -27,6 +28,10 @@ class CacheBuckets(CacheMultipart):
 
     # Buckets being forgotten (bucket_gone), in this process.
     _forgetting: dict[str, asyncio.Task[None]]
+    # A bucket's name, from an upstream's answer about it to its folder made or forgotten here:
+    # the folder a request forgets is never of a bucket created again meanwhile (its
+    # configuration is kept here alone). Within this process; workers sharing ROOT can still race.
+    _bucket_turns: Turns
 
     async def list_buckets(self) -> list[BucketInfo]:
         """The upstream's buckets, each owned here by whoever made it through this server (the
@@ -66,25 +71,28 @@ class CacheBuckets(CacheMultipart):
     async def _upstream_has(self, name: str, tolerated: type[errors.S3Error] = errors.S3Error) -> None:
         """NoSuchBucket, and the folder here forgotten, when the upstream has no bucket ``name``;
         a ``tolerated`` refusal leaves it to the folder here to answer."""
-        try:
-            await self.upstream.head_bucket(name)
-        except errors.NoSuchBucket:
-            await self._forget_bucket(name)
-            raise
-        except tolerated:
-            pass
+        async with self._bucket_turns.hold(name):
+            try:
+                await self.upstream.head_bucket(name)
+            except errors.NoSuchBucket:
+                await self._forget_bucket(name)
+                raise
+            except tolerated:
+                pass
 
     async def create_bucket(self, name: str, owner: str, region: str) -> BucketInfo:
-        try:
-            await self.upstream.create_bucket(name, owner, region)
-        except errors.BucketAlreadyOwnedByYou:
-            await self._local_bucket(name, region, owner)
-            raise
-        return await self._local_bucket(name, region, owner)
+        async with self._bucket_turns.hold(name):
+            try:
+                await self.upstream.create_bucket(name, owner, region)
+            except errors.BucketAlreadyOwnedByYou:
+                await self._local_bucket(name, region, owner)
+                raise
+            return await self._local_bucket(name, region, owner)
 
     async def delete_bucket(self, name: str) -> None:
-        await self.upstream.delete_bucket(name)
-        await self._forget_bucket(name)
+        async with self._bucket_turns.hold(name):
+            await self.upstream.delete_bucket(name)
+            await self._forget_bucket(name)
 
     async def bucket_gone(self, name: str) -> None:
         """The upstream answered NoSuchBucket to a request naming ``name`` (perhaps deleted there
@@ -105,15 +113,9 @@ class CacheBuckets(CacheMultipart):
 
     async def _forget_if_gone(self, name: str) -> None:
         try:
-            await self.upstream.head_bucket(name)
+            await self._upstream_has(name, errors.S3Error)
         except errors.NoSuchBucket:
-            pass
-        except Exception:  # noqa: BLE001 - not known to be gone (away, refused): kept
-            return
-        else:
-            return
-        try:
-            await self._forget_bucket(name)
+            pass  # forgotten
         except Exception as exc:  # noqa: BLE001 - a folder left behind: the next NoSuchBucket tries again
             log.warning("cache: folder of %s (gone upstream) not removed: %s", name, exc)
 

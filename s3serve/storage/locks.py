@@ -76,3 +76,25 @@ class KeyLocks:
         finally:
             for fd in reversed(fds):
                 os.close(fd)
+
+
+class Turns:
+    """One holder at a time of each name, among this process's coroutines: for work that awaits
+    the network in between, which a flock of KeyLocks is not held across."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[asyncio.Lock, int]] = {}  # the lock and how many want it
+
+    @contextlib.asynccontextmanager
+    async def hold(self, name: str) -> AsyncIterator[None]:
+        lock, wanted = self._held.get(name, (asyncio.Lock(), 0))
+        self._held[name] = (lock, wanted + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, wanted = self._held[name]
+            if wanted == 1:
+                del self._held[name]
+            else:
+                self._held[name] = (lock, wanted - 1)
