@@ -98,8 +98,13 @@ def _timeout(seconds: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
 
 
+class _WebPage(Exception):
+    """A failed answer that is a web page: a proxy's or a captive portal's, not S3's."""
+
+
 async def _error_of(response: aiohttp.ClientResponse, method: str) -> tuple[str, str, dict[str, str]] | None:
-    """The <Error> of a failed answer (a HEAD's has no body), and the response released."""
+    """The <Error> of a failed answer (a HEAD's has no body), and the response released;
+    _WebPage for a page, whose status says nothing of S3 (a 404 is not a missing key)."""
     body = b""
     try:
         if method != "HEAD":
@@ -108,6 +113,8 @@ async def _error_of(response: aiohttp.ClientResponse, method: str) -> tuple[str,
         pass
     finally:
         response.release()
+    if rx.is_web_page(body):
+        raise _WebPage(f"answered {response.status} with a web page")
     return rx.error_of(body)
 
 
@@ -346,7 +353,10 @@ class Upstream:
     async def _failure(
         self, response: aiohttp.ClientResponse, method: str, missing: type[errors.S3Error]
     ) -> errors.S3Error:
-        return self._error(response.status, await _error_of(response, method), missing)
+        try:
+            return self._error(response.status, await _error_of(response, method), missing)
+        except _WebPage as page:
+            return self.unavailable(f"{method} {response.url.path}: {page}")
 
     async def _key_failure(
         self, response: aiohttp.ClientResponse, method: str, sent_key: bool, bucket: str, key: str
@@ -358,7 +368,10 @@ class Upstream:
         body: a 400 to a HEAD sent without a key is S3's answer for an SSE-C object, a 400 to one
         sent with a key its answer for a plain object, and a 403 to one sent with a key is the
         wrong key or refused credentials, which a GET with that key tells apart (_probe_key)."""
-        found = await _error_of(response, method)
+        try:
+            found = await _error_of(response, method)
+        except _WebPage as page:
+            return self.unavailable(f"{method} {bucket}/{key}: {page}")
         if found is not None:
             code, message, extra = found
             if code == "AccessDenied" and message == ssec.WRONG_KEY:

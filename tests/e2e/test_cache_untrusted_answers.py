@@ -266,3 +266,40 @@ def test_a_delete_answered_200_without_a_body_is_a_delete(cache: tuple[Any, Path
     with pytest.raises(ClientError) as missing:
         s3.get_object(Bucket=bucket, Key="k")
     assert missing.value.response["Error"]["Code"] == "NoSuchKey"
+
+
+NOT_FOUND = (404, "text/html", b"<!DOCTYPE html><html><body><h1>404 Not Found</h1></body></html>")
+
+
+def test_a_delete_answered_404_with_a_web_page_is_not_acknowledged(
+    cache: tuple[Any, Path], front: Front
+) -> None:
+    # A DELETE of a missing key is a delete (S3 answers 204 either way), so a 404 was taken as
+    # one: a proxy's "Not Found" page, of a request that never reached S3, told the client 204
+    # and DeleteObjects listed the key as Deleted, though the object stayed upstream.
+    s3, folder = cache
+    bucket = folder.name
+    s3.put_object(Bucket=bucket, Key="k", Body=b"still there")
+    front.page, front.hijack = NOT_FOUND, is_write("DELETE", "k")
+    unavailable(lambda: s3.delete_object(Bucket=bucket, Key="k"))
+    answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "k"}]})
+    assert answer.get("Deleted", []) == []
+    assert [(error["Key"], error["Code"]) for error in answer["Errors"]] == [("k", "ServiceUnavailable")]
+    assert front.hijacked == 2
+    front.hijack = lambda request: False
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"still there"
+
+
+def test_a_read_answered_404_with_a_web_page_is_not_no_such_key(
+    cache: tuple[Any, Path], front: Front
+) -> None:
+    # S3's 404 to a GET names its fault in an <Error>: a page is a proxy's, not a missing object.
+    s3, folder = cache
+    bucket = folder.name
+    s3.put_object(Bucket=bucket, Key="k", Body=b"there")
+    (folder / "k").unlink()  # no copy here: the GET goes upstream
+    front.page, front.hijack = NOT_FOUND, lambda request: request.method == "GET"
+    unavailable(lambda: s3.get_object(Bucket=bucket, Key="k"))
+    unavailable(lambda: s3.list_objects_v2(Bucket=bucket))
+    front.hijack = lambda request: False
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"there"
