@@ -20,14 +20,13 @@ import logging
 import os
 import re
 import shutil
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .. import errors
 from .keys import fsync_dir, is_bucket_folder_name
 from .locks import KeyLocks
-from .metadata import CACHE_MIN_AGE_NS, write_atomic
+from .metadata import settled, write_atomic
 from .registry import BucketRegistry, Stamp
 
 log = logging.getLogger("s3serve")
@@ -133,7 +132,7 @@ class BucketConfigStore:
             # A document another program broke must not fail every request to the bucket.
             log.warning("ignoring unreadable %s configuration of bucket %s", name, bucket)
             return None
-        if time.time_ns() - st.st_ctime_ns > CACHE_MIN_AGE_NS:
+        if settled(st):
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
             self._cache[key] = (stamp, value)

@@ -57,6 +57,13 @@ _NO_XATTR = {errno.EACCES, errno.EPERM, errno.ENOTSUP, errno.EROFS}
 # clock (one tick, a few ms), so two changes within a tick may share a ctime: only inodes whose
 # ctime is older than this are cached.
 CACHE_MIN_AGE_NS = 50_000_000
+# Filesystems that keep timestamps to the second (ext3, ext4 with 128-byte inodes, HFS+; FAT to two)
+# give every change within that second one ctime, and a file renamed over another often gets the
+# inode number freed by the one before: the stamp of the object written two writes ago, whose
+# cached record (ETag, metadata) was then served with the new bytes. A ctime on a 10 ms boundary is
+# taken for one of such a grain (on a filesystem of nanoseconds, 1 in 10**7 is: it is cached later).
+COARSE_GRAIN_NS = 10_000_000
+COARSE_MIN_AGE_NS = 2_000_000_000 + CACHE_MIN_AGE_NS
 # Two caches. A parsed Record costs ~1.3 KiB (its dict, three small dicts, the strings). A record's
 # xattr bytes cost what they hold (a packed record ~50, a JSON one with user metadata or tags
 # 200-500) and _RAW_ENTRY more (the key, its ints, the dict's slot). Rebuilding a Record from
@@ -80,6 +87,13 @@ _SUMMARIES_MAX = 2048
 # The built-in table only: the same guess on every host, whatever /etc/mime.types says.
 _MIME = mimetypes.MimeTypes()
 _COMPRESSED_TYPES = {"gzip": "application/gzip", "bzip2": "application/x-bzip2", "xz": "application/x-xz"}
+
+
+def settled(st: os.stat_result) -> bool:
+    """Whether no later change to the inode can have the ctime ``st`` shows: what was read of the
+    file is then known by its stamp, and may be cached by it."""
+    ctime = st.st_ctime_ns
+    return time.time_ns() - ctime > (COARSE_MIN_AGE_NS if ctime % COARSE_GRAIN_NS == 0 else CACHE_MIN_AGE_NS)
 
 
 def guess_content_type(key: str) -> str:
@@ -411,7 +425,7 @@ class MetaStore:
                 data = b""
             record, size = self._parse_sized(data) if data else (None, 0)
             if record is not None and record.matches(st):
-                if time.time_ns() - st.st_ctime_ns > CACHE_MIN_AGE_NS:
+                if settled(st):
                     if record.blob is None:  # a blob's pointer would cost a file read per parse
                         self._keep_raw(cache_key, data)
                     if data[:1] != PACKED and not self._remember(cache_key, record.clone(), size):

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from .base import BucketInfo
-from .metadata import CACHE_MIN_AGE_NS, write_atomic
+from .metadata import settled, write_atomic
 
 # A file's stamp: any change to it (or a rename over it) gives it another.
 Stamp = tuple[int, int, int, int, int]
@@ -47,7 +47,7 @@ class BucketRegistry:
             return None
         if not isinstance(doc, dict):
             return None
-        if time.time_ns() - st.st_ctime_ns > CACHE_MIN_AGE_NS:
+        if settled(st):
             if len(self._cache) >= _BUCKETS_CACHE_MAX:
                 self._cache.clear()
             self._cache[name] = (stamp, dict(doc))
