@@ -384,7 +384,8 @@ class CacheBackend(CacheBuckets, Backend):
         if self._overtaken(bucket, key, since):  # written while this one was being published
             await self._drop_local(bucket, key)
             return
-        self._confirm(bucket, key, info.etag)
+        if not (fill and self.revalidate_after > 0):  # a fill's copy: CacheReads._recheck_fill
+            self._confirm(bucket, key, info.etag)
 
     async def delete_object(self, bucket: str, key: str, precondition: Precondition | None = None) -> None:
         await self._write(bucket, [key], self.upstream.delete_object(bucket, key, precondition))

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
+from . import replicas
 from .base import Backend, ObjectInfo, ObjectReader, PartInfo
 from .fills import Fill, RangeSource
 from .spool import Spool
@@ -34,7 +36,9 @@ class CacheReads:
     local: DiskBackend
     upstream: Backend
     evictor: Evictor
+    revalidate_after: float
     _fills: dict[tuple[str, str], Fill]
+    _fresh: OrderedDict[tuple[str, str], tuple[str, float]]  # confirmations (CacheBackend._confirm)
 
     if TYPE_CHECKING:
 
@@ -45,6 +49,7 @@ class CacheReads:
         def not_kept(self, bucket: str, key: str, reason: object) -> None: ...
         def unkeepable(self, bucket: str, key: str) -> bool: ...
         async def drop_stale(self, bucket: str, key: str) -> bool: ...
+        async def _drop_local(self, bucket: str, key: str, only: ObjectInfo | None = None) -> bool: ...
         async def bucket_gone(self, name: str) -> None: ...
         async def _keep(
             self,
@@ -278,7 +283,28 @@ class CacheReads:
         except BaseException:
             spooled.discard()
             raise
+        if self.revalidate_after > 0:
+            self._fresh.pop((bucket, key), None)  # the GET's, until _recheck_fill asks again
         await self._keep(bucket, key, spooled, replace(info, parts=parts), tags, since, fill=True, patient=True)
+        if self.revalidate_after > 0:
+            await self._recheck_fill(bucket, key)
+
+    async def _recheck_fill(self, bucket: str, key: str) -> None:
+        """Confirm the copy a fill published by asking the upstream again. A write through another
+        worker process sharing ROOT while the fill ran (a copy onto the key with new metadata, a
+        delete, a rename) dropped the copy here before this one was published, which would then be
+        served as current for the revalidation window (a write through this process, or one that
+        left a newer copy, keeps it from being published: _keep). Only while copies are trusted
+        without asking: otherwise every read asks anyway."""
+        copy = replicas.replica_at(self.local, bucket, key)
+        if copy is None:
+            return
+        self._fresh.pop((bucket, key), None)  # a reader's, from before the copy was published: asked
+        try:
+            if await self._confirmed(bucket, key, copy) is None:
+                await self._drop_local(bucket, key, copy)
+        except errors.S3Error:
+            pass  # gone upstream (the copy with it), or not answered: left unconfirmed
 
     async def _parts(
         self, bucket: str, key: str, info: ObjectInfo, max_heads: int | None = None

@@ -204,3 +204,49 @@ async def test_a_fill_never_replaces_what_another_worker_wrote_since(make_cached
     assert (here / "k").read_bytes() == b"new"  # A's fill did not put the old version back
     assert (await _get(send_a, "/bkt/k")) == (200, b"new")
     assert _temp_files(here) == []
+
+
+Workers = tuple[Send, Send, CacheBackend, Path, Path]
+
+
+async def _two_workers(make_cached: Any, make_sender: Any) -> Workers:
+    """Two caches sharing ROOT and the upstream, as two worker processes: each knows only its own
+    writes and confirmations. Copies are trusted for a minute."""
+    send_a, cache_a, here, there = await make_cached(upstream_type=PacedUpstream, revalidate_after=60.0)
+    local_b = DiskBackend(here.parent, default_owner=USER.user_id, fsync=False)
+    cache_b = CacheBackend(local_b, cache_a.upstream, revalidate_after=60.0)
+    return send_a, await make_sender(cache_b), cache_a, here, there
+
+
+async def test_a_fill_never_brings_back_replaced_metadata(make_cached: Any, make_sender: Any) -> None:
+    # Worker B copies the key onto itself with new metadata while worker A's fill of it runs: the
+    # ETag stays, B drops the copy here (there is none yet), and A's fill, published after, would
+    # be trusted by A for the revalidation window with the metadata B replaced.
+    send_a, send_b, cache_a, here, there = await _two_workers(make_cached, make_sender)
+    data = os.urandom(SIZE)
+    (there / "k").write_bytes(data)
+    reading = await send_a("GET", "/bkt/k")
+    start = await reading.content.readexactly(PIECE)
+    replaced = {"x-amz-copy-source": "/bkt/k", "x-amz-metadata-directive": "REPLACE", "x-amz-meta-v": "two"}
+    assert (await send_b("PUT", "/bkt/k", b"", replaced)).status == 200
+    assert start + await reading.read() == data
+    while cache_a._tasks:
+        await asyncio.gather(*cache_a._tasks)
+    response = await send_a("GET", "/bkt/k")
+    assert (response.status, response.headers.get("x-amz-meta-v")) == (200, "two")
+    assert await response.read() == data
+
+
+async def test_a_fill_never_brings_back_a_deleted_object(make_cached: Any, make_sender: Any) -> None:
+    # Worker B's DELETE while worker A's fill runs leaves nothing on the disk to tell A's fill.
+    send_a, send_b, cache_a, here, there = await _two_workers(make_cached, make_sender)
+    data = os.urandom(SIZE)
+    (there / "k").write_bytes(data)
+    reading = await send_a("GET", "/bkt/k")
+    start = await reading.content.readexactly(PIECE)
+    assert (await send_b("DELETE", "/bkt/k")).status == 204
+    assert start + await reading.read() == data  # the upstream's open file goes on to its end
+    while cache_a._tasks:
+        await asyncio.gather(*cache_a._tasks)
+    assert (await send_a("GET", "/bkt/k")).status == 404
+    assert not (here / "k").exists()
