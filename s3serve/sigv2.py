@@ -12,6 +12,7 @@ SignatureDoesNotMatch.
 from __future__ import annotations
 
 import base64
+import calendar
 import email.utils
 import hashlib
 import hmac
@@ -145,17 +146,20 @@ def _verify(
     )
 
 
-def _parse_http_date(value: str) -> float | None:
+def parse_http_date(value: str) -> float | None:
+    """Epoch seconds of an HTTP (RFC 2822) date, or None; one without a zone ("-0000") is UTC."""
     try:
         dt = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):  # Overflow: a year past C's int
         return None
-    if dt is None:
-        return None
+    return dt.timestamp() if dt.tzinfo else calendar.timegm(dt.timetuple())
+
+
+def _parse_v2_date(value: str) -> float | None:
+    stamp = parse_http_date(value)
     # S3 takes a date before 1970 for no date at all (AccessDenied), not for a skewed clock
     # (ceph s3-tests' bad_date_before_epoch_aws2 tests).
-    stamp = dt.timestamp()
-    return stamp if stamp >= 0 else None
+    return stamp if stamp is not None and stamp >= 0 else None
 
 
 def verify_header(req: RequestView, authorization: str, lookup: Lookup, now: float) -> AuthResult:
@@ -183,7 +187,7 @@ def verify_header(req: RequestView, authorization: str, lookup: Lookup, now: flo
     sent = amz_date if amz_date is not None else http_date
     request_time: float | None = None
     if sent is not None:
-        request_time = _parse_http_date(sent)
+        request_time = _parse_v2_date(sent)
         if request_time is None:
             # Some clients send x-amz-date in SigV4's ISO 8601 basic form even with SigV2.
             request_time = parse_amz_date(sent)

@@ -355,15 +355,12 @@ def _request_time(headers: Mapping[str, str]) -> tuple[str, float]:
         if parsed is not None:
             return amz_date, parsed
     else:
+        from s3serve.sigv2 import parse_http_date  # SDKs sign with x-amz-date: rarely imported
+
         date = headers.get("Date")
-        if date is not None:
-            try:
-                dt = email.utils.parsedate_to_datetime(date)
-            except (TypeError, ValueError, IndexError, OverflowError):  # Overflow: a year past C's int
-                dt = None
-            if dt is not None:
-                epoch = dt.timestamp() if dt.tzinfo else calendar.timegm(dt.timetuple())
-                return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch)), epoch
+        epoch = None if date is None else parse_http_date(date)
+        if epoch is not None:
+            return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch)), epoch
     raise errors.AccessDenied("AWS authentication requires a valid Date or x-amz-date header")
 
 

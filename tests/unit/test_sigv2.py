@@ -241,3 +241,18 @@ def test_path_style_bucket_request_signed_with_trailing_slash() -> None:
     request = signed("GET", f"{ENDPOINT}/bucket/key", auth_path="/bucket/key/")
     with pytest.raises(errors.SignatureDoesNotMatch):
         authenticate(from_botocore(request), lookup)
+
+
+@pytest.mark.parametrize("zone", ["-0000", "+0000", "GMT"])
+def test_an_http_date_without_a_zone_is_utc_whatever_the_servers_zone(
+    zone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RFC 2822's "-0000" is UTC with no local zone known: it was read in the server's zone.
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        stamp = sigv2.parse_http_date(f"Wed, 25 Nov 2026 07:00:00 {zone}")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert stamp == calendar.timegm((2026, 11, 25, 7, 0, 0, 0, 0, 0))
