@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.conftest import Server, free_port, start_server, stop_server, wait_ready
 
@@ -138,3 +139,12 @@ def until(check: Callable[[], object], timeout: float = 10.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def error_code(call: Callable[[], object]) -> str:
+    """The S3 error Code ``call`` (a boto3 call) raises, or "OK"."""
+    try:
+        call()
+    except ClientError as exc:
+        return str(exc.response["Error"]["Code"])
+    return "OK"

@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import Server, stop_server
-from tests.e2e.conftest import start_cache
+from tests.e2e.conftest import error_code, start_cache
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("S3SERVE_TEST_ENDPOINT")), reason="own servers")
 
@@ -30,14 +30,6 @@ def cache(tmp_path_factory: pytest.TempPathFactory, upstream: Server) -> Iterato
     yield srv
     stop_server(srv)
     assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
-
-
-def _code(call: Callable[[], object]) -> str:
-    try:
-        call()
-    except ClientError as exc:
-        return str(exc.response["Error"]["Code"])
-    return "OK"
 
 
 def _copy_held_then_bucket_gone(cache: Server, upstream: Server) -> str:
@@ -100,11 +92,11 @@ def test_a_read_of_a_copy_in_a_bucket_deleted_upstream_says_no_such_bucket(
     # cache's next read) NoSuchBucket. And the bucket's folder stayed, answering its CORS.
     s3: Any = cache.client()
     name = _copy_held_then_bucket_gone(cache, upstream)
-    assert _code(lambda: READS[read](upstream.client(), name)) == "NoSuchBucket"
-    assert _code(lambda: READS[read](s3, name)) == "NoSuchBucket"
+    assert error_code(lambda: READS[read](upstream.client(), name)) == "NoSuchBucket"
+    assert error_code(lambda: READS[read](s3, name)) == "NoSuchBucket"
     assert cache.root is not None and not (cache.root / name).exists()  # the copy and its folder
-    assert _code(lambda: READS[read](s3, name)) == "NoSuchBucket"
-    assert _code(lambda: s3.get_bucket_cors(Bucket=name)) == "NoSuchBucket"
+    assert error_code(lambda: READS[read](s3, name)) == "NoSuchBucket"
+    assert error_code(lambda: s3.get_bucket_cors(Bucket=name)) == "NoSuchBucket"
 
 
 def test_a_head_of_a_copy_in_a_bucket_deleted_upstream_drops_the_copy_and_the_bucket(
@@ -118,8 +110,8 @@ def test_a_head_of_a_copy_in_a_bucket_deleted_upstream_drops_the_copy_and_the_bu
         s3.head_object(Bucket=name, Key="k")
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
     assert cache.root is not None and not (cache.root / name).exists()
-    assert _code(lambda: s3.get_bucket_cors(Bucket=name)) == "NoSuchBucket"
-    assert _code(lambda: s3.get_object(Bucket=name, Key="k")) == "NoSuchBucket"
+    assert error_code(lambda: s3.get_bucket_cors(Bucket=name)) == "NoSuchBucket"
+    assert error_code(lambda: s3.get_object(Bucket=name, Key="k")) == "NoSuchBucket"
 
 
 CONFIG_CALLS: dict[str, Callable[[Any, str], object]] = {
@@ -141,9 +133,9 @@ def test_the_configuration_of_a_bucket_deleted_upstream_is_no_such_bucket(
     # nothing had yet told was gone: it was answered, and stored, for a bucket S3 no longer has.
     s3: Any = cache.client()
     name = _copy_held_then_bucket_gone(cache, upstream)
-    assert _code(lambda: CONFIG_CALLS[call](s3, name)) == "NoSuchBucket"
+    assert error_code(lambda: CONFIG_CALLS[call](s3, name)) == "NoSuchBucket"
     assert cache.root is not None and not (cache.root / name).exists()
-    assert _code(lambda: s3.get_bucket_cors(Bucket=name)) == "NoSuchBucket"
+    assert error_code(lambda: s3.get_bucket_cors(Bucket=name)) == "NoSuchBucket"
 
 
 def test_a_key_missing_from_a_bucket_that_is_there_is_still_no_such_key(
@@ -157,8 +149,8 @@ def test_a_key_missing_from_a_bucket_that_is_there_is_still_no_such_key(
     s3.put_object(Bucket=name, Key="k", Body=b"copy here")
     upstream.client().delete_object(Bucket=name, Key="k")  # type: ignore[attr-defined]
     attributes = READS["GetObjectAttributes"]
-    assert _code(lambda: attributes(s3, name)) == "NoSuchKey"
-    assert _code(lambda: s3.get_object(Bucket=name, Key="k")) == "NoSuchKey"
+    assert error_code(lambda: attributes(s3, name)) == "NoSuchKey"
+    assert error_code(lambda: s3.get_object(Bucket=name, Key="k")) == "NoSuchKey"
     assert cache.root is not None and not (cache.root / name / "k").exists()
     assert s3.get_bucket_cors(Bucket=name)["CORSRules"]
 
@@ -175,8 +167,8 @@ def test_in_front_of_moto_a_bucket_deleted_there_is_no_such_bucket(tmp_path: Pat
         direct.delete_object(Bucket=name, Key="k")
         direct.delete_bucket(Bucket=name)
         for read in (READS["GetObject"], READS["GetObjectAttributes"]):
-            assert _code(lambda: read(direct, name)) == "NoSuchBucket"  # noqa: B023 - called at once
-            assert _code(lambda: read(s3, name)) == "NoSuchBucket"  # noqa: B023
+            assert error_code(lambda: read(direct, name)) == "NoSuchBucket"  # noqa: B023 - called at once
+            assert error_code(lambda: read(s3, name)) == "NoSuchBucket"  # noqa: B023
         assert not (tmp_path / name).exists()
     finally:
         stop_server(srv)

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from tests.conftest import Server, start_server, stop_server
-from tests.e2e.conftest import until
+from tests.e2e.conftest import error_code, until
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("S3SERVE_TEST_ENDPOINT")), reason="own servers")
 
@@ -62,14 +61,6 @@ def cache(tmp_path: Path, upstream: Server, gate: Path) -> Iterator[Server]:
     assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
 
 
-def _code(call: Callable[[], object]) -> str:
-    try:
-        call()
-    except ClientError as exc:
-        return str(exc.response["Error"]["Code"])
-    return "OK"
-
-
 LEARNERS: dict[str, Callable[[Any, str], object]] = {
     "GetObject": lambda s3, name: s3.get_object(Bucket=name, Key="k"),
     "GetBucketCors": lambda s3, name: s3.get_bucket_cors(Bucket=name),
@@ -90,7 +81,7 @@ def test_a_bucket_created_again_while_its_old_folder_is_forgotten_keeps_what_it_
     s3.put_bucket_cors(Bucket=name, CORSConfiguration=CORS)
     up.delete_bucket(Bucket=name)
     learnt: list[str] = []
-    learning = threading.Thread(target=lambda: learnt.append(_code(lambda: LEARNERS[learner](s3, name))))
+    learning = threading.Thread(target=lambda: learnt.append(error_code(lambda: LEARNERS[learner](s3, name))))
     learning.start()
     until(lambda: Path(f"{gate}.held").exists())
     made: list[str] = []
