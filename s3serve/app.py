@@ -413,7 +413,7 @@ async def _dispatch_granted(request: web.Request, route: Route, backend: Backend
 def _context(request: web.Request, route: Route, auth: AuthResult | None, backend: Backend) -> Context:
     """What a handler (or its header phase) is given; the same for the expect handler's phase
     as for dispatch's handler."""
-    if auth is not None and auth.version == 2 and auth.presigned:
+    if auth is not None and auth.presigned:
         request = _with_query_metadata(request, _state(request).query_pairs)
     return Context(
         request=request,
@@ -427,9 +427,11 @@ def _context(request: web.Request, route: Route, auth: AuthResult | None, backen
 
 
 def _with_query_metadata(request: web.Request, query: list[tuple[str, str]]) -> web.Request:
-    """A SigV2 presigned URL carries the x-amz-meta-* headers it signs in its query string
-    (botocore's HmacV1QueryAuth moves them there, so the URL works without them); S3 stores them
-    as the object's metadata. A header sent as well wins, as it is the one the signature covered."""
+    """A presigned URL may carry x-amz-meta-* headers in its query string, so that whoever uses it
+    sends no headers: botocore's SigV2 HmacV1QueryAuth moves the ones it signs there, and the JS
+    SDK v3's getSignedUrl, the Ruby and Go presigners do so for SigV4 (where the query is signed).
+    S3 stores them as the object's metadata. A header sent as well wins: under SigV2 it is the one
+    the signature covered, under SigV4 one that is not among X-Amz-SignedHeaders is refused."""
     hoisted = [
         (name, value)
         for name, value in query
