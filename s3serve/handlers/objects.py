@@ -482,6 +482,9 @@ async def copy_object(ctx: Context) -> web.StreamResponse:
     source = source_key(ctx)
     encryption = await write_encryption(ctx, action="CopyObject")
     changes = "x-amz-storage-class" in ctx.headers or redirect is not None or SSE_HEADER in ctx.headers
+    # A checksum algorithm named is one the copy gets, whatever the directive: the source's is
+    # copied only when none is named; a copy onto itself that adds one is allowed.
+    changes = changes or "x-amz-checksum-algorithm" in ctx.headers
     # An SSE-C key given for either side changes the encryption (a new key, or SSE-C no more).
     changes = changes or source is not None or (encryption is not None and encryption.is_customer)
     if same and metadata_directive == "COPY" and not changes and tagging_directive == "COPY":
@@ -504,6 +507,7 @@ async def copy_object(ctx: Context) -> web.StreamResponse:
             user_meta=dict(src.user_meta),
             tags=given.tags,
             storage_class=given.storage_class if "x-amz-storage-class" in ctx.headers else src.storage_class,
+            checksum_algorithm=given.checksum_algorithm,
         )
     if meta is not None:
         meta.encryption = encryption

@@ -363,6 +363,26 @@ def test_copy_object(s3, bucket: str) -> None:
     assert s3.get_object(Bucket=bucket, Key="dst")["Body"].read() == body
 
 
+def test_copy_with_a_checksum_algorithm_gets_that_checksum(s3, bucket: str) -> None:
+    # x-amz-checksum-algorithm on CopyObject gives the copy that checksum, computed over its bytes,
+    # whatever the metadata directive; with COPY it was ignored and the source's was kept. S3
+    # copies the source's only when the request names none, and lets a copy onto itself add one.
+    body = b"checksummed bytes"
+    meta = {"ContentType": "text/x", "Metadata": {"m": "1"}}
+    s3.put_object(Bucket=bucket, Key="ck", Body=body, ChecksumAlgorithm="CRC32C", **meta)
+    sha = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    src = {"Bucket": bucket, "Key": "ck"}
+    result = s3.copy_object(Bucket=bucket, Key="ck2", CopySource=src, ChecksumAlgorithm="SHA256")
+    assert result["CopyObjectResult"].get("ChecksumSHA256") == sha
+    head = s3.head_object(Bucket=bucket, Key="ck2", ChecksumMode="ENABLED")
+    assert head.get("ChecksumSHA256") == sha and "ChecksumCRC32C" not in head
+    assert head["ContentType"] == "text/x" and head["Metadata"] == {"m": "1"}  # still the source's
+    s3.copy_object(Bucket=bucket, Key="ck", CopySource=src, ChecksumAlgorithm="SHA256")
+    head = s3.head_object(Bucket=bucket, Key="ck", ChecksumMode="ENABLED")
+    assert head.get("ChecksumSHA256") == sha and head["Metadata"] == {"m": "1"}
+    assert s3.get_object(Bucket=bucket, Key="ck")["Body"].read() == body
+
+
 def test_website_redirect_location(s3, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="page.html", Body=b"old page", WebsiteRedirectLocation="/new.html")
     assert s3.head_object(Bucket=bucket, Key="page.html")["WebsiteRedirectLocation"] == "/new.html"
