@@ -305,6 +305,8 @@ class RemoteBackend(Backend):
         if meta is not None:
             headers.update(meta_headers(meta, tags=False))
             headers["x-amz-metadata-directive"] = "REPLACE"
+            if meta.checksum_algorithm:  # else the upstream copies the source's checksums
+                headers["x-amz-checksum-algorithm"] = meta.checksum_algorithm
             if meta.tags is not None:
                 headers["x-amz-tagging-directive"] = "REPLACE"
                 headers["x-amz-tagging"] = urlencode(meta.tags, quote_via=quote)

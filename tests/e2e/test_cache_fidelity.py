@@ -4,6 +4,8 @@ s3serve cache with --upstream in front of a second s3serve), driven with boto3."
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from pathlib import Path
 
@@ -74,6 +76,41 @@ def test_the_tag_count_follows_tags_changed_on_the_upstream(tmp_path: Path) -> N
         assert "TagCount" not in s3.head_object(Bucket="tagged", Key="k")  # type: ignore[attr-defined]
         assert "TagCount" not in s3.get_object(Bucket="tagged", Key="k")  # type: ignore[attr-defined]
         assert (tmp_path / "cache" / "tagged" / "k").read_bytes() == b"bytes"  # the copy stayed
+    finally:
+        stop_server(srv)
+        stop_server(up)
+    assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
+
+
+def test_a_copy_through_the_cache_gets_the_checksum_algorithm_it_names(tmp_path: Path) -> None:
+    # The cache forwards a copy as REPLACE with the metadata to keep; it left the requested
+    # x-amz-checksum-algorithm out, and the upstream copied the source's checksum instead.
+    (tmp_path / "up").mkdir()
+    (tmp_path / "cache").mkdir()
+    up = start_server(tmp_path / "up", "--no-fsync", access_key=UP_ACCESS, secret_key=UP_SECRET)
+    srv = start_cache(tmp_path / "cache", up)
+    try:
+        s3, direct = srv.client(), up.client()
+        s3.create_bucket(Bucket="sums")  # type: ignore[attr-defined]
+        body = b"bytes to sum"
+        s3.put_object(  # type: ignore[attr-defined]
+            Bucket="sums", Key="src", Body=body, ContentType="text/x", ChecksumAlgorithm="CRC32C"
+        )
+        sha = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        for key, directive in (("copy", "COPY"), ("replaced", "REPLACE")):
+            result = s3.copy_object(  # type: ignore[attr-defined]
+                Bucket="sums", Key=key, CopySource={"Bucket": "sums", "Key": "src"},
+                MetadataDirective=directive, ChecksumAlgorithm="SHA256",
+            )  # fmt: skip
+            assert result["CopyObjectResult"].get("ChecksumSHA256") == sha, directive
+            for client in (s3, direct):
+                head = client.head_object(  # type: ignore[attr-defined]
+                    Bucket="sums", Key=key, ChecksumMode="ENABLED"
+                )
+                assert head.get("ChecksumSHA256") == sha and "ChecksumCRC32C" not in head, directive
+        kept = direct.head_object(Bucket="sums", Key="copy")  # type: ignore[attr-defined]
+        assert kept["ContentType"] == "text/x"
+        assert s3.get_object(Bucket="sums", Key="copy")["Body"].read() == body  # type: ignore[attr-defined]
     finally:
         stop_server(srv)
         stop_server(up)
