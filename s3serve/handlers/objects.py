@@ -513,6 +513,8 @@ async def copy_object(ctx: Context) -> web.StreamResponse:
         meta.encryption = encryption
     if meta is not None and tagging_directive == "COPY" and meta.tags is None:
         meta.tags = await ctx.backend.get_object_tagging(src_bucket, src_key)
+    elif meta is not None and meta.tags is None:
+        meta.tags = {}  # REPLACE without x-amz-tagging: S3's default tag-set is the empty one
     work = ctx.backend.copy_object(
         src_bucket,
         src_key,

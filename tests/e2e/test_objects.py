@@ -383,6 +383,23 @@ def test_copy_with_a_checksum_algorithm_gets_that_checksum(s3, bucket: str) -> N
     assert s3.get_object(Bucket=bucket, Key="ck")["Body"].read() == body
 
 
+def test_copy_replacing_tags_without_a_tagging_header_has_none(s3, bucket: str) -> None:
+    # x-amz-tagging's default is the empty tag-set: REPLACE without it leaves the copy untagged,
+    # where the source's tags were kept.
+    s3.put_object(Bucket=bucket, Key="tagged", Body=b"x", Tagging="t=1")
+    src = {"Bucket": bucket, "Key": "tagged"}
+    s3.copy_object(Bucket=bucket, Key="untagged", CopySource=src, TaggingDirective="REPLACE")
+    assert s3.get_object_tagging(Bucket=bucket, Key="untagged")["TagSet"] == []
+    assert "TagCount" not in s3.head_object(Bucket=bucket, Key="untagged")
+    s3.copy_object(
+        Bucket=bucket, Key="replaced", CopySource=src, MetadataDirective="REPLACE", TaggingDirective="REPLACE"
+    )
+    assert s3.get_object_tagging(Bucket=bucket, Key="replaced")["TagSet"] == []
+    s3.copy_object(Bucket=bucket, Key="tagged", CopySource=src, TaggingDirective="REPLACE")  # onto itself
+    assert s3.get_object_tagging(Bucket=bucket, Key="tagged")["TagSet"] == []
+    assert s3.get_object(Bucket=bucket, Key="tagged")["Body"].read() == b"x"
+
+
 def test_website_redirect_location(s3, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="page.html", Body=b"old page", WebsiteRedirectLocation="/new.html")
     assert s3.head_object(Bucket=bucket, Key="page.html")["WebsiteRedirectLocation"] == "/new.html"
