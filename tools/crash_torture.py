@@ -125,6 +125,8 @@ class State:
     size: int
     content_type: str = DEFAULT_CT
     tags: tuple[tuple[str, str], ...] = ()
+    # The MD5 of the bytes, where the ETag is not it (a multipart object's): a copy's ETag.
+    md5: str = dataclasses.field(default="", compare=False)
 
     def short(self) -> str:
         tags = f" tags={dict(self.tags)}" if self.tags else ""
@@ -526,22 +528,23 @@ class Client(threading.Thread):
         src = self.current(sb, sk)
         assert src is not None
         kwargs: dict[str, Any] = {"Bucket": db, "Key": dk, "CopySource": {"Bucket": sb, "Key": sk}}
-        result = src
+        # S3 copies in one action: a multipart object's copy is a single-part one, ETag its MD5.
+        result = dataclasses.replace(src, etag=src.md5) if "-" in src.etag else src
         how = self.rng.random()
         if how < 0.2:
             ctype = self.rng.choice(CONTENT_TYPES[1:])
             kwargs.update(MetadataDirective="REPLACE", ContentType=ctype)
-            result = dataclasses.replace(src, content_type=ctype)
+            result = dataclasses.replace(result, content_type=ctype)
         elif how < 0.35:
             tag = str(self.rng.randint(0, 999))
             kwargs.update(TaggingDirective="REPLACE", Tagging=f"copy={tag}")
-            result = dataclasses.replace(src, tags=(("copy", tag),))
+            result = dataclasses.replace(result, tags=(("copy", tag),))
         hist = self.world.history(db, dk)
         op = self.world.begin(hist, f"CopyObject(from {sb}/{sk})", self.state.ident, result)
         answer = self._call(op, f"CopyObject {sb}/{sk} -> {db}/{dk}", lambda: self.s3.copy_object(**kwargs))
         etag = answer.get("CopyObjectResult", {}).get("ETag", "").strip('"')
         if etag != result.etag:
-            self.world.violate(f"CopyObject {sb}/{sk} -> {db}/{dk} answered ETag {etag}, the source's is {result.etag}")
+            self.world.violate(f"CopyObject {sb}/{sk} -> {db}/{dk} answered ETag {etag}, not {result.etag}")
         if not shared:
             self.state.known[(db, dk)] = result
         self.world.count("copy")
@@ -687,11 +690,13 @@ class Client(threading.Thread):
         numbers = sorted(parts)
         if any(parts[n].blob.size < self.opts.part_size for n in numbers[:-1]):
             return self.abort(upload)  # cannot happen by construction; never send a doomed Complete
-        h = hashlib.sha256()
+        h, md5 = hashlib.sha256(), hashlib.md5()
         for n in numbers:
             h.update(parts[n].blob.data())
+            md5.update(parts[n].blob.data())
         size = sum(parts[n].blob.size for n in numbers)
-        state = State(h.hexdigest(), multipart_etag([parts[n].etag for n in numbers]), size, upload.content_type or DEFAULT_CT)
+        etag = multipart_etag([parts[n].etag for n in numbers])
+        state = State(h.hexdigest(), etag, size, upload.content_type or DEFAULT_CT, md5=md5.hexdigest())
         hist = self.world.history(upload.bucket, upload.key)
         op = self.world.begin(hist, f"CompleteMultipartUpload({len(numbers)} parts)", self.state.ident, state)
         upload.status, upload.result = "completing", state
@@ -751,7 +756,9 @@ def observe(s3: Any, bucket: str, key: str, tags: bool = True) -> State | None:
     tagset: tuple[tuple[str, str], ...] = ()
     if tags:
         tagset = tuple(sorted((t["Key"], t["Value"]) for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]))
-    return State(hashlib.sha256(body).hexdigest(), etag, len(body), got.get("ContentType") or DEFAULT_CT, tagset)
+    md5 = hashlib.md5(body).hexdigest()
+    ctype = got.get("ContentType") or DEFAULT_CT
+    return State(hashlib.sha256(body).hexdigest(), etag, len(body), ctype, tagset, md5)
 
 
 class Inconsistent(Exception):

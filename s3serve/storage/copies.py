@@ -67,6 +67,7 @@ def _linkable(found: _Found, record: Record, want: str | None, spath: str) -> bo
     by its program: adopted records carry no checksums), reached by its own name (not a symlink)."""
     return (
         want is None
+        and record.parts is None  # a multipart object's copy is hashed (its ETag is its MD5)
         and record.size >= LINK_MIN_SIZE
         and bool(found.record.checksums)
         and found.real == spath
@@ -98,6 +99,11 @@ async def copy_object(
                 raise errors.InvalidRequest(f"Checksum algorithm {want} is not supported.")
         else:
             want = None
+        # S3 copies an object in one action however it was uploaded: the copy of a multipart
+        # object is a single-part one, its ETag the MD5 of its bytes and a composite checksum
+        # (of the parts' checksums) made a direct one of the whole.
+        if record.parts is not None and want is None and record.checksum_type == "COMPOSITE":
+            want = next(iter(record.checksums), None)
         if dkp.is_folder:
             if record.size:
                 raise errors.InvalidArgument(
@@ -105,11 +111,7 @@ async def copy_object(
                     resource=dst_key,
                 )
             record.folder = True
-            if want is not None:
-                record.checksums = {
-                    want: b64(MultiHasher([ALGORITHM_DIGEST[want]]).digests()[ALGORITHM_DIGEST[want]])
-                }
-                record.checksum_type = "FULL_OBJECT"
+            _rehash(record, MultiHasher(["md5", *([ALGORITHM_DIGEST[want]] if want else [])]).digests(), want)
         else:
             if _linkable(found, record, want, spath):
                 info = await _copy_by_link(disk, src_bucket, src_key, dst_bucket, dkp, meta, src_precondition, precondition)
@@ -121,11 +123,11 @@ async def copy_object(
                 copied = await asyncio.to_thread(_clone_into, found.fd, lock_fd, record.size)
             if copied != record.size:
                 raise errors.InternalError("The source object changed while it was being copied; please retry.")
-            if want is not None:
-                name = ALGORITHM_DIGEST[want]
-                digests, _ = await asyncio.to_thread(metadata.hash_file, tmp, [name])
-                record.checksums = {want: b64(digests[name])}
-                record.checksum_type = "FULL_OBJECT"
+            if want is not None or record.parts is not None:
+                names = ["md5"] if record.parts is not None else []
+                names += [ALGORITHM_DIGEST[want]] if want else []
+                digests, _ = await asyncio.to_thread(metadata.hash_file, tmp, names)
+                _rehash(record, digests, want)
     except BaseException:
         keys.unlink_quietly(tmp)
         if lock_fd is not None:
@@ -139,6 +141,17 @@ async def copy_object(
     finally:
         if lock_fd is not None:
             os.close(lock_fd)
+
+
+def _rehash(record: Record, digests: dict[str, bytes], want: str | None) -> None:
+    """The copy's record made that of its bytes as hashed: ``want``'s checksum, and for the copy
+    of a multipart object, the MD5 for ETag and no parts."""
+    if want is not None:
+        record.checksums = {want: b64(digests[ALGORITHM_DIGEST[want]])}
+        record.checksum_type = "FULL_OBJECT"
+    if record.parts is not None:
+        record.etag = digests["md5"].hex()
+        record.parts = None
 
 
 def _clone_into(src: int | None, dst: int, size: int) -> int:

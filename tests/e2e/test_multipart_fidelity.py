@@ -321,3 +321,35 @@ def test_parts_with_checksums_must_be_numbered_from_one_without_gaps(s3, bucket:
         MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n]} for n in (1, 3)]},
     )  # fmt: skip
     assert s3.get_object(Bucket=bucket, Key="plain")["Body"].read() == parts[0] + parts[2]
+
+
+def test_a_copy_of_a_multipart_object_is_a_single_part_object(  # type: ignore[no-untyped-def]
+    s3, bucket: str
+) -> None:
+    # S3 copies an object in one action however it was uploaded: the copy's ETag is the MD5 of
+    # its bytes, it has no parts, and a composite checksum becomes a direct one of the whole
+    # (User Guide, checking object integrity). The copy kept the source's "-2" ETag, its parts
+    # and a composite checksum that no longer described the object.
+    data = [os.urandom(PART), os.urandom(1000)]
+    whole = b"".join(data)
+    for algorithm, kind in (("SHA256", None), ("CRC32", "FULL_OBJECT")):
+        upload_id, listed = _start(s3, bucket, "mp", data, algorithm, kind)
+        s3.complete_multipart_upload(
+            Bucket=bucket, Key="mp", UploadId=upload_id, MultipartUpload={"Parts": listed}
+        )
+        assert s3.head_object(Bucket=bucket, Key="mp")["ETag"].endswith('-2"')
+        digest = hashlib.sha256(whole).digest() if algorithm == "SHA256" else crc32(whole)
+        source = {"Bucket": bucket, "Key": "mp"}
+        result = s3.copy_object(Bucket=bucket, Key="copy", CopySource=source)["CopyObjectResult"]
+        assert result["ETag"] == f'"{hashlib.md5(whole).hexdigest()}"', algorithm
+        assert result[f"Checksum{algorithm}"] == b64(digest) and result["ChecksumType"] == "FULL_OBJECT"
+        head = s3.head_object(Bucket=bucket, Key="copy", ChecksumMode="ENABLED", PartNumber=1)
+        assert head["ETag"] == result["ETag"] and head["ContentLength"] == len(whole)
+        assert "PartsCount" not in head
+        with pytest.raises(ClientError) as exc:
+            s3.head_object(Bucket=bucket, Key="copy", PartNumber=2)
+        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
+        got = s3.get_object(Bucket=bucket, Key="copy", ChecksumMode="ENABLED")
+        assert got["Body"].read() == whole and got[f"Checksum{algorithm}"] == b64(digest)
+        # The source is left as it was.
+        assert s3.head_object(Bucket=bucket, Key="mp", PartNumber=2)["PartsCount"] == 2
