@@ -24,11 +24,11 @@ HEADER = '<?xml version="1.0" encoding="UTF-8"?>\n'
 
 def iso8601(ts: float) -> str:
     """S3's timestamp format in XML bodies: 2009-10-12T17:50:30.000Z."""
-    # Seconds and milliseconds from one truncation: rounding the milliseconds alone
-    # turned x.9996 into x.000, an object shown a second older than it is, which
-    # `aws s3 sync` took as older than the local file it was uploaded from.
-    seconds, ms = divmod(int(ts * 1000), 1000)
-    return f"{_iso_second(seconds)}.{ms:03d}Z"
+    # S3 keeps times to the second, its milliseconds always .000, and a listing says what the
+    # Last-Modified header says (both truncated). `aws s3 sync --exact-timestamps` sets a
+    # download's mtime to the whole second and compares it with the listed time: listed
+    # milliseconds made every sync download every file again.
+    return f"{_iso_second(int(ts))}.000Z"
 
 
 @functools.lru_cache(maxsize=4096)

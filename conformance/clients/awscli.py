@@ -211,6 +211,14 @@ def _() -> None:
     diff_trees(tree_digest(down), tree_files, "downloaded tree")
 
 
+@rec.step("sync down again --exact-timestamps downloads nothing", needs=["sync down + diff -r"])
+def _() -> None:
+    # A mirror's way to catch same-size changes: the cli set each file's mtime to its object's
+    # LastModified (whole seconds) and now wants the listed time to be exactly that.
+    out = aws("s3", "sync", "--exact-timestamps", f"s3://{B}/tree/", W / "tree.down", timeout=600).stdout
+    expect("download:" not in out, f"unchanged objects downloaded again: {out[:600]}")
+
+
 @rec.step("mv", needs=["cp up small"])
 def _() -> None:
     aws("s3", "mv", f"s3://{B}/small.txt", f"s3://{B}/moved/small.txt")

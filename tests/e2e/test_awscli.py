@@ -6,9 +6,12 @@ from __future__ import annotations
 import filecmp
 import hashlib
 import json
+import os
+import time
 from pathlib import Path
 
 from tests.conftest import http
+from tests.e2e.conftest import until
 
 
 def _tree(root: Path, count: int) -> dict[str, bytes]:
@@ -19,6 +22,10 @@ def _tree(root: Path, count: int) -> dict[str, bytes]:
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+        # Older than its upload, as files synced usually are: S3's LastModified is kept to the
+        # second, so a file written in its upload's second looks newer than its object, and
+        # `aws s3 sync` rightly uploads it again (on S3 as here).
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
         files[rel] = data
     return files
 
@@ -64,6 +71,29 @@ def test_sync_both_ways(aws, bucket: str, tmp_path: Path) -> None:
     aws("s3", "sync", "--delete", str(up), f"s3://{bucket}/tree")
     aws("s3", "sync", "--delete", f"s3://{bucket}/tree", str(down))
     _same_tree(up, down)
+
+
+def test_sync_down_with_exact_timestamps_downloads_only_changes(aws, bucket: str, tmp_path: Path) -> None:
+    # `aws s3 sync --exact-timestamps` (how a mirror catches same-size changes) sets each file's
+    # mtime to its object's LastModified in whole seconds, then wants the listing to say exactly
+    # that: S3 lists times to the second. Listed milliseconds made every sync download it all again.
+    src = tmp_path / "src"
+    _tree(src, 6)
+    aws("s3", "sync", str(src), f"s3://{bucket}/mirror")
+    down = tmp_path / "down"
+    aws("s3", "sync", f"s3://{bucket}/mirror", str(down))
+    again = aws("s3", "sync", "--exact-timestamps", f"s3://{bucket}/mirror", str(down)).stdout
+    assert "download:" not in again
+    # A change in a later second (S3's granularity), of the same size: only the time tells it.
+    listed_second = (down / "top-0.bin").stat().st_mtime
+    until(lambda: time.time() >= listed_second + 1)
+    (src / "top-0.bin").write_bytes(bytes(len((src / "top-0.bin").read_bytes())))
+    aws("s3", "cp", str(src / "top-0.bin"), f"s3://{bucket}/mirror/top-0.bin")
+    changed = aws("s3", "sync", "--no-progress", "--exact-timestamps", f"s3://{bucket}/mirror", str(down)).stdout
+    assert [line.split()[1] for line in changed.splitlines() if line.startswith("download:")] == [
+        f"s3://{bucket}/mirror/top-0.bin"
+    ]
+    _same_tree(src, down)
 
 
 def test_s3api_metadata_and_listing(aws, bucket: str, tmp_path: Path) -> None:

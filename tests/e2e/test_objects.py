@@ -151,6 +151,18 @@ def test_content_md5(s3_when_required, bucket: str) -> None:
     assert _error(exc) == ("InvalidDigest", 400)
 
 
+def test_listed_last_modified_is_head_last_modified(s3, bucket: str) -> None:
+    # S3 keeps LastModified to the second: a listing says what HEAD and GET say, so sync tools
+    # comparing a listed time with a file's mtime (set from either) see the same instant.
+    s3.put_object(Bucket=bucket, Key="when", Body=b"x")
+    copied = s3.copy_object(Bucket=bucket, Key="when-copy", CopySource={"Bucket": bucket, "Key": "when"})
+    listed = {c["Key"]: c["LastModified"] for c in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert listed["when"] == s3.head_object(Bucket=bucket, Key="when")["LastModified"]
+    assert listed["when-copy"] == s3.head_object(Bucket=bucket, Key="when-copy")["LastModified"]
+    assert copied["CopyObjectResult"]["LastModified"] == listed["when-copy"]
+    assert s3.list_objects(Bucket=bucket)["Contents"][0]["LastModified"].microsecond == 0
+
+
 def test_ranges(s3, bucket: str) -> None:
     body = bytes(range(256)) * 40
     s3.put_object(Bucket=bucket, Key="r", Body=body)

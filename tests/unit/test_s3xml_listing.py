@@ -23,7 +23,7 @@ def test_entry_is_exact() -> None:
         common_prefixes=[], is_truncated=False, owner=None,
     )
     assert (
-        b"<Contents><Key>a/b.txt</Key><LastModified>2023-11-14T22:13:20.250Z</LastModified>"
+        b"<Contents><Key>a/b.txt</Key><LastModified>2023-11-14T22:13:20.000Z</LastModified>"
         b'<ETag>"abc"</ETag><Size>5</Size><StorageClass>STANDARD</StorageClass>'
         b"<ChecksumAlgorithm>CRC64NVME</ChecksumAlgorithm><ChecksumType>FULL_OBJECT</ChecksumType></Contents>"
     ) in body
@@ -51,10 +51,9 @@ def test_url_encoding_type_encodes_keys() -> None:
     assert b"<Key>a%20b%26c/d</Key>" in body
 
 
-def test_iso8601_milliseconds() -> None:
+def test_iso8601_whole_seconds_as_s3() -> None:
     assert s3xml.iso8601(0.0) == "1970-01-01T00:00:00.000Z"
-    assert s3xml.iso8601(1_700_000_000.5) == "2023-11-14T22:13:20.500Z"
-    assert s3xml.iso8601(1_700_000_001.5) == "2023-11-14T22:13:21.500Z"
-    # Never earlier than the time given, even in a second's last half millisecond.
-    assert s3xml.iso8601(1_700_000_000.9996) == "2023-11-14T22:13:20.999Z"
-    assert s3xml.iso8601(5.9999) == "1970-01-01T00:00:05.999Z"
+    # Truncated as the Last-Modified header is, never rounded up into the next second.
+    assert s3xml.iso8601(1_700_000_000.5) == "2023-11-14T22:13:20.000Z"
+    assert s3xml.iso8601(1_700_000_000.9996) == "2023-11-14T22:13:20.000Z"
+    assert s3xml.iso8601(5.9999) == "1970-01-01T00:00:05.000Z"
