@@ -56,16 +56,19 @@ def parse(body: bytes, root: str, *, strip_whitespace: bool = True) -> dict[str,
 
 # S3 writes a key's control characters as character references that XML 1.0 refuses (&#x1;),
 # in every answer naming the key (InitiateMultipartUploadResult, CompleteMultipartUploadResult,
-# ...): each is parked in a character of Unicode's plane-15 private use area for the parser, and
-# put back in the text it parsed.
-_CONTROL_REF = re.compile(rb"&#(?:x0*([0-9a-fA-F]{1,2})|0*([0-9]{1,2}));")
+# ...), and so the noncharacters U+FFFE and U+FFFF (&#xFFFE;): each is parked in a character of
+# Unicode's plane-15 private use area for the parser, and put back in the text it parsed.
+_CONTROL_REF = re.compile(rb"&#(?:x0*([0-9a-fA-F]{1,4})|0*([0-9]{1,5}));")
 _PARK = 0xF0000
-_UNPARK = {_PARK + c: c for c in range(0x20)}
+_PARKED = (*(c for c in range(0x20) if c not in (0x9, 0xA, 0xD)), 0xFFFE, 0xFFFF)
+_PARK_AT = {c: _PARK + i for i, c in enumerate(_PARKED)}
+_UNPARK = {at: c for c, at in _PARK_AT.items()}
 
 
 def _park(ref: re.Match[bytes]) -> bytes:
     c = int(ref[1], 16) if ref[1] is not None else int(ref[2])
-    return chr(_PARK + c).encode() if c < 0x20 and c not in (0x9, 0xA, 0xD) else ref[0]
+    at = _PARK_AT.get(c)
+    return ref[0] if at is None else chr(at).encode()
 
 
 def _unpark(_path: object, key: str, value: Any) -> tuple[str, Any]:
