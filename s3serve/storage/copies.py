@@ -292,6 +292,32 @@ def _record_in_sidecar(disk: DiskBackend, target: int | str) -> bool:
         return True
 
 
+def _relinked(
+    disk: DiskBackend, src_fd: int, name: str, spath: str, dpath: str, real: str
+) -> tuple[str, int] | None:
+    """For a source that is a relative symlink (another program's) moving to another folder: a
+    new link, at a temp path, that leads from the destination's folder where the source led,
+    and its flocked guard; None when the link itself can move. Moved as it is, a relative link
+    would lead from its new folder somewhere else: another object, or nowhere."""
+    target = os.readlink(name, dir_fd=src_fd)
+    src_dir, dst_dir = keys.realpath(os.path.dirname(spath)), keys.realpath(os.path.dirname(dpath))
+    if os.path.isabs(target) or src_dir is None or dst_dir is None or src_dir == dst_dir:
+        return None
+    lead = os.path.normpath(os.path.join(src_dir, target))
+    if keys.realpath(lead) != real:
+        lead = real  # a '..' after a symlink in the target: the kernel's reading, not normpath's
+    tmp = os.path.join(disk._tmp_dir, f"link-{uuid.uuid4().hex}")
+    # Guarded as _link's temp link: the GC of another process sharing ROOT leaves it alone.
+    guard = create_locked(tmp + LINK_GUARD)
+    try:
+        os.symlink(os.path.relpath(lead, dst_dir), tmp)
+    except BaseException:
+        keys.unlink_quietly(tmp + LINK_GUARD)
+        os.close(guard)
+        raise
+    return tmp, guard
+
+
 async def rename_object(
     disk: DiskBackend,
     bucket: str,
@@ -373,8 +399,21 @@ async def _rename_locked(
                 if src_fd is None:
                     raise FileNotFoundError(spath)
                 moved = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
-                with renaming:
-                    folders = keys.place(disk._real_root, bdir, dkp, dpath, name, src_fd)
+                relinked = None
+                if stat.S_ISLNK(moved.st_mode):
+                    relinked = _relinked(disk, src_fd, name, spath, dpath, src.real)
+                try:
+                    with renaming:
+                        if relinked is None:
+                            folders = keys.place(disk._real_root, bdir, dkp, dpath, name, src_fd)
+                        else:
+                            folders = keys.place(disk._real_root, bdir, dkp, dpath, relinked[0])
+                finally:
+                    if relinked is not None:
+                        # The link before its guard, as _link's.
+                        keys.unlink_quietly(relinked[0])
+                        keys.unlink_quietly(relinked[0] + LINK_GUARD)
+                        os.close(relinked[1])
             except FileNotFoundError:
                 raise errors.NoSuchKey(resource=src_key, Key=src_key) from None
             # rename(2) between two names of one inode (onto a linked copy of the source) does

@@ -355,7 +355,8 @@ class Collector:
         except FileNotFoundError:
             return 0
         for entry in entries:
-            if not entry.is_file(follow_symlinks=False):
+            # A symlink: a RenameObject's new link for a symlink source (copies._relinked).
+            if not entry.is_file(follow_symlinks=False) and not entry.is_symlink():
                 continue
             locked_kind = entry.name.startswith(prefixes)
             if only_prefixed and not locked_kind:

@@ -247,3 +247,13 @@ def test_temp_files_of_a_crash_just_before_a_quick_restart_go_within_seconds(roo
         assert s3.list_objects_v2(Bucket="quick")["KeyCount"] == 0
     finally:
         stop_server(second)
+
+
+def test_a_temp_symlink_of_a_crashed_rename_is_collected(fast_server: Server, root: Path) -> None:
+    """RenameObject of a relative symlink places a new link made in the temp folder
+    (copies._relinked); a crash between its making and its rename leaves that link there."""
+    tmp = root / ".s3serve" / "tmp"
+    left = tmp / f"link-{os.urandom(16).hex()}"
+    os.symlink("../../bucket/dir/target", left)
+    assert wait_for(lambda: not os.path.lexists(left), timeout=5.0)
+    assert fast_server.log_path is not None and left.name in fast_server.log_path.read_text()

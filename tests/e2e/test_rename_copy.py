@@ -233,3 +233,30 @@ def test_renames_racing_writes_of_their_key_never_stop_the_writes(tmp_path: Path
         assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
     finally:
         stop_server(srv)
+
+
+def test_renaming_a_relative_symlink_keeps_serving_what_it_served(  # type: ignore[no-untyped-def]
+    s3, server: Server, bucket: str
+) -> None:
+    """A symlink another program made is an object here: renamed, its key must still serve the
+    same bytes. A relative link moved as it is would lead from its new folder somewhere else (a
+    different object, or nowhere)."""
+    assert server.root is not None
+    bdir = server.root / bucket
+    body = os.urandom(100_000)
+    s3.put_object(Bucket=bucket, Key="dir/target", Body=body)
+    s3.put_object(Bucket=bucket, Key="other/dir/target", Body=b"another object")
+    for name in ("alias", "alias2", "alias3"):
+        os.symlink("dir/target", bdir / name)
+    s3.rename_object(Bucket=bucket, Key="other/alias", RenameSource=f"{bucket}/alias")
+    s3.rename_object(Bucket=bucket, Key="new/deep/alias2", RenameSource=f"{bucket}/alias2")
+    s3.rename_object(Bucket=bucket, Key="alias3-renamed", RenameSource=f"{bucket}/alias3")  # same folder
+    for key in ("other/alias", "new/deep/alias2", "alias3-renamed"):
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body, key
+        assert os.path.islink(bdir / key), key  # still a link, as another program made it
+    assert os.readlink(bdir / "alias3-renamed") == "dir/target"
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert listed == ["alias3-renamed", "dir/target", "new/deep/alias2", "other/alias", "other/dir/target"]
+    assert os.listdir(server.root / ".s3serve" / "tmp") == []
+    for key in ("other/alias", "new/deep/alias2", "alias3-renamed"):  # the links before their target
+        s3.delete_object(Bucket=bucket, Key=key)
