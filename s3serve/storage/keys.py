@@ -117,7 +117,11 @@ def parse_key(key: str) -> KeyPath:
     if len(encoded) > MAX_KEY_BYTES:
         raise _too_long(key, len(encoded))
     if "\x00" in key:
-        raise _unstorable(key, "it contains a NUL character")
+        # Echoed, the key would make the error unreadable: no XML parser reads a NUL, even as
+        # &#x0;. Without a resource the error names the request's path, percent-encoded.
+        raise errors.InvalidArgument(
+            "The key cannot be stored on this server's filesystem: it contains a NUL character."
+        )
     is_folder = key.endswith("/")
     segments = (key[:-1] if is_folder else key).split("/")
     for segment in segments:

@@ -744,11 +744,15 @@ def test_names_the_disk_holds_but_keys_cannot(server, s3, bucket: str) -> None:
     os.unlink(os.fsencode(bdir) + b"/bad-\xff\xfe-name")
     for key, code in (
         ("a/../b", "InvalidArgument"), ("a//b", "InvalidArgument"), ("./a", "InvalidArgument"),
-        ("x" * 256, "KeyTooLongError"), ("k" * 1025, "KeyTooLongError"),
+        ("x" * 256, "KeyTooLongError"), ("k" * 1025, "KeyTooLongError"), ("nul\x00x", "InvalidArgument"),
     ):  # fmt: skip
         with pytest.raises(ClientError) as exc:
             s3.put_object(Bucket=bucket, Key=key, Body=b"x")
         assert _error(exc)[0] == code, key
+    # No XML parser reads a NUL, even as &#x0;: the error must not echo the key that holds one.
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key="nul\x00x")
+    assert _error(exc) == ("InvalidArgument", 400)
     s3.put_object(Bucket=bucket, Key="file", Body=b"x")
     with pytest.raises(ClientError) as exc:
         s3.put_object(Bucket=bucket, Key="file/under", Body=b"x")
