@@ -6,7 +6,7 @@ Transfer-Encoding, bad chunked framing) before any route runs, with a text/plain
 ``RequestHandler.handle_error``. It has no hook for that answer (aio-libs/aiohttp#3287, #9882), so
 ``S3RequestHandler`` overrides the method and ``S3AppRunner`` makes connections of that class.
 
-The same class covers four ways a connection could otherwise go silent:
+The same class covers five ways a connection could otherwise go silent:
 
 - the parser gives up in the middle of a request body (a broken chunk-size line): aiohttp queues
   the error behind the request, whose handler then waits for the rest of a body that never comes;
@@ -19,7 +19,12 @@ The same class covers four ways a connection could otherwise go silent:
 - the client sends part of a request line or headers and stops (slowloris): aiohttp's keep-alive
   timeout (an hour) is all that would end it. The header section of a request must be whole
   within the same ``Config.body_timeout`` of its first byte, or RequestTimeout again. A connection
-  between requests with no byte of a next one is idle, not stalled: aiohttp's keep-alive applies.
+  between requests with no byte of a next one is idle, not stalled: aiohttp's keep-alive applies;
+- idle connections pile up (clients that connect and send nothing, pools that keep hundreds open)
+  until the process runs out of file descriptors: asyncio's accept then fails, and every new
+  client waits in the listen queue for an hour. ``S3Server`` keeps at most ``connection_cap()``
+  connections, closing idle ones (waiting for a request) past it: those that never sent one
+  first, then the longest idle.
 
 And one way a request could be lost: aiohttp's parser fails for a whole read, so the requests it
 read whole before the bytes that broke it (typically an HTTP/1.1 PUT without Content-Length, whose
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import heapq
 import logging
 import time
 from typing import Any
@@ -427,6 +433,20 @@ class S3RequestHandler(web.RequestHandler):
         waiter = self._waiter
         return waiter is not None and not waiter.done()
 
+    def shed_order(self) -> tuple[bool, float] | None:
+        """When this connection is closed to make room for new ones (least first): those that
+        never sent a whole request (connected and silent, or slowloris) before those that did
+        (a client's keep-alive pool), then the earliest: when the header section it is sending
+        began (a trickle does not make it look busy), else when it last sent something. None: not
+        to be closed, as a request is being handled, or it is closing already."""
+        if self.transport is None or self._force_close:
+            return None
+        served = self._request_count > 0
+        # (One that never sent a request is waiting for one even before its loop has started.)
+        if served and not self._idle():
+            return None
+        return served, self.heard if self._head_began is None else self._head_began
+
     def _fail_unfinished_bodies(self, error: errors.S3Error) -> bool:
         """Make every body still being received (the current request's, and those of requests
         queued behind it) raise ``error`` at its next read. True when there was one.
@@ -452,6 +472,7 @@ class S3Server(web.Server):
     them for stalled requests (header sections and bodies) while there are any."""
 
     body_timeout: float = 20.0
+    max_connections: int | None = None  # connection_cap()
     _watch: asyncio.TimerHandle | None = None
 
     def __call__(self) -> web.RequestHandler:
@@ -460,8 +481,36 @@ class S3Server(web.Server):
 
     def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
+        cap = self.max_connections
+        if cap is not None and len(self._connections) > cap:
+            self._shed(handler, cap)
         if self._watch is None:
             self._watch = self._loop.call_later(self._every(), self._look)
+
+    def _shed(self, newest: web.RequestHandler, cap: int) -> None:
+        """Make room for ``newest``: close the connections that wait for a request, earliest
+        first (shed_order), down to a sixteenth under ``cap``, so that the next connections do
+        not each look through all of them. When none waits, ``newest`` itself is closed: every
+        other one is in the middle of a request."""
+        order: list[tuple[tuple[bool, float], S3RequestHandler]] = []
+        live = 0
+        for handler in self._connections:
+            if handler.transport is None:
+                continue  # closed, and gone once its loop's task has ended
+            live += 1
+            if handler is not newest and isinstance(handler, S3RequestHandler):
+                if (when := handler.shed_order()) is not None:
+                    order.append((when, handler))
+        if live <= cap:
+            return
+        if not order:
+            newest.force_close()
+            return
+        excess = live - cap + cap // 16
+        for _, handler in heapq.nsmallest(excess, order, key=lambda item: item[0]):
+            handler.force_close()
+        log.warning("%d connections open, over the %d this server keeps: closed %d idle one(s)",
+                    live, cap, min(excess, len(order)))
 
     def _every(self) -> float:
         # A stall is answered within a quarter of the timeout of its start, and no look is needed
@@ -481,6 +530,27 @@ class S3Server(web.Server):
             self._watch = self._loop.call_later(self._every(), self._look)
 
 
+# File descriptors a server keeps for other things than its connections, at least: the
+# connections asyncio has accepted and not yet made (up to aiohttp's listen backlog, 128, at
+# each turn of the loop: a burst of clients has two or three such batches in flight, measured),
+# and the files and upstream connections of the requests in flight.
+_FD_RESERVE = 512
+_MIN_CONNECTIONS = 16
+
+
+def connection_cap() -> int | None:
+    """How many connections a server keeps open: its file descriptor limit less a quarter (at
+    least _FD_RESERVE). None where the limit is not known."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return max(soft - max(soft // 4, _FD_RESERVE), _MIN_CONNECTIONS)
+
+
 class S3AppRunner(web.AppRunner):
     """web.AppRunner whose server makes S3RequestHandler connections."""
 
@@ -494,5 +564,6 @@ class S3AppRunner(web.AppRunner):
         server.__class__ = S3Server
         assert isinstance(server, S3Server)
         server.body_timeout = self.app[CONFIG].body_timeout
+        server.max_connections = connection_cap()
         server.request_handler = direct_handler(self.app)
         return server
