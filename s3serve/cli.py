@@ -352,8 +352,28 @@ def tune_malloc(arenas: int = 2) -> bool:
     )
 
 
+# Open files a server asks for, when its hard limit allows (framing.connection_cap keeps three
+# quarters of them in connections).
+_WANTED_FILES = 65536
+
+
+def raise_file_limit() -> None:
+    """Raise the soft limit on open files to the hard one (at most _WANTED_FILES), as Go does for
+    every program: the soft 1024 most shells give kept few connections for a server (each is one)."""
+    try:
+        import resource
+    except ImportError:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = _WANTED_FILES if hard == resource.RLIM_INFINITY else min(hard, _WANTED_FILES)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def serve(config: Config, access_log: bool = False) -> None:
     tune_malloc()  # before any thread starts
+    raise_file_limit()  # before forking workers, which inherit it
     config.root.mkdir(parents=True, exist_ok=True)
     if config.upstream:
         from .storage.cache import claim_root

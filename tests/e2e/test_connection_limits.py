@@ -24,6 +24,8 @@ LOW_LIMIT = f"import resource\nresource.setrlimit(resource.RLIMIT_NOFILE, ({LIMI
 # Idle connections opened: well over the limit.
 FLOOD = 2 * LIMIT
 PROMPT = 5.0
+# A soft limit of LIMIT under a hard one that allows more: what most shells give.
+RAISABLE = f"import resource\nresource.setrlimit(resource.RLIMIT_NOFILE, ({LIMIT}, {8 * LIMIT}))"
 
 
 @pytest.fixture
@@ -88,3 +90,23 @@ def test_idle_connections_past_the_descriptor_limit_do_not_lock_out_new_clients(
         upload.close()
         for sock in idle:
             sock.close()
+
+
+def test_a_server_raises_its_soft_file_limit_to_keep_more_connections(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    server = start_server(root, "--no-fsync", patch=RAISABLE)
+    idle: list[socket.socket] = []
+    try:
+        s3: Any = server.client(connect_timeout=PROMPT, read_timeout=PROMPT, retries={"max_attempts": 0})
+        s3.create_bucket(Bucket="conns")
+        for _ in range(FLOOD):
+            idle.append(_connect(server))
+        s3.put_object(Bucket="conns", Key="after", Body=b"after")
+        # With the soft limit as given, the first of them made room for the others.
+        assert not any(_closed_by_server(sock) for sock in idle)
+        assert s3.get_object(Bucket="conns", Key="after")["Body"].read() == b"after"
+    finally:
+        for sock in idle:
+            sock.close()
+        stop_server(server)
