@@ -52,6 +52,11 @@ QUICK_TIMEOUT = 10.0
 # A body, an answer's or a request's on its way, that has not moved for this long has stalled.
 TRANSFER_TIMEOUT = 60.0
 MAX_ERROR_BODY = 64 * 1024
+# The largest document (a listing, a configuration, a CopyObjectResult) read whole from the
+# upstream: several times S3's largest (a page of 1000 versions or uploads with keys of 1024 bytes
+# all escaped, under 20 MiB). A longer answer is not S3's, and buffering it all would take the
+# server's memory with it (a proxy's endless download, a misrouted object).
+MAX_DOCUMENT = 64 * 1024 * 1024
 # An upstream's refusal of s3serve's credentials, signature or clock, rather than of the request.
 AUTH_CODES = frozenset(
     {
@@ -116,6 +121,25 @@ async def _error_of(response: aiohttp.ClientResponse, method: str) -> tuple[str,
     if rx.is_web_page(body):
         raise _WebPage(f"answered {response.status} with a web page")
     return rx.error_of(body)
+
+
+class _TooLong(Exception):
+    """An answer read whole that is longer than MAX_DOCUMENT."""
+
+
+async def _document(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body of a small answer; _TooLong past MAX_DOCUMENT, found before reading it
+    when its Content-Length says so, else once that much has come."""
+    if (response.content_length or 0) > MAX_DOCUMENT:
+        raise _TooLong
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > MAX_DOCUMENT:
+            raise _TooLong
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class Upstream:
@@ -337,9 +361,11 @@ class Upstream:
             missing=missing, idempotent=idempotent, quick=quick, long_work=error_in_body,
         )  # fmt: skip
         try:
-            data = await response.read()
+            data = await _document(response)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self.unavailable(f"{method} {bucket}/{key}: {type(exc).__name__} {exc}") from None
+        except _TooLong:
+            raise self.unavailable(f"{method} {bucket}/{key}: an answer over {MAX_DOCUMENT} bytes") from None
         finally:
             response.release()
         if rx.is_web_page(data):
