@@ -120,7 +120,10 @@ def refusal(error: errors.S3Error) -> web.Response:
 class S3RequestHandler(web.RequestHandler):
     """aiohttp's connection protocol, answering framing errors as S3 does (see the module doc)."""
 
-    __slots__ = ("heard", "_fed", "_fed_chunked", "_tail", "_head_began", "_head", "_untracked", "_gave_up", "_watching")
+    __slots__ = (
+        "heard", "_fed", "_fed_chunked", "_tail", "_head_began", "_head", "_untracked", "_gave_up",
+        "_watching", "shed",
+    )  # fmt: skip
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.heard = time.monotonic()  # when the client last sent something
@@ -137,6 +140,7 @@ class S3RequestHandler(web.RequestHandler):
         self._untracked = False
         self._gave_up = False  # the parser failed: nothing more is read as a request
         self._watching = False  # _close_when_answered is polling
+        self.shed = False  # to be closed to make room for other connections (S3Server._shed)
         super().connection_made(transport)
 
     def handle_error(
@@ -439,13 +443,20 @@ class S3RequestHandler(web.RequestHandler):
         (a client's keep-alive pool), then the earliest: when the header section it is sending
         began (a trickle does not make it look busy), else when it last sent something. None: not
         to be closed, as a request is being handled, or it is closing already."""
-        if self.transport is None or self._force_close:
+        if self.transport is None or self._force_close or self.shed:
             return None
         served = self._request_count > 0
         # (One that never sent a request is waiting for one even before its loop has started.)
         if served and not self._idle():
             return None
         return served, self.heard if self._head_began is None else self._head_began
+
+    def close_if_waiting(self) -> None:
+        """Close a connection chosen to be shed, unless a request came meanwhile."""
+        if self._request_count == 0 or self._idle():
+            self.force_close()
+        else:
+            self.shed = False
 
     def _fail_unfinished_bodies(self, error: errors.S3Error) -> bool:
         """Make every body still being received (the current request's, and those of requests
@@ -490,27 +501,32 @@ class S3Server(web.Server):
     def _shed(self, newest: web.RequestHandler, cap: int) -> None:
         """Make room for ``newest``: close the connections that wait for a request, earliest
         first (shed_order), down to a sixteenth under ``cap``, so that the next connections do
-        not each look through all of them. When none waits, ``newest`` itself is closed: every
-        other one is in the middle of a request."""
+        not each look through all of them. None is closed while a request is being handled: a
+        server that busy runs out of descriptors as it did (asyncio's accept tries again a second
+        later, a request that opens a file is answered SlowDown)."""
         order: list[tuple[tuple[bool, float], S3RequestHandler]] = []
         live = 0
         for handler in self._connections:
-            if handler.transport is None:
-                continue  # closed, and gone once its loop's task has ended
+            if handler.transport is None or getattr(handler, "shed", False):
+                continue  # closed or closing, and gone once its loop's task has ended
             live += 1
             if handler is not newest and isinstance(handler, S3RequestHandler):
                 if (when := handler.shed_order()) is not None:
                     order.append((when, handler))
-        if live <= cap:
+        if live <= cap or not order:
             return
-        if not order:
-            newest.force_close()
-            return
-        excess = live - cap + cap // 16
-        for _, handler in heapq.nsmallest(excess, order, key=lambda item: item[0]):
-            handler.force_close()
-        log.warning("%d connections open, over the %d this server keeps: closed %d idle one(s)",
-                    live, cap, min(excess, len(order)))
+        chosen = heapq.nsmallest(live - cap + cap // 16, order, key=lambda item: item[0])
+        log.warning("%d connections open, over the %d this server keeps: closing %d idle one(s)",
+                    live, cap, len(chosen))
+        for _, handler in chosen:
+            handler.shed = True
+            if handler._idle():
+                handler.force_close()
+            else:
+                # aiohttp's loop of a connection made in this turn has not started, and fails if
+                # it finds it closed. A timer runs after the callbacks already queued, that
+                # loop's first step among them.
+                self._loop.call_later(0, handler.close_if_waiting)
 
     def _every(self) -> float:
         # A stall is answered within a quarter of the timeout of its start, and no look is needed
