@@ -23,8 +23,8 @@ The same class covers five ways a connection could otherwise go silent:
 - idle connections pile up (clients that connect and send nothing, pools that keep hundreds open)
   until the process runs out of file descriptors: asyncio's accept then fails, and every new
   client waits in the listen queue for an hour. ``S3Server`` keeps at most ``connection_cap()``
-  connections, closing idle ones (waiting for a request) past it: those that never sent one
-  first, then the longest idle.
+  connections, closing idle ones (waiting for a request) past it: those that sent no request
+  for a second first, then the longest idle.
 
 And one way a request could be lost: aiohttp's parser fails for a whole read, so the requests it
 read whole before the bytes that broke it (typically an HTTP/1.1 PUT without Content-Length, whose
@@ -50,6 +50,7 @@ from aiohttp.web_protocol import _ErrInfo
 
 from . import errors, s3xml
 from .app import CONFIG, SERVER_NAME, direct_handler, next_request_id
+from .descriptors import FRESH, connection_cap, unread
 from .payload import ascii_int, closing
 
 log = logging.getLogger("s3serve")
@@ -437,19 +438,22 @@ class S3RequestHandler(web.RequestHandler):
         waiter = self._waiter
         return waiter is not None and not waiter.done()
 
-    def shed_order(self) -> tuple[bool, float] | None:
-        """When this connection is closed to make room for new ones (least first): those that
-        never sent a whole request (connected and silent, or slowloris) before those that did
-        (a client's keep-alive pool), then the earliest: when the header section it is sending
-        began (a trickle does not make it look busy), else when it last sent something. None: not
-        to be closed, as a request is being handled, or it is closing already."""
+    def shed_order(self, now: float) -> tuple[int, float] | None:
+        """When this connection is closed to make room for new ones (least first), by kind, then
+        the earliest first: 0, it has sent no whole request for FRESH seconds (connected and
+        silent, or slowloris: its header section's start counts, a trickle does not make it look
+        busy); 1, it did send one, and waits for the next (a client's keep-alive pool); 2, it is
+        younger (its request may be on its way). None: not to be closed, as a request is being
+        handled or has bytes waiting to be read, or it is closing already."""
         if self.transport is None or self._force_close or self.shed:
             return None
-        served = self._request_count > 0
-        # (One that never sent a request is waiting for one even before its loop has started.)
-        if served and not self._idle():
-            return None
-        return served, self.heard if self._head_began is None else self._head_began
+        if self._request_count > 0:
+            return (1, self.heard) if self._idle() else None
+        # (One that never sent a request waits for one even before its loop has started.)
+        if unread(self.transport):
+            return None  # a request on its way
+        began = self.heard if self._head_began is None else self._head_began
+        return (0 if now - began >= FRESH else 2), began
 
     def close_if_waiting(self) -> None:
         """Close a connection chosen to be shed, unless a request came meanwhile."""
@@ -504,14 +508,15 @@ class S3Server(web.Server):
         not each look through all of them. None is closed while a request is being handled: a
         server that busy runs out of descriptors as it did (asyncio's accept tries again a second
         later, a request that opens a file is answered SlowDown)."""
-        order: list[tuple[tuple[bool, float], S3RequestHandler]] = []
+        order: list[tuple[tuple[int, float], S3RequestHandler]] = []
         live = 0
+        now = time.monotonic()
         for handler in self._connections:
             if handler.transport is None or getattr(handler, "shed", False):
                 continue  # closed or closing, and gone once its loop's task has ended
             live += 1
             if handler is not newest and isinstance(handler, S3RequestHandler):
-                if (when := handler.shed_order()) is not None:
+                if (when := handler.shed_order(now)) is not None:
                     order.append((when, handler))
         if live <= cap or not order:
             return
@@ -544,27 +549,6 @@ class S3Server(web.Server):
                 log.info("a request body sent nothing for %.0f s: answered RequestTimeout", self.body_timeout)
         if self.connections:
             self._watch = self._loop.call_later(self._every(), self._look)
-
-
-# File descriptors a server keeps for other things than its connections, at least: the
-# connections asyncio has accepted and not yet made (up to aiohttp's listen backlog, 128, at
-# each turn of the loop: a burst of clients has two or three such batches in flight, measured),
-# and the files and upstream connections of the requests in flight.
-_FD_RESERVE = 512
-_MIN_CONNECTIONS = 16
-
-
-def connection_cap() -> int | None:
-    """How many connections a server keeps open: its file descriptor limit less a quarter (at
-    least _FD_RESERVE). None where the limit is not known."""
-    try:
-        import resource
-    except ImportError:
-        return None
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return None
-    return max(soft - max(soft // 4, _FD_RESERVE), _MIN_CONNECTIONS)
 
 
 class S3AppRunner(web.AppRunner):
