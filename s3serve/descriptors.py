@@ -1,10 +1,19 @@
-"""The server's file descriptors: how many connections it keeps (connection_cap), and whether
-one that sent no request has bytes of one waiting (unread)."""
+"""The server's file descriptors: how many connections it keeps (connection_cap), whether one
+that sent no request has bytes of one waiting (unread), and asyncio's report of a failed accept
+kept to a line every few seconds (quiet_accept_failures).
+
+Python's selector loop accepts up to the listen backlog (128) connections at each readiness of
+the listening socket, and on EMFILE it logs an ERROR with a traceback, and schedules a retry a
+second later, for each of them; every retry does the same. A server that ran out of descriptors
+under load logged thousands of tracebacks a second (27 MB in 20 s, measured) while new clients
+waited, which tells nothing more than the first one did."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
+import time
 
 # How long a connection may take to send its first request before it is closed ahead of idle
 # keep-alive ones, to make room for others (framing.S3RequestHandler.shed_order).
@@ -43,3 +52,43 @@ def connection_cap() -> int | None:
     if soft == resource.RLIM_INFINITY:
         return None
     return max(soft - max(soft // 4, _FD_RESERVE), _MIN_CONNECTIONS)
+
+
+# How asyncio's message begins (selector_events._accept_connection).
+_ACCEPT_FAILED = "socket.accept() out of system resource"
+# At most one report this often.
+REPORT_EVERY = 10.0
+
+
+class AcceptFailures(logging.Filter):
+    """The first failed accept as one WARNING line, the next ones counted and dropped until
+    REPORT_EVERY seconds later."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._reported = -REPORT_EVERY
+        self._dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(_ACCEPT_FAILED):
+            return True
+        now = time.monotonic()
+        if now - self._reported < REPORT_EVERY:
+            self._dropped += 1
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        since = f" ({self._dropped} more since the last report)" if self._dropped else ""
+        record.msg = f"cannot accept connections, new clients wait: {exc}{since}"
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        self._reported, self._dropped = now, 0
+        return True
+
+
+def quiet_accept_failures() -> None:
+    """Filter asyncio's logger (once per process)."""
+    logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, AcceptFailures) for f in logger.filters):
+        logger.addFilter(AcceptFailures())

@@ -48,7 +48,7 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import _ErrInfo
 
-from . import errors, s3xml
+from . import descriptors, errors, s3xml
 from .app import CONFIG, SERVER_NAME, direct_handler, next_request_id
 from .descriptors import FRESH, connection_cap, unread
 from .payload import ascii_int, closing
@@ -565,5 +565,6 @@ class S3AppRunner(web.AppRunner):
         assert isinstance(server, S3Server)
         server.body_timeout = self.app[CONFIG].body_timeout
         server.max_connections = connection_cap()
+        descriptors.quiet_accept_failures()  # a server out of them says so in a line, not thousands
         server.request_handler = direct_handler(self.app)
         return server

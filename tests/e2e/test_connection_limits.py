@@ -151,3 +151,47 @@ def test_connections_past_the_cap_all_busy_are_served(low_limit_server: Server) 
             upload.close()
     assert server.log_path is not None and "Traceback" not in server.log_path.read_text()
 
+
+def test_a_server_out_of_descriptors_says_so_in_a_line(low_limit_server: Server) -> None:
+    """Uploads in progress hold every descriptor; clients that keep connecting meanwhile wait,
+    and asyncio's failed accepts are one line, not a traceback for each of a hundred retries a
+    second."""
+    server = low_limit_server
+    s3: Any = server.client(connect_timeout=PROMPT, read_timeout=PROMPT, retries={"max_attempts": 0})
+    s3.create_bucket(Bucket="full")
+    busy: list[socket.socket] = []
+    try:
+        for n in range(LIMIT):
+            busy.append(_connect(server))
+            busy[-1].sendall(_put_head(server, f"full/{n}", 10) + b"01234")
+        assert server.log_path is not None
+        until(lambda: _accept_failed(server))
+        waiting = [socket.create_connection(_address(server), timeout=PROMPT) for _ in range(32)]
+        for sock in waiting:
+            sock.close()
+    finally:
+        for sock in busy:
+            sock.close()
+    # Once the uploads are gone, new clients are served again.
+    until(lambda: _answers(s3))
+    log = server.log_path.read_text()
+    assert "Traceback" not in log and log.count("cannot accept connections") == 1
+
+
+def _address(server: Server) -> tuple[str, int]:
+    parts = urlsplit(server.endpoint)
+    return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+def _answers(s3: Any) -> bool:
+    try:
+        s3.head_bucket(Bucket="full")
+    except Exception:
+        return False
+    return True
+
+
+def _accept_failed(server: Server) -> bool:
+    assert server.log_path is not None
+    log = server.log_path.read_text()
+    return "cannot accept connections" in log or "socket.accept() out of system resource" in log
