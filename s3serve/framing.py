@@ -444,20 +444,29 @@ class S3RequestHandler(web.RequestHandler):
         silent, or slowloris: its header section's start counts, a trickle does not make it look
         busy); 1, it did send one, and waits for the next (a client's keep-alive pool); 2, it is
         younger (its request may be on its way). None: not to be closed, as a request is being
-        handled or has bytes waiting to be read, or it is closing already."""
+        handled, has bytes waiting to be read or (keep-alive) its header section began less than
+        FRESH seconds ago, or it is closing already."""
         if self.transport is None or self._force_close or self.shed:
             return None
-        if self._request_count > 0:
-            return (1, self.heard) if self._idle() else None
-        # (One that never sent a request waits for one even before its loop has started.)
+        if self._request_count > 0 and not self._idle():
+            return None
+        # (One that never sent a request waits for one even before its loop has started.) A
+        # keep-alive connection's next request may be on its way as well: closing it then loses
+        # a request the client has sent.
         if unread(self.transport):
             return None  # a request on its way
+        if self._request_count > 0:
+            if self._head_began is None:
+                return 1, self.heard
+            if now - self._head_began < FRESH:
+                return None  # the next request's header section is arriving
+            return 0, self._head_began
         began = self.heard if self._head_began is None else self._head_began
         return (0 if now - began >= FRESH else 2), began
 
     def close_if_waiting(self) -> None:
         """Close a connection chosen to be shed, unless a request came meanwhile."""
-        if self._request_count == 0 or self._idle():
+        if (self._request_count == 0 or self._idle()) and not unread(self.transport):
             self.force_close()
         else:
             self.shed = False

@@ -195,3 +195,28 @@ def _accept_failed(server: Server) -> bool:
     assert server.log_path is not None
     log = server.log_path.read_text()
     return "cannot accept connections" in log or "socket.accept() out of system resource" in log
+
+
+def test_a_keep_alive_connection_sending_its_next_request_is_not_shed(low_limit_server: Server) -> None:
+    """A client's keep-alive connection whose next request has begun to arrive is busy, not idle:
+    connections coming past the cap meanwhile close others, and the request is answered."""
+    server = low_limit_server
+    s3: Any = server.client(connect_timeout=PROMPT, read_timeout=PROMPT, retries={"max_attempts": 0})
+    s3.create_bucket(Bucket="keep")
+    pool = _connect(server)
+    young: list[socket.socket] = []
+    try:
+        pool.sendall(_put_head(server, "keep/first", 5) + b"first")
+        assert pool.recv(4096).startswith(b"HTTP/1.1 200 ")
+        # The next request's header section, in two packets (as a long one comes).
+        head = _put_head(server, "keep/second", 6)
+        pool.sendall(head[:40])
+        for _ in range(LIMIT // 8):  # over the cap of 16
+            young.append(_connect(server))
+        pool.sendall(head[40:] + b"second")
+        assert pool.recv(4096).startswith(b"HTTP/1.1 200 ")
+        assert s3.get_object(Bucket="keep", Key="second")["Body"].read() == b"second"
+    finally:
+        pool.close()
+        for sock in young:
+            sock.close()
