@@ -1,6 +1,7 @@
 """The server's file descriptors: how many connections it keeps (connection_cap), whether one
-that sent no request has bytes of one waiting (unread), and asyncio's report of a failed accept
-kept to a line every few seconds (quiet_accept_failures).
+that sent no request has bytes of one waiting (unread), whether one shed can be aborted
+(tls_with_nothing_to_send), and asyncio's report of a failed accept kept to a line every few
+seconds (quiet_accept_failures).
 
 Python's selector loop accepts up to the listen backlog (128) connections at each readiness of
 the listening socket, and on EMFILE it logs an ERROR with a traceback, and schedules a retry a
@@ -39,6 +40,20 @@ def unread(transport: asyncio.BaseTransport | None) -> bool:
     except (ImportError, AttributeError, OSError):
         return False
     return bool(struct.unpack("i", waiting)[0])
+
+
+def tls_with_nothing_to_send(transport: asyncio.BaseTransport | None) -> bool:
+    """Whether a connection is TLS and has sent its client everything: then it can be aborted.
+    A TLS connection closed as usual waits for the client's close_notify (asyncio's
+    ssl_shutdown_timeout, 30 s) with its descriptor held, no longer counted among connections:
+    clients that finished a handshake and went silent ran the server out of descriptors all the
+    same, the ones shed to make room lingering."""
+    ssl_protocol = getattr(transport, "_ssl_protocol", None)
+    raw = getattr(ssl_protocol, "_transport", None)
+    if transport is None or not isinstance(raw, asyncio.WriteTransport):
+        return False
+    assert isinstance(transport, asyncio.WriteTransport)
+    return transport.get_write_buffer_size() == 0 and raw.get_write_buffer_size() == 0
 
 
 def connection_cap() -> int | None:

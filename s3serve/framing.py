@@ -467,9 +467,18 @@ class S3RequestHandler(web.RequestHandler):
     def close_if_waiting(self) -> None:
         """Close a connection chosen to be shed, unless a request came meanwhile."""
         if (self._request_count == 0 or self._idle()) and not unread(self.transport):
-            self.force_close()
+            self.close_shed()
         else:
             self.shed = False
+
+    def close_shed(self) -> None:
+        """Close a connection shed to make room, its socket at once if TLS (see
+        descriptors.tls_with_nothing_to_send)."""
+        transport = self.transport
+        abort = descriptors.tls_with_nothing_to_send(transport)
+        self.force_close()
+        if abort and transport is not None:
+            transport.abort()
 
     def _fail_unfinished_bodies(self, error: errors.S3Error) -> bool:
         """Make every body still being received (the current request's, and those of requests
@@ -535,7 +544,7 @@ class S3Server(web.Server):
         for _, handler in chosen:
             handler.shed = True
             if handler._idle():
-                handler.force_close()
+                handler.close_shed()
             else:
                 # aiohttp's loop of a connection made in this turn has not started, and fails if
                 # it finds it closed. A timer runs after the callbacks already queued, that

@@ -175,11 +175,11 @@ def stop_server(server: Server) -> None:
 
 
 @contextlib.contextmanager
-def https_server(root: Path, *args: str) -> Iterator[tuple[Server, Any]]:
+def https_server(root: Path, *args: str, patch: str | None = None) -> Iterator[tuple[Server, Any]]:
     """A server of its own over https (--tls-self-signed) on ``root``, and a boto3 client that
-    trusts its certificate."""
+    trusts its certificate (``patch``: as start_server's)."""
     root.mkdir(exist_ok=True)
-    srv = start_server(root, "--tls-self-signed", "--no-fsync", *args)
+    srv = start_server(root, "--tls-self-signed", "--no-fsync", *args, patch=patch)
     try:
         s3 = boto3.client(
             "s3", endpoint_url=srv.endpoint, aws_access_key_id=srv.access_key, aws_secret_access_key=srv.secret_key,

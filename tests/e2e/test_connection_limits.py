@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import resource
 import socket
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.conftest import REGION, FixedPayloadAuth, Server, start_server, stop_server
+from tests.conftest import REGION, FixedPayloadAuth, Server, https_server, start_server, stop_server
 from tests.e2e.conftest import until
 
 # The server's descriptor limit: the `ulimit -n` most shells give. The server raises its soft
@@ -220,3 +221,23 @@ def test_a_keep_alive_connection_sending_its_next_request_is_not_shed(low_limit_
         pool.close()
         for sock in young:
             sock.close()
+
+
+def test_tls_connections_shed_give_their_descriptors_back(tmp_path: Path) -> None:
+    """TLS clients that finish their handshake and go silent: those closed to make room must not
+    keep their descriptors while the server waits for a close_notify they never send (30 s), or
+    the server runs out of them all the same and new clients wait."""
+    root = tmp_path / "root"
+    with https_server(root, patch=LOW_LIMIT) as (server, s3):
+        s3.create_bucket(Bucket="tls")
+        context = ssl.create_default_context(cafile=str(root / ".s3serve" / "tls" / "cert.pem"))
+        silent: list[ssl.SSLSocket] = []
+        try:
+            for _ in range(LIMIT + LIMIT // 2):
+                raw = socket.create_connection(_address(server), timeout=PROMPT)
+                silent.append(context.wrap_socket(raw, server_hostname="127.0.0.1"))
+            s3.head_bucket(Bucket="tls")
+        finally:
+            for sock in silent:
+                sock.close()
+        assert server.log_path is not None and not _accept_failed(server)
