@@ -102,6 +102,26 @@ class AcceptFailures(logging.Filter):
         return True
 
 
+class ShedReports:
+    """The server's report of connections closed to make room: a line at most every REPORT_EVERY
+    seconds. Each connection past the cap closes a sixteenth of it, and a flood of connections
+    (cheap to make) wrote a line for every few of them, hundreds a second."""
+
+    def __init__(self) -> None:
+        self._reported = -REPORT_EVERY
+        self._closed = 0
+
+    def closed(self, live: int, cap: int, closed: int) -> None:
+        self._closed += closed
+        now = time.monotonic()
+        if now - self._reported >= REPORT_EVERY:
+            logging.getLogger("s3serve").warning(
+                "%d connections open, over the %d this server keeps: closed %d idle one(s)%s",
+                live, cap, self._closed, "" if self._reported < 0 else f" in {now - self._reported:.0f} s",
+            )
+            self._reported, self._closed = now, 0
+
+
 def quiet_accept_failures() -> None:
     """Filter asyncio's logger (once per process)."""
     logger = logging.getLogger("asyncio")

@@ -507,6 +507,7 @@ class S3Server(web.Server):
     body_timeout: float = 20.0
     max_connections: int | None = None  # connection_cap()
     _watch: asyncio.TimerHandle | None = None
+    shed_reports: descriptors.ShedReports
 
     def __call__(self) -> web.RequestHandler:
         kwargs: dict[str, Any] = self._kwargs
@@ -539,8 +540,7 @@ class S3Server(web.Server):
         if live <= cap or not order:
             return
         chosen = heapq.nsmallest(live - cap + cap // 16, order, key=lambda item: item[0])
-        log.warning("%d connections open, over the %d this server keeps: closing %d idle one(s)",
-                    live, cap, len(chosen))
+        self.shed_reports.closed(live, cap, len(chosen))
         for _, handler in chosen:
             handler.shed = True
             if handler._idle():
@@ -583,6 +583,7 @@ class S3AppRunner(web.AppRunner):
         assert isinstance(server, S3Server)
         server.body_timeout = self.app[CONFIG].body_timeout
         server.max_connections = connection_cap()
+        server.shed_reports = descriptors.ShedReports()
         descriptors.quiet_accept_failures()  # a server out of them says so in a line, not thousands
         server.request_handler = direct_handler(self.app)
         return server
