@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,6 +129,9 @@ def test_aws_s3_sync_through_the_cache_is_stable(cache: Server, bucket: str, tmp
     for name in ("a.txt", "sub/b.bin", "sub/deeper/c.txt"):
         (tree / name).parent.mkdir(parents=True, exist_ok=True)
         (tree / name).write_bytes(os.urandom(50_000))
+        # Older than their upload: S3 lists whole seconds, so a file written in its upload's
+        # second looks newer than its object to `aws s3 sync`, which uploads it again.
+        os.utime(tree / name, (time.time() - 3600,) * 2)
     home = tmp_path / "home"
     home.mkdir()
     env = {
