@@ -129,8 +129,9 @@ class _TooLong(Exception):
 
 async def _document(response: aiohttp.ClientResponse) -> bytes:
     """The whole body of a small answer; _TooLong past MAX_DOCUMENT, found before reading it
-    when its Content-Length says so, else once that much has come."""
-    if (response.content_length or 0) > MAX_DOCUMENT:
+    when its Content-Length says so, else once that much has come. (A HEAD's Content-Length is
+    its object's: no body follows.)"""
+    if response.method != "HEAD" and (response.content_length or 0) > MAX_DOCUMENT:
         raise _TooLong
     chunks: list[bytes] = []
     size = 0

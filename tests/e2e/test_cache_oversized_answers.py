@@ -121,3 +121,29 @@ def test_a_listing_answered_with_an_endless_body_is_unavailable(
     assert caught.value.response["Error"]["Code"] == "ServiceUnavailable"
     assert _peak(cache) < PEAK
     assert cache.log_path is not None and "Traceback" not in cache.log_path.read_text()
+
+
+def test_objects_longer_than_a_document_pass_through(tmp_path: Path) -> None:
+    # A HEAD's Content-Length is its object's, with no body: an object over the cap was refused
+    # as an over-long answer on every revalidation, and every read of it answered 503.
+    (tmp_path / "up").mkdir()
+    (tmp_path / "cache").mkdir()
+    up = start_server(tmp_path / "up", "--no-fsync")
+    srv = None
+    try:
+        srv = start_server(
+            tmp_path / "cache", "--no-fsync", "--upstream", up.endpoint,
+            "--upstream-access-key", up.access_key, "--upstream-secret-key", up.secret_key,
+            patch=SHRUNK,
+        )  # fmt: skip
+        s3: Any = srv.client(retries={"max_attempts": 0})
+        s3.create_bucket(Bucket="long-objects")
+        body = os.urandom(2 * DOCUMENT)
+        s3.put_object(Bucket="long-objects", Key="k", Body=body)
+        assert s3.head_object(Bucket="long-objects", Key="k")["ContentLength"] == len(body)
+        assert s3.get_object(Bucket="long-objects", Key="k")["Body"].read() == body
+        assert srv.log_path is not None and "an answer over" not in srv.log_path.read_text()
+    finally:
+        if srv is not None:
+            stop_server(srv)
+        stop_server(up)
