@@ -44,6 +44,7 @@ from .base import (
 )
 from .completion import multipart_etag
 from .gc import create_locked
+from .ledger import alive
 from .readthrough import CacheReads
 from .spool import FileBody, Spool
 
@@ -165,7 +166,7 @@ class PartStore:
         for name in self._names():
             if name.startswith(TRASH):
                 pid = name[len(TRASH) :].split("-", 1)[0]
-                if not (pid.isdigit() and _alive(int(pid))):
+                if not (pid.isdigit() and alive(int(pid))):
                     found.append(name)
                 continue
             with contextlib.suppress(FileNotFoundError):
@@ -215,18 +216,6 @@ class PartStore:
             return os.listdir(self.root)
         except FileNotFoundError:
             return []
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # another user's process, alive
-    return True
 
 
 def _bytes(folder: str) -> int:

@@ -172,12 +172,17 @@ class Ledger:
             return True
         if pid == os.getpid():
             return token not in _LIVE
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            pass  # another user's process, alive
+        return not alive(pid)
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` is running (another user's too)."""
+    if pid <= 0:
         return False
-
-
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process, alive
+    return True
