@@ -30,7 +30,9 @@ from dataclasses import dataclass
 
 from s3serve import errors
 
+from . import dirnames
 from .base import UploadInfo, UploadListPage
+from .dirnames import Names, classify, valid_name
 from .keys import MAX_KEY_BYTES, is_inside
 
 MAX_KEYS = 1000
@@ -54,8 +56,10 @@ class RawPage:
     next_marker: str | None  # last key or common prefix returned, when truncated
 
 
-@dataclass
+@dataclass(slots=True)
 class _Child:
+    """One entry of a frame, made only for the entries the walk reaches."""
+
     sort_key: str  # name, plus '/' for a directory: where the keys below it sort among siblings
     path: str
     is_dir: bool
@@ -76,7 +80,8 @@ class _Frame:
     path: str
     rel: str  # key prefix of everything in this directory ("" for the bucket, else "a/b/")
     real: str
-    children: list[_Child]
+    children: list[str]  # the sort keys of the directory's entries, in order (dirnames.Names)
+    links: dict[str, str]  # sort key -> real path of the entries that are symlinks
     index: int = 0
     # Lower bound still in force inside this directory (None once every key below is past it).
     bound: _Bound | None = None
@@ -86,75 +91,47 @@ class _Frame:
 _SKIP, _DESCEND, _ALL = 0, 1, 2
 
 
-def _valid_name(name: str) -> bool:
-    # os.fsdecode turns undecodable bytes into lone surrogates; such a name has no S3 key.
-    if name.isascii():  # most names, told without encoding them (a flag of the str)
-        return True
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 # Keys of at most this many characters are within S3's 1024 bytes whatever they hold (4 bytes a
 # character at most in UTF-8): only longer ones are encoded to be measured.
 _SURELY_SHORT = MAX_KEY_BYTES // 4
-
-
-def _classify(entry: os.DirEntry[str], parent_real: str, root: str) -> tuple[bool, str] | None:
-    """(is_dir, real path) for a regular file or a directory that may be listed, else None."""
-    if entry.is_symlink():
-        real = os.path.realpath(entry.path)
-        if not is_inside(root, real):
-            return None
-        st = os.stat(real)
-        if stat.S_ISDIR(st.st_mode):
-            return True, real
-        if stat.S_ISREG(st.st_mode):
-            return False, real
-        return None
-    if entry.is_dir(follow_symlinks=False):
-        return True, os.path.join(parent_real, entry.name)
-    if entry.is_file(follow_symlinks=False):
-        return False, ""
-    return None  # fifo, socket, device
 
 
 def _denied() -> errors.S3Error:
     return errors.AccessDenied("The server's filesystem does not allow it to read the folder this listing starts in.")
 
 
-def _scan(path: str, real: str, root: str, name_prefix: str = "", strict: bool = False) -> list[_Child]:
+def _scan(path: str, real: str, root: str, name_prefix: str = "", strict: bool = False) -> Names:
     """The listable entries of one directory, in key order. Unreadable or vanished -> empty; with
     ``strict`` (the folder the listing starts in) unreadable is AccessDenied: an empty page would
     tell a client, or a sync tool about to delete its copies, that nothing is there. Folders
     met further down are skipped instead, so one of them cannot fail a whole bucket's listing."""
-    children: list[_Child] = []
     try:
-        with _scandir(path) as it:
-            for entry in it:
-                name = entry.name
-                if not name.startswith(name_prefix) or not _valid_name(name):
-                    continue
-                try:
-                    kind = _classify(entry, real, root)
-                except OSError:
-                    # Vanished, permission denied or a symlink loop (ELOOP) on this one entry:
-                    # it cannot be served either, so it is not listed.
-                    continue
-                if kind is None:
-                    continue
-                is_dir, child_real = kind
-                children.append(_Child(name + "/" if is_dir else name, entry.path, is_dir, child_real))
+        names = dirnames.read(path, real, root, _scandir)
     except PermissionError:
         if strict:
             raise _denied() from None
-        return []
+        return _NOTHING
     except OSError:
-        return []
-    children.sort(key=lambda c: c.sort_key)
-    return children
+        return _NOTHING
+    if not name_prefix:
+        return names
+    # A name_prefix holds no '/': the sort keys starting with it are those of the names that do,
+    # one run of the sorted list.
+    keys = names.keys
+    lo = bisect.bisect_left(keys, name_prefix)
+    hi = bisect.bisect_left(keys, 1, lo=lo, key=lambda k: 0 if k.startswith(name_prefix) else 1)
+    return Names(keys[lo:hi], names.links)
+
+
+_NOTHING = Names([], {})
+
+
+def _child(frame: _Frame, sort_key: str) -> _Child:
+    if sort_key[-1] == "/":
+        name = sort_key[:-1]
+        real = frame.links.get(sort_key) or os.path.join(frame.real, name)
+        return _Child(sort_key, os.path.join(frame.path, name), True, real)
+    return _Child(sort_key, os.path.join(frame.path, sort_key), False, frame.links.get(sort_key, ""))
 
 
 def _decide(bound: _Bound | None, key: str) -> int:
@@ -212,8 +189,8 @@ class _Walker:
         # listing only when the prefix is exactly this directory ("a/b/"), so it never rolls up.
         if rel and rel.startswith(self.prefix) and bound is None and self._marker(path):
             yield Entry(rel, path, True)
-        children = _scan(path, real, self.root, name_prefix, strict)
-        self._push(_Frame(path, rel, real, children, 0, bound))
+        names = _scan(path, real, self.root, name_prefix, strict)
+        self._push(_Frame(path, rel, real, names.keys, names.links, 0, bound))
         yield from self._run()
 
     def _marker(self, path: str) -> bool:
@@ -238,11 +215,11 @@ class _Walker:
         slash = rest.find("/")
         # Children sorting below the bound's next path component hold only keys below the bound.
         component = rest if slash < 0 else rest[: slash + 1]
-        i = bisect.bisect_left(frame.children, component, key=lambda c: c.sort_key)
+        i = bisect.bisect_left(frame.children, component)
         while i < len(frame.children):
-            child = frame.children[i]
-            key = frame.rel + child.sort_key
-            if (_decide(bound, key) != _SKIP) if child.is_dir else _key_ok(bound, key):
+            sort_key = frame.children[i]
+            key = frame.rel + sort_key
+            if (_decide(bound, key) != _SKIP) if sort_key[-1] == "/" else _key_ok(bound, key):
                 break
             i += 1
         return i
@@ -264,24 +241,27 @@ class _Walker:
             if frame.index >= len(frame.children):
                 self._pop()
                 continue
-            child = frame.children[frame.index]
+            sort_key = frame.children[frame.index]
             frame.index += 1
-            key = frame.rel + child.sort_key
+            key = frame.rel + sort_key
             if _too_long(key):
                 continue  # a name no S3 request can give (GET, DELETE: KeyTooLongError), nor any below
             bound = frame.bound
-            if not child.is_dir:
+            if sort_key[-1] != "/":
                 if not _key_ok(bound, key):
                     continue
                 cp = self._rollup(key)
                 if cp is None:
-                    yield Entry(key, child.path, False)
+                    yield Entry(key, os.path.join(frame.path, sort_key), False)
                 else:
                     yield cp
                     self._skip_past(cp)
                 continue
             decision = _decide(bound, key)
-            if decision == _SKIP or child.real in self.ancestors:
+            if decision == _SKIP:
+                continue
+            child = _child(frame, sort_key)
+            if child.real in self.ancestors:
                 continue
             sub_bound = bound if decision == _DESCEND else None
             cp = self._rollup(key)
@@ -294,8 +274,8 @@ class _Walker:
             # With a bound cutting through this directory its marker (key < bound) is excluded.
             if sub_bound is None and self._marker(child.path):
                 yield Entry(key, child.path, True)
-            children = _scan(child.path, child.real, self.root)
-            self._push(_Frame(child.path, key, child.real, children, 0, sub_bound))
+            names = _scan(child.path, child.real, self.root)
+            self._push(_Frame(child.path, key, child.real, names.keys, names.links, 0, sub_bound))
 
     def _skip_past(self, cp: str) -> None:
         """Move the walk past every key starting with ``cp``, using only directories already read."""
@@ -306,8 +286,8 @@ class _Walker:
             # children holding keys under cp form one run; binary-search its end, not iterate it.
             rest = cp[len(frame.rel) :]
 
-            def outside(child: _Child, rest: str = rest) -> int:
-                return 0 if child.sort_key.startswith(rest) else 1
+            def outside(sort_key: str, rest: str = rest) -> int:
+                return 0 if sort_key.startswith(rest) else 1
 
             frame.index = bisect.bisect_left(frame.children, 1, lo=frame.index, key=outside)
 
@@ -347,10 +327,10 @@ def _any_object(
         try:
             with _scandir(dir_path) as it:
                 for entry in it:
-                    if not _valid_name(entry.name):
+                    if not valid_name(entry.name):
                         continue
                     try:
-                        kind = _classify(entry, dir_real, root)
+                        kind = classify(entry, dir_real, root)
                     except OSError:
                         continue
                     if kind is None:
@@ -384,7 +364,7 @@ def _descend(bucket_dir: str, bucket_real: str, dir_part: str, root: str) -> tup
     for comp in dir_part.split("/")[:-1]:
         # No key has an empty, "." or ".." segment, a NUL or an undecodable byte; and such a
         # component must never be joined into a path.
-        if comp in ("", ".", "..") or "\0" in comp or not _valid_name(comp):
+        if comp in ("", ".", "..") or "\0" in comp or not valid_name(comp):
             return None
         path = os.path.join(path, comp)
         try:

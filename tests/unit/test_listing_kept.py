@@ -1,0 +1,145 @@
+"""A large directory's sorted names are kept for the next page, under the directory's stamp:
+counted in directory reads, and checked against every change that can come between two pages."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from s3serve.storage import dirnames, metadata
+from s3serve.storage.listing import list_page
+from s3serve.storage.metadata import settled
+from tests.unit.test_listing import keys_of, make_tree, marker_fn
+from tests.unit.test_listing_cost import ScanCounter
+
+# Folders of this many names are kept: smaller than the server's threshold, to keep the tests quick.
+KEEP = 60
+N = KEEP + 20
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(dirnames, "KEEP_MIN_ENTRIES", KEEP)
+    return Path(os.path.realpath(tmp_path))
+
+
+def flat(root: Path, n: int = N) -> tuple[Path, list[str]]:
+    keys = [f"k{i:05d}" for i in range(n)]
+    make_tree(root / "bkt", keys)
+    return root / "bkt", keys
+
+
+def wait_settled(folder: Path) -> None:
+    """Until the folder's stamp is old enough to be trusted: a wait on the stamp, not a time."""
+    while not settled(os.stat(folder)):
+        time.sleep(0.02)
+
+
+def walk(bucket: Path, root: Path, max_keys: int = 30, prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    after = ""
+    while True:
+        page = list_page(str(bucket), prefix, "", after, max_keys, marker_fn(set()), str(root))
+        keys += keys_of(page)
+        if not page.is_truncated:
+            return keys
+        assert page.next_marker is not None
+        after = page.next_marker
+
+
+def test_pages_after_the_first_do_not_read_a_large_folder_again(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket, keys = flat(root)
+    wait_settled(bucket)
+    scans = ScanCounter(monkeypatch)
+    assert walk(bucket, root) == keys
+    assert scans.take() == [str(bucket)]  # three pages, one read
+    assert walk(bucket, root, prefix="k0001") == [k for k in keys if k.startswith("k0001")]
+    assert scans.take() == []
+
+
+def test_a_small_folder_is_read_for_every_page(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket, keys = flat(root, KEEP - 1)
+    wait_settled(bucket)
+    scans = ScanCounter(monkeypatch)
+    assert walk(bucket, root) == keys
+    assert scans.take() == [str(bucket)] * 2
+
+
+def test_the_server_keeps_folders_of_a_thousand_names(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.undo()
+    assert dirnames.KEEP_MIN_ENTRIES == 1000
+    bucket, keys = flat(root, 1000)
+    wait_settled(bucket)
+    scans = ScanCounter(monkeypatch)
+    assert walk(bucket, root, max_keys=400) == keys
+    assert scans.take() == [str(bucket)]
+
+
+def test_a_folder_changed_since_its_names_were_kept_is_read_again(root: Path) -> None:
+    bucket, keys = flat(root)
+    wait_settled(bucket)
+    assert walk(bucket, root) == keys
+    # Each change below sets the folder's mtime and ctime, whatever writes it.
+    (bucket / "k00001").unlink()
+    (bucket / "k99999").write_bytes(b"new")
+    keys = [k for k in keys if k != "k00001"] + ["k99999"]
+    assert walk(bucket, root) == keys
+    wait_settled(bucket)
+    assert walk(bucket, root) == keys
+    (bucket / "k00002").unlink()
+    (bucket / "k00002").mkdir()
+    (bucket / "k00002" / "x").write_bytes(b"x")
+    os.rename(bucket / "k00003", bucket / "k99998")
+    expected = sorted({*keys, "k00002/x", "k99998"} - {"k00002", "k00003"})
+    assert walk(bucket, root) == expected
+
+
+def test_a_folder_with_a_recent_stamp_is_not_kept(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stamp too recent to be trusted may be shared with a change still to come (a coarse
+    clock): such a folder is read again for every page until its stamp has aged."""
+    bucket, keys = flat(root)
+    wait_settled(bucket)
+    with monkeypatch.context() as mp:
+        # Every stamp is recent, as one is in the moments after a change.
+        mp.setattr(metadata, "CACHE_MIN_AGE_NS", 10**15)
+        mp.setattr(metadata, "COARSE_MIN_AGE_NS", 10**15)
+        scans = ScanCounter(mp)
+        assert walk(bucket, root) == keys
+        assert scans.take() == [str(bucket)] * 3
+    scans = ScanCounter(monkeypatch)
+    assert walk(bucket, root) == keys
+    assert walk(bucket, root) == keys
+    assert scans.take() == [str(bucket)]
+
+
+def test_a_folder_holding_symlinks_is_never_kept(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a link leads can change without its folder's stamp changing."""
+    bucket, keys = flat(root)
+    (root / "elsewhere").mkdir()
+    (root / "elsewhere" / "f").write_bytes(b"f")
+    os.symlink(root / "elsewhere" / "f", bucket / "link")
+    wait_settled(bucket)
+    stamp = os.stat(bucket).st_mtime_ns
+    assert walk(bucket, root) == [*keys, "link"]
+    (root / "elsewhere" / "f").unlink()
+    (root / "elsewhere" / "f").mkdir()
+    (root / "elsewhere" / "f" / "g").write_bytes(b"g")
+    assert os.stat(bucket).st_mtime_ns == stamp  # the bucket's own stamp is unchanged
+    assert walk(bucket, root) == [*keys, "link/g"]
+
+
+def test_kept_names_are_bounded(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dirnames, "KEEP_MAX_NAMES", N + N // 2)
+    first, keys = flat(root / "one")
+    second, _ = flat(root / "two")
+    wait_settled(first)
+    wait_settled(second)
+    scans = ScanCounter(monkeypatch)
+    assert walk(first, root) == keys
+    assert walk(second, root) == keys  # pushes the first folder's names out
+    assert walk(second, root) == keys
+    assert walk(first, root) == keys
+    assert scans.take() == [str(first), str(second), str(first)]
