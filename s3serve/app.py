@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from aiohttp import hdrs, web
 from aiohttp.web_urldispatcher import UrlMappingMatchInfo
-from multidict import CIMultiDict
 
 from . import errors, s3xml
 from .config import Config
@@ -31,6 +30,7 @@ from .handlers.objects import put_object_headers
 from .handlers.policy import POLICY, authorize_signed, grant_anonymous, may_list
 from .payload import check_payload_claim
 from .policy import load as load_policy
+from .query_headers import with_query_headers
 from .routing import Route, resolve
 from .sigv4 import AuthResult, RequestView, authenticate
 from .storage.base import Backend
@@ -331,14 +331,16 @@ async def _check_before_body(request: web.Request) -> None:
     route = _route(request)
     if route.operation == PREFLIGHT or route.operation in _FORM_AUTH:
         return  # no credentials in the headers: a preflight has none, PostObject's are in its body
-    auth = await _check_bucket(request, route, _authenticate(request) or await _grant_anonymous(request, route))
+    signed = _authenticate(request)
+    headed = _with_query_headers(request, signed)
+    auth = await _check_bucket(headed, route, signed or await _grant_anonymous(request, route))
     if route.operation not in HANDLERS:
         raise errors.not_implemented(route.operation)
     phase = _HEADER_PHASES.get(route.operation)
     if phase is not None:
-        # On this request, not the context's: dispatch's copy of a request (_with_query_metadata)
-        # is made from it, and takes the result along.
-        request[EARLY_CHECKS] = (phase, await phase(_context(request, route, auth, request.app[BACKEND])))
+        # On this request, not on its copy with the query's headers: dispatch makes its own copy
+        # from it, which takes the result along.
+        request[EARLY_CHECKS] = (phase, await phase(_context(headed, route, auth, request.app[BACKEND])))
 
 
 async def _check_bucket(request: web.Request, route: Route, auth: AuthResult) -> AuthResult:
@@ -365,6 +367,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         auth = _authenticate(request)
         if auth is None:
             return await _dispatch_anonymous(request, route, backend)
+        request = _with_query_headers(request, auth)
         if (
             route.operation in _OWNER_FAST_PATH
             and route.bucket is not None
@@ -413,8 +416,6 @@ async def _dispatch_granted(request: web.Request, route: Route, backend: Backend
 def _context(request: web.Request, route: Route, auth: AuthResult | None, backend: Backend) -> Context:
     """What a handler (or its header phase) is given; the same for the expect handler's phase
     as for dispatch's handler."""
-    if auth is not None and auth.presigned:
-        request = _with_query_metadata(request, _state(request).query_pairs)
     return Context(
         request=request,
         route=route,
@@ -426,23 +427,13 @@ def _context(request: web.Request, route: Route, auth: AuthResult | None, backen
     )
 
 
-def _with_query_metadata(request: web.Request, query: list[tuple[str, str]]) -> web.Request:
-    """A presigned URL may carry x-amz-meta-* headers in its query string, so that whoever uses it
-    sends no headers: botocore's SigV2 HmacV1QueryAuth moves the ones it signs there, and the JS
-    SDK v3's getSignedUrl, the Ruby and Go presigners do so for SigV4 (where the query is signed).
-    S3 stores them as the object's metadata. A header sent as well wins: under SigV2 it is the one
-    the signature covered, under SigV4 one that is not among X-Amz-SignedHeaders is refused."""
-    hoisted = [
-        (name, value)
-        for name, value in query
-        if name.lower().startswith("x-amz-meta-") and name not in request.headers
-    ]
-    if not hoisted:
+def _with_query_headers(request: web.Request, auth: AuthResult | None) -> web.Request:
+    """The request as the policy checks and the handler read it: a presigned one with the headers
+    its query carries (query_headers.py). Made right after authentication, which reads the
+    request as sent."""
+    if auth is None or not auth.presigned:
         return request
-    headers = CIMultiDict(request.headers)
-    headers.extend(hoisted)
-    # clone() re-encodes every header as UTF-8: _check_header_encoding made sure they all are.
-    return request.clone(headers=headers)
+    return with_query_headers(request, _state(request).query_pairs)
 
 
 def default_backend(config: Config) -> Backend:

@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 from tests.conftest import Server, start_server, stop_server
 from tests.e2e.conftest import cache_pair, until
 from tests.e2e.test_expect_continue import BIG, PROMPT, _address, _head, _read_answer
+from tests.e2e.test_protocol_edges import sigv4_presigned_with_query_headers
 
 OPEN = {"BlockPublicAcls": False, "IgnorePublicAcls": False, "BlockPublicPolicy": False, "RestrictPublicBuckets": False}
 # The classic policy that makes uploads name their encryption (AWS's knowledge-center example).
@@ -373,6 +374,37 @@ def test_upload_tags_condition(alice) -> None:  # type: ignore[no-untyped-def]
     alice.put_object(Bucket=name, Key="ok", Body=b"x", Tagging="project=blue&owner=me")
     assert _error(alice.put_object, Bucket=name, Key="bad", Body=b"x", Tagging="project=blue&cost=1") == ("AccessDenied", 403)
     assert _error(alice.put_object, Bucket=name, Key="bad", Body=b"x", Tagging="project=forbidden") == ("AccessDenied", 403)
+
+
+def test_presigned_upload_tags_in_the_query_need_their_grant(users: Server, alice: Any, bob: Any) -> None:
+    """Tags a presigned URL carries in its query (the JS SDK v3 hoists x-amz-tagging there) are
+    the upload's tags for the policy too: s3:PutObjectTagging besides s3:PutObject, and the
+    s3:RequestObjectTag conditions, as with the header."""
+    name = _new_bucket(alice)
+    _put_policy(alice, name, _grant(name, _id(bob), ["s3:PutObject"]))
+    refused = ("AccessDenied", 403)
+    assert _error(bob.put_object, Bucket=name, Key="k", Body=b"x", Tagging="project=blue") == refused
+
+    def presigned_put(key: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        url = sigv4_presigned_with_query_headers(users, "PUT", name, key, headers, "bob", "bob-secret")
+        answer = urllib3.PoolManager().request("PUT", url, body=b"from bob")
+        return answer.status, answer.data
+
+    status, body = presigned_put("tagged", {"x-amz-tagging": "project=blue"})
+    assert status == 403 and b"<Code>AccessDenied</Code>" in body, body
+    assert presigned_put("plain", {"x-amz-storage-class": "STANDARD_IA"})[0] == 200
+    assert alice.head_object(Bucket=name, Key="plain")["StorageClass"] == "STANDARD_IA"
+    _put_policy(
+        alice, name,
+        _grant(name, _id(bob), ["s3:PutObject", "s3:PutObjectTagging"]),
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{name}/*",
+         "Condition": {"ForAnyValue:StringNotEquals": {"s3:RequestObjectTagKeys": ["project"]}}},
+    )  # fmt: skip
+    assert presigned_put("tagged", {"x-amz-tagging": "project=blue"})[0] == 200
+    tagging = alice.get_object_tagging(Bucket=name, Key="tagged")
+    assert tagging["TagSet"] == [{"Key": "project", "Value": "blue"}]
+    status, body = presigned_put("other", {"x-amz-tagging": "cost=1"})
+    assert status == 403 and b"<Code>AccessDenied</Code>" in body, body
 
 
 def test_through_the_upstream_cache(tmp_path: Path) -> None:

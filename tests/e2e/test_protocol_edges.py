@@ -12,7 +12,7 @@ import pytest
 from botocore.config import Config
 
 from s3serve import sigv2
-from tests.conftest import REGION, http, object_absent, signed
+from tests.conftest import REGION, Server, http, object_absent, signed
 
 # '²' passes str.isdigit but int() refuses it; '٣' (Arabic-Indic three) and '1_0' int() reads as
 # 3 and 10, which S3 does not; over 4300 digits int() refuses.
@@ -147,15 +147,31 @@ def test_sigv2_presigned_put_stores_the_metadata_in_its_query(server, bucket: st
 def sigv4_presigned_with_query_metadata(server, bucket: str, key: str, metadata: dict[str, str]) -> str:  # type: ignore[no-untyped-def]
     """A SigV4 presigned PUT URL as the JS SDK v3's getSignedUrl, the Ruby and Go presigners
     make one: the x-amz-meta-* headers hoisted into the (signed) query, only host signed."""
+    return sigv4_presigned_with_query_headers(
+        server, "PUT", bucket, key, {f"x-amz-meta-{name}": value for name, value in metadata.items()}
+    )
+
+
+def sigv4_presigned_with_query_headers(
+    server: Server,
+    method: str,
+    bucket: str,
+    key: str,
+    headers: dict[str, str],
+    access_key: str = "",
+    secret_key: str = "",
+) -> str:
+    """A SigV4 presigned URL with ``headers`` hoisted into its (signed) query, as the JS SDK v3's
+    getSignedUrl does with every x-amz-* header but the SSE ones: only host is signed."""
     from urllib.parse import urlencode
 
     from botocore.auth import S3SigV4QueryAuth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    query = urlencode({f"x-amz-meta-{name}": value for name, value in metadata.items()}, quote_via=quote)
-    request = AWSRequest(method="PUT", url=f"{server.endpoint}/{bucket}/{key}?{query}")
-    credentials = Credentials(server.access_key, server.secret_key)
+    query = urlencode(headers, quote_via=quote)
+    request = AWSRequest(method=method, url=f"{server.endpoint}/{bucket}/{quote(key)}?{query}")
+    credentials = Credentials(access_key or server.access_key, secret_key or server.secret_key)
     S3SigV4QueryAuth(credentials, "s3", REGION, expires=300).add_auth(request)
     return str(request.url)
 
