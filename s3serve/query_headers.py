@@ -11,8 +11,12 @@ website redirect, SSE, metadata), by the bucket policy's checks as much as by th
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 from multidict import CIMultiDict
+
+from . import errors
 
 # The signature's own parameters, which authentication has read. X-Amz-Content-Sha256 is the
 # payload's claim, taken there too (sigv4._verify_presigned_v4).
@@ -30,6 +34,9 @@ _BODY = frozenset({"x-amz-decoded-content-length", "x-amz-trailer", "x-amz-sdk-c
 # query would reach PutObject's handler as a header it does not expect. Whether S3 copies from
 # one is not confirmed (aws-sdk-js-v3 issue 3283 reports a presigned CopyObject that did not).
 _NOT_HOISTED_PREFIXES = ("x-amz-checksum-", "x-amz-copy-source")
+# What HTTP forbids in a header's value (a tab it allows) and what it allows in a name.
+_NOT_IN_HEADER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def _hoisted(lower: str) -> bool:
@@ -41,6 +48,19 @@ def _hoisted(lower: str) -> bool:
     )
 
 
+def _check_header(name: str, value: str) -> None:
+    """What the query holds could not have come as a header: stored, it would break every answer
+    that echoes it (aiohttp refuses to send a CR or LF, and a name that is no header name would
+    split into another header). As PostObject's fields are checked (handlers/post.py); S3's own
+    answer to such a query parameter is not known."""
+    if not _TOKEN.fullmatch(name):
+        raise errors.InvalidArgument("Header names must be HTTP tokens.", ArgumentName=name, ArgumentValue="")
+    if _NOT_IN_HEADER.search(value):
+        raise errors.InvalidArgument(
+            "The parameter's value holds characters an HTTP header cannot.", ArgumentName=name
+        )
+
+
 def with_query_headers(request: web.Request, query: list[tuple[str, str]]) -> web.Request:
     """The presigned request with its query's x-amz-* header parameters among its headers; itself
     when it has none. A header sent as well wins: under SigV2 it is the one the signature covered,
@@ -49,6 +69,8 @@ def with_query_headers(request: web.Request, query: list[tuple[str, str]]) -> we
     hoisted = [(name, value) for name, value in query if _hoisted(name.lower()) and name not in sent]
     if not hoisted:
         return request
+    for name, value in hoisted:
+        _check_header(name, value)
     headers = CIMultiDict(request.headers)
     headers.extend(hoisted)
     # clone() encodes every header as UTF-8: the sent ones are (app._check_header_encoding), and

@@ -123,3 +123,24 @@ def test_the_query_headers_are_read_before_the_100(server: Server, s3: Any, buck
         answer, _ = _read_answer(sock)
         assert (answer.status, answer.code) == (400, "InvalidStorageClass"), answer
     assert object_absent(s3, bucket, "big")
+
+
+def test_query_headers_no_http_header_could_carry_are_refused(server: Server, s3: Any, bucket: str) -> None:
+    """A query parameter can hold what a header cannot (a CR, an LF, a NUL; a name that is not a
+    header name): stored, it would break every answer about the object that echoes it."""
+    for headers, name in [
+        ({"x-amz-meta-x": "a\r\nSet-Cookie: c=1"}, "x-amz-meta-x"),
+        ({"x-amz-meta-x": "a\nb"}, "x-amz-meta-x"),
+        ({"x-amz-website-redirect-location": "/a\r\nLocation: /b"}, "x-amz-website-redirect-location"),
+        ({"x-amz-meta-x": "nul\x00"}, "x-amz-meta-x"),
+        ({"x-amz-meta-a:b": "v"}, "x-amz-meta-a:b"),
+        ({"x-amz-meta-a b": "v"}, "x-amz-meta-a b"),
+    ]:
+        r = http("PUT", _presigned(server, "PUT", bucket, "ctl", headers), body=b"x")
+        assert (r.status, _code(r.data)) == (400, "InvalidArgument"), (headers, r.data)
+        assert f"<ArgumentName>{name}</ArgumentName>".encode() in r.data, r.data
+        assert object_absent(s3, bucket, "ctl")
+    # A tab a header may hold.
+    url = _presigned(server, "PUT", bucket, "ok", {"x-amz-meta-x": "a\tb"})
+    assert http("PUT", url, body=b"x").status == 200
+    assert s3.head_object(Bucket=bucket, Key="ok")["Metadata"] == {"x": "a\tb"}
