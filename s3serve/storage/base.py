@@ -19,6 +19,9 @@ T = TypeVar("T")
 
 # Names of digests as used throughout s3serve (see checksums.py).
 CHECKSUM_ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
+# Every additional-checksum algorithm S3's API names (botocore's ChecksumAlgorithm). An upstream's
+# checksums of those s3serve does not compute are still the object's: the cache passes them on.
+S3_CHECKSUM_ALGORITHMS = (*CHECKSUM_ALGORITHMS, "SHA512", "MD5", "XXHASH64", "XXHASH3", "XXHASH128")
 
 # The standard headers S3 stores with an object and returns on GET/HEAD.
 STORED_HEADERS = (

@@ -10,7 +10,7 @@ from urllib.parse import quote, urlencode
 
 from . import remote_xml as rx
 from . import ssec
-from .base import CHECKSUM_ALGORITHMS, STORED_HEADERS, Encryption, ObjectInfo, WriteMeta
+from .base import S3_CHECKSUM_ALGORITHMS, STORED_HEADERS, Encryption, ObjectInfo, WriteMeta
 
 META_PREFIX = "x-amz-meta-"
 CHECKSUM_PREFIX = "x-amz-checksum-"
@@ -43,7 +43,7 @@ def info_from_headers(key: str, headers: Mapping[str, str]) -> ObjectInfo:
         lower = name.lower()
         if lower.startswith(META_PREFIX):
             user_meta[lower[len(META_PREFIX) :]] = value
-        elif lower.startswith(CHECKSUM_PREFIX) and lower[len(CHECKSUM_PREFIX) :].upper() in CHECKSUM_ALGORITHMS:
+        elif lower.startswith(CHECKSUM_PREFIX) and lower[len(CHECKSUM_PREFIX) :].upper() in S3_CHECKSUM_ALGORITHMS:
             checksums[lower[len(CHECKSUM_PREFIX) :].upper()] = value
     return ObjectInfo(
         key=key,

@@ -14,7 +14,7 @@ from urllib.parse import unquote_plus
 
 from .. import errors, s3xml
 from .base import (
-    CHECKSUM_ALGORITHMS,
+    S3_CHECKSUM_ALGORITHMS,
     BucketInfo,
     ObjectInfo,
     PartInfo,
@@ -154,7 +154,7 @@ def _truthy(value: Any) -> bool:
 
 
 def checksums_in(doc: dict[str, Any]) -> dict[str, str]:
-    return {alg: text(doc[f"Checksum{alg}"]) for alg in CHECKSUM_ALGORITHMS if doc.get(f"Checksum{alg}")}
+    return {alg: text(doc[f"Checksum{alg}"]) for alg in S3_CHECKSUM_ALGORITHMS if doc.get(f"Checksum{alg}")}
 
 
 def _url(value: Any, encoded: bool) -> str:
