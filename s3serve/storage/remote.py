@@ -232,7 +232,10 @@ class RemoteBackend(Backend):
                 headers = {"x-amz-object-attributes": "ObjectParts", "x-amz-max-parts": "1000"}
                 if marker:
                     headers["x-amz-part-number-marker"] = str(marker)
-                _, body = await self._http.read("GET", bucket, key, [("attributes", None)], headers)
+                # A small answer, asked before a read is answered: a HEAD's budget (QUICK_TIMEOUT).
+                _, body = await self._http.read(
+                    "GET", bucket, key, [("attributes", None)], headers, quick=True
+                )
                 page = rx.object_parts(body)
                 if page is None:
                     return None if parts else await self._parts_by_head(bucket, key, etag, max_heads)
@@ -260,7 +263,8 @@ class RemoteBackend(Backend):
 
         async def head(number: int) -> tuple[int, int]:
             async with limit:
-                headers, _ = await self._http.read("HEAD", bucket, key, [("partNumber", str(number))])
+                query = [("partNumber", str(number))]
+                headers, _ = await self._http.read("HEAD", bucket, key, query, quick=True)
             return int(headers.get("Content-Length") or -1), int(headers.get("x-amz-mp-parts-count") or 0)
 
         first, count = await head(1)

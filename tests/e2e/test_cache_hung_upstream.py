@@ -30,6 +30,7 @@ SHRUNK = f"import s3serve.storage.remote_http as h\nh.ANSWER_TIMEOUT = h.QUICK_T
 CLIENT_WAIT = 8.0  # the clients' read timeout: far below the cache's 60 s transfer timeout
 UPLOAD_ID = "upload-1"
 SLOW = 2.0  # seconds the upstream lets a body wait before it reads it, or takes to send one
+MP_PARTS = 2
 
 
 class SilentUpstream:
@@ -37,11 +38,15 @@ class SilentUpstream:
     of it, but never answers a request for a key or prefix under "hang/", nor for an upload of a
     key under "hung/" (which it creates); it lets the body of a key under "slow/" wait SLOW
     seconds before reading it, and sends the body of one over SLOW seconds; it never reads the
-    body of a PUT under "stall/", and counts those PUTs."""
+    body of a PUT under "stall/", and counts those PUTs. A key under "mp/" is a multipart object
+    of MP_PARTS parts whose part sizes are never told: under "mp/attributes/" GetObjectAttributes
+    never answers, under "mp/heads/" it lists no parts (as S3 for an object without checksums)
+    and HEAD ?partNumber never answers; the lookups left unanswered are in ``hung``."""
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
         self.stalled: list[str] = []
+        self.hung: list[str] = []
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._loop = asyncio.new_event_loop()
@@ -80,6 +85,8 @@ class SilentUpstream:
             return web.Response(status=503)
         if not key:
             return self._bucket(request, bucket)
+        if key.startswith("mp/") and ("attributes" in request.query or "partNumber" in request.query):
+            return await self._part_lookup(request, key)
         if request.method == "POST" and "uploads" in request.query:
             upload = ("hang-" if key.startswith("hung/") else "") + UPLOAD_ID
             body = f"<InitiateMultipartUploadResult><Bucket>{bucket}</Bucket><Key>{key}</Key>"
@@ -100,7 +107,7 @@ class SilentUpstream:
         if data is None or request.method not in ("GET", "HEAD"):
             return web.Response(status=404 if data is None else 501)
         headers = {
-            "ETag": f'"{hashlib.md5(data).hexdigest()}"',
+            "ETag": f'"{hashlib.md5(data).hexdigest()}{f"-{MP_PARTS}" if key.startswith("mp/") else ""}"',
             "Last-Modified": "Mon, 01 Jan 2024 00:00:00 GMT",
             "Content-Type": "application/octet-stream",
         }
@@ -117,6 +124,15 @@ class SilentUpstream:
                 await asyncio.sleep(SLOW / pieces)
         await response.write_eof()
         return response
+
+    async def _part_lookup(self, request: web.Request, key: str) -> web.Response:
+        if ("attributes" in request.query) == key.startswith("mp/attributes/"):
+            self.hung.append(f"{request.method} {key}?{request.query_string}")
+            await self._closing.wait()
+            return web.Response(status=503)
+        # S3's answer for a multipart object uploaded without checksums: the count, no parts.
+        parts = f"<ObjectParts><TotalPartsCount>{MP_PARTS}</TotalPartsCount></ObjectParts>"
+        return _xml(f"<GetObjectAttributesResponse>{parts}</GetObjectAttributesResponse>")
 
     @staticmethod
     def _bucket(request: web.Request, bucket: str) -> web.Response:
@@ -257,3 +273,54 @@ def test_a_download_slower_than_the_answer_timeout_is_whole(s3: Any, upstream: S
     started = time.monotonic()
     assert s3.get_object(Bucket="bkt", Key="slow/get")["Body"].read() == data
     assert time.monotonic() - started >= SLOW * 0.9
+
+
+PART_LOOKUPS = {
+    "GetObject": lambda s3, key: s3.get_object(Bucket="bkt", Key=key)["Body"].read(),
+    "HeadObject": lambda s3, key: s3.head_object(Bucket="bkt", Key=key),
+    "HeadObject partNumber": lambda s3, key: s3.head_object(Bucket="bkt", Key=key, PartNumber=1),
+    "GetObjectAttributes": lambda s3, key: s3.get_object_attributes(
+        Bucket="bkt", Key=key, ObjectAttributes=["ObjectParts", "ObjectSize"]
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def quick_only(tmp_path_factory: pytest.TempPathFactory, upstream: SilentUpstream) -> Iterator[Any]:
+    """A client of a cache whose quick budget (a HEAD's) is shrunk, and not its answer budget:
+    a lookup given the answer budget keeps the client waiting past its read timeout."""
+    root = tmp_path_factory.mktemp("quick") / "root"
+    root.mkdir()
+    srv = start_server(
+        root, "--no-fsync", "--upstream", upstream.endpoint,
+        "--upstream-access-key", "up", "--upstream-secret-key", "up-secret",
+        patch=f"{SHRUNK}\nh.ANSWER_TIMEOUT = 600.0",
+    )  # fmt: skip
+    s3: Any = srv.client(retries={"total_max_attempts": 1}, read_timeout=CLIENT_WAIT)
+    s3.create_bucket(Bucket="bkt")
+    yield s3
+    stop_server(srv)
+    assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
+
+
+@pytest.mark.parametrize("lookup", ["attributes", "heads"])
+@pytest.mark.parametrize("name", PART_LOOKUPS)
+def test_a_part_size_lookup_the_upstream_leaves_unanswered_has_a_heads_budget(
+    quick_only: Any, upstream: SilentUpstream, name: str, lookup: str
+) -> None:
+    # The part sizes of a multipart object read cold (for partNumber reads) are asked with
+    # GetObjectAttributes or HEAD ?partNumber: small answers, which had the full answer budget
+    # each, keeping a read (and the HEAD that only revalidates) waiting twice a HEAD's. The read
+    # is answered without them, within the client's read timeout.
+    key = f"mp/{lookup}/{name.replace(' ', '-')}"
+    data = os.urandom(1000)
+    upstream.objects[key] = data
+    answer: Any = PART_LOOKUPS[name](quick_only, key)
+    if name == "GetObject":
+        assert answer == data
+    elif name == "GetObjectAttributes":
+        assert answer["ObjectSize"] == len(data)
+    else:
+        assert answer["ETag"] == f'"{hashlib.md5(data).hexdigest()}-{MP_PARTS}"'
+    query = "attributes" if lookup == "attributes" else "partNumber=1"
+    assert any(hung.endswith(f"{key}?{query}") for hung in upstream.hung), upstream.hung
