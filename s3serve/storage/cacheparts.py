@@ -296,8 +296,18 @@ class CacheMultipart(CacheReads):
             except Exception:  # one bad round must not end the sweeps
                 log.exception("sweep of kept multipart parts failed; trying again in %ss", collector.interval)
 
+    async def _in_bucket(self, bucket: str, request: Awaitable[R]) -> R:
+        """The upstream's answer to ``request``, one naming ``bucket``: its NoSuchBucket (the
+        bucket deleted on the upstream directly) forgets the bucket here (bucket_gone), as a
+        read's does, or its folder, copies, kept parts and configuration would outlive it."""
+        try:
+            return await request
+        except errors.NoSuchBucket:
+            await self.bucket_gone(bucket)
+            raise
+
     async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta, owner: str) -> UploadInfo:
-        return await self.upstream.create_multipart_upload(bucket, key, meta, owner)
+        return await self._in_bucket(bucket, self.upstream.create_multipart_upload(bucket, key, meta, owner))
 
     async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> PartInfo:
         spooled = await replicas.spool(self.local, body)
@@ -308,7 +318,8 @@ class CacheMultipart(CacheReads):
             algorithm: value for algorithm, value in spooled.checksums.items() if algorithm == body.declared_checksum
         })  # fmt: skip
         try:
-            part = await self.upstream.upload_part(bucket, key, upload_id, number, sent)
+            sending = self.upstream.upload_part(bucket, key, upload_id, number, sent)
+            part = await self._in_bucket(bucket, sending)
         except BaseException:
             spooled.discard()
             raise
@@ -482,7 +493,7 @@ class CacheMultipart(CacheReads):
         )
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        await self.upstream.abort_multipart_upload(bucket, key, upload_id)
+        await self._in_bucket(bucket, self.upstream.abort_multipart_upload(bucket, key, upload_id))
         if (bucket, upload_id) in self._part_keeps:
             self.spawn(self._drop_parts(bucket, upload_id))  # after the parts waiting for room
         else:
@@ -491,9 +502,10 @@ class CacheMultipart(CacheReads):
     async def list_multipart_uploads(
         self, bucket: str, prefix: str, delimiter: str, key_marker: str, upload_id_marker: str, max_uploads: int
     ) -> UploadListPage:
-        page = await self.upstream.list_multipart_uploads(
+        listing = self.upstream.list_multipart_uploads(
             bucket, prefix, delimiter, key_marker, upload_id_marker, max_uploads
         )
+        page = await self._in_bucket(bucket, listing)
         # The upstream names the owner of the cache's credentials there, none of this server's
         # users; which of them began an upload is not kept: each is its bucket's owner's, the
         # owner this server's ListObjects and ListBuckets name.
@@ -504,6 +516,8 @@ class CacheMultipart(CacheReads):
     async def list_parts(
         self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
     ) -> PartsPage:
-        page = await self.upstream.list_parts(bucket, key, upload_id, part_number_marker, max_parts)
+        page = await self._in_bucket(
+            bucket, self.upstream.list_parts(bucket, key, upload_id, part_number_marker, max_parts)
+        )
         page.upload = replace(page.upload, owner=(await self.head_bucket(bucket)).owner)  # as above
         return page

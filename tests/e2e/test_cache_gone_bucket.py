@@ -172,3 +172,58 @@ def test_in_front_of_moto_a_bucket_deleted_there_is_no_such_bucket(tmp_path: Pat
         assert not (tmp_path / name).exists()
     finally:
         stop_server(srv)
+
+
+def _upload_then_bucket_gone(cache: Server, upstream: Server) -> tuple[str, str]:
+    """As _copy_held_then_bucket_gone, with an upload of "m" begun through the cache (one part
+    of it kept here) before the bucket went; the bucket's name and the upload's id."""
+    s3: Any = cache.client()
+    up: Any = upstream.client()
+    name = f"gone-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_cors(Bucket=name, CORSConfiguration=CORS)
+    s3.put_object(Bucket=name, Key="k", Body=b"copy here")
+    assert s3.get_object(Bucket=name, Key="k")["Body"].read() == b"copy here"
+    upload = s3.create_multipart_upload(Bucket=name, Key="m")["UploadId"]
+    s3.upload_part(Bucket=name, Key="m", UploadId=upload, PartNumber=1, Body=b"part one")
+    up.delete_object(Bucket=name, Key="k")
+    up.delete_bucket(Bucket=name)
+    return name, upload
+
+
+def _complete(s3: Any, name: str, upload: str) -> object:
+    parts = [{"PartNumber": 1, "ETag": '"8ffd5ccae6f5f3ad3e3c3b59e3d8a2d4"'}]
+    done = {"Parts": parts}
+    return s3.complete_multipart_upload(Bucket=name, Key="m", UploadId=upload, MultipartUpload=done)
+
+
+MULTIPART: dict[str, Callable[[Any, str, str], object]] = {
+    "CreateMultipartUpload": lambda s3, name, _: s3.create_multipart_upload(Bucket=name, Key="n"),
+    "UploadPart": lambda s3, name, upload: s3.upload_part(
+        Bucket=name, Key="m", UploadId=upload, PartNumber=2, Body=b"part two"
+    ),
+    "CompleteMultipartUpload": _complete,
+    "ListParts": lambda s3, name, upload: s3.list_parts(Bucket=name, Key="m", UploadId=upload),
+    "AbortMultipartUpload": lambda s3, name, upload: s3.abort_multipart_upload(
+        Bucket=name, Key="m", UploadId=upload
+    ),
+    "ListMultipartUploads": lambda s3, name, _: s3.list_multipart_uploads(Bucket=name),
+}
+
+
+@pytest.mark.parametrize("call", list(MULTIPART))
+def test_a_multipart_request_in_a_bucket_deleted_upstream_forgets_the_bucket(
+    cache: Server, upstream: Server, call: str
+) -> None:
+    # The upstream's NoSuchBucket was passed on, but the bucket's folder (its copies, its CORS)
+    # and the parts kept of its uploads stayed, answering for a bucket S3 no longer has.
+    s3: Any = cache.client()
+    name, upload = _upload_then_bucket_gone(cache, upstream)
+    assert cache.root is not None
+    parts = cache.root / ".s3serve" / "cache-parts"
+    kept = {folder.name for folder in parts.iterdir()}
+    assert error_code(lambda: MULTIPART[call](upstream.client(), name, upload)) == "NoSuchBucket"
+    assert error_code(lambda: MULTIPART[call](s3, name, upload)) == "NoSuchBucket"
+    assert not (cache.root / name).exists()
+    assert error_code(lambda: s3.get_bucket_cors(Bucket=name)) == "NoSuchBucket"
+    assert {folder.name for folder in parts.iterdir()} < kept  # the upload's kept part went
