@@ -370,6 +370,20 @@ def refuse_object_lock(headers: Mapping[str, str]) -> None:
         raise errors.InvalidRequest(NO_LOCK_CONFIGURATION)
 
 
+
+def copy_directive(headers: Mapping[str, str], name: str) -> str:
+    """CopyObject's x-amz-metadata-directive or x-amz-tagging-directive: COPY or REPLACE."""
+    value = headers.get(name, "COPY")
+    # S3 refuses a metadata directive not in upper case (s3.amazonaws.com answers "copy" with
+    # InvalidArgument); that it does so for the tagging directive is not confirmed, so that
+    # one is still read in any case.
+    if name == "x-amz-tagging-directive":
+        value = value.upper()
+    if value not in ("COPY", "REPLACE"):
+        raise errors.InvalidArgument(f"Unknown {name.split('-')[2]} directive.", ArgumentName=name, ArgumentValue=value)
+    return value
+
+
 TAG_KEY_MAX, TAG_VALUE_MAX, MAX_TAGS = 128, 256, 10
 
 

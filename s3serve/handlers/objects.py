@@ -32,6 +32,7 @@ from .common import (
     check_read_conditions,
     check_version_id,
     checksum_headers,
+    copy_directive,
     etag_matches,
     header_checks,
     http_date,
@@ -462,18 +463,11 @@ async def check_source_bucket(ctx: Context, bucket: str, key: str) -> None:
     await check_source(ctx, bucket, key)
 
 
-def _directive(ctx: Context, name: str) -> str:
-    value = ctx.headers.get(name, "COPY").upper()
-    if value not in ("COPY", "REPLACE"):
-        raise errors.InvalidArgument(f"Unknown {name.split('-')[2]} directive.", ArgumentName=name, ArgumentValue=value)
-    return value
-
-
 async def copy_object(ctx: Context) -> web.StreamResponse:
     src_bucket, src_key = parse_copy_source(ctx.headers["x-amz-copy-source"])
     await check_source_bucket(ctx, src_bucket, src_key)
-    metadata_directive = _directive(ctx, "x-amz-metadata-directive")
-    tagging_directive = _directive(ctx, "x-amz-tagging-directive")
+    metadata_directive = copy_directive(ctx.headers, "x-amz-metadata-directive")
+    tagging_directive = copy_directive(ctx.headers, "x-amz-tagging-directive")
     refuse_object_lock(ctx.headers)
     await check_acl(ctx)
     same = (src_bucket, src_key) == (ctx.bucket, ctx.key)
