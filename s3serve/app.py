@@ -164,6 +164,10 @@ def error_body(request: web.BaseRequest, exc: errors.S3Error) -> bytes:
     """The <Error> document of a failed request."""
     rid = _request_id(request)
     resource = exc.resource if exc.resource is not None else request.raw_path.split("?", 1)[0]
+    if exc.code == "NoSuchKey":
+        # S3's NoSuchKey names the key in <Key> and has no <Resource> (localstack's snapshots
+        # of AWS's answers), whether the server found it missing on disk or upstream.
+        resource = ""
     extra = dict(exc.extra)
     route = _state(request).route
     # S3 names the missing thing in the error body; storage raises without knowing the request.
