@@ -62,6 +62,7 @@ class Kind:
     validate: Validator | None = None
     empty_removes: bool = False  # a Put of an empty document turns the feature off
     headers: Mapping[str, str] = field(default_factory=dict)  # on Get and Put answers
+    digest_required: bool = False  # Put refused without a Content-MD5 or checksum (read_xml_body)
 
     @property
     def tombstone(self) -> bool:
@@ -85,7 +86,7 @@ def _get(kind: Kind) -> Handler:
 
 def _put(kind: Kind) -> Handler:
     async def put(ctx: Context) -> web.StreamResponse:
-        content = s3xml.parse_document(await ctx.read_xml_body(), kind.root)
+        content = s3xml.parse_document(await ctx.read_xml_body(digest_required=kind.digest_required), kind.root)
         if kind.validate is not None:
             kind.validate(content, ctx.bucket)
         await _store(ctx, kind, content)
@@ -295,8 +296,9 @@ _LIFECYCLE_HEADERS = {"x-amz-transition-default-minimum-object-size": "all_stora
 
 WEBSITE = Kind("website", "WebsiteConfiguration", errors.NoSuchWebsiteConfiguration, validate=_website)
 LIFECYCLE = Kind(
-    "lifecycle", "LifecycleConfiguration", errors.NoSuchLifecycleConfiguration, validate=_lifecycle, headers=_LIFECYCLE_HEADERS
-)
+    "lifecycle", "LifecycleConfiguration", errors.NoSuchLifecycleConfiguration, validate=_lifecycle,
+    headers=_LIFECYCLE_HEADERS, digest_required=True,
+)  # fmt: skip
 # New buckets are encrypted with SSE-S3 by default (S3, since January 2023) and block SSE-C
 # (S3, since April 2026); a delete restores that.
 ENCRYPTION = Kind(
@@ -458,7 +460,7 @@ get_bucket_tagging, delete_bucket_tagging = _get(TAGGING), _delete(TAGGING)
 
 
 async def put_bucket_tagging(ctx: Context) -> web.StreamResponse:
-    tags = s3xml.parse_tagging(await ctx.read_xml_body())
+    tags = s3xml.parse_tagging(await ctx.read_xml_body(digest_required=True))
     if len(tags) > MAX_BUCKET_TAGS:
         raise errors.BadRequest("Bucket tag count cannot be greater than 50")
     for key, value in tags.items():
@@ -484,7 +486,7 @@ get_bucket_cors, delete_bucket_cors = _get(CORS), _delete(CORS)
 
 
 async def put_bucket_cors(ctx: Context) -> web.StreamResponse:
-    rules = cors.parse(s3xml.parse_document(await ctx.read_xml_body(), "CORSConfiguration"))
+    rules = cors.parse(s3xml.parse_document(await ctx.read_xml_body(digest_required=True), "CORSConfiguration"))
     document = s3xml.render_document("CORSConfiguration", cors.to_document(rules))
     await ctx.backend.put_bucket_config(ctx.bucket, "cors", document)
     return web.Response(status=200)

@@ -105,11 +105,13 @@ class Context:
                 return user.display_name
         return user_id
 
-    async def read_xml_body(self, *, object_checksums: bool = False) -> bytes:
+    async def read_xml_body(self, *, object_checksums: bool = False, digest_required: bool = False) -> bytes:
         """A small XML request body, read whole (after the payload checks).
 
         ``object_checksums``: the request's x-amz-checksum-* headers describe the object being
-        made (CompleteMultipartUpload), not this body, so the body is not checked against them."""
+        made (CompleteMultipartUpload), not this body, so the body is not checked against them.
+        ``digest_required``: S3 refuses the request without a Content-MD5 or a checksum of its body
+        (DeleteObjects, PutBucketCors, PutBucketLifecycleConfiguration, PutBucketTagging)."""
         headers: Mapping[str, str] = self.headers
         if object_checksums:
             headers = CIMultiDict(
@@ -126,6 +128,12 @@ class Context:
             hasher.update(chunk)
             chunks.append(chunk)
         body.finish(hasher.digests())
+        # Refused once the body is read, so the connection stays in step for the next request.
+        if digest_required and not any(
+            name.lower() in ("content-md5", "x-amz-trailer") or name.lower().startswith("x-amz-checksum-")
+            for name in self.headers
+        ):
+            raise errors.InvalidRequest("Missing required header for this request: Content-MD5")
         return b"".join(chunks)
 
 

@@ -415,7 +415,7 @@ def delete_precondition(if_match: str) -> HeaderPrecondition:
 async def delete_objects(ctx: Context) -> web.StreamResponse:
     from .policy import key_checker  # handlers.policy imports this module
 
-    keys, quiet = s3xml.parse_delete(await ctx.read_xml_body())
+    keys, quiet = s3xml.parse_delete(await ctx.read_xml_body(digest_required=True))
     # S3 decides s3:DeleteObject per key: a key the bucket policy denies is one more <Error>.
     may_delete = await key_checker(ctx, ctx.bucket, "s3:DeleteObject")
     deleted: list[str] = []

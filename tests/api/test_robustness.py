@@ -3,6 +3,7 @@ the answer is an S3 error with the right status, never a 500 or a traceback."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import random
@@ -35,14 +36,22 @@ async def _assert_s3_error(response: ClientResponse, status: int, code: str | No
             assert f"<Code>{code}</Code>".encode() in body, body
 
 
+def _md5(body: bytes) -> dict[str, str]:
+    """The Content-MD5 S3 requires of DeleteObjects and PutBucketCors, for their XML to be read."""
+    return {"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()}
+
+
+_ENTITY = b'<!DOCTYPE x [<!ENTITY a "aaaa">]><Delete><Object><Key>&a;</Key></Object></Delete>'
+
+
 @pytest.mark.parametrize(
     "method,path,body,headers,status,code",
     [
-        ("POST", "/robust?delete", b"<Delete><Object><Key>x</Key>", {}, 400, "MalformedXML"),
-        ("POST", "/robust?delete", b"not xml at all", {}, 400, "MalformedXML"),
-        ("POST", "/robust?delete", b"<Other/>", {}, 400, "MalformedXML"),
-        ("POST", "/robust?delete", b"", {}, 400, "MalformedXML"),
-        ("POST", "/robust?delete", b'<!DOCTYPE x [<!ENTITY a "aaaa">]><Delete><Object><Key>&a;</Key></Object></Delete>', {}, 400, "MalformedXML"),
+        ("POST", "/robust?delete", b"<Delete><Object><Key>x</Key>", _md5(b"<Delete><Object><Key>x</Key>"), 400, "MalformedXML"),
+        ("POST", "/robust?delete", b"not xml at all", _md5(b"not xml at all"), 400, "MalformedXML"),
+        ("POST", "/robust?delete", b"<Other/>", _md5(b"<Other/>"), 400, "MalformedXML"),
+        ("POST", "/robust?delete", b"", _md5(b""), 400, "MalformedXML"),
+        ("POST", "/robust?delete", _ENTITY, _md5(_ENTITY), 400, "MalformedXML"),
         ("PUT", "/robust/obj?tagging", b"<Tagging><TagSet><Tag><Key>k</Key>", {}, 400, "MalformedXML"),
         ("PUT", "/robust/obj?tagging", b"<Tagging><TagSet><Tag><Value>v</Value></Tag></TagSet></Tagging>", {}, 400, "MalformedXML"),
         ("PUT", "/robust2", b"<CreateBucketConfiguration><LocationConstraint>", {}, 400, "MalformedXML"),
@@ -79,7 +88,7 @@ async def _assert_s3_error(response: ClientResponse, status: int, code: str | No
         ("POST", "/robust/obj?restore", b"", {}, 403, "InvalidObjectState"),
         ("POST", "/robust/absent?restore", b"", {}, 404, "NoSuchKey"),
         ("GET", "/robust?policy", b"", {}, 404, "NoSuchBucketPolicy"),
-        ("PUT", "/robust?cors", b"<CORSConfiguration><CORSRule>", {}, 400, "MalformedXML"),
+        ("PUT", "/robust?cors", b"<CORSConfiguration><CORSRule>", _md5(b"<CORSConfiguration><CORSRule>"), 400, "MalformedXML"),
         ("PUT", "/robust?policy", b"not json", {}, 400, "MalformedPolicy"),
         ("PUT", "/robust?versioning", b"<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>", {}, 501, "NotImplemented"),
         ("OPTIONS", "/robust/obj", b"", {}, 400, "BadRequest"),
