@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,8 @@ import pytest
 from aiohttp import web
 from botocore.exceptions import ClientError
 
-from tests.conftest import Server, free_port, start_server, stop_server
+from tests.conftest import Server, start_server, stop_server
+from tests.e2e.fake_upstream import LoopbackApp
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("S3SERVE_TEST_ENDPOINT")), reason="starts its own servers"
@@ -33,7 +33,7 @@ SLOW = 2.0  # seconds the upstream lets a body wait before it reads it, or takes
 MP_PARTS = 2
 
 
-class SilentUpstream:
+class SilentUpstream(LoopbackApp):
     """An S3 on loopback that keeps what is PUT to it (objects and parts) and answers HEAD and GET
     of it, but never answers a request for a key or prefix under "hang/", nor for an upload of a
     key under "hung/" (which it creates); it lets the body of a key under "slow/" wait SLOW
@@ -47,35 +47,12 @@ class SilentUpstream:
         self.objects: dict[str, bytes] = {}
         self.stalled: list[str] = []
         self.hung: list[str] = []
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
-        self._thread.start()
-        assert ready.wait(10)
-
-    def _serve(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application(client_max_size=1 << 30)
-        app.router.add_route("*", "/{path:.*}", self._answer)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-        ready.set()
-        try:
-            self._loop.run_forever()
-        finally:
-            self._loop.close()
+        super().__init__(self._answer)
 
     def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._closing.set)  # the silent requests end
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        self.loop.call_soon_threadsafe(self._closing.set)  # the silent requests end
+        super().close()
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         bucket, _, key = request.path.lstrip("/").partition("/")

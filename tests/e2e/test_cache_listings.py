@@ -4,7 +4,6 @@ s3serve cache with --upstream in front of a second s3serve, the disk backend), d
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 from collections.abc import Iterator
@@ -17,8 +16,9 @@ import pytest
 from aiohttp import web
 
 from s3serve.s3xml import NS
-from tests.conftest import Server, free_port, signed, stop_server
+from tests.conftest import Server, signed, stop_server
 from tests.e2e.conftest import cache_pair, start_cache
+from tests.e2e.fake_upstream import LoopbackApp
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("S3SERVE_TEST_ENDPOINT")), reason="starts its own servers"
@@ -134,7 +134,7 @@ def test_a_delimited_page_of_objects_names_their_checksums(pair: Pair) -> None:
     assert through["IsTruncated"] and direct["IsTruncated"]
 
 
-async def test_an_object_listed_with_two_checksum_algorithms_keeps_both(tmp_path: Path) -> None:
+def test_an_object_listed_with_two_checksum_algorithms_keeps_both(tmp_path: Path) -> None:
     # S3's schema lets <ChecksumAlgorithm> come more than once in a <Contents>; an upstream that
     # lists two has each reach the client. A loopback endpoint plays that upstream.
     listing = (
@@ -153,22 +153,15 @@ async def test_an_object_listed_with_two_checksum_algorithms_keeps_both(tmp_path
             return web.Response(body=listing.encode(), content_type="application/xml", headers=headers)
         return web.Response(headers=headers)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     root = tmp_path / "cache"
     root.mkdir()
-    fake = Server(f"http://127.0.0.1:{port}", "fake-access", "fake-secret", None)
-    cache = await asyncio.to_thread(start_cache, root, fake)
-    try:
-        s3: Any = cache.client()
-        listed = await asyncio.to_thread(s3.list_objects_v2, Bucket=BUCKET)
-    finally:
-        await asyncio.to_thread(stop_server, cache)
-        await runner.cleanup()
+    with LoopbackApp(answer) as fake:
+        cache = start_cache(root, fake.server)
+        try:
+            s3: Any = cache.client()
+            listed = s3.list_objects_v2(Bucket=BUCKET)
+        finally:
+            stop_server(cache)
     (entry,) = listed["Contents"]
     assert (entry["Key"], entry["ChecksumType"]) == ("k", "FULL_OBJECT")
     assert sorted(entry["ChecksumAlgorithm"]) == ["CRC32", "SHA256"]

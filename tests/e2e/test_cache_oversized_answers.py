@@ -5,9 +5,7 @@ upstream a small aiohttp app of the test's own, the cache's document bound shrun
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,8 @@ import pytest
 from aiohttp import web
 from botocore.exceptions import ClientError
 
-from tests.conftest import Server, free_port, start_server, stop_server
+from tests.conftest import Server, start_server, stop_server
+from tests.e2e.fake_upstream import LoopbackApp
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("S3SERVE_TEST_ENDPOINT")), reason="starts its own servers"
@@ -34,24 +33,13 @@ START = (
 )
 
 
-class LongWinded:
+class LongWinded(LoopbackApp):
     """An upstream that accepts every write and answers every listing with ANSWER bytes, with a
-    Content-Length or (``chunked``) without one. On an event loop of its own, in a thread."""
+    Content-Length or (``chunked``) without one."""
 
     def __init__(self) -> None:
         self.chunked = True
-        self.endpoint = f"http://127.0.0.1:{free_port()}"
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._answer)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", int(self.endpoint.rsplit(":", 1)[1])).start()
+        super().__init__(self._answer, client_max_size=1024**2)
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         if request.method != "GET":
@@ -72,12 +60,6 @@ class LongWinded:
             return answer  # the cache stopped reading
         await answer.write_eof()
         return answer
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ an s3serve cache whose upstream is a small aiohttp front of a second s3serve."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,8 +18,9 @@ import pytest
 from aiohttp import web
 from botocore.exceptions import ClientError
 
-from tests.conftest import Server, free_port, stop_server
+from tests.conftest import Server, stop_server
 from tests.e2e.conftest import start_cache
+from tests.e2e.fake_upstream import LoopbackApp
 
 # Servers of its own on loopback, whatever S3SERVE_TEST_ENDPOINT names.
 pytestmark = pytest.mark.skipif(bool(os.environ.get("S3SERVE_TEST_ENDPOINT")), reason="own servers")
@@ -35,11 +34,11 @@ ERROR = (200, "application/xml", b'<?xml version="1.0" encoding="UTF-8"?>\n<Erro
 HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"})
 
 
-class Front:
+class Front(LoopbackApp):
     """An HTTP server on loopback that passes each request on to ``target`` and relays its answer,
     except the requests ``hijack`` picks: those are answered ``page`` (status, content type,
     body), and passed on first only when ``pass_on`` is set (an upstream whose answer a proxy
-    rewrites). It runs on an event loop of its own, in a thread, beside the synchronous tests."""
+    rewrites)."""
 
     def __init__(self, target: str) -> None:
         self.target = target
@@ -47,21 +46,12 @@ class Front:
         self.page = PAGE
         self.pass_on = False
         self.hijacked = 0
-        self.endpoint = f"http://127.0.0.1:{free_port()}"
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        super().__init__(self._answer)
+        self._session = self.run(self._open())
 
-    async def _start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            auto_decompress=False, skip_auto_headers=("Content-Type", "Accept-Encoding")
-        )
-        app = web.Application(client_max_size=1 << 30)
-        app.router.add_route("*", "/{tail:.*}", self._answer)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", int(self.endpoint.rsplit(":", 1)[1])).start()
+    @staticmethod
+    async def _open() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=("Content-Type", "Accept-Encoding"))
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -91,15 +81,8 @@ class Front:
             return head
         return web.Response(status=status, body=data, headers=relayed)
 
-    def close(self) -> None:
-        async def stop() -> None:
-            await self._runner.cleanup()
-            await self._session.close()
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+    async def stopped(self) -> None:
+        await self._session.close()
 
 
 @pytest.fixture

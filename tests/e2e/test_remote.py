@@ -22,6 +22,7 @@ from s3serve.storage.base import HeaderPrecondition, ObjectInfo, PartInfo, Write
 from s3serve.storage.remote import RemoteBackend
 from s3serve.storage.spool import FileBody
 from tests.conftest import Server, free_port, start_server, stop_server
+from tests.e2e.fake_upstream import LoopbackApp
 
 MIB = 1024 * 1024
 ODD_KEY = "a b+c%25/é~x"
@@ -546,17 +547,9 @@ async def test_temporary_credentials_send_their_session_token_signed() -> None:
         seen.append(({name.lower(): value for name, value in request.headers.items()}, verified))
         return web.Response(headers={"x-amz-bucket-region": "us-east-1"})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async for remote in _backend(Server(f"http://127.0.0.1:{port}", user.access_key, user.secret_key, None), session_token="the-token"):
+    with LoopbackApp(answer) as fake:
+        async for remote in _backend(Server(fake.endpoint, user.access_key, user.secret_key, None), session_token="the-token"):
             await remote.head_bucket("bucket")
-    finally:
-        await runner.cleanup()
     (headers, verified), = seen
     assert headers["x-amz-security-token"] == "the-token"
     assert "x-amz-security-token" in headers["authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
