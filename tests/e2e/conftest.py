@@ -95,8 +95,9 @@ def servers() -> Iterator[list[Server]]:
         stop_server(server)
 
 
-def start_cache(root: Path, upstream: Server, *extra: str) -> Server:
-    """s3serve --upstream on ``root``, with the tests' default credentials for its clients."""
+def start_cache(root: Path, upstream: Server, *extra: str, patch: str | None = None) -> Server:
+    """s3serve --upstream on ``root``, with the tests' default credentials for its clients
+    (``patch``: as start_server's)."""
     return start_server(
         root,
         "--no-fsync",
@@ -104,7 +105,19 @@ def start_cache(root: Path, upstream: Server, *extra: str) -> Server:
         "--upstream-access-key", upstream.access_key,
         "--upstream-secret-key", upstream.secret_key,
         *extra,
+        patch=patch,
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def running_cache(root: Path, upstream: Server, *extra: str, patch: str | None = None) -> Iterator[Server]:
+    """start_cache on ``root``, a new folder; stopped on exit."""
+    root.mkdir()
+    srv = start_cache(root, upstream, *extra, patch=patch)
+    try:
+        yield srv
+    finally:
+        stop_server(srv)
 
 
 @contextlib.contextmanager

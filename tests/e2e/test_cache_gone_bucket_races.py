@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Server, start_server, stop_server
-from tests.e2e.conftest import error_code, until
+from tests.conftest import Server
+from tests.e2e.conftest import error_code, running_cache, until
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("S3SERVE_TEST_ENDPOINT")), reason="own servers")
 
@@ -49,15 +49,8 @@ def gate(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def cache(tmp_path: Path, upstream: Server, gate: Path) -> Iterator[Server]:
-    root = tmp_path / "root"
-    root.mkdir()
-    srv = start_server(
-        root, "--no-fsync", "--upstream", upstream.endpoint,
-        "--upstream-access-key", upstream.access_key, "--upstream-secret-key", upstream.secret_key,
-        patch=_gated(gate),
-    )  # fmt: skip
-    yield srv
-    stop_server(srv)
+    with running_cache(tmp_path / "root", upstream, patch=_gated(gate)) as srv:
+        yield srv
     assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
 
 

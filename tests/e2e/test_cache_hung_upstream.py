@@ -18,7 +18,8 @@ import pytest
 from aiohttp import web
 from botocore.exceptions import ClientError
 
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server
+from tests.e2e.conftest import running_cache
 from tests.e2e.fake_upstream import LoopbackApp
 
 pytestmark = pytest.mark.skipif(
@@ -134,14 +135,8 @@ def upstream() -> Iterator[SilentUpstream]:
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory, upstream: SilentUpstream) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("cache") / "root"
-    root.mkdir()
-    srv = start_server(
-        root, "--no-fsync", "--upstream", upstream.endpoint,
-        "--upstream-access-key", "up", "--upstream-secret-key", "up-secret", patch=SHRUNK,
-    )  # fmt: skip
-    yield srv
-    stop_server(srv)
+    with running_cache(tmp_path_factory.mktemp("cache") / "root", upstream.server, patch=SHRUNK) as srv:
+        yield srv
     assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
 
 
@@ -220,14 +215,8 @@ def test_an_upload_the_upstream_stops_taking_is_service_unavailable(
     # buffers: the body stalls, where nothing ever ended it, and the cache's request held its
     # connection of the pool and its spooled body for good. It is not sent again: the client
     # that waited for it all that time has given up by then.
-    root = tmp_path / "root"
-    root.mkdir()
-    srv = start_server(
-        root, "--no-fsync", "--upstream", upstream.endpoint,
-        "--upstream-access-key", "up", "--upstream-secret-key", "up-secret",
-        patch=f"{SHRUNK}\nh.TRANSFER_TIMEOUT = {ANSWER}",
-    )  # fmt: skip
-    try:
+    stalling = f"{SHRUNK}\nh.TRANSFER_TIMEOUT = {ANSWER}"
+    with running_cache(tmp_path / "root", upstream.server, patch=stalling) as srv:
         s3: Any = srv.client(retries={"total_max_attempts": 1}, read_timeout=CLIENT_WAIT)
         s3.create_bucket(Bucket="bkt")
         data = os.urandom(16 << 20)
@@ -238,8 +227,6 @@ def test_an_upload_the_upstream_stops_taking_is_service_unavailable(
         took = _unavailable_in_time(lambda: s3.upload_part(**part))
         assert took < 3 * ANSWER, took
         assert upstream.stalled == ["stall/put", "stall/mpu"]
-    finally:
-        stop_server(srv)
     assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
 
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from botocore.exceptions import ClientError
 
 from tests.conftest import Server, start_server, stop_server
+from tests.e2e.conftest import running_cache
 from tests.e2e.fake_upstream import LoopbackApp
 
 pytestmark = pytest.mark.skipif(
@@ -71,15 +72,8 @@ def upstream() -> Iterator[LongWinded]:
 
 @pytest.fixture
 def cache(tmp_path: Path, upstream: LongWinded) -> Iterator[Server]:
-    root = tmp_path / "cache"
-    root.mkdir()
-    srv = start_server(
-        root, "--no-fsync", "--upstream", upstream.endpoint,
-        "--upstream-access-key", "up-key", "--upstream-secret-key", "up-secret",
-        patch=SHRUNK,
-    )  # fmt: skip
-    yield srv
-    stop_server(srv)
+    with running_cache(tmp_path / "cache", upstream.server, patch=SHRUNK) as srv:
+        yield srv
 
 
 def _peak(server: Server) -> int:

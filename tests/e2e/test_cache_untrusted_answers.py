@@ -18,8 +18,8 @@ import pytest
 from aiohttp import web
 from botocore.exceptions import ClientError
 
-from tests.conftest import Server, stop_server
-from tests.e2e.conftest import start_cache
+from tests.conftest import Server
+from tests.e2e.conftest import running_cache
 from tests.e2e.fake_upstream import LoopbackApp
 
 # Servers of its own on loopback, whatever S3SERVE_TEST_ENDPOINT names.
@@ -97,16 +97,12 @@ def cache(tmp_path: Path, upstream: Server, front: Front) -> Iterator[tuple[Any,
     """A boto3 client that does not retry, of a cache whose upstream is ``front``, and the folder
     of a new bucket in the cache's ROOT (its name is the folder's)."""
     root = tmp_path / "cache"
-    root.mkdir()
     behind = Server(front.endpoint, upstream.access_key, upstream.secret_key, None)
-    srv = start_cache(root, behind, "--cache-revalidate", "1h")
-    try:
+    with running_cache(root, behind, "--cache-revalidate", "1h") as srv:
         s3 = srv.client(retries={"max_attempts": 0})
         bucket = f"portal-{uuid.uuid4().hex[:12]}"
         s3.create_bucket(Bucket=bucket)
         yield s3, root / bucket
-    finally:
-        stop_server(srv)
     assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
 
 
