@@ -78,6 +78,15 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     stop_server(srv)
 
 
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory, upstream: Server) -> Iterator[Server]:
+    """A cache in front of ``upstream``, shared by a module's tests (a module with a cache of
+    another kind defines its own; pytest's cache fixture, which no e2e test uses, is shadowed)."""
+    with running_cache(tmp_path_factory.mktemp("cache") / "root", upstream) as srv:
+        yield srv
+    assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
+
+
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     """An empty ROOT for a server of the test's own."""

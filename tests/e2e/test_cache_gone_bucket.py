@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +20,6 @@ from tests.e2e.conftest import error_code, start_cache
 pytestmark = pytest.mark.skipif(bool(os.environ.get("S3SERVE_TEST_ENDPOINT")), reason="own servers")
 
 CORS = {"CORSRules": [{"AllowedMethods": ["GET"], "AllowedOrigins": ["*"]}]}
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory, upstream: Server) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("cache") / "root"
-    root.mkdir()
-    srv = start_cache(root, upstream)
-    yield srv
-    stop_server(srv)
-    assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
 
 
 def _copy_held_then_bucket_gone(cache: Server, upstream: Server) -> str:

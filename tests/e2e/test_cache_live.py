@@ -26,16 +26,7 @@ from botocore.exceptions import ClientError
 from s3serve.sigv4 import EMPTY_SHA256
 from s3serve.storage.remote_http import QUICK_TIMEOUT
 from tests.conftest import ACCESS_KEY, SECRET_KEY, Server, start_server, stop_server
-from tests.e2e.conftest import UP_ACCESS, UP_SECRET, start_cache, until
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory, upstream: Server) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("cache") / "root"
-    root.mkdir()
-    srv = start_cache(root, upstream)
-    yield srv
-    stop_server(srv)
+from tests.e2e.conftest import UP_ACCESS, UP_SECRET, running_cache, start_cache, until
 
 
 @pytest.fixture
@@ -306,11 +297,8 @@ def test_a_root_holding_other_data_is_refused(tmp_path: Path, upstream: Server) 
 
 @pytest.fixture(scope="module")
 def moto_cache(tmp_path_factory: pytest.TempPathFactory, moto: Server) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("moto-cache") / "root"
-    root.mkdir()
-    srv = start_cache(root, moto)
-    yield srv
-    stop_server(srv)
+    with running_cache(tmp_path_factory.mktemp("moto-cache") / "root", moto) as srv:
+        yield srv
 
 
 def test_in_front_of_moto(moto_cache: Server, moto: Server, tmp_path: Path) -> None:
