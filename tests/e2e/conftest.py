@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -130,15 +130,18 @@ def running_cache(root: Path, upstream: Server, *extra: str, patch: str | None =
 
 
 @contextlib.contextmanager
-def cache_pair(base: Path, *cache_args: str) -> Iterator[tuple[Server, Server]]:
+def cache_pair(
+    base: Path, *cache_args: str, upstream_args: Sequence[str] = (), patch: str | None = None
+) -> Iterator[tuple[Server, Server]]:
     """An upstream s3serve and a cache in front of it, on fresh roots under ``base``
-    (``base/upstream/root``, ``base/cache/root``); both stopped on exit."""
+    (``base/upstream/root``, ``base/cache/root``); both stopped on exit. ``patch`` is the
+    cache's (as start_server's)."""
     up_root, cache_root = base / "upstream" / "root", base / "cache" / "root"
     up_root.mkdir(parents=True)
     cache_root.mkdir(parents=True)
-    upstream = start_server(up_root, "--no-fsync", access_key=UP_ACCESS, secret_key=UP_SECRET)
+    upstream = start_server(up_root, "--no-fsync", *upstream_args, access_key=UP_ACCESS, secret_key=UP_SECRET)
     try:
-        cache = start_cache(cache_root, upstream, *cache_args)
+        cache = start_cache(cache_root, upstream, *cache_args, patch=patch)
         try:
             yield upstream, cache
         finally:

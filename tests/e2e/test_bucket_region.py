@@ -15,7 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.conftest import Server, signed, start_server, stop_server
-from tests.e2e.conftest import start_cache
+from tests.e2e.conftest import cache_pair
 
 
 def _client(server: Server, region: str) -> object:
@@ -62,21 +62,11 @@ def test_cache_in_another_region_creates_the_bucket_upstream_in_its_region(tmp_p
     """A cache with --region eu-west-1 passed an unconstrained CreateBucket on as one without a
     LocationConstraint: the upstream put the bucket in us-east-1, and the cache (which asks the
     upstream) reported that region for a bucket made through it."""
-    up_root, cache_root = tmp_path / "up", tmp_path / "cache"
-    up_root.mkdir()
-    cache_root.mkdir()
-    upstream = start_server(up_root, "--no-fsync", access_key="up-access", secret_key="up-secret")
-    try:
-        cache = start_cache(cache_root, upstream, "--region", "eu-west-1")
-        try:
-            r = signed(cache, "PUT", "/cached-bucket")
-            assert r.status == 200, r.data
-            assert _regions(upstream, "cached-bucket") == ("eu-west-1", "eu-west-1")
-            assert _regions(cache, "cached-bucket") == ("eu-west-1", "eu-west-1")
-        finally:
-            stop_server(cache)
-    finally:
-        stop_server(upstream)
+    with cache_pair(tmp_path, "--region", "eu-west-1") as (upstream, cache):
+        r = signed(cache, "PUT", "/cached-bucket")
+        assert r.status == 200, r.data
+        assert _regions(upstream, "cached-bucket") == ("eu-west-1", "eu-west-1")
+        assert _regions(cache, "cached-bucket") == ("eu-west-1", "eu-west-1")
 
 
 def test_head_bucket_tells_its_region_to_those_it_refuses(tmp_path: Path) -> None:

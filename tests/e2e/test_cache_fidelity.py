@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import start_server, stop_server
-from tests.e2e.conftest import UP_ACCESS, UP_SECRET, start_cache, until
+from tests.conftest import stop_server
+from tests.e2e.conftest import cache_pair, until
 
 # Servers of its own on loopback, whatever S3SERVE_TEST_ENDPOINT names (make test-cache runs the
 # rest of the suite through a cache).
@@ -25,12 +25,8 @@ def test_empty_objects_and_folder_markers_seen_by_head_are_kept(tmp_path: Path) 
     # again and again and never GET them. With no bytes to fetch, a HEAD is enough to keep them;
     # they were never kept, so every such HEAD went upstream, even within --cache-revalidate,
     # and none could be answered while the upstream was away.
-    (tmp_path / "up").mkdir()
-    (tmp_path / "cache").mkdir()
-    up = start_server(tmp_path / "up", "--no-fsync", access_key=UP_ACCESS, secret_key=UP_SECRET)
-    srv = start_cache(tmp_path / "cache", up, "--cache-revalidate", "1h")
-    here = tmp_path / "cache" / "empties"
-    try:
+    with cache_pair(tmp_path, "--cache-revalidate", "1h") as (up, srv):
+        here = tmp_path / "cache" / "root" / "empties"
         s3, direct = srv.client(retries={"max_attempts": 1}), up.client()
         s3.create_bucket(Bucket="empties")  # type: ignore[attr-defined]
         direct.put_object(Bucket="empties", Key="empty", Body=b"", ContentType="text/plain", Metadata={"a": "1"})  # type: ignore[attr-defined]
@@ -48,9 +44,6 @@ def test_empty_objects_and_folder_markers_seen_by_head_are_kept(tmp_path: Path) 
             assert got["Body"].read() == b"" and got["ETag"] == heads[key]["ETag"]
         with pytest.raises(ClientError):
             s3.head_object(Bucket="empties", Key="dir/child")  # type: ignore[attr-defined]
-    finally:
-        stop_server(srv)
-        stop_server(up)
     assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
 
 
@@ -58,11 +51,7 @@ def test_the_tag_count_follows_tags_changed_on_the_upstream(tmp_path: Path) -> N
     # A copy answers GET's and HEAD's x-amz-tagging-count from the tags it was kept with; tags
     # changed directly on the upstream left it answering the old count. The upstream's HEAD,
     # which confirms the copy on each read, tells the count (S3's HeadObject has TagCount).
-    (tmp_path / "up").mkdir()
-    (tmp_path / "cache").mkdir()
-    up = start_server(tmp_path / "up", "--no-fsync", access_key=UP_ACCESS, secret_key=UP_SECRET)
-    srv = start_cache(tmp_path / "cache", up)
-    try:
+    with cache_pair(tmp_path) as (up, srv):
         s3, direct = srv.client(), up.client()
         s3.create_bucket(Bucket="tagged")  # type: ignore[attr-defined]
         s3.put_object(Bucket="tagged", Key="k", Body=b"bytes", Tagging="a=1")  # type: ignore[attr-defined]
@@ -75,21 +64,14 @@ def test_the_tag_count_follows_tags_changed_on_the_upstream(tmp_path: Path) -> N
         direct.delete_object_tagging(Bucket="tagged", Key="k")  # type: ignore[attr-defined]
         assert "TagCount" not in s3.head_object(Bucket="tagged", Key="k")  # type: ignore[attr-defined]
         assert "TagCount" not in s3.get_object(Bucket="tagged", Key="k")  # type: ignore[attr-defined]
-        assert (tmp_path / "cache" / "tagged" / "k").read_bytes() == b"bytes"  # the copy stayed
-    finally:
-        stop_server(srv)
-        stop_server(up)
+        assert (tmp_path / "cache" / "root" / "tagged" / "k").read_bytes() == b"bytes"  # the copy stayed
     assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
 
 
 def test_a_copy_through_the_cache_gets_the_checksum_algorithm_it_names(tmp_path: Path) -> None:
     # The cache forwards a copy as REPLACE with the metadata to keep; it left the requested
     # x-amz-checksum-algorithm out, and the upstream copied the source's checksum instead.
-    (tmp_path / "up").mkdir()
-    (tmp_path / "cache").mkdir()
-    up = start_server(tmp_path / "up", "--no-fsync", access_key=UP_ACCESS, secret_key=UP_SECRET)
-    srv = start_cache(tmp_path / "cache", up)
-    try:
+    with cache_pair(tmp_path) as (up, srv):
         s3, direct = srv.client(), up.client()
         s3.create_bucket(Bucket="sums")  # type: ignore[attr-defined]
         body = b"bytes to sum"
@@ -111,7 +93,4 @@ def test_a_copy_through_the_cache_gets_the_checksum_algorithm_it_names(tmp_path:
         kept = direct.head_object(Bucket="sums", Key="copy")  # type: ignore[attr-defined]
         assert kept["ContentType"] == "text/x"
         assert s3.get_object(Bucket="sums", Key="copy")["Body"].read() == body  # type: ignore[attr-defined]
-    finally:
-        stop_server(srv)
-        stop_server(up)
     assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()

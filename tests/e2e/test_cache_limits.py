@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Server, start_server, stop_server
-from tests.e2e.conftest import UP_ACCESS, UP_SECRET, fills_done, start_cache, until
+from tests.conftest import Server, stop_server
+from tests.e2e.conftest import cache_pair, fills_done, start_cache, until
 
 # Servers of its own on loopback, whatever S3SERVE_TEST_ENDPOINT names (make test-cache runs the
 # rest of the suite through a cache).
@@ -325,16 +325,11 @@ def test_parts_of_uploads_in_progress_count_against_the_cache_size(tmp_path: Pat
     # Parts of 640 KiB: beside 2 MiB of copies, an upload's fourth part is the first to find no
     # room, and one round (evicting one copy) makes room for it.
     limit, part = 4 * MiB, 640 * 1024
-    up_root, root = tmp_path / "upstream" / "root", tmp_path / "cache" / "root"
-    up_root.mkdir(parents=True)
-    root.mkdir(parents=True)
-    upstream = start_server(up_root, "--no-fsync", "--min-part-size", "256KiB", access_key=UP_ACCESS, secret_key=UP_SECRET)
-    srv = None
-    try:
-        srv = start_cache(
-            root, upstream, "--workers", str(workers), "--cache-size", str(limit), "--cache-evict-interval", "1m",
-            "--log-level", "debug",
-        )  # fmt: skip
+    root = tmp_path / "cache" / "root"
+    with cache_pair(
+        tmp_path, "--workers", str(workers), "--cache-size", str(limit), "--cache-evict-interval", "1m",
+        "--log-level", "debug", upstream_args=["--min-part-size", "256KiB"],
+    ) as (upstream, srv):  # fmt: skip
         # Nothing is kept before a round of each worker counted the disk (a PUT waits 2 s for it
         # at most: not always enough on a loaded machine).
         until(lambda: _rounds(srv) >= workers, timeout=30)
@@ -409,8 +404,4 @@ def test_parts_of_uploads_in_progress_count_against_the_cache_size(tmp_path: Pat
         until(lambda: fills_done(root), timeout=30)
         held, _ = _snapshot(root)
         assert sum(size for _, _, size in held) <= limit
-    finally:
-        if srv is not None:
-            stop_server(srv)
-        stop_server(upstream)
     assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()

@@ -25,8 +25,8 @@ from botocore.exceptions import ClientError
 
 from s3serve.sigv4 import EMPTY_SHA256
 from s3serve.storage.remote_http import QUICK_TIMEOUT
-from tests.conftest import ACCESS_KEY, SECRET_KEY, Server, start_server, stop_server
-from tests.e2e.conftest import UP_ACCESS, UP_SECRET, running_cache, start_cache, until
+from tests.conftest import ACCESS_KEY, SECRET_KEY, Server, stop_server
+from tests.e2e.conftest import cache_pair, running_cache, start_cache, until
 
 
 @pytest.fixture
@@ -169,12 +169,7 @@ def test_eviction_keeps_the_cache_under_its_size(tmp_path: Path, upstream: Serve
 
 
 def test_the_cache_answers_503_when_the_upstream_is_gone_and_serves_its_copies(tmp_path: Path) -> None:
-    up_root, cache_root = tmp_path / "up", tmp_path / "cache"
-    up_root.mkdir()
-    cache_root.mkdir()
-    up = start_server(up_root, "--no-fsync", access_key=UP_ACCESS, secret_key=UP_SECRET)
-    srv = start_cache(cache_root, up)
-    try:
+    with cache_pair(tmp_path) as (up, srv):
         s3 = srv.client(retries={"max_attempts": 1})
         s3.create_bucket(Bucket="bkt")  # type: ignore[attr-defined]
         s3.put_object(Bucket="bkt", Key="kept", Body=b"cached bytes")  # type: ignore[attr-defined]
@@ -184,10 +179,7 @@ def test_the_cache_answers_503_when_the_upstream_is_gone_and_serves_its_copies(t
             s3.put_object(Bucket="bkt", Key="new", Body=b"x")  # type: ignore[attr-defined]
         assert failed.value.response["Error"]["Code"] == "ServiceUnavailable"
         assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
-        assert not (cache_root / "bkt" / "new").exists()
-    finally:
-        stop_server(srv)
-        stop_server(up)
+        assert not (tmp_path / "cache" / "root" / "bkt" / "new").exists()
     assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
 
 
@@ -195,23 +187,17 @@ def test_a_hung_upstream_leaves_copies_served_within_the_quick_timeout(tmp_path:
     # An upstream that accepts connections and never answers (stopped, or a black hole): reads
     # of copies must not wait for the transfer timeout three times over, or clients time out
     # first and stale-on-error never helps.
-    up_root, cache_root = tmp_path / "up", tmp_path / "cache"
-    up_root.mkdir()
-    cache_root.mkdir()
-    up = start_server(up_root, "--no-fsync", access_key=UP_ACCESS, secret_key=UP_SECRET)
-    srv = start_cache(cache_root, up)
-    assert up.process is not None
-    try:
-        # A client that gives up long before the upstream's transfer timeout (60 s), as many do.
-        s3 = srv.client(retries={"max_attempts": 1}, read_timeout=QUICK_TIMEOUT + 10)
-        s3.create_bucket(Bucket="bkt")  # type: ignore[attr-defined]
-        s3.put_object(Bucket="bkt", Key="kept", Body=b"cached bytes")  # type: ignore[attr-defined]
-        up.process.send_signal(signal.SIGSTOP)
-        assert s3.get_object(Bucket="bkt", Key="kept")["Body"].read() == b"cached bytes"  # type: ignore[attr-defined]
-    finally:
-        up.process.send_signal(signal.SIGCONT)
-        stop_server(srv)
-        stop_server(up)
+    with cache_pair(tmp_path) as (up, srv):
+        assert up.process is not None
+        try:
+            # A client that gives up long before the upstream's transfer timeout (60 s), as many do.
+            s3 = srv.client(retries={"max_attempts": 1}, read_timeout=QUICK_TIMEOUT + 10)
+            s3.create_bucket(Bucket="bkt")  # type: ignore[attr-defined]
+            s3.put_object(Bucket="bkt", Key="kept", Body=b"cached bytes")  # type: ignore[attr-defined]
+            up.process.send_signal(signal.SIGSTOP)
+            assert s3.get_object(Bucket="bkt", Key="kept")["Body"].read() == b"cached bytes"  # type: ignore[attr-defined]
+        finally:
+            up.process.send_signal(signal.SIGCONT)
     assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
 
 
@@ -251,12 +237,8 @@ def test_an_upstream_lost_mid_download_ends_the_download_short(tmp_path: Path) -
     """The status line and Content-Length went out before the upstream broke off: the client must
     see the connection close short of the length (as S3 does it), never an error document
     written into the body, nor a connection left open until its read timeout."""
-    up_root, cache_root = tmp_path / "up", tmp_path / "cache"
-    up_root.mkdir()
-    cache_root.mkdir()
-    up = start_server(up_root, "--no-fsync", access_key=UP_ACCESS, secret_key=UP_SECRET)
-    srv = start_cache(cache_root, up)
-    try:
+    cache_root = tmp_path / "cache" / "root"
+    with cache_pair(tmp_path) as (up, srv):
         data = os.urandom(32 * 1024 * 1024)  # far more than the socket buffers between them
         srv.client().create_bucket(Bucket="bkt")  # type: ignore[attr-defined]
         up.client().put_object(Bucket="bkt", Key="big", Body=data)  # type: ignore[attr-defined]
@@ -277,9 +259,6 @@ def test_an_upstream_lost_mid_download_ends_the_download_short(tmp_path: Path) -
         assert len(body) < len(data) and body == data[: len(body)]
         until(lambda: not list((cache_root / ".s3serve" / "tmp").iterdir()))  # the tee's spool, removed
         assert not (cache_root / "bkt" / "big").exists()
-    finally:
-        stop_server(srv)
-        stop_server(up)
     assert srv.log_path is not None
     logged = srv.log_path.read_text()
     assert "Traceback" not in logged and " ERROR " not in logged
@@ -387,26 +366,17 @@ def test_part_number_reads_of_an_upstream_that_lists_no_parts(moto_cache: Server
 def test_a_parallel_download_of_a_cold_object_fetches_it_once(tmp_path: Path) -> None:
     # boto3's download_file fetches a large object as parallel ranged GETs; through the cache
     # they are all served from one fetch of the whole object, in three 8 MiB segments.
-    up_root, cache_root = tmp_path / "up", tmp_path / "cache"
-    up_root.mkdir()
-    cache_root.mkdir()
-    upstream = start_server(up_root, "--no-fsync", "--access-log", access_key=UP_ACCESS, secret_key=UP_SECRET)
-    try:
+    cache_root = tmp_path / "cache" / "root"
+    with cache_pair(tmp_path, upstream_args=["--access-log"]) as (upstream, cache):
         data = os.urandom(24 * 1024 * 1024)
         upstream.client().create_bucket(Bucket="cold")  # type: ignore[attr-defined]
         upstream.client().put_object(Bucket="cold", Key="big", Body=data)  # type: ignore[attr-defined]
-        cache = start_cache(cache_root, upstream)
-        try:
-            config = TransferConfig(multipart_threshold=1024 * 1024, multipart_chunksize=1024 * 1024, max_concurrency=8)
-            target = tmp_path / "big"
-            cache.client().download_file("cold", "big", str(target), Config=config)  # type: ignore[attr-defined]
-            assert hashlib.md5(target.read_bytes()).digest() == hashlib.md5(data).digest()
-            until(lambda: (cache_root / "cold" / "big").exists())
-            assert (cache_root / "cold" / "big").read_bytes() == data
-        finally:
-            stop_server(cache)
-    finally:
-        stop_server(upstream)
+        config = TransferConfig(multipart_threshold=1024 * 1024, multipart_chunksize=1024 * 1024, max_concurrency=8)
+        target = tmp_path / "big"
+        cache.client().download_file("cold", "big", str(target), Config=config)  # type: ignore[attr-defined]
+        assert hashlib.md5(target.read_bytes()).digest() == hashlib.md5(data).digest()
+        until(lambda: (cache_root / "cold" / "big").exists())
+        assert (cache_root / "cold" / "big").read_bytes() == data
     gets = [line for line in upstream.log_path.read_text().splitlines() if '"GET /cold/big HTTP' in line]
     whole = [line for line in gets if '" 200 ' in line]
     assert len(gets) <= 3 and len(whole) == 1 and all('" 206 ' in line for line in gets if line not in whole), gets

@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 from botocore.exceptions import ClientError
 
-from tests.conftest import Server, start_server, stop_server
-from tests.e2e.conftest import running_cache
+from tests.conftest import Server
+from tests.e2e.conftest import cache_pair, running_cache
 from tests.e2e.fake_upstream import LoopbackApp
 
 pytestmark = pytest.mark.skipif(
@@ -102,16 +102,7 @@ def test_a_listing_answered_with_an_endless_body_is_unavailable(
 def test_objects_longer_than_a_document_pass_through(tmp_path: Path) -> None:
     # A HEAD's Content-Length is its object's, with no body: an object over the cap was refused
     # as an over-long answer on every revalidation, and every read of it answered 503.
-    (tmp_path / "up").mkdir()
-    (tmp_path / "cache").mkdir()
-    up = start_server(tmp_path / "up", "--no-fsync")
-    srv = None
-    try:
-        srv = start_server(
-            tmp_path / "cache", "--no-fsync", "--upstream", up.endpoint,
-            "--upstream-access-key", up.access_key, "--upstream-secret-key", up.secret_key,
-            patch=SHRUNK,
-        )  # fmt: skip
+    with cache_pair(tmp_path, patch=SHRUNK) as (_up, srv):
         s3: Any = srv.client(retries={"max_attempts": 0})
         s3.create_bucket(Bucket="long-objects")
         body = os.urandom(2 * DOCUMENT)
@@ -119,7 +110,3 @@ def test_objects_longer_than_a_document_pass_through(tmp_path: Path) -> None:
         assert s3.head_object(Bucket="long-objects", Key="k")["ContentLength"] == len(body)
         assert s3.get_object(Bucket="long-objects", Key="k")["Body"].read() == body
         assert srv.log_path is not None and "an answer over" not in srv.log_path.read_text()
-    finally:
-        if srv is not None:
-            stop_server(srv)
-        stop_server(up)
