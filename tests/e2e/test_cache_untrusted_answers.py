@@ -216,13 +216,10 @@ def test_a_complete_answered_without_its_result_is_not_acknowledged(
     assert s3.get_object(Bucket=bucket, Key="mp")["Body"].read() == b"the part"
 
 
-def test_a_delete_answered_with_a_web_page_is_not_acknowledged(cache: tuple[Any, Path], front: Front) -> None:
-    # S3 answers DeleteObject 204 and nothing else: a 2xx is all it says, and a page is not it.
-    s3, folder = cache
-    bucket = folder.name
-    s3.put_object(Bucket=bucket, Key="k", Body=b"still there")
-    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"still there"
-    front.hijack = is_write("DELETE", "k")
+def deletes_unavailable(s3: Any, bucket: str, front: Front, page: tuple[int, str, bytes]) -> None:
+    """A DeleteObject of "k" (holding b"still there") and a DeleteObjects of it, each answered
+    ``page`` by ``front``: neither is taken for a delete, and "k" is still there."""
+    front.page, front.hijack = page, is_write("DELETE", "k")
     unavailable(lambda: s3.delete_object(Bucket=bucket, Key="k"))
     answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "k"}]})
     assert answer.get("Deleted", []) == []
@@ -230,6 +227,15 @@ def test_a_delete_answered_with_a_web_page_is_not_acknowledged(cache: tuple[Any,
     assert front.hijacked == 2
     front.hijack = lambda request: False
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"still there"
+
+
+def test_a_delete_answered_with_a_web_page_is_not_acknowledged(cache: tuple[Any, Path], front: Front) -> None:
+    # S3 answers DeleteObject 204 and nothing else: a 2xx is all it says, and a page is not it.
+    s3, folder = cache
+    bucket = folder.name
+    s3.put_object(Bucket=bucket, Key="k", Body=b"still there")
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"still there"
+    deletes_unavailable(s3, bucket, front, PAGE)
 
 
 def test_a_delete_answered_200_without_a_body_is_a_delete(cache: tuple[Any, Path], front: Front) -> None:
@@ -259,14 +265,7 @@ def test_a_delete_answered_404_with_a_web_page_is_not_acknowledged(
     s3, folder = cache
     bucket = folder.name
     s3.put_object(Bucket=bucket, Key="k", Body=b"still there")
-    front.page, front.hijack = NOT_FOUND, is_write("DELETE", "k")
-    unavailable(lambda: s3.delete_object(Bucket=bucket, Key="k"))
-    answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "k"}]})
-    assert answer.get("Deleted", []) == []
-    assert [(error["Key"], error["Code"]) for error in answer["Errors"]] == [("k", "ServiceUnavailable")]
-    assert front.hijacked == 2
-    front.hijack = lambda request: False
-    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"still there"
+    deletes_unavailable(s3, bucket, front, NOT_FOUND)
 
 
 def test_a_read_answered_404_with_a_web_page_is_not_no_such_key(
