@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import Server, stop_server
-from tests.e2e.conftest import fills_done, start_cache, until
+from tests.conftest import Server
+from tests.e2e.conftest import fills_done, running_cache, until
 
 # Servers of its own on loopback, whatever S3SERVE_TEST_ENDPOINT names (make test-cache runs the
 # rest of the suite through a cache).
@@ -100,9 +100,8 @@ def test_a_write_whose_answer_was_lost_leaves_no_copy_served_as_current(
     # gets an error, and the copy here is of the version before. Within --cache-revalidate it was
     # served as current, for up to that long, though the upstream held the new bytes.
     root = tmp_path / "cache"
-    root.mkdir()
-    srv = start_cache(root, Server(lossy.endpoint, upstream.access_key, upstream.secret_key, None), "--cache-revalidate", "1h")
-    try:
+    behind = Server(lossy.endpoint, upstream.access_key, upstream.secret_key, None)
+    with running_cache(root, behind, "--cache-revalidate", "1h") as srv:
         s3 = srv.client(retries={"max_attempts": 1})
         direct = upstream.client()
         s3.create_bucket(Bucket="lossy")  # type: ignore[attr-defined]
@@ -131,8 +130,6 @@ def test_a_write_whose_answer_was_lost_leaves_no_copy_served_as_current(
         with pytest.raises(ClientError) as missing:
             s3.get_object(Bucket="lossy", Key="deleted")  # type: ignore[attr-defined]
         assert missing.value.response["Error"]["Code"] == "NoSuchKey"
-    finally:
-        stop_server(srv)
     assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
 
 
@@ -140,9 +137,7 @@ def test_a_write_the_upstream_refused_keeps_the_copy(tmp_path: Path, upstream: S
     # Only an answer that leaves unsaid whether the upstream made the write costs the copy: a
     # refusal (here If-None-Match: * on an existing key) changed nothing there.
     root = tmp_path / "cache"
-    root.mkdir()
-    srv = start_cache(root, upstream, "--cache-revalidate", "1h")
-    try:
+    with running_cache(root, upstream, "--cache-revalidate", "1h") as srv:
         s3 = srv.client()
         s3.create_bucket(Bucket="refused")  # type: ignore[attr-defined]
         s3.put_object(Bucket="refused", Key="k", Body=b"kept")  # type: ignore[attr-defined]
@@ -151,17 +146,13 @@ def test_a_write_the_upstream_refused_keeps_the_copy(tmp_path: Path, upstream: S
         assert failed.value.response["Error"]["Code"] == "PreconditionFailed"
         assert (root / "refused" / "k").read_bytes() == b"kept"
         assert s3.get_object(Bucket="refused", Key="k")["Body"].read() == b"kept"  # type: ignore[attr-defined]
-    finally:
-        stop_server(srv)
 
 
 def test_a_key_this_disk_cannot_hold_is_logged_once(tmp_path: Path, upstream: Server) -> None:
     # "p/q" cannot be kept here while a file "p" (another program's) is in its way: every read of
     # it is passed through, and said so in the log once, not on every read.
     root = tmp_path / "cache"
-    root.mkdir()
-    srv = start_cache(root, upstream)
-    try:
+    with running_cache(root, upstream) as srv:
         s3, direct = srv.client(), upstream.client()
         s3.create_bucket(Bucket="unkept")  # type: ignore[attr-defined]
         data = os.urandom(100_000)
@@ -174,8 +165,6 @@ def test_a_key_this_disk_cannot_hold_is_logged_once(tmp_path: Path, upstream: Se
         until(lambda: "not cached: unkept/p/q" in log_path.read_text())
         until(lambda: fills_done(root))  # what the other reads' fills would log, they have
         assert (root / "unkept" / "p").read_bytes() == b"another program's file"
-    finally:
-        stop_server(srv)
     log = log_path.read_text()
     assert log.count("not cached: unkept/p/q") == 1, log
     assert "Traceback" not in log

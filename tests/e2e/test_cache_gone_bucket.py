@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import Server, stop_server
-from tests.e2e.conftest import error_code, start_cache
+from tests.conftest import Server
+from tests.e2e.conftest import error_code, running_cache
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("S3SERVE_TEST_ENDPOINT")), reason="own servers")
 
@@ -147,8 +147,7 @@ def test_a_key_missing_from_a_bucket_that_is_there_is_still_no_such_key(
 
 def test_in_front_of_moto_a_bucket_deleted_there_is_no_such_bucket(tmp_path: Path, moto: Server) -> None:
     # moto, as S3, answers a HEAD of a key in a missing bucket 404 with no body, and HEAD bucket 404.
-    srv = start_cache(tmp_path, moto)
-    try:
+    with running_cache(tmp_path / "cache", moto) as srv:
         s3: Any = srv.client()
         direct: Any = moto.client()
         name = f"gone-{uuid.uuid4().hex[:10]}"
@@ -159,9 +158,7 @@ def test_in_front_of_moto_a_bucket_deleted_there_is_no_such_bucket(tmp_path: Pat
         for read in (READS["GetObject"], READS["GetObjectAttributes"]):
             assert error_code(lambda: read(direct, name)) == "NoSuchBucket"  # noqa: B023 - called at once
             assert error_code(lambda: read(s3, name)) == "NoSuchBucket"  # noqa: B023
-        assert not (tmp_path / name).exists()
-    finally:
-        stop_server(srv)
+        assert not (tmp_path / "cache" / name).exists()
 
 
 def _upload_then_bucket_gone(cache: Server, upstream: Server) -> tuple[str, str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Server, stop_server
-from tests.e2e.conftest import cache_pair, fills_done, start_cache, until
+from tests.e2e.conftest import cache_pair, fills_done, running_cache, start_cache, until
 
 # Servers of its own on loopback, whatever S3SERVE_TEST_ENDPOINT names (make test-cache runs the
 # rest of the suite through a cache).
@@ -146,9 +146,8 @@ def test_files_the_cache_did_not_make_neither_count_nor_are_evicted(tmp_path: Pa
     # counted against it: 2 MiB of them in a 1 MiB cache had every replica evicted on every
     # round; and one holding the same bytes as the upstream's object of its key was deleted.
     root = tmp_path / "cache"
-    root.mkdir()
-    srv = start_cache(root, upstream, "--cache-size", "1MiB", "--cache-evict-interval", "0.1", "--log-level", "debug")
-    try:
+    evicting = ("--cache-size", "1MiB", "--cache-evict-interval", "0.1", "--log-level", "debug")
+    with running_cache(root, upstream, *evicting) as srv:
         s3, direct = srv.client(), upstream.client()
         s3.create_bucket(Bucket="foreign")  # type: ignore[attr-defined]
         same = os.urandom(300_000)
@@ -184,8 +183,6 @@ def test_files_the_cache_did_not_make_neither_count_nor_are_evicted(tmp_path: Pa
         assert (here / "same").read_bytes() == same
         for key, data in blobs.items():
             assert s3.get_object(Bucket="foreign", Key=key)["Body"].read() == data  # type: ignore[attr-defined]
-    finally:
-        stop_server(srv)
     assert srv.log_path is not None
     log = srv.log_path.read_text()
     assert "Traceback" not in log
@@ -270,9 +267,7 @@ def test_copies_written_over_or_deleted_give_back_their_bytes(tmp_path: Path, up
     # nothing off): after a few of them a 1 MiB cache holding one 300 kB copy counted itself
     # full, and the next PUT's copy was not kept, nor the version it replaced.
     root = tmp_path / "cache"
-    root.mkdir()
-    srv = start_cache(root, upstream, "--cache-size", "1MiB", "--cache-evict-interval", "1h")
-    try:
+    with running_cache(root, upstream, "--cache-size", "1MiB", "--cache-evict-interval", "1h") as srv:
         s3, direct = srv.client(), upstream.client()
         s3.create_bucket(Bucket="overwrite")  # type: ignore[attr-defined]
         here = root / "overwrite"
@@ -301,8 +296,6 @@ def test_copies_written_over_or_deleted_give_back_their_bytes(tmp_path: Path, up
         time.sleep(0.3)
         for key, data in kept.items():
             assert _read(here / key) == data, f"{key}: evicted with the cache under its size"
-    finally:
-        stop_server(srv)
     assert srv.log_path is not None
     log = srv.log_path.read_text()
     assert "Traceback" not in log

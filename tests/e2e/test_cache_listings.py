@@ -16,8 +16,8 @@ import pytest
 from aiohttp import web
 
 from s3serve.s3xml import NS
-from tests.conftest import Server, signed, stop_server
-from tests.e2e.conftest import cache_pair, start_cache
+from tests.conftest import Server, signed
+from tests.e2e.conftest import cache_pair, running_cache
 from tests.e2e.fake_upstream import LoopbackApp
 
 pytestmark = pytest.mark.skipif(
@@ -153,15 +153,9 @@ def test_an_object_listed_with_two_checksum_algorithms_keeps_both(tmp_path: Path
             return web.Response(body=listing.encode(), content_type="application/xml", headers=headers)
         return web.Response(headers=headers)
 
-    root = tmp_path / "cache"
-    root.mkdir()
-    with LoopbackApp(answer) as fake:
-        cache = start_cache(root, fake.server)
-        try:
-            s3: Any = cache.client()
-            listed = s3.list_objects_v2(Bucket=BUCKET)
-        finally:
-            stop_server(cache)
+    with LoopbackApp(answer) as fake, running_cache(tmp_path / "cache", fake.server) as cache:
+        s3: Any = cache.client()
+        listed = s3.list_objects_v2(Bucket=BUCKET)
     (entry,) = listed["Contents"]
     assert (entry["Key"], entry["ChecksumType"]) == ("k", "FULL_OBJECT")
     assert sorted(entry["ChecksumAlgorithm"]) == ["CRC32", "SHA256"]

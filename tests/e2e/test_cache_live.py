@@ -145,9 +145,7 @@ def test_aws_s3_sync_through_the_cache_is_stable(cache: Server, bucket: str, tmp
 
 def test_eviction_keeps_the_cache_under_its_size(tmp_path: Path, upstream: Server) -> None:
     root = tmp_path / "small"
-    root.mkdir()
-    srv = start_cache(root, upstream, "--cache-size", "1MiB", "--cache-evict-interval", "0.2")
-    try:
+    with running_cache(root, upstream, "--cache-size", "1MiB", "--cache-evict-interval", "0.2") as srv:
         s3 = srv.client()
         s3.create_bucket(Bucket="small")  # type: ignore[attr-defined]
         blobs = {f"k{i}": os.urandom(300_000) for i in range(6)}
@@ -164,8 +162,6 @@ def test_eviction_keeps_the_cache_under_its_size(tmp_path: Path, upstream: Serve
         until(lambda: held() <= 1024 * 1024)
         for key, data in blobs.items():
             assert s3.get_object(Bucket="small", Key=key)["Body"].read() == data  # type: ignore[attr-defined]
-    finally:
-        stop_server(srv)
 
 
 def test_the_cache_answers_503_when_the_upstream_is_gone_and_serves_its_copies(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from s3serve.sigv4 import EMPTY_SHA256
 from tests.conftest import FixedPayloadAuth, Server, start_server, stop_server
-from tests.e2e.conftest import UP_ACCESS, UP_SECRET, start_cache, until
+from tests.e2e.conftest import UP_ACCESS, UP_SECRET, running_cache, start_cache, until
 
 
 def held(root: Path) -> int:
@@ -33,9 +33,7 @@ def test_concurrent_writes_stay_under_the_cache_size(tmp_path: Path, upstream: S
     # Writes that land while a round runs must wake the next round (and count in its estimate),
     # or the cache stays over its limit until the next interval: here an hour.
     root = tmp_path / "cache"
-    root.mkdir()
-    srv = start_cache(root, upstream, "--cache-size", "2MiB", "--cache-evict-interval", "1h")
-    try:
+    with running_cache(root, upstream, "--cache-size", "2MiB", "--cache-evict-interval", "1h") as srv:
         s3 = srv.client(max_pool_connections=16)
         s3.create_bucket(Bucket="concurrent")  # type: ignore[attr-defined]
 
@@ -45,8 +43,6 @@ def test_concurrent_writes_stay_under_the_cache_size(tmp_path: Path, upstream: S
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(put, range(160)))
         until(lambda: held(root) <= 2 * 1024 * 1024, timeout=5)
-    finally:
-        stop_server(srv)
     assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
 
 
@@ -170,9 +166,7 @@ def test_sigterm_finishes_an_upload_and_a_fill_in_flight(tmp_path: Path, upstrea
     upstream.client().create_bucket(Bucket="sigterm-both")  # type: ignore[attr-defined]
     upstream.client().put_object(Bucket="sigterm-both", Key="remote", Body=data)  # type: ignore[attr-defined]
     root = tmp_path / "cache"
-    root.mkdir()
-    srv = start_cache(root, upstream)
-    try:
+    with running_cache(root, upstream) as srv:
         put = _raw_put(srv, "/sigterm-both/uploaded", len(data))
         put.sendall(data[: len(data) // 2])
         get = srv.client().get_object(Bucket="sigterm-both", Key="remote")["Body"]  # type: ignore[attr-defined]
@@ -186,8 +180,6 @@ def test_sigterm_finishes_an_upload_and_a_fill_in_flight(tmp_path: Path, upstrea
         put.close()
         assert first + get.read() == data
         assert srv.process.wait(timeout=30) == 0
-    finally:
-        stop_server(srv)
     assert "Traceback" not in _log(srv)
     assert _temp_files(root) == []
     # The upload's replica is whole; the fill's is whole or absent.
@@ -201,9 +193,7 @@ def test_after_a_crash_the_next_start_removes_what_uploads_and_fills_left(tmp_pa
     upstream.client().create_bucket(Bucket="crash")  # type: ignore[attr-defined]
     upstream.client().put_object(Bucket="crash", Key="remote", Body=data)  # type: ignore[attr-defined]
     root = tmp_path / "cache"
-    root.mkdir()
-    srv = start_cache(root, upstream)
-    try:
+    with running_cache(root, upstream) as srv:
         put = _raw_put(srv, "/crash/uploaded", len(data))
         put.sendall(data[: len(data) // 2])
         get = srv.client().get_object(Bucket="crash", Key="remote")["Body"]  # type: ignore[attr-defined]
@@ -214,8 +204,6 @@ def test_after_a_crash_the_next_start_removes_what_uploads_and_fills_left(tmp_pa
         srv.process.wait()
         put.close()
         get.close()
-    finally:
-        stop_server(srv)
     assert len(_temp_files(root)) == 2
     assert not (root / "crash" / "uploaded").exists() and not (root / "crash" / "remote").exists()
     time.sleep(1.1)  # older than the GC's grace for a writer that has not locked its file yet
