@@ -254,16 +254,10 @@ def quick_only(tmp_path_factory: pytest.TempPathFactory, upstream: SilentUpstrea
     """A client of a cache whose quick budget (a HEAD's) is shrunk, and not its answer budget:
     a lookup given the answer budget keeps the client waiting past its read timeout."""
     root = tmp_path_factory.mktemp("quick") / "root"
-    root.mkdir()
-    srv = start_server(
-        root, "--no-fsync", "--upstream", upstream.endpoint,
-        "--upstream-access-key", "up", "--upstream-secret-key", "up-secret",
-        patch=f"{SHRUNK}\nh.ANSWER_TIMEOUT = 600.0",
-    )  # fmt: skip
-    s3: Any = srv.client(retries={"total_max_attempts": 1}, read_timeout=CLIENT_WAIT)
-    s3.create_bucket(Bucket="bkt")
-    yield s3
-    stop_server(srv)
+    with running_cache(root, upstream.server, patch=f"{SHRUNK}\nh.ANSWER_TIMEOUT = 600.0") as srv:
+        s3: Any = srv.client(retries={"total_max_attempts": 1}, read_timeout=CLIENT_WAIT)
+        s3.create_bucket(Bucket="bkt")
+        yield s3
     assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
 
 
