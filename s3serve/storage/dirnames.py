@@ -71,10 +71,12 @@ def classify(entry: os.DirEntry[str], parent_real: str, root: str) -> tuple[bool
     return None  # fifo, socket, device
 
 
-def _read(path: str, root: str, scandir: Scandir) -> Names:
-    """Read the directory (OSError as the caller's to handle)."""
+def _read(path: str, root: str, scandir: Scandir) -> tuple[Names, bool]:
+    """Read the directory, and whether it holds a symlink, listed or not (OSError as the caller's
+    to handle)."""
     keys: list[str] = []
     links: dict[str, str] = {}
+    any_link = False
     append = keys.append
     with scandir(path) as it:
         for entry in it:
@@ -82,6 +84,9 @@ def _read(path: str, root: str, scandir: Scandir) -> Names:
             if not valid_name(name):
                 continue
             try:
+                # Dangling, leading outside the root or to a fifo, a link left out now can lead
+                # to a file later, with no change to this folder's stamp.
+                any_link = any_link or entry.is_symlink()
                 kind = classify(entry, path, root)
             except OSError:
                 # Vanished, permission denied or a symlink loop (ELOOP) on this one entry: it
@@ -96,7 +101,7 @@ def _read(path: str, root: str, scandir: Scandir) -> Names:
                 links[name] = real
             append(name)
     keys.sort()
-    return Names(keys, links)
+    return Names(keys, links), any_link
 
 
 class _Kept:
@@ -145,8 +150,8 @@ def read(path: str, real: str, root: str, scandir: Scandir = os.scandir) -> Name
     names = KEPT.get(real, stamp)
     if names is not None:
         return names
-    names = _read(path, root, scandir)
+    names, any_link = _read(path, root, scandir)
     # A stamp too recent may be shared with a change still to come (coarse timestamps).
-    if len(names.keys) >= KEEP_MIN_ENTRIES and not names.links and settled(st):
+    if len(names.keys) >= KEEP_MIN_ENTRIES and not any_link and settled(st):
         KEPT.put(real, stamp, names)
     return names

@@ -131,6 +131,50 @@ def test_a_folder_holding_symlinks_is_never_kept(root: Path, monkeypatch: pytest
     assert walk(bucket, root) == [*keys, "link/g"]
 
 
+def test_a_folder_holding_a_dangling_symlink_is_never_kept(root: Path) -> None:
+    """A link left out of the listing (its target missing) leads to a file once the target is
+    made, elsewhere: the link's folder's stamp does not change."""
+    bucket, keys = flat(root)
+    (root / "elsewhere").mkdir()
+    os.symlink(root / "elsewhere" / "f", bucket / "link")
+    wait_settled(bucket)
+    assert walk(bucket, root) == keys
+    (root / "elsewhere" / "f").write_bytes(b"f")
+    assert walk(bucket, root) == [*keys, "link"]
+
+
+def test_a_folder_holding_a_symlink_out_of_the_root_is_never_kept(
+    root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A link that leads out of the root through another link is left out, until that other
+    link is pointed inside."""
+    bucket, keys = flat(root)
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "f").write_bytes(b"out")
+    (root / "inside").mkdir()
+    (root / "inside" / "f").write_bytes(b"in")
+    (root / "hop").mkdir()
+    os.symlink(outside, root / "hop" / "to")
+    os.symlink(root / "hop" / "to" / "f", bucket / "link")
+    wait_settled(bucket)
+    assert walk(bucket, root) == keys
+    os.unlink(root / "hop" / "to")
+    os.symlink(root / "inside", root / "hop" / "to")
+    assert walk(bucket, root) == [*keys, "link"]
+
+
+def test_a_folder_holding_a_symlink_to_a_fifo_is_never_kept(root: Path) -> None:
+    bucket, keys = flat(root)
+    (root / "elsewhere").mkdir()
+    os.mkfifo(root / "elsewhere" / "f")
+    os.symlink(root / "elsewhere" / "f", bucket / "link")
+    wait_settled(bucket)
+    assert walk(bucket, root) == keys
+    (root / "elsewhere" / "f").unlink()
+    (root / "elsewhere" / "f").write_bytes(b"f")
+    assert walk(bucket, root) == [*keys, "link"]
+
+
 def test_kept_names_are_bounded(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dirnames, "KEEP_MAX_NAMES", N + N // 2)
     first, keys = flat(root / "one")
