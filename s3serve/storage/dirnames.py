@@ -150,8 +150,10 @@ def read(path: str, real: str, root: str, scandir: Scandir = os.scandir) -> Name
     names = KEPT.get(real, stamp)
     if names is not None:
         return names
+    # A stamp too recent may be shared with a change still to come (coarse timestamps): one made
+    # while the names are read, too, so it must have aged when taken, not once they are read.
+    trusted = settled(st)
     names, any_link = _read(path, root, scandir)
-    # A stamp too recent may be shared with a change still to come (coarse timestamps).
-    if len(names.keys) >= KEEP_MIN_ENTRIES and not any_link and settled(st):
+    if len(names.keys) >= KEEP_MIN_ENTRIES and not any_link and trusted:
         KEPT.put(real, stamp, names)
     return names

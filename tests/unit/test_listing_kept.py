@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from s3serve.storage import dirnames, metadata
+from s3serve.storage import dirnames, listing, metadata
 from s3serve.storage.listing import list_page
 from s3serve.storage.metadata import settled
 from tests.unit.test_listing import keys_of, make_tree, marker_fn
@@ -113,6 +113,38 @@ def test_a_folder_with_a_recent_stamp_is_not_kept(root: Path, monkeypatch: pytes
     assert walk(bucket, root) == keys
     assert walk(bucket, root) == keys
     assert scans.take() == [str(bucket)]
+
+
+def test_a_stamp_recent_when_taken_is_not_kept_however_long_the_read(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change made while a large folder is read, within the clock's grain of the last one, gives
+    the folder the very stamp its names were read under (a coarse clock: Linux before 6.13). So
+    the stamp must have aged by the time it was taken, not by the end of a long read."""
+    bucket, keys = flat(root)
+    wait_settled(bucket)
+    real_scandir = os.scandir
+    reads: list[str] = []
+
+    recent = pytest.MonkeyPatch()
+
+    def aging(path: str):  # type: ignore[no-untyped-def]
+        # The stamp, just taken, was recent; by the end of the read it has aged.
+        recent.undo()
+        reads.append(str(path))
+        return real_scandir(path)
+
+    recent.setattr(metadata, "CACHE_MIN_AGE_NS", 10**15)
+    recent.setattr(metadata, "COARSE_MIN_AGE_NS", 10**15)
+    recent.setattr(listing, "_scandir", aging)
+    try:
+        page = list_page(str(bucket), "", "", "", 10, marker_fn(set()), str(root))
+    finally:
+        recent.undo()
+    assert keys_of(page) == keys[:10] and reads == [str(bucket)]
+    scans = ScanCounter(monkeypatch)
+    assert walk(bucket, root) == keys
+    assert scans.take() == [str(bucket)]  # read again, then kept under the aged stamp
 
 
 def test_a_folder_holding_symlinks_is_never_kept(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
