@@ -154,6 +154,7 @@ def read(path: str, real: str, root: str, scandir: Scandir = os.scandir) -> Name
     # while the names are read, too, so it must have aged when taken, not once they are read.
     trusted = settled(st)
     names, any_link = _read(path, root, scandir)
-    if len(names.keys) >= KEEP_MIN_ENTRIES and not any_link and trusted:
+    # A folder of more names than may be kept at all would only push the others out, then itself.
+    if KEEP_MIN_ENTRIES <= len(names.keys) <= KEEP_MAX_NAMES and not any_link and trusted:
         KEPT.put(real, stamp, names)
     return names

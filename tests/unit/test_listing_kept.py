@@ -219,3 +219,21 @@ def test_kept_names_are_bounded(root: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert walk(second, root) == keys
     assert walk(first, root) == keys
     assert scans.take() == [str(first), str(second), str(first)]
+
+
+def test_a_folder_too_large_to_keep_does_not_push_the_others_out(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kept, a folder of more names than may be kept at all would push out every other folder's
+    names, then its own: for every page of it, as it is read again for each."""
+    monkeypatch.setattr(dirnames, "KEEP_MAX_NAMES", N + N // 2)
+    small, keys = flat(root / "small")
+    huge, huge_keys = flat(root / "huge", 2 * N)
+    wait_settled(small)
+    wait_settled(huge)
+    scans = ScanCounter(monkeypatch)
+    assert walk(small, root) == keys
+    assert walk(huge, root, max_keys=100) == huge_keys
+    assert walk(small, root) == keys
+    assert scans.take() == [str(small), str(huge), str(huge)]
+
