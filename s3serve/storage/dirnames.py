@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -29,8 +30,9 @@ from .metadata import settled
 
 # Smaller directories are read again each time: a few milliseconds at most.
 KEEP_MIN_ENTRIES = 1000
-# Names kept over all directories, ~70 bytes each: about 30 MB at most.
-KEEP_MAX_NAMES = 400_000
+# Memory the kept names take over all directories, as Python holds them: 200,000 names of 20
+# characters take ~14 MB, and names of 255 bytes four times as much.
+KEEP_MAX_BYTES = 32 << 20
 
 Scandir = Callable[[str], AbstractContextManager[Iterator[os.DirEntry[str]]]]
 
@@ -39,6 +41,11 @@ Scandir = Callable[[str], AbstractContextManager[Iterator[os.DirEntry[str]]]]
 class Names:
     keys: list[str]  # sort keys in order: a name, plus '/' for a directory
     links: dict[str, str]  # sort key -> real path, for the entries that are symlinks
+
+
+def size_of(keys: list[str]) -> int:
+    """Bytes the names take in memory: each str object, and its slot in the list."""
+    return sum(map(sys.getsizeof, keys)) + 8 * len(keys)
 
 
 def valid_name(name: str) -> bool:
@@ -109,8 +116,8 @@ class _Kept:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # pages are read in worker threads
-        self._dirs: OrderedDict[str, tuple[tuple[int, int, int, int], Names]] = OrderedDict()
-        self._names = 0
+        self._dirs: OrderedDict[str, tuple[tuple[int, int, int, int], Names, int]] = OrderedDict()
+        self._bytes = 0
 
     def get(self, real: str, stamp: tuple[int, int, int, int]) -> Names | None:
         with self._lock:
@@ -120,21 +127,21 @@ class _Kept:
             self._dirs.move_to_end(real)
             return kept[1]
 
-    def put(self, real: str, stamp: tuple[int, int, int, int], names: Names) -> None:
+    def put(self, real: str, stamp: tuple[int, int, int, int], names: Names, size: int) -> None:
         with self._lock:
             old = self._dirs.pop(real, None)
             if old is not None:
-                self._names -= len(old[1].keys)
-            self._dirs[real] = (stamp, names)
-            self._names += len(names.keys)
-            while self._names > KEEP_MAX_NAMES and self._dirs:
-                _, (_, dropped) = self._dirs.popitem(last=False)
-                self._names -= len(dropped.keys)
+                self._bytes -= old[2]
+            self._dirs[real] = (stamp, names, size)
+            self._bytes += size
+            while self._bytes > KEEP_MAX_BYTES and self._dirs:
+                _, (_, _, dropped) = self._dirs.popitem(last=False)
+                self._bytes -= dropped
 
     def clear(self) -> None:
         with self._lock:
             self._dirs.clear()
-            self._names = 0
+            self._bytes = 0
 
 
 KEPT = _Kept()
@@ -154,7 +161,9 @@ def read(path: str, real: str, root: str, scandir: Scandir = os.scandir) -> Name
     # while the names are read, too, so it must have aged when taken, not once they are read.
     trusted = settled(st)
     names, any_link = _read(path, root, scandir)
-    # A folder of more names than may be kept at all would only push the others out, then itself.
-    if KEEP_MIN_ENTRIES <= len(names.keys) <= KEEP_MAX_NAMES and not any_link and trusted:
-        KEPT.put(real, stamp, names)
+    if len(names.keys) >= KEEP_MIN_ENTRIES and not any_link and trusted:
+        size = size_of(names.keys)
+        # A folder of more names than may be kept at all would only push the others out, then itself.
+        if size <= KEEP_MAX_BYTES:
+            KEPT.put(real, stamp, names, size)
     return names

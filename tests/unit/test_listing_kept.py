@@ -208,7 +208,7 @@ def test_a_folder_holding_a_symlink_to_a_fifo_is_never_kept(root: Path) -> None:
 
 
 def test_kept_names_are_bounded(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dirnames, "KEEP_MAX_NAMES", N + N // 2)
+    monkeypatch.setattr(dirnames, "KEEP_MAX_BYTES", dirnames.size_of(["k00000"]) * (N + N // 2))
     first, keys = flat(root / "one")
     second, _ = flat(root / "two")
     wait_settled(first)
@@ -226,7 +226,7 @@ def test_a_folder_too_large_to_keep_does_not_push_the_others_out(
 ) -> None:
     """Kept, a folder of more names than may be kept at all would push out every other folder's
     names, then its own: for every page of it, as it is read again for each."""
-    monkeypatch.setattr(dirnames, "KEEP_MAX_NAMES", N + N // 2)
+    monkeypatch.setattr(dirnames, "KEEP_MAX_BYTES", dirnames.size_of(["k00000"]) * (N + N // 2))
     small, keys = flat(root / "small")
     huge, huge_keys = flat(root / "huge", 2 * N)
     wait_settled(small)
@@ -237,3 +237,19 @@ def test_a_folder_too_large_to_keep_does_not_push_the_others_out(
     assert walk(small, root) == keys
     assert scans.take() == [str(small), str(huge), str(huge)]
 
+
+
+def test_long_names_count_for_what_they_take(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound is on memory: as many names of 200 characters take four times the room."""
+    monkeypatch.setattr(dirnames, "KEEP_MAX_BYTES", dirnames.size_of(["k00000"]) * 2 * N)
+    short, keys = flat(root / "short")
+    long_keys = [f"{'x' * 194}{i:05d}" for i in range(N)]
+    make_tree(root / "long", long_keys)
+    wait_settled(short)
+    wait_settled(root / "long")
+    scans = ScanCounter(monkeypatch)
+    assert walk(short, root) == keys
+    assert walk(short, root) == keys
+    assert walk(root / "long", root, max_keys=N) == long_keys  # one page: one read of the folder
+    assert walk(root / "long", root, max_keys=N) == long_keys
+    assert scans.take() == [str(short), str(root / "long"), str(root / "long")]
