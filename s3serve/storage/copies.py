@@ -84,8 +84,10 @@ async def copy_object(
     src_precondition: Precondition | None = None,
     precondition: Precondition | None = None,
 ) -> ObjectInfo:
-    _, _, spath = disk._locate(src_bucket, src_key)
+    disk._bucket_dir(src_bucket)
     _, dkp, _ = disk._locate(dst_bucket, dst_key)
+    # After the destination's refusal, as for any source this disk does not have.
+    _, _, spath = disk._locate(src_bucket, src_key, existing=True)
     found = await disk._find(src_bucket, src_key, keep_fd=True)
     tmp: str | None = None
     lock_fd: int | None = None
@@ -327,8 +329,10 @@ async def rename_object(
     precondition: Precondition | None = None,
 ) -> ObjectInfo:
     bdir = disk._bucket_dir(bucket)
-    skp = keys.parse_key(src_key)
     dkp = keys.parse_key(dst_key)
+    skp = keys.lookup_key(src_key)
+    if skp is None:  # never here: after the destination's refusal, as any source this disk has not
+        raise errors.NoSuchKey(resource=src_key, Key=src_key)
     if skp.is_folder != dkp.is_folder:
         raise errors.InvalidArgument(
             "A folder key (ending in '/') can only be renamed to another folder key here.",

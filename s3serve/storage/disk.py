@@ -136,10 +136,14 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
         if keys.parse_key(key).is_folder and size:
             raise keys.folder_with_content(key)
 
-    def _locate(self, bucket: str, key: str) -> tuple[str, KeyPath, str]:
-        """Bucket folder, parsed key and path; the bucket is checked first, as S3 does."""
+    def _locate(self, bucket: str, key: str, *, existing: bool = False) -> tuple[str, KeyPath, str]:
+        """Bucket folder, parsed key and path; the bucket is checked first, as S3 does. For an
+        object that must be there already (``existing``), a key this disk cannot hold is NoSuchKey
+        (keys.lookup_key), as any other key it does not have."""
         bdir = self._bucket_dir(bucket)
-        kp = keys.parse_key(key)
+        kp = keys.lookup_key(key) if existing else keys.parse_key(key)
+        if kp is None:
+            raise errors.NoSuchKey(resource=key, Key=key)
         return bdir, kp, keys.object_path(bdir, kp)
 
     async def _find(
@@ -150,10 +154,13 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
         if not keys.is_bucket_folder_name(bucket):
             raise errors.NoSuchBucket(resource=bucket, BucketName=bucket)
         try:
-            kp = keys.parse_key(key)
+            kp = keys.lookup_key(key)
         except errors.S3Error:
             self._bucket_stat(bucket)
             raise
+        if kp is None:  # a key this disk cannot hold is never here
+            self._bucket_stat(bucket)
+            raise errors.NoSuchKey(resource=key, Key=key)
         path = keys.object_path(os.path.join(self._real_root, bucket), kp)
         found = await self._lookup(bucket, kp, path, keep_fd=keep_fd, held=held)
         if found is None:
@@ -439,7 +446,13 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
 
     @as_s3_errors
     async def delete_object(self, bucket: str, key: str, precondition: Precondition | None = None) -> None:
-        bdir, kp, path = self._locate(bucket, key)
+        bdir = self._bucket_dir(bucket)
+        kp = keys.lookup_key(key)
+        if kp is None:  # never here (keys.lookup_key): S3's 204, or a condition's failure on no object
+            if precondition is not None:
+                precondition(None)
+            return
+        path = keys.object_path(bdir, kp)
         if precondition is not None:
             # A file another program put here gets its record (its ETag) first; the check itself
             # runs again under the key's lock, on what is then there.
@@ -564,7 +577,7 @@ class DiskBackend(MultipartMixin, BucketConfigMixin, Backend):
 
     @as_s3_errors
     async def put_object_tagging(self, bucket: str, key: str, tags: dict[str, str]) -> None:
-        self._locate(bucket, key)
+        self._locate(bucket, key, existing=True)
         slot = self.locks.slot(bucket, key)
         async with self.locks.hold(slot):
             found = await self._find(bucket, key, keep_fd=True, held=frozenset({slot}))

@@ -106,7 +106,26 @@ def check_key_size(key: str) -> None:
 
 
 def parse_key(key: str) -> KeyPath:
-    """Validate ``key`` and split it into path segments, or raise a clear S3Error."""
+    """Validate ``key`` and split it into path segments, or raise a clear S3Error: what a write
+    asks, which refuses a key this server's filesystem cannot hold."""
+    parsed = _parse(key)
+    if isinstance(parsed, errors.S3Error):
+        raise parsed
+    return parsed
+
+
+def lookup_key(key: str) -> KeyPath | None:
+    """``parse_key`` for an operation on an object that is already there (a read, a delete, the
+    source of a copy): None for a key S3 accepts but this filesystem cannot hold, which is
+    therefore never here, and is answered as absent (NoSuchKey, or a DELETE's 204) as S3
+    answers for a key it does not have. Keys S3 itself refuses still raise."""
+    parsed = _parse(key)
+    return None if isinstance(parsed, errors.S3Error) else parsed
+
+
+def _parse(key: str) -> KeyPath | errors.S3Error:
+    """The key's path segments; the error refusing a key that S3 accepts but no filesystem path
+    can name is returned (never mapped onto another path), S3's own refusals raised."""
     if not key:
         raise _unstorable(key, "the key is empty")
     try:
@@ -117,20 +136,23 @@ def parse_key(key: str) -> KeyPath:
     if len(encoded) > MAX_KEY_BYTES:
         raise _too_long(key, len(encoded))
     if "\x00" in key:
-        # Echoed, the key would make the error unreadable: no XML parser reads a NUL, even as
-        # &#x0;. Without a resource the error names the request's path, percent-encoded.
+        # Whether S3 takes a NUL in a key is not known here: refused on every operation. Echoed,
+        # the key would make the error unreadable: no XML parser reads a NUL, even as &#x0;.
+        # Without a resource the error names the request's path, percent-encoded.
         raise errors.InvalidArgument(
             "The key cannot be stored on this server's filesystem: it contains a NUL character."
         )
     is_folder = key.endswith("/")
     segments = (key[:-1] if is_folder else key).split("/")
     for segment in segments:
+        # S3 keys are flat names ('a//b', 'a/./b' and 'a/../b' are keys of their own there); as
+        # a path each of these would name another key's file, or none.
         if segment == "":
-            raise _unstorable(key, "it has an empty path segment (a leading '/', '//' or a lone '/')")
+            return _unstorable(key, "it has an empty path segment (a leading '/', '//' or a lone '/')")
         if segment in (".", ".."):
-            raise _unstorable(key, f"it has a '{segment}' path segment")
+            return _unstorable(key, f"it has a '{segment}' path segment")
         if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
-            raise errors.KeyTooLongError(
+            return errors.KeyTooLongError(
                 f"A path segment of the key is longer than {MAX_SEGMENT_BYTES} bytes, "
                 "the most this server's filesystem can store.",
                 resource=key,

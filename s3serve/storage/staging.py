@@ -466,7 +466,8 @@ class Staging:
             os.close(fd)
 
     async def abort(self, bucket: str, key: str, upload_id: str) -> None:
-        self.disk._locate(bucket, key)
+        self.disk._bucket_dir(bucket)
+        keys.lookup_key(key)  # S3's refusals; a key this disk cannot hold has no upload: NoSuchUpload
         async with self.claimed(bucket, upload_id, key, "abort") as claimed:
             await asyncio.to_thread(shutil.rmtree, claimed, True)
 
@@ -504,7 +505,8 @@ class Staging:
     async def list_parts(
         self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
     ) -> PartsPage:
-        self.disk._locate(bucket, key)
+        self.disk._bucket_dir(bucket)
+        keys.lookup_key(key)  # as abort's
         directory = self.upload_dir(bucket, upload_id)
         upload = self.load_upload(directory, upload_id, key)
         parts: list[PartInfo] = []

@@ -396,7 +396,8 @@ async def test_foreign_content_types(be: DiskBackend, root: Path) -> None:
 async def test_unstorable_keys_are_refused(be: DiskBackend, root: Path, key: str) -> None:
     with pytest.raises(errors.InvalidArgument, match="cannot be stored on this server's filesystem"):
         await be.put_object("bkt", key, Body(b"x"), WriteMeta())
-    with pytest.raises(errors.InvalidArgument):
+    # S3 takes every one of these but the NUL's (unknown there): never here, so never found.
+    with pytest.raises(errors.InvalidArgument if "\x00" in key else errors.NoSuchKey):
         await be.head_object("bkt", key)
     assert not (root / "escape").exists() and not (root.parent / "escape").exists()
     assert tmp_files(root) == []

@@ -1,0 +1,164 @@
+"""Keys S3 accepts but this server's filesystem cannot hold: a path segment over 255 bytes, an
+empty segment ('a//b', a leading '/'), a '.' or '..' segment. Such a key is never here, so what
+reads or deletes an object answers as S3 does for a key it does not have (404 NoSuchKey, a
+DELETE's 204), and what would write one is refused, clearly. A key over S3's own 1024 bytes is
+KeyTooLongError everywhere, as on S3. Never is such a key taken for the file of another key."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+from xml.etree import ElementTree
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import Server, signed
+
+NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+LONG_SEGMENT = "s" * 256
+UNSTORABLE = [
+    LONG_SEGMENT,
+    "dir/" + "é" * 128,  # 256 bytes in one segment, 132 characters
+    "a//b",
+    "/b",
+    "a/./b",
+    "a/../b",
+    "./b",
+    "dir/" + LONG_SEGMENT + "/",  # a folder marker
+]
+WRITE_REFUSAL = {
+    LONG_SEGMENT: "KeyTooLongError", "dir/" + "é" * 128: "KeyTooLongError", "dir/" + LONG_SEGMENT + "/": "KeyTooLongError",
+}  # fmt: skip
+
+
+def _error(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
+    return str(exc.value.response["Error"]["Code"]), int(exc.value.response["ResponseMetadata"]["HTTPStatusCode"])
+
+
+def _path(bucket: str, key: str) -> str:
+    # As botocore quotes a key ('/' kept), and sent as it is: no client normalises '.' or '..'.
+    return f"/{bucket}/{quote(key, safe='/~')}"
+
+
+def _code(data: bytes) -> str | None:
+    return ElementTree.fromstring(data).findtext("Code")
+
+
+@pytest.fixture
+def neighbours(s3: Any, bucket: str) -> dict[str, bytes]:
+    """The objects each unstorable key would name as a path: any of them answered or deleted for
+    such a key would be a key taken for another."""
+    objects = {"b": b"plain b", "a/b": b"a slash b", "dir/x": b"in dir", "s" * 255: b"255 bytes"}
+    for key, body in objects.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    return objects
+
+
+def _unchanged(s3: Any, bucket: str, objects: dict[str, bytes]) -> None:
+    for key, body in objects.items():
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body, key
+
+
+@pytest.mark.parametrize("key", UNSTORABLE)
+def test_reads_of_an_unstorable_key_find_no_such_key(
+    server: Server, s3: Any, bucket: str, neighbours: dict[str, bytes], key: str
+) -> None:
+    for call in (
+        lambda: s3.get_object(Bucket=bucket, Key=key),
+        lambda: s3.get_object(Bucket=bucket, Key=key, IfMatch='"0123"'),
+        lambda: s3.get_object(Bucket=bucket, Key=key, IfNoneMatch="*", Range="bytes=0-1"),
+        lambda: s3.get_object_tagging(Bucket=bucket, Key=key),
+        lambda: s3.get_object_acl(Bucket=bucket, Key=key),
+        lambda: s3.get_object_attributes(Bucket=bucket, Key=key, ObjectAttributes=["ETag", "ObjectSize"]),
+        lambda: s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": "k", "Value": "v"}]}),
+        lambda: s3.delete_object_tagging(Bucket=bucket, Key=key),
+        lambda: s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": key}),
+    ):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert _error(exc) == ("NoSuchKey", 404)
+    with pytest.raises(ClientError) as exc:
+        s3.head_object(Bucket=bucket, Key=key)
+    assert _error(exc) == ("404", 404)
+    # On the wire exactly as the key is: the body names the key, which is the one asked for.
+    r = signed(server, "GET", _path(bucket, key))
+    assert (r.status, _code(r.data)) == (404, "NoSuchKey"), r.data
+    assert ElementTree.fromstring(r.data).findtext("Key") == key
+    for source in (quote(f"{bucket}/{key}", safe="/~"), quote(f"/{bucket}/{key}", safe="/~")):
+        r = signed(server, "PUT", f"/{bucket}/copy", headers={"x-amz-copy-source": source})
+        assert (r.status, _code(r.data)) == (404, "NoSuchKey"), (source, r.data)
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket=f"{bucket}-gone", Key=key)  # the bucket comes first, as for any key
+    assert _error(exc) == ("NoSuchBucket", 404)
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert sorted(listed) == sorted(neighbours)
+    _unchanged(s3, bucket, neighbours)
+
+
+@pytest.mark.parametrize("key", UNSTORABLE)
+def test_deletes_of_an_unstorable_key_delete_nothing(
+    server: Server, s3: Any, bucket: str, neighbours: dict[str, bytes], key: str
+) -> None:
+    assert s3.delete_object(Bucket=bucket, Key=key)["ResponseMetadata"]["HTTPStatusCode"] == 204
+    r = signed(server, "DELETE", _path(bucket, key))
+    assert r.status == 204, r.data
+    # A conditional delete of no object fails as S3's does.
+    with pytest.raises(ClientError) as exc:
+        s3.delete_object(Bucket=bucket, Key=key, IfMatch="*")
+    assert _error(exc) == ("NoSuchKey", 404)
+    answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": key}, {"Key": "missing"}]})
+    assert sorted(d["Key"] for d in answer["Deleted"]) == sorted([key, "missing"])
+    assert "Errors" not in answer
+    with pytest.raises(ClientError) as exc:
+        s3.delete_object(Bucket=f"{bucket}-gone", Key=key)
+    assert _error(exc) == ("NoSuchBucket", 404)
+    with pytest.raises(ClientError) as exc:
+        s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId="0" * 48)
+    assert _error(exc) == ("NoSuchUpload", 404)
+    with pytest.raises(ClientError) as exc:
+        s3.list_parts(Bucket=bucket, Key=key, UploadId="0" * 48)
+    assert _error(exc) == ("NoSuchUpload", 404)
+    _unchanged(s3, bucket, neighbours)
+
+
+@pytest.mark.parametrize("key", UNSTORABLE)
+def test_writes_of_an_unstorable_key_are_refused(
+    server: Server, s3: Any, bucket: str, neighbours: dict[str, bytes], key: str
+) -> None:
+    code = WRITE_REFUSAL.get(key, "InvalidArgument")
+    body = b"" if key.endswith("/") else b"new bytes"
+    for call in (
+        lambda: s3.put_object(Bucket=bucket, Key=key, Body=body),
+        lambda: s3.create_multipart_upload(Bucket=bucket, Key=key),
+        lambda: s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": "b"}),
+        # The destination is refused before the source is looked for, as for any missing source.
+        lambda: s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": "x//y"}),
+    ):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert _error(exc) == (code, 400)
+    r = signed(server, "PUT", _path(bucket, key), body)
+    assert (r.status, _code(r.data)) == (400, code), r.data
+    _unchanged(s3, bucket, neighbours)
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]) == sorted(neighbours)
+
+
+def test_a_key_over_1024_bytes_is_too_long_everywhere(s3: Any, bucket: str) -> None:
+    key = "k" * 1025
+    for call in (
+        lambda: s3.get_object(Bucket=bucket, Key=key),
+        lambda: s3.delete_object(Bucket=bucket, Key=key),
+        lambda: s3.put_object(Bucket=bucket, Key=key, Body=b"x"),
+        lambda: s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": key}),
+        lambda: s3.get_object_tagging(Bucket=bucket, Key=key),
+    ):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert _error(exc) == ("KeyTooLongError", 400)
+    with pytest.raises(ClientError) as exc:
+        s3.head_object(Bucket=bucket, Key=key)
+    assert _error(exc) == ("400", 400)
+    answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": key}]})
+    assert [(e["Key"], e["Code"]) for e in answer["Errors"]] == [(key, "KeyTooLongError")]
