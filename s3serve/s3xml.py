@@ -263,12 +263,19 @@ def copy_part_result(part: PartInfo) -> bytes:
     return _doc("CopyPartResult", body)
 
 
-def delete_result(deleted: list[str], failed: list[tuple[str, str, str]]) -> bytes:
-    parts = [f"<Deleted>{_t('Key', key)}</Deleted>" for key in deleted]
+def delete_result(deleted: list[tuple[str, str | None]], failed: list[tuple[str, str | None, str, str]]) -> bytes:
+    """DeleteObjects' answer from (Key, VersionId) of each key deleted and (Key, VersionId, Code,
+    Message) of each that failed: an entry has the VersionId its Object gave, as S3's do."""
+    parts = [f"<Deleted>{_t('Key', key)}{_version(version)}</Deleted>" for key, version in deleted]
     parts.extend(
-        f"<Error>{_t('Key', key)}{_t('Code', code)}{_t('Message', message)}</Error>" for key, code, message in failed
+        f"<Error>{_t('Key', key)}{_version(version)}{_t('Code', code)}{_t('Message', message)}</Error>"
+        for key, version, code, message in failed
     )
     return _doc("DeleteResult", "".join(parts))
+
+
+def _version(version: str | None) -> str:
+    return "" if version is None else _t("VersionId", version)
 
 
 def tagging(tags: dict[str, str]) -> bytes:

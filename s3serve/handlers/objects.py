@@ -418,8 +418,8 @@ async def delete_objects(ctx: Context) -> web.StreamResponse:
     keys, quiet = s3xml.parse_delete(await ctx.read_xml_body(digest_required=True))
     # S3 decides s3:DeleteObject per key: a key the bucket policy denies is one more <Error>.
     may_delete = await key_checker(ctx, ctx.bucket, "s3:DeleteObject")
-    deleted: list[str] = []
-    failed: list[tuple[str, str, str]] = []
+    deleted: list[tuple[str, str | None]] = []
+    failed: list[tuple[str, str | None, str, str]] = []
     for key, version, etag in keys:
         try:
             if not may_delete(key):
@@ -428,9 +428,9 @@ async def delete_objects(ctx: Context) -> web.StreamResponse:
                 raise errors.NoSuchVersion("The specified version does not exist.")
             await ctx.backend.delete_object(ctx.bucket, key, delete_precondition(etag) if etag is not None else None)
         except errors.S3Error as exc:
-            failed.append((key, exc.code, exc.message))
+            failed.append((key, version, exc.code, exc.message))
         else:
-            deleted.append(key)
+            deleted.append((key, version))
     return xml_response(s3xml.delete_result([] if quiet else deleted, failed))
 
 
