@@ -78,6 +78,21 @@ def classify(entry: os.DirEntry[str], parent_real: str, root: str) -> tuple[bool
     return None  # fifo, socket, device
 
 
+def classified(
+    entries: Iterator[os.DirEntry[str]], parent_real: str, root: str
+) -> Iterator[tuple[os.DirEntry[str], tuple[bool, str] | None]]:
+    """Each entry whose name can be a key, with what classify says of it (None: not listed)."""
+    for entry in entries:
+        if not valid_name(entry.name):
+            continue
+        try:
+            yield entry, classify(entry, parent_real, root)
+        except OSError:
+            # Vanished, permission denied or a symlink loop (ELOOP) on this one entry: it cannot
+            # be served either, so it is not listed.
+            yield entry, None
+
+
 def _read(path: str, root: str, scandir: Scandir) -> tuple[Names, bool]:
     """Read the directory, and whether it holds a symlink, listed or not (OSError as the caller's
     to handle)."""
@@ -86,21 +101,16 @@ def _read(path: str, root: str, scandir: Scandir) -> tuple[Names, bool]:
     any_link = False
     append = keys.append
     with scandir(path) as it:
-        for entry in it:
-            name = entry.name
-            if not valid_name(name):
-                continue
+        for entry, kind in classified(it, path, root):
+            # Dangling, leading outside the root or to a fifo, a link left out now can lead to a
+            # file later, with no change to this folder's stamp.
             try:
-                # Dangling, leading outside the root or to a fifo, a link left out now can lead
-                # to a file later, with no change to this folder's stamp.
                 any_link = any_link or entry.is_symlink()
-                kind = classify(entry, path, root)
             except OSError:
-                # Vanished, permission denied or a symlink loop (ELOOP) on this one entry: it
-                # cannot be served either, so it is not listed.
-                continue
+                any_link = True  # an entry that cannot be told apart is taken for one
             if kind is None:
                 continue
+            name = entry.name
             is_dir, real = kind
             if is_dir:
                 name += "/"

@@ -32,7 +32,7 @@ from s3serve import errors
 
 from . import dirnames
 from .base import UploadInfo, UploadListPage
-from .dirnames import Names, classify, valid_name
+from .dirnames import Names, classified, valid_name
 from .keys import MAX_KEY_BYTES, is_inside
 
 MAX_KEYS = 1000
@@ -326,13 +326,7 @@ def _any_object(
         subdirs: list[tuple[str, str, str]] = []
         try:
             with _scandir(dir_path) as it:
-                for entry in it:
-                    if not valid_name(entry.name):
-                        continue
-                    try:
-                        kind = classify(entry, dir_real, root)
-                    except OSError:
-                        continue
+                for entry, kind in classified(it, dir_real, root):
                     if kind is None:
                         continue
                     is_dir, child_real = kind
