@@ -22,19 +22,29 @@ pytestmark = pytest.mark.skipif(bool(os.environ.get("S3SERVE_TEST_ENDPOINT")), r
 CORS = {"CORSRules": [{"AllowedMethods": ["GET"], "AllowedOrigins": ["*"]}]}
 
 
-def _copy_held_then_bucket_gone(cache: Server, upstream: Server) -> str:
-    """A bucket with CORS set through the cache and a copy of object "k" on its disk, then
-    deleted on the upstream directly; its name."""
+def _bucket_with_copy(cache: Server) -> str:
+    """A bucket with CORS set through the cache and a copy of object "k" on its disk; its name."""
     s3: Any = cache.client()
-    up: Any = upstream.client()
     name = f"gone-{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=name)
     s3.put_bucket_cors(Bucket=name, CORSConfiguration=CORS)
     s3.put_object(Bucket=name, Key="k", Body=b"copy here")
     assert s3.get_object(Bucket=name, Key="k")["Body"].read() == b"copy here"
     assert cache.root is not None and (cache.root / name / "k").read_bytes() == b"copy here"
+    return name
+
+
+def _delete_upstream(upstream: Server, name: str) -> None:
+    """The bucket deleted on the upstream directly, behind the cache's back."""
+    up: Any = upstream.client()
     up.delete_object(Bucket=name, Key="k")
     up.delete_bucket(Bucket=name)
+
+
+def _copy_held_then_bucket_gone(cache: Server, upstream: Server) -> str:
+    """_bucket_with_copy, then deleted on the upstream directly; its name."""
+    name = _bucket_with_copy(cache)
+    _delete_upstream(upstream, name)
     return name
 
 
@@ -165,16 +175,10 @@ def _upload_then_bucket_gone(cache: Server, upstream: Server) -> tuple[str, str]
     """As _copy_held_then_bucket_gone, with an upload of "m" begun through the cache (one part
     of it kept here) before the bucket went; the bucket's name and the upload's id."""
     s3: Any = cache.client()
-    up: Any = upstream.client()
-    name = f"gone-{uuid.uuid4().hex[:10]}"
-    s3.create_bucket(Bucket=name)
-    s3.put_bucket_cors(Bucket=name, CORSConfiguration=CORS)
-    s3.put_object(Bucket=name, Key="k", Body=b"copy here")
-    assert s3.get_object(Bucket=name, Key="k")["Body"].read() == b"copy here"
+    name = _bucket_with_copy(cache)
     upload = s3.create_multipart_upload(Bucket=name, Key="m")["UploadId"]
     s3.upload_part(Bucket=name, Key="m", UploadId=upload, PartNumber=1, Body=b"part one")
-    up.delete_object(Bucket=name, Key="k")
-    up.delete_bucket(Bucket=name)
+    _delete_upstream(upstream, name)
     return name, upload
 
 
