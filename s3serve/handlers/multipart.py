@@ -13,6 +13,7 @@ from ..checksums import ALGORITHM_DIGEST, check_part_checksum, valid_checksum
 from ..payload import RequestBody, ascii_int, int_header, make_body
 from ..sigv4 import joined_header
 from ..storage.base import SSE_S3, ObjectInfo, PartInfo, Precondition
+from ..storage.keys import check_key_size
 from .common import (
     Context,
     XmlAnswer,
@@ -96,8 +97,10 @@ async def upload_part_headers(ctx: Context) -> PartRequest:
         raise errors.EntityTooLarge(ProposedSize=length, MaxSizeAllowed=MAX_PART_SIZE)
     given = await write_key(ctx)
     refuse_write_only(ctx)
-    # A local backend's upload lookup refuses such a key too; a cache's makes none.
-    ctx.backend.check_key(ctx.key)
+    # S3's limit, before the 100 Continue: a cache's upload lookup is its upstream's, after the
+    # body. Not the backend's own rules for a write: a key this disk cannot hold has no upload,
+    # which the lookup below answers (NoSuchUpload).
+    check_key_size(ctx.key)
     # Looks the upload up (a local backend's upload.json); storage looks again as the part is
     # stored, for an upload completed or aborted since.
     upload = await check_upload_key(ctx, upload_id, given)

@@ -43,7 +43,9 @@ async def complete(
     checksum_type: str | None = None,
     object_size: int | None = None,
 ) -> ObjectInfo:
-    _, kp, path = staging.disk._locate(bucket, key)
+    bdir = staging.disk._bucket_dir(bucket)
+    kp = keys.upload_key(key, upload_id)
+    path = keys.object_path(bdir, kp)
     if not parts:
         raise errors.MalformedXML()
     for before, after in zip(parts, parts[1:], strict=False):

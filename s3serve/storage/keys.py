@@ -123,6 +123,16 @@ def lookup_key(key: str) -> KeyPath | None:
     return None if isinstance(parsed, errors.S3Error) else parsed
 
 
+def upload_key(key: str, upload_id: str) -> KeyPath:
+    """``lookup_key`` for an operation on an upload (a part, its copy, the Complete, Abort,
+    ListParts): a key this filesystem cannot hold has no upload, creation refusing it, so the
+    upload id is one S3 would not know: NoSuchUpload, not a write's refusal."""
+    kp = lookup_key(key)
+    if kp is None:
+        raise errors.NoSuchUpload(UploadId=upload_id)
+    return kp
+
+
 def _parse(key: str) -> KeyPath | errors.S3Error:
     """The key's path segments; the error refusing a key that S3 accepts but no filesystem path
     can name is returned (never mapped onto another path), S3's own refusals raised."""

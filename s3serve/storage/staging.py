@@ -267,7 +267,8 @@ class Staging:
         return UploadInfo(upload_id, key, initiated, owner, meta)
 
     async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> PartInfo:
-        self.disk._locate(bucket, key)
+        self.disk._bucket_dir(bucket)
+        keys.upload_key(key, upload_id)
         directory = self.upload_dir(bucket, upload_id)
         upload = self.load_upload(directory, upload_id, key)
         algorithm = upload.meta.checksum_algorithm
@@ -307,7 +308,8 @@ class Staging:
         src_range: tuple[int, int] | None,
         src_precondition: Precondition | None,
     ) -> PartInfo:
-        self.disk._locate(bucket, key)
+        self.disk._bucket_dir(bucket)
+        keys.upload_key(key, upload_id)
         directory = self.upload_dir(bucket, upload_id)
         upload = self.load_upload(directory, upload_id, key)
         found = await self.disk._find(src_bucket, src_key, keep_fd=True)
@@ -467,7 +469,7 @@ class Staging:
 
     async def abort(self, bucket: str, key: str, upload_id: str) -> None:
         self.disk._bucket_dir(bucket)
-        keys.lookup_key(key)  # S3's refusals; a key this disk cannot hold has no upload: NoSuchUpload
+        keys.upload_key(key, upload_id)
         async with self.claimed(bucket, upload_id, key, "abort") as claimed:
             await asyncio.to_thread(shutil.rmtree, claimed, True)
 
@@ -506,7 +508,7 @@ class Staging:
         self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
     ) -> PartsPage:
         self.disk._bucket_dir(bucket)
-        keys.lookup_key(key)  # as abort's
+        keys.upload_key(key, upload_id)
         directory = self.upload_dir(bucket, upload_id)
         upload = self.load_upload(directory, upload_id, key)
         parts: list[PartInfo] = []
@@ -590,5 +592,6 @@ class MultipartMixin:
     async def upload_info(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
         # The upload's record alone: ListParts would read the folder, on every part of the upload.
         staging = self.staging
-        staging.disk._locate(bucket, key)
+        staging.disk._bucket_dir(bucket)
+        keys.upload_key(key, upload_id)
         return staging.load_upload(staging.upload_dir(bucket, upload_id), upload_id, key)

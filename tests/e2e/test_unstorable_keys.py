@@ -124,6 +124,46 @@ def test_deletes_of_an_unstorable_key_delete_nothing(
 
 
 @pytest.mark.parametrize("key", UNSTORABLE)
+def test_parts_and_completes_of_an_unstorable_key_find_no_such_upload(
+    server: Server, s3: Any, bucket: str, neighbours: dict[str, bytes], key: str
+) -> None:
+    """No upload can have such a key (CreateMultipartUpload refuses it), so every upload id
+    given with it is one S3 would not know: NoSuchUpload, never the write's refusal. The id of
+    another key's upload included, which stays as it was."""
+    other = s3.create_multipart_upload(Bucket=bucket, Key="b")["UploadId"]
+    s3.upload_part(Bucket=bucket, Key="b", UploadId=other, PartNumber=1, Body=b"part of b")
+    parts = {"Parts": [{"PartNumber": 1, "ETag": '"0123"'}]}
+    complete = (
+        b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>x</ETag></Part>"
+        b"</CompleteMultipartUpload>"
+    )
+    for upload_id in ("0" * 48, other):
+        for operation, arguments in (
+            ("upload_part", {"PartNumber": 1, "Body": b"part"}),
+            ("upload_part_copy", {"PartNumber": 1, "CopySource": {"Bucket": bucket, "Key": "b"}}),
+            ("complete_multipart_upload", {"MultipartUpload": parts}),
+            ("abort_multipart_upload", {}),
+            ("list_parts", {}),
+        ):
+            with pytest.raises(ClientError) as exc:
+                getattr(s3, operation)(Bucket=bucket, Key=key, UploadId=upload_id, **arguments)
+            assert _error(exc) == ("NoSuchUpload", 404), operation
+        # On the wire exactly as the key is.
+        r = signed(server, "PUT", f"{_path(bucket, key)}?partNumber=1&uploadId={upload_id}", b"part")
+        assert (r.status, _code(r.data)) == (404, "NoSuchUpload"), r.data
+        r = signed(server, "POST", f"{_path(bucket, key)}?uploadId={upload_id}", complete)
+        assert (r.status, _code(r.data)) == (404, "NoSuchUpload"), r.data
+    listed = s3.list_parts(Bucket=bucket, Key="b", UploadId=other)["Parts"]
+    assert [(p["PartNumber"], p["Size"]) for p in listed] == [(1, len(b"part of b"))]
+    s3.abort_multipart_upload(Bucket=bucket, Key="b", UploadId=other)
+    with pytest.raises(ClientError) as exc:
+        s3.upload_part(Bucket=f"{bucket}-gone", Key=key, UploadId="0" * 48, PartNumber=1, Body=b"part")
+    assert _error(exc) == ("NoSuchBucket", 404)
+    _unchanged(s3, bucket, neighbours)
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]) == sorted(neighbours)
+
+
+@pytest.mark.parametrize("key", UNSTORABLE)
 def test_writes_of_an_unstorable_key_are_refused(
     server: Server, s3: Any, bucket: str, neighbours: dict[str, bytes], key: str
 ) -> None:
@@ -153,6 +193,15 @@ def test_a_key_over_1024_bytes_is_too_long_everywhere(s3: Any, bucket: str) -> N
         lambda: s3.put_object(Bucket=bucket, Key=key, Body=b"x"),
         lambda: s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": key}),
         lambda: s3.get_object_tagging(Bucket=bucket, Key=key),
+        lambda: s3.upload_part(Bucket=bucket, Key=key, UploadId="0" * 48, PartNumber=1, Body=b"x"),
+        lambda: s3.upload_part_copy(
+            Bucket=bucket, Key=key, UploadId="0" * 48, PartNumber=1, CopySource={"Bucket": bucket, "Key": "b"}
+        ),
+        lambda: s3.complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId="0" * 48, MultipartUpload={"Parts": [{"PartNumber": 1}]}
+        ),
+        lambda: s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId="0" * 48),
+        lambda: s3.list_parts(Bucket=bucket, Key=key, UploadId="0" * 48),
     ):
         with pytest.raises(ClientError) as exc:
             call()
