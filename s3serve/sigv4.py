@@ -7,8 +7,9 @@ signing material (``AuthResult.signing_key`` and friends).
 
 Leniency, on purpose: s3serve is a local server that many differently-configured clients point
 at, so any region in the credential scope is accepted, and when the canonical request built the
-way the specification says does not match, a few well-known client deviations are tried before
-giving up (the raw path as sent, '+' in the query meaning a space).
+way the specification says does not match, a well-known client deviation is tried before giving
+up (the raw path as sent). A '+' in the query is a space, as S3 reads it: only that, never also a
+literal plus, so the value a signature covers is the value the request is served with.
 """
 
 from __future__ import annotations
@@ -506,20 +507,20 @@ def _verify_signature(
     if req.raw_path and req.raw_path not in uris:
         uris.append(req.raw_path)
     if req.raw_query or not req.query:
-        queries = [canonical_query_raw(req.raw_query, exclude)]
-        if "+" in req.raw_query:
-            queries.append(canonical_query_raw(req.raw_query, exclude, plus_is_space=True))
+        # A '+' is a space, as S3 and the handlers (handlers.common.parse_query) read it, and
+        # nothing else: were a literal plus (signed '%2B') also taken, whoever holds a signed URL
+        # could turn any '%2B' into '+', and have a value served that the signature never covered.
+        query = canonical_query_raw(req.raw_query, exclude, plus_is_space=True)
     else:
-        queries = [canonical_query(req.query, exclude)]
+        query = canonical_query(req.query, exclude)
     first: tuple[str, str] | None = None
-    for query in queries:
-        for uri in uris:
-            creq = canonical_request(method, uri, query, req.headers, signed, payload_hash)
-            sts = string_to_sign(amz_date, cred.scope, creq)
-            if signatures_equal(sign(key, sts), provided):
-                return
-            if first is None:
-                first = (creq, sts)
+    for uri in uris:
+        creq = canonical_request(method, uri, query, req.headers, signed, payload_hash)
+        sts = string_to_sign(amz_date, cred.scope, creq)
+        if signatures_equal(sign(key, sts), provided):
+            return
+        if first is None:
+            first = (creq, sts)
     assert first is not None
     creq, sts = first
     raise errors.SignatureDoesNotMatch(
