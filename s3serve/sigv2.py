@@ -19,7 +19,7 @@ import hmac
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 from s3serve import errors
 from s3serve.config import User
@@ -80,9 +80,11 @@ def canonical_resource(
         if not part:
             continue
         name, sep, value = part.partition("=")
-        name = unquote(name)
+        # Decoded as the handlers decode them ('+' a space, handlers.common.parse_query): a
+        # signed '%2B' made '+' is then another value, not the one signed served as a space.
+        name = unquote_plus(name)
         if name in subresources:
-            picked.append((name, unquote(value) if sep else None))
+            picked.append((name, unquote_plus(value) if sep else None))
     if picked:
         picked.sort(key=lambda nv: nv[0])
         resource += "?" + "&".join(n if v is None else f"{n}={v}" for n, v in picked)

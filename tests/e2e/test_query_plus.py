@@ -4,7 +4,8 @@ request is served with. A literal plus is signed as '%2B'; turned into '+' by wh
 URL (a presigned one, or a header-signed request replayed), it names another value (a space),
 and the signature does not match it. A '+' the client itself sent for a space, signed as one
 (%20, as curl --aws-sigv4 and URLSearchParams-built URLs do), is still read and checked as a
-space."""
+space. SigV2 signs the decoded values of the query's sub-resources (response-* overrides,
+uploadId, ...): decoded the same way."""
 
 from __future__ import annotations
 
@@ -99,3 +100,19 @@ def test_a_plus_sent_for_a_space_is_a_space(server: Server, s3: Any, plus_and_sp
     assert _listed(_get(server, target.replace("prefix=a%20b", "prefix=a+b"))) == ["a b.txt"]
     headers = _header_signed(server, f"/{plus_and_space}?list-type=2&prefix=a%20b")
     assert _listed(_get(server, f"/{plus_and_space}?list-type=2&prefix=a+b", headers)) == ["a b.txt"]
+
+
+def test_a_sigv2_presigned_response_header_plus_made_a_space_does_not_match(
+    server: Server, plus_and_space: str
+) -> None:
+    """SigV2 signs a response-* override's value decoded: decoded as it is served, a space."""
+    s3v2 = server.client(signature_version="s3")
+    disposition = 'attachment; filename="a+b.txt"'
+    params = {"Bucket": plus_and_space, "Key": "a+b.txt", "ResponseContentDisposition": disposition}
+    url = str(s3v2.generate_presigned_url("get_object", Params=params, ExpiresIn=300))  # type: ignore[attr-defined]
+    path, _, query = url[len(server.endpoint) :].partition("?")
+    assert "Signature=" in query and "a%2Bb.txt" in query
+    r = _get(server, f"{path}?{query}")
+    assert (r.status, r.headers["Content-Disposition"], r.data) == (200, disposition, b"plus")
+    tampered = _get(server, f"{path}?{query.replace('a%2Bb.txt', 'a+b.txt')}")
+    assert _refused(tampered), (tampered.status, tampered.headers.get("Content-Disposition"))
