@@ -332,6 +332,13 @@ class RequestBody:
         self._iterated = False
         self._completed = False
 
+    @property
+    def has_digest(self) -> bool:
+        """Whether the request gives a digest its body is checked against: a Content-MD5, or an
+        x-amz-checksum-<algorithm> value in a header or a trailer (an algorithm or a type named
+        alone gives none)."""
+        return self._content_md5 is not None or self.declared_checksum is not None
+
     def __aiter__(self) -> AsyncIterator[bytes]:
         if self._iterated:
             raise RuntimeError("a request body can be iterated only once")

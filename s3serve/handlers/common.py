@@ -129,10 +129,7 @@ class Context:
             chunks.append(chunk)
         body.finish(hasher.digests())
         # Refused once the body is read, so the connection stays in step for the next request.
-        if digest_required and not any(
-            name.lower() in ("content-md5", "x-amz-trailer") or name.lower().startswith("x-amz-checksum-")
-            for name in self.headers
-        ):
+        if digest_required and not body.has_digest:
             raise errors.InvalidRequest("Missing required header for this request: Content-MD5")
         return b"".join(chunks)
 

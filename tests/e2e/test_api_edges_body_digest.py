@@ -73,3 +73,40 @@ def test_boto3_sends_one_by_itself(s3, s3_when_required, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="doomed", Body=b"x")
     s3_when_required.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "doomed"}]})
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+
+
+# Headers of the x-amz-checksum- family that give no value to check the body by: an algorithm
+# named alone (its value neither in a header nor in a trailer) or a checksum type.
+NO_VALUE = [
+    {"x-amz-checksum-algorithm": "CRC32"}, {"x-amz-checksum-type": "FULL_OBJECT"}, {"x-amz-sdk-checksum-algorithm": "CRC32"},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("headers", NO_VALUE, ids=[next(iter(h)) for h in NO_VALUE])
+@pytest.mark.parametrize(("method", "sub", "body"), CASES, ids=[c[1] for c in CASES])
+def test_a_checksum_header_without_a_value_is_no_digest(
+    server: Server, s3, bucket: str, method: str, sub: str, body: bytes, headers: dict[str, str]
+) -> None:
+    s3.put_object(Bucket=bucket, Key="doomed", Body=b"x")
+    r = signed(server, method, f"/{bucket}?{sub}", body, headers=headers)
+    assert r.status == 400, r.data
+    assert b"<Message>Missing required header for this request: Content-MD5</Message>" in r.data
+    assert s3.get_object(Bucket=bucket, Key="doomed")["Body"].read() == b"x"
+    if sub != "delete":
+        assert signed(server, "GET", f"/{bucket}?{sub}").status == 404
+
+
+@pytest.mark.parametrize("digest", ["Content-MD5", "x-amz-checksum-crc32"])
+@pytest.mark.parametrize(("method", "sub", "body"), CASES, ids=[c[1] for c in CASES])
+def test_a_digest_of_other_bytes_is_bad_digest(
+    server: Server, s3, bucket: str, method: str, sub: str, body: bytes, digest: str
+) -> None:
+    s3.put_object(Bucket=bucket, Key="doomed", Body=b"x")
+    other = body + b" "
+    value = _md5(other) if digest == "Content-MD5" else _crc32(other)
+    r = signed(server, method, f"/{bucket}?{sub}", body, headers={digest: value})
+    assert r.status == 400, r.data
+    assert b"<Code>BadDigest</Code>" in r.data
+    assert s3.get_object(Bucket=bucket, Key="doomed")["Body"].read() == b"x"
+    if sub != "delete":
+        assert signed(server, "GET", f"/{bucket}?{sub}").status == 404
