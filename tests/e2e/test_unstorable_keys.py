@@ -6,6 +6,8 @@ KeyTooLongError everywhere, as on S3. Never is such a key taken for the file of 
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 from xml.etree import ElementTree
@@ -14,6 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import Server, signed
+from tests.e2e.conftest import error_code, fills_done, running_cache, until
 
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
@@ -211,3 +214,34 @@ def test_a_key_over_1024_bytes_is_too_long_everywhere(s3: Any, bucket: str) -> N
     assert _error(exc) == ("400", 400)
     answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": key}]})
     assert [(e["Key"], e["Code"]) for e in answer["Errors"]] == [(key, "KeyTooLongError")]
+
+
+def test_a_cache_passes_them_to_an_upstream_that_holds_them(tmp_path: Path, moto: Server) -> None:
+    """An upstream cache in front of an S3 that holds such keys (moto, as S3, takes 'a//b' and
+    'a/../b' as keys of their own): each is written, read, copied and deleted there as itself,
+    never answered from the replica of the key its path would name here."""
+    objects = {"a/b": b"plain a/b", "b": b"plain b", "a//b": b"double", "a/../b": b"dot-dot", "a/./b": b"dot"}
+    with running_cache(tmp_path / "cache", moto) as cache:
+        s3: Any = cache.client()
+        direct: Any = moto.client()
+        name = f"unstorable-{uuid.uuid4().hex[:10]}"
+        s3.create_bucket(Bucket=name)
+        for key, body in objects.items():
+            s3.put_object(Bucket=name, Key=key, Body=body)
+        assert sorted(o["Key"] for o in direct.list_objects_v2(Bucket=name)["Contents"]) == sorted(objects)
+        for _ in range(2):  # the second round with the replicas of the storable keys kept here
+            for key, body in objects.items():
+                assert s3.get_object(Bucket=name, Key=key)["Body"].read() == body, key
+            until(lambda: fills_done(tmp_path / "cache"))
+        assert (tmp_path / "cache" / name / "a" / "b").read_bytes() == b"plain a/b"  # its replica
+        s3.copy_object(Bucket=name, Key="copy", CopySource={"Bucket": name, "Key": "a/../b"})
+        assert direct.get_object(Bucket=name, Key="copy")["Body"].read() == b"dot-dot"
+        s3.delete_object(Bucket=name, Key="a//b")
+        answer = s3.delete_objects(Bucket=name, Delete={"Objects": [{"Key": "a/./b"}]})
+        assert [d["Key"] for d in answer["Deleted"]] == ["a/./b"]
+        left = sorted(o["Key"] for o in direct.list_objects_v2(Bucket=name)["Contents"])
+        assert left == ["a/../b", "a/b", "b", "copy"]
+        for key in ("a/b", "b"):
+            assert s3.get_object(Bucket=name, Key=key)["Body"].read() == objects[key]
+        assert error_code(lambda: s3.get_object(Bucket=name, Key="a//b")) == "NoSuchKey"
+    assert cache.log_path is not None and "Traceback" not in cache.log_path.read_text()
