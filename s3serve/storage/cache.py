@@ -49,7 +49,7 @@ from .base import (
     WriteMeta,
 )
 from .cachebuckets import CacheBuckets
-from .cacheparts import PartStore
+from .cacheparts import Arriving, PartStore
 from .disk import DiskBackend
 from .eviction import Evictor
 from .fills import Fill
@@ -112,6 +112,7 @@ class CacheBackend(CacheBuckets, Backend):
         self.evictor = Evictor(self, max_bytes, evict_interval)
         self.parts = PartStore(local.meta.hidden)
         self._part_keeps: dict[tuple[str, str], set[asyncio.Task[None]]] = {}
+        self._arriving: dict[tuple[str, str], Arriving] = {}
         self._fresh: OrderedDict[Key, tuple[str, float]] = OrderedDict()
         self._fills: dict[Key, Fill] = {}  # the objects being fetched into replicas
         self._tasks: set[asyncio.Task[None]] = set()

@@ -123,6 +123,7 @@ class CacheBuckets(CacheMultipart):
         """The upstream has no bucket ``name`` (any more): every replica here is of an object
         gone there, and the folder goes unless it holds files that are not copies; the parts
         kept of its uploads (gone there too) go."""
+        await self._end_bucket_parts(name)  # before the folders are listed: none is made after
         for folder in await asyncio.to_thread(self.parts.names_of, name):
             await self.remove_parts(folder)
         kept = 0

@@ -71,6 +71,14 @@ class KeptUpload:
         return self.name.startswith(TRASH)
 
 
+@dataclass
+class Arriving:
+    """The parts of one upload on their way from the upstream to be kept (CacheMultipart)."""
+
+    parts: int = 0
+    ended: bool = False  # completed, aborted or its bucket forgotten since they were sent
+
+
 class PartStore:
     def __init__(self, hidden: str) -> None:
         self.root = os.path.join(hidden, "cache-parts")
@@ -83,22 +91,18 @@ class PartStore:
         # Upload ids are the upstream's: any length, any characters.
         return os.path.join(self.root, self._bucket_prefix(bucket) + hashlib.sha256(upload_id.encode()).hexdigest()[:40])
 
-    def keep(
-        self, bucket: str, upload_id: str, number: int, spooled: Spool, *, late: bool = False
-    ) -> tuple[bool, int]:
-        """Move a part the upstream acknowledged here (consumes the spool): whether it was kept,
-        and the bytes of the parts of its number it took the place of. Not kept: the upload's
-        parts were given up (or completed, aborted) meanwhile, or these very bytes are here.
-        ``late``: kept after its UploadPart was answered, into the folder ``open`` made then:
-        one removed since was of an upload completed or aborted (by another worker process)."""
+    def keep(self, bucket: str, upload_id: str, number: int, spooled: Spool) -> tuple[bool, int]:
+        """Move a part the upstream acknowledged here (consumes the spool), into the folder
+        ``open`` made for it: whether it was kept, and the bytes of the parts of its number it took
+        the place of. Not kept: the upload's parts were given up meanwhile, or these very bytes
+        are here, or the folder was removed since ``open`` (the upload completed, aborted, its
+        bucket forgotten: a folder made again here would outlive them until the multipart expiry)."""
         folder = self._folder(bucket, upload_id)
         name = f"{number}-{spooled.md5.hex()}"
         replaced = 0
         try:
             if self.given_up(bucket, upload_id):
                 return False, 0
-            if not late:
-                os.makedirs(folder, exist_ok=True)
             for other in os.listdir(folder):
                 if other != name and other.split("-", 1)[0] == str(number):
                     with contextlib.suppress(FileNotFoundError):
@@ -141,9 +145,13 @@ class PartStore:
         spooled.size = sum(part.size for part in sizes)
         return spooled, sizes
 
-    def open(self, bucket: str, upload_id: str) -> None:
-        """Make the upload's folder, for a part kept late (see keep)."""
-        os.makedirs(self._folder(bucket, upload_id), exist_ok=True)
+    def open(self, bucket: str, upload_id: str) -> bool:
+        """Make the upload's folder, for a part to be kept (see keep): whether this call made it."""
+        try:
+            os.makedirs(self._folder(bucket, upload_id))
+        except FileExistsError:
+            return False
+        return True
 
     def given_up(self, bucket: str, upload_id: str) -> bool:
         """Whether the upload's parts were given up (see remove): one stat."""
@@ -255,6 +263,9 @@ class CacheMultipart(CacheReads):
     parts: PartStore
     # Parts of an upload (bucket, upload id) waiting for room (_keep_part_later), in this process.
     _part_keeps: dict[tuple[str, str], set[asyncio.Task[None]]]
+    # Uploads (bucket, upload id) with parts sent to the upstream and not yet kept nor waiting for
+    # room, in this process (see upload_part). Another worker process sharing ROOT sees none.
+    _arriving: dict[tuple[str, str], Arriving]
 
     if TYPE_CHECKING:
 
@@ -317,31 +328,71 @@ class CacheMultipart(CacheReads):
         sent = FileBody(spooled.path, spooled.size, spooled.md5, {
             algorithm: value for algorithm, value in spooled.checksums.items() if algorithm == body.declared_checksum
         })  # fmt: skip
+        arriving = self._arriving.setdefault((bucket, upload_id), Arriving())
+        arriving.parts += 1
         try:
-            sending = self.upstream.upload_part(bucket, key, upload_id, number, sent)
-            part = await self._in_bucket(bucket, sending)
-        except BaseException:
-            spooled.discard()
-            raise
-        checksums = dict(spooled.checksums)
-        # Kept only into room under --cache-size. Asked without waiting: the client waits for
-        # this answer. When there is none now, a task waits for a round to make some. Not at all
-        # for an upload whose parts were given up: it would take room for nothing.
-        if self.parts.given_up(bucket, upload_id):
-            spooled.discard()
-        elif self.evictor.reserve_now(spooled.size):
-            await self._keep_part(bucket, key, upload_id, number, spooled)
-        else:
             try:
-                await asyncio.to_thread(self.parts.open, bucket, upload_id)
+                sending = self.upstream.upload_part(bucket, key, upload_id, number, sent)
+                part = await self._in_bucket(bucket, sending)
             except BaseException:
                 spooled.discard()
                 raise
-            task = self.spawn(self._keep_part_later(bucket, key, upload_id, number, spooled))
-            pending = self._part_keeps.setdefault((bucket, upload_id), set())
-            pending.add(task)
-            task.add_done_callback(lambda done: self._part_kept(bucket, upload_id, done))
+            checksums = dict(spooled.checksums)
+            await self._keep_arrived(bucket, key, upload_id, number, spooled, arriving)
+        finally:
+            arriving.parts -= 1
+            if not arriving.parts and self._arriving.get((bucket, upload_id)) is arriving:
+                del self._arriving[(bucket, upload_id)]
         return replace(part, checksums=checksums or part.checksums)
+
+    async def _keep_arrived(
+        self, bucket: str, key: str, upload_id: str, number: int, spooled: Spool, arriving: Arriving
+    ) -> None:
+        """Keep a part the upstream acknowledged (consumes the spool), unless its upload ended
+        meanwhile. Its folder is made first, and the end looked for after: an end that came
+        first (its folder removed already, none made again) is seen here, and this part and the
+        folder it made go; one that comes later removes the folder with what is kept in it."""
+        try:
+            # Not at all for an upload whose parts were given up: it would take room for nothing.
+            made = not self.parts.given_up(bucket, upload_id) and await asyncio.to_thread(
+                self.parts.open, bucket, upload_id
+            )
+        except OSError as exc:
+            spooled.discard()
+            log.warning("part %d of %s/%s not kept here: %s", number, bucket, key, exc)
+            await self._give_up_parts(bucket, upload_id)
+            return
+        except BaseException:
+            spooled.discard()
+            raise
+        if arriving.ended or self.parts.given_up(bucket, upload_id):
+            spooled.discard()
+            if arriving.ended and made:
+                await self.remove_parts(self.parts.name(bucket, upload_id))
+            return
+        # Kept only into room under --cache-size. Asked without waiting: the client waits for
+        # this answer. When there is none now, a task waits for a round to make some (and an
+        # end waits for it: _parts_settled, _end_bucket_parts).
+        if self.evictor.reserve_now(spooled.size):
+            await self._keep_part(bucket, key, upload_id, number, spooled)
+            return
+        task = self.spawn(self._keep_part_later(bucket, key, upload_id, number, spooled))
+        self._part_keeps.setdefault((bucket, upload_id), set()).add(task)
+        task.add_done_callback(lambda done: self._part_kept(bucket, upload_id, done))
+
+    def _end(self, bucket: str, upload_id: str | None = None) -> None:
+        """The upload ended (completed, aborted; every upload of the bucket, forgotten: None):
+        its parts still on their way from the upstream are not kept (_keep_arrived)."""
+        for (of, upload), arriving in self._arriving.items():
+            if of == bucket and upload_id in (None, upload):
+                arriving.ended = True
+
+    async def _end_bucket_parts(self, bucket: str) -> None:
+        """``_end`` every upload of the bucket, and wait for its parts waiting for room: its
+        folders can then be removed for good."""
+        self._end(bucket)
+        while pending := [task for (of, _), tasks in self._part_keeps.items() if of == bucket for task in tasks]:
+            await asyncio.wait(pending)
 
     def _part_kept(self, bucket: str, upload_id: str, task: asyncio.Task[None]) -> None:
         pending = self._part_keeps.get((bucket, upload_id))
@@ -356,17 +407,13 @@ class CacheMultipart(CacheReads):
         while pending := self._part_keeps.get((bucket, upload_id)):
             await asyncio.wait(list(pending))
 
-    async def _keep_part(
-        self, bucket: str, key: str, upload_id: str, number: int, spooled: Spool, *, late: bool = False
-    ) -> None:
-        """Keep a part room was reserved for (consumes the spool); ``late``: see PartStore.keep."""
+    async def _keep_part(self, bucket: str, key: str, upload_id: str, number: int, spooled: Spool) -> None:
+        """Keep a part room was reserved for (consumes the spool), into its folder (PartStore.open)."""
         # Counted unless known not to be: cancelled, the thread may still keep it, and a count
         # short of the disk would let the cache outgrow its limit (one too high costs a round).
         kept, replaced = True, 0
         try:
-            kept, replaced = await asyncio.to_thread(
-                self.parts.keep, bucket, upload_id, number, spooled, late=late
-            )
+            kept, replaced = await asyncio.to_thread(self.parts.keep, bucket, upload_id, number, spooled)
         except OSError as exc:
             kept = False
             log.warning("part %d of %s/%s not kept here: %s", number, bucket, key, exc)
@@ -383,7 +430,7 @@ class CacheMultipart(CacheReads):
             spooled.discard()
             raise
         if room:
-            await self._keep_part(bucket, key, upload_id, number, spooled, late=True)
+            await self._keep_part(bucket, key, upload_id, number, spooled)
             return
         spooled.discard()
         log.debug("part %d of %s/%s not kept: no room under the cache's size", number, bucket, key)
@@ -438,6 +485,7 @@ class CacheMultipart(CacheReads):
             ),
             then_read=True,
         )
+        self._end(bucket, upload_id)
         await self._drop_local(bucket, key)
         # Joining the parts copies the whole object: after the answer, not before it.
         self.spawn(self._keep_completed(bucket, key, upload_id, parts, info, since))
@@ -494,6 +542,7 @@ class CacheMultipart(CacheReads):
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         await self._in_bucket(bucket, self.upstream.abort_multipart_upload(bucket, key, upload_id))
+        self._end(bucket, upload_id)
         if (bucket, upload_id) in self._part_keeps:
             self.spawn(self._drop_parts(bucket, upload_id))  # after the parts waiting for room
         else:
