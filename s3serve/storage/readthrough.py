@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from . import replicas
+from . import keys, replicas
 from .base import Backend, ObjectInfo, ObjectReader, PartInfo
 from .fills import Fill, RangeSource
 from .spool import Spool
@@ -172,12 +172,15 @@ class CacheReads:
             kept_foreign = not await self.drop_stale(bucket, key)
         else:
             kept_foreign = False
-        fill = None if kept_foreign else self._fills.get((bucket, key))
+        # A key this disk cannot hold ('a//b', a segment over 255 bytes) can have no replica: a
+        # fill would spool the whole object only to drop it, on every read.
+        fillable = not kept_foreign and _holdable(key)
+        fill = self._fills.get((bucket, key)) if fillable else None
         if fill is not None:
             info = await self._join(bucket, key, fill, in_flight=not fill.answered.done())
             if info is not None:
                 return fill.reader(info, self._direct(bucket, key, info.etag))
-        return await self._fetch(bucket, key, fill=not kept_foreign)
+        return await self._fetch(bucket, key, fill=fillable)
 
     async def _fetch(self, bucket: str, key: str, *, fill: bool) -> ObjectReader:
         """GET the object from the upstream: as a fetch into a replica that the caller reads
@@ -341,3 +344,10 @@ def _same_version(ours: ObjectInfo, upstream: ObjectInfo) -> bool:
 
 def _is_md5(etag: str) -> bool:
     return len(etag) == 32 and "-" not in etag
+
+
+def _holdable(key: str) -> bool:
+    try:
+        return keys.lookup_key(key) is not None
+    except errors.S3Error:
+        return False

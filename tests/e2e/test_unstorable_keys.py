@@ -216,12 +216,28 @@ def test_a_key_over_1024_bytes_is_too_long_everywhere(s3: Any, bucket: str) -> N
     assert [(e["Key"], e["Code"]) for e in answer["Errors"]] == [(key, "KeyTooLongError")]
 
 
+# The cache's process logs each fetch of an object meant to leave a copy here.
+FETCHES_LOGGED = """
+import logging
+from s3serve.storage import readthrough
+
+_fetch = readthrough.CacheReads._fetch
+
+async def _logged(self, bucket, key, *, fill):
+    if fill:
+        logging.getLogger("s3serve.cache").warning("fetch to keep: %s", key)
+    return await _fetch(self, bucket, key, fill=fill)
+
+readthrough.CacheReads._fetch = _logged
+"""
+
+
 def test_a_cache_passes_them_to_an_upstream_that_holds_them(tmp_path: Path, moto: Server) -> None:
     """An upstream cache in front of an S3 that holds such keys (moto, as S3, takes 'a//b' and
     'a/../b' as keys of their own): each is written, read, copied and deleted there as itself,
     never answered from the replica of the key its path would name here."""
     objects = {"a/b": b"plain a/b", "b": b"plain b", "a//b": b"double", "a/../b": b"dot-dot", "a/./b": b"dot"}
-    with running_cache(tmp_path / "cache", moto) as cache:
+    with running_cache(tmp_path / "cache", moto, patch=FETCHES_LOGGED) as cache:
         s3: Any = cache.client()
         direct: Any = moto.client()
         name = f"unstorable-{uuid.uuid4().hex[:10]}"
@@ -244,4 +260,12 @@ def test_a_cache_passes_them_to_an_upstream_that_holds_them(tmp_path: Path, moto
         for key in ("a/b", "b"):
             assert s3.get_object(Bucket=name, Key=key)["Body"].read() == objects[key]
         assert error_code(lambda: s3.get_object(Bucket=name, Key="a//b")) == "NoSuchKey"
-    assert cache.log_path is not None and "Traceback" not in cache.log_path.read_text()
+        direct.put_object(Bucket=name, Key="a/c", Body=b"upstream only")
+        assert s3.get_object(Bucket=name, Key="a/c")["Body"].read() == b"upstream only"
+    assert cache.log_path is not None
+    log = cache.log_path.read_text()
+    assert "Traceback" not in log
+    # Read through, never fetched into a copy this disk could not keep, on every read.
+    assert "fetch to keep: a/c\n" in log  # a cold key this disk can hold
+    for key in ("a//b", "a/../b", "a/./b"):
+        assert f"fetch to keep: {key}\n" not in log
