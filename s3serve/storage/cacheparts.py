@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from .. import errors
-from . import replicas, ssec
+from . import keys, replicas, ssec
 from .base import (
     Body,
     BucketInfo,
@@ -457,6 +457,9 @@ class CacheMultipart(CacheReads):
         src_range: tuple[int, int] | None,
         src_precondition: Precondition | None = None,
     ) -> PartInfo:
+        # S3 refuses a key over 1024 bytes before anything else; the upstream's copy would first
+        # look the source up (to pin its ETag) and answer for that instead.
+        keys.lookup_key(key)
         try:
             return await self.upstream.upload_part_copy(
                 bucket, key, upload_id, number, src_bucket, src_key, src_range, src_precondition
