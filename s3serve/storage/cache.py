@@ -434,19 +434,12 @@ class CacheBackend(CacheBuckets, Backend):
     async def list_objects(
         self, bucket: str, prefix: str, delimiter: str, start_after: str, max_keys: int
     ) -> ListPage:
-        try:
-            return await self.upstream.list_objects(bucket, prefix, delimiter, start_after, max_keys)
-        except errors.NoSuchBucket:
-            await self.bucket_gone(bucket)
-            raise
+        listing = self.upstream.list_objects(bucket, prefix, delimiter, start_after, max_keys)
+        return await self.in_buckets(listing, bucket)
 
     # -- tagging ------------------------------------------------------------------------------
     async def get_object_tagging(self, bucket: str, key: str) -> dict[str, str]:
-        try:
-            return await self.upstream.get_object_tagging(bucket, key)
-        except errors.NoSuchBucket:
-            await self.bucket_gone(bucket)
-            raise
+        return await self.in_buckets(self.upstream.get_object_tagging(bucket, key), bucket)
 
     async def put_object_tagging(self, bucket: str, key: str, tags: dict[str, str]) -> None:
         await self._write(bucket, [key], self.upstream.put_object_tagging(bucket, key, tags))

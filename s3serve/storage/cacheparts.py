@@ -307,18 +307,8 @@ class CacheMultipart(CacheReads):
             except Exception:  # one bad round must not end the sweeps
                 log.exception("sweep of kept multipart parts failed; trying again in %ss", collector.interval)
 
-    async def _in_bucket(self, bucket: str, request: Awaitable[R]) -> R:
-        """The upstream's answer to ``request``, one naming ``bucket``: its NoSuchBucket (the
-        bucket deleted on the upstream directly) forgets the bucket here (bucket_gone), as a
-        read's does, or its folder, copies, kept parts and configuration would outlive it."""
-        try:
-            return await request
-        except errors.NoSuchBucket:
-            await self.bucket_gone(bucket)
-            raise
-
     async def create_multipart_upload(self, bucket: str, key: str, meta: WriteMeta, owner: str) -> UploadInfo:
-        return await self._in_bucket(bucket, self.upstream.create_multipart_upload(bucket, key, meta, owner))
+        return await self.in_buckets(self.upstream.create_multipart_upload(bucket, key, meta, owner), bucket)
 
     async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> PartInfo:
         spooled = await replicas.spool(self.local, body)
@@ -333,7 +323,7 @@ class CacheMultipart(CacheReads):
         try:
             try:
                 sending = self.upstream.upload_part(bucket, key, upload_id, number, sent)
-                part = await self._in_bucket(bucket, sending)
+                part = await self.in_buckets(sending, bucket)
             except BaseException:
                 spooled.discard()
                 raise
@@ -460,14 +450,10 @@ class CacheMultipart(CacheReads):
         # S3 refuses a key over 1024 bytes before anything else; the upstream's copy would first
         # look the source up (to pin its ETag) and answer for that instead.
         keys.lookup_key(key)
-        try:
-            return await self.upstream.upload_part_copy(
-                bucket, key, upload_id, number, src_bucket, src_key, src_range, src_precondition
-            )
-        except errors.NoSuchBucket:
-            for gone in {bucket, src_bucket}:  # either (bucket_gone asks which)
-                await self.bucket_gone(gone)
-            raise
+        copying = self.upstream.upload_part_copy(
+            bucket, key, upload_id, number, src_bucket, src_key, src_range, src_precondition
+        )
+        return await self.in_buckets(copying, bucket, src_bucket)
 
     async def complete_multipart_upload(
         self,
@@ -544,7 +530,7 @@ class CacheMultipart(CacheReads):
         )
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        await self._in_bucket(bucket, self.upstream.abort_multipart_upload(bucket, key, upload_id))
+        await self.in_buckets(self.upstream.abort_multipart_upload(bucket, key, upload_id), bucket)
         self._end(bucket, upload_id)
         if (bucket, upload_id) in self._part_keeps:
             self.spawn(self._drop_parts(bucket, upload_id))  # after the parts waiting for room
@@ -557,7 +543,7 @@ class CacheMultipart(CacheReads):
         listing = self.upstream.list_multipart_uploads(
             bucket, prefix, delimiter, key_marker, upload_id_marker, max_uploads
         )
-        page = await self._in_bucket(bucket, listing)
+        page = await self.in_buckets(listing, bucket)
         # The upstream names the owner of the cache's credentials there, none of this server's
         # users; which of them began an upload is not kept: each is its bucket's owner's, the
         # owner this server's ListObjects and ListBuckets name.
@@ -568,8 +554,8 @@ class CacheMultipart(CacheReads):
     async def list_parts(
         self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
     ) -> PartsPage:
-        page = await self._in_bucket(
-            bucket, self.upstream.list_parts(bucket, key, upload_id, part_number_marker, max_parts)
+        page = await self.in_buckets(
+            self.upstream.list_parts(bucket, key, upload_id, part_number_marker, max_parts), bucket
         )
         page.upload = replace(page.upload, owner=(await self.head_bucket(bucket)).owner)  # as above
         return page

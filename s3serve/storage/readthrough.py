@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import errors
 from . import keys, replicas
@@ -28,6 +28,8 @@ log = logging.getLogger("s3serve.cache")
 # At most this many HEAD ?partNumber=N (one parallel round) before answering a miss: more would
 # hold up every read of an object with many parts for the rare partNumber GET.
 QUICK_PART_HEADS = 16
+
+R = TypeVar("R")
 
 
 class CacheReads:
@@ -70,12 +72,20 @@ class CacheReads:
         except errors.S3Error:
             return None  # no replica, or a key this disk cannot hold: the upstream answers
 
-    async def head_object(self, bucket: str, key: str) -> ObjectInfo:
+    async def in_buckets(self, request: Awaitable[R], *buckets: str) -> R:
+        """The answer to ``request``, an upstream request naming ``buckets``: its NoSuchBucket (a
+        bucket deleted on the upstream directly; for a copy, either) forgets the bucket here
+        (bucket_gone, which asks which), or its folder, copies, kept parts and configuration
+        would outlive it."""
         try:
-            return await self._head(bucket, key)
+            return await request
         except errors.NoSuchBucket:
-            await self.bucket_gone(bucket)  # deleted on the upstream: its folder here goes too
+            for gone in dict.fromkeys(buckets):
+                await self.bucket_gone(gone)
             raise
+
+    async def head_object(self, bucket: str, key: str) -> ObjectInfo:
+        return await self.in_buckets(self._head(bucket, key), bucket)
 
     async def _head(self, bucket: str, key: str) -> ObjectInfo:
         local = await self._local_info(bucket, key)
@@ -145,11 +155,7 @@ class CacheReads:
         return replace(local, tag_count=len(tags))
 
     async def open_object(self, bucket: str, key: str) -> ObjectReader:
-        try:
-            return await self._open(bucket, key)
-        except errors.NoSuchBucket:
-            await self.bucket_gone(bucket)
-            raise
+        return await self.in_buckets(self._open(bucket, key), bucket)
 
     async def _open(self, bucket: str, key: str) -> ObjectReader:
         try:
