@@ -137,17 +137,18 @@ def canonical_query(params: Iterable[tuple[str, str]], exclude: str | None = Non
 
 
 @functools.lru_cache(maxsize=4096)
-def _canonical_raw(raw: str, plus_is_space: bool) -> str:
+def _canonical_raw(raw: str) -> str:
     # Encoded components repeat (credential scopes, signed-header lists, prefixes): decode and
     # re-encode each distinct one once.
-    if plus_is_space:
-        raw = raw.replace("+", " ")
-    return _encode_component(unquote(raw, errors="surrogateescape"))
+    return _encode_component(unquote(raw.replace("+", " "), errors="surrogateescape"))
 
 
-def canonical_query_raw(raw_query: str, exclude: str | None = None, plus_is_space: bool = False) -> str:
-    """``canonical_query(parse_query(raw_query, plus_is_space), exclude)`` straight from the wire
-    text: components already in canonical form (most of them) are used as they are."""
+def canonical_query_raw(raw_query: str, exclude: str | None = None) -> str:
+    """``canonical_query(parse_query(raw_query, plus_is_space=True), exclude)`` straight from the
+    wire text: components already in canonical form (most of them) are used as they are. A '+'
+    is a space, as S3 and the handlers (handlers.common.parse_query) read it, and nothing else:
+    were a literal plus (signed '%2B') also taken, whoever holds a signed URL could turn any
+    '%2B' into '+', and have a value served that the signature never covered."""
     encoded = []
     fullmatch = _UNRESERVED.fullmatch
     for part in raw_query.split("&"):
@@ -155,12 +156,12 @@ def canonical_query_raw(raw_query: str, exclude: str | None = None, plus_is_spac
             continue
         name, _, value = part.partition("=")
         if not fullmatch(name):
-            name = _canonical_raw(name, plus_is_space)
+            name = _canonical_raw(name)
         # exclude is a plain parameter name, so comparing canonical forms compares decoded names.
         if name == exclude:
             continue
         if not fullmatch(value):
-            value = _canonical_raw(value, plus_is_space)
+            value = _canonical_raw(value)
         encoded.append((name, value))
     encoded.sort()
     return "&".join([f"{k}={v}" for k, v in encoded])
@@ -483,10 +484,7 @@ def _verify_signature(
     if req.raw_path and req.raw_path not in uris:
         uris.append(req.raw_path)
     if req.raw_query or not req.query:
-        # A '+' is a space, as S3 and the handlers (handlers.common.parse_query) read it, and
-        # nothing else: were a literal plus (signed '%2B') also taken, whoever holds a signed URL
-        # could turn any '%2B' into '+', and have a value served that the signature never covered.
-        query = canonical_query_raw(req.raw_query, exclude, plus_is_space=True)
+        query = canonical_query_raw(req.raw_query, exclude)
     else:
         query = canonical_query(req.query, exclude)
     first: tuple[str, str] | None = None
