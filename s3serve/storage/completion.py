@@ -43,8 +43,7 @@ async def complete(
     checksum_type: str | None = None,
     object_size: int | None = None,
 ) -> ObjectInfo:
-    bdir = staging.disk._bucket_dir(bucket)
-    kp = keys.upload_key(key, upload_id)
+    bdir, kp = staging.locate_upload(bucket, key, upload_id)
     path = keys.object_path(bdir, kp)
     if not parts:
         raise errors.MalformedXML()

@@ -266,9 +266,13 @@ class Staging:
             await asyncio.to_thread(_sync_upload, directory, self.dir)
         return UploadInfo(upload_id, key, initiated, owner, meta)
 
+    def locate_upload(self, bucket: str, key: str, upload_id: str) -> tuple[str, keys.KeyPath]:
+        """The bucket's folder and the upload's key path, the bucket checked first, as S3 does; a
+        key this disk cannot hold has no upload (keys.upload_key)."""
+        return self.disk._bucket_dir(bucket), keys.upload_key(key, upload_id)
+
     async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> PartInfo:
-        self.disk._bucket_dir(bucket)
-        keys.upload_key(key, upload_id)
+        self.locate_upload(bucket, key, upload_id)
         directory = self.upload_dir(bucket, upload_id)
         upload = self.load_upload(directory, upload_id, key)
         algorithm = upload.meta.checksum_algorithm
@@ -308,8 +312,7 @@ class Staging:
         src_range: tuple[int, int] | None,
         src_precondition: Precondition | None,
     ) -> PartInfo:
-        self.disk._bucket_dir(bucket)
-        keys.upload_key(key, upload_id)
+        self.locate_upload(bucket, key, upload_id)
         directory = self.upload_dir(bucket, upload_id)
         upload = self.load_upload(directory, upload_id, key)
         found = await self.disk._find(src_bucket, src_key, keep_fd=True)
@@ -468,8 +471,7 @@ class Staging:
             os.close(fd)
 
     async def abort(self, bucket: str, key: str, upload_id: str) -> None:
-        self.disk._bucket_dir(bucket)
-        keys.upload_key(key, upload_id)
+        self.locate_upload(bucket, key, upload_id)
         async with self.claimed(bucket, upload_id, key, "abort") as claimed:
             await asyncio.to_thread(shutil.rmtree, claimed, True)
 
@@ -507,8 +509,7 @@ class Staging:
     async def list_parts(
         self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
     ) -> PartsPage:
-        self.disk._bucket_dir(bucket)
-        keys.upload_key(key, upload_id)
+        self.locate_upload(bucket, key, upload_id)
         directory = self.upload_dir(bucket, upload_id)
         upload = self.load_upload(directory, upload_id, key)
         parts: list[PartInfo] = []
@@ -592,6 +593,5 @@ class MultipartMixin:
     async def upload_info(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
         # The upload's record alone: ListParts would read the folder, on every part of the upload.
         staging = self.staging
-        staging.disk._bucket_dir(bucket)
-        keys.upload_key(key, upload_id)
+        staging.locate_upload(bucket, key, upload_id)
         return staging.load_upload(staging.upload_dir(bucket, upload_id), upload_id, key)
