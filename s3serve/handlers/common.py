@@ -375,7 +375,6 @@ def refuse_object_lock(headers: Mapping[str, str]) -> None:
         raise errors.InvalidRequest(NO_LOCK_CONFIGURATION)
 
 
-
 def copy_directive(headers: Mapping[str, str], name: str) -> str:
     """CopyObject's x-amz-metadata-directive or x-amz-tagging-directive: COPY or REPLACE."""
     value = headers.get(name, "COPY")

@@ -29,12 +29,10 @@ DELETE = b"<Delete><Object><Key>doomed</Key></Object></Delete>"
 CASES = [("PUT", "cors", CORS), ("PUT", "lifecycle", LIFECYCLE), ("PUT", "tagging", TAGGING), ("POST", "delete", DELETE)]
 
 
-def _md5(body: bytes) -> str:
-    return base64.b64encode(hashlib.md5(body).digest()).decode()
-
-
-def _crc32(body: bytes) -> str:
-    return base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+def _digest(header: str, body: bytes) -> str:
+    """The value of the digest header ``header`` (Content-MD5 or x-amz-checksum-crc32) for ``body``."""
+    raw = hashlib.md5(body).digest() if header == "Content-MD5" else zlib.crc32(body).to_bytes(4, "big")
+    return base64.b64encode(raw).decode()
 
 
 @pytest.mark.parametrize("digest", ["Content-MD5", "x-amz-checksum-crc32"])
@@ -43,8 +41,7 @@ def test_with_a_digest_is_taken(
     server: Server, s3, bucket: str, method: str, sub: str, body: bytes, digest: str
 ) -> None:
     s3.put_object(Bucket=bucket, Key="doomed", Body=b"x")
-    value = _md5(body) if digest == "Content-MD5" else _crc32(body)
-    r = signed(server, method, f"/{bucket}?{sub}", body, headers={digest: value})
+    r = signed(server, method, f"/{bucket}?{sub}", body, headers={digest: _digest(digest, body)})
     assert r.status in (200, 204), r.data
     if sub == "delete":
         assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
@@ -93,9 +90,7 @@ def test_a_digest_of_other_bytes_is_bad_digest(
     server: Server, s3, bucket: str, method: str, sub: str, body: bytes, digest: str
 ) -> None:
     s3.put_object(Bucket=bucket, Key="doomed", Body=b"x")
-    other = body + b" "
-    value = _md5(other) if digest == "Content-MD5" else _crc32(other)
-    r = signed(server, method, f"/{bucket}?{sub}", body, headers={digest: value})
+    r = signed(server, method, f"/{bucket}?{sub}", body, headers={digest: _digest(digest, body + b" ")})
     assert r.status == 400, r.data
     assert b"<Code>BadDigest</Code>" in r.data
     assert s3.get_object(Bucket=bucket, Key="doomed")["Body"].read() == b"x"

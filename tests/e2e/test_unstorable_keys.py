@@ -6,7 +6,9 @@ KeyTooLongError everywhere, as on S3. Never is such a key taken for the file of 
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -36,8 +38,12 @@ WRITE_REFUSAL = {
 }  # fmt: skip
 
 
-def _error(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
-    return str(exc.value.response["Error"]["Code"]), int(exc.value.response["ResponseMetadata"]["HTTPStatusCode"])
+def _fails(call: Callable[[], object]) -> tuple[str, int]:
+    """The S3 error code and HTTP status ``call`` fails with."""
+    with pytest.raises(ClientError) as exc:
+        call()
+    response = exc.value.response
+    return str(response["Error"]["Code"]), int(response["ResponseMetadata"]["HTTPStatusCode"])
 
 
 def _path(bucket: str, key: str) -> str:
@@ -79,12 +85,8 @@ def test_reads_of_an_unstorable_key_find_no_such_key(
         lambda: s3.delete_object_tagging(Bucket=bucket, Key=key),
         lambda: s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": key}),
     ):
-        with pytest.raises(ClientError) as exc:
-            call()
-        assert _error(exc) == ("NoSuchKey", 404)
-    with pytest.raises(ClientError) as exc:
-        s3.head_object(Bucket=bucket, Key=key)
-    assert _error(exc) == ("404", 404)
+        assert _fails(call) == ("NoSuchKey", 404)
+    assert _fails(lambda: s3.head_object(Bucket=bucket, Key=key)) == ("404", 404)
     # On the wire exactly as the key is: the body names the key, which is the one asked for.
     r = signed(server, "GET", _path(bucket, key))
     assert (r.status, _code(r.data)) == (404, "NoSuchKey"), r.data
@@ -92,9 +94,8 @@ def test_reads_of_an_unstorable_key_find_no_such_key(
     for source in (quote(f"{bucket}/{key}", safe="/~"), quote(f"/{bucket}/{key}", safe="/~")):
         r = signed(server, "PUT", f"/{bucket}/copy", headers={"x-amz-copy-source": source})
         assert (r.status, _code(r.data)) == (404, "NoSuchKey"), (source, r.data)
-    with pytest.raises(ClientError) as exc:
-        s3.get_object(Bucket=f"{bucket}-gone", Key=key)  # the bucket comes first, as for any key
-    assert _error(exc) == ("NoSuchBucket", 404)
+    # The bucket comes first, as for any key.
+    assert _fails(lambda: s3.get_object(Bucket=f"{bucket}-gone", Key=key)) == ("NoSuchBucket", 404)
     listed = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
     assert sorted(listed) == sorted(neighbours)
     _unchanged(s3, bucket, neighbours)
@@ -108,21 +109,15 @@ def test_deletes_of_an_unstorable_key_delete_nothing(
     r = signed(server, "DELETE", _path(bucket, key))
     assert r.status == 204, r.data
     # A conditional delete of no object fails as S3's does.
-    with pytest.raises(ClientError) as exc:
-        s3.delete_object(Bucket=bucket, Key=key, IfMatch="*")
-    assert _error(exc) == ("NoSuchKey", 404)
+    assert _fails(lambda: s3.delete_object(Bucket=bucket, Key=key, IfMatch="*")) == ("NoSuchKey", 404)
     answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": key}, {"Key": "missing"}]})
     assert sorted(d["Key"] for d in answer["Deleted"]) == sorted([key, "missing"])
     assert "Errors" not in answer
-    with pytest.raises(ClientError) as exc:
-        s3.delete_object(Bucket=f"{bucket}-gone", Key=key)
-    assert _error(exc) == ("NoSuchBucket", 404)
-    with pytest.raises(ClientError) as exc:
-        s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId="0" * 48)
-    assert _error(exc) == ("NoSuchUpload", 404)
-    with pytest.raises(ClientError) as exc:
-        s3.list_parts(Bucket=bucket, Key=key, UploadId="0" * 48)
-    assert _error(exc) == ("NoSuchUpload", 404)
+    assert _fails(lambda: s3.delete_object(Bucket=f"{bucket}-gone", Key=key)) == ("NoSuchBucket", 404)
+    unknown = "0" * 48
+    abort = functools.partial(s3.abort_multipart_upload, Bucket=bucket, Key=key, UploadId=unknown)
+    assert _fails(abort) == ("NoSuchUpload", 404)
+    assert _fails(lambda: s3.list_parts(Bucket=bucket, Key=key, UploadId=unknown)) == ("NoSuchUpload", 404)
     _unchanged(s3, bucket, neighbours)
 
 
@@ -148,9 +143,10 @@ def test_parts_and_completes_of_an_unstorable_key_find_no_such_upload(
             ("abort_multipart_upload", {}),
             ("list_parts", {}),
         ):
-            with pytest.raises(ClientError) as exc:
-                getattr(s3, operation)(Bucket=bucket, Key=key, UploadId=upload_id, **arguments)
-            assert _error(exc) == ("NoSuchUpload", 404), operation
+            call = functools.partial(
+                getattr(s3, operation), Bucket=bucket, Key=key, UploadId=upload_id, **arguments
+            )
+            assert _fails(call) == ("NoSuchUpload", 404), operation
         # On the wire exactly as the key is.
         r = signed(server, "PUT", f"{_path(bucket, key)}?partNumber=1&uploadId={upload_id}", b"part")
         assert (r.status, _code(r.data)) == (404, "NoSuchUpload"), r.data
@@ -159,9 +155,11 @@ def test_parts_and_completes_of_an_unstorable_key_find_no_such_upload(
     listed = s3.list_parts(Bucket=bucket, Key="b", UploadId=other)["Parts"]
     assert [(p["PartNumber"], p["Size"]) for p in listed] == [(1, len(b"part of b"))]
     s3.abort_multipart_upload(Bucket=bucket, Key="b", UploadId=other)
-    with pytest.raises(ClientError) as exc:
-        s3.upload_part(Bucket=f"{bucket}-gone", Key=key, UploadId="0" * 48, PartNumber=1, Body=b"part")
-    assert _error(exc) == ("NoSuchBucket", 404)
+    gone = f"{bucket}-gone"
+    part = functools.partial(
+        s3.upload_part, Bucket=gone, Key=key, UploadId="0" * 48, PartNumber=1, Body=b"part"
+    )
+    assert _fails(part) == ("NoSuchBucket", 404)
     _unchanged(s3, bucket, neighbours)
     assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]) == sorted(neighbours)
 
@@ -179,9 +177,7 @@ def test_writes_of_an_unstorable_key_are_refused(
         # The destination is refused before the source is looked for, as for any missing source.
         lambda: s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": "x//y"}),
     ):
-        with pytest.raises(ClientError) as exc:
-            call()
-        assert _error(exc) == (code, 400)
+        assert _fails(call) == (code, 400)
     r = signed(server, "PUT", _path(bucket, key), body)
     assert (r.status, _code(r.data)) == (400, code), r.data
     _unchanged(s3, bucket, neighbours)
@@ -206,12 +202,8 @@ def test_a_key_over_1024_bytes_is_too_long_everywhere(s3: Any, bucket: str) -> N
         lambda: s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId="0" * 48),
         lambda: s3.list_parts(Bucket=bucket, Key=key, UploadId="0" * 48),
     ):
-        with pytest.raises(ClientError) as exc:
-            call()
-        assert _error(exc) == ("KeyTooLongError", 400)
-    with pytest.raises(ClientError) as exc:
-        s3.head_object(Bucket=bucket, Key=key)
-    assert _error(exc) == ("400", 400)
+        assert _fails(call) == ("KeyTooLongError", 400)
+    assert _fails(lambda: s3.head_object(Bucket=bucket, Key=key)) == ("400", 400)
     answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": key}]})
     assert [(e["Key"], e["Code"]) for e in answer["Errors"]] == [(key, "KeyTooLongError")]
 
